@@ -1,0 +1,1 @@
+//! The MedMesh node (grows in issue 3).

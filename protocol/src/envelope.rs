@@ -1,0 +1,205 @@
+//! The signed envelope: exact bytes that travel and are stored.
+//!
+//! Wire form: the canonical CBOR array `[v, network_id, signer, payload, signature]`
+//! where `payload` is the canonical CBOR of a [`Payload`] (as a byte string). The
+//! signature is Ed25519 over the to-be-signed message
+//!
+//! ```text
+//! tbs = "medmesh/record/v1\0" || network_id (32) || signer (32) || payload
+//! ```
+//!
+//! and the record id is `BLAKE3(tbs)`: it covers the author, the network and the
+//! content but not the signature, so re-signing cannot mint a second id. Received
+//! bytes are verified as received and never re-encoded.
+
+use std::sync::Arc;
+
+use ed25519_dalek::{Signature, Signer, SigningKey};
+use serde::{Deserialize, Serialize};
+
+use crate::cbor;
+use crate::error::{CborError, RecordError};
+use crate::ids::{NetworkId, PublicKey, RecordId, SignatureBytes};
+use crate::limits::ENVELOPE_BYTES_MAX;
+use crate::record::{Body, PAYLOAD_VERSION, Payload};
+
+const TBS_CONTEXT: &[u8] = b"medmesh/record/v1\0";
+/// The only envelope version this crate reads and writes.
+pub const ENVELOPE_VERSION: u64 = 1;
+
+/// The envelope exactly as encoded. The signer travels as raw bytes so that a bad
+/// key is reported as such, not as a decoding error.
+#[derive(Serialize, Deserialize)]
+struct Wire(u64, NetworkId, RawKey, crate::record::Bytes, SignatureBytes);
+
+#[derive(Clone, Copy, Serialize, Deserialize)]
+struct RawKey(#[serde(with = "raw32")] [u8; 32]);
+
+mod raw32 {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(b: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(b)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let b = crate::record::Bytes::deserialize(d)?;
+        <[u8; 32]>::try_from(b.0.as_slice()).map_err(|_| serde::de::Error::invalid_length(b.0.len(), &"32 bytes"))
+    }
+}
+
+/// A verified record: its id, signer, chain position and content, plus the exact
+/// bytes it arrived as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub id: RecordId,
+    pub signer: PublicKey,
+    pub seq: u64,
+    pub prev: Option<RecordId>,
+    pub body: Body,
+    /// The envelope bytes, exactly as signed and received.
+    pub bytes: Arc<[u8]>,
+}
+
+/// A decoded envelope whose signature has not been checked yet (so that many can
+/// be verified as a batch).
+#[derive(Clone, Debug)]
+pub struct Unverified {
+    record: Record,
+    signature: Signature,
+    tbs: Vec<u8>,
+}
+
+fn tbs(network: &NetworkId, signer: &[u8; 32], payload: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(TBS_CONTEXT.len() + 64 + payload.len());
+    m.extend_from_slice(TBS_CONTEXT);
+    m.extend_from_slice(network.as_bytes());
+    m.extend_from_slice(signer);
+    m.extend_from_slice(payload);
+    m
+}
+
+fn id_of(tbs: &[u8]) -> RecordId {
+    RecordId::from_bytes(*blake3::hash(tbs).as_bytes())
+}
+
+impl Record {
+    /// Sign `body` as the `seq`-th record of `key`'s chain, after `prev`.
+    pub fn sign(key: &SigningKey, network: NetworkId, seq: u64, prev: Option<RecordId>, body: Body) -> Result<Record, RecordError> {
+        let payload = Payload { v: PAYLOAD_VERSION, seq, prev, body };
+        payload.validate()?;
+        let payload_bytes = cbor::to_canonical(&payload).map_err(RecordError::Payload)?;
+        let signer = PublicKey::from(key);
+        let message = tbs(&network, signer.as_bytes(), &payload_bytes);
+        let signature = key.sign(&message);
+        let wire = Wire(
+            ENVELOPE_VERSION,
+            network,
+            RawKey(*signer.as_bytes()),
+            crate::record::Bytes(payload_bytes),
+            SignatureBytes::from_bytes(signature.to_bytes()),
+        );
+        let bytes = cbor::to_canonical(&wire).map_err(RecordError::Envelope)?;
+        if bytes.len() > ENVELOPE_BYTES_MAX {
+            return Err(RecordError::TooLarge { len: bytes.len() as u64, max: ENVELOPE_BYTES_MAX as u64 });
+        }
+        Ok(Record {
+            id: id_of(&message),
+            signer,
+            seq: payload.seq,
+            prev: payload.prev,
+            body: payload.body,
+            bytes: bytes.into(),
+        })
+    }
+
+    /// Decode and verify received bytes, cheapest check first: size, envelope,
+    /// version, network, signer key, payload, signature.
+    pub fn verify(bytes: &[u8], network: &NetworkId) -> Result<Record, RecordError> {
+        Unverified::decode(bytes, network)?.verify()
+    }
+
+    /// The record id of received bytes without verifying anything but the shape
+    /// (for duplicate checks before the expensive steps).
+    pub fn peek_id(bytes: &[u8]) -> Result<RecordId, RecordError> {
+        if bytes.len() > ENVELOPE_BYTES_MAX {
+            return Err(RecordError::TooLarge { len: bytes.len() as u64, max: ENVELOPE_BYTES_MAX as u64 });
+        }
+        let Wire(_, network, signer, payload, _) = cbor::from_canonical(bytes).map_err(RecordError::Envelope)?;
+        Ok(id_of(&tbs(&network, &signer.0, &payload.0)))
+    }
+
+    /// The kind of record, for logs.
+    pub fn kind(&self) -> &'static str {
+        self.body.kind()
+    }
+}
+
+impl Unverified {
+    /// Every check but the signature.
+    pub fn decode(bytes: &[u8], network: &NetworkId) -> Result<Unverified, RecordError> {
+        if bytes.len() > ENVELOPE_BYTES_MAX {
+            return Err(RecordError::TooLarge { len: bytes.len() as u64, max: ENVELOPE_BYTES_MAX as u64 });
+        }
+        let Wire(v, found, signer, payload_bytes, signature) = cbor::from_canonical(bytes).map_err(RecordError::Envelope)?;
+        if v != ENVELOPE_VERSION {
+            return Err(RecordError::UnsupportedVersion(v));
+        }
+        if found != *network {
+            return Err(RecordError::WrongNetwork { expected: *network, found });
+        }
+        let signer_key = PublicKey::from_bytes(signer.0).map_err(RecordError::BadSignerKey)?;
+        let payload: Payload = cbor::from_canonical(&payload_bytes.0).map_err(|e| match e {
+            CborError::Schema(s) if s.contains("version") => RecordError::Payload(CborError::Schema(s)),
+            other => RecordError::Payload(other),
+        })?;
+        payload.validate()?;
+        let message = tbs(network, &signer.0, &payload_bytes.0);
+        Ok(Unverified {
+            record: Record {
+                id: id_of(&message),
+                signer: signer_key,
+                seq: payload.seq,
+                prev: payload.prev,
+                body: payload.body,
+                bytes: bytes.into(),
+            },
+            signature: Signature::from_bytes(signature.as_bytes()),
+            tbs: message,
+        })
+    }
+
+    /// The id the record will have once verified.
+    pub fn id(&self) -> RecordId {
+        self.record.id
+    }
+
+    /// The claimed signer.
+    pub fn signer(&self) -> PublicKey {
+        self.record.signer
+    }
+
+    /// Check the signature with `verify_strict`.
+    pub fn verify(self) -> Result<Record, RecordError> {
+        self.record
+            .signer
+            .verifying_key()
+            .verify_strict(&self.tbs, &self.signature)
+            .map_err(|_| RecordError::BadSignature)?;
+        Ok(self.record)
+    }
+}
+
+/// Verify many records at once. Signer keys were refused at decode time if weak, so
+/// batch verification (which skips the weak-key checks) is safe; a failed batch
+/// falls back to `verify_strict` one by one to name the culprits.
+pub fn verify_batch(items: Vec<Unverified>) -> Vec<Result<Record, RecordError>> {
+    if items.is_empty() {
+        return Vec::new();
+    }
+    let messages: Vec<&[u8]> = items.iter().map(|u| u.tbs.as_slice()).collect();
+    let signatures: Vec<Signature> = items.iter().map(|u| u.signature).collect();
+    let keys: Vec<ed25519_dalek::VerifyingKey> = items.iter().map(|u| u.record.signer.verifying_key()).collect();
+    if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
+        return items.into_iter().map(|u| Ok(u.record)).collect();
+    }
+    items.into_iter().map(Unverified::verify).collect()
+}

@@ -1,0 +1,30 @@
+//! MedMesh's protocol: what every node agrees on, with no I/O.
+//!
+//! - [`cbor`]: canonical CBOR (RFC 8949 4.2.1) and a strict decoder.
+//! - [`ids`]: keys, record ids and hashes, validated when built.
+//! - [`root`]: the network root, the trust anchor whose hash is the network id.
+//! - [`record`]: every record kind of the MedPerf workflow, with its bounds.
+//! - [`envelope`]: signing, strict decoding and verification of records.
+//! - [`fold`]: the deterministic fold of a record set into [`fold::State`]:
+//!   approvals, associations, results, releases and leaderboards.
+//! - [`testkit`]: deterministic keys and record chains for tests and benches.
+//!
+//! Architecture invariant: this crate does no I/O, spawns nothing, reads no clock,
+//! and is the only crate that encodes or decodes records.
+
+pub mod cbor;
+pub mod envelope;
+pub mod error;
+pub mod fold;
+pub mod ids;
+pub mod limits;
+pub mod record;
+pub mod root;
+pub mod testkit;
+
+pub use envelope::{Record, Unverified, verify_batch};
+pub use error::{CborError, IdError, RecordError, RootError};
+// pub use fold::{Ledger, State, fold};
+pub use ids::{Hash32, NetworkId, PublicKey, RecordId, SignatureBytes, X25519Key};
+pub use root::NetworkRoot;
+pub use ed25519_dalek::SigningKey;

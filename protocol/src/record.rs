@@ -1,0 +1,653 @@
+//! Record kinds: every fact of the MedPerf workflow as an immutable, signed record.
+//!
+//! A [`Payload`] is what an author signs: the per-author chain position (`seq`,
+//! `prev`) and a [`Body`] of one kind. These types are a wire and disk format:
+//! fields are only ever added in a new `v`, never changed in place. Every type
+//! denies unknown fields so that two decoders cannot disagree on what a record says.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::RecordError;
+use crate::ids::{Hash32, PublicKey, RecordId, X25519Key};
+use crate::limits::*;
+
+/// The only payload version this crate reads and writes.
+pub const PAYLOAD_VERSION: u64 = 1;
+
+/// Opaque bytes that encode as a CBOR byte string (not an array of integers).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Bytes(pub Vec<u8>);
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bytes({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&hex::encode(&self.0))
+        } else {
+            s.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                Ok(Bytes(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Bytes, E> {
+                hex::decode(v).map(Bytes).map_err(E::custom)
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_str(V)
+        } else {
+            d.deserialize_bytes(V)
+        }
+    }
+}
+
+/// What an author signs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Payload {
+    /// Payload format version, [`PAYLOAD_VERSION`].
+    pub v: u64,
+    /// Position in the author's chain, from 0.
+    pub seq: u64,
+    /// Id of the author's record at `seq - 1`; `None` exactly when `seq == 0`.
+    pub prev: Option<RecordId>,
+    /// The fact itself.
+    pub body: Body,
+}
+
+/// One record kind each.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Body {
+    Profile(Profile),
+    Container(Container),
+    Benchmark(Benchmark),
+    BenchmarkDecision(BenchmarkDecision),
+    Dataset(Dataset),
+    DatasetOperational(DatasetOperational),
+    AssociationRequest(AssociationRequest),
+    AssociationDecision(AssociationDecision),
+    Result(ResultRecord),
+    Release(Release),
+    KeyRevocation(KeyRevocation),
+    AdminRotation(AdminRotation),
+}
+
+impl Body {
+    /// A stable lowercase name of the kind, for logs, tables and the control API.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Profile(_) => "profile",
+            Body::Container(_) => "container",
+            Body::Benchmark(_) => "benchmark",
+            Body::BenchmarkDecision(_) => "benchmark_decision",
+            Body::Dataset(_) => "dataset",
+            Body::DatasetOperational(_) => "dataset_operational",
+            Body::AssociationRequest(_) => "association_request",
+            Body::AssociationDecision(_) => "association_decision",
+            Body::Result(_) => "result",
+            Body::Release(_) => "release",
+            Body::KeyRevocation(_) => "key_revocation",
+            Body::AdminRotation(_) => "admin_rotation",
+        }
+    }
+}
+
+/// A participant's public profile. The latest (highest `seq`) one counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    pub organisation: String,
+    /// Results are encrypted to this key (committee members and data owners).
+    pub x25519: X25519Key,
+}
+
+/// How a container's parameters are laid out, as MedPerf and MLCube write them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ManifestFormat {
+    /// MedPerf's container config: `input_volumes` / `output_volumes` with mount paths.
+    ContainerConfig,
+    /// Legacy `mlcube.yaml`: `parameters.inputs` / `.outputs`, `--name=path` arguments.
+    Mlcube,
+}
+
+/// Whether a parameter is a file or a directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamKind {
+    File,
+    Directory,
+}
+
+/// One input or output of a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Param {
+    pub name: String,
+    pub kind: ParamKind,
+    /// Where it is mounted inside the container (container-config format).
+    pub mount_path: Option<String>,
+    /// Default relative path (MLCube format), e.g. `predictions/`.
+    pub default: Option<String>,
+    /// The task runs without it.
+    pub optional: bool,
+}
+
+/// One task of a container (`prepare`, `sanity_check`, `statistics`, `infer`, `evaluate`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    pub name: String,
+    pub inputs: Vec<Param>,
+    pub outputs: Vec<Param>,
+}
+
+/// A container's manifest: the tasks it offers and their parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: ManifestFormat,
+    pub tasks: Vec<Task>,
+}
+
+impl Manifest {
+    /// The task called `name`, if the manifest has it.
+    pub fn task(&self, name: &str) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+}
+
+/// The image a container runs, pinned by digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRef {
+    /// A human reference such as `medmesh/example-model:1`.
+    pub reference: String,
+    /// `sha256:` and 64 lowercase hex digits: the image id as Docker reports it.
+    pub digest: String,
+}
+
+/// Files that travel beside an image (a model's weights), pinned by hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdditionalFiles {
+    /// Where to get them (a blob id on the network, or a URL).
+    pub location: String,
+    /// BLAKE3 tree hash of the files.
+    pub hash: Hash32,
+}
+
+/// A container: data preparator, model or metrics. Its author is its owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Container {
+    pub name: String,
+    pub manifest: Manifest,
+    pub image: ImageRef,
+    /// Hash of the parameters file, if the container takes one.
+    pub parameters_hash: Option<Hash32>,
+    pub additional_files: Option<AdditionalFiles>,
+}
+
+/// Auto-approval of association requests, per benchmark and per subject kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum AutoApproval {
+    /// Every request waits for the committee.
+    Never,
+    /// Every request with a passed compatibility test is approved.
+    Always,
+    /// Requests from these keys are approved; others wait.
+    Allowlist(Vec<PublicKey>),
+}
+
+/// What the committee lets everyone see of results.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SharingPolicy {
+    /// One figure per model over all datasets, shown once `min_datasets` contribute.
+    Aggregate { min_datasets: u16 },
+    /// The model x dataset table; dataset names pseudonymised unless the owner allowed.
+    PerDataset,
+}
+
+/// The benchmark's demo dataset, used by compatibility tests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoDataset {
+    pub location: String,
+    /// BLAKE3 of the demo tarball.
+    pub hash: Hash32,
+}
+
+/// A benchmark. Its author is the benchmark owner; the admin approves it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Benchmark {
+    pub name: String,
+    pub description: String,
+    pub docs_url: String,
+    pub demo_dataset: DemoDataset,
+    pub data_preparator: RecordId,
+    pub reference_model: RecordId,
+    pub metrics: RecordId,
+    pub committee: Vec<PublicKey>,
+    /// Distinct committee members needed to approve an association or a release.
+    pub threshold: u16,
+    pub dataset_auto_approval: AutoApproval,
+    pub model_auto_approval: AutoApproval,
+    pub sharing: SharingPolicy,
+    /// The metric (a key of the metrics container's results.yaml) to rank by.
+    pub rank_metric: String,
+    pub higher_is_better: bool,
+}
+
+/// Approve or reject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+/// An admin's decision on a benchmark.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BenchmarkDecision {
+    pub benchmark: RecordId,
+    pub decision: Decision,
+}
+
+/// MedPerf's dataset states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetState {
+    Development,
+    Operation,
+}
+
+/// A registered dataset: metadata only, never the data. Its author is its owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dataset {
+    pub name: String,
+    pub description: String,
+    pub location: String,
+    pub data_preparator: RecordId,
+    /// BLAKE3 tree hash of the prepared data and labels.
+    pub prepared_hash: Hash32,
+    /// Flattened statistics.yaml (`key.path` -> value as text).
+    pub statistics: BTreeMap<String, String>,
+    pub state: DatasetState,
+    /// The owner lets releases show this dataset's name (else a pseudonym).
+    pub name_public: bool,
+}
+
+/// The owner marks a dataset operational (one way, as in MedPerf), with the hash
+/// recomputed at that moment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetOperational {
+    pub dataset: RecordId,
+    pub prepared_hash: Hash32,
+}
+
+/// What an association is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    Dataset(RecordId),
+    Model(RecordId),
+}
+
+impl Subject {
+    pub fn id(&self) -> RecordId {
+        match self {
+            Subject::Dataset(id) | Subject::Model(id) => *id,
+        }
+    }
+}
+
+/// The outcome of the compatibility test (preparator -> model -> metrics on the
+/// demo dataset, or on the data owner's prepared data).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompatibilityTest {
+    pub passed: bool,
+    /// BLAKE3 of the results.yaml the test produced.
+    pub results_hash: Hash32,
+    /// Image digests of the three containers used.
+    pub image_digests: Vec<String>,
+}
+
+/// A dataset or model owner asks to join a benchmark.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssociationRequest {
+    pub benchmark: RecordId,
+    pub subject: Subject,
+    pub compatibility: CompatibilityTest,
+}
+
+/// A committee member's decision on an association, with the model's priority.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssociationDecision {
+    pub benchmark: RecordId,
+    pub subject: Subject,
+    pub decision: Decision,
+    /// For models: higher runs first. The effective priority is the lower median of
+    /// the approving members' values.
+    pub priority: Option<i32>,
+}
+
+/// Result metrics, encrypted to each recipient (HPKE); opaque to the fold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sealed {
+    /// Names the encryption suite, e.g. `hpke-x25519-sha256-chacha20poly1305`.
+    pub scheme: String,
+    pub recipients: Vec<SealedFor>,
+    pub ciphertext: Bytes,
+}
+
+/// The content key, encapsulated for one recipient.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealedFor {
+    pub recipient: X25519Key,
+    pub encapsulated: Bytes,
+}
+
+/// Limits a task ran under.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionLimits {
+    pub memory_bytes: u64,
+    pub nano_cpus: u64,
+    pub pids: u64,
+}
+
+/// What was run, on what, and how long it took: all in the clear.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionReceipt {
+    pub model_image_digest: String,
+    pub metrics_image_digest: String,
+    pub dataset_hash: Hash32,
+    pub predictions_hash: Hash32,
+    pub results_hash: Hash32,
+    pub limits: ExecutionLimits,
+    pub infer_ms: u64,
+    pub evaluate_ms: u64,
+}
+
+/// A benchmark result, submitted by the dataset's owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultRecord {
+    pub benchmark: RecordId,
+    pub model: RecordId,
+    pub dataset: RecordId,
+    pub metrics: Sealed,
+    pub receipt: ExecutionReceipt,
+}
+
+/// One line of a release: a model's released metrics, over one dataset
+/// (`per_dataset`) or all of them (`aggregate`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseEntry {
+    pub model: RecordId,
+    /// The dataset's name or pseudonym; `None` in an aggregate release.
+    pub dataset: Option<String>,
+    /// How many datasets this figure covers.
+    pub datasets: u16,
+    /// Metric name -> value in millionths (fixed point: no floats in signed data).
+    pub metrics: BTreeMap<String, i64>,
+}
+
+/// What the committee publishes for everyone. Shown once `threshold` distinct
+/// members have signed identical content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    pub benchmark: RecordId,
+    /// Later rounds supersede earlier ones.
+    pub round: u64,
+    pub policy: SharingPolicy,
+    pub entries: Vec<ReleaseEntry>,
+    /// Seed for bootstrap confidence intervals, so every node computes the same.
+    pub seed: u64,
+}
+
+/// The admins (at threshold) revoke a key: its records from `from_seq` on lose
+/// authority.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRevocation {
+    pub key: PublicKey,
+    pub from_seq: u64,
+    pub reason: String,
+}
+
+/// The admins of epoch `epoch - 1` (at their threshold) hand over to a new set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminRotation {
+    pub epoch: u64,
+    pub admins: Vec<PublicKey>,
+    pub threshold: u16,
+}
+
+// ---------------------------------------------------------------------------
+// Bounds. Checked on every decoded payload and before every signature.
+
+fn text(field: &'static str, s: &str, max: usize) -> Result<(), RecordError> {
+    if s.len() > max {
+        return Err(RecordError::Invalid { field, reason: format!("{} bytes; at most {max}", s.len()) });
+    }
+    Ok(())
+}
+
+fn name(field: &'static str, s: &str) -> Result<(), RecordError> {
+    if s.trim().is_empty() {
+        return Err(RecordError::Invalid { field, reason: "must not be empty".into() });
+    }
+    text(field, s, NAME_BYTES_MAX)
+}
+
+fn list<T>(field: &'static str, l: &[T], max: usize) -> Result<(), RecordError> {
+    if l.len() > max {
+        return Err(RecordError::Invalid { field, reason: format!("{} items; at most {max}", l.len()) });
+    }
+    Ok(())
+}
+
+fn digest(field: &'static str, d: &str) -> Result<(), RecordError> {
+    let ok = d
+        .strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    if !ok {
+        return Err(RecordError::Invalid { field, reason: "must be `sha256:` and 64 lowercase hex digits".into() });
+    }
+    Ok(())
+}
+
+fn no_duplicate_keys(field: &'static str, keys: &[PublicKey]) -> Result<(), RecordError> {
+    let mut sorted = keys.to_vec();
+    sorted.sort();
+    if sorted.windows(2).any(|w| w[0] == w[1]) {
+        return Err(RecordError::Invalid { field, reason: "lists the same key twice".into() });
+    }
+    Ok(())
+}
+
+fn threshold(field: &'static str, t: u16, n: usize) -> Result<(), RecordError> {
+    if t == 0 || usize::from(t) > n {
+        return Err(RecordError::Invalid { field, reason: format!("threshold {t} must be between 1 and {n}") });
+    }
+    Ok(())
+}
+
+impl Payload {
+    /// Check every bound and the chain rule (`prev` is `None` exactly at `seq` 0).
+    pub fn validate(&self) -> Result<(), RecordError> {
+        if self.v != PAYLOAD_VERSION {
+            return Err(RecordError::UnsupportedVersion(self.v));
+        }
+        if (self.seq == 0) != self.prev.is_none() {
+            return Err(RecordError::Invalid {
+                field: "prev",
+                reason: "must be absent at seq 0 and present after".into(),
+            });
+        }
+        self.body.validate()
+    }
+}
+
+impl Body {
+    /// Check every bound of the record's content.
+    pub fn validate(&self) -> Result<(), RecordError> {
+        match self {
+            Body::Profile(p) => {
+                name("profile.name", &p.name)?;
+                text("profile.organisation", &p.organisation, NAME_BYTES_MAX)
+            }
+            Body::Container(c) => {
+                name("container.name", &c.name)?;
+                text("container.image.reference", &c.image.reference, TEXT_BYTES_MAX)?;
+                digest("container.image.digest", &c.image.digest)?;
+                if let Some(a) = &c.additional_files {
+                    text("container.additional_files.location", &a.location, TEXT_BYTES_MAX)?;
+                }
+                list("container.manifest.tasks", &c.manifest.tasks, LIST_LEN_MAX)?;
+                if c.manifest.tasks.is_empty() {
+                    return Err(RecordError::Invalid { field: "container.manifest.tasks", reason: "must not be empty".into() });
+                }
+                for t in &c.manifest.tasks {
+                    name("container.manifest.tasks.name", &t.name)?;
+                    list("container.manifest.tasks.inputs", &t.inputs, LIST_LEN_MAX)?;
+                    list("container.manifest.tasks.outputs", &t.outputs, LIST_LEN_MAX)?;
+                    for p in t.inputs.iter().chain(&t.outputs) {
+                        name("container.manifest.param.name", &p.name)?;
+                        if let Some(m) = &p.mount_path {
+                            text("container.manifest.param.mount_path", m, TEXT_BYTES_MAX)?;
+                        }
+                        if let Some(d) = &p.default {
+                            text("container.manifest.param.default", d, TEXT_BYTES_MAX)?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Body::Benchmark(b) => {
+                name("benchmark.name", &b.name)?;
+                text("benchmark.description", &b.description, TEXT_BYTES_MAX)?;
+                text("benchmark.docs_url", &b.docs_url, TEXT_BYTES_MAX)?;
+                text("benchmark.demo_dataset.location", &b.demo_dataset.location, TEXT_BYTES_MAX)?;
+                list("benchmark.committee", &b.committee, COMMITTEE_LEN_MAX)?;
+                no_duplicate_keys("benchmark.committee", &b.committee)?;
+                threshold("benchmark.threshold", b.threshold, b.committee.len())?;
+                for a in [&b.dataset_auto_approval, &b.model_auto_approval] {
+                    if let AutoApproval::Allowlist(keys) = a {
+                        list("benchmark.auto_approval.allowlist", keys, LIST_LEN_MAX)?;
+                    }
+                }
+                if let SharingPolicy::Aggregate { min_datasets: 0 } = b.sharing {
+                    return Err(RecordError::Invalid { field: "benchmark.sharing", reason: "min_datasets must be at least 1".into() });
+                }
+                name("benchmark.rank_metric", &b.rank_metric)
+            }
+            Body::BenchmarkDecision(_) | Body::DatasetOperational(_) => Ok(()),
+            Body::Dataset(d) => {
+                name("dataset.name", &d.name)?;
+                text("dataset.description", &d.description, TEXT_BYTES_MAX)?;
+                text("dataset.location", &d.location, TEXT_BYTES_MAX)?;
+                if d.statistics.len() > STATISTICS_ENTRIES_MAX {
+                    return Err(RecordError::Invalid {
+                        field: "dataset.statistics",
+                        reason: format!("{} entries; at most {STATISTICS_ENTRIES_MAX}", d.statistics.len()),
+                    });
+                }
+                for (k, v) in &d.statistics {
+                    name("dataset.statistics.key", k)?;
+                    text("dataset.statistics.value", v, TEXT_BYTES_MAX)?;
+                }
+                Ok(())
+            }
+            Body::AssociationRequest(r) => {
+                list("association_request.compatibility.image_digests", &r.compatibility.image_digests, 16)?;
+                for d in &r.compatibility.image_digests {
+                    digest("association_request.compatibility.image_digests", d)?;
+                }
+                Ok(())
+            }
+            Body::AssociationDecision(_) => Ok(()),
+            Body::Result(r) => {
+                name("result.metrics.scheme", &r.metrics.scheme)?;
+                list("result.metrics.recipients", &r.metrics.recipients, COMMITTEE_LEN_MAX + 1)?;
+                if r.metrics.ciphertext.0.len() > SEALED_BYTES_MAX {
+                    return Err(RecordError::Invalid {
+                        field: "result.metrics.ciphertext",
+                        reason: format!("{} bytes; at most {SEALED_BYTES_MAX}", r.metrics.ciphertext.0.len()),
+                    });
+                }
+                for s in &r.metrics.recipients {
+                    if s.encapsulated.0.len() > 256 {
+                        return Err(RecordError::Invalid { field: "result.metrics.recipients.encapsulated", reason: "at most 256 bytes".into() });
+                    }
+                }
+                digest("result.receipt.model_image_digest", &r.receipt.model_image_digest)?;
+                digest("result.receipt.metrics_image_digest", &r.receipt.metrics_image_digest)
+            }
+            Body::Release(r) => {
+                list("release.entries", &r.entries, LIST_LEN_MAX)?;
+                for e in &r.entries {
+                    if let Some(d) = &e.dataset {
+                        name("release.entries.dataset", d)?;
+                    }
+                    if e.metrics.len() > 64 {
+                        return Err(RecordError::Invalid { field: "release.entries.metrics", reason: "at most 64 metrics".into() });
+                    }
+                    for k in e.metrics.keys() {
+                        name("release.entries.metrics.name", k)?;
+                    }
+                }
+                Ok(())
+            }
+            Body::KeyRevocation(k) => text("key_revocation.reason", &k.reason, TEXT_BYTES_MAX),
+            Body::AdminRotation(a) => {
+                if a.epoch == 0 {
+                    return Err(RecordError::Invalid { field: "admin_rotation.epoch", reason: "epoch 0 is the network root".into() });
+                }
+                list("admin_rotation.admins", &a.admins, ADMINS_LEN_MAX)?;
+                no_duplicate_keys("admin_rotation.admins", &a.admins)?;
+                threshold("admin_rotation.threshold", a.threshold, a.admins.len())
+            }
+        }
+    }
+}

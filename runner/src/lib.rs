@@ -1,0 +1,1 @@
+//! The MedMesh container runner (grows in issue 4).
