@@ -1,0 +1,320 @@
+//! Deterministic keys, author chains and a complete MedPerf workflow as records:
+//! for unit tests, property tests, benches and the node's integration tests.
+//! Nothing here is used by production code paths.
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::SigningKey;
+
+use crate::envelope::Record;
+use crate::ids::{Hash32, NetworkId, PublicKey, RecordId, X25519Key};
+use crate::record::*;
+use crate::root::NetworkRoot;
+
+/// A signing key derived from a label: the same label gives the same key.
+pub fn key(label: &str) -> SigningKey {
+    SigningKey::from_bytes(&blake3::derive_key("medmesh testkit key", label.as_bytes()))
+}
+
+/// An author signing records in chain order.
+#[derive(Clone, Debug)]
+pub struct Author {
+    pub key: SigningKey,
+    pub network: NetworkId,
+    pub next_seq: u64,
+    pub prev: Option<RecordId>,
+}
+
+impl Author {
+    pub fn new(label: &str, network: NetworkId) -> Self {
+        Self { key: key(label), network, next_seq: 0, prev: None }
+    }
+
+    pub fn public(&self) -> PublicKey {
+        PublicKey::from(&self.key)
+    }
+
+    /// Sign `body` as the next record of this author's chain.
+    pub fn sign(&mut self, body: Body) -> Record {
+        let r = Record::sign(&self.key, self.network, self.next_seq, self.prev, body).expect("testkit bodies are valid");
+        self.next_seq += 1;
+        self.prev = Some(r.id);
+        r
+    }
+
+    /// Sign at an explicit chain position without advancing (to equivocate).
+    pub fn sign_at(&self, seq: u64, prev: Option<RecordId>, body: Body) -> Record {
+        Record::sign(&self.key, self.network, seq, prev, body).expect("testkit bodies are valid")
+    }
+}
+
+/// A network root with the given admins.
+pub fn root(admins: &[PublicKey], threshold: u16) -> NetworkRoot {
+    NetworkRoot::new("testnet", admins.to_vec(), threshold, Hash32::of(b"testkit")).expect("valid testkit root")
+}
+
+fn digest(label: &str) -> String {
+    format!("sha256:{}", hex::encode(blake3::hash(label.as_bytes()).as_bytes()))
+}
+
+fn param(name: &str, kind: ParamKind) -> Param {
+    Param { name: name.into(), kind, mount_path: Some(format!("/mlcube_io/{name}")), default: None, optional: false }
+}
+
+/// A container record body with one task per name, each reading `data_path` and
+/// writing `output_path`.
+pub fn container(name: &str, tasks: &[&str]) -> Body {
+    Body::Container(Container {
+        name: name.into(),
+        manifest: Manifest {
+            format: ManifestFormat::ContainerConfig,
+            tasks: tasks
+                .iter()
+                .map(|t| Task {
+                    name: (*t).into(),
+                    inputs: vec![param("data_path", ParamKind::Directory)],
+                    outputs: vec![param("output_path", ParamKind::Directory)],
+                })
+                .collect(),
+        },
+        image: ImageRef { reference: format!("medmesh/{name}:1"), digest: digest(name) },
+        parameters_hash: None,
+        additional_files: None,
+    })
+}
+
+/// A benchmark body over the three containers, with the given committee.
+pub fn benchmark(name: &str, prep: RecordId, model: RecordId, metrics: RecordId, committee: Vec<PublicKey>, threshold: u16) -> Benchmark {
+    Benchmark {
+        name: name.into(),
+        description: format!("{name}: a test benchmark"),
+        docs_url: "https://example.org/docs".into(),
+        demo_dataset: DemoDataset { location: "blob:demo".into(), hash: Hash32::of(b"demo") },
+        data_preparator: prep,
+        reference_model: model,
+        metrics,
+        committee,
+        threshold,
+        dataset_auto_approval: AutoApproval::Never,
+        model_auto_approval: AutoApproval::Never,
+        sharing: SharingPolicy::PerDataset,
+        rank_metric: "auc".into(),
+        higher_is_better: true,
+    }
+}
+
+/// A dataset body prepared with `prep`.
+pub fn dataset(name: &str, prep: RecordId, state: DatasetState) -> Body {
+    let mut statistics = BTreeMap::new();
+    statistics.insert("samples".to_string(), "120".to_string());
+    Body::Dataset(Dataset {
+        name: name.into(),
+        description: format!("{name} data"),
+        location: "on site".into(),
+        data_preparator: prep,
+        prepared_hash: Hash32::of(name.as_bytes()),
+        statistics,
+        state,
+        name_public: false,
+    })
+}
+
+/// An association request with a compatibility test outcome.
+pub fn request(benchmark: RecordId, subject: Subject, passed: bool) -> Body {
+    Body::AssociationRequest(AssociationRequest {
+        benchmark,
+        subject,
+        compatibility: CompatibilityTest { passed, results_hash: Hash32::of(b"results"), image_digests: vec![digest("prep")] },
+    })
+}
+
+/// A committee decision.
+pub fn decide(benchmark: RecordId, subject: Subject, decision: Decision, priority: Option<i32>) -> Body {
+    Body::AssociationDecision(AssociationDecision { benchmark, subject, decision, priority })
+}
+
+/// A result body with an opaque sealed blob.
+pub fn result(benchmark: RecordId, model: RecordId, dataset: RecordId, salt: u64) -> Body {
+    Body::Result(ResultRecord {
+        benchmark,
+        model,
+        dataset,
+        metrics: Sealed {
+            scheme: "test-opaque".into(),
+            recipients: vec![SealedFor { recipient: X25519Key::from_bytes([9; 32]), encapsulated: Bytes(vec![1; 32]) }],
+            ciphertext: Bytes(salt.to_le_bytes().repeat(8)),
+        },
+        receipt: ExecutionReceipt {
+            model_image_digest: digest("model"),
+            metrics_image_digest: digest("metrics"),
+            dataset_hash: Hash32::of(b"d"),
+            predictions_hash: Hash32::of(&salt.to_le_bytes()),
+            results_hash: Hash32::of(b"r"),
+            limits: ExecutionLimits { memory_bytes: 1 << 30, nano_cpus: 1_000_000_000, pids: 256 },
+            infer_ms: 10,
+            evaluate_ms: 5,
+        },
+    })
+}
+
+/// A complete MedPerf workflow: admin, a committee of three with threshold two, a
+/// benchmark owner, three hospitals and two model owners, every step signed.
+#[derive(Clone, Debug)]
+pub struct Workflow {
+    pub root: NetworkRoot,
+    pub admin: Author,
+    pub committee: Vec<Author>,
+    pub owner: Author,
+    pub hospitals: Vec<Author>,
+    pub modelers: Vec<Author>,
+    pub prep: RecordId,
+    pub reference: RecordId,
+    pub metrics: RecordId,
+    pub models: Vec<RecordId>,
+    pub benchmark: RecordId,
+    pub datasets: Vec<RecordId>,
+    pub records: Vec<Record>,
+}
+
+impl Workflow {
+    /// Network, people and containers; no benchmark yet.
+    pub fn people() -> Self {
+        let admin_key = key("admin");
+        let root = root(&[PublicKey::from(&admin_key)], 1);
+        let net = root.network_id();
+        let mut w = Workflow {
+            admin: Author::new("admin", net),
+            committee: (0..3).map(|i| Author::new(&format!("committee-{i}"), net)).collect(),
+            owner: Author::new("benchmark-owner", net),
+            hospitals: (0..3).map(|i| Author::new(&format!("hospital-{i}"), net)).collect(),
+            modelers: (0..2).map(|i| Author::new(&format!("model-owner-{i}"), net)).collect(),
+            root,
+            prep: RecordId::from_bytes([0; 32]),
+            reference: RecordId::from_bytes([0; 32]),
+            metrics: RecordId::from_bytes([0; 32]),
+            models: Vec::new(),
+            benchmark: RecordId::from_bytes([0; 32]),
+            datasets: Vec::new(),
+            records: Vec::new(),
+        };
+        w.prep = w.push_owner(container("prep", &["prepare", "sanity_check", "statistics"]));
+        w.reference = w.push_owner(container("reference-model", &["infer"]));
+        w.metrics = w.push_owner(container("metrics", &["evaluate"]));
+        for i in 0..w.modelers.len() {
+            let r = w.modelers[i].sign(container(&format!("model-{i}"), &["infer"]));
+            w.models.push(r.id);
+            w.records.push(r);
+        }
+        w
+    }
+
+    fn push_owner(&mut self, body: Body) -> RecordId {
+        let r = self.owner.sign(body);
+        let id = r.id;
+        self.records.push(r);
+        id
+    }
+
+    /// Sign with `who` and keep the record.
+    pub fn push(&mut self, who: impl FnOnce(&mut Self) -> &mut Author, body: Body) -> Record {
+        let r = who(self).sign(body);
+        self.records.push(r.clone());
+        r
+    }
+
+    /// Submit the benchmark (not yet approved) with `edit` applied.
+    pub fn with_benchmark(mut self, edit: impl FnOnce(&mut Benchmark)) -> Self {
+        let committee: Vec<_> = self.committee.iter().map(Author::public).collect();
+        let mut b = benchmark("tumour-bench", self.prep, self.reference, self.metrics, committee, 2);
+        edit(&mut b);
+        self.benchmark = self.push_owner(Body::Benchmark(b));
+        self
+    }
+
+    /// The admin approves the benchmark.
+    pub fn approve_benchmark(mut self) -> Self {
+        let b = self.benchmark;
+        self.push(|w| &mut w.admin, Body::BenchmarkDecision(BenchmarkDecision { benchmark: b, decision: Decision::Approve }));
+        self
+    }
+
+    /// Every hospital registers an operational dataset and requests association.
+    pub fn register_datasets(mut self) -> Self {
+        for i in 0..self.hospitals.len() {
+            let d = self.push(|w| &mut w.hospitals[i], dataset(&format!("hospital-{i}"), self.prep, DatasetState::Operation)).id;
+            self.datasets.push(d);
+            let b = self.benchmark;
+            self.push(|w| &mut w.hospitals[i], request(b, Subject::Dataset(d), true));
+        }
+        self
+    }
+
+    /// Every model owner requests association of its model.
+    pub fn request_models(mut self) -> Self {
+        for i in 0..self.modelers.len() {
+            let (b, m) = (self.benchmark, self.models[i]);
+            self.push(|w| &mut w.modelers[i], request(b, Subject::Model(m), true));
+        }
+        self
+    }
+
+    /// Committee members 0 and 1 approve every requested association.
+    pub fn approve_all(mut self) -> Self {
+        let b = self.benchmark;
+        let subjects: Vec<Subject> = self
+            .datasets
+            .iter()
+            .map(|d| Subject::Dataset(*d))
+            .chain(self.models.iter().map(|m| Subject::Model(*m)))
+            .collect();
+        for s in subjects {
+            for c in 0..2 {
+                self.push(|w| &mut w.committee[c], decide(b, s, Decision::Approve, Some(1)));
+            }
+        }
+        self
+    }
+
+    /// Each hospital submits a result for each model.
+    pub fn submit_results(mut self) -> Self {
+        let b = self.benchmark;
+        for i in 0..self.hospitals.len() {
+            for m in self.models.clone() {
+                let d = self.datasets[i];
+                self.push(|w| &mut w.hospitals[i], result(b, m, d, i as u64));
+            }
+        }
+        self
+    }
+
+    /// A per-dataset release with `auc` values `value(model index, dataset index)`,
+    /// signed by committee members `signers`.
+    pub fn release(mut self, round: u64, signers: &[usize], value: impl Fn(usize, usize) -> i64) -> Self {
+        let mut entries = Vec::new();
+        for (mi, m) in self.models.iter().enumerate() {
+            for di in 0..self.datasets.len() {
+                let mut metrics = BTreeMap::new();
+                metrics.insert("auc".to_string(), value(mi, di));
+                entries.push(ReleaseEntry { model: *m, dataset: Some(format!("site-{di}")), datasets: 1, metrics });
+            }
+        }
+        let release = Release { benchmark: self.benchmark, round, policy: SharingPolicy::PerDataset, entries, seed: 7 };
+        for &c in signers {
+            self.push(|w| &mut w.committee[c], Body::Release(release.clone()));
+        }
+        self
+    }
+
+    /// The whole workflow, ending with a release signed by two members in which
+    /// model 1 beats model 0.
+    pub fn complete() -> Self {
+        Self::people()
+            .with_benchmark(|_| {})
+            .approve_benchmark()
+            .register_datasets()
+            .request_models()
+            .approve_all()
+            .submit_results()
+            .release(1, &[0, 1], |m, d| 800_000 + 50_000 * m as i64 + 1_000 * d as i64)
+    }
+}
