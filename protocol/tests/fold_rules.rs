@@ -1,0 +1,495 @@
+//! The fold's authorization rules, one test per rule. Each test builds records from
+//! several keys with `testkit::Workflow` and asserts the derived state.
+
+use protocol::fold::Status;
+use protocol::record::*;
+use protocol::testkit::{self, Author, Workflow};
+use protocol::{PublicKey, Record, State, fold};
+
+fn state(w: &Workflow) -> State {
+    fold(&w.root, &w.records)
+}
+
+fn assoc(s: &State, w: &Workflow, subject: Subject) -> Status {
+    s.association(&w.benchmark, &subject).map(|a| a.status).expect("association exists")
+}
+
+fn bench_status(s: &State, w: &Workflow) -> Status {
+    s.benchmarks[&w.benchmark].status
+}
+
+fn model(w: &Workflow, i: usize) -> Subject {
+    Subject::Model(w.models[i])
+}
+
+fn data(w: &Workflow, i: usize) -> Subject {
+    Subject::Dataset(w.datasets[i])
+}
+
+fn counted_results(s: &State) -> usize {
+    s.results.iter().filter(|r| r.counts).count()
+}
+
+// ----- benchmarks -------------------------------------------------------------
+
+#[test]
+fn a_benchmark_is_pending_until_the_admin_approves_it() {
+    let w = Workflow::people().with_benchmark(|_| {});
+    assert_eq!(bench_status(&state(&w), &w), Status::Pending);
+    let w = w.approve_benchmark();
+    assert_eq!(bench_status(&state(&w), &w), Status::Approved);
+}
+
+#[test]
+fn a_benchmark_decision_by_a_non_admin_changes_nothing_and_is_reported() {
+    let mut w = Workflow::people().with_benchmark(|_| {});
+    let b = w.benchmark;
+    let stray = w.push(|w| &mut w.hospitals[0], Body::BenchmarkDecision(BenchmarkDecision { benchmark: b, decision: Decision::Approve }));
+    let s = state(&w);
+    assert_eq!(bench_status(&s, &w), Status::Pending);
+    assert!(s.ignored.iter().any(|i| i.id == stray.id && i.reason.contains("not an admin")));
+}
+
+#[test]
+fn the_admins_latest_decision_counts_so_a_rejection_revokes_an_approval() {
+    let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark();
+    let b = w.benchmark;
+    let reject = w.push(|w| &mut w.admin, Body::BenchmarkDecision(BenchmarkDecision { benchmark: b, decision: Decision::Reject }));
+    assert_eq!(bench_status(&state(&w), &w), Status::Rejected);
+    // Arrival order does not matter: the rejection first gives the same outcome.
+    let mut reordered = w.records.clone();
+    reordered.retain(|r| r.id != reject.id);
+    reordered.insert(0, reject);
+    assert_eq!(fold(&w.root, &reordered).hash, state(&w).hash);
+}
+
+#[test]
+fn a_benchmark_whose_containers_are_unknown_is_not_approved() {
+    let w = Workflow::people().with_benchmark(|_| {}).approve_benchmark();
+    let without_metrics: Vec<Record> = w.records.iter().filter(|r| r.id != w.metrics).cloned().collect();
+    let s = fold(&w.root, &without_metrics);
+    let view = &s.benchmarks[&w.benchmark];
+    assert_eq!(view.status, Status::Pending);
+    assert_eq!(view.missing_containers, vec![w.metrics]);
+}
+
+#[test]
+fn admin_threshold_requires_distinct_admins() {
+    // Two admins, threshold two: one approval (even twice) is not enough.
+    let keys = [testkit::key("admin-a"), testkit::key("admin-b")];
+    let pubs: Vec<PublicKey> = keys.iter().map(PublicKey::from).collect();
+    let root = testkit::root(&pubs, 2);
+    let net = root.network_id();
+    let mut owner = Author::new("owner", net);
+    let prep = owner.sign(testkit::container("prep", &["prepare"]));
+    let model = owner.sign(testkit::container("model", &["infer"]));
+    let metrics = owner.sign(testkit::container("metrics", &["evaluate"]));
+    let committee = vec![Author::new("c", net).public()];
+    let bench = owner.sign(Body::Benchmark(testkit::benchmark("b", prep.id, model.id, metrics.id, committee, 1)));
+    let mut admin_a = Author::new("admin-a", net);
+    let mut admin_b = Author::new("admin-b", net);
+    let approve = || Body::BenchmarkDecision(BenchmarkDecision { benchmark: bench.id, decision: Decision::Approve });
+    let mut records = vec![prep, model, metrics, bench.clone(), admin_a.sign(approve()), admin_a.sign(approve())];
+    assert_eq!(fold(&root, &records).benchmarks[&bench.id].status, Status::Pending);
+    records.push(admin_b.sign(approve()));
+    assert_eq!(fold(&root, &records).benchmarks[&bench.id].status, Status::Approved);
+}
+
+// ----- associations -----------------------------------------------------------
+
+#[test]
+fn an_association_needs_threshold_committee_approvals() {
+    let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark().request_models();
+    let (b, m) = (w.benchmark, model(&w, 0));
+    assert_eq!(assoc(&state(&w), &w, m), Status::Pending);
+    w.push(|w| &mut w.committee[0], testkit::decide(b, m, Decision::Approve, None));
+    assert_eq!(assoc(&state(&w), &w, m), Status::Pending, "one of a threshold of two");
+    w.push(|w| &mut w.committee[0], testkit::decide(b, m, Decision::Approve, None));
+    assert_eq!(assoc(&state(&w), &w, m), Status::Pending, "the same member twice is still one");
+    w.push(|w| &mut w.committee[1], testkit::decide(b, m, Decision::Approve, None));
+    assert_eq!(assoc(&state(&w), &w, m), Status::Approved);
+}
+
+#[test]
+fn a_decision_by_someone_outside_the_committee_changes_nothing() {
+    let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark().request_models();
+    let (b, m) = (w.benchmark, model(&w, 0));
+    w.push(|w| &mut w.committee[0], testkit::decide(b, m, Decision::Approve, None));
+    let stray = w.push(|w| &mut w.hospitals[2], testkit::decide(b, m, Decision::Approve, None));
+    let s = state(&w);
+    assert_eq!(assoc(&s, &w, m), Status::Pending);
+    assert!(s.ignored.iter().any(|i| i.id == stray.id && i.reason.contains("committee")));
+}
+
+#[test]
+fn the_initiator_cannot_approve_its_own_request() {
+    // Committee member 0 also owns a model and requests its association.
+    let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark();
+    let own = w.push(|w| &mut w.committee[0], testkit::container("own-model", &["infer"])).id;
+    let b = w.benchmark;
+    let s = Subject::Model(own);
+    w.push(|w| &mut w.committee[0], testkit::request(b, s, true));
+    w.push(|w| &mut w.committee[0], testkit::decide(b, s, Decision::Approve, None));
+    w.push(|w| &mut w.committee[1], testkit::decide(b, s, Decision::Approve, None));
+    let st = state(&w);
+    assert_eq!(st.association(&b, &s).unwrap().status, Status::Pending);
+    assert_eq!(st.association(&b, &s).unwrap().approvals, vec![w.committee[1].public()]);
+    w.push(|w| &mut w.committee[2], testkit::decide(b, s, Decision::Approve, None));
+    assert_eq!(state(&w).association(&b, &s).unwrap().status, Status::Approved);
+}
+
+#[test]
+fn a_members_later_rejection_revokes_its_approval() {
+    let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark().request_models().approve_all();
+    let (b, m) = (w.benchmark, model(&w, 1));
+    assert_eq!(assoc(&state(&w), &w, m), Status::Approved);
+    w.push(|w| &mut w.committee[1], testkit::decide(b, m, Decision::Reject, None));
+    let s = state(&w);
+    assert_eq!(assoc(&s, &w, m), Status::Pending);
+    assert_eq!(s.association(&b, &m).unwrap().rejections, vec![w.committee[1].public()]);
+}
+
+#[test]
+fn latest_means_highest_seq_in_the_members_chain_not_arrival() {
+    let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark().request_models();
+    let (b, m) = (w.benchmark, model(&w, 0));
+    let approve = w.push(|w| &mut w.committee[0], testkit::decide(b, m, Decision::Approve, None));
+    let reject = w.push(|w| &mut w.committee[0], testkit::decide(b, m, Decision::Reject, None));
+    assert!(reject.seq > approve.seq);
+    let mut backwards = w.records.clone();
+    backwards.reverse();
+    let s = fold(&w.root, &backwards);
+    assert_eq!(s.association(&b, &m).unwrap().rejections, vec![w.committee[0].public()]);
+    assert!(s.association(&b, &m).unwrap().approvals.is_empty());
+}
+
+#[test]
+fn threshold_rejections_reject_an_association() {
+    let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark().request_models();
+    let (b, m) = (w.benchmark, model(&w, 0));
+    w.push(|w| &mut w.committee[0], testkit::decide(b, m, Decision::Reject, None));
+    assert_eq!(assoc(&state(&w), &w, m), Status::Pending);
+    w.push(|w| &mut w.committee[2], testkit::decide(b, m, Decision::Reject, None));
+    assert_eq!(assoc(&state(&w), &w, m), Status::Rejected);
+}
+
+#[test]
+fn auto_approval_always_approves_passed_requests_without_the_committee() {
+    let w = Workflow::people().with_benchmark(|b| b.model_auto_approval = AutoApproval::Always).approve_benchmark().request_models();
+    let s = state(&w);
+    let a = s.association(&w.benchmark, &model(&w, 0)).unwrap();
+    assert_eq!((a.status, a.auto_approved), (Status::Approved, true));
+    // ...but only for models: datasets stay under NEVER.
+    let w = w.register_datasets();
+    assert_eq!(assoc(&state(&w), &w, data(&w, 0)), Status::Pending);
+}
+
+#[test]
+fn auto_approval_allowlist_approves_only_listed_initiators() {
+    let allowed = PublicKey::from(&testkit::key("model-owner-1"));
+    let w = Workflow::people()
+        .with_benchmark(|b| b.model_auto_approval = AutoApproval::Allowlist(vec![allowed]))
+        .approve_benchmark()
+        .request_models();
+    let s = state(&w);
+    assert_eq!(assoc(&s, &w, model(&w, 0)), Status::Pending);
+    assert_eq!(assoc(&s, &w, model(&w, 1)), Status::Approved);
+}
+
+#[test]
+fn auto_approval_is_revoked_by_threshold_rejections() {
+    let mut w = Workflow::people().with_benchmark(|b| b.model_auto_approval = AutoApproval::Always).approve_benchmark().request_models();
+    let (b, m) = (w.benchmark, model(&w, 0));
+    w.push(|w| &mut w.committee[0], testkit::decide(b, m, Decision::Reject, None));
+    assert_eq!(assoc(&state(&w), &w, m), Status::Approved, "one rejection is below threshold");
+    w.push(|w| &mut w.committee[1], testkit::decide(b, m, Decision::Reject, None));
+    assert_eq!(assoc(&state(&w), &w, m), Status::Rejected);
+}
+
+#[test]
+fn a_failed_compatibility_test_cannot_be_approved() {
+    let mut w = Workflow::people().with_benchmark(|b| b.model_auto_approval = AutoApproval::Always).approve_benchmark();
+    let (b, m) = (w.benchmark, model(&w, 0));
+    w.push(|w| &mut w.modelers[0], testkit::request(b, m, false));
+    w.push(|w| &mut w.committee[0], testkit::decide(b, m, Decision::Approve, None));
+    w.push(|w| &mut w.committee[1], testkit::decide(b, m, Decision::Approve, None));
+    assert_eq!(assoc(&state(&w), &w, m), Status::FailedCompatibility);
+}
+
+#[test]
+fn only_the_owner_of_a_model_can_request_its_association() {
+    let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark();
+    let (b, m) = (w.benchmark, model(&w, 0));
+    let stray = w.push(|w| &mut w.modelers[1], testkit::request(b, m, true));
+    let s = state(&w);
+    assert!(s.association(&b, &m).is_none());
+    assert!(s.ignored.iter().any(|i| i.id == stray.id));
+}
+
+#[test]
+fn model_priority_is_the_lower_median_of_approving_members() {
+    let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark().request_models();
+    let (b, m) = (w.benchmark, model(&w, 0));
+    for (c, p) in [(0, 5), (1, 9), (2, 1)] {
+        w.push(|w| &mut w.committee[c], testkit::decide(b, m, Decision::Approve, Some(p)));
+    }
+    assert_eq!(state(&w).association(&b, &m).unwrap().priority, 5);
+}
+
+// ----- datasets and results ---------------------------------------------------
+
+#[test]
+fn the_complete_workflow_counts_every_result_and_ranks_the_better_model_first() {
+    let w = Workflow::complete();
+    let s = state(&w);
+    assert_eq!(counted_results(&s), 6);
+    let lb = &s.leaderboards[&w.benchmark];
+    let order: Vec<_> = lb.rows.iter().map(|r| (r.rank, r.model)).collect();
+    assert_eq!(order, vec![(1, w.models[1]), (2, w.models[0])]);
+    // Mean over three datasets of 850_000 + 1_000 * d.
+    assert_eq!(lb.rows[0].value, 851_000);
+    assert_eq!(lb.rows[0].datasets, 3);
+}
+
+#[test]
+fn only_the_datasets_owner_can_submit_its_results() {
+    let mut w = Workflow::complete();
+    let (b, m, d) = (w.benchmark, w.models[0], w.datasets[0]);
+    let forged = w.push(|w| &mut w.hospitals[1], testkit::result(b, m, d, 99));
+    let s = state(&w);
+    let v = s.results.iter().find(|r| r.id == forged.id).unwrap();
+    assert!(!v.counts);
+    assert_eq!(v.reason.as_deref(), Some("only the dataset's owner can submit its results"));
+    assert_eq!(counted_results(&s), 6);
+}
+
+#[test]
+fn results_do_not_count_for_an_unapproved_benchmark() {
+    let w = Workflow::people().with_benchmark(|_| {}).register_datasets().request_models().approve_all().submit_results();
+    let s = state(&w);
+    assert_eq!(counted_results(&s), 0);
+    assert!(s.results.iter().all(|r| r.reason.as_deref() == Some("benchmark is not approved")));
+}
+
+#[test]
+fn results_do_not_count_without_an_approved_dataset_association() {
+    let w = Workflow::people().with_benchmark(|b| b.model_auto_approval = AutoApproval::Always).approve_benchmark().register_datasets().request_models().submit_results();
+    let s = state(&w);
+    assert_eq!(counted_results(&s), 0);
+    assert!(s.results.iter().all(|r| r.reason.as_deref() == Some("dataset association is not approved")));
+}
+
+#[test]
+fn results_do_not_count_without_an_approved_model_association() {
+    let w = Workflow::people().with_benchmark(|b| b.dataset_auto_approval = AutoApproval::Always).approve_benchmark().register_datasets().request_models().submit_results();
+    let s = state(&w);
+    assert_eq!(counted_results(&s), 0);
+    assert!(s.results.iter().all(|r| r.reason.as_deref() == Some("model association is not approved")));
+}
+
+#[test]
+fn results_count_only_for_operational_datasets_and_the_owner_can_make_one_operational() {
+    let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark();
+    let (b, prep) = (w.benchmark, w.prep);
+    let d = w.push(|w| &mut w.hospitals[0], testkit::dataset("dev-data", prep, DatasetState::Development)).id;
+    w.datasets.push(d);
+    w.push(|w| &mut w.hospitals[0], testkit::request(b, Subject::Dataset(d), true));
+    let w = w.request_models().approve_all();
+    let mut w = w;
+    let m = w.models[0];
+    w.push(|w| &mut w.hospitals[0], testkit::result(b, m, d, 1));
+    let s = state(&w);
+    assert_eq!(counted_results(&s), 0);
+    assert_eq!(s.results[0].reason.as_deref(), Some("dataset is not operational"));
+
+    // Someone else cannot flip it.
+    let h = protocol::Hash32::of(b"new");
+    w.push(|w| &mut w.hospitals[1], Body::DatasetOperational(DatasetOperational { dataset: d, prepared_hash: h }));
+    assert_eq!(counted_results(&state(&w)), 0);
+    // The owner can, and the recomputed hash replaces the registered one.
+    w.push(|w| &mut w.hospitals[0], Body::DatasetOperational(DatasetOperational { dataset: d, prepared_hash: h }));
+    let s = state(&w);
+    assert_eq!(counted_results(&s), 1);
+    assert_eq!(s.datasets[&d].prepared_hash, h);
+}
+
+#[test]
+fn the_owners_latest_result_supersedes_earlier_ones() {
+    let mut w = Workflow::complete();
+    let (b, m, d) = (w.benchmark, w.models[0], w.datasets[0]);
+    let newer = w.push(|w| &mut w.hospitals[0], testkit::result(b, m, d, 42));
+    let s = state(&w);
+    let for_pair: Vec<_> = s.results.iter().filter(|r| r.model == m && r.dataset == d).collect();
+    assert_eq!(for_pair.len(), 2);
+    assert!(for_pair.iter().find(|r| r.id == newer.id).unwrap().counts);
+    assert_eq!(for_pair.iter().filter(|r| r.counts).count(), 1);
+}
+
+// ----- revocation, rotation, equivocation ---------------------------------------
+
+#[test]
+fn a_revoked_member_loses_authority_from_the_revoked_seq_on() {
+    let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark().request_models().approve_all();
+    let m = model(&w, 0);
+    assert_eq!(assoc(&state(&w), &w, m), Status::Approved);
+    let key = w.committee[1].public();
+    w.push(|w| &mut w.admin, Body::KeyRevocation(KeyRevocation { key, from_seq: 0, reason: "lost laptop".into() }));
+    let s = state(&w);
+    assert_eq!(s.revoked.get(&key), Some(&0));
+    assert_eq!(assoc(&s, &w, m), Status::Pending);
+}
+
+#[test]
+fn a_revocation_not_signed_by_the_admin_threshold_has_no_effect() {
+    let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark().request_models().approve_all();
+    let key = w.committee[1].public();
+    w.push(|w| &mut w.committee[0], Body::KeyRevocation(KeyRevocation { key, from_seq: 0, reason: "coup".into() }));
+    let s = state(&w);
+    assert!(s.revoked.is_empty());
+    assert_eq!(assoc(&s, &w, model(&w, 0)), Status::Approved);
+}
+
+#[test]
+fn a_rotated_out_admin_loses_authority_and_the_new_admin_gains_it() {
+    let mut w = Workflow::people().with_benchmark(|_| {});
+    let new_admin = Author::new("admin-2", w.root.network_id());
+    let rotation = AdminRotation { epoch: 1, admins: vec![new_admin.public()], threshold: 1 };
+    w.push(|w| &mut w.admin, Body::AdminRotation(rotation));
+    let w = w.approve_benchmark(); // signed by the old admin
+    let s = state(&w);
+    assert_eq!((s.admin_epoch, s.admins.clone()), (1, vec![new_admin.public()]));
+    assert_eq!(bench_status(&s, &w), Status::Pending);
+    let mut w = w;
+    w.admin = new_admin;
+    let w = w.approve_benchmark();
+    assert_eq!(bench_status(&state(&w), &w), Status::Approved);
+}
+
+#[test]
+fn an_equivocating_member_is_reported_and_its_decisions_count_for_nothing() {
+    let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark().request_models().approve_all();
+    let (b, m) = (w.benchmark, model(&w, 0));
+    assert_eq!(assoc(&state(&w), &w, m), Status::Approved);
+    // Member 1 signs a second, different record at a seq it already used.
+    let c1 = w.committee[1].clone();
+    let (seq, prev) = (c1.next_seq - 1, w.records.iter().rev().find(|r| r.signer == c1.public()).unwrap().prev);
+    let fork = c1.sign_at(seq, prev, testkit::decide(b, m, Decision::Reject, None));
+    w.records.push(fork.clone());
+    let s = state(&w);
+    assert_eq!(s.equivocations.len(), 1);
+    assert_eq!(s.equivocations[0].author, c1.public());
+    assert!(s.equivocations[0].ids.contains(&fork.id));
+    assert_eq!(assoc(&s, &w, m), Status::Pending, "member 1's approvals no longer count");
+}
+
+#[test]
+fn gaps_in_an_authors_chain_are_reported() {
+    let w = Workflow::complete();
+    let c0 = w.committee[0].public();
+    let without_first: Vec<Record> = {
+        let first = w.records.iter().find(|r| r.signer == c0 && r.seq == 0).unwrap().id;
+        w.records.iter().filter(|r| r.id != first).cloned().collect()
+    };
+    let s = fold(&w.root, &without_first);
+    let gap = s.gaps.iter().find(|g| g.author == c0).unwrap();
+    assert_eq!(gap.missing, 1);
+}
+
+// ----- releases and the leaderboard --------------------------------------------
+
+#[test]
+fn a_release_signed_by_fewer_members_than_the_threshold_is_not_shown() {
+    let w = Workflow::people()
+        .with_benchmark(|_| {})
+        .approve_benchmark()
+        .register_datasets()
+        .request_models()
+        .approve_all()
+        .submit_results()
+        .release(1, &[0], |_, _| 900_000);
+    let s = state(&w);
+    assert!(s.releases.is_empty());
+    assert!(s.leaderboards.is_empty());
+}
+
+#[test]
+fn a_release_signed_by_non_members_changes_nothing() {
+    let w = Workflow::complete();
+    let before = state(&w);
+    let mut w2 = w.clone();
+    // Two hospitals sign a release claiming model 0 wins.
+    let mut entries = Vec::new();
+    for m in &w.models {
+        let mut metrics = std::collections::BTreeMap::new();
+        metrics.insert("auc".into(), if *m == w.models[0] { 999_999 } else { 1 });
+        entries.push(ReleaseEntry { model: *m, dataset: Some("x".into()), datasets: 1, metrics });
+    }
+    let fake = Release { benchmark: w.benchmark, round: 99, policy: SharingPolicy::PerDataset, entries, seed: 1 };
+    w2.push(|w| &mut w.hospitals[0], Body::Release(fake.clone()));
+    w2.push(|w| &mut w.hospitals[1], Body::Release(fake));
+    let after = state(&w2);
+    assert_eq!(after.leaderboards, before.leaderboards);
+    assert_eq!(after.releases, before.releases);
+}
+
+#[test]
+fn a_later_round_supersedes_an_earlier_release() {
+    let w = Workflow::complete().release(2, &[1, 2], |m, _| if m == 0 { 990_000 } else { 100_000 });
+    let lb = &state(&w).leaderboards[&w.benchmark];
+    assert_eq!(lb.release_round, 2);
+    assert_eq!(lb.rows[0].model, w.models[0]);
+}
+
+#[test]
+fn a_release_that_breaks_the_sharing_policy_is_not_shown() {
+    // The benchmark only allows aggregates; a per-dataset table must not show.
+    let w = Workflow::people()
+        .with_benchmark(|b| b.sharing = SharingPolicy::Aggregate { min_datasets: 2 })
+        .approve_benchmark()
+        .register_datasets()
+        .request_models()
+        .approve_all()
+        .submit_results()
+        .release(1, &[0, 1], |_, _| 900_000);
+    assert!(state(&w).releases.is_empty());
+}
+
+#[test]
+fn equal_values_share_a_rank_and_ties_order_by_model_id() {
+    let w = Workflow::people()
+        .with_benchmark(|_| {})
+        .approve_benchmark()
+        .register_datasets()
+        .request_models()
+        .approve_all()
+        .submit_results()
+        .release(1, &[0, 1], |_, _| 700_000);
+    let lb = &state(&w).leaderboards[&w.benchmark];
+    assert_eq!(lb.rows.iter().map(|r| r.rank).collect::<Vec<_>>(), vec![1, 1]);
+    assert!(lb.rows[0].model < lb.rows[1].model);
+}
+
+#[test]
+fn lower_is_better_metrics_rank_ascending() {
+    let w = Workflow::people()
+        .with_benchmark(|b| b.higher_is_better = false)
+        .approve_benchmark()
+        .register_datasets()
+        .request_models()
+        .approve_all()
+        .submit_results()
+        .release(1, &[0, 1], |m, _| 100_000 * (m as i64 + 1));
+    let lb = &state(&w).leaderboards[&w.benchmark];
+    assert_eq!(lb.rows[0].model, w.models[0]);
+}
+
+// ----- order independence, spelled out ------------------------------------------
+
+#[test]
+fn a_decision_that_arrives_before_its_subject_gives_the_same_state() {
+    let w = Workflow::complete();
+    let forwards = state(&w);
+    let mut backwards = w.records.clone();
+    backwards.reverse();
+    assert_eq!(fold(&w.root, &backwards), forwards);
+}
