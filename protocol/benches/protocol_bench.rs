@@ -104,6 +104,23 @@ fn federation(hospitals: usize) -> (NetworkRoot, Vec<Record>) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    if let Some(h) = std::env::args().skip_while(|a| a != "--fold-only").nth(1) {
+        // For profiling: generate once, fold five times.
+        let (root, records) = federation(h.parse().expect("--fold-only HOSPITALS"));
+        println!("generated {} records", records.len());
+        for _ in 0..8 {
+            let t = Instant::now();
+            let mut ledger = Ledger::new(root.clone());
+            ledger.reserve(records.len());
+            for r in &records {
+                ledger.insert(r);
+            }
+            let i = t.elapsed();
+            let state = ledger.state();
+            println!("fold {} records: insert {:.3} s, total {:.3} s ({})", records.len(), i.as_secs_f64(), t.elapsed().as_secs_f64(), state.hash.short());
+        }
+        return;
+    }
     let net = testkit::root(&[PublicKey::from(&testkit::key("admin"))], 1).network_id();
     let key = testkit::key("bench");
     let bodies: Vec<Body> = (0..20_000u64).map(|i| testkit::result(RecordId::from_bytes([1; 32]), RecordId::from_bytes([2; 32]), RecordId::from_bytes([3; 32]), i)).collect();
@@ -175,6 +192,7 @@ fn main() {
         for _ in 0..3 {
             let t = Instant::now();
             let mut ledger = Ledger::new(root.clone());
+            ledger.reserve(records.len());
             for r in &records {
                 ledger.insert(r);
             }

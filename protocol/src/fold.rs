@@ -89,9 +89,14 @@ struct Cosigned<T> {
 /// Per-signer decisions on one subject, by seq.
 type Votes<T> = Map<PublicKey, BTreeMap<u64, (RecordId, T)>>;
 
-/// Result metadata (the sealed metrics stay in the store).
+/// A result as the fold keeps it (the sealed metrics stay in the store).
 #[derive(Clone, Debug)]
-struct ResultMeta;
+struct ResultEntry {
+    key: (RecordId, RecordId, RecordId),
+    id: RecordId,
+    author: PublicKey,
+    seq: u64,
+}
 
 /// The record indexes. Insert in any order; derive with [`Ledger::state`].
 #[derive(Clone, Debug)]
@@ -108,7 +113,9 @@ pub struct Ledger {
     operational: Map<RecordId, Vec<Authored<Hash32>>>,
     requests: BTreeMap<(RecordId, Subject), Vec<Authored<AssociationRequest>>>,
     association_votes: Map<(RecordId, Subject), Votes<(Decision, Option<i32>)>>,
-    results: Map<(RecordId, RecordId, RecordId), Vec<Authored<ResultMeta>>>,
+    /// Append-only; grouped by (benchmark, model, dataset) when deriving. Results
+    /// are most of a large record set, so insertion is a push, not a hash insert.
+    results: Vec<ResultEntry>,
     releases: Map<RecordId, Map<Hash32, Cosigned<Release>>>,
     revocations: Map<Hash32, Cosigned<KeyRevocation>>,
     rotations: BTreeMap<u64, Map<Hash32, Cosigned<AdminRotation>>>,
@@ -149,7 +156,7 @@ impl Ledger {
             operational: Map::default(),
             requests: BTreeMap::new(),
             association_votes: Map::default(),
-            results: Map::default(),
+            results: Vec::new(),
             releases: Map::default(),
             revocations: Map::default(),
             rotations: BTreeMap::new(),
@@ -169,6 +176,11 @@ impl Ledger {
     /// How many distinct records were inserted.
     pub fn len(&self) -> u64 {
         self.ids.len() as u64
+    }
+
+    /// Make room for `additional` more records (a node knows its store's size).
+    pub fn reserve(&mut self, additional: usize) {
+        self.ids.reserve(additional);
     }
 
     /// True when no record was inserted.
@@ -236,7 +248,7 @@ impl Ledger {
                     .insert(r.seq, (r.id, (d.decision, d.priority)));
             }
             Body::Result(x) => {
-                self.results.entry((x.benchmark, x.model, x.dataset)).or_default().push(Authored::of(r, ResultMeta));
+                self.results.push(ResultEntry { key: (x.benchmark, x.model, x.dataset), id: r.id, author: r.signer, seq: r.seq });
             }
             Body::Release(x) => {
                 let map = self.releases.entry(x.benchmark).or_default();
@@ -362,7 +374,7 @@ pub struct ResultView {
     /// True when this result counts toward the benchmark.
     pub counts: bool,
     /// Why it does not count.
-    pub reason: Option<String>,
+    pub reason: Option<&'static str>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -877,10 +889,34 @@ impl<'a> Deriver<'a> {
         let assoc_approved = |b: &RecordId, s: Subject| approved.contains(&(*b, s));
 
         // Results.
-        let mut results: Vec<ResultView> = Vec::with_capacity(l.results.values().map(Vec::len).sum());
-        let mut result_keys: Vec<_> = l.results.iter().collect();
-        result_keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for ((bench_id, model, dataset_id), subs) in result_keys {
+        let mut results: Vec<ResultView> = Vec::with_capacity(l.results.len());
+        // Sort a compact index on an inline prefix of the key, falling back to the
+        // full key and then the id: moving or dereferencing the entries themselves
+        // would miss the cache on every comparison.
+        let prefix = |id: &RecordId| u64::from_be_bytes(id.as_bytes()[..8].try_into().expect("8 of 32 bytes"));
+        let mut order: Vec<(u64, u64, u64, u32)> = l
+            .results
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (prefix(&e.key.0), prefix(&e.key.1), prefix(&e.key.2), i as u32))
+            .collect();
+        order.sort_unstable_by(|a, b| {
+            (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)).then_with(|| {
+                let (x, y) = (&l.results[a.3 as usize], &l.results[b.3 as usize]);
+                (x.key, x.id).cmp(&(y.key, y.id))
+            })
+        });
+        let mut groups: Vec<&[(u64, u64, u64, u32)]> = Vec::new();
+        let mut rest = order.as_slice();
+        while let Some(first) = rest.first() {
+            let key = &l.results[first.3 as usize].key;
+            let n = rest.iter().take_while(|o| l.results[o.3 as usize].key == *key).count();
+            groups.push(&rest[..n]);
+            rest = &rest[n..];
+        }
+        for group in groups {
+            let subs = group.iter().map(|o| &l.results[o.3 as usize]);
+            let (bench_id, model, dataset_id) = &l.results[group[0].3 as usize].key;
             let dataset = datasets.get(dataset_id);
             // What does not depend on the individual record, checked once per key.
             let key_reason = if dataset.is_none() {
@@ -897,7 +933,7 @@ impl<'a> Deriver<'a> {
                 None
             };
             let start = results.len();
-            let mut latest_counting: Option<&Authored<ResultMeta>> = None;
+            let mut latest_counting: Option<&ResultEntry> = None;
             for r in subs {
                 let reason = if !self.valid(&r.author, r.seq) {
                     Some("signer's key is revoked")
@@ -916,7 +952,7 @@ impl<'a> Deriver<'a> {
                     dataset: *dataset_id,
                     submitter: r.author,
                     counts: false,
-                    reason: reason.map(str::to_string),
+                    reason,
                 });
             }
             let views = &mut results[start..];
@@ -924,11 +960,8 @@ impl<'a> Deriver<'a> {
                 if latest_counting.is_some_and(|l| l.id == v.id) {
                     v.counts = true;
                 } else if v.reason.is_none() {
-                    v.reason = Some("superseded by the owner's later result".into());
+                    v.reason = Some("superseded by the owner's later result");
                 }
-            }
-            if views.len() > 1 {
-                views.sort_by(|a, b| a.id.cmp(&b.id));
             }
         }
 
