@@ -5,6 +5,7 @@
 //! - [`root`]: the network root, the trust anchor whose hash is the network id.
 //! - [`record`]: every record kind of the MedPerf workflow, with its bounds.
 //! - [`envelope`]: signing, strict decoding and verification of records.
+//! - [`seal`]: result metrics encrypted to the committee and the data owner (HPKE).
 //! - [`fold`]: the deterministic fold of a record set into [`fold::State`]:
 //!   approvals, associations, results, releases and leaderboards.
 //! - [`testkit`]: deterministic keys and record chains for tests and benches.
@@ -20,6 +21,7 @@ pub mod ids;
 pub mod limits;
 pub mod record;
 pub mod root;
+pub mod seal;
 pub mod testkit;
 
 pub use envelope::{Record, Unverified, verify_batch};
