@@ -385,28 +385,7 @@ pub struct ReleaseView {
     pub signers: Vec<PublicKey>,
 }
 
-/// One line of a leaderboard.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct LeaderboardRow {
-    /// 1-based; equal values share a rank (1, 1, 3).
-    pub rank: u32,
-    pub model: RecordId,
-    pub model_name: String,
-    /// The ranking metric, in millionths.
-    pub value: i64,
-    pub datasets: u32,
-    /// Every released metric (mean over datasets), in millionths.
-    pub metrics: BTreeMap<String, i64>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Leaderboard {
-    pub benchmark: RecordId,
-    pub metric: String,
-    pub higher_is_better: bool,
-    pub release_round: u64,
-    pub rows: Vec<LeaderboardRow>,
-}
+pub use crate::leaderboard::{Cell, Leaderboard, LeaderboardRow};
 
 /// A record kept but without effect, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -550,6 +529,14 @@ impl State {
                 id(&mut h, row.model.as_bytes());
                 h.update(&row.value.to_le_bytes());
                 h.update(&row.datasets.to_le_bytes());
+                h.update(&row.mean_rank_milli.unwrap_or(u64::MAX).to_le_bytes());
+                h.update(&row.ci_low.unwrap_or(i64::MIN).to_le_bytes());
+                h.update(&row.ci_high.unwrap_or(i64::MIN).to_le_bytes());
+            }
+            for c in &l.cells {
+                id(&mut h, c.model.as_bytes());
+                id(&mut h, c.dataset.as_bytes());
+                h.update(&c.value.to_le_bytes());
             }
         }
         h.update(b"ignored");
@@ -993,7 +980,9 @@ impl<'a> Deriver<'a> {
                 }
             }
             if let Some((_, hash, release, signers)) = best {
-                leaderboards.insert(*bench_id, leaderboard(*bench_id, b, release, &containers, &assoc_approved));
+                let name = |m: &RecordId| containers.get(m).map(|c| c.container.name.clone()).unwrap_or_default();
+                let include = |m: &RecordId| assoc_approved(bench_id, Subject::Model(*m));
+                leaderboards.insert(*bench_id, crate::leaderboard::compute(*bench_id, b, release, &name, &include));
                 releases.insert(*bench_id, ReleaseView { benchmark: *bench_id, content_hash: hash, release: release.clone(), signers });
             }
         }
@@ -1034,54 +1023,5 @@ fn release_fits_policy(r: &Release, policy: &SharingPolicy) -> bool {
             r.entries.iter().all(|e| e.dataset.is_none() && e.datasets >= *min_datasets)
         }
         SharingPolicy::PerDataset => r.entries.iter().all(|e| e.dataset.is_some() && e.datasets == 1),
-    }
-}
-
-fn leaderboard(
-    bench_id: RecordId,
-    b: &Benchmark,
-    release: &Release,
-    containers: &BTreeMap<RecordId, ContainerView>,
-    assoc_approved: &dyn Fn(&RecordId, Subject) -> bool,
-) -> Leaderboard {
-    // Mean of every metric per model, over the entries released for it.
-    let mut per_model: BTreeMap<RecordId, (u32, BTreeMap<String, (i128, i128)>)> = BTreeMap::new();
-    for e in &release.entries {
-        if !assoc_approved(&bench_id, Subject::Model(e.model)) {
-            continue;
-        }
-        let slot = per_model.entry(e.model).or_default();
-        slot.0 += u32::from(e.datasets);
-        for (name, v) in &e.metrics {
-            let acc = slot.1.entry(name.clone()).or_default();
-            acc.0 += i128::from(*v);
-            acc.1 += 1;
-        }
-    }
-    let mut rows: Vec<LeaderboardRow> = per_model
-        .into_iter()
-        .filter_map(|(model, (datasets, sums))| {
-            let metrics: BTreeMap<String, i64> = sums
-                .into_iter()
-                .map(|(k, (sum, n))| (k, i64::try_from(sum.div_euclid(n)).unwrap_or(i64::MAX)))
-                .collect();
-            let value = *metrics.get(&b.rank_metric)?;
-            let model_name = containers.get(&model).map(|c| c.container.name.clone()).unwrap_or_default();
-            Some(LeaderboardRow { rank: 0, model, model_name, value, datasets, metrics })
-        })
-        .collect();
-    rows.sort_by(|x, y| {
-        let by_value = if b.higher_is_better { y.value.cmp(&x.value) } else { x.value.cmp(&y.value) };
-        by_value.then(x.model.cmp(&y.model))
-    });
-    for i in 0..rows.len() {
-        rows[i].rank = if i > 0 && rows[i].value == rows[i - 1].value { rows[i - 1].rank } else { i as u32 + 1 };
-    }
-    Leaderboard {
-        benchmark: bench_id,
-        metric: b.rank_metric.clone(),
-        higher_is_better: b.higher_is_better,
-        release_round: release.round,
-        rows,
     }
 }

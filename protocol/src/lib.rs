@@ -8,6 +8,7 @@
 //! - [`seal`]: result metrics encrypted to the committee and the data owner (HPKE).
 //! - [`fold`]: the deterministic fold of a record set into [`fold::State`]:
 //!   approvals, associations, results, releases and leaderboards.
+//! - [`leaderboard`]: releases built from opened results, and the leaderboard.
 //! - [`testkit`]: deterministic keys and record chains for tests and benches.
 //!
 //! Architecture invariant: this crate does no I/O, spawns nothing, reads no clock,
@@ -18,6 +19,7 @@ pub mod envelope;
 pub mod error;
 pub mod fold;
 pub mod ids;
+pub mod leaderboard;
 pub mod limits;
 pub mod record;
 pub mod root;

@@ -1,0 +1,270 @@
+//! Releases and the leaderboard: what the committee publishes, and what every node
+//! computes from it, identically (integer arithmetic only, seeded resampling).
+//!
+//! - [`build_release`]: a committee member turns the results it opened into the
+//!   release its benchmark's sharing policy allows. The function is deterministic,
+//!   so members holding the same results sign identical content, which is what the
+//!   threshold counts. `round` is the number of results released, so a release
+//!   covering more results supersedes an earlier one.
+//! - [`compute`]: the leaderboard of a shown release: the mean of each metric per
+//!   model, ranked by the benchmark's metric (equal values share a rank, ties by
+//!   model id); with per-dataset values also FeTS-style rank-then-mean and a 95%
+//!   bootstrap confidence interval of the mean, resampling datasets with a seed
+//!   fixed in the release.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::ids::RecordId;
+use crate::record::{Benchmark, Dataset, Release, ReleaseEntry, SharingPolicy};
+
+/// Bootstrap resamples per model.
+pub const BOOTSTRAP_RESAMPLES: usize = 1000;
+
+/// A result as a committee member (or the data owner) reads it after opening.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenedResult {
+    pub model: RecordId,
+    pub dataset: RecordId,
+    /// Metric name -> millionths.
+    pub metrics: BTreeMap<String, i64>,
+}
+
+/// How a dataset appears in releases: its name if the owner allowed, else a stable
+/// pseudonym derived from the benchmark and dataset ids.
+pub fn dataset_label(benchmark: &RecordId, dataset_id: &RecordId, dataset: Option<&Dataset>) -> String {
+    match dataset {
+        Some(d) if d.name_public => d.name.clone(),
+        _ => {
+            let mut h = blake3::Hasher::new();
+            h.update(b"medmesh/pseudonym/v1");
+            h.update(benchmark.as_bytes());
+            h.update(dataset_id.as_bytes());
+            format!("site-{}", &h.finalize().to_hex()[..8])
+        }
+    }
+}
+
+fn mean(values: impl IntoIterator<Item = i64>) -> Option<i64> {
+    let (sum, n) = values.into_iter().fold((0i128, 0i128), |(s, n), v| (s + i128::from(v), n + 1));
+    (n > 0).then(|| i64::try_from(sum.div_euclid(n)).unwrap_or(i64::MAX))
+}
+
+/// The release the policy allows for these opened results. `datasets` gives each
+/// dataset's record (for its name and whether it may be shown).
+pub fn build_release(
+    benchmark_id: RecordId,
+    benchmark: &Benchmark,
+    datasets: &BTreeMap<RecordId, Dataset>,
+    opened: &[OpenedResult],
+) -> Release {
+    let mut unique: BTreeMap<(RecordId, RecordId), &OpenedResult> = BTreeMap::new();
+    for o in opened {
+        unique.insert((o.model, o.dataset), o);
+    }
+    let round = unique.len() as u64;
+    let seed = {
+        let mut h = blake3::Hasher::new();
+        h.update(b"medmesh/release-seed/v1");
+        h.update(benchmark_id.as_bytes());
+        h.update(&round.to_le_bytes());
+        let b = h.finalize();
+        u64::from_le_bytes(b.as_bytes()[..8].try_into().expect("8 of 32 bytes"))
+    };
+    let mut entries = Vec::new();
+    match benchmark.sharing {
+        SharingPolicy::PerDataset => {
+            for ((model, dataset), o) in &unique {
+                entries.push(ReleaseEntry {
+                    model: *model,
+                    dataset: Some(dataset_label(&benchmark_id, dataset, datasets.get(dataset))),
+                    datasets: 1,
+                    metrics: o.metrics.clone(),
+                });
+            }
+            entries.sort_by(|a, b| (a.model, &a.dataset).cmp(&(b.model, &b.dataset)));
+        }
+        SharingPolicy::Aggregate { min_datasets } => {
+            let models: BTreeSet<RecordId> = unique.keys().map(|k| k.0).collect();
+            for model in models {
+                let mine: Vec<&OpenedResult> = unique.range((model, RecordId::from_bytes([0; 32]))..=(model, RecordId::from_bytes([0xff; 32]))).map(|(_, o)| *o).collect();
+                if mine.len() < usize::from(min_datasets) {
+                    continue; // Never reveal a figure that covers too few datasets.
+                }
+                let names: BTreeSet<&String> = mine.iter().flat_map(|o| o.metrics.keys()).collect();
+                let metrics = names
+                    .into_iter()
+                    .filter_map(|n| Some((n.clone(), mean(mine.iter().filter_map(|o| o.metrics.get(n).copied()))?)))
+                    .collect();
+                entries.push(ReleaseEntry { model, dataset: None, datasets: mine.len() as u16, metrics });
+            }
+        }
+    }
+    Release { benchmark: benchmark_id, round, policy: benchmark.sharing.clone(), entries, seed }
+}
+
+/// One line of a leaderboard.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LeaderboardRow {
+    /// 1-based; equal values share a rank (1, 1, 3).
+    pub rank: u32,
+    pub model: RecordId,
+    pub model_name: String,
+    /// The ranking metric (mean over datasets), in millionths.
+    pub value: i64,
+    pub datasets: u32,
+    /// Every released metric (mean over datasets), in millionths.
+    pub metrics: BTreeMap<String, i64>,
+    /// FeTS rank-then-mean, in thousandths of a rank (per-dataset releases only).
+    pub mean_rank_milli: Option<u64>,
+    /// 95% bootstrap interval of `value` over datasets (per-dataset releases only).
+    pub ci_low: Option<i64>,
+    pub ci_high: Option<i64>,
+}
+
+/// One cell of the model x dataset table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Cell {
+    pub model: RecordId,
+    pub dataset: String,
+    pub value: i64,
+}
+
+/// A benchmark's leaderboard, from its shown release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Leaderboard {
+    pub benchmark: RecordId,
+    pub metric: String,
+    pub higher_is_better: bool,
+    pub policy: SharingPolicy,
+    pub release_round: u64,
+    pub seed: u64,
+    pub rows: Vec<LeaderboardRow>,
+    /// Column labels of the table (per-dataset releases only).
+    pub datasets: Vec<String>,
+    /// The model x dataset table of the ranking metric (per-dataset releases only).
+    pub cells: Vec<Cell>,
+}
+
+/// SplitMix64: a tiny, fully specified generator, so every node resamples alike.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+fn bootstrap(values: &[i64], seed: u64, model: &RecordId) -> Option<(i64, i64)> {
+    if values.len() < 2 {
+        return None;
+    }
+    let mut rng = SplitMix(seed ^ u64::from_le_bytes(model.as_bytes()[..8].try_into().expect("8 of 32 bytes")));
+    let n = values.len() as u64;
+    let mut means: Vec<i64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| mean((0..n).map(|_| values[(rng.next() % n) as usize])).expect("n >= 2"))
+        .collect();
+    means.sort_unstable();
+    let lo = means[BOOTSTRAP_RESAMPLES * 25 / 1000];
+    let hi = means[BOOTSTRAP_RESAMPLES * 975 / 1000 - 1];
+    Some((lo, hi))
+}
+
+fn competition_ranks<K: Copy>(sorted: &[(K, i64)]) -> Vec<(K, u32)> {
+    let mut out: Vec<(K, u32)> = Vec::with_capacity(sorted.len());
+    for (i, (k, v)) in sorted.iter().enumerate() {
+        let rank = if i > 0 && sorted[i - 1].1 == *v { out[i - 1].1 } else { i as u32 + 1 };
+        out.push((*k, rank));
+    }
+    out
+}
+
+/// The leaderboard of `release`, for the models `include` admits (approved ones).
+pub fn compute(
+    bench_id: RecordId,
+    b: &Benchmark,
+    release: &Release,
+    model_name: &dyn Fn(&RecordId) -> String,
+    include: &dyn Fn(&RecordId) -> bool,
+) -> Leaderboard {
+    let better = |x: i64, y: i64| if b.higher_is_better { y.cmp(&x) } else { x.cmp(&y) };
+    let entries: Vec<&ReleaseEntry> = release.entries.iter().filter(|e| include(&e.model)).collect();
+
+    // Means per model.
+    let mut per_model: BTreeMap<RecordId, (u32, BTreeMap<String, Vec<i64>>)> = BTreeMap::new();
+    for e in &entries {
+        let slot = per_model.entry(e.model).or_default();
+        slot.0 += u32::from(e.datasets);
+        for (name, v) in &e.metrics {
+            slot.1.entry(name.clone()).or_default().push(*v);
+        }
+    }
+
+    // Per-dataset table and rank-then-mean.
+    let per_dataset = matches!(release.policy, SharingPolicy::PerDataset);
+    let mut cells = Vec::new();
+    let mut columns: BTreeSet<String> = BTreeSet::new();
+    let mut rank_sums: BTreeMap<RecordId, (u64, u64)> = BTreeMap::new();
+    if per_dataset {
+        let mut by_dataset: BTreeMap<&String, Vec<(RecordId, i64)>> = BTreeMap::new();
+        for e in &entries {
+            if let (Some(d), Some(v)) = (&e.dataset, e.metrics.get(&b.rank_metric)) {
+                by_dataset.entry(d).or_default().push((e.model, *v));
+                cells.push(Cell { model: e.model, dataset: d.clone(), value: *v });
+                columns.insert(d.clone());
+            }
+        }
+        for (_, mut vals) in by_dataset {
+            vals.sort_by(|x, y| better(x.1, y.1).then(x.0.cmp(&y.0)));
+            for (model, rank) in competition_ranks(&vals) {
+                let s = rank_sums.entry(model).or_default();
+                s.0 += u64::from(rank);
+                s.1 += 1;
+            }
+        }
+        cells.sort_by(|x, y| (x.model, &x.dataset).cmp(&(y.model, &y.dataset)));
+    }
+
+    let mut rows: Vec<LeaderboardRow> = per_model
+        .into_iter()
+        .filter_map(|(model, (datasets, values))| {
+            let metrics: BTreeMap<String, i64> =
+                values.iter().filter_map(|(k, v)| Some((k.clone(), mean(v.iter().copied())?))).collect();
+            let value = *metrics.get(&b.rank_metric)?;
+            let ci = if per_dataset { bootstrap(values.get(&b.rank_metric)?, release.seed, &model) } else { None };
+            let mean_rank_milli = rank_sums.get(&model).map(|(sum, n)| sum * 1000 / n);
+            Some(LeaderboardRow {
+                rank: 0,
+                model,
+                model_name: model_name(&model),
+                value,
+                datasets,
+                metrics,
+                mean_rank_milli,
+                ci_low: ci.map(|c| c.0),
+                ci_high: ci.map(|c| c.1),
+            })
+        })
+        .collect();
+    rows.sort_by(|x, y| better(x.value, y.value).then(x.model.cmp(&y.model)));
+    let ranked: Vec<(usize, i64)> = rows.iter().enumerate().map(|(i, r)| (i, r.value)).collect();
+    for (i, rank) in competition_ranks(&ranked) {
+        rows[i].rank = rank;
+    }
+    Leaderboard {
+        benchmark: bench_id,
+        metric: b.rank_metric.clone(),
+        higher_is_better: b.higher_is_better,
+        policy: release.policy.clone(),
+        release_round: release.round,
+        seed: release.seed,
+        rows,
+        datasets: columns.into_iter().collect(),
+        cells,
+    }
+}

@@ -1,0 +1,164 @@
+//! Releases and leaderboards, data-driven: input results, expected table.
+
+use std::collections::BTreeMap;
+
+use protocol::leaderboard::{self, OpenedResult};
+use protocol::record::*;
+use protocol::testkit::{self, Workflow};
+use protocol::{RecordId, fold};
+
+fn id(n: u8) -> RecordId {
+    RecordId::from_bytes([n; 32])
+}
+
+fn opened(model: u8, dataset: u8, auc: i64) -> OpenedResult {
+    OpenedResult { model: id(model), dataset: id(dataset), metrics: [("auc".to_string(), auc)].into_iter().collect() }
+}
+
+fn bench(sharing: SharingPolicy) -> Benchmark {
+    let mut b = testkit::benchmark("b", id(90), id(91), id(92), vec![], 0);
+    b.sharing = sharing;
+    b
+}
+
+fn named(name: &str, public: bool) -> Dataset {
+    match testkit::dataset(name, id(90), DatasetState::Operation) {
+        Body::Dataset(mut d) => {
+            d.name_public = public;
+            d
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// Three models on three datasets: (model, dataset, auc in millionths).
+const TABLE: &[(u8, u8, i64)] = &[
+    (1, 11, 900_000), (1, 12, 700_000), (1, 13, 800_000),
+    (2, 11, 850_000), (2, 12, 750_000), (2, 13, 820_000),
+    (3, 11, 600_000), (3, 12, 600_000), (3, 13, 610_000),
+];
+
+fn table() -> Vec<OpenedResult> {
+    TABLE.iter().map(|(m, d, v)| opened(*m, *d, *v)).collect()
+}
+
+#[test]
+fn a_per_dataset_release_lists_every_cell_with_pseudonyms_unless_the_owner_allowed_the_name() {
+    let mut datasets = BTreeMap::new();
+    datasets.insert(id(11), named("St Mary", true));
+    datasets.insert(id(12), named("Secret General", false));
+    let r = leaderboard::build_release(id(50), &bench(SharingPolicy::PerDataset), &datasets, &table());
+    assert_eq!(r.entries.len(), 9);
+    assert_eq!(r.round, 9);
+    let labels: std::collections::BTreeSet<_> = r.entries.iter().map(|e| e.dataset.clone().unwrap()).collect();
+    assert!(labels.contains("St Mary"));
+    assert!(!labels.iter().any(|l| l.contains("Secret")));
+    assert_eq!(labels.iter().filter(|l| l.starts_with("site-")).count(), 2);
+}
+
+#[test]
+fn an_aggregate_release_never_reveals_a_single_datasets_value() {
+    let b = bench(SharingPolicy::Aggregate { min_datasets: 2 });
+    // Model 9 has one dataset only: it must not appear at all.
+    let mut results = table();
+    results.push(opened(9, 11, 123_456));
+    let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &results);
+    assert!(r.entries.iter().all(|e| e.dataset.is_none() && e.datasets >= 2));
+    assert!(!r.entries.iter().any(|e| e.model == id(9)));
+    assert!(!r.entries.iter().any(|e| e.metrics.values().any(|v| *v == 123_456)));
+    let m1 = r.entries.iter().find(|e| e.model == id(1)).unwrap();
+    assert_eq!(m1.metrics["auc"], 800_000);
+    assert_eq!(m1.datasets, 3);
+}
+
+#[test]
+fn members_with_the_same_results_build_byte_identical_releases() {
+    let b = bench(SharingPolicy::PerDataset);
+    let mut reversed = table();
+    reversed.reverse();
+    let one = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &table());
+    let two = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &reversed);
+    assert_eq!(protocol::cbor::to_canonical(&one).unwrap(), protocol::cbor::to_canonical(&two).unwrap());
+}
+
+#[test]
+fn the_leaderboard_ranks_by_mean_and_adds_rank_then_mean_and_intervals() {
+    let b = bench(SharingPolicy::PerDataset);
+    let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &table());
+    let lb = leaderboard::compute(id(50), &b, &r, &|m| format!("m{}", m.as_bytes()[0]), &|_| true);
+    // Means: model 2 = 806_666, model 1 = 800_000, model 3 = 603_333.
+    let got: Vec<(u32, u8, i64)> = lb.rows.iter().map(|r| (r.rank, r.model.as_bytes()[0], r.value)).collect();
+    assert_eq!(got, vec![(1, 2, 806_666), (2, 1, 800_000), (3, 3, 603_333)]);
+    // Ranks per dataset: d11: 1,2,3 for models 1,2,3; d12: 2,1,3; d13: 2,1,3.
+    let mrm: Vec<(u8, u64)> = lb.rows.iter().map(|r| (r.model.as_bytes()[0], r.mean_rank_milli.unwrap())).collect();
+    assert_eq!(mrm, vec![(2, 1333), (1, 1666), (3, 3000)]);
+    for row in &lb.rows {
+        let (lo, hi) = (row.ci_low.unwrap(), row.ci_high.unwrap());
+        assert!(lo <= row.value && row.value <= hi, "{lo} <= {} <= {hi}", row.value);
+    }
+    assert_eq!(lb.cells.len(), 9);
+    assert_eq!(lb.datasets.len(), 3);
+}
+
+#[test]
+fn bootstrap_intervals_are_identical_on_every_run() {
+    let b = bench(SharingPolicy::PerDataset);
+    let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &table());
+    let one = leaderboard::compute(id(50), &b, &r, &|_| String::new(), &|_| true);
+    let two = leaderboard::compute(id(50), &b, &r, &|_| String::new(), &|_| true);
+    assert_eq!(one, two);
+    // ...and come from the release's seed: over twelve datasets, other seeds move them.
+    let wide: Vec<OpenedResult> = (0..12u8).map(|d| opened(1, 20 + d, 500_000 + 37_123 * i64::from(d % 7))).collect();
+    let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &wide);
+    let ci = |seed: u64| {
+        let mut r = r.clone();
+        r.seed = seed;
+        let row = leaderboard::compute(id(50), &b, &r, &|_| String::new(), &|_| true).rows[0].clone();
+        (row.ci_low, row.ci_high)
+    };
+    assert_eq!(ci(5), ci(5));
+    assert!((6..14).any(|s| ci(s) != ci(5)), "the interval ignores the seed");
+}
+
+#[test]
+fn an_aggregate_leaderboard_has_no_table_and_no_intervals() {
+    let b = bench(SharingPolicy::Aggregate { min_datasets: 3 });
+    let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &table());
+    let lb = leaderboard::compute(id(50), &b, &r, &|_| String::new(), &|_| true);
+    assert_eq!(lb.rows.len(), 3);
+    assert!(lb.cells.is_empty() && lb.datasets.is_empty());
+    assert!(lb.rows.iter().all(|r| r.ci_low.is_none() && r.mean_rank_milli.is_none()));
+}
+
+#[test]
+fn a_built_release_signed_by_the_threshold_shows_in_every_fold() {
+    let mut w = Workflow::people()
+        .with_benchmark(|_| {})
+        .approve_benchmark()
+        .register_datasets()
+        .request_models()
+        .approve_all()
+        .submit_results();
+    let s = fold(&w.root, &w.records);
+    let bview = &s.benchmarks[&w.benchmark];
+    let datasets: BTreeMap<_, _> = s.datasets.iter().map(|(k, v)| (*k, v.dataset.clone())).collect();
+    let opened: Vec<OpenedResult> = s
+        .results
+        .iter()
+        .filter(|r| r.counts)
+        .map(|r| OpenedResult {
+            model: r.model,
+            dataset: r.dataset,
+            metrics: [("auc".to_string(), if r.model == w.models[0] { 700_000 } else { 900_000 })].into_iter().collect(),
+        })
+        .collect();
+    let release = leaderboard::build_release(w.benchmark, &bview.benchmark, &datasets, &opened);
+    for c in [0, 2] {
+        w.push(|w| &mut w.committee[c], Body::Release(release.clone()));
+    }
+    let s = fold(&w.root, &w.records);
+    let lb = &s.leaderboards[&w.benchmark];
+    assert_eq!(lb.rows[0].model, w.models[1]);
+    assert_eq!(lb.rows[0].model_name, "model-1");
+    assert_eq!(lb.release_round, 6);
+}
