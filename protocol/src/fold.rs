@@ -29,10 +29,11 @@
 //!   content that matches the benchmark's sharing policy; the highest round wins.
 //!   The leaderboard is computed from the shown release.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cbor;
 use crate::envelope::Record;
@@ -282,7 +283,7 @@ pub fn fold<'a>(root: &NetworkRoot, records: impl IntoIterator<Item = &'a Record
 // The derived state.
 
 /// Where an approval stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pending,
@@ -299,7 +300,7 @@ impl Status {
 }
 
 /// Two records signed by one author at one seq: a transferable proof.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Equivocation {
     pub author: PublicKey,
     pub seq: u64,
@@ -307,28 +308,28 @@ pub struct Equivocation {
 }
 
 /// An author whose chain has holes (records withheld or not yet received).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainGap {
     pub author: PublicKey,
     pub highest_seq: u64,
     pub missing: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProfileView {
     pub id: RecordId,
     pub key: PublicKey,
     pub profile: Profile,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerView {
     pub id: RecordId,
     pub owner: PublicKey,
     pub container: Container,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BenchmarkView {
     pub id: RecordId,
     pub owner: PublicKey,
@@ -340,7 +341,7 @@ pub struct BenchmarkView {
     pub missing_containers: Vec<RecordId>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatasetView {
     pub id: RecordId,
     pub owner: PublicKey,
@@ -350,7 +351,7 @@ pub struct DatasetView {
     pub prepared_hash: Hash32,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssociationView {
     pub benchmark: RecordId,
     pub subject: Subject,
@@ -364,7 +365,7 @@ pub struct AssociationView {
     pub priority: i32,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultView {
     pub id: RecordId,
     pub benchmark: RecordId,
@@ -374,10 +375,10 @@ pub struct ResultView {
     /// True when this result counts toward the benchmark.
     pub counts: bool,
     /// Why it does not count.
-    pub reason: Option<&'static str>,
+    pub reason: Option<Cow<'static, str>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseView {
     pub benchmark: RecordId,
     pub content_hash: Hash32,
@@ -388,14 +389,14 @@ pub struct ReleaseView {
 pub use crate::leaderboard::{Cell, Leaderboard, LeaderboardRow};
 
 /// A record kept but without effect, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ignored {
     pub id: RecordId,
     pub reason: String,
 }
 
 /// Everything the fold derives. Identical on every node that holds the same set.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub network: NetworkId,
     pub records: u64,
@@ -939,7 +940,7 @@ impl<'a> Deriver<'a> {
                     dataset: *dataset_id,
                     submitter: r.author,
                     counts: false,
-                    reason,
+                    reason: reason.map(Cow::Borrowed),
                 });
             }
             let views = &mut results[start..];
@@ -947,7 +948,7 @@ impl<'a> Deriver<'a> {
                 if latest_counting.is_some_and(|l| l.id == v.id) {
                     v.counts = true;
                 } else if v.reason.is_none() {
-                    v.reason = Some("superseded by the owner's later result");
+                    v.reason = Some(Cow::Borrowed("superseded by the owner's later result"));
                 }
             }
         }

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ids::RecordId;
 use crate::record::{Benchmark, Dataset, Release, ReleaseEntry, SharingPolicy};
@@ -105,7 +105,7 @@ pub fn build_release(
 }
 
 /// One line of a leaderboard.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaderboardRow {
     /// 1-based; equal values share a rank (1, 1, 3).
     pub rank: u32,
@@ -124,7 +124,7 @@ pub struct LeaderboardRow {
 }
 
 /// One cell of the model x dataset table.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cell {
     pub model: RecordId,
     pub dataset: String,
@@ -132,7 +132,7 @@ pub struct Cell {
 }
 
 /// A benchmark's leaderboard, from its shown release.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leaderboard {
     pub benchmark: RecordId,
     pub metric: String,

@@ -102,8 +102,8 @@ fn the_tricky_set_really_exercises_the_traps() {
     let s = fold(&w.root, &w.records);
     assert_eq!(s.equivocations.len(), 1);
     assert_eq!(s.revoked.len(), 1);
-    assert!(s.results.iter().any(|r| r.reason == Some("superseded by the owner's later result")));
-    assert!(s.results.iter().any(|r| r.reason == Some("signer's key is revoked")));
+    assert!(s.results.iter().any(|r| r.reason.as_deref() == Some("superseded by the owner's later result")));
+    assert!(s.results.iter().any(|r| r.reason.as_deref() == Some("signer's key is revoked")));
     assert_eq!(s.leaderboards[&w.benchmark].release_round, 2);
     let m1 = s.association(&w.benchmark, &Subject::Model(w.models[1])).unwrap();
     assert_eq!(m1.status, protocol::fold::Status::Pending);

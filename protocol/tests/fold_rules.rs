@@ -259,7 +259,7 @@ fn only_the_datasets_owner_can_submit_its_results() {
     let s = state(&w);
     let v = s.results.iter().find(|r| r.id == forged.id).unwrap();
     assert!(!v.counts);
-    assert_eq!(v.reason, Some("only the dataset's owner can submit its results"));
+    assert_eq!(v.reason.as_deref(), Some("only the dataset's owner can submit its results"));
     assert_eq!(counted_results(&s), 6);
 }
 
@@ -268,7 +268,7 @@ fn results_do_not_count_for_an_unapproved_benchmark() {
     let w = Workflow::people().with_benchmark(|_| {}).register_datasets().request_models().approve_all().submit_results();
     let s = state(&w);
     assert_eq!(counted_results(&s), 0);
-    assert!(s.results.iter().all(|r| r.reason == Some("benchmark is not approved")));
+    assert!(s.results.iter().all(|r| r.reason.as_deref() == Some("benchmark is not approved")));
 }
 
 #[test]
@@ -276,7 +276,7 @@ fn results_do_not_count_without_an_approved_dataset_association() {
     let w = Workflow::people().with_benchmark(|b| b.model_auto_approval = AutoApproval::Always).approve_benchmark().register_datasets().request_models().submit_results();
     let s = state(&w);
     assert_eq!(counted_results(&s), 0);
-    assert!(s.results.iter().all(|r| r.reason == Some("dataset association is not approved")));
+    assert!(s.results.iter().all(|r| r.reason.as_deref() == Some("dataset association is not approved")));
 }
 
 #[test]
@@ -284,7 +284,7 @@ fn results_do_not_count_without_an_approved_model_association() {
     let w = Workflow::people().with_benchmark(|b| b.dataset_auto_approval = AutoApproval::Always).approve_benchmark().register_datasets().request_models().submit_results();
     let s = state(&w);
     assert_eq!(counted_results(&s), 0);
-    assert!(s.results.iter().all(|r| r.reason == Some("model association is not approved")));
+    assert!(s.results.iter().all(|r| r.reason.as_deref() == Some("model association is not approved")));
 }
 
 #[test]
@@ -300,7 +300,7 @@ fn results_count_only_for_operational_datasets_and_the_owner_can_make_one_operat
     w.push(|w| &mut w.hospitals[0], testkit::result(b, m, d, 1));
     let s = state(&w);
     assert_eq!(counted_results(&s), 0);
-    assert_eq!(s.results[0].reason, Some("dataset is not operational"));
+    assert_eq!(s.results[0].reason.as_deref(), Some("dataset is not operational"));
 
     // Someone else cannot flip it.
     let h = protocol::Hash32::of(b"new");
@@ -492,4 +492,13 @@ fn a_decision_that_arrives_before_its_subject_gives_the_same_state() {
     let mut backwards = w.records.clone();
     backwards.reverse();
     assert_eq!(fold(&w.root, &backwards), forwards);
+}
+
+#[test]
+fn the_state_round_trips_through_json_for_the_control_api() {
+    let s = state(&Workflow::complete());
+    let json = serde_json::to_string(&s).unwrap();
+    assert!(json.contains(&s.hash.to_hex()), "ids print as hex in JSON");
+    let back: State = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, s);
 }
