@@ -2,5 +2,11 @@
 //! parses flags and dispatches.
 //!
 //! - [`keys`]: the user's signing and X25519 keys in owner-only files.
+//! - [`ids`]: short ids and unique-prefix resolution.
+//! - [`publish`]: show, confirm, sign and submit a record.
+//! - [`output`]: tables and `--json`.
 
+pub mod ids;
 pub mod keys;
+pub mod output;
+pub mod publish;

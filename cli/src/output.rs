@@ -1,0 +1,31 @@
+//! Output: tables for people, `--json` for scripts. Errors go to stderr.
+
+use std::io::Write;
+
+use comfy_table::presets::UTF8_BORDERS_ONLY;
+use comfy_table::{ContentArrangement, Table};
+use serde::Serialize;
+
+/// Print `value` as pretty JSON on stdout.
+pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Print a table with a header row.
+pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<()> {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_content_arrangement(ContentArrangement::Dynamic).set_header(header.to_vec());
+    for r in rows {
+        t.add_row(r);
+    }
+    writeln!(std::io::stdout().lock(), "{t}")?;
+    Ok(())
+}
+
+/// A value in millionths as a decimal with four places.
+pub fn millionths(v: i64) -> String {
+    format!("{:.4}", v as f64 / 1e6)
+}
