@@ -1,0 +1,454 @@
+//! The data owner's workflow, as MedPerf runs it: `prepare` -> `sanity_check` ->
+//! `statistics` (must be a non-empty mapping) -> the tree hash of the prepared data
+//! and labels -> the fields of a dataset record. Then `set_operational` (hash
+//! recomputed), `check` (re-hash and compare), and export/import of a prepared
+//! dataset as a tarball, to move it between machines.
+//!
+//! A prepared dataset is a folder:
+//!
+//! ```text
+//! <root>/data/               prepared data (output_path)
+//! <root>/labels/             prepared labels (output_labels_path)
+//! <root>/statistics.yaml     what the statistics task wrote
+//! <root>/metadata/, report.yaml   when the preparator declares them
+//! <root>/logs/<task>.log     one log per container task
+//! <root>/medmesh-dataset.yaml    the prepared hash and statistics, for check/export
+//! ```
+//!
+//! Only `data/` and `labels/` are hashed.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use protocol::limits::{NAME_BYTES_MAX, STATISTICS_ENTRIES_MAX, TEXT_BYTES_MAX};
+use protocol::record::{Dataset, DatasetOperational, DatasetState};
+use protocol::{Hash32, RecordId};
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+
+use crate::engine::{Engine, RunLimits, Runnable, TaskRun};
+use crate::error::RunnerError;
+use crate::treehash::tree_hash;
+
+/// Largest statistics.yaml or results.yaml read.
+pub const SUMMARY_YAML_BYTES_MAX: u64 = 1024 * 1024;
+/// Deepest nesting flattened in statistics or results.
+pub const SUMMARY_DEPTH_MAX: usize = 8;
+/// Largest dataset tarball imported.
+pub const DATASET_TARBALL_BYTES_MAX: u64 = 1024 * 1024 * 1024 * 1024;
+/// The file in a prepared dataset's folder that records its hash.
+pub const DATASET_INFO_FILE: &str = "medmesh-dataset.yaml";
+
+/// A prepared dataset on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedDataset {
+    pub root: PathBuf,
+    pub prepared_hash: Hash32,
+    /// statistics.yaml flattened: `key.path` -> value as text.
+    pub statistics: BTreeMap<String, String>,
+    /// Digest of the preparator image that prepared it.
+    pub preparator_digest: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatasetInfo {
+    prepared_hash: Hash32,
+    preparator_digest: String,
+    statistics: BTreeMap<String, String>,
+}
+
+pub fn data_dir(root: &Path) -> PathBuf {
+    root.join("data")
+}
+
+pub fn labels_dir(root: &Path) -> PathBuf {
+    root.join("labels")
+}
+
+pub fn statistics_file(root: &Path) -> PathBuf {
+    root.join("statistics.yaml")
+}
+
+fn log_file(root: &Path, task: &str) -> PathBuf {
+    root.join("logs").join(format!("{task}.log"))
+}
+
+/// The tree hash of a prepared dataset's data and labels.
+pub fn dataset_hash(root: &Path) -> Result<Hash32, RunnerError> {
+    let (data, labels) = (data_dir(root), labels_dir(root));
+    tree_hash(&[("data", &data), ("labels", &labels)])
+}
+
+/// Run the preparator's `prepare`, `sanity_check` and `statistics` on raw data and
+/// labels into `root` (which must not exist, or be empty), then hash the result.
+pub async fn prepare_dataset(
+    engine: &Engine,
+    preparator: &Runnable,
+    raw_data: &Path,
+    raw_labels: &Path,
+    root: &Path,
+    limits: &RunLimits,
+) -> Result<PreparedDataset, RunnerError> {
+    if root.exists() && std::fs::read_dir(root).map_err(RunnerError::io(root))?.next().is_some() {
+        return Err(RunnerError::Invalid { path: root.into(), reason: "already holds files; prepare into a new folder".into() });
+    }
+    std::fs::create_dir_all(root).map_err(RunnerError::io(root))?;
+    let task = preparator.spec.task("prepare")?;
+    let mut mounts = BTreeMap::from([
+        ("data_path".to_string(), raw_data.to_path_buf()),
+        ("labels_path".to_string(), raw_labels.to_path_buf()),
+        ("output_path".to_string(), data_dir(root)),
+        ("output_labels_path".to_string(), labels_dir(root)),
+    ]);
+    for p in &task.outputs {
+        match p.name.as_str() {
+            "metadata_path" => mounts.insert(p.name.clone(), root.join("metadata")),
+            "report_file" => mounts.insert(p.name.clone(), root.join("report.yaml")),
+            _ => None,
+        };
+    }
+    run(engine, preparator, "prepare", mounts, root, limits).await?;
+    sanity_check(engine, preparator, root, limits).await?;
+    let statistics = statistics(engine, preparator, root, limits).await?;
+    let prepared_hash = dataset_hash(root)?;
+    let info = DatasetInfo { prepared_hash, preparator_digest: preparator.image.digest.clone(), statistics: statistics.clone() };
+    write_info(root, &info)?;
+    tracing::info!(root = %root.display(), hash = %prepared_hash.short(), "dataset prepared");
+    Ok(PreparedDataset { root: root.into(), prepared_hash, statistics, preparator_digest: info.preparator_digest })
+}
+
+async fn run(engine: &Engine, c: &Runnable, task: &str, mounts: BTreeMap<String, PathBuf>, root: &Path, limits: &RunLimits) -> Result<(), RunnerError> {
+    let scratch = root.join("tmp").join(task);
+    let run = TaskRun { container: c, task, mounts, log_path: log_file(root, task), scratch_dir: scratch.clone() };
+    let result = engine.run_task(&run, limits).await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    result.map(|_| ())
+}
+
+/// The preparator's `sanity_check` on a prepared dataset; a non-zero exit fails it.
+pub async fn sanity_check(engine: &Engine, preparator: &Runnable, root: &Path, limits: &RunLimits) -> Result<(), RunnerError> {
+    let mounts = BTreeMap::from([("data_path".to_string(), data_dir(root)), ("labels_path".to_string(), labels_dir(root))]);
+    run(engine, preparator, "sanity_check", mounts, root, limits).await
+}
+
+/// The preparator's `statistics` on a prepared dataset: a non-empty mapping,
+/// flattened.
+pub async fn statistics(engine: &Engine, preparator: &Runnable, root: &Path, limits: &RunLimits) -> Result<BTreeMap<String, String>, RunnerError> {
+    let out = statistics_file(root);
+    let mounts = BTreeMap::from([
+        ("data_path".to_string(), data_dir(root)),
+        ("labels_path".to_string(), labels_dir(root)),
+        ("output_path".to_string(), out.clone()),
+    ]);
+    run(engine, preparator, "statistics", mounts, root, limits).await?;
+    parse_statistics(&out, &log_file(root, "statistics"))
+}
+
+/// The fields of a dataset record, for the CLI to sign.
+pub fn dataset_record(prepared: &PreparedDataset, name: &str, description: &str, location: &str, data_preparator: RecordId, name_public: bool) -> Dataset {
+    Dataset {
+        name: name.into(),
+        description: description.into(),
+        location: location.into(),
+        data_preparator,
+        prepared_hash: prepared.prepared_hash,
+        statistics: prepared.statistics.clone(),
+        state: DatasetState::Development,
+        name_public,
+    }
+}
+
+/// Re-hash the prepared data and build the record that marks `dataset` operational.
+pub fn set_operational(root: &Path, dataset: RecordId) -> Result<DatasetOperational, RunnerError> {
+    let prepared_hash = dataset_hash(root)?;
+    let mut info = read_info(root)?;
+    info.prepared_hash = prepared_hash;
+    write_info(root, &info)?;
+    Ok(DatasetOperational { dataset, prepared_hash })
+}
+
+/// Re-hash the prepared data and compare with `expected` (the registered hash).
+pub fn check_dataset(root: &Path, expected: &Hash32) -> Result<(), RunnerError> {
+    let actual = dataset_hash(root)?;
+    if &actual != expected {
+        return Err(RunnerError::HashMismatch { path: root.into(), expected: expected.to_hex(), actual: actual.to_hex() });
+    }
+    Ok(())
+}
+
+/// Open a prepared dataset folder: its recorded hash and statistics (not re-hashed;
+/// call [`check_dataset`] for that).
+pub fn open_dataset(root: &Path) -> Result<PreparedDataset, RunnerError> {
+    let info = read_info(root)?;
+    Ok(PreparedDataset { root: root.into(), prepared_hash: info.prepared_hash, statistics: info.statistics, preparator_digest: info.preparator_digest })
+}
+
+fn write_info(root: &Path, info: &DatasetInfo) -> Result<(), RunnerError> {
+    let path = root.join(DATASET_INFO_FILE);
+    let text = serde_yaml::to_string(info).map_err(|e| RunnerError::Invalid { path: path.clone(), reason: e.to_string() })?;
+    std::fs::write(&path, text).map_err(RunnerError::io(path))
+}
+
+fn read_info(root: &Path) -> Result<DatasetInfo, RunnerError> {
+    let path = root.join(DATASET_INFO_FILE);
+    let text = read_bounded(&path, SUMMARY_YAML_BYTES_MAX)?;
+    serde_yaml::from_str(&text).map_err(|e| RunnerError::Invalid { path, reason: format!("is not a prepared dataset's info: {e}") })
+}
+
+fn read_bounded(path: &Path, max: u64) -> Result<String, RunnerError> {
+    let len = std::fs::metadata(path).map_err(RunnerError::io(path))?.len();
+    if len > max {
+        return Err(RunnerError::Invalid { path: path.into(), reason: format!("{len} bytes; at most {max}") });
+    }
+    std::fs::read_to_string(path).map_err(RunnerError::io(path))
+}
+
+/// Flatten a YAML mapping: nested keys joined with `.`, list items by index.
+fn flatten(prefix: &str, v: &Value, depth: usize, out: &mut Vec<(String, Value)>) -> Result<(), String> {
+    if depth > SUMMARY_DEPTH_MAX {
+        return Err(format!("nested deeper than {SUMMARY_DEPTH_MAX}"));
+    }
+    let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+    match v {
+        Value::Mapping(m) => {
+            for (k, v) in m {
+                let key = match k {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => return Err("has a key that is not text".into()),
+                };
+                flatten(&join(&key), v, depth + 1, out)?;
+            }
+        }
+        Value::Sequence(items) => {
+            for (i, v) in items.iter().enumerate() {
+                flatten(&join(&i.to_string()), v, depth + 1, out)?;
+            }
+        }
+        Value::Tagged(t) => flatten(prefix, &t.value, depth + 1, out)?,
+        scalar => out.push((prefix.to_string(), scalar.clone())),
+    }
+    Ok(())
+}
+
+/// A non-empty YAML mapping at `path`, flattened; `Err(reason)` otherwise.
+fn read_mapping(path: &Path) -> Result<Vec<(String, Value)>, String> {
+    let len = std::fs::metadata(path).map_err(|e| format!("unreadable ({e})"))?.len();
+    if len > SUMMARY_YAML_BYTES_MAX {
+        return Err(format!("{len} bytes, more than {SUMMARY_YAML_BYTES_MAX}"));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("unreadable ({e})"))?;
+    if text.trim().is_empty() {
+        return Err("empty".into());
+    }
+    let v: Value = serde_yaml::from_str(&text).map_err(|e| format!("not valid YAML ({e})"))?;
+    if !v.is_mapping() {
+        return Err("not a mapping".into());
+    }
+    let mut out = Vec::new();
+    flatten("", &v, 0, &mut out)?;
+    if out.is_empty() {
+        return Err("an empty mapping".into());
+    }
+    Ok(out)
+}
+
+/// statistics.yaml as the dataset record carries it: `key.path` -> value as text.
+pub fn parse_statistics(path: &Path, log: &Path) -> Result<BTreeMap<String, String>, RunnerError> {
+    let bad = |reason: String| RunnerError::BadStatistics { path: path.into(), reason, log: log.into() };
+    let flat = read_mapping(path).map_err(bad)?;
+    if flat.len() > STATISTICS_ENTRIES_MAX {
+        return Err(bad(format!("{} entries, more than {STATISTICS_ENTRIES_MAX}", flat.len())));
+    }
+    let mut out = BTreeMap::new();
+    for (k, v) in flat {
+        let text = match v {
+            Value::Null => "null".to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s,
+            _ => return Err(bad(format!("`{k}` is not a plain value"))),
+        };
+        if k.trim().is_empty() || k.len() > NAME_BYTES_MAX || text.len() > TEXT_BYTES_MAX {
+            return Err(bad(format!("`{k}` is empty or too long")));
+        }
+        out.insert(k, text);
+    }
+    Ok(out)
+}
+
+/// results.yaml as metric -> value: a non-empty mapping whose leaves are finite
+/// numbers (nested metrics flattened with `.`).
+pub fn parse_results(path: &Path, log: &Path) -> Result<BTreeMap<String, f64>, RunnerError> {
+    let bad = |reason: String| RunnerError::BadResults { path: path.into(), reason, log: log.into() };
+    let flat = read_mapping(path).map_err(bad)?;
+    let mut out = BTreeMap::new();
+    for (k, v) in flat {
+        let n = v.as_f64().filter(|n| n.is_finite()).ok_or_else(|| bad(format!("`{k}` is not a finite number")))?;
+        if k.trim().is_empty() || k.len() > NAME_BYTES_MAX {
+            return Err(bad(format!("metric name `{k}` is empty or too long")));
+        }
+        out.insert(k, n);
+    }
+    Ok(out)
+}
+
+/// Write a prepared dataset (data, labels, statistics, info) as a tarball, after
+/// checking it still has its recorded hash. Returns that hash.
+pub fn export_dataset(root: &Path, tarball: &Path) -> Result<Hash32, RunnerError> {
+    let info = read_info(root)?;
+    check_dataset(root, &info.prepared_hash)?;
+    let file = std::fs::File::create(tarball).map_err(RunnerError::io(tarball))?;
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+    tar.follow_symlinks(false);
+    for dir in ["data", "labels"] {
+        let p = root.join(dir);
+        if p.exists() {
+            tar.append_dir_all(dir, &p).map_err(RunnerError::io(&p))?;
+        }
+    }
+    for f in [DATASET_INFO_FILE, "statistics.yaml"] {
+        let p = root.join(f);
+        if p.exists() {
+            tar.append_path_with_name(&p, f).map_err(RunnerError::io(&p))?;
+        }
+    }
+    tar.into_inner().and_then(|mut w| std::io::Write::flush(&mut w)).map_err(RunnerError::io(tarball))?;
+    Ok(info.prepared_hash)
+}
+
+/// Unpack a dataset tarball into `root` (new or empty), refusing links and paths
+/// that leave it, then re-hash: the result must match its recorded hash and, when
+/// given, `expected` (the registered hash).
+pub fn import_dataset(tarball: &Path, root: &Path, expected: Option<&Hash32>) -> Result<PreparedDataset, RunnerError> {
+    unpack_plain(tarball, root, DATASET_TARBALL_BYTES_MAX)?;
+    let info = read_info(root)?;
+    check_dataset(root, &info.prepared_hash)?;
+    if let Some(e) = expected {
+        check_dataset(root, e)?;
+    }
+    open_dataset(root)
+}
+
+/// Unpack a tarball of plain files and folders into `root` (new or empty).
+pub(crate) fn unpack_plain(tarball: &Path, root: &Path, max_bytes: u64) -> Result<(), RunnerError> {
+    if root.exists() && std::fs::read_dir(root).map_err(RunnerError::io(root))?.next().is_some() {
+        return Err(RunnerError::Invalid { path: root.into(), reason: "already holds files; unpack into a new folder".into() });
+    }
+    std::fs::create_dir_all(root).map_err(RunnerError::io(root))?;
+    let file = std::fs::File::open(tarball).map_err(RunnerError::io(tarball))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let mut total = 0u64;
+    for entry in archive.entries().map_err(RunnerError::io(tarball))? {
+        let mut entry = entry.map_err(RunnerError::io(tarball))?;
+        let kind = entry.header().entry_type();
+        let path = entry.path().map_err(RunnerError::io(tarball))?.into_owned();
+        let safe = path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if !safe || !(kind.is_file() || kind.is_dir()) {
+            return Err(RunnerError::Invalid { path: tarball.into(), reason: format!("entry {} is a link, special file or leaves the folder", path.display()) });
+        }
+        total += entry.size();
+        if total > max_bytes {
+            return Err(RunnerError::Invalid { path: tarball.into(), reason: format!("unpacks to more than {max_bytes} bytes") });
+        }
+        entry.unpack_in(root).map_err(RunnerError::io(root))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.yaml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn statistics_flatten_nested_keys_into_text() {
+        let (_d, p) = yaml("cases: 30\nby_site:\n  a: 10\n  b: 20\nnote: ok\n");
+        let s = parse_statistics(&p, Path::new("log")).unwrap();
+        assert_eq!(s.get("by_site.a").map(String::as_str), Some("10"));
+        assert_eq!(s.get("note").map(String::as_str), Some("ok"));
+        assert_eq!(s.len(), 4);
+    }
+
+    #[test]
+    fn empty_or_non_mapping_statistics_are_refused_with_the_log_path() {
+        for text in ["", "   \n", "{}", "- a\n- b\n", "just text\n"] {
+            let (_d, p) = yaml(text);
+            let err = parse_statistics(&p, Path::new("/logs/statistics.log")).unwrap_err();
+            assert!(matches!(err, RunnerError::BadStatistics { .. }), "{text:?}: {err}");
+            assert!(err.to_string().contains("/logs/statistics.log"), "{err}");
+        }
+    }
+
+    #[test]
+    fn results_must_be_a_non_empty_mapping_of_finite_numbers() {
+        let (_d, p) = yaml("auc: 0.9\nper_class:\n  malignant: 0.8\n");
+        let r = parse_results(&p, Path::new("log")).unwrap();
+        assert_eq!(r.get("per_class.malignant"), Some(&0.8));
+        for text in ["", "{}", "- 1\n", "auc: high\n", "auc: .nan\n"] {
+            let (_d, p) = yaml(text);
+            assert!(matches!(parse_results(&p, Path::new("log")), Err(RunnerError::BadResults { .. })), "{text:?}");
+        }
+    }
+
+    fn prepared(root: &Path) {
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        std::fs::create_dir_all(root.join("labels")).unwrap();
+        std::fs::write(root.join("data/features.csv"), "case_id,x\n1,2\n").unwrap();
+        std::fs::write(root.join("labels/labels.csv"), "case_id,label\n1,0\n").unwrap();
+        std::fs::write(root.join("statistics.yaml"), "cases: 1\n").unwrap();
+        let info = DatasetInfo { prepared_hash: dataset_hash(root).unwrap(), preparator_digest: "sha256:00".into(), statistics: BTreeMap::new() };
+        write_info(root, &info).unwrap();
+    }
+
+    #[test]
+    fn check_finds_a_changed_prepared_file() {
+        let dir = tempfile::tempdir().unwrap();
+        prepared(dir.path());
+        let hash = open_dataset(dir.path()).unwrap().prepared_hash;
+        check_dataset(dir.path(), &hash).unwrap();
+        std::fs::write(dir.path().join("labels/labels.csv"), "case_id,label\n1,1\n").unwrap();
+        assert!(matches!(check_dataset(dir.path(), &hash), Err(RunnerError::HashMismatch { .. })));
+        let op = set_operational(dir.path(), RecordId::from_bytes([1; 32])).unwrap();
+        assert_ne!(op.prepared_hash, hash);
+        check_dataset(dir.path(), &op.prepared_hash).unwrap();
+    }
+
+    #[test]
+    fn an_exported_dataset_imports_elsewhere_with_the_same_hash() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        prepared(a.path());
+        let tarball = a.path().join("export.tar");
+        let hash = export_dataset(a.path(), &tarball).unwrap();
+        let imported = import_dataset(&tarball, &b.path().join("ds"), Some(&hash)).unwrap();
+        assert_eq!(imported.prepared_hash, hash);
+        let other = Hash32::from_bytes([9; 32]);
+        let err = import_dataset(&tarball, &b.path().join("ds2"), Some(&other)).unwrap_err();
+        assert!(matches!(err, RunnerError::HashMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_tarball_entry_that_leaves_the_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let tarball = dir.path().join("evil.tar");
+        let mut tar = tar::Builder::new(std::fs::File::create(&tarball).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_link_name("/etc/passwd").unwrap();
+        h.set_cksum();
+        tar.append_data(&mut h, "data/link", &b"x"[..]).unwrap();
+        tar.finish().unwrap();
+        drop(tar);
+        let err = unpack_plain(&tarball, &dir.path().join("out"), 1 << 20).unwrap_err().to_string();
+        assert!(err.contains("link"), "{err}");
+    }
+}

@@ -1,0 +1,166 @@
+//! Benchmark execution on one prepared dataset: each model by priority (highest
+//! first), `infer`, then the metrics container's `evaluate`; a results map and an
+//! execution receipt per model. A model that fails stops the run unless
+//! `ignore_model_errors`; a finished execution (same dataset hash and image digests)
+//! is reused unless `force`.
+//!
+//! Per model, under the execution folder: `<model id>/predictions/`,
+//! `<model id>/results.yaml`, `<model id>/receipt.yaml`, `<model id>/logs/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use protocol::record::ExecutionReceipt;
+use protocol::{Hash32, RecordId};
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::{self, SUMMARY_YAML_BYTES_MAX, parse_results};
+use crate::engine::{Engine, RunLimits, Runnable, TaskRun};
+use crate::error::RunnerError;
+use crate::treehash::tree_hash;
+
+/// A model to run, with its effective priority (higher first).
+#[derive(Clone, Debug)]
+pub struct ModelEntry {
+    pub id: RecordId,
+    pub priority: i32,
+    pub container: Runnable,
+}
+
+/// Options of a benchmark execution.
+#[derive(Clone, Debug, Default)]
+pub struct ExecutionOptions {
+    /// Keep going after a model fails, reporting the failure.
+    pub ignore_model_errors: bool,
+    /// Run again even when a finished execution is on disk.
+    pub force: bool,
+    pub limits: RunLimits,
+}
+
+/// One model's finished execution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelRun {
+    /// metric -> value from results.yaml.
+    pub results: BTreeMap<String, f64>,
+    pub receipt: ExecutionReceipt,
+    /// Where results.yaml and the logs are.
+    pub dir: PathBuf,
+    /// Taken from an earlier run instead of running again.
+    #[serde(skip)]
+    pub reused: bool,
+}
+
+/// What a benchmark execution did, model by model, in the order run.
+#[derive(Debug, Default)]
+pub struct ExecutionReport {
+    pub completed: Vec<(RecordId, ModelRun)>,
+    pub failed: Vec<(RecordId, RunnerError)>,
+}
+
+/// Run every model on the prepared dataset at `dataset_root`, whose registered hash
+/// is `dataset_hash` (checked first), then `metrics` on each model's predictions.
+pub async fn run_benchmark(
+    engine: &Engine,
+    dataset_root: &Path,
+    dataset_hash: Hash32,
+    models: &[ModelEntry],
+    metrics: &Runnable,
+    execution_dir: &Path,
+    options: &ExecutionOptions,
+) -> Result<ExecutionReport, RunnerError> {
+    dataset::check_dataset(dataset_root, &dataset_hash)?;
+    let mut order: Vec<&ModelEntry> = models.iter().collect();
+    order.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+    let mut report = ExecutionReport::default();
+    for m in order {
+        let dir = execution_dir.join(m.id.to_hex());
+        if !options.force {
+            if let Some(done) = finished(&dir, dataset_hash, &m.container, metrics) {
+                tracing::info!(model = %m.id.short(), "execution already finished; reusing it");
+                report.completed.push((m.id, done));
+                continue;
+            }
+        }
+        match run_model(engine, dataset_root, dataset_hash, &m.container, metrics, &dir, &options.limits).await {
+            Ok(run) => report.completed.push((m.id, run)),
+            Err(e) if options.ignore_model_errors => {
+                tracing::warn!(model = %m.id.short(), error = %e, "model failed; continuing");
+                report.failed.push((m.id, e));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(report)
+}
+
+/// A finished execution in `dir` for the same dataset and images, if there is one.
+fn finished(dir: &Path, dataset_hash: Hash32, model: &Runnable, metrics: &Runnable) -> Option<ModelRun> {
+    let path = dir.join("receipt.yaml");
+    let len = std::fs::metadata(&path).ok()?.len();
+    if len > SUMMARY_YAML_BYTES_MAX {
+        return None;
+    }
+    let mut run: ModelRun = serde_yaml::from_str(&std::fs::read_to_string(&path).ok()?).ok()?;
+    let r = &run.receipt;
+    let same = r.dataset_hash == dataset_hash && r.model_image_digest == model.image.digest && r.metrics_image_digest == metrics.image.digest;
+    run.reused = true;
+    same.then_some(run)
+}
+
+/// Run one model and the metrics on a prepared dataset (not re-hashed here), into `dir`.
+pub async fn run_model(
+    engine: &Engine,
+    dataset_root: &Path,
+    dataset_hash: Hash32,
+    model: &Runnable,
+    metrics: &Runnable,
+    dir: &Path,
+    limits: &RunLimits,
+) -> Result<ModelRun, RunnerError> {
+    let predictions = dir.join("predictions");
+    let results_path = dir.join("results.yaml");
+    for stale in [dir.join("receipt.yaml"), results_path.clone()] {
+        let _ = std::fs::remove_file(stale);
+    }
+    if predictions.exists() {
+        std::fs::remove_dir_all(&predictions).map_err(RunnerError::io(&predictions))?;
+    }
+    let logs = dir.join("logs");
+    let infer = TaskRun {
+        container: model,
+        task: "infer",
+        mounts: BTreeMap::from([("data_path".to_string(), dataset::data_dir(dataset_root)), ("output_path".to_string(), predictions.clone())]),
+        log_path: logs.join("infer.log"),
+        scratch_dir: dir.join("tmp/infer"),
+    };
+    let inferred = engine.run_task(&infer, limits).await?;
+    let predictions_hash = tree_hash(&[("predictions", &predictions)])?;
+    let mut evaluate_mounts = BTreeMap::from([
+        ("predictions".to_string(), predictions.clone()),
+        ("labels".to_string(), dataset::labels_dir(dataset_root)),
+        ("output_path".to_string(), results_path.clone()),
+    ]);
+    if metrics.spec.task("evaluate")?.outputs.iter().any(|p| p.name == "local_outputs_path") {
+        evaluate_mounts.insert("local_outputs_path".into(), dir.join("local_outputs"));
+    }
+    let evaluate = TaskRun { container: metrics, task: "evaluate", mounts: evaluate_mounts, log_path: logs.join("evaluate.log"), scratch_dir: dir.join("tmp/evaluate") };
+    let evaluated = engine.run_task(&evaluate, limits).await?;
+    let _ = std::fs::remove_dir_all(dir.join("tmp"));
+    let results = parse_results(&results_path, &evaluate.log_path)?;
+    let results_bytes = std::fs::read(&results_path).map_err(RunnerError::io(&results_path))?;
+    let receipt = ExecutionReceipt {
+        model_image_digest: model.image.digest.clone(),
+        metrics_image_digest: metrics.image.digest.clone(),
+        dataset_hash,
+        predictions_hash,
+        results_hash: Hash32::of(&results_bytes),
+        limits: limits.receipt(),
+        infer_ms: inferred.duration_ms,
+        evaluate_ms: evaluated.duration_ms,
+    };
+    let run = ModelRun { results, receipt, dir: dir.into(), reused: false };
+    let receipt_path = dir.join("receipt.yaml");
+    let text = serde_yaml::to_string(&run).map_err(|e| RunnerError::Invalid { path: receipt_path.clone(), reason: e.to_string() })?;
+    std::fs::write(&receipt_path, text).map_err(RunnerError::io(receipt_path))?;
+    Ok(run)
+}

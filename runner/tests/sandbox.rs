@@ -1,0 +1,159 @@
+//! The sandbox every container task runs in, checked on the real Docker engine with
+//! the `probe` example image, which tries what a hostile container would.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use protocol::record::ImageRef;
+use runner::{RunnerError, TaskRun};
+
+const PROBE: &str = r#"
+container_type: DockerImage
+image: medmesh/example-probe:1
+tasks:
+  network:
+    run_args: { command: network }
+    output_volumes:
+      output_path: { mount_path: /mlcommons/volumes/output, type: directory }
+  write_rootfs:
+    run_args: { command: write_rootfs }
+    output_volumes:
+      output_path: { mount_path: /mlcommons/volumes/output, type: directory }
+  write_input:
+    run_args: { command: write_input }
+    input_volumes:
+      data_path: { mount_path: /mlcommons/volumes/data, type: directory }
+    output_volumes:
+      output_path: { mount_path: /mlcommons/volumes/output, type: directory }
+  fail:
+    run_args: { command: fail }
+  sleep:
+    run_args: { command: sleep }
+  oom:
+    run_args: { command: oom }
+"#;
+
+fn task<'a>(c: &'a runner::Runnable, name: &'a str, dir: &Path, mounts: &[(&str, &Path)]) -> TaskRun<'a> {
+    TaskRun {
+        container: c,
+        task: name,
+        mounts: mounts.iter().map(|(k, v)| (k.to_string(), v.to_path_buf())).collect::<BTreeMap<_, _>>(),
+        log_path: dir.join(format!("{name}.log")),
+        scratch_dir: dir.join("tmp"),
+    }
+}
+
+#[tokio::test]
+async fn a_container_cannot_reach_the_network() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let probe = common::inline(PROBE, &images.probe);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    engine.run_task(&task(&probe, "network", dir.path(), &[("output_path", &out)]), &common::quick_limits()).await.unwrap();
+    assert_eq!(std::fs::read_to_string(out.join("outcome")).unwrap(), "unreachable");
+}
+
+#[tokio::test]
+async fn a_container_cannot_write_its_inputs_nor_its_root_filesystem() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let probe = common::inline(PROBE, &images.probe);
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("input"), dir.path().join("out"));
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("case.csv"), "precious").unwrap();
+    let limits = common::quick_limits();
+    engine.run_task(&task(&probe, "write_input", dir.path(), &[("data_path", &input), ("output_path", &out)]), &limits).await.unwrap();
+    assert_eq!(std::fs::read_to_string(out.join("outcome")).unwrap(), "input read-only");
+    assert_eq!(std::fs::read_to_string(input.join("case.csv")).unwrap(), "precious");
+    assert!(!input.join("tampered").exists());
+    engine.run_task(&task(&probe, "write_rootfs", dir.path(), &[("output_path", &out)]), &limits).await.unwrap();
+    assert_eq!(std::fs::read_to_string(out.join("outcome")).unwrap(), "rootfs read-only");
+}
+
+#[tokio::test]
+async fn an_image_whose_digest_differs_from_the_record_is_refused() {
+    let Some((engine, images)) = common::setup().await else { return };
+    // The probe's manifest, but the record pins the metrics image's digest.
+    let pinned = ImageRef { reference: images.probe.reference.clone(), digest: images.metrics.digest.clone() };
+    let probe = common::inline(PROBE, &pinned);
+    let dir = tempfile::tempdir().unwrap();
+    let err = engine.run_task(&task(&probe, "fail", dir.path(), &[]), &common::quick_limits()).await.unwrap_err();
+    assert!(matches!(err, RunnerError::DigestMismatch { .. }), "{err}");
+    assert!(err.to_string().contains(&images.metrics.digest), "{err}");
+}
+
+#[tokio::test]
+async fn an_image_missing_from_the_engine_is_reported_as_missing() {
+    let Some((engine, _)) = common::setup().await else { return };
+    let absent = ImageRef { reference: "medmesh/not-loaded-anywhere:0".into(), digest: format!("sha256:{}", "0".repeat(64)) };
+    let probe = common::inline(PROBE, &absent);
+    let dir = tempfile::tempdir().unwrap();
+    let err = engine.run_task(&task(&probe, "fail", dir.path(), &[]), &common::quick_limits()).await.unwrap_err();
+    assert!(matches!(err, RunnerError::ImageMissing { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_non_zero_exit_is_reported_with_its_code_and_log() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let probe = common::inline(PROBE, &images.probe);
+    let dir = tempfile::tempdir().unwrap();
+    let err = engine.run_task(&task(&probe, "fail", dir.path(), &[]), &common::quick_limits()).await.unwrap_err();
+    let RunnerError::NonZeroExit { code, log, .. } = &err else { panic!("{err}") };
+    assert_eq!(*code, 3);
+    assert!(std::fs::read_to_string(log).unwrap().contains("failing on purpose"));
+    assert!(err.to_string().contains(&log.display().to_string()));
+}
+
+#[tokio::test]
+async fn a_task_past_its_timeout_is_killed_and_reported() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let probe = common::inline(PROBE, &images.probe);
+    let dir = tempfile::tempdir().unwrap();
+    let limits = runner::RunLimits { other_timeout_ms: 1_500, ..common::quick_limits() };
+    let started = std::time::Instant::now();
+    let err = engine.run_task(&task(&probe, "sleep", dir.path(), &[]), &limits).await.unwrap_err();
+    assert!(matches!(err, RunnerError::Timeout { timeout_ms: 1_500, .. }), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[tokio::test]
+async fn a_task_over_its_memory_limit_is_reported_as_out_of_memory() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let probe = common::inline(PROBE, &images.probe);
+    let dir = tempfile::tempdir().unwrap();
+    let err = engine.run_task(&task(&probe, "oom", dir.path(), &[]), &common::quick_limits()).await.unwrap_err();
+    assert!(matches!(err, RunnerError::OutOfMemory { memory_bytes, .. } if memory_bytes == 64 * 1024 * 1024), "{err}");
+    assert!(err.log_path().is_some());
+}
+
+#[tokio::test]
+async fn a_task_the_manifest_lacks_is_refused_before_anything_runs() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let probe = common::inline(PROBE, &images.probe);
+    let dir = tempfile::tempdir().unwrap();
+    let err = engine.run_task(&task(&probe, "infer", dir.path(), &[]), &common::quick_limits()).await.unwrap_err();
+    assert!(matches!(err, RunnerError::Manifest(runner::ManifestError::UnknownTask { .. })), "{err}");
+}
+
+#[tokio::test]
+async fn a_missing_input_is_named_before_anything_runs() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let probe = common::inline(PROBE, &images.probe);
+    let dir = tempfile::tempdir().unwrap();
+    let gone = dir.path().join("gone");
+    let out = dir.path().join("out");
+    let err = engine.run_task(&task(&probe, "write_input", dir.path(), &[("data_path", &gone), ("output_path", &out)]), &common::quick_limits()).await.unwrap_err();
+    assert!(matches!(err, RunnerError::MissingInput { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_saved_image_loads_back_with_the_same_digest() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let tarball = dir.path().join("probe.tar");
+    engine.save_image(&images.probe.reference, &tarball).await.unwrap();
+    engine.load_image(&tarball).await.unwrap();
+    assert_eq!(engine.image_digest(&images.probe.reference).await.unwrap(), images.probe.digest);
+}
