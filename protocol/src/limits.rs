@@ -18,3 +18,5 @@ pub const SEALED_BYTES_MAX: usize = 16 * 1024;
 pub const COMMITTEE_LEN_MAX: usize = 64;
 /// Admin keys in a network root or a rotation.
 pub const ADMINS_LEN_MAX: usize = 32;
+/// A container's parameters file, carried inside its record.
+pub const PARAMETERS_BYTES_MAX: usize = 16 * 1024;

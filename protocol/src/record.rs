@@ -207,8 +207,9 @@ pub struct Container {
     pub name: String,
     pub manifest: Manifest,
     pub image: ImageRef,
-    /// Hash of the parameters file, if the container takes one.
-    pub parameters_hash: Option<Hash32>,
+    /// The parameters file (MedPerf's `parameters.yaml`), carried in the record
+    /// itself: it is small, and every runner of the container needs it.
+    pub parameters: Option<String>,
     pub additional_files: Option<AdditionalFiles>,
 }
 
@@ -541,6 +542,9 @@ impl Body {
                 name("container.name", &c.name)?;
                 text("container.image.reference", &c.image.reference, TEXT_BYTES_MAX)?;
                 digest("container.image.digest", &c.image.digest)?;
+                if let Some(p) = &c.parameters {
+                    text("container.parameters", p, PARAMETERS_BYTES_MAX)?;
+                }
                 if let Some(a) = &c.additional_files {
                     text("container.additional_files.location", &a.location, TEXT_BYTES_MAX)?;
                 }

@@ -78,7 +78,7 @@ pub fn container(name: &str, tasks: &[&str]) -> Body {
                 .collect(),
         },
         image: ImageRef { reference: format!("medmesh/{name}:1"), digest: digest(name) },
-        parameters_hash: None,
+        parameters: None,
         additional_files: None,
     })
 }
