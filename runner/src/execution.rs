@@ -74,12 +74,10 @@ pub async fn run_benchmark(
     let mut report = ExecutionReport::default();
     for m in order {
         let dir = execution_dir.join(m.id.to_hex());
-        if !options.force {
-            if let Some(done) = finished(&dir, dataset_hash, &m.container, metrics) {
-                tracing::info!(model = %m.id.short(), "execution already finished; reusing it");
-                report.completed.push((m.id, done));
-                continue;
-            }
+        if let Some(done) = finished(&dir, dataset_hash, &m.container, metrics).filter(|_| !options.force) {
+            tracing::info!(model = %m.id.short(), "execution already finished; reusing it");
+            report.completed.push((m.id, done));
+            continue;
         }
         match run_model(engine, dataset_root, dataset_hash, &m.container, metrics, &dir, &options.limits).await {
             Ok(run) => report.completed.push((m.id, run)),

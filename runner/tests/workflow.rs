@@ -1,0 +1,204 @@
+//! MedPerf's steps 3 to 5 on one site, end to end on the real Docker engine with the
+//! example images and the Wisconsin breast cancer data: compatibility test on the
+//! demo dataset, dataset preparation at a hospital, benchmark execution of two
+//! models, and the errors a data owner can meet on the way.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use protocol::RecordId;
+use runner::compat::compatibility_test;
+use runner::dataset::{check_dataset, dataset_record, export_dataset, import_dataset, prepare_dataset, set_operational, statistics};
+use runner::execution::{ExecutionOptions, ModelEntry, run_benchmark, run_model};
+use runner::{Runnable, RunnerError, parse_manifest};
+
+const METRIC_NAMES: [&str; 6] = ["accuracy", "auc", "cases", "f1", "sensitivity", "specificity"];
+
+#[tokio::test]
+async fn the_compatibility_test_runs_preparator_model_and_metrics_on_the_demo_dataset() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let (prep, model, metrics) = (common::example("preparator", &images.preparator), common::example("model_logistic", &images.model_logistic), common::example("metrics", &images.metrics));
+    let work = tempfile::tempdir().unwrap();
+    let outcome = compatibility_test(&engine, &common::demo_dir(), &prep, &model, &metrics, work.path(), &common::quick_limits()).await.unwrap();
+    assert_eq!(outcome.results.keys().map(String::as_str).collect::<Vec<_>>(), METRIC_NAMES);
+    assert_eq!(outcome.results["cases"], 30.0);
+    assert!(outcome.results["auc"] > 0.8, "{:?}", outcome.results);
+    let record = outcome.record();
+    assert!(record.passed);
+    assert_eq!(record.image_digests, vec![images.preparator.digest.clone(), images.model_logistic.digest.clone(), images.metrics.digest.clone()]);
+    assert_eq!(outcome.prepared.statistics.get("cases").map(String::as_str), Some("30"));
+}
+
+#[tokio::test]
+async fn a_hospital_prepares_its_data_and_runs_the_benchmark_by_model_priority() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let prep = common::example("preparator", &images.preparator);
+    let metrics = common::example("metrics", &images.metrics);
+    let limits = common::quick_limits();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("hospital_a");
+    let (raw_data, raw_labels) = common::hospital_raw("hospital_a");
+
+    // Step 3: prepare, check, describe, hash; the record carries metadata only.
+    let prepared = prepare_dataset(&engine, &prep, &raw_data, &raw_labels, &root, &limits).await.unwrap();
+    assert_eq!(prepared.statistics.get("cases").map(String::as_str), Some("130"));
+    let preparator_id = RecordId::from_bytes([7; 32]);
+    let record = dataset_record(&prepared, "hospital-a", "WDBC share A", "site A", preparator_id, false);
+    assert_eq!(record.prepared_hash, prepared.prepared_hash);
+    assert!(protocol::record::Body::Dataset(record).validate().is_ok());
+    let operational = set_operational(&root, RecordId::from_bytes([8; 32])).unwrap();
+    assert_eq!(operational.prepared_hash, prepared.prepared_hash);
+    check_dataset(&root, &prepared.prepared_hash).unwrap();
+
+    // Step 5: both models, the higher priority first, then metrics on each.
+    let (reference, challenger) = (RecordId::from_bytes([1; 32]), RecordId::from_bytes([2; 32]));
+    let models = vec![
+        ModelEntry { id: challenger, priority: 1, container: common::example("model_threshold", &images.model_threshold) },
+        ModelEntry { id: reference, priority: 5, container: common::example("model_logistic", &images.model_logistic) },
+    ];
+    let options = ExecutionOptions { limits: limits.clone(), ..Default::default() };
+    let exec_dir = work.path().join("executions");
+    let report = run_benchmark(&engine, &root, prepared.prepared_hash, &models, &metrics, &exec_dir, &options).await.unwrap();
+    assert!(report.failed.is_empty());
+    assert_eq!(report.completed.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![reference, challenger]);
+    for (_, run) in &report.completed {
+        assert_eq!(run.results.keys().map(String::as_str).collect::<Vec<_>>(), METRIC_NAMES);
+        assert_eq!(run.receipt.dataset_hash, prepared.prepared_hash);
+        assert_eq!(run.receipt.metrics_image_digest, images.metrics.digest);
+        assert_eq!(run.receipt.limits, limits.receipt());
+        assert!(!run.reused);
+    }
+    assert_eq!(report.completed[0].1.receipt.model_image_digest, images.model_logistic.digest);
+    assert_ne!(report.completed[0].1.receipt.predictions_hash, report.completed[1].1.receipt.predictions_hash);
+
+    // Finished executions are not rerun unless forced.
+    let again = run_benchmark(&engine, &root, prepared.prepared_hash, &models, &metrics, &exec_dir, &options).await.unwrap();
+    assert!(again.completed.iter().all(|(_, r)| r.reused));
+    assert_eq!(again.completed[0].1.results, report.completed[0].1.results);
+    let forced = ExecutionOptions { force: true, ..options.clone() };
+    let rerun = run_benchmark(&engine, &root, prepared.prepared_hash, &models[..1], &metrics, &exec_dir, &forced).await.unwrap();
+    assert!(!rerun.completed[0].1.reused);
+    assert_eq!(rerun.completed[0].1.results, report.completed[1].1.results, "deterministic model, same results");
+}
+
+#[tokio::test]
+async fn a_failing_model_stops_the_run_unless_model_errors_are_ignored() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let work = tempfile::tempdir().unwrap();
+    let limits = common::quick_limits();
+    let root = work.path().join("hospital_b");
+    let (raw_data, raw_labels) = common::hospital_raw("hospital_b");
+    let prepared = prepare_dataset(&engine, &common::example("preparator", &images.preparator), &raw_data, &raw_labels, &root, &limits).await.unwrap();
+    let metrics = common::example("metrics", &images.metrics);
+    // A model whose weights are missing: its infer task exits non-zero.
+    let mut broken = common::example("model_logistic", &images.model_logistic);
+    broken.additional_files = Some(work.path().join("no-weights"));
+    std::fs::create_dir_all(work.path().join("no-weights")).unwrap();
+    let models = vec![
+        ModelEntry { id: RecordId::from_bytes([1; 32]), priority: 9, container: broken },
+        ModelEntry { id: RecordId::from_bytes([2; 32]), priority: 1, container: common::example("model_threshold", &images.model_threshold) },
+    ];
+    let strict = ExecutionOptions { limits: limits.clone(), ..Default::default() };
+    let err = run_benchmark(&engine, &root, prepared.prepared_hash, &models, &metrics, &work.path().join("x1"), &strict).await.unwrap_err();
+    assert!(matches!(err, RunnerError::NonZeroExit { ref task, .. } if task == "infer"), "{err}");
+    let lenient = ExecutionOptions { ignore_model_errors: true, ..strict };
+    let report = run_benchmark(&engine, &root, prepared.prepared_hash, &models, &metrics, &work.path().join("x2"), &lenient).await.unwrap();
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.completed.len(), 1);
+    assert_eq!(report.completed[0].0, RecordId::from_bytes([2; 32]));
+}
+
+#[tokio::test]
+async fn modified_prepared_data_is_caught_before_any_model_runs() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let work = tempfile::tempdir().unwrap();
+    let limits = common::quick_limits();
+    let root = work.path().join("hospital_c");
+    let (raw_data, raw_labels) = common::hospital_raw("hospital_c");
+    let prepared = prepare_dataset(&engine, &common::example("preparator", &images.preparator), &raw_data, &raw_labels, &root, &limits).await.unwrap();
+
+    // Moved to another machine and back, the hash still holds.
+    let tarball = work.path().join("hospital_c.tar");
+    assert_eq!(export_dataset(&root, &tarball).unwrap(), prepared.prepared_hash);
+    let moved = import_dataset(&tarball, &work.path().join("elsewhere"), Some(&prepared.prepared_hash)).unwrap();
+    assert_eq!(moved.statistics, prepared.statistics);
+
+    let labels = root.join("labels/labels.csv");
+    let tampered = std::fs::read_to_string(&labels).unwrap().replacen(",0\n", ",1\n", 1);
+    std::fs::write(&labels, tampered).unwrap();
+    let models = vec![ModelEntry { id: RecordId::from_bytes([1; 32]), priority: 0, container: common::example("model_logistic", &images.model_logistic) }];
+    let options = ExecutionOptions { limits, ..Default::default() };
+    let err = run_benchmark(&engine, &root, prepared.prepared_hash, &models, &common::example("metrics", &images.metrics), &work.path().join("x"), &options).await.unwrap_err();
+    assert!(matches!(err, RunnerError::HashMismatch { .. }), "{err}");
+    assert!(!work.path().join("x").exists(), "nothing ran");
+}
+
+#[tokio::test]
+async fn an_empty_statistics_file_is_an_error_naming_the_log() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let stats_writer = r#"
+image: medmesh/example-probe:1
+tasks:
+  statistics:
+    run_args: { command: empty_statistics }
+    input_volumes:
+      data_path: { mount_path: /mlcommons/volumes/data, type: directory }
+      labels_path: { mount_path: /mlcommons/volumes/labels, type: directory }
+    output_volumes:
+      output_path: { mount_path: /mlcommons/volumes/statistics/statistics.yaml, type: file }
+"#;
+    let probe = common::inline(stats_writer, &images.probe);
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("data")).unwrap();
+    std::fs::create_dir_all(root.path().join("labels")).unwrap();
+    let err = statistics(&engine, &probe, root.path(), &common::quick_limits()).await.unwrap_err();
+    assert!(matches!(err, RunnerError::BadStatistics { ref reason, .. } if reason == "empty"), "{err}");
+    assert!(err.to_string().contains("statistics.log"), "{err}");
+}
+
+#[tokio::test]
+async fn results_that_are_not_a_mapping_are_an_error_naming_the_log() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let bad_metrics = r#"
+image: medmesh/example-probe:1
+tasks:
+  evaluate:
+    run_args: { command: bad_results }
+    input_volumes:
+      predictions: { mount_path: /mlcommons/volumes/predictions, type: directory }
+      labels: { mount_path: /mlcommons/volumes/labels, type: directory }
+    output_volumes:
+      output_path: { mount_path: /mlcommons/volumes/results/results.yaml, type: file }
+"#;
+    let work = tempfile::tempdir().unwrap();
+    let limits = common::quick_limits();
+    let (raw_data, raw_labels) = runner::compat::demo_paths(&common::demo_dir()).unwrap();
+    let root = work.path().join("demo");
+    let prepared = prepare_dataset(&engine, &common::example("preparator", &images.preparator), &raw_data, &raw_labels, &root, &limits).await.unwrap();
+    let model = common::example("model_logistic", &images.model_logistic);
+    let err = run_model(&engine, &root, prepared.prepared_hash, &model, &common::inline(bad_metrics, &images.probe), &work.path().join("x"), &limits).await.unwrap_err();
+    assert!(matches!(err, RunnerError::BadResults { ref reason, .. } if reason == "not a mapping"), "{err}");
+    assert!(err.to_string().contains("evaluate.log"), "{err}");
+}
+
+#[tokio::test]
+async fn a_legacy_mlcube_metrics_container_gives_the_same_results_as_its_container_config() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let work = tempfile::tempdir().unwrap();
+    let limits = common::quick_limits();
+    let (raw_data, raw_labels) = runner::compat::demo_paths(&common::demo_dir()).unwrap();
+    let root = work.path().join("demo");
+    let prepared = prepare_dataset(&engine, &common::example("preparator", &images.preparator), &raw_data, &raw_labels, &root, &limits).await.unwrap();
+    let model = common::example("model_threshold", &images.model_threshold);
+    let modern = common::example("metrics", &images.metrics);
+    let legacy = Runnable {
+        spec: parse_manifest(&std::fs::read_to_string(common::workspace_root().join("examples/metrics/mlcube.yaml")).unwrap()).unwrap(),
+        ..modern.clone()
+    };
+    let a = run_model(&engine, &root, prepared.prepared_hash, &model, &modern, &work.path().join("a"), &limits).await.unwrap();
+    let b = run_model(&engine, &root, prepared.prepared_hash, &model, &legacy, &work.path().join("b"), &limits).await.unwrap();
+    assert_eq!(a.results, b.results);
+    assert_eq!(a.receipt.results_hash, b.receipt.results_hash);
+    let _: BTreeMap<String, f64> = a.results;
+}
