@@ -44,10 +44,12 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    /// Parse `std::env::args()`.
-    pub fn from_env() -> Result<Self, Failure> {
-        let mut args = std::env::args().skip(1);
-        let task = args.next().ok_or_else(|| Failure("usage: <task> [--name=path]...".into()))?;
+    /// Parse `std::env::args()`. With no task named (a MedPerf container config
+    /// without `run_args.command` runs the image as it is), `default_task` picks one.
+    pub fn from_env(default_task: fn() -> Option<String>) -> Result<Self, Failure> {
+        let mut args = std::env::args().skip(1).peekable();
+        let named = args.next_if(|a| !a.starts_with("--"));
+        let task = named.or_else(default_task).ok_or_else(|| Failure("usage: <task> [--name=path]...".into()))?;
         let mut params = BTreeMap::new();
         for a in args {
             let (k, v) = a
@@ -65,9 +67,10 @@ impl Invocation {
     }
 }
 
-/// Run `f`, print its failure and exit non-zero.
-pub fn main_with(f: impl FnOnce(&Invocation) -> Outcome) {
-    let result = Invocation::from_env().and_then(|inv| {
+/// Run `f`, print its failure and exit non-zero. `default_task` names the task when
+/// the command line does not.
+pub fn main_with(default_task: fn() -> Option<String>, f: impl FnOnce(&Invocation) -> Outcome) {
+    let result = Invocation::from_env(default_task).and_then(|inv| {
         eprintln!("task {}", inv.task);
         f(&inv)
     });

@@ -104,6 +104,10 @@ async fn a_non_zero_exit_is_reported_with_its_code_and_log() {
     assert_eq!(*code, 3);
     assert!(std::fs::read_to_string(log).unwrap().contains("failing on purpose"));
     assert!(err.to_string().contains(&log.display().to_string()));
+    // Removed whatever happened: no container of this task is left, stopped or not.
+    let filters = std::collections::HashMap::from([("label".to_string(), vec!["medmesh.task=fail".to_string()])]);
+    let options = bollard::query_parameters::ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+    assert!(engine.docker().list_containers(Some(options)).await.unwrap().is_empty());
 }
 
 #[tokio::test]

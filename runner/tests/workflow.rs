@@ -202,3 +202,68 @@ async fn a_legacy_mlcube_metrics_container_gives_the_same_results_as_its_contain
     assert_eq!(a.receipt.results_hash, b.receipt.results_hash);
     let _: BTreeMap<String, f64> = a.results;
 }
+
+/// Container configs as MedPerf's documentation writes them: no `run_args`, so each
+/// image runs with its own entrypoint and tells the task by what is mounted.
+const DOCS_STYLE_PREPARATOR: &str = r#"
+container_type: DockerImage
+image: medmesh/example-preparator:1
+tasks:
+  prepare:
+    input_volumes:
+      data_path: { mount_path: /mlcommons/volumes/raw_data, type: directory }
+      labels_path: { mount_path: /mlcommons/volumes/raw_labels, type: directory }
+      parameters_file: { mount_path: /mlcommons/volumes/parameters/parameters_file.yaml, type: file }
+    output_volumes:
+      output_path: { mount_path: /mlcommons/volumes/data, type: directory }
+      output_labels_path: { mount_path: /mlcommons/volumes/labels, type: directory }
+  sanity_check:
+    input_volumes:
+      data_path: { mount_path: /mlcommons/volumes/data, type: directory }
+      labels_path: { mount_path: /mlcommons/volumes/labels, type: directory }
+      parameters_file: { mount_path: /mlcommons/volumes/parameters/parameters_file.yaml, type: file }
+  statistics:
+    input_volumes:
+      data_path: { mount_path: /mlcommons/volumes/data, type: directory }
+      labels_path: { mount_path: /mlcommons/volumes/labels, type: directory }
+      parameters_file: { mount_path: /mlcommons/volumes/parameters/parameters_file.yaml, type: file }
+    output_volumes:
+      output_path: { mount_path: /mlcommons/volumes/statistics/statistics.yaml, type: file }
+"#;
+const DOCS_STYLE_MODEL: &str = r#"
+container_type: DockerImage
+image: medmesh/example-model-logistic:1
+tasks:
+  infer:
+    input_volumes:
+      data_path: { mount_path: /mlcommons/volumes/data, type: directory }
+      parameters_file: { mount_path: /mlcommons/volumes/parameters/parameters_file.yaml, type: file }
+      additional_files: { mount_path: /mlcommons/volumes/additional_files, type: directory }
+    output_volumes:
+      output_path: { mount_path: /mlcommons/volumes/predictions, type: directory }
+"#;
+const DOCS_STYLE_METRICS: &str = r#"
+container_type: DockerImage
+image: medmesh/example-metrics:1
+tasks:
+  evaluate:
+    input_volumes:
+      predictions: { mount_path: /mlcommons/volumes/predictions, type: directory }
+      labels: { mount_path: /mlcommons/volumes/labels, type: directory }
+      parameters_file: { mount_path: /mlcommons/volumes/parameters/parameters_file.yaml, type: file }
+    output_volumes:
+      output_path: { mount_path: /mlcommons/volumes/results/results.yaml, type: file }
+"#;
+
+#[tokio::test]
+async fn medperf_configs_without_run_args_run_the_images_as_they_are() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let with = |yaml: &str, name: &str, image: &protocol::record::ImageRef| Runnable { spec: parse_manifest(yaml).unwrap(), ..common::example(name, image) };
+    let prep = with(DOCS_STYLE_PREPARATOR, "preparator", &images.preparator);
+    let model = with(DOCS_STYLE_MODEL, "model_logistic", &images.model_logistic);
+    let metrics = with(DOCS_STYLE_METRICS, "metrics", &images.metrics);
+    let work = tempfile::tempdir().unwrap();
+    let outcome = compatibility_test(&engine, &common::demo_dir(), &prep, &model, &metrics, work.path(), &common::quick_limits()).await.unwrap();
+    assert_eq!(outcome.results.keys().map(String::as_str).collect::<Vec<_>>(), METRIC_NAMES);
+    assert_eq!(outcome.prepared.statistics.get("cases").map(String::as_str), Some("30"));
+}

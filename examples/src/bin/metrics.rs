@@ -5,7 +5,7 @@
 use examples::{Failure, main_with, read_flat_yaml, read_pairs, write_flat_yaml};
 
 fn main() {
-    main_with(|inv| {
+    main_with(|| Some("evaluate".into()), |inv| {
         if inv.task != "evaluate" {
             return Err(Failure(format!("unknown task `{}`", inv.task)));
         }

@@ -4,7 +4,7 @@
 use examples::{FEATURES, Failure, main_with, read_features, read_flat_yaml, sigmoid, write_predictions, parse_number};
 
 fn main() {
-    main_with(|inv| {
+    main_with(|| Some("infer".into()), |inv| {
         if inv.task != "infer" {
             return Err(Failure(format!("unknown task `{}`", inv.task)));
         }

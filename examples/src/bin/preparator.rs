@@ -18,12 +18,25 @@ const PARAMETERS: &str = "/mlcommons/volumes/parameters/parameters_file.yaml";
 const STATISTICS: &str = "/mlcommons/volumes/statistics/statistics.yaml";
 
 fn main() {
-    main_with(|inv| match inv.task.as_str() {
+    main_with(task_from_mounts, |inv| match inv.task.as_str() {
         "prepare" => prepare(inv),
         "sanity_check" => sanity_check(&inv.path("data_path", DATA), &inv.path("labels_path", LABELS), min_cases(inv)?),
         "statistics" => statistics(inv),
         other => Err(Failure(format!("unknown task `{other}`"))),
     });
+}
+
+/// With no task named, MedPerf's mounts tell which one this is: raw data is only
+/// mounted for `prepare`, a statistics folder only for `statistics`.
+fn task_from_mounts() -> Option<String> {
+    let task = if Path::new(RAW_DATA).exists() {
+        "prepare"
+    } else if Path::new(STATISTICS).parent().is_some_and(Path::exists) {
+        "statistics"
+    } else {
+        "sanity_check"
+    };
+    Some(task.into())
 }
 
 fn min_cases(inv: &Invocation) -> Result<usize, Failure> {

@@ -16,7 +16,7 @@ const PROBE_CONNECT_TIMEOUT_MS: u64 = 2000;
 const OOM_CHUNK_BYTES: usize = 16 * 1024 * 1024;
 
 fn main() {
-    main_with(|inv| {
+    main_with(|| None, |inv| {
         let out = inv.path("output_path", "/mlcommons/volumes/output");
         let record = |what: &str| std::fs::write(out.join("outcome"), what);
         match inv.task.as_str() {
