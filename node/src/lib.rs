@@ -1,1 +1,117 @@
-//! The MedMesh node (grows in issue 3).
+//! The MedMesh node: it stores, relays and answers queries; it never signs.
+//!
+//! - [`store`]: the redb store (record bytes by id, the network root).
+//! - `core`: the replica in memory: the fold's [`protocol::Ledger`], the sorted id
+//!   index sync reconciles over, and the cached derived state.
+//! - [`swarm`]: the libp2p swarm (gossipsub with manual validation, Kademlia,
+//!   identify, sync) and the single task that owns it.
+//! - [`sync`]: catch-up by range-based set reconciliation (negentropy) and paged
+//!   fetches.
+//! - [`control`]: the local HTTP control API the CLI talks to.
+//! - [`node`]: [`Node`] (start, stop) and [`Client`] (the cheap handle to a node).
+//!
+//! Data directory layout: `store.redb` (records and root), `peer.key` (the libp2p
+//! identity, owner-only), `control.token` (bearer token for control API writes,
+//! owner-only), `control.addr` (where the control API listens).
+//!
+//! Architecture invariants: a record is verified and durably stored before it is
+//! forwarded on gossip or acknowledged; stored bytes are the bytes received.
+
+pub mod control;
+mod core;
+pub mod error;
+pub mod node;
+pub mod store;
+pub mod swarm;
+pub mod sync;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use protocol::{Hash32, NetworkId, PublicKey, Record, RecordId, State};
+use tokio::sync::broadcast;
+
+pub use error::{StartError, StoreError, SubmitError};
+pub use node::{Client, Node, NodeConfig, Submitted};
+pub use swarm::{Gossiped, PeerInfo, SyncSession, SyncStatus};
+
+/// Newly stored record ids announced to subscribers.
+pub const STORED_EVENTS_LEN: usize = 4096;
+
+/// State shared by the swarm task, sync ingestion and clients.
+pub(crate) struct Shared {
+    pub(crate) network: NetworkId,
+    core: Mutex<core::Core>,
+    stored: broadcast::Sender<RecordId>,
+}
+
+impl Shared {
+    fn new(core: core::Core) -> Self {
+        let (stored, _) = broadcast::channel(STORED_EVENTS_LEN);
+        Shared { network: core.network_id(), core: Mutex::new(core), stored }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, core::Core> {
+        // A panic while holding the lock would be a bug; the data stays usable.
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn contains(&self, id: &RecordId) -> bool {
+        self.lock().contains(id)
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.lock().len()
+    }
+
+    /// Store verified records (durably), index them, announce the new ones.
+    pub(crate) fn insert(&self, records: &[Record]) -> Result<u64, StoreError> {
+        let n = self.lock().insert(records)?;
+        if n > 0 {
+            for r in records {
+                let _ = self.stored.send(r.id);
+            }
+        }
+        Ok(n)
+    }
+
+    /// Verify a page of fetched records and store the good ones.
+    pub(crate) fn ingest_batch(&self, records: Vec<Vec<u8>>) -> Result<(u64, u64), StoreError> {
+        let (ok, rejected) = swarm::verify_page(records, &self.network, |id| self.contains(id));
+        let stored = self.insert(&ok)?;
+        Ok((stored, rejected))
+    }
+
+    pub(crate) fn id_snapshot(&self) -> Result<sync::IdSnapshot, StoreError> {
+        let mut c = self.lock();
+        c.store()?;
+        Ok(c.id_snapshot())
+    }
+
+    pub(crate) fn get_many(&self, ids: &[RecordId], bytes_max: u64) -> Result<(Vec<Vec<u8>>, bool), StoreError> {
+        self.lock().store()?.get_many(ids, bytes_max)
+    }
+
+    pub(crate) fn get(&self, id: &RecordId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.lock().store()?.get(id)
+    }
+
+    pub(crate) fn ids(&self, after: Option<&RecordId>, limit: u64) -> Result<Vec<RecordId>, StoreError> {
+        self.lock().store()?.ids(after, limit)
+    }
+
+    pub(crate) fn state(&self) -> Arc<State> {
+        self.lock().state()
+    }
+
+    pub(crate) fn state_hash(&self) -> Hash32 {
+        self.lock().state_hash()
+    }
+
+    pub(crate) fn head(&self, signer: &PublicKey) -> Option<(u64, RecordId)> {
+        self.lock().head(signer)
+    }
+
+    pub(crate) fn close(&self) {
+        self.lock().close();
+    }
+}

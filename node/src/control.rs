@@ -1,0 +1,254 @@
+//! The local control API (HTTP on loopback) that the CLI talks to.
+//!
+//! Writes need `Authorization: Bearer <token>`, the token kept in the data
+//! directory's `control.token` (owner-only). Reads reveal only what every peer
+//! already holds and are open.
+//!
+//! | route | answer |
+//! | --- | --- |
+//! | `GET /v1/status` | `{peer_id, network_id, records, state_hash, listen}` |
+//! | `POST /v1/records` (raw envelope bytes) | `{id, new, gossiped}`, or 422 `{error, message}` |
+//! | `GET /v1/records?after=<id>&limit=<n>` | `{ids, next}` |
+//! | `GET /v1/records/{id}` | the exact envelope bytes (`application/cbor`) |
+//! | `GET /v1/state` | `{network, records, hash, admin_epoch, counts}` |
+//! | `GET /v1/state/{view}` | one view of the derived state as JSON |
+//! | `GET /v1/heads/{signer}` | `{seq, id}` of the signer's chain head |
+//! | `GET /v1/peers` | `[{peer_id, addresses, score, mesh}]` |
+//! | `GET /v1/sync` | sync status |
+//!
+//! Errors are `{error, message}` with a short stable `error` name.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use protocol::limits::ENVELOPE_BYTES_MAX;
+use protocol::{PublicKey, RecordId};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::error::StartError;
+use crate::node::{CONTROL_ADDR_FILE, Client, TOKEN_FILE, check_private, write_private_file};
+
+/// Largest request body (one envelope plus slack).
+pub const CONTROL_BODY_BYTES_MAX: usize = ENVELOPE_BYTES_MAX + 4096;
+/// Most ids one listing returns.
+pub const LIST_IDS_MAX: u64 = 10_000;
+/// Bytes of randomness in a control token.
+pub const TOKEN_BYTES_LEN: usize = 32;
+
+#[derive(Clone)]
+struct Ctx {
+    client: Client,
+    token: String,
+}
+
+/// Read the token, creating it on first start.
+pub fn load_or_create_token(dir: &Path) -> Result<String, StartError> {
+    let path = dir.join(TOKEN_FILE);
+    let err = |source: std::io::Error| StartError::Token { path: path.clone(), source };
+    match std::fs::read_to_string(&path) {
+        Ok(t) => {
+            check_private(&path).map_err(|m| err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, m)))?;
+            Ok(t.trim().to_string())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut raw = [0u8; TOKEN_BYTES_LEN];
+            getrandom::fill(&mut raw).map_err(|e| err(std::io::Error::other(e.to_string())))?;
+            let token = hex::encode(raw);
+            write_private_file(&path, token.as_bytes()).map_err(err)?;
+            Ok(token)
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
+pub(crate) async fn serve(dir: &Path, addr: SocketAddr, client: Client) -> Result<(SocketAddr, oneshot::Sender<()>, JoinHandle<()>), StartError> {
+    let token = load_or_create_token(dir)?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Control { addr, source })?;
+    let bound = listener.local_addr().map_err(|source| StartError::Control { addr, source })?;
+    std::fs::write(dir.join(CONTROL_ADDR_FILE), bound.to_string()).map_err(|source| StartError::Token { path: dir.join(CONTROL_ADDR_FILE), source })?;
+    let app = router(client, token);
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "control API stopped");
+        }
+    });
+    Ok((bound, tx, task))
+}
+
+/// The control API's routes over a client (also usable in tests without a socket).
+pub fn router(client: Client, token: String) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/records", get(list_records).post(submit))
+        .route("/v1/records/{id}", get(get_record))
+        .route("/v1/state", get(state_summary))
+        .route("/v1/state/{view}", get(state_view))
+        .route("/v1/heads/{signer}", get(head))
+        .route("/v1/peers", get(peers))
+        .route("/v1/sync", get(sync_status))
+        .layer(DefaultBodyLimit::max(CONTROL_BODY_BYTES_MAX))
+        .with_state(Ctx { client, token })
+}
+
+fn error(status: StatusCode, kind: &str, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({ "error": kind, "message": message.to_string() }))).into_response()
+}
+
+fn authorized(ctx: &Ctx, headers: &HeaderMap) -> bool {
+    let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some(t) = v.strip_prefix("Bearer ") else { return false };
+    // Compare without an early exit.
+    t.len() == ctx.token.len() && t.bytes().zip(ctx.token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+async fn status(State(ctx): State<Ctx>) -> Response {
+    let listen = ctx.client.listen_addrs().await.unwrap_or_default();
+    let peer = ctx.client.peer_id();
+    let client = ctx.client.clone();
+    let (records, hash) = match tokio::task::spawn_blocking(move || (client.len(), client.state_hash())).await {
+        Ok(x) => x,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+    };
+    Json(json!({
+        "peer_id": peer.to_string(),
+        "network_id": ctx.client.network_id(),
+        "records": records,
+        "state_hash": hash,
+        "listen": listen.iter().map(|a| a.clone().with(libp2p::multiaddr::Protocol::P2p(peer)).to_string()).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+async fn submit(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&ctx, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", format!("send Authorization: Bearer <token from {TOKEN_FILE} in the node's data directory>"));
+    }
+    match ctx.client.submit(&body).await {
+        Ok(s) => Json(s).into_response(),
+        Err(e @ crate::SubmitError::Invalid(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.kind(), e),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.kind(), e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    after: Option<String>,
+    limit: Option<u64>,
+}
+
+async fn list_records(State(ctx): State<Ctx>, Query(q): Query<ListQuery>) -> Response {
+    let after = match q.after.as_deref().map(str::parse::<RecordId>).transpose() {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_id", e),
+    };
+    let limit = q.limit.unwrap_or(1000).clamp(1, LIST_IDS_MAX);
+    match ctx.client.record_ids(after.as_ref(), limit) {
+        Ok(ids) => {
+            let next = if ids.len() as u64 == limit { ids.last().copied() } else { None };
+            Json(json!({ "ids": ids, "next": next })).into_response()
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store", e),
+    }
+}
+
+async fn get_record(State(ctx): State<Ctx>, UrlPath(id): UrlPath<String>) -> Response {
+    let id: RecordId = match id.parse() {
+        Ok(i) => i,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_id", e),
+    };
+    match ctx.client.record(&id) {
+        Ok(Some(bytes)) => ([(header::CONTENT_TYPE, "application/cbor")], bytes).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "not_found", format!("no record {id}")),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store", e),
+    }
+}
+
+async fn current_state(ctx: &Ctx) -> Result<std::sync::Arc<protocol::State>, Response> {
+    let client = ctx.client.clone();
+    tokio::task::spawn_blocking(move || client.state()).await.map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))
+}
+
+async fn state_summary(State(ctx): State<Ctx>) -> Response {
+    let s = match current_state(&ctx).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    Json(json!({
+        "network": s.network,
+        "records": s.records,
+        "hash": s.hash,
+        "admin_epoch": s.admin_epoch,
+        "counts": {
+            "profiles": s.profiles.len(),
+            "containers": s.containers.len(),
+            "benchmarks": s.benchmarks.len(),
+            "datasets": s.datasets.len(),
+            "associations": s.associations.len(),
+            "results": s.results.len(),
+            "releases": s.releases.len(),
+            "leaderboards": s.leaderboards.len(),
+            "ignored": s.ignored.len(),
+            "equivocations": s.equivocations.len(),
+            "gaps": s.gaps.len(),
+        },
+    }))
+    .into_response()
+}
+
+async fn state_view(State(ctx): State<Ctx>, UrlPath(view): UrlPath<String>) -> Response {
+    let s = match current_state(&ctx).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let value = match serde_json::to_value(&*s) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+    };
+    if view == "all" {
+        return Json(value).into_response();
+    }
+    match value.get(&view) {
+        Some(v) if view != "hash" && view != "network" => Json(v.clone()).into_response(),
+        _ => error(StatusCode::NOT_FOUND, "unknown_view", format!("no state view `{view}`; try benchmarks, containers, datasets, associations, results, releases, leaderboards, profiles, ignored, all")),
+    }
+}
+
+async fn head(State(ctx): State<Ctx>, UrlPath(signer): UrlPath<String>) -> Response {
+    let key: PublicKey = match signer.parse() {
+        Ok(k) => k,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_key", e),
+    };
+    match ctx.client.head(&key) {
+        Some((seq, id)) => Json(json!({ "seq": seq, "id": id })).into_response(),
+        None => error(StatusCode::NOT_FOUND, "unknown_signer", "no record from this signer yet; start the chain at seq 0"),
+    }
+}
+
+async fn peers(State(ctx): State<Ctx>) -> Response {
+    match ctx.client.peers().await {
+        Ok(p) => Json(p).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "node_stopped", e),
+    }
+}
+
+async fn sync_status(State(ctx): State<Ctx>) -> Response {
+    match ctx.client.sync_status().await {
+        Ok(s) => Json(s).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "node_stopped", e),
+    }
+}

@@ -1,0 +1,436 @@
+//! Starting and stopping a node, and the [`Client`] handle everyone else uses.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId, Swarm, noise, tcp, yamux};
+use protocol::{Hash32, NetworkId, NetworkRoot, PublicKey, Record, RecordId, State};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::core::Core;
+use crate::error::{StartError, Stopped, SubmitError};
+use crate::store::Store;
+use crate::swarm::{self, Behaviour, Command, EventLoop, Gossiped, PeerInfo, SyncStatus};
+use crate::{Shared, StoreError};
+
+/// Commands queued to the swarm task.
+pub const COMMAND_QUEUE_LEN: usize = 256;
+/// How long start waits for each listener to report its address.
+pub const LISTEN_TIMEOUT_MS: u64 = 10_000;
+/// Default interval between background sync sessions.
+pub const SYNC_INTERVAL_MS: u64 = 15_000;
+
+/// File names inside the data directory.
+pub const STORE_FILE: &str = "store.redb";
+pub const PEER_KEY_FILE: &str = "peer.key";
+pub const TOKEN_FILE: &str = "control.token";
+pub const CONTROL_ADDR_FILE: &str = "control.addr";
+
+/// How to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Holds the store, the peer key and the control token.
+    pub data_dir: PathBuf,
+    /// The network root; required on first start, checked against the store after.
+    pub root: Option<NetworkRoot>,
+    /// Addresses to listen on (`/ip4/127.0.0.1/tcp/0`, `/ip4/0.0.0.0/udp/4001/quic-v1`).
+    pub listen: Vec<Multiaddr>,
+    /// Bootstrap peers, each ending in `/p2p/<peer id>`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Where to serve the control API (loopback); None serves none.
+    pub control: Option<SocketAddr>,
+    /// Interval between background sync sessions with a connected peer.
+    pub sync_interval: Duration,
+}
+
+impl NodeConfig {
+    /// A node in `data_dir` listening on an ephemeral loopback TCP port, with no
+    /// control API.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        NodeConfig {
+            data_dir: data_dir.into(),
+            root: None,
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")],
+            bootstrap: Vec::new(),
+            control: None,
+            sync_interval: Duration::from_millis(SYNC_INTERVAL_MS),
+        }
+    }
+}
+
+/// A running node. Stop it with [`Node::shutdown`].
+pub struct Node {
+    client: Client,
+    listen: Vec<Multiaddr>,
+    control: Option<SocketAddr>,
+    stop_swarm: Option<oneshot::Sender<()>>,
+    swarm_task: Option<JoinHandle<()>>,
+    stop_control: Option<oneshot::Sender<()>>,
+    control_task: Option<JoinHandle<()>>,
+}
+
+/// The answer to a submitted record.
+#[derive(Clone, Debug, Serialize)]
+pub struct Submitted {
+    pub id: RecordId,
+    /// False when the node already held it.
+    pub new: bool,
+    pub gossiped: Option<Gossiped>,
+}
+
+/// A cheap handle to a node: queries read the replica, network actions go to the
+/// swarm task over a bounded channel.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+    peer_id: PeerId,
+}
+
+impl Node {
+    /// Open the data directory, load and re-verify the store, start the swarm
+    /// and (if configured) the control API.
+    pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
+        let dir = config.data_dir.clone();
+        create_private_dir(&dir).map_err(|source| StartError::DataDir { path: dir.clone(), source })?;
+        let store = Store::open(&dir.join(STORE_FILE))?;
+        let root = match (store.root()?, config.root.clone()) {
+            (Some(stored), Some(given)) if stored != given => {
+                return Err(StartError::RootMismatch { given: given.network_id().to_hex(), stored: stored.network_id().to_hex() });
+            }
+            (Some(stored), _) => stored,
+            (None, Some(given)) => {
+                store.set_root(&given)?;
+                given
+            }
+            (None, None) => return Err(StartError::NoRoot),
+        };
+        let network = root.network_id();
+        let core = tokio::task::spawn_blocking(move || Core::load(store, root))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("loading the store panicked: {e}")))??;
+        let shared = Arc::new(Shared::new(core));
+        info!(network = %network.short(), records = shared.len(), "store loaded");
+
+        let key = load_or_create_peer_key(&dir.join(PEER_KEY_FILE))?;
+        let peer_id = key.public().to_peer_id();
+        let mut swarm = build_swarm(key, &network)?;
+        let listen = listen_all(&mut swarm, &config.listen).await;
+        let listen = match listen {
+            Ok(l) => l,
+            Err(e) => {
+                shared.close();
+                return Err(e);
+            }
+        };
+        for addr in &config.bootstrap {
+            if let Err(e) = swarm::dial(&mut swarm, addr.clone()) {
+                warn!(%addr, error = %e, "cannot dial bootstrap peer");
+            }
+        }
+        if !config.bootstrap.is_empty() {
+            let _ = swarm.behaviour_mut().kad.bootstrap();
+        }
+        info!(peer = %peer_id, "node started");
+
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE_LEN);
+        let (stop_swarm, stop_rx) = oneshot::channel();
+        let event_loop = EventLoop::new(swarm, shared.clone(), rx, stop_rx, listen.clone(), !config.bootstrap.is_empty(), config.sync_interval);
+        let swarm_task = tokio::spawn(event_loop.run());
+        let client = Client { shared: shared.clone(), commands: tx, peer_id };
+
+        let mut node = Node { client, listen, control: None, stop_swarm: Some(stop_swarm), swarm_task: Some(swarm_task), stop_control: None, control_task: None };
+        if let Some(addr) = config.control {
+            match crate::control::serve(&dir, addr, node.client.clone()).await {
+                Ok((bound, stop, task)) => {
+                    node.control = Some(bound);
+                    node.stop_control = Some(stop);
+                    node.control_task = Some(task);
+                    info!(%bound, "control API listening");
+                }
+                Err(e) => {
+                    node.shutdown().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(node)
+    }
+
+    /// A handle to this node.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.client.peer_id
+    }
+
+    /// The addresses the node listens on, each with `/p2p/<peer id>` appended.
+    pub fn addresses(&self) -> Vec<Multiaddr> {
+        self.listen.iter().map(|a| a.clone().with(libp2p::multiaddr::Protocol::P2p(self.client.peer_id))).collect()
+    }
+
+    /// Where the control API listens, if it runs.
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        self.control
+    }
+
+    /// Stop the swarm and the control API and release the data directory.
+    pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    async fn stop(&mut self) {
+        if let Some(s) = self.stop_control.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.control_task.take() {
+            let _ = t.await;
+        }
+        if let Some(s) = self.stop_swarm.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.swarm_task.take() {
+            let _ = t.await;
+        }
+        self.client.shared.close();
+    }
+
+    /// Run until the task is cancelled or the swarm stops.
+    pub async fn wait(&mut self) {
+        if let Some(t) = self.swarm_task.as_mut() {
+            let _ = t.await;
+            self.swarm_task = None;
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop_control.take() {
+            let _ = s.send(());
+        }
+        if let Some(s) = self.stop_swarm.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl Client {
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    pub fn network_id(&self) -> NetworkId {
+        self.shared.network
+    }
+
+    /// Verify, durably store, then gossip a signed record.
+    pub async fn submit(&self, bytes: &[u8]) -> Result<Submitted, SubmitError> {
+        let record = Record::verify(bytes, &self.shared.network)?;
+        if self.shared.contains(&record.id) {
+            return Ok(Submitted { id: record.id, new: false, gossiped: None });
+        }
+        self.shared.insert(std::slice::from_ref(&record))?;
+        tracing::info!(target: "medmesh::audit", id = %record.id.short(), kind = record.kind(), signer = %record.signer.short(), "record accepted from a client");
+        let gossiped = self.publish_unchecked(record.bytes.to_vec()).await.ok();
+        Ok(Submitted { id: record.id, new: true, gossiped })
+    }
+
+    /// Gossip bytes without checking or storing them. For tests of hostile peers
+    /// only: honest code submits with [`Client::submit`].
+    #[doc(hidden)]
+    pub async fn publish_unchecked(&self, bytes: Vec<u8>) -> Result<Gossiped, Stopped> {
+        self.ask(|reply| Command::Publish { bytes, reply }).await
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    pub fn contains(&self, id: &RecordId) -> bool {
+        self.shared.contains(id)
+    }
+
+    /// How many records the node holds.
+    pub fn len(&self) -> u64 {
+        self.shared.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The exact bytes of a record.
+    pub fn record(&self, id: &RecordId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.shared.get(id)
+    }
+
+    /// Held record ids in id order, after `after`, at most `limit`.
+    pub fn record_ids(&self, after: Option<&RecordId>, limit: u64) -> Result<Vec<RecordId>, StoreError> {
+        self.shared.ids(after, limit)
+    }
+
+    /// The derived state (cached; folded again only after new records).
+    pub fn state(&self) -> Arc<State> {
+        self.shared.state()
+    }
+
+    pub fn state_hash(&self) -> Hash32 {
+        self.shared.state_hash()
+    }
+
+    /// The highest seq held for `signer` and its id (where a signer resumes its chain).
+    pub fn head(&self, signer: &PublicKey) -> Option<(u64, RecordId)> {
+        self.shared.head(signer)
+    }
+
+    /// Ids of records as they are stored (gossip, sync or submit).
+    pub fn stored_events(&self) -> broadcast::Receiver<RecordId> {
+        self.shared.stored.subscribe()
+    }
+
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, Stopped> {
+        self.ask(|reply| Command::Peers { reply }).await
+    }
+
+    pub async fn sync_status(&self) -> Result<SyncStatus, Stopped> {
+        self.ask(|reply| Command::SyncStatus { reply }).await
+    }
+
+    /// Start a sync session with every connected peer (those not already syncing);
+    /// returns how many started.
+    pub async fn sync_now(&self) -> Result<u64, Stopped> {
+        self.ask(|reply| Command::SyncNow { reply }).await
+    }
+
+    /// Dial a peer (`.../p2p/<peer id>` dials by id).
+    pub async fn dial(&self, addr: Multiaddr) -> Result<Result<(), String>, Stopped> {
+        self.ask(|reply| Command::Dial { addr, reply }).await
+    }
+
+    /// Refuse (or allow again) connections with a peer; blocking closes open ones.
+    pub async fn set_blocked(&self, peer: PeerId, blocked: bool) -> Result<(), Stopped> {
+        self.ask(|reply| Command::Block { peer, blocked, reply }).await
+    }
+
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, Stopped> {
+        self.ask(|reply| Command::ListenAddrs { reply }).await
+    }
+}
+
+fn build_swarm(key: libp2p::identity::Keypair, network: &NetworkId) -> Result<Swarm<Behaviour>, StartError> {
+    let network = *network;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| StartError::Swarm(e.to_string()))?
+        .with_quic()
+        .with_behaviour(|key| swarm::build_behaviour(key, &network).map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() }))
+        .map_err(|e| StartError::Swarm(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_millis(swarm::IDLE_CONNECTION_TIMEOUT_MS)))
+        .build();
+    Ok(swarm)
+}
+
+/// Listen on every address and wait until each reports where it listens.
+async fn listen_all(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr]) -> Result<Vec<Multiaddr>, StartError> {
+    use futures_util::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+    let mut pending = std::collections::HashMap::new();
+    for addr in addrs {
+        let id = swarm.listen_on(addr.clone()).map_err(|e| StartError::Listen { addr: addr.to_string(), reason: listen_reason(&e) })?;
+        pending.insert(id, addr.clone());
+    }
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(LISTEN_TIMEOUT_MS);
+    while !pending.is_empty() {
+        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
+            .await
+            .map_err(|_| StartError::Listen { addr: format!("{:?}", pending.values().collect::<Vec<_>>()), reason: "no listen address reported in time".into() })?;
+        match event {
+            SwarmEvent::NewListenAddr { listener_id, address } => {
+                out.push(address);
+                pending.remove(&listener_id);
+            }
+            SwarmEvent::ListenerError { listener_id, error } | SwarmEvent::ListenerClosed { listener_id, reason: Err(error), .. } => {
+                let addr = pending.get(&listener_id).map(|a| a.to_string()).unwrap_or_default();
+                return Err(StartError::Listen { addr, reason: error.to_string() });
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn listen_reason<T: std::fmt::Debug>(e: &libp2p::TransportError<T>) -> String {
+    match e {
+        libp2p::TransportError::MultiaddrNotSupported(a) => format!("address {a} is not supported (use /ip4/<ip>/tcp/<port> or /ip4/<ip>/udp/<port>/quic-v1)"),
+        libp2p::TransportError::Other(o) => format!("{o:?}"),
+    }
+}
+
+/// Create `dir` (owner-only on unix) if missing.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+/// Write a new owner-only file; fails if it exists.
+pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o.open(path)?;
+    f.write_all(contents)?;
+    f.sync_all()
+}
+
+/// Refuse a secret file that others can read.
+pub(crate) fn check_private(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_err(|e| e.to_string())?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(format!("is readable by others (mode {:o}); run chmod 600", mode & 0o777));
+        }
+    }
+    Ok(())
+}
+
+fn load_or_create_peer_key(path: &Path) -> Result<libp2p::identity::Keypair, StartError> {
+    let err = |reason: String| StartError::PeerKey { path: path.to_path_buf(), reason };
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            check_private(path).map_err(err)?;
+            libp2p::identity::Keypair::from_protobuf_encoding(&bytes).map_err(|e| err(e.to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = libp2p::identity::Keypair::generate_ed25519();
+            let bytes = key.to_protobuf_encoding().map_err(|e| err(e.to_string()))?;
+            write_private_file(path, &bytes).map_err(|e| err(e.to_string()))?;
+            Ok(key)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}

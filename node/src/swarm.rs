@@ -1,0 +1,662 @@
+//! The libp2p swarm and the one task that owns it.
+//!
+//! Behaviours: gossipsub (live push of records on the network's topic, manual
+//! validation, peer scoring), Kademlia (discovery, seeded by bootstrap peers),
+//! identify, request-response sync ([`crate::sync`]), ping, and a block list.
+//! Everyone else talks to the task through [`Command`]s with oneshot replies.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, identify, kad, ping};
+use protocol::limits::ENVELOPE_BYTES_MAX;
+use protocol::{Hash32, Record, RecordId, Unverified, verify_batch};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::Shared;
+use crate::sync::{self, FETCH_PAGE_RECORDS, FETCH_REQUEST_IDS_MAX, FETCH_RESPONSE_BYTES_MAX, Initiator, ROUNDS_MAX, SyncRequest, SyncResponse};
+
+/// Largest gossipsub message: one envelope plus framing.
+pub const GOSSIP_MESSAGE_BYTES_MAX: usize = ENVELOPE_BYTES_MAX + 8 * 1024;
+/// Fetch requests (and pages being verified) in flight per sync session.
+pub const SYNC_PIPELINE_PAGES_MAX: usize = 4;
+/// Timeout for one sync request.
+pub const SYNC_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Connections kept open without traffic.
+pub const IDLE_CONNECTION_TIMEOUT_MS: u64 = 600_000;
+/// Peers the node dials on its own once discovered through Kademlia.
+pub const DISCOVERED_PEERS_TARGET: usize = 12;
+/// How often Kademlia re-bootstraps.
+pub const KAD_BOOTSTRAP_INTERVAL_MS: u64 = 60_000;
+/// Sync sessions finished and kept for the status view.
+pub const SYNC_HISTORY_LEN: usize = 32;
+/// Score penalty weight for one invalid record delivered on gossip.
+pub const INVALID_RECORD_SCORE_WEIGHT: f64 = -100.0;
+
+const SYNC_PROTOCOL: &str = "/medmesh/sync/1";
+const KAD_PROTOCOL: &str = "/medmesh/kad/1.0.0";
+const IDENTIFY_PROTOCOL: &str = "/medmesh/id/1";
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub(crate) gossipsub: gossipsub::Behaviour,
+    pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
+    identify: identify::Behaviour,
+    sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    ping: ping::Behaviour,
+    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+}
+
+/// The gossip topic of a network.
+pub(crate) fn topic(network: &protocol::NetworkId) -> IdentTopic {
+    IdentTopic::new(format!("medmesh/records/{}", network.to_hex()))
+}
+
+pub(crate) fn build_behaviour(key: &libp2p::identity::Keypair, network: &protocol::NetworkId) -> Result<Behaviour, String> {
+    let peer_id = key.public().to_peer_id();
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(ValidationMode::Anonymous)
+        .validate_messages()
+        .max_transmit_size(GOSSIP_MESSAGE_BYTES_MAX)
+        .heartbeat_interval(Duration::from_millis(700))
+        .message_id_fn(|m: &gossipsub::Message| MessageId::from(Hash32::of(&m.data).as_bytes().to_vec()))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config)?;
+    let params = gossipsub::PeerScoreParams {
+        // Many honest nodes share an address on loopback, in a hospital behind one
+        // NAT, or in a lab; co-location says nothing about honesty here.
+        ip_colocation_factor_weight: 0.0,
+        ..Default::default()
+    };
+    gossipsub.with_peer_score(params, gossipsub::PeerScoreThresholds::default())?;
+    let t = topic(network);
+    let topic_params = gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 10.0,
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_decay: 0.5,
+        first_message_deliveries_cap: 10.0,
+        // Records are rare: a quiet mesh is not a faulty one.
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: INVALID_RECORD_SCORE_WEIGHT,
+        invalid_message_deliveries_decay: 0.9,
+        ..Default::default()
+    };
+    gossipsub.set_topic_params(t.clone(), topic_params)?;
+    gossipsub.subscribe(&t).map_err(|e| e.to_string())?;
+
+    let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad::Config::new(StreamProtocol::new(KAD_PROTOCOL)));
+    kad.set_mode(Some(kad::Mode::Server));
+    let identify = identify::Behaviour::new(identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()));
+    let sync = request_response::cbor::Behaviour::new(
+        [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(Duration::from_millis(SYNC_REQUEST_TIMEOUT_MS)),
+    );
+    Ok(Behaviour { gossipsub, kad, identify, sync, ping: ping::Behaviour::default(), blocked: Default::default() })
+}
+
+/// A connected peer as the node sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerInfo {
+    pub peer_id: String,
+    pub addresses: Vec<String>,
+    /// Gossipsub score (negative after invalid records).
+    pub score: Option<f64>,
+    /// In our gossip mesh for the network topic.
+    pub mesh: bool,
+}
+
+/// One finished sync session.
+#[derive(Clone, Debug, Serialize)]
+pub struct SyncSession {
+    pub peer_id: String,
+    pub rounds: u32,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Ids the peer had and we lacked.
+    pub needed: u64,
+    /// Ids we had and the peer lacked.
+    pub offered: u64,
+    pub fetched: u64,
+    pub stored: u64,
+    pub rejected: u64,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+}
+
+/// Catch-up sync status.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SyncStatus {
+    pub records: u64,
+    pub in_progress: Vec<String>,
+    pub completed: u64,
+    pub failed: u64,
+    pub recent: Vec<SyncSession>,
+}
+
+/// What happened to a record handed to gossip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Gossiped {
+    /// Sent to at least one peer.
+    Sent,
+    /// No peer on the topic yet: stored; sync will deliver it.
+    NoPeers,
+    /// Gossip refused it (duplicate message or transient error): stored anyway.
+    NotSent,
+}
+
+pub(crate) enum Command {
+    Publish { bytes: Vec<u8>, reply: oneshot::Sender<Gossiped> },
+    Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
+    SyncStatus { reply: oneshot::Sender<SyncStatus> },
+    SyncNow { reply: oneshot::Sender<u64> },
+    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<(), String>> },
+    Block { peer: PeerId, blocked: bool, reply: oneshot::Sender<()> },
+    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
+}
+
+enum Phase {
+    Reconciling(Box<Initiator>),
+    Fetching,
+}
+
+struct Session {
+    phase: Phase,
+    started: Instant,
+    queue: VecDeque<RecordId>,
+    in_flight: usize,
+    ingesting: usize,
+    report: SyncSession,
+}
+
+struct IngestDone {
+    peer: PeerId,
+    fetched: u64,
+    stored: u64,
+    rejected: u64,
+    error: Option<String>,
+}
+
+pub(crate) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    shared: Arc<Shared>,
+    topic: IdentTopic,
+    commands: mpsc::Receiver<Command>,
+    shutdown: oneshot::Receiver<()>,
+    sessions: HashMap<PeerId, Session>,
+    requests: HashMap<OutboundRequestId, PeerId>,
+    ingest_tx: mpsc::Sender<IngestDone>,
+    ingest_rx: mpsc::Receiver<IngestDone>,
+    addresses: HashMap<PeerId, HashSet<Multiaddr>>,
+    listen: Vec<Multiaddr>,
+    has_bootstrap: bool,
+    sync_interval: Duration,
+    next_peer: usize,
+    status: SyncStatus,
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        swarm: Swarm<Behaviour>,
+        shared: Arc<Shared>,
+        commands: mpsc::Receiver<Command>,
+        shutdown: oneshot::Receiver<()>,
+        listen: Vec<Multiaddr>,
+        has_bootstrap: bool,
+        sync_interval: Duration,
+    ) -> Self {
+        let (ingest_tx, ingest_rx) = mpsc::channel(64);
+        let topic = topic(&shared.network);
+        EventLoop {
+            swarm,
+            shared,
+            topic,
+            commands,
+            shutdown,
+            sessions: HashMap::new(),
+            requests: HashMap::new(),
+            ingest_tx,
+            ingest_rx,
+            addresses: HashMap::new(),
+            listen,
+            has_bootstrap,
+            sync_interval,
+            next_peer: 0,
+            status: SyncStatus::default(),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut sync_tick = tokio::time::interval(self.sync_interval);
+        sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut kad_tick = tokio::time::interval(Duration::from_millis(KAD_BOOTSTRAP_INTERVAL_MS));
+        kad_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut self.shutdown => break,
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(cmd) = self.commands.recv() => self.on_command(cmd),
+                Some(done) = self.ingest_rx.recv() => self.on_ingested(done),
+                _ = sync_tick.tick() => self.periodic_sync(),
+                _ = kad_tick.tick() => {
+                    if self.has_bootstrap {
+                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    }
+                }
+            }
+        }
+        debug!("swarm task stopped");
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Publish { bytes, reply } => {
+                let outcome = match self.swarm.behaviour_mut().gossipsub.publish(self.topic.clone(), bytes) {
+                    Ok(_) => Gossiped::Sent,
+                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Gossiped::NoPeers,
+                    Err(e) => {
+                        debug!(error = %e, "gossip publish refused; sync will deliver the record");
+                        Gossiped::NotSent
+                    }
+                };
+                let _ = reply.send(outcome);
+            }
+            Command::Peers { reply } => {
+                let mesh: HashSet<PeerId> = self.swarm.behaviour().gossipsub.mesh_peers(&self.topic.hash()).copied().collect();
+                let peers = self
+                    .swarm
+                    .connected_peers()
+                    .map(|p| PeerInfo {
+                        peer_id: p.to_string(),
+                        addresses: self.addresses.get(p).map(|a| a.iter().map(|m| m.to_string()).collect()).unwrap_or_default(),
+                        score: self.swarm.behaviour().gossipsub.peer_score(p),
+                        mesh: mesh.contains(p),
+                    })
+                    .collect();
+                let _ = reply.send(peers);
+            }
+            Command::SyncStatus { reply } => {
+                let mut s = self.status.clone();
+                s.records = self.shared.len();
+                s.in_progress = self.sessions.keys().map(|p| p.to_string()).collect();
+                let _ = reply.send(s);
+            }
+            Command::SyncNow { reply } => {
+                let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                let mut started = 0;
+                for p in peers {
+                    if self.start_sync(p) {
+                        started += 1;
+                    }
+                }
+                let _ = reply.send(started);
+            }
+            Command::Dial { addr, reply } => {
+                let r = dial(&mut self.swarm, addr).map_err(|e| e.to_string());
+                let _ = reply.send(r);
+            }
+            Command::Block { peer, blocked, reply } => {
+                if blocked {
+                    self.swarm.behaviour_mut().blocked.block_peer(peer);
+                } else {
+                    self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                }
+                let _ = reply.send(());
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.listen.clone());
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                if !self.listen.contains(&address) {
+                    self.listen.push(address);
+                }
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+                debug!(peer = %peer_id, "connected");
+                if endpoint.is_dialer() {
+                    let addr = endpoint.get_remote_address().clone();
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                    self.addresses.entry(peer_id).or_default().insert(addr);
+                } else {
+                    self.addresses.entry(peer_id).or_default();
+                }
+                if num_established.get() == 1 {
+                    self.start_sync(peer_id);
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+                if num_established == 0 {
+                    debug!(peer = %peer_id, "disconnected");
+                    self.addresses.remove(&peer_id);
+                    if let Some(s) = self.sessions.remove(&peer_id) {
+                        self.finish(peer_id, s, Some("peer disconnected".into()));
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
+                let verdict = self.validate_gossip(&message.data, &propagation_source);
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, verdict);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                for addr in info.listen_addrs {
+                    if is_dialable(&addr) {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. })) => {
+                if !self.swarm.is_connected(&peer) && self.swarm.connected_peers().count() < DISCOVERED_PEERS_TARGET {
+                    let opts = DialOpts::peer_id(peer).addresses(addresses.into_vec()).build();
+                    if let Err(e) = self.swarm.dial(opts) {
+                        debug!(%peer, error = %e, "dial of discovered peer failed");
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync_event(ev),
+            _ => {}
+        }
+    }
+
+    /// Gossip validation, cheapest first: size, duplicate, decode + network +
+    /// signature (Reject), durable store, then Accept.
+    fn validate_gossip(&mut self, data: &[u8], from: &PeerId) -> MessageAcceptance {
+        if data.len() > ENVELOPE_BYTES_MAX {
+            warn!(target: "medmesh::audit", peer = %from, len = data.len(), "gossip record rejected: too large");
+            return MessageAcceptance::Reject;
+        }
+        match Record::peek_id(data) {
+            Ok(id) if self.shared.contains(&id) => return MessageAcceptance::Ignore,
+            Ok(_) => {}
+            Err(e) => {
+                warn!(target: "medmesh::audit", peer = %from, reason = e.kind(), "gossip record rejected");
+                return MessageAcceptance::Reject;
+            }
+        }
+        let record = match Record::verify(data, &self.shared.network) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(target: "medmesh::audit", peer = %from, reason = e.kind(), "gossip record rejected");
+                return MessageAcceptance::Reject;
+            }
+        };
+        match self.shared.insert(std::slice::from_ref(&record)) {
+            Ok(_) => {
+                info!(target: "medmesh::audit", id = %record.id.short(), kind = record.kind(), signer = %record.signer.short(), peer = %from, "record accepted from gossip");
+                MessageAcceptance::Accept
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot store a gossiped record");
+                MessageAcceptance::Ignore
+            }
+        }
+    }
+
+    fn start_sync(&mut self, peer: PeerId) -> bool {
+        if self.sessions.contains_key(&peer) {
+            return false;
+        }
+        let snapshot = match self.shared.id_snapshot() {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot snapshot ids for sync");
+                return false;
+            }
+        };
+        let (init, msg) = match Initiator::start(snapshot) {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "cannot start reconciliation");
+                return false;
+            }
+        };
+        let req = SyncRequest::Reconcile { network: self.shared.network.as_bytes().to_vec(), msg };
+        let rid = self.swarm.behaviour_mut().sync.send_request(&peer, req);
+        self.requests.insert(rid, peer);
+        let report = SyncSession {
+            peer_id: peer.to_string(),
+            rounds: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            needed: 0,
+            offered: 0,
+            fetched: 0,
+            stored: 0,
+            rejected: 0,
+            duration_ms: 0,
+            error: None,
+        };
+        self.sessions.insert(
+            peer,
+            Session { phase: Phase::Reconciling(Box::new(init)), started: Instant::now(), queue: VecDeque::new(), in_flight: 1, ingesting: 0, report },
+        );
+        true
+    }
+
+    fn periodic_sync(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        if peers.is_empty() {
+            return;
+        }
+        self.next_peer = (self.next_peer + 1) % peers.len();
+        self.start_sync(peers[self.next_peer]);
+    }
+
+    fn on_sync_event(&mut self, ev: request_response::Event<SyncRequest, SyncResponse>) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => self.serve(peer, request, channel),
+                request_response::Message::Response { request_id, response } => {
+                    self.requests.remove(&request_id);
+                    self.on_response(peer, response);
+                }
+            },
+            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+                self.requests.remove(&request_id);
+                if let Some(s) = self.sessions.remove(&peer) {
+                    self.finish(peer, s, Some(format!("request failed: {error}")));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "inbound sync request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn serve(&mut self, peer: PeerId, request: SyncRequest, channel: ResponseChannel<SyncResponse>) {
+        let response = match request {
+            SyncRequest::Reconcile { network, msg } => {
+                if network.as_slice() != self.shared.network.as_bytes() {
+                    SyncResponse::Refused { reason: "wrong network".into() }
+                } else {
+                    match self.shared.id_snapshot().map_err(|e| e.to_string()).and_then(|s| sync::respond(&s, &msg).map_err(|e| e.to_string())) {
+                        Ok(msg) => SyncResponse::Reconcile { msg },
+                        Err(e) => SyncResponse::Refused { reason: e },
+                    }
+                }
+            }
+            SyncRequest::Fetch { ids } => {
+                if ids.len() > FETCH_REQUEST_IDS_MAX {
+                    SyncResponse::Refused { reason: format!("at most {FETCH_REQUEST_IDS_MAX} ids per fetch") }
+                } else {
+                    let ids: Vec<RecordId> = ids.iter().filter_map(|b| <[u8; 32]>::try_from(b.as_slice()).ok()).map(RecordId::from_bytes).collect();
+                    match self.shared.get_many(&ids, FETCH_RESPONSE_BYTES_MAX) {
+                        Ok((records, truncated)) => SyncResponse::Records { records: records.into_iter().map(serde_bytes::ByteBuf::from).collect(), truncated },
+                        Err(e) => SyncResponse::Refused { reason: e.to_string() },
+                    }
+                }
+            }
+        };
+        if self.swarm.behaviour_mut().sync.send_response(channel, response).is_err() {
+            debug!(%peer, "sync response not sent: peer gone");
+        }
+    }
+
+    fn on_response(&mut self, peer: PeerId, response: SyncResponse) {
+        let Some(mut s) = self.sessions.remove(&peer) else { return };
+        s.in_flight = s.in_flight.saturating_sub(1);
+        match (response, &mut s.phase) {
+            (SyncResponse::Reconcile { msg }, Phase::Reconciling(init)) => match init.step(&msg) {
+                Ok(Some(next)) if init.rounds <= ROUNDS_MAX => {
+                    let req = SyncRequest::Reconcile { network: self.shared.network.as_bytes().to_vec(), msg: next };
+                    let rid = self.swarm.behaviour_mut().sync.send_request(&peer, req);
+                    self.requests.insert(rid, peer);
+                    s.in_flight += 1;
+                }
+                Ok(Some(_)) => return self.finish(peer, s, Some("too many reconciliation rounds".into())),
+                Ok(None) => {
+                    s.report.rounds = init.rounds;
+                    s.report.bytes_sent = init.bytes_sent;
+                    s.report.bytes_received = init.bytes_received;
+                    s.report.offered = init.have;
+                    let need = std::mem::take(&mut init.need);
+                    s.report.needed = need.len() as u64;
+                    s.queue = need.into_iter().filter(|id| !self.shared.contains(id)).collect();
+                    s.phase = Phase::Fetching;
+                }
+                Err(e) => return self.finish(peer, s, Some(format!("reconciliation failed: {e}"))),
+            },
+            (SyncResponse::Records { records, truncated: _ }, Phase::Fetching) => {
+                s.report.fetched += records.len() as u64;
+                s.ingesting += 1;
+                self.ingest(peer, records.into_iter().map(|b| b.into_vec()).collect());
+            }
+            (SyncResponse::Refused { reason }, _) => return self.finish(peer, s, Some(format!("peer refused: {reason}"))),
+            _ => return self.finish(peer, s, Some("unexpected sync response".into())),
+        }
+        self.pump(peer, s);
+    }
+
+    /// Issue fetches while the pipeline has room; finish when all is done.
+    fn pump(&mut self, peer: PeerId, mut s: Session) {
+        if matches!(s.phase, Phase::Fetching) {
+            while s.in_flight + s.ingesting < SYNC_PIPELINE_PAGES_MAX && !s.queue.is_empty() {
+                let n = s.queue.len().min(FETCH_PAGE_RECORDS);
+                let ids: Vec<serde_bytes::ByteBuf> = s.queue.drain(..n).map(|id| serde_bytes::ByteBuf::from(id.as_bytes().to_vec())).collect();
+                let rid = self.swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Fetch { ids });
+                self.requests.insert(rid, peer);
+                s.in_flight += 1;
+            }
+            if s.queue.is_empty() && s.in_flight == 0 && s.ingesting == 0 {
+                return self.finish(peer, s, None);
+            }
+        }
+        self.sessions.insert(peer, s);
+    }
+
+    /// Verify and store a fetched page off the swarm task.
+    fn ingest(&mut self, peer: PeerId, records: Vec<Vec<u8>>) {
+        let shared = self.shared.clone();
+        let tx = self.ingest_tx.clone();
+        tokio::spawn(async move {
+            let fetched = records.len() as u64;
+            let work = tokio::task::spawn_blocking(move || shared.ingest_batch(records)).await;
+            let done = match work {
+                Ok(Ok((stored, rejected))) => IngestDone { peer, fetched, stored, rejected, error: None },
+                Ok(Err(e)) => IngestDone { peer, fetched, stored: 0, rejected: 0, error: Some(e.to_string()) },
+                Err(e) => IngestDone { peer, fetched, stored: 0, rejected: 0, error: Some(e.to_string()) },
+            };
+            let _ = tx.send(done).await;
+        });
+    }
+
+    fn on_ingested(&mut self, done: IngestDone) {
+        if done.rejected > 0 {
+            warn!(target: "medmesh::audit", peer = %done.peer, rejected = done.rejected, "sync peer served invalid records");
+        }
+        let Some(mut s) = self.sessions.remove(&done.peer) else { return };
+        s.ingesting = s.ingesting.saturating_sub(1);
+        s.report.stored += done.stored;
+        s.report.rejected += done.rejected;
+        debug!(peer = %done.peer, fetched = done.fetched, stored = done.stored, "sync page ingested");
+        if let Some(e) = done.error {
+            return self.finish(done.peer, s, Some(e));
+        }
+        self.pump(done.peer, s);
+    }
+
+    fn finish(&mut self, peer: PeerId, mut s: Session, error: Option<String>) {
+        s.report.duration_ms = s.started.elapsed().as_millis() as u64;
+        s.report.error = error;
+        if s.report.error.is_some() {
+            self.status.failed += 1;
+            debug!(%peer, error = ?s.report.error, "sync session failed");
+        } else {
+            self.status.completed += 1;
+            if s.report.stored > 0 {
+                info!(%peer, stored = s.report.stored, rounds = s.report.rounds, ms = s.report.duration_ms, "caught up");
+            }
+        }
+        self.status.recent.push(s.report);
+        if self.status.recent.len() > SYNC_HISTORY_LEN {
+            self.status.recent.remove(0);
+        }
+    }
+}
+
+fn is_dialable(addr: &Multiaddr) -> bool {
+    !addr.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::Ip4(ip) if ip.is_unspecified()))
+}
+
+/// Dial an address; with a `/p2p/` suffix, by peer id (one connection, known to kad).
+pub(crate) fn dial(swarm: &mut Swarm<Behaviour>, addr: Multiaddr) -> Result<(), libp2p::swarm::DialError> {
+    match peer_of(&addr) {
+        Some(peer) => {
+            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            swarm.dial(DialOpts::peer_id(peer).addresses(vec![addr]).build())
+        }
+        None => swarm.dial(addr),
+    }
+}
+
+/// The peer id at the end of a multiaddr.
+pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+/// Decode and verify a page of records as a batch; returns the verified ones and
+/// how many failed.
+pub(crate) fn verify_page(records: Vec<Vec<u8>>, network: &protocol::NetworkId, skip: impl Fn(&RecordId) -> bool) -> (Vec<Record>, u64) {
+    let mut rejected = 0;
+    let mut items = Vec::with_capacity(records.len());
+    for bytes in records {
+        if let Ok(id) = Record::peek_id(&bytes)
+            && skip(&id)
+        {
+            continue;
+        }
+        match Unverified::decode(&bytes, network) {
+            Ok(u) => items.push(u),
+            Err(_) => rejected += 1,
+        }
+    }
+    let mut ok = Vec::with_capacity(items.len());
+    for r in verify_batch(items) {
+        match r {
+            Ok(r) => ok.push(r),
+            Err(_) => rejected += 1,
+        }
+    }
+    (ok, rejected)
+}
