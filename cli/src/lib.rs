@@ -5,8 +5,14 @@
 //! - [`ids`]: short ids and unique-prefix resolution.
 //! - [`publish`]: show, confirm, sign and submit a record.
 //! - [`output`]: tables and `--json`.
+//! - [`home`]: the user's home: keys, network root, profile, work folders.
+//! - [`workflow`]: MedPerf's workflow steps, shared by the commands and the demo.
 
+pub mod app;
+pub mod control;
+pub mod home;
 pub mod ids;
 pub mod keys;
 pub mod output;
 pub mod publish;
+pub mod workflow;

@@ -1,0 +1,453 @@
+//! MedPerf's workflow as functions: each command calls one, and `medmesh demo`
+//! calls the same ones for every participant, so the demo exercises exactly the
+//! code paths users run.
+//!
+//! Writes sign with the session's keys and submit to its node; reads query the
+//! node's derived state; container work runs through the local Docker engine.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use protocol::fold::Status;
+use protocol::leaderboard::{self, OpenedResult};
+use protocol::record::*;
+use protocol::seal::{self, Binding};
+use protocol::{Hash32, NetworkId, PublicKey, Record, RecordId, State, X25519Key};
+use runner::engine::{Engine, RunLimits, Runnable};
+use runner::manifest::ContainerSpec;
+
+use crate::home::Home;
+use crate::keys::Keys;
+use crate::publish::{Confirm, NodeApi, publish};
+
+/// One user acting through one node.
+pub struct Session {
+    pub home: Home,
+    pub keys: Keys,
+    pub network: NetworkId,
+    pub api: Box<dyn NodeApi>,
+    pub confirm: Confirm,
+}
+
+impl Session {
+    /// Sign and publish `body`.
+    pub fn publish(&self, body: Body) -> anyhow::Result<Record> {
+        publish(self.api.as_ref(), &self.keys, self.network, body, self.confirm)
+    }
+
+    pub fn state(&self) -> anyhow::Result<State> {
+        self.api.state()
+    }
+
+    pub fn me(&self) -> PublicKey {
+        self.keys.public()
+    }
+
+    fn work(&self, parts: &[&str]) -> PathBuf {
+        parts.iter().fold(self.home.work_dir(), |p, s| p.join(s))
+    }
+}
+
+/// A Tokio runtime for the engine's async API (the CLI is otherwise blocking).
+pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start an async runtime")?;
+    Ok(rt.block_on(f))
+}
+
+/// Connect to the local Docker engine.
+pub fn engine() -> anyhow::Result<Engine> {
+    Ok(block_on(Engine::connect(runner::engine::CONCURRENT_RUNS_DEFAULT))??)
+}
+
+// ---------------------------------------------------------------------------
+// Profiles and containers.
+
+/// Publish the participant profile (name, organisation, X25519 key for results).
+pub fn submit_profile(s: &Session, name: &str, organisation: &str) -> anyhow::Result<Record> {
+    s.publish(Body::Profile(Profile { name: name.into(), organisation: organisation.into(), x25519: s.keys.x25519() }))
+}
+
+/// What `container submit` takes.
+#[derive(Clone, Debug)]
+pub struct ContainerArgs {
+    pub name: String,
+    pub manifest: PathBuf,
+    /// Image reference; the digest is read from the local engine unless given.
+    pub image: String,
+    pub digest: Option<String>,
+    pub parameters: Option<PathBuf>,
+    pub additional_files: Option<PathBuf>,
+}
+
+/// Register a container: manifest, image pinned by digest, parameters and the hash
+/// of its additional files (their location is their path on this machine, from
+/// which peers on it copy them, checked against the hash).
+pub fn submit_container(s: &Session, a: &ContainerArgs) -> anyhow::Result<Record> {
+    let spec = runner::load_manifest(&a.manifest)?;
+    let digest = match &a.digest {
+        Some(d) => d.clone(),
+        None => block_on(async { engine()?.image_digest(&a.image).await.map_err(anyhow::Error::from) })??,
+    };
+    let parameters = match &a.parameters {
+        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("cannot read the parameters file {}", p.display()))?),
+        None => None,
+    };
+    let additional_files = match &a.additional_files {
+        Some(dir) => {
+            let dir = dir.canonicalize().with_context(|| format!("cannot find {}", dir.display()))?;
+            let hash = runner::treehash::tree_hash(&[("additional_files", &dir)])?;
+            Some(AdditionalFiles { location: dir.display().to_string(), hash })
+        }
+        None => None,
+    };
+    s.publish(Body::Container(Container {
+        name: a.name.clone(),
+        manifest: spec.manifest,
+        image: ImageRef { reference: a.image.clone(), digest },
+        parameters,
+        additional_files,
+    }))
+}
+
+/// A container record made runnable here: its parameters written out and its
+/// additional files copied in from their location and checked against the hash.
+pub fn runnable(s: &Session, state: &State, id: &RecordId) -> anyhow::Result<Runnable> {
+    let view = state.containers.get(id).ok_or_else(|| anyhow!("container {} is unknown to the node; is it synced?", id.short()))?;
+    let c = &view.container;
+    let dir = s.work(&["containers", &id.to_hex()]);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let parameters_file = match &c.parameters {
+        Some(text) => {
+            let p = dir.join("parameters.yaml");
+            std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
+            Some(p)
+        }
+        None => None,
+    };
+    let additional_files = match &c.additional_files {
+        Some(af) => {
+            let local = dir.join("additional_files");
+            if !local.exists() || runner::treehash::tree_hash(&[("additional_files", &local)])? != af.hash {
+                let _ = std::fs::remove_dir_all(&local);
+                copy_dir(Path::new(&af.location), &local)
+                    .with_context(|| format!("cannot fetch the additional files of {} from {}", c.name, af.location))?;
+            }
+            let actual = runner::treehash::tree_hash(&[("additional_files", &local)])?;
+            if actual != af.hash {
+                bail!("the additional files of {} hash to {}, not {} as registered; refusing to run them", c.name, actual.short(), af.hash.short());
+            }
+            Some(local)
+        }
+        None => None,
+    };
+    Ok(Runnable { spec: ContainerSpec::from_manifest(c.image.reference.clone(), c.manifest.clone()), image: c.image.clone(), parameters_file, additional_files })
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let t = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &t)?;
+        } else {
+            std::fs::copy(e.path(), t)?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Benchmarks.
+
+/// What `benchmark submit` takes.
+#[derive(Clone, Debug)]
+pub struct BenchmarkArgs {
+    pub name: String,
+    pub description: String,
+    pub docs_url: String,
+    /// A demo dataset folder (with paths.yaml) or a tarball of one.
+    pub demo_dataset: PathBuf,
+    pub data_preparator: RecordId,
+    pub reference_model: RecordId,
+    pub metrics: RecordId,
+    pub committee: Vec<PublicKey>,
+    pub threshold: u16,
+    pub dataset_auto_approval: AutoApproval,
+    pub model_auto_approval: AutoApproval,
+    pub sharing: SharingPolicy,
+    pub rank_metric: String,
+    pub higher_is_better: bool,
+    /// Skip the compatibility test (not recommended).
+    pub skip_test: bool,
+}
+
+/// Pack a demo dataset folder into a tarball (or take a tarball as is) and hash it.
+pub fn pack_demo(s: &Session, demo: &Path) -> anyhow::Result<(PathBuf, Hash32)> {
+    let tarball = if demo.is_dir() {
+        runner::compat::demo_paths(demo)?;
+        let out = s.work(&["demo", &format!("{}.tar", demo.file_name().and_then(|n| n.to_str()).unwrap_or("demo"))]);
+        std::fs::create_dir_all(out.parent().expect("has a parent")).context("cannot create the work folder")?;
+        let f = std::fs::File::create(&out).with_context(|| format!("cannot write {}", out.display()))?;
+        let mut b = tar::Builder::new(f);
+        b.mode(tar::HeaderMode::Deterministic);
+        b.append_dir_all(".", demo).with_context(|| format!("cannot pack {}", demo.display()))?;
+        b.finish()?;
+        out
+    } else {
+        demo.to_path_buf()
+    };
+    let tarball = tarball.canonicalize()?;
+    let bytes = std::fs::read(&tarball).with_context(|| format!("cannot read {}", tarball.display()))?;
+    Ok((tarball, Hash32::of(&bytes)))
+}
+
+/// The benchmark's demo dataset, fetched and checked, unpacked under the work dir.
+pub fn demo_dir(s: &Session, b: &Benchmark) -> anyhow::Result<PathBuf> {
+    let dest = s.work(&["demo", &b.demo_dataset.hash.to_hex()]);
+    if dest.join("paths.yaml").exists() {
+        return Ok(dest);
+    }
+    let _ = std::fs::remove_dir_all(&dest);
+    Ok(runner::compat::unpack_demo_dataset(Path::new(&b.demo_dataset.location), &b.demo_dataset.hash, &dest)?)
+}
+
+/// The compatibility test of `model` against a benchmark's demo dataset, or
+/// against an already prepared dataset.
+pub fn compatibility_test(
+    s: &Session,
+    state: &State,
+    b: &Benchmark,
+    model: &RecordId,
+    prepared: Option<&runner::dataset::PreparedDataset>,
+) -> anyhow::Result<runner::compat::CompatibilityOutcome> {
+    let model_r = runnable(s, state, model)?;
+    let metrics = runnable(s, state, &b.metrics)?;
+    let tag = format!("{}-{}", model.short(), prepared.map(|p| p.prepared_hash.short()).unwrap_or_else(|| "demo".into()));
+    let work = s.work(&["tests", &tag]);
+    let _ = std::fs::remove_dir_all(&work);
+    let engine = engine()?;
+    let limits = RunLimits::default();
+    let outcome = match prepared {
+        Some(p) => block_on(runner::compat::compatibility_test_prepared(&engine, p, &model_r, &metrics, &work, &limits))?,
+        None => {
+            let prep = runnable(s, state, &b.data_preparator)?;
+            let demo = demo_dir(s, b)?;
+            block_on(runner::compat::compatibility_test(&engine, &demo, &prep, &model_r, &metrics, &work, &limits))?
+        }
+    };
+    Ok(outcome?)
+}
+
+/// Submit a benchmark after its compatibility test passes.
+pub fn submit_benchmark(s: &Session, a: &BenchmarkArgs) -> anyhow::Result<Record> {
+    let (tarball, hash) = pack_demo(s, &a.demo_dataset)?;
+    let benchmark = Benchmark {
+        name: a.name.clone(),
+        description: a.description.clone(),
+        docs_url: a.docs_url.clone(),
+        demo_dataset: DemoDataset { location: tarball.display().to_string(), hash },
+        data_preparator: a.data_preparator,
+        reference_model: a.reference_model,
+        metrics: a.metrics,
+        committee: a.committee.clone(),
+        threshold: a.threshold,
+        dataset_auto_approval: a.dataset_auto_approval.clone(),
+        model_auto_approval: a.model_auto_approval.clone(),
+        sharing: a.sharing.clone(),
+        rank_metric: a.rank_metric.clone(),
+        higher_is_better: a.higher_is_better,
+    };
+    if !a.skip_test {
+        let state = s.state()?;
+        let outcome = compatibility_test(s, &state, &benchmark, &a.reference_model, None)?;
+        if !outcome.results.contains_key(&a.rank_metric) {
+            bail!(
+                "the metrics container does not report `{}` (it reports {}); choose --rank-metric among those",
+                a.rank_metric,
+                outcome.results.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    s.publish(Body::Benchmark(benchmark))
+}
+
+/// The admin approves or rejects a benchmark.
+pub fn decide_benchmark(s: &Session, benchmark: RecordId, decision: Decision) -> anyhow::Result<Record> {
+    s.publish(Body::BenchmarkDecision(BenchmarkDecision { benchmark, decision }))
+}
+
+fn benchmark_of(state: &State, id: &RecordId) -> anyhow::Result<Benchmark> {
+    Ok(state
+        .benchmarks
+        .get(id)
+        .ok_or_else(|| anyhow!("benchmark {} is unknown to the node; list them with `medmesh benchmark ls`", id.short()))?
+        .benchmark
+        .clone())
+}
+
+// ---------------------------------------------------------------------------
+// Datasets.
+
+/// Where a prepared dataset lives locally, by name.
+pub fn dataset_root(s: &Session, name: &str) -> PathBuf {
+    s.work(&["datasets", name])
+}
+
+/// The local root of a registered dataset (written by [`submit_dataset`]).
+pub fn local_dataset(s: &Session, id: &RecordId) -> anyhow::Result<PathBuf> {
+    let index = s.work(&["datasets", "index.json"]);
+    let map: BTreeMap<String, PathBuf> = std::fs::read_to_string(&index).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    map.get(&id.to_hex()).cloned().ok_or_else(|| {
+        anyhow!("dataset {} was not prepared in this home ({}); prepare it here or import it with `medmesh dataset import`", id.short(), s.home.dir.display())
+    })
+}
+
+fn remember_dataset(s: &Session, id: &RecordId, root: &Path) -> anyhow::Result<()> {
+    let index = s.work(&["datasets", "index.json"]);
+    let mut map: BTreeMap<String, PathBuf> = std::fs::read_to_string(&index).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    map.insert(id.to_hex(), root.to_path_buf());
+    std::fs::create_dir_all(index.parent().expect("has a parent"))?;
+    std::fs::write(&index, serde_json::to_string_pretty(&map)?)?;
+    Ok(())
+}
+
+/// Prepare raw data with the benchmark's preparator into `<work>/datasets/<name>`.
+pub fn prepare_dataset(s: &Session, benchmark: &RecordId, name: &str, data: &Path, labels: &Path) -> anyhow::Result<runner::dataset::PreparedDataset> {
+    let state = s.state()?;
+    let b = benchmark_of(&state, benchmark)?;
+    let prep = runnable(s, &state, &b.data_preparator)?;
+    let root = dataset_root(s, name);
+    let engine = engine()?;
+    Ok(block_on(runner::dataset::prepare_dataset(&engine, &prep, data, labels, &root, &RunLimits::default()))??)
+}
+
+/// Register a prepared dataset (metadata only).
+pub fn submit_dataset(s: &Session, benchmark: &RecordId, name: &str, description: &str, location: &str, name_public: bool) -> anyhow::Result<Record> {
+    let state = s.state()?;
+    let b = benchmark_of(&state, benchmark)?;
+    let root = dataset_root(s, name);
+    let prepared = runner::dataset::open_dataset(&root)?;
+    let record = runner::dataset::dataset_record(&prepared, name, description, location, b.data_preparator, name_public);
+    let r = s.publish(Body::Dataset(record))?;
+    remember_dataset(s, &r.id, &root)?;
+    Ok(r)
+}
+
+/// Mark a dataset operational, with its hash recomputed now.
+pub fn set_operational(s: &Session, dataset: &RecordId) -> anyhow::Result<Record> {
+    let root = local_dataset(s, dataset)?;
+    let op = runner::dataset::set_operational(&root, *dataset)?;
+    s.publish(Body::DatasetOperational(op))
+}
+
+/// Request association of a dataset (compatibility test on the prepared data) or a
+/// model (on the demo dataset).
+pub fn associate(s: &Session, benchmark: &RecordId, subject: Subject) -> anyhow::Result<(Record, runner::compat::CompatibilityOutcome)> {
+    let state = s.state()?;
+    let b = benchmark_of(&state, benchmark)?;
+    let outcome = match subject {
+        Subject::Dataset(d) => {
+            let prepared = runner::dataset::open_dataset(&local_dataset(s, &d)?)?;
+            compatibility_test(s, &state, &b, &b.reference_model, Some(&prepared))?
+        }
+        Subject::Model(m) => compatibility_test(s, &state, &b, &m, None)?,
+    };
+    let r = s.publish(Body::AssociationRequest(AssociationRequest { benchmark: *benchmark, subject, compatibility: outcome.record() }))?;
+    Ok((r, outcome))
+}
+
+/// A committee member approves or rejects an association.
+pub fn decide_association(s: &Session, benchmark: RecordId, subject: Subject, decision: Decision, priority: Option<i32>) -> anyhow::Result<Record> {
+    s.publish(Body::AssociationDecision(AssociationDecision { benchmark, subject, decision, priority }))
+}
+
+// ---------------------------------------------------------------------------
+// Execution and results.
+
+/// Run every approved model of a benchmark on a local operational dataset.
+pub fn run_benchmark(s: &Session, benchmark: &RecordId, dataset: &RecordId, ignore_model_errors: bool, force: bool) -> anyhow::Result<runner::execution::ExecutionReport> {
+    let state = s.state()?;
+    let b = benchmark_of(&state, benchmark)?;
+    let root = local_dataset(s, dataset)?;
+    let view = state.datasets.get(dataset).ok_or_else(|| anyhow!("dataset {} is unknown to the node", dataset.short()))?;
+    let mut models = Vec::new();
+    for a in state.approved_models(benchmark) {
+        models.push(runner::execution::ModelEntry { id: a.subject.id(), priority: a.priority, container: runnable(s, &state, &a.subject.id())? });
+    }
+    if models.is_empty() {
+        bail!("benchmark {} has no approved models yet", benchmark.short());
+    }
+    let metrics = runnable(s, &state, &b.metrics)?;
+    let options = runner::execution::ExecutionOptions { ignore_model_errors, force, limits: RunLimits::default() };
+    let dir = s.work(&["executions", &benchmark.to_hex(), &dataset.to_hex()]);
+    let engine = engine()?;
+    Ok(block_on(runner::execution::run_benchmark(&engine, &root, view.prepared_hash, &models, &metrics, &dir, &options))??)
+}
+
+/// Metric values as signed data carries them: millionths.
+pub fn to_millionths(results: &BTreeMap<String, f64>) -> BTreeMap<String, i64> {
+    results.iter().filter(|(_, v)| v.is_finite()).map(|(k, v)| (k.clone(), (v * 1e6).round() as i64)).collect()
+}
+
+/// Who may read a result: the committee members with a profile, and the data owner.
+fn recipients(state: &State, b: &Benchmark, owner: &PublicKey) -> anyhow::Result<Vec<X25519Key>> {
+    let mut out = Vec::new();
+    for k in b.committee.iter().chain(std::iter::once(owner)) {
+        match state.profiles.get(k) {
+            Some(p) => out.push(p.profile.x25519),
+            None => tracing::warn!(key = %k.short(), "no profile with an encryption key; this member cannot read the result"),
+        }
+    }
+    if out.is_empty() {
+        bail!("nobody on the committee has published a profile with an encryption key; results cannot be shared yet");
+    }
+    Ok(out)
+}
+
+/// Seal and publish the results of a finished execution.
+pub fn submit_result(s: &Session, benchmark: &RecordId, dataset: &RecordId, model: &RecordId, run: &runner::execution::ModelRun) -> anyhow::Result<Record> {
+    let state = s.state()?;
+    let b = benchmark_of(&state, benchmark)?;
+    let to = recipients(&state, &b, &s.me())?;
+    let binding = Binding { benchmark: *benchmark, model: *model, dataset: *dataset };
+    let mut rng = seal::rand_core::UnwrapErr(getrandom::SysRng);
+    let metrics = seal::seal(&to_millionths(&run.results), &to, binding, &mut rng)?;
+    s.publish(Body::Result(ResultRecord { benchmark: *benchmark, model: *model, dataset: *dataset, metrics, receipt: run.receipt.clone() }))
+}
+
+/// Open a result this user may read.
+pub fn open_result(s: &Session, id: &RecordId) -> anyhow::Result<(ResultRecord, BTreeMap<String, i64>)> {
+    let bytes = s.api.record(id)?;
+    let r = Record::verify(&bytes, &s.network)?;
+    let Body::Result(x) = r.body else { bail!("record {} is a {}, not a result", id.short(), r.body.kind()) };
+    let binding = Binding { benchmark: x.benchmark, model: x.model, dataset: x.dataset };
+    let metrics = seal::open(&x.metrics, &s.keys.opening, binding)?;
+    Ok((x, metrics))
+}
+
+/// A committee member opens every counting result of a benchmark and publishes
+/// the release the sharing policy allows. Members holding the same results sign
+/// identical content; the threshold of them makes it shown.
+pub fn release(s: &Session, benchmark: &RecordId) -> anyhow::Result<Record> {
+    let state = s.state()?;
+    let view = state.benchmarks.get(benchmark).ok_or_else(|| anyhow!("benchmark {} is unknown", benchmark.short()))?;
+    if !view.benchmark.committee.contains(&s.me()) {
+        bail!("only members of the benchmark's committee can release its results");
+    }
+    if view.status != Status::Approved {
+        bail!("benchmark {} is not approved", benchmark.short());
+    }
+    let mut opened = Vec::new();
+    for r in state.results.iter().filter(|r| r.benchmark == *benchmark && r.counts) {
+        let (_, metrics) = open_result(s, &r.id)?;
+        opened.push(OpenedResult { model: r.model, dataset: r.dataset, metrics });
+    }
+    if opened.is_empty() {
+        bail!("benchmark {} has no results to release yet", benchmark.short());
+    }
+    let datasets: BTreeMap<RecordId, Dataset> = state.datasets.iter().map(|(k, v)| (*k, v.dataset.clone())).collect();
+    let rel = leaderboard::build_release(*benchmark, &view.benchmark, &datasets, &opened);
+    s.publish(Body::Release(rel))
+}
