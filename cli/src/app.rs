@@ -70,6 +70,15 @@ pub enum Command {
         #[arg(short, long)]
         benchmark: String,
     },
+    /// Run the whole MedPerf workflow on a local federation of real nodes.
+    Demo {
+        /// Folder for the participants' homes and nodes (replaced if it exists).
+        #[arg(long, default_value = "medmesh-demo")]
+        dir: PathBuf,
+        /// Leave the nodes running when done.
+        #[arg(long)]
+        keep_running: bool,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -470,6 +479,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let b = resolve(&benchmark, st.benchmarks.keys().copied(), "benchmark")?;
             leaderboard(&ctx, &st, &b)
         }
+        Command::Demo { dir, keep_running } => demo(&ctx, dir, keep_running),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "medmesh", &mut std::io::stdout());
@@ -946,4 +956,53 @@ pub fn leaderboard(ctx: &Ctx, st: &State, b: &RecordId) -> anyhow::Result<()> {
             })
             .collect(),
     )
+}
+
+/// The MedMesh source tree this binary was built from (it holds `examples/`).
+pub fn workspace_root() -> PathBuf {
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    built.canonicalize().unwrap_or(built)
+}
+
+fn demo(ctx: &Ctx, dir: PathBuf, keep_running: bool) -> anyhow::Result<()> {
+    let opts = crate::demo::DemoOptions { dir, workspace: workspace_root(), keep_running };
+    let out = crate::demo::run(&opts)?;
+    if ctx.json {
+        let lb: serde_json::Value = serde_json::from_str(&out.leaderboard_json)?;
+        return json(&serde_json::json!({ "benchmark": out.benchmark, "state_hash": out.state_hash, "leaderboards": lb, "homes": out.homes }));
+    }
+    let hospital = out.homes.iter().find(|(n, _)| n == "hospital-a").map(|(_, h)| h.clone()).unwrap_or_default();
+    let lbs: std::collections::BTreeMap<RecordId, protocol::fold::Leaderboard> = serde_json::from_str(&out.leaderboard_json)?;
+    let lb = lbs.get(&out.benchmark).ok_or_else(|| anyhow!("the demo ended without a leaderboard"))?;
+    println!("every node shows the same leaderboard (state hash {}):", out.state_hash.short());
+    table(
+        &["rank", "model", &lb.metric, "95% interval", "mean rank", "datasets"],
+        lb.rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.rank.to_string(),
+                    r.model_name.clone(),
+                    millionths(r.value),
+                    match (r.ci_low, r.ci_high) {
+                        (Some(l), Some(h)) => format!("[{}, {}]", millionths(l), millionths(h)),
+                        _ => "-".into(),
+                    },
+                    r.mean_rank_milli.map(|m| format!("{:.2}", m as f64 / 1000.0)).unwrap_or_else(|| "-".into()),
+                    r.datasets.to_string(),
+                ]
+            })
+            .collect(),
+    )?;
+    println!("\nParticipants' homes are in {}. Look around, e.g.:", opts.dir.display());
+    if keep_running {
+        println!("  medmesh --home {} benchmark ls", hospital.display());
+        println!("  medmesh --home {} association ls", hospital.display());
+        println!("  medmesh --home {} leaderboard -b {}", hospital.display(), out.benchmark.short());
+    } else {
+        println!("  medmesh node start --data-dir {}/node --root {}/root.cbor   (then, in another shell)", hospital.display(), hospital.display());
+        println!("  medmesh --home {} leaderboard -b {}", hospital.display(), out.benchmark.short());
+        println!("Run `medmesh demo --keep-running` to leave the nodes up.");
+    }
+    Ok(())
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::publish::NodeApi;
 
 /// The file a running node writes its control address into (in its data dir).
-pub const CONTROL_FILE: &str = "control.json";
+pub const CONTROL_FILE: &str = "control.addr";
 /// The file holding the control token (in the node's data dir).
 pub const TOKEN_FILE: &str = "control.token";
 
@@ -19,12 +19,6 @@ pub const TOKEN_FILE: &str = "control.token";
 pub const CONTROL_TIMEOUT_MS: u64 = 30_000;
 /// Largest response body read from the node (a full state of a large network).
 pub const CONTROL_RESPONSE_BYTES_MAX: u64 = 512 * 1024 * 1024;
-
-/// Where a running node listens, as it writes it into its data directory.
-#[derive(Debug, Deserialize)]
-struct ControlFile {
-    addr: String,
-}
 
 /// A connection to one node's control API.
 pub struct Control {
@@ -41,8 +35,7 @@ struct Submitted {
 #[derive(Debug, Deserialize)]
 struct Refusal {
     error: String,
-    #[serde(default)]
-    kind: Option<String>,
+    message: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,9 +56,9 @@ impl Control {
                 node_dir.display()
             )
         })?;
-        let cf: ControlFile = serde_json::from_str(&text).with_context(|| format!("{} is not valid", control_file.display()))?;
+        let addr: std::net::SocketAddr = text.trim().parse().with_context(|| format!("{} does not hold an address", control_file.display()))?;
         let token = std::fs::read_to_string(node_dir.join(TOKEN_FILE)).ok().map(|t| t.trim().to_string());
-        Ok(Self::new(&cf.addr, token))
+        Ok(Self::new(&addr.to_string(), token))
     }
 
     /// Connect to a control API at `addr` (`host:port`).
@@ -111,14 +104,14 @@ impl Control {
 
 impl NodeApi for Control {
     fn head(&self, key: &PublicKey) -> anyhow::Result<Option<(u64, RecordId)>> {
-        Ok(self.get_json::<Head>(&format!("/heads/{}", key.to_hex()))?.map(|h| (h.seq, h.id)))
+        Ok(self.get_json::<Head>(&format!("/v1/heads/{}", key.to_hex()))?.map(|h| (h.seq, h.id)))
     }
 
     fn submit(&self, bytes: &[u8]) -> anyhow::Result<RecordId> {
         let token = self.token.as_deref().ok_or_else(|| anyhow!("no control token found; run this as the user who started the node"))?;
         let resp = self
             .agent
-            .post(&format!("{}/records", self.base))
+            .post(&format!("{}/v1/records", self.base))
             .header("authorization", &format!("Bearer {token}"))
             .header("content-type", "application/octet-stream")
             .send(bytes)
@@ -130,17 +123,42 @@ impl NodeApi for Control {
             return Ok(s.id);
         }
         match serde_json::from_str::<Refusal>(&body) {
-            Ok(r) => bail!("the node refused the record ({}): {}", r.kind.unwrap_or_else(|| code.to_string()), r.error),
+            Ok(r) => bail!("the node refused the record ({}): {}", r.error, r.message),
             Err(_) => bail!("the node refused the record ({code}): {body}"),
         }
     }
 
     fn state(&self) -> anyhow::Result<State> {
-        self.get_json("/state")?.ok_or_else(|| anyhow!("the node has no /state; upgrade it"))
+        self.get_json("/v1/state/all")?.ok_or_else(|| anyhow!("the node has no /v1/state/all; upgrade it"))
     }
 
     fn record(&self, id: &RecordId) -> anyhow::Result<Vec<u8>> {
-        let r = self.get(&format!("/records/{}", id.to_hex()))?.ok_or_else(|| anyhow!("the node does not hold record {}", id.short()))?;
+        let r = self.get(&format!("/v1/records/{}", id.to_hex()))?.ok_or_else(|| anyhow!("the node does not hold record {}", id.short()))?;
         Ok(r.into_body().with_config().limit(protocol::limits::ENVELOPE_BYTES_MAX as u64).read_to_vec()?)
+    }
+}
+
+/// What `GET /v1/status` answers.
+#[derive(Clone, Debug, Deserialize)]
+pub struct NodeStatus {
+    pub peer_id: String,
+    pub records: u64,
+    pub state_hash: protocol::Hash32,
+    #[serde(default)]
+    pub listen: Vec<String>,
+}
+
+impl Control {
+    /// The node's identity, size, state hash and listen addresses.
+    pub fn status(&self) -> anyhow::Result<NodeStatus> {
+        self.get_json("/v1/status")?.ok_or_else(|| anyhow!("the node has no /v1/status; upgrade it"))
+    }
+
+    /// The raw JSON of a leaderboard view, as the node serves it (for comparing nodes).
+    pub fn leaderboards_json(&self) -> anyhow::Result<String> {
+        match self.get("/v1/state/leaderboards")? {
+            Some(r) => Ok(r.into_body().with_config().limit(CONTROL_RESPONSE_BYTES_MAX).read_to_string()?),
+            None => Ok(String::new()),
+        }
     }
 }

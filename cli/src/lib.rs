@@ -6,10 +6,12 @@
 //! - [`publish`]: show, confirm, sign and submit a record.
 //! - [`output`]: tables and `--json`.
 //! - [`home`]: the user's home: keys, network root, profile, work folders.
+//! - [`demo`]: the whole workflow on a local federation of real nodes.
 //! - [`workflow`]: MedPerf's workflow steps, shared by the commands and the demo.
 
 pub mod app;
 pub mod control;
+pub mod demo;
 pub mod home;
 pub mod ids;
 pub mod keys;
