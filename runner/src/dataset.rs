@@ -80,8 +80,9 @@ pub fn dataset_hash(root: &Path) -> Result<Hash32, RunnerError> {
     tree_hash(&[("data", &data), ("labels", &labels)])
 }
 
-/// Run the preparator's `prepare`, `sanity_check` and `statistics` on raw data and
-/// labels into `root` (which must not exist, or be empty), then hash the result.
+/// Run the preparator's `prepare`, `sanity_check` (when it has one) and `statistics`
+/// on raw data and labels into `root`, then hash the result. `root` must not hold a
+/// prepared dataset already; what a failed attempt left there is replaced.
 pub async fn prepare_dataset(
     engine: &Engine,
     preparator: &Runnable,
@@ -90,32 +91,67 @@ pub async fn prepare_dataset(
     root: &Path,
     limits: &RunLimits,
 ) -> Result<PreparedDataset, RunnerError> {
-    if root.exists() && std::fs::read_dir(root).map_err(RunnerError::io(root))?.next().is_some() {
-        return Err(RunnerError::Invalid { path: root.into(), reason: "already holds files; prepare into a new folder".into() });
+    if root.join(DATASET_INFO_FILE).exists() {
+        return Err(RunnerError::Invalid { path: root.into(), reason: "already holds a prepared dataset; prepare into a new folder".into() });
     }
+    clear_failed_attempt(root)?;
     std::fs::create_dir_all(root).map_err(RunnerError::io(root))?;
-    let task = preparator.spec.task("prepare")?;
-    let mut mounts = BTreeMap::from([
+    let mounts = BTreeMap::from([
         ("data_path".to_string(), raw_data.to_path_buf()),
         ("labels_path".to_string(), raw_labels.to_path_buf()),
         ("output_path".to_string(), data_dir(root)),
         ("output_labels_path".to_string(), labels_dir(root)),
     ]);
-    for p in &task.outputs {
-        match p.name.as_str() {
-            "metadata_path" => mounts.insert(p.name.clone(), root.join("metadata")),
-            "report_file" => mounts.insert(p.name.clone(), root.join("report.yaml")),
-            _ => None,
-        };
-    }
+    let mounts = with_optional_mounts(preparator, "prepare", root, mounts)?;
     run(engine, preparator, "prepare", mounts, root, limits).await?;
-    sanity_check(engine, preparator, root, limits).await?;
+    if preparator.spec.manifest.task("sanity_check").is_some() {
+        sanity_check(engine, preparator, root, limits).await?;
+    } else {
+        // MedPerf's newer preparators check inside `statistics`.
+        tracing::info!("the preparator has no sanity_check task; statistics must pass instead");
+    }
     let statistics = statistics(engine, preparator, root, limits).await?;
     let prepared_hash = dataset_hash(root)?;
     let info = DatasetInfo { prepared_hash, preparator_digest: preparator.image.digest.clone(), statistics: statistics.clone() };
     write_info(root, &info)?;
     tracing::info!(root = %root.display(), hash = %prepared_hash.short(), "dataset prepared");
     Ok(PreparedDataset { root: root.into(), prepared_hash, statistics, preparator_digest: info.preparator_digest })
+}
+
+/// Remove what a failed `prepare` left in `root` (only the names this module writes;
+/// the logs stay until the next run overwrites them).
+fn clear_failed_attempt(root: &Path) -> Result<(), RunnerError> {
+    for dir in ["data", "labels", "metadata", "tmp"] {
+        let p = root.join(dir);
+        if p.exists() {
+            std::fs::remove_dir_all(&p).map_err(RunnerError::io(&p))?;
+        }
+    }
+    for file in ["statistics.yaml", "report.yaml"] {
+        let p = root.join(file);
+        if p.exists() {
+            std::fs::remove_file(&p).map_err(RunnerError::io(&p))?;
+        }
+    }
+    Ok(())
+}
+
+/// Add MedPerf's optional preparator parameters a task declares: `metadata_path`
+/// (a folder in the dataset) and `report_file` (`report.yaml`).
+fn with_optional_mounts(c: &Runnable, task: &str, root: &Path, mut mounts: BTreeMap<String, PathBuf>) -> Result<BTreeMap<String, PathBuf>, RunnerError> {
+    let t = c.spec.task(task)?;
+    for p in t.inputs.iter().chain(&t.outputs) {
+        let path = match p.name.as_str() {
+            "metadata_path" => root.join("metadata"),
+            "report_file" => root.join("report.yaml"),
+            _ => continue,
+        };
+        if t.inputs.iter().any(|i| i.name == p.name) && p.name == "metadata_path" {
+            std::fs::create_dir_all(&path).map_err(RunnerError::io(&path))?;
+        }
+        mounts.entry(p.name.clone()).or_insert(path);
+    }
+    Ok(mounts)
 }
 
 async fn run(engine: &Engine, c: &Runnable, task: &str, mounts: BTreeMap<String, PathBuf>, root: &Path, limits: &RunLimits) -> Result<(), RunnerError> {
@@ -129,6 +165,7 @@ async fn run(engine: &Engine, c: &Runnable, task: &str, mounts: BTreeMap<String,
 /// The preparator's `sanity_check` on a prepared dataset; a non-zero exit fails it.
 pub async fn sanity_check(engine: &Engine, preparator: &Runnable, root: &Path, limits: &RunLimits) -> Result<(), RunnerError> {
     let mounts = BTreeMap::from([("data_path".to_string(), data_dir(root)), ("labels_path".to_string(), labels_dir(root))]);
+    let mounts = with_optional_mounts(preparator, "sanity_check", root, mounts)?;
     run(engine, preparator, "sanity_check", mounts, root, limits).await
 }
 
@@ -141,6 +178,7 @@ pub async fn statistics(engine: &Engine, preparator: &Runnable, root: &Path, lim
         ("labels_path".to_string(), labels_dir(root)),
         ("output_path".to_string(), out.clone()),
     ]);
+    let mounts = with_optional_mounts(preparator, "statistics", root, mounts)?;
     run(engine, preparator, "statistics", mounts, root, limits).await?;
     parse_statistics(&out, &log_file(root, "statistics"))
 }

@@ -204,7 +204,8 @@ async fn a_legacy_mlcube_metrics_container_gives_the_same_results_as_its_contain
 }
 
 /// Container configs as MedPerf's documentation writes them: no `run_args`, so each
-/// image runs with its own entrypoint and tells the task by what is mounted.
+/// image runs with its own entrypoint and tells the task by what is mounted; the
+/// preparator, like MedPerf's chest X-ray tutorial one, has no `sanity_check` task.
 const DOCS_STYLE_PREPARATOR: &str = r#"
 container_type: DockerImage
 image: medmesh/example-preparator:1
@@ -217,11 +218,6 @@ tasks:
     output_volumes:
       output_path: { mount_path: /mlcommons/volumes/data, type: directory }
       output_labels_path: { mount_path: /mlcommons/volumes/labels, type: directory }
-  sanity_check:
-    input_volumes:
-      data_path: { mount_path: /mlcommons/volumes/data, type: directory }
-      labels_path: { mount_path: /mlcommons/volumes/labels, type: directory }
-      parameters_file: { mount_path: /mlcommons/volumes/parameters/parameters_file.yaml, type: file }
   statistics:
     input_volumes:
       data_path: { mount_path: /mlcommons/volumes/data, type: directory }
@@ -266,4 +262,23 @@ async fn medperf_configs_without_run_args_run_the_images_as_they_are() {
     let outcome = compatibility_test(&engine, &common::demo_dir(), &prep, &model, &metrics, work.path(), &common::quick_limits()).await.unwrap();
     assert_eq!(outcome.results.keys().map(String::as_str).collect::<Vec<_>>(), METRIC_NAMES);
     assert_eq!(outcome.prepared.statistics.get("cases").map(String::as_str), Some("30"));
+}
+
+#[tokio::test]
+async fn a_failed_preparation_names_its_log_and_can_be_retried_in_the_same_folder() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let work = tempfile::tempdir().unwrap();
+    let strict_params = work.path().join("strict.yaml");
+    std::fs::write(&strict_params, "min_cases: 1000\n").unwrap();
+    let strict = Runnable { parameters_file: Some(strict_params), ..common::example("preparator", &images.preparator) };
+    let (raw_data, raw_labels) = runner::compat::demo_paths(&common::demo_dir()).unwrap();
+    let root = work.path().join("demo");
+    let limits = common::quick_limits();
+    let err = prepare_dataset(&engine, &strict, &raw_data, &raw_labels, &root, &limits).await.unwrap_err();
+    let log = err.log_path().expect("a container ran").to_path_buf();
+    assert!(std::fs::read_to_string(&log).unwrap().contains("at least 1000"), "{err}");
+    let prepared = prepare_dataset(&engine, &common::example("preparator", &images.preparator), &raw_data, &raw_labels, &root, &limits).await.unwrap();
+    assert_eq!(prepared.statistics.get("cases").map(String::as_str), Some("30"));
+    let again = prepare_dataset(&engine, &common::example("preparator", &images.preparator), &raw_data, &raw_labels, &root, &limits).await.unwrap_err();
+    assert!(again.to_string().contains("already holds a prepared dataset"), "{again}");
 }
