@@ -55,6 +55,8 @@ pub const LOG_DRAIN_TIMEOUT_MS: u64 = 5_000;
 pub const ENGINE_CALL_TIMEOUT_S: u64 = 120;
 /// Largest image tarball loaded or saved.
 pub const IMAGE_TARBALL_BYTES_MAX: u64 = 32 * 1024 * 1024 * 1024;
+/// Label on every container the runner starts, to find leftovers after a crash.
+pub const RUNNER_LABEL: &str = "medmesh.runner";
 /// Read size when streaming an image tarball to the engine.
 const TARBALL_CHUNK_BYTES: usize = 1024 * 1024;
 
@@ -321,7 +323,10 @@ impl Engine {
             env: Some(ra.environment.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             user: Some(format!("{}:{}", owner.uid(), owner.gid())),
             network_disabled: Some(true),
-            labels: Some(HashMap::from([("medmesh.task".to_string(), run.task.to_string())])),
+            labels: Some(HashMap::from([
+                (RUNNER_LABEL.to_string(), "1".to_string()),
+                ("medmesh.task".to_string(), run.task.to_string()),
+            ])),
             host_config: Some(HostConfig {
                 mounts: Some(mounts),
                 network_mode: Some("none".into()),
@@ -343,8 +348,11 @@ impl Engine {
         )
         .await?;
         let id = created.id;
+        // Removes the container if this future is dropped before the end (cancelled).
+        let mut guard = RemoveOnDrop { docker: self.docker.clone(), id: Some(id.clone()) };
         tracing::info!(container = %name, image = %c.image.reference, task = run.task, "task starting");
         let outcome = self.start_and_wait(&id, run, timeout_ms, limits).await;
+        guard.id = None;
         let removed = call(
             "removing the container",
             self.docker.remove_container(&id, Some(RemoveContainerOptions { force: true, v: true, ..Default::default() })),
@@ -357,6 +365,21 @@ impl Engine {
         removed?;
         tracing::info!(container = %name, task = run.task, duration_ms = report.duration_ms, "task finished");
         Ok(report)
+    }
+
+    /// Remove every container the runner started that is still there (after a crash
+    /// or a kill). Returns how many were removed.
+    pub async fn remove_leftovers(&self) -> Result<usize, RunnerError> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{RUNNER_LABEL}=1")])]);
+        let options = bollard::query_parameters::ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let found = call("listing leftover containers", self.docker.list_containers(Some(options))).await?;
+        let mut removed = 0;
+        for c in found {
+            let Some(id) = c.id else { continue };
+            call("removing a leftover container", self.docker.remove_container(&id, Some(RemoveContainerOptions { force: true, v: true, ..Default::default() }))).await?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     async fn start_and_wait(&self, id: &str, run: &TaskRun<'_>, timeout_ms: u64, limits: &RunLimits) -> Result<TaskReport, RunnerError> {
@@ -445,6 +468,29 @@ impl Engine {
             mounts.push(bind(&host, &target, !is_output));
         }
         Ok((mounts, args))
+    }
+}
+
+/// Force-removes a container when dropped while still armed (`id` set).
+struct RemoveOnDrop {
+    docker: Docker,
+    id: Option<String>,
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(container = %id, "task cancelled outside a runtime; container left for remove_leftovers");
+            return;
+        };
+        let docker = self.docker.clone();
+        handle.spawn(async move {
+            let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+            if let Err(e) = docker.remove_container(&id, Some(options)).await {
+                tracing::warn!(container = %id, error = %e, "cancelled task's container not removed");
+            }
+        });
     }
 }
 

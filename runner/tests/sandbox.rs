@@ -161,3 +161,42 @@ async fn a_saved_image_loads_back_with_the_same_digest() {
     engine.load_image(&tarball).await.unwrap();
     assert_eq!(engine.image_digest(&images.probe.reference).await.unwrap(), images.probe.digest);
 }
+
+#[tokio::test]
+async fn tasks_beyond_the_concurrency_bound_wait_their_turn() {
+    let Some((_, images)) = common::setup().await else { return };
+    let engine = runner::Engine::connect(1).await.unwrap();
+    assert_eq!(engine.concurrent_runs(), 1);
+    let probe = common::inline(PROBE, &images.probe);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let limits = runner::RunLimits { other_timeout_ms: 1_000, ..common::quick_limits() };
+    let started = std::time::Instant::now();
+    let (ta, tb) = (task(&probe, "sleep", a.path(), &[]), task(&probe, "sleep", b.path(), &[]));
+    let (ra, rb) = tokio::join!(engine.run_task(&ta, &limits), engine.run_task(&tb, &limits));
+    assert!(matches!(ra, Err(RunnerError::Timeout { .. })) && matches!(rb, Err(RunnerError::Timeout { .. })));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(2_000), "ran one after the other: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_cancelled_task_leaves_no_container_behind() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let probe = common::inline(r#"
+image: medmesh/example-probe:1
+tasks:
+  cancelled_sleep:
+    run_args: { command: sleep }
+"#, &images.probe);
+    let dir = tempfile::tempdir().unwrap();
+    let run = task(&probe, "cancelled_sleep", dir.path(), &[]);
+    let cancelled = tokio::time::timeout(std::time::Duration::from_millis(1_500), engine.run_task(&run, &common::quick_limits())).await;
+    assert!(cancelled.is_err(), "the task was still running");
+    let filters = std::collections::HashMap::from([("label".to_string(), vec!["medmesh.task=cancelled_sleep".to_string()])]);
+    let options = bollard::query_parameters::ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+    for _ in 0..100 {
+        if engine.docker().list_containers(Some(options.clone())).await.unwrap().is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the cancelled task's container is still there");
+}
