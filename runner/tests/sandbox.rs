@@ -158,8 +158,10 @@ async fn a_saved_image_loads_back_with_the_same_digest() {
     let dir = tempfile::tempdir().unwrap();
     let tarball = dir.path().join("probe.tar");
     engine.save_image(&images.probe.reference, &tarball).await.unwrap();
-    engine.load_image(&tarball).await.unwrap();
+    engine.load_verified_image(&tarball, &images.probe).await.unwrap();
     assert_eq!(engine.image_digest(&images.probe.reference).await.unwrap(), images.probe.digest);
+    let other = protocol::record::ImageRef { reference: images.probe.reference.clone(), digest: images.metrics.digest.clone() };
+    assert!(matches!(engine.load_verified_image(&tarball, &other).await, Err(RunnerError::DigestMismatch { .. })));
 }
 
 #[tokio::test]
