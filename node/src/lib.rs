@@ -33,6 +33,7 @@ use tokio::sync::broadcast;
 pub use error::{StartError, StoreError, SubmitError};
 pub use node::{Client, Node, NodeConfig, Submitted};
 pub use swarm::{Gossiped, PeerInfo, SyncSession, SyncStatus};
+pub use libp2p::{Multiaddr, PeerId};
 
 /// Newly stored record ids announced to subscribers.
 pub const STORED_EVENTS_LEN: usize = 4096;

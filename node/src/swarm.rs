@@ -116,6 +116,8 @@ pub struct PeerInfo {
     pub score: Option<f64>,
     /// In our gossip mesh for the network topic.
     pub mesh: bool,
+    /// Subscribed to the network topic (receives what we publish).
+    pub subscribed: bool,
 }
 
 /// One finished sync session.
@@ -274,7 +276,10 @@ impl EventLoop {
                 let _ = reply.send(outcome);
             }
             Command::Peers { reply } => {
-                let mesh: HashSet<PeerId> = self.swarm.behaviour().gossipsub.mesh_peers(&self.topic.hash()).copied().collect();
+                let hash = self.topic.hash();
+                let mesh: HashSet<PeerId> = self.swarm.behaviour().gossipsub.mesh_peers(&hash).copied().collect();
+                let subscribed: HashSet<PeerId> =
+                    self.swarm.behaviour().gossipsub.all_peers().filter(|(_, topics)| topics.contains(&&hash)).map(|(p, _)| *p).collect();
                 let peers = self
                     .swarm
                     .connected_peers()
@@ -283,6 +288,7 @@ impl EventLoop {
                         addresses: self.addresses.get(p).map(|a| a.iter().map(|m| m.to_string()).collect()).unwrap_or_default(),
                         score: self.swarm.behaviour().gossipsub.peer_score(p),
                         mesh: mesh.contains(p),
+                        subscribed: subscribed.contains(p),
                     })
                     .collect();
                 let _ = reply.send(peers);
@@ -619,6 +625,7 @@ fn is_dialable(addr: &Multiaddr) -> bool {
 /// Dial an address; with a `/p2p/` suffix, by peer id (one connection, known to kad).
 pub(crate) fn dial(swarm: &mut Swarm<Behaviour>, addr: Multiaddr) -> Result<(), libp2p::swarm::DialError> {
     match peer_of(&addr) {
+        Some(peer) if swarm.is_connected(&peer) => Ok(()),
         Some(peer) => {
             swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
             swarm.dial(DialOpts::peer_id(peer).addresses(vec![addr]).build())
