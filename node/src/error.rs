@@ -42,6 +42,10 @@ pub enum StartError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("network root file {path}: {reason}")]
+    RootFile { path: PathBuf, reason: String },
+    #[error("control API address {0} is not a loopback address; use 127.0.0.1:<port>")]
+    ControlNotLoopback(std::net::SocketAddr),
     #[error("no network root: pass the root file (--root) on first start")]
     NoRoot,
     #[error("the root file names network {given}, but this data directory serves network {stored}; use the matching root or another --data-dir")]

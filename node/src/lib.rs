@@ -20,6 +20,7 @@
 pub mod control;
 mod core;
 pub mod error;
+pub mod logging;
 pub mod node;
 pub mod store;
 pub mod swarm;
@@ -31,7 +32,7 @@ use protocol::{Hash32, NetworkId, PublicKey, Record, RecordId, State};
 use tokio::sync::broadcast;
 
 pub use error::{StartError, StoreError, SubmitError};
-pub use node::{Client, Node, NodeConfig, Submitted};
+pub use node::{Client, Node, NodeConfig, Submitted, load_root_file};
 pub use swarm::{Gossiped, PeerInfo, SyncSession, SyncStatus};
 pub use libp2p::{Multiaddr, PeerId};
 

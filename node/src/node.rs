@@ -66,6 +66,7 @@ impl NodeConfig {
 /// A running node. Stop it with [`Node::shutdown`].
 pub struct Node {
     client: Client,
+    data_dir: PathBuf,
     listen: Vec<Multiaddr>,
     control: Option<SocketAddr>,
     stop_swarm: Option<oneshot::Sender<()>>,
@@ -97,6 +98,11 @@ impl Node {
     /// and (if configured) the control API.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
         let dir = config.data_dir.clone();
+        if let Some(addr) = config.control
+            && !addr.ip().is_loopback()
+        {
+            return Err(StartError::ControlNotLoopback(addr));
+        }
         create_private_dir(&dir).map_err(|source| StartError::DataDir { path: dir.clone(), source })?;
         let store = Store::open(&dir.join(STORE_FILE))?;
         let root = match (store.root()?, config.root.clone()) {
@@ -144,7 +150,7 @@ impl Node {
         let swarm_task = tokio::spawn(event_loop.run());
         let client = Client { shared: shared.clone(), commands: tx, peer_id };
 
-        let mut node = Node { client, listen, control: None, stop_swarm: Some(stop_swarm), swarm_task: Some(swarm_task), stop_control: None, control_task: None };
+        let mut node = Node { client, data_dir: dir.clone(), listen, control: None, stop_swarm: Some(stop_swarm), swarm_task: Some(swarm_task), stop_control: None, control_task: None };
         if let Some(addr) = config.control {
             match crate::control::serve(&dir, addr, node.client.clone()).await {
                 Ok((bound, stop, task)) => {
@@ -192,6 +198,7 @@ impl Node {
         }
         if let Some(t) = self.control_task.take() {
             let _ = t.await;
+            let _ = std::fs::remove_file(self.data_dir.join(CONTROL_ADDR_FILE));
         }
         if let Some(s) = self.stop_swarm.take() {
             let _ = s.send(());
@@ -202,13 +209,47 @@ impl Node {
         self.client.shared.close();
     }
 
-    /// Run until the task is cancelled or the swarm stops.
-    pub async fn wait(&mut self) {
-        if let Some(t) = self.swarm_task.as_mut() {
-            let _ = t.await;
-            self.swarm_task = None;
+    /// Run in the foreground until Ctrl-C or SIGTERM, then stop cleanly.
+    pub async fn run_until_signal(mut self) {
+        wait_for_signal().await;
+        info!("stopping");
+        self.stop().await;
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Read a network root file, with errors that say what to do.
+pub fn load_root_file(path: &Path) -> Result<NetworkRoot, StartError> {
+    let err = |reason: String| StartError::RootFile { path: path.to_path_buf(), reason };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(err("no such file; get the root file from your network's admin".into()));
+        }
+        Err(e) => return Err(err(e.to_string())),
+    };
+    NetworkRoot::from_bytes(&bytes).map_err(|e| err(e.to_string()))
 }
 
 impl Drop for Node {
