@@ -255,6 +255,14 @@ impl Engine {
 
     /// Write `reference` as a `docker save` tarball, to send to a peer.
     pub async fn save_image(&self, reference: &str, out: &Path) -> Result<(), RunnerError> {
+        let saved = self.save_image_inner(reference, out).await;
+        if saved.is_err() {
+            let _ = tokio::fs::remove_file(out).await;
+        }
+        saved
+    }
+
+    async fn save_image_inner(&self, reference: &str, out: &Path) -> Result<(), RunnerError> {
         let mut file = tokio::fs::File::create(out).await.map_err(RunnerError::io(out))?;
         let mut stream = self.docker.export_image(reference);
         let mut written = 0u64;
