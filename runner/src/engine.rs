@@ -53,6 +53,8 @@ pub const TASK_LOG_BYTES_MAX: u64 = 16 * 1024 * 1024;
 pub const LOG_DRAIN_TIMEOUT_MS: u64 = 5_000;
 /// Timeout on each Docker API call that is not a task's own run.
 pub const ENGINE_CALL_TIMEOUT_S: u64 = 120;
+/// Longest an image load, save or build may take.
+pub const IMAGE_TRANSFER_TIMEOUT_S: u64 = 30 * 60;
 /// Largest image tarball loaded or saved.
 pub const IMAGE_TARBALL_BYTES_MAX: u64 = 32 * 1024 * 1024 * 1024;
 /// Label on every container the runner starts, to find leftovers after a crash.
@@ -239,11 +241,9 @@ impl Engine {
                 Err(e) => Some((Err(e), f)),
             }
         });
-        let mut progress = self.docker.import_image_stream(ImportImageOptions::default(), chunks, None);
-        while let Some(item) = progress.next().await {
-            item.map_err(RunnerError::engine(format!("loading image tarball {}", tarball.display())))?;
-        }
-        Ok(())
+        let during = format!("loading image tarball {}", tarball.display());
+        let progress = self.docker.import_image_stream(ImportImageOptions::default(), chunks, None);
+        drain(&during, progress).await
     }
 
     /// Load a `docker save` tarball and check that it holds `image` (by reference and
@@ -255,7 +255,10 @@ impl Engine {
 
     /// Write `reference` as a `docker save` tarball, to send to a peer.
     pub async fn save_image(&self, reference: &str, out: &Path) -> Result<(), RunnerError> {
-        let saved = self.save_image_inner(reference, out).await;
+        let saved = match tokio::time::timeout(Duration::from_secs(IMAGE_TRANSFER_TIMEOUT_S), self.save_image_inner(reference, out)).await {
+            Ok(r) => r,
+            Err(_) => Err(RunnerError::Engine { during: format!("saving image {reference}"), source: BollardError::RequestTimeoutError }),
+        };
         if saved.is_err() {
             let _ = tokio::fs::remove_file(out).await;
         }
@@ -294,13 +297,8 @@ impl Engine {
         }
         let ctx = ctx.into_inner().map_err(RunnerError::io(binary))?;
         let options = BuildImageOptions { t: Some(tag.into()), rm: true, forcerm: true, ..Default::default() };
-        let mut stream = self.docker.build_image(options, None, Some(bollard::body_full(bytes_of(ctx))));
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(RunnerError::engine(format!("building image {tag}")))?;
-            if let Some(detail) = info.error_detail {
-                return Err(RunnerError::Build(format!("image {tag}: {}", detail.message.unwrap_or_default())));
-            }
-        }
+        let stream = self.docker.build_image(options, None, Some(bollard::body_full(bytes_of(ctx))));
+        drain(&format!("building image {tag}"), stream).await?;
         self.image_digest(tag).await
     }
 
@@ -484,6 +482,25 @@ impl Engine {
             mounts.push(bind(&host, &target, !is_output));
         }
         Ok((mounts, args))
+    }
+}
+
+/// Consume an engine progress stream (image load or build) under
+/// [`IMAGE_TRANSFER_TIMEOUT_S`], failing on the first error it reports.
+async fn drain(during: &str, stream: impl futures_util::Stream<Item = Result<bollard::models::BuildInfo, BollardError>>) -> Result<(), RunnerError> {
+    let consume = async {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(RunnerError::engine(during))?;
+            if let Some(detail) = info.error_detail {
+                return Err(RunnerError::ImageRejected { during: during.into(), reason: detail.message.unwrap_or_default() });
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(Duration::from_secs(IMAGE_TRANSFER_TIMEOUT_S), consume).await {
+        Ok(r) => r,
+        Err(_) => Err(RunnerError::Engine { during: during.into(), source: BollardError::RequestTimeoutError }),
     }
 }
 

@@ -71,6 +71,8 @@ pub enum RunnerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the Docker engine refused {during}: {reason}; check that the tarball is a `docker save` archive or the build context is valid")]
+    ImageRejected { during: String, reason: String },
     #[error("building the example binaries failed: {0}; run the cargo command in examples/README.md to see why")]
     Build(String),
 }

@@ -202,3 +202,14 @@ tasks:
     }
     panic!("the cancelled task's container is still there");
 }
+
+#[tokio::test]
+async fn a_tarball_that_is_not_an_image_is_refused_by_name() {
+    let Some((engine, _)) = common::setup().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let tarball = dir.path().join("not-an-image.tar");
+    std::fs::write(&tarball, b"these bytes are not a docker save archive").unwrap();
+    let err = engine.load_image(&tarball).await.unwrap_err();
+    assert!(matches!(err, RunnerError::ImageRejected { .. } | RunnerError::Engine { .. }), "{err}");
+    assert!(err.to_string().contains("not-an-image.tar"), "{err}");
+}
