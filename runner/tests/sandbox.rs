@@ -48,11 +48,40 @@ fn task<'a>(c: &'a runner::Runnable, name: &'a str, dir: &Path, mounts: &[(&str,
 #[tokio::test]
 async fn a_container_cannot_reach_the_network() {
     let Some((engine, images)) = common::setup().await else { return };
-    let probe = common::inline(PROBE, &images.probe);
+    // The host listens; with a network the probe reaches it through its gateway.
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let control = std::env::temp_dir().join(format!("medmesh-net-control-{port}"));
+    std::fs::create_dir_all(&control).unwrap();
+    assert!(run_with_network(&engine, &images.probe.digest, port, &control).await.starts_with("reached"), "the control could not reach the host; the test would prove nothing");
+    let _ = std::fs::remove_dir_all(&control);
+
+    let manifest = PROBE.replace("run_args: { command: network }", &format!("run_args: {{ command: network, environment: {{ PROBE_PORT: \"{port}\" }} }}"));
+    let probe = common::inline(&manifest, &images.probe);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     engine.run_task(&task(&probe, "network", dir.path(), &[("output_path", &out)]), &common::quick_limits()).await.unwrap();
     assert_eq!(std::fs::read_to_string(out.join("outcome")).unwrap(), "unreachable");
+}
+
+/// The probe's `network` task in a plain container on the default bridge network.
+async fn run_with_network(engine: &runner::Engine, image: &str, port: u16, out: &Path) -> String {
+    use bollard::models::{ContainerCreateBody, HostConfig};
+    let docker = engine.docker();
+    let body = ContainerCreateBody {
+        image: Some(image.into()),
+        cmd: Some(vec!["network".into()]),
+        env: Some(vec![format!("PROBE_PORT={port}")]),
+        host_config: Some(HostConfig { binds: Some(vec![format!("{}:/mlcommons/volumes/output", out.display())]), ..Default::default() }),
+        ..Default::default()
+    };
+    let id = docker.create_container(None::<bollard::query_parameters::CreateContainerOptions>, body).await.unwrap().id;
+    docker.start_container(&id, None::<bollard::query_parameters::StartContainerOptions>).await.unwrap();
+    let mut wait = docker.wait_container(&id, None::<bollard::query_parameters::WaitContainerOptions>);
+    while futures_util::StreamExt::next(&mut wait).await.is_some() {}
+    let options = bollard::query_parameters::RemoveContainerOptions { force: true, ..Default::default() };
+    docker.remove_container(&id, Some(options)).await.unwrap();
+    std::fs::read_to_string(out.join("outcome")).unwrap_or_default()
 }
 
 #[tokio::test]

@@ -1,13 +1,14 @@
 //! A misbehaving container for the runner's tests. Each task does one thing the
 //! sandbox must contain or the runner must report:
-//! `network` and `write_input` record what they managed in `<output_path>/outcome`;
+//! `network` (the host via the default gateway, port `PROBE_PORT`, and 1.1.1.1:53)
+//! and `write_input` record what they managed in `<output_path>/outcome`;
 //! `fail` exits 3; `sleep` outlasts any test timeout; `oom` allocates until killed;
 //! `empty_statistics` writes an empty file and `bad_results` a YAML list at the
 //! output file path;
 //! `write_rootfs` tries to write `/evil`.
 
 use std::io::Write as _;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use examples::{Failure, main_with};
@@ -21,7 +22,11 @@ fn main() {
         let record = |what: &str| std::fs::write(out.join("outcome"), what);
         match inv.task.as_str() {
             "network" => {
-                let targets: [SocketAddr; 2] = [([1, 1, 1, 1], 53).into(), ([172, 17, 0, 1], 2375).into()];
+                // The host, through the default gateway (a port the test listens on,
+                // PROBE_PORT), and a public resolver.
+                let port: u16 = std::env::var("PROBE_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(9);
+                let mut targets: Vec<SocketAddr> = vec![([1, 1, 1, 1], 53).into()];
+                targets.extend(default_gateway().map(|g| SocketAddr::from((g, port))));
                 let reached: Vec<String> = targets
                     .iter()
                     .filter(|a| TcpStream::connect_timeout(a, Duration::from_millis(PROBE_CONNECT_TIMEOUT_MS)).is_ok())
@@ -57,4 +62,17 @@ fn main() {
         }
         Ok(())
     });
+}
+
+/// The default route's gateway, from `/proc/net/route` (none without a network).
+fn default_gateway() -> Option<Ipv4Addr> {
+    let table = std::fs::read_to_string("/proc/net/route").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.get(1) != Some(&"00000000") {
+            return None;
+        }
+        let g = u32::from_str_radix(f.get(2)?, 16).ok()?;
+        Some(Ipv4Addr::from(g.to_le_bytes()))
+    })
 }
