@@ -80,6 +80,13 @@ pub fn dataset_hash(root: &Path) -> Result<Hash32, RunnerError> {
     tree_hash(&[("data", &data), ("labels", &labels)])
 }
 
+/// Run blocking file work (hashing) off the async runtime's threads.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, RunnerError> + Send + 'static) -> Result<T, RunnerError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(RunnerError::Invalid { path: PathBuf::from("."), reason: format!("a hashing task failed: {e}") }))
+}
+
 /// Run the preparator's `prepare`, `sanity_check` (when it has one) and `statistics`
 /// on raw data and labels into `root`, then hash the result. `root` must not hold a
 /// prepared dataset already; what a failed attempt left there is replaced.
@@ -111,7 +118,8 @@ pub async fn prepare_dataset(
         tracing::info!("the preparator has no sanity_check task; statistics must pass instead");
     }
     let statistics = statistics(engine, preparator, root, limits).await?;
-    let prepared_hash = dataset_hash(root)?;
+    let hashed = root.to_path_buf();
+    let prepared_hash = blocking(move || dataset_hash(&hashed)).await?;
     let info = DatasetInfo { prepared_hash, preparator_digest: preparator.image.digest.clone(), statistics: statistics.clone() };
     write_info(root, &info)?;
     tracing::info!(root = %root.display(), hash = %prepared_hash.short(), "dataset prepared");

@@ -68,7 +68,8 @@ pub async fn run_benchmark(
     execution_dir: &Path,
     options: &ExecutionOptions,
 ) -> Result<ExecutionReport, RunnerError> {
-    dataset::check_dataset(dataset_root, &dataset_hash)?;
+    let root = dataset_root.to_path_buf();
+    dataset::blocking(move || dataset::check_dataset(&root, &dataset_hash)).await?;
     let mut order: Vec<&ModelEntry> = models.iter().collect();
     order.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
     let mut report = ExecutionReport::default();
@@ -132,7 +133,8 @@ pub async fn run_model(
         scratch_dir: dir.join("tmp/infer"),
     };
     let inferred = engine.run_task(&infer, limits).await?;
-    let predictions_hash = tree_hash(&[("predictions", &predictions)])?;
+    let hashed = predictions.clone();
+    let predictions_hash = dataset::blocking(move || tree_hash(&[("predictions", &hashed)])).await?;
     let mut evaluate_mounts = BTreeMap::from([
         ("predictions".to_string(), predictions.clone()),
         ("labels".to_string(), dataset::labels_dir(dataset_root)),
