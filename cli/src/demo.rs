@@ -179,7 +179,12 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     step("starting a bootstrap peer and one node per participant on loopback");
     let mut procs = Processes(Vec::new());
     let boot_dir = dir.join("bootstrap");
-    let mut boot = start_node(&exe_beside("medmesh-bootstrap")?, &[], &boot_dir, &root_file, None)?;
+    // The bootstrap peer is `medmesh-bootstrap` when it was built beside us, else a
+    // plain node (a bootstrap peer has no authority either way).
+    let mut boot = match exe_beside("medmesh-bootstrap") {
+        Ok(exe) => start_node(&exe, &["--control", "127.0.0.1:0"], &boot_dir, &root_file, None)?,
+        Err(_) => start_node(&std::env::current_exe()?, &["node", "start"], &boot_dir, &root_file, None)?,
+    };
     let boot_ctl = wait_control(&boot_dir, &mut boot)?;
     procs.0.push(("bootstrap".into(), boot));
     let st = boot_ctl.status()?;

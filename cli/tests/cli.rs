@@ -1,0 +1,100 @@
+//! The `medmesh` binary from the outside: errors a user can act on, and the
+//! commands that need no running node.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn medmesh(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_medmesh")).arg("--home").arg(home).args(args).output().expect("medmesh runs")
+}
+
+fn home(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("medmesh-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_wrong_flag_is_an_error_on_stderr_with_a_non_zero_exit() {
+    let h = home("flag");
+    let o = medmesh(&h, &["benchmark", "ls", "--no-such-flag"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--no-such-flag"), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn keys_are_generated_once_and_shown_as_json() {
+    let h = home("keys");
+    assert!(medmesh(&h, &["keys", "generate"]).status.success());
+    let again = medmesh(&h, &["keys", "generate"]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("refusing to overwrite"), "{}", stderr(&again));
+    let o = medmesh(&h, &["--json", "keys", "show"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["signing_key"].as_str().unwrap().len(), 64);
+    std::fs::remove_dir_all(&h).ok();
+}
+
+#[test]
+fn network_create_writes_a_root_that_join_accepts_elsewhere() {
+    let admin = home("admin");
+    let member = home("member");
+    assert!(medmesh(&admin, &["keys", "generate"]).status.success());
+    let root = admin.join("handout.cbor");
+    let o = medmesh(&admin, &["--json", "network", "create", "--name", "test-net", "--out", root.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let created: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let o = medmesh(&member, &["--json", "network", "join", "--root", root.to_str().unwrap(), "--bootstrap", "/ip4/127.0.0.1/tcp/4001"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let joined: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(created["network_id"], joined["network_id"]);
+    // A different network's root is refused in the same home.
+    let other = home("other");
+    assert!(medmesh(&other, &["keys", "generate"]).status.success());
+    let other_root = other.join("r.cbor");
+    assert!(medmesh(&other, &["network", "create", "--name", "other", "--out", other_root.to_str().unwrap()]).status.success());
+    let o = medmesh(&member, &["network", "join", "--root", other_root.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("already holds network"), "{}", stderr(&o));
+    for d in [admin, member, other] {
+        std::fs::remove_dir_all(d).ok();
+    }
+}
+
+#[test]
+fn a_command_that_needs_a_node_says_how_to_start_one() {
+    let h = home("nonode");
+    assert!(medmesh(&h, &["keys", "generate"]).status.success());
+    assert!(medmesh(&h, &["network", "create", "--name", "n"]).status.success());
+    let o = medmesh(&h, &["benchmark", "ls"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("medmesh node start"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&h).ok();
+}
+
+#[test]
+fn a_missing_network_root_says_how_to_get_one() {
+    let h = home("noroot");
+    assert!(medmesh(&h, &["keys", "generate"]).status.success());
+    let o = medmesh(&h, &["benchmark", "ls"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("network join"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&h).ok();
+}
+
+#[test]
+fn a_bad_root_file_is_named() {
+    let h = home("badroot");
+    std::fs::create_dir_all(&h).unwrap();
+    let bogus = h.join("bogus.cbor");
+    std::fs::write(&bogus, b"not cbor at all").unwrap();
+    let o = medmesh(&h, &["network", "join", "--root", bogus.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not a MedMesh network root"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&h).ok();
+}
