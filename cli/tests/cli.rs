@@ -98,3 +98,63 @@ fn a_bad_root_file_is_named() {
     assert!(stderr(&o).contains("not a MedMesh network root"), "{}", stderr(&o));
     std::fs::remove_dir_all(&h).ok();
 }
+
+/// A `medmesh node start` process, killed when dropped.
+struct NodeProcess(std::process::Child);
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_node(home: &Path, root: &Path) -> NodeProcess {
+    let dir = home.join("node");
+    let child = Command::new(env!("CARGO_BIN_EXE_medmesh"))
+        .args(["node", "start", "--data-dir"])
+        .arg(&dir)
+        .arg("--root")
+        .arg(root)
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("node starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !dir.join("control.addr").exists() {
+        assert!(std::time::Instant::now() < deadline, "the node never wrote control.addr");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    NodeProcess(child)
+}
+
+#[test]
+fn an_unknown_id_and_a_refused_record_are_explained() {
+    let h = home("running");
+    assert!(medmesh(&h, &["keys", "generate"]).status.success());
+    assert!(medmesh(&h, &["network", "create", "--name", "mine"]).status.success());
+    // A node of another network.
+    let other = home("running-other");
+    assert!(medmesh(&other, &["keys", "generate"]).status.success());
+    let other_root = other.join("root-b.cbor");
+    assert!(medmesh(&other, &["network", "create", "--name", "theirs", "--out", other_root.to_str().unwrap()]).status.success());
+    let _node = start_node(&h, &other_root);
+
+    let o = medmesh(&h, &["benchmark", "view", "ffff"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no benchmark has an id starting with `ffff`"), "{}", stderr(&o));
+
+    let o = medmesh(&h, &["-y", "profile", "publish", "--name", "Alice"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("refused"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("network"), "{}", stderr(&o));
+
+    // Without -y and without a terminal, nothing is published.
+    let o = medmesh(&h, &["profile", "publish", "--name", "Alice"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("pass -y"), "{}", stderr(&o));
+    for d in [h, other] {
+        std::fs::remove_dir_all(d).ok();
+    }
+}
