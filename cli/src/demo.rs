@@ -192,7 +192,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         .listen
         .iter()
         .find(|a| a.contains("/tcp/"))
-        .map(|a| format!("{a}/p2p/{}", st.peer_id))
+        .map(|a| if a.contains("/p2p/") { a.clone() } else { format!("{a}/p2p/{}", st.peer_id) })
         .ok_or_else(|| anyhow!("the bootstrap peer reports no TCP address"))?;
     let medmesh = std::env::current_exe()?;
     for p in &mut people {

@@ -15,6 +15,9 @@
 //! | `GET /v1/heads/{signer}` | `{seq, id}` of the signer's chain head |
 //! | `GET /v1/peers` | `[{peer_id, addresses, score, mesh}]` |
 //! | `GET /v1/sync` | sync status |
+//! | `GET /` | HTML: every benchmark with its state |
+//! | `GET /benchmarks/{id}/leaderboard` | HTML: chart, table, heatmap (JSON with `Accept: application/json`) |
+//! | `GET /benchmarks/{id}/leaderboard.json`, `GET /v1/benchmarks/{id}/leaderboard` | the leaderboard as JSON |
 //!
 //! Errors are `{error, message}` with a short stable `error` name.
 
@@ -101,6 +104,10 @@ pub fn router(client: Client, token: String) -> Router {
         .route("/v1/heads/{signer}", get(head))
         .route("/v1/peers", get(peers))
         .route("/v1/sync", get(sync_status))
+        .route("/", get(benchmarks_page))
+        .route("/benchmarks/{id}/leaderboard", get(leaderboard_page))
+        .route("/benchmarks/{id}/leaderboard.json", get(leaderboard_json))
+        .route("/v1/benchmarks/{id}/leaderboard", get(leaderboard_json))
         .layer(DefaultBodyLimit::max(CONTROL_BODY_BYTES_MAX))
         .with_state(Ctx { client, token })
 }
@@ -250,5 +257,52 @@ async fn sync_status(State(ctx): State<Ctx>) -> Response {
     match ctx.client.sync_status().await {
         Ok(s) => Json(s).into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "node_stopped", e),
+    }
+}
+
+async fn benchmarks_page(State(ctx): State<Ctx>) -> Response {
+    match current_state(&ctx).await {
+        Ok(s) => axum::response::Html(crate::web::benchmarks_page(&s)).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The benchmark named by a path's id (full hex or a unique prefix).
+fn find_benchmark(s: &protocol::State, id: &str) -> Result<RecordId, Response> {
+    let id = id.to_ascii_lowercase();
+    let matches: Vec<RecordId> = s.benchmarks.keys().filter(|k| k.to_hex().starts_with(&id)).copied().collect();
+    match matches.as_slice() {
+        [one] if id.len() >= 4 => Ok(*one),
+        [] => Err(error(StatusCode::NOT_FOUND, "unknown_benchmark", format!("no benchmark has an id starting with `{id}`"))),
+        _ => Err(error(StatusCode::NOT_FOUND, "ambiguous_benchmark", format!("`{id}` is too short to name one benchmark"))),
+    }
+}
+
+async fn leaderboard_page(State(ctx): State<Ctx>, UrlPath(id): UrlPath<String>, headers: HeaderMap) -> Response {
+    let wants_json = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/json"));
+    if wants_json {
+        return leaderboard_json(State(ctx), UrlPath(id)).await;
+    }
+    let s = match current_state(&ctx).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match find_benchmark(&s, &id) {
+        Ok(b) => axum::response::Html(crate::web::leaderboard_page(&s.benchmarks[&b], s.leaderboards.get(&b))).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn leaderboard_json(State(ctx): State<Ctx>, UrlPath(id): UrlPath<String>) -> Response {
+    let s = match current_state(&ctx).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match find_benchmark(&s, &id) {
+        Ok(b) => match s.leaderboards.get(&b) {
+            Some(lb) => Json(lb).into_response(),
+            None => error(StatusCode::NOT_FOUND, "not_released", "the committee has not released results for this benchmark yet"),
+        },
+        Err(r) => r,
     }
 }

@@ -8,6 +8,7 @@
 //! - [`sync`]: catch-up by range-based set reconciliation (negentropy) and paged
 //!   fetches.
 //! - [`control`]: the local HTTP control API the CLI talks to.
+//! - [`web`]: the read-only leaderboard pages (HTML with an SVG chart and heatmap).
 //! - [`node`]: [`Node`] (start, stop) and [`Client`] (the cheap handle to a node).
 //!
 //! Data directory layout: `store.redb` (records and root), `peer.key` (the libp2p
@@ -25,6 +26,7 @@ pub mod node;
 pub mod store;
 pub mod swarm;
 pub mod sync;
+pub mod web;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
