@@ -93,6 +93,19 @@ async fn a_container_cannot_write_its_inputs_nor_its_root_filesystem() {
     std::fs::create_dir_all(&input).unwrap();
     std::fs::write(input.join("case.csv"), "precious").unwrap();
     let limits = common::quick_limits();
+    // Control: mounted read-write, the same probe does tamper with a folder.
+    let writable = PROBE.replace(
+        "    input_volumes:\n      data_path: { mount_path: /mlcommons/volumes/data, type: directory }\n    output_volumes:\n",
+        "    output_volumes:\n      data_path: { mount_path: /mlcommons/volumes/data, type: directory }\n",
+    );
+    assert_ne!(writable, PROBE);
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::write(scratch.join("case.csv"), "expendable").unwrap();
+    let control = common::inline(&writable, &images.probe);
+    engine.run_task(&task(&control, "write_input", dir.path(), &[("data_path", &scratch), ("output_path", &out)]), &limits).await.unwrap();
+    assert_eq!(std::fs::read_to_string(out.join("outcome")).unwrap(), "input writable", "the control proves the probe can tamper");
+
     engine.run_task(&task(&probe, "write_input", dir.path(), &[("data_path", &input), ("output_path", &out)]), &limits).await.unwrap();
     assert_eq!(std::fs::read_to_string(out.join("outcome")).unwrap(), "input read-only");
     assert_eq!(std::fs::read_to_string(input.join("case.csv")).unwrap(), "precious");
