@@ -87,8 +87,13 @@ pub fn chart_svg(lb: &Leaderboard) -> String {
     const LEFT: i64 = 220;
     const WIDTH: i64 = 420;
     let height = ROW * lb.rows.len() as i64 + 30;
-    let hi = lb.rows.iter().map(|r| r.ci_high.unwrap_or(r.value).max(r.value)).max().unwrap_or(1_000_000).max(1);
-    let x = |v: i64| LEFT + (v.max(0) as i128 * WIDTH as i128 / hi as i128) as i64;
+    // Zoom on the values: models often differ in the third decimal.
+    let top = lb.rows.iter().map(|r| r.ci_high.unwrap_or(r.value).max(r.value)).max().unwrap_or(1_000_000);
+    let bottom = lb.rows.iter().map(|r| r.ci_low.unwrap_or(r.value).min(r.value)).min().unwrap_or(0);
+    let pad = ((top - bottom) / 5).max(1_000);
+    let (lo, hi) = ((bottom - pad).max(0).min(bottom), top + pad);
+    let span = (hi - lo).max(1);
+    let x = |v: i64| LEFT + 4 + ((v - lo).max(0) as i128 * (WIDTH - 4) as i128 / span as i128) as i64;
     let mut s = format!("<svg id=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" role=\"img\" aria-label=\"{} per model\">", LEFT + WIDTH + 90, escape(&lb.metric));
     for (i, r) in lb.rows.iter().enumerate() {
         let y = 10 + ROW * i as i64;
@@ -109,6 +114,8 @@ pub fn chart_svg(lb: &Leaderboard) -> String {
         }
         let _ = write!(s, "<text x=\"{}\" y=\"{}\">{}</text>", x(r.ci_high.unwrap_or(r.value).max(r.value)) + 6, y + 15, fixed(r.value));
     }
+    let axis_y = 10 + ROW * lb.rows.len() as i64 + 12;
+    let _ = write!(s, "<text class=\"muted\" x=\"{LEFT}\" y=\"{axis_y}\">{}</text><text x=\"{}\" y=\"{axis_y}\" text-anchor=\"end\">{}</text>", fixed(lo), LEFT + WIDTH, fixed(hi));
     s.push_str("</svg>");
     s
 }
@@ -131,7 +138,8 @@ pub fn heatmap(lb: &Leaderboard) -> String {
                 Some(c) => {
                     let t = if hi > lo { (c.value - lo) as f64 / (hi - lo) as f64 } else { 1.0 };
                     let light = 92.0 - 45.0 * t;
-                    let _ = write!(s, "<td class=\"cell\" style=\"background:hsl(215,60%,{light:.0}%)\">{}</td>", fixed(c.value));
+                    let ink = if t > 0.55 { "#fff" } else { "#1d2430" };
+                    let _ = write!(s, "<td class=\"cell\" style=\"background:hsl(215,60%,{light:.0}%);color:{ink}\">{}</td>", fixed(c.value));
                 }
                 None => s.push_str("<td class=\"muted\">-</td>"),
             }
