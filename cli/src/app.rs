@@ -253,6 +253,12 @@ pub enum BenchmarkCmd {
     Release {
         #[arg(short, long)]
         benchmark: String,
+        /// Keep watching and release again whenever new results arrive (Ctrl-C stops).
+        #[arg(long)]
+        auto_release: bool,
+        /// How often to look for new results with --auto-release, in milliseconds.
+        #[arg(long, default_value_t = 5_000)]
+        interval_ms: u64,
     },
 }
 
@@ -730,11 +736,24 @@ fn benchmark(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
                     .collect(),
             )
         }
-        BenchmarkCmd::Release { benchmark } => {
+        BenchmarkCmd::Release { benchmark, auto_release, interval_ms } => {
             let st = s.state()?;
             let b = resolve(&benchmark, st.benchmarks.keys().copied(), "benchmark")?;
-            let r = workflow::release(&s, &b)?;
-            report(ctx, "release signed", &r.id, &serde_json::Value::Null)
+            if !auto_release {
+                let r = workflow::release(&s, &b)?;
+                return report(ctx, "release signed", &r.id, &serde_json::Value::Null);
+            }
+            let mut released = 0usize;
+            loop {
+                let st = s.state()?;
+                let counting = st.results.iter().filter(|r| r.benchmark == b && r.counts).count();
+                if counting > released {
+                    let r = workflow::release(&s, &b)?;
+                    released = counting;
+                    report(ctx, &format!("release signed covering {counting} results"), &r.id, &serde_json::Value::Null)?;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(interval_ms.max(100)));
+            }
         }
     }
 }
