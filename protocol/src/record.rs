@@ -156,6 +156,20 @@ pub struct Param {
     pub optional: bool,
 }
 
+/// How to start one task beyond its mounts (MedPerf's `run_args`; MLCube's task
+/// `entrypoint`), so that a container runs from its record exactly as from its
+/// manifest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunArgs {
+    /// Replaces the image's entrypoint.
+    pub entrypoint: Option<Vec<String>>,
+    /// Replaces the image's command (container config); for MLCube manifests, the
+    /// arguments that come before `<task> --name=path...`.
+    pub command: Option<Vec<String>>,
+    pub environment: BTreeMap<String, String>,
+}
+
 /// One task of a container (`prepare`, `sanity_check`, `statistics`, `infer`, `evaluate`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +177,7 @@ pub struct Task {
     pub name: String,
     pub inputs: Vec<Param>,
     pub outputs: Vec<Param>,
+    pub run_args: RunArgs,
 }
 
 /// A container's manifest: the tasks it offers and their parameters.
@@ -556,6 +571,20 @@ impl Body {
                     name("container.manifest.tasks.name", &t.name)?;
                     list("container.manifest.tasks.inputs", &t.inputs, LIST_LEN_MAX)?;
                     list("container.manifest.tasks.outputs", &t.outputs, LIST_LEN_MAX)?;
+                    let ra = &t.run_args;
+                    for words in [&ra.entrypoint, &ra.command].into_iter().flatten() {
+                        list("container.manifest.tasks.run_args", words, LIST_LEN_MAX)?;
+                        for w in words {
+                            text("container.manifest.tasks.run_args", w, TEXT_BYTES_MAX)?;
+                        }
+                    }
+                    if ra.environment.len() > LIST_LEN_MAX {
+                        return Err(RecordError::Invalid { field: "container.manifest.tasks.run_args.environment", reason: format!("at most {LIST_LEN_MAX} entries") });
+                    }
+                    for (k, v) in &ra.environment {
+                        name("container.manifest.tasks.run_args.environment", k)?;
+                        text("container.manifest.tasks.run_args.environment", v, TEXT_BYTES_MAX)?;
+                    }
                     for p in t.inputs.iter().chain(&t.outputs) {
                         name("container.manifest.param.name", &p.name)?;
                         if let Some(m) = &p.mount_path {

@@ -74,6 +74,7 @@ pub fn container(name: &str, tasks: &[&str]) -> Body {
                     name: (*t).into(),
                     inputs: vec![param("data_path", ParamKind::Directory)],
                     outputs: vec![param("output_path", ParamKind::Directory)],
+                    run_args: RunArgs::default(),
                 })
                 .collect(),
         },

@@ -28,16 +28,7 @@ pub const MANIFEST_BYTES_MAX: u64 = 256 * 1024;
 /// Most arguments or environment entries in one task's run_args.
 pub const RUN_ARGS_LEN_MAX: usize = 256;
 
-/// How to start one task, beyond its mounts.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RunArgs {
-    /// Replaces the image's entrypoint.
-    pub entrypoint: Option<Vec<String>>,
-    /// Replaces the image's command (container config); for MLCube manifests, the
-    /// arguments that come before `<task> --name=path...`.
-    pub command: Option<Vec<String>>,
-    pub environment: BTreeMap<String, String>,
-}
+pub use protocol::record::RunArgs;
 
 /// A parsed manifest: the protocol's [`Manifest`] (what a container record carries),
 /// the image reference it names, and per-task run arguments.
@@ -52,7 +43,8 @@ impl ContainerSpec {
     /// A spec from a record's manifest alone: no run arguments (the image's own
     /// entrypoint and command; MLCube manifests still get `<task> --name=path...`).
     pub fn from_manifest(image: impl Into<String>, manifest: Manifest) -> Self {
-        Self { image: image.into(), manifest, run_args: BTreeMap::new() }
+        let run_args = manifest.tasks.iter().filter(|t| t.run_args != RunArgs::default()).map(|t| (t.name.clone(), t.run_args.clone())).collect();
+        Self { image: image.into(), manifest, run_args }
     }
 
     /// The task called `name`, or an error listing the tasks there are.
@@ -157,7 +149,8 @@ fn parse_container_config(image: &str, root: &Mapping) -> Result<ContainerSpec, 
             run_args.insert(name.clone(), parse_run_args(&name, ra)?);
         }
         let [inputs, outputs] = io;
-        tasks.push(Task { name, inputs, outputs });
+        let ra = run_args.get(&name).cloned().unwrap_or_default();
+        tasks.push(Task { name, inputs, outputs, run_args: ra });
     }
     Ok(ContainerSpec { image: image.into(), manifest: Manifest { format: ManifestFormat::ContainerConfig, tasks }, run_args })
 }
@@ -296,7 +289,8 @@ fn parse_mlcube(image: &str, root: &Mapping) -> Result<ContainerSpec, ManifestEr
             }
         }
         let [inputs, outputs] = io;
-        tasks.push(Task { name, inputs, outputs });
+        let ra = run_args.get(&name).cloned().unwrap_or_default();
+        tasks.push(Task { name, inputs, outputs, run_args: ra });
     }
     Ok(ContainerSpec { image: image.into(), manifest: Manifest { format: ManifestFormat::Mlcube, tasks }, run_args })
 }
@@ -338,6 +332,17 @@ fn check_bounds(spec: &ContainerSpec) -> Result<(), ManifestError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_container_rebuilt_from_its_record_keeps_its_run_args() {
+        let yaml = "image: x\ntasks:\n  infer:\n    run_args:\n      command: python3 infer.py --fast\n      environment:\n        MODE: eval\n    input_volumes:\n      data_path:\n        mount_path: /in\n        type: directory\n    output_volumes:\n      output_path:\n        mount_path: /out\n        type: directory\n";
+        let parsed = parse_manifest(yaml).unwrap();
+        assert_eq!(parsed.run_args("infer").command, Some(vec!["python3".to_string(), "infer.py".into(), "--fast".into()]));
+        let rebuilt = ContainerSpec::from_manifest("x", parsed.manifest.clone());
+        assert_eq!(rebuilt.run_args, parsed.run_args);
+        assert_eq!(rebuilt.run_args("infer").environment.get("MODE").map(String::as_str), Some("eval"));
+    }
+
     use super::*;
 
     #[test]
