@@ -388,6 +388,7 @@ async fn listen_all(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr]) -> Result
     use libp2p::swarm::SwarmEvent;
     let mut pending = std::collections::HashMap::new();
     for addr in addrs {
+        probe_port(addr).map_err(|reason| StartError::Listen { addr: addr.to_string(), reason })?;
         let id = swarm.listen_on(addr.clone()).map_err(|e| StartError::Listen { addr: addr.to_string(), reason: listen_reason(&e) })?;
         pending.insert(id, addr.clone());
     }
@@ -410,6 +411,24 @@ async fn listen_all(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr]) -> Result
         }
     }
     Ok(out)
+}
+
+/// libp2p binds with SO_REUSEPORT, so a port another process holds would be
+/// shared silently; bind a plain socket first to find out.
+fn probe_port(addr: &Multiaddr) -> Result<(), String> {
+    use libp2p::multiaddr::Protocol;
+    let mut it = addr.iter();
+    let ip: std::net::IpAddr = match it.next() {
+        Some(Protocol::Ip4(ip)) => ip.into(),
+        Some(Protocol::Ip6(ip)) => ip.into(),
+        _ => return Ok(()),
+    };
+    let r = match it.next() {
+        Some(Protocol::Tcp(port)) if port != 0 => std::net::TcpListener::bind((ip, port)).map(drop),
+        Some(Protocol::Udp(port)) if port != 0 => std::net::UdpSocket::bind((ip, port)).map(drop),
+        _ => Ok(()),
+    };
+    r.map_err(|e| e.to_string())
 }
 
 fn listen_reason<T: std::fmt::Debug>(e: &libp2p::TransportError<T>) -> String {
