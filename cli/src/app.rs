@@ -11,7 +11,7 @@ use protocol::{Hash32, NetworkRoot, PublicKey, RecordId, State};
 
 use crate::home::{Home, Profile, read_root};
 use crate::ids::resolve;
-use crate::output::{json, millionths, table};
+use crate::output::{json, millionths, spinner, table};
 use crate::publish::Confirm;
 use crate::workflow::{self, BenchmarkArgs, ContainerArgs, Session};
 
@@ -458,7 +458,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let st = s.state()?;
             let b = resolve(&benchmark, st.benchmarks.keys().copied(), "benchmark")?;
             let m = resolve(&model, containers(&st), "container")?;
-            let (r, outcome) = workflow::associate(&s, &b, Subject::Model(m))?;
+            let pb = spinner("running the compatibility test on the demo dataset");
+            let out = workflow::associate(&s, &b, Subject::Model(m));
+            pb.finish_and_clear();
+            let (r, outcome) = out?;
             report(&ctx, "association requested", &r.id, &serde_json::json!({ "compatibility_results": outcome.results }))
         }
         Command::Association(a) => association(&ctx, a),
@@ -472,7 +475,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(m) => resolve(&m, containers(&st), "container")?,
                 None => bench.reference_model,
             };
-            let outcome = workflow::compatibility_test(&s, &st, &bench, &m, None)?;
+            let pb = spinner("preparator -> model -> metrics on the demo dataset");
+            let outcome = workflow::compatibility_test(&s, &st, &bench, &m, None);
+            pb.finish_and_clear();
+            let outcome = outcome?;
             if ctx.json {
                 return json(&serde_json::json!({ "passed": true, "results": outcome.results, "results_hash": outcome.results_hash }));
             }
@@ -659,7 +665,10 @@ fn benchmark(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
                 higher_is_better: !lower_is_better,
                 skip_test,
             };
-            let r = workflow::submit_benchmark(&s, &args)?;
+            let pb = spinner("running the compatibility test with the reference model");
+            let r = workflow::submit_benchmark(&s, &args);
+            pb.finish_and_clear();
+            let r = r?;
             report(ctx, "benchmark submitted; waiting for the admin's approval", &r.id, &serde_json::Value::Null)
         }
         BenchmarkCmd::Ls => {
@@ -708,7 +717,10 @@ fn benchmark(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
             let st = s.state()?;
             let b = resolve(&benchmark, st.benchmarks.keys().copied(), "benchmark")?;
             let d = resolve(&data, st.datasets.keys().copied(), "dataset")?;
-            let rep = workflow::run_benchmark(&s, &b, &d, ignore_model_errors, force)?;
+            let pb = spinner("running every approved model, then the metrics");
+            let rep = workflow::run_benchmark(&s, &b, &d, ignore_model_errors, force);
+            pb.finish_and_clear();
+            let rep = rep?;
             let mut rows = Vec::new();
             for (m, run) in &rep.completed {
                 let id = if no_submit { None } else { Some(workflow::submit_result(&s, &b, &d, m, run)?.id) };
@@ -764,7 +776,10 @@ fn dataset(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
         DatasetCmd::Prepare { benchmark, name, data_path, labels_path } => {
             let st = s.state()?;
             let b = resolve(&benchmark, st.benchmarks.keys().copied(), "benchmark")?;
-            let p = workflow::prepare_dataset(&s, &b, &name, &data_path, &labels_path)?;
+            let pb = spinner("prepare, sanity check, statistics, hash");
+            let p = workflow::prepare_dataset(&s, &b, &name, &data_path, &labels_path);
+            pb.finish_and_clear();
+            let p = p?;
             let v = serde_json::json!({ "name": name, "root": p.root, "prepared_hash": p.prepared_hash, "statistics": p.statistics });
             if ctx.json {
                 return json(&v);
@@ -788,7 +803,10 @@ fn dataset(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
             let st = s.state()?;
             let b = resolve(&benchmark, st.benchmarks.keys().copied(), "benchmark")?;
             let d = resolve(&data, st.datasets.keys().copied(), "dataset")?;
-            let (r, outcome) = workflow::associate(&s, &b, Subject::Dataset(d))?;
+            let pb = spinner("running the compatibility test on your prepared data");
+            let out = workflow::associate(&s, &b, Subject::Dataset(d));
+            pb.finish_and_clear();
+            let (r, outcome) = out?;
             report(ctx, "association requested", &r.id, &serde_json::json!({ "compatibility_results": outcome.results }))
         }
         DatasetCmd::Check { id } => {
