@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use protocol::fold::Status;
 use protocol::record::{AutoApproval, Decision, SharingPolicy, Subject};
 use protocol::{Hash32, NetworkRoot, PublicKey, RecordId, State};
 
@@ -628,15 +627,6 @@ fn container(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<()> {
     }
 }
 
-fn status(s: Status) -> &'static str {
-    match s {
-        Status::Pending => "pending",
-        Status::Approved => "approved",
-        Status::Rejected => "rejected",
-        Status::FailedCompatibility => "failed test",
-    }
-}
-
 fn benchmark(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
     let s = ctx.session()?;
     match b {
@@ -684,7 +674,7 @@ fn benchmark(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
                         vec![
                             b.id.short(),
                             b.benchmark.name.clone(),
-                            status(b.status).into(),
+                            b.status.label().into(),
                             format!("{} of {}", b.benchmark.threshold, b.benchmark.committee.len()),
                             match b.benchmark.sharing {
                                 SharingPolicy::PerDataset => "per dataset".into(),
@@ -882,7 +872,7 @@ fn association(ctx: &Ctx, a: AssociationCmd) -> anyhow::Result<()> {
                             a.benchmark.short(),
                             kind.into(),
                             id.short(),
-                            format!("{}{}", status(a.status), if a.auto_approved { " (auto)" } else { "" }),
+                            format!("{}{}", a.status.label(), if a.auto_approved { " (auto)" } else { "" }),
                             a.approvals.len().to_string(),
                             a.priority.to_string(),
                         ]
@@ -973,15 +963,26 @@ pub fn leaderboard(ctx: &Ctx, st: &State, b: &RecordId) -> anyhow::Result<()> {
         return json(lb);
     }
     println!("leaderboard of {} by {} ({}), release round {}", st.benchmarks.get(b).map(|v| v.benchmark.name.as_str()).unwrap_or("?"), lb.metric, if lb.higher_is_better { "higher is better" } else { "lower is better" }, lb.release_round);
+    leaderboard_table(lb, true)
+}
+
+/// The leaderboard as a table (with model ids when `ids`).
+pub fn leaderboard_table(lb: &protocol::fold::Leaderboard, ids: bool) -> anyhow::Result<()> {
+    let mut header = vec!["rank", "model"];
+    if ids {
+        header.push("id");
+    }
+    header.extend([lb.metric.as_str(), "95% interval", "mean rank", "datasets"]);
     table(
-        &["rank", "model", "id", &lb.metric, "95% interval", "mean rank", "datasets"],
+        &header,
         lb.rows
             .iter()
             .map(|r| {
-                vec![
-                    r.rank.to_string(),
-                    r.model_name.clone(),
-                    r.model.short(),
+                let mut row = vec![r.rank.to_string(), r.model_name.clone()];
+                if ids {
+                    row.push(r.model.short());
+                }
+                row.extend([
                     millionths(r.value),
                     match (r.ci_low, r.ci_high) {
                         (Some(l), Some(h)) => format!("[{}, {}]", millionths(l), millionths(h)),
@@ -989,7 +990,8 @@ pub fn leaderboard(ctx: &Ctx, st: &State, b: &RecordId) -> anyhow::Result<()> {
                     },
                     r.mean_rank_milli.map(|m| format!("{:.2}", m as f64 / 1000.0)).unwrap_or_else(|| "-".into()),
                     r.datasets.to_string(),
-                ]
+                ]);
+                row
             })
             .collect(),
     )
@@ -1012,25 +1014,8 @@ fn demo(ctx: &Ctx, dir: PathBuf, keep_running: bool) -> anyhow::Result<()> {
     let lbs: std::collections::BTreeMap<RecordId, protocol::fold::Leaderboard> = serde_json::from_str(&out.leaderboard_json)?;
     let lb = lbs.get(&out.benchmark).ok_or_else(|| anyhow!("the demo ended without a leaderboard"))?;
     println!("every node shows the same leaderboard (state hash {}):", out.state_hash.short());
-    table(
-        &["rank", "model", &lb.metric, "95% interval", "mean rank", "datasets"],
-        lb.rows
-            .iter()
-            .map(|r| {
-                vec![
-                    r.rank.to_string(),
-                    r.model_name.clone(),
-                    millionths(r.value),
-                    match (r.ci_low, r.ci_high) {
-                        (Some(l), Some(h)) => format!("[{}, {}]", millionths(l), millionths(h)),
-                        _ => "-".into(),
-                    },
-                    r.mean_rank_milli.map(|m| format!("{:.2}", m as f64 / 1000.0)).unwrap_or_else(|| "-".into()),
-                    r.datasets.to_string(),
-                ]
-            })
-            .collect(),
-    )?;
+    leaderboard_table(lb, false)?;
+
     println!("\nParticipants' homes are in {}. Look around, e.g.:", opts.dir.display());
     if keep_running {
         println!("  medmesh --home {} benchmark ls", hospital.display());

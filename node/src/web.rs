@@ -39,15 +39,6 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-fn status(s: Status) -> &'static str {
-    match s {
-        Status::Pending => "pending",
-        Status::Approved => "approved",
-        Status::Rejected => "rejected",
-        Status::FailedCompatibility => "failed test",
-    }
-}
-
 /// The page listing every benchmark with its state.
 pub fn benchmarks_page(state: &State) -> String {
     let mut b = String::new();
@@ -71,7 +62,7 @@ pub fn benchmarks_page(state: &State) -> String {
             b,
             "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{link}</td></tr>",
             escape(&v.benchmark.name),
-            status(v.status),
+            v.status.label(),
             count(true),
             count(false),
             results

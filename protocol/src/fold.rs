@@ -297,6 +297,16 @@ impl Status {
     fn code(self) -> u8 {
         self as u8
     }
+
+    /// How tables and pages print it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::Rejected => "rejected",
+            Status::FailedCompatibility => "failed test",
+        }
+    }
 }
 
 /// Two records signed by one author at one seq: a transferable proof.
