@@ -23,6 +23,7 @@ mod core;
 pub mod error;
 pub mod logging;
 pub mod node;
+pub mod ratelimit;
 pub mod store;
 pub mod swarm;
 pub mod sync;

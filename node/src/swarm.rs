@@ -207,6 +207,7 @@ pub(crate) struct EventLoop {
     sync_interval: Duration,
     next_peer: usize,
     status: SyncStatus,
+    signer_limit: crate::ratelimit::SignerLimiter,
 }
 
 impl EventLoop {
@@ -237,6 +238,7 @@ impl EventLoop {
             sync_interval,
             next_peer: 0,
             status: SyncStatus::default(),
+            signer_limit: crate::ratelimit::SignerLimiter::default(),
         }
     }
 
@@ -382,7 +384,8 @@ impl EventLoop {
     }
 
     /// Gossip validation, cheapest first: size, duplicate, decode + network +
-    /// signature (Reject), durable store, then Accept.
+    /// signature (Reject), per-signer rate limit (Ignore: sync fetches it later),
+    /// durable store, then Accept.
     fn validate_gossip(&mut self, data: &[u8], from: &PeerId) -> MessageAcceptance {
         if data.len() > ENVELOPE_BYTES_MAX {
             warn!(target: "medmesh::audit", peer = %from, len = data.len(), "gossip record rejected: too large");
@@ -403,6 +406,10 @@ impl EventLoop {
                 return MessageAcceptance::Reject;
             }
         };
+        if !self.signer_limit.allow(&record.signer, Instant::now()) {
+            debug!(target: "medmesh::audit", id = %record.id.short(), signer = %record.signer.short(), peer = %from, "gossip record held: signer over its rate limit");
+            return MessageAcceptance::Ignore;
+        }
         match self.shared.insert(std::slice::from_ref(&record)) {
             Ok(_) => {
                 info!(target: "medmesh::audit", id = %record.id.short(), kind = record.kind(), signer = %record.signer.short(), peer = %from, "record accepted from gossip");
