@@ -284,6 +284,16 @@ impl Client {
         Ok(Submitted { id: record.id, new: true, gossiped })
     }
 
+    /// Verify many records as a batch and store the valid ones in one transaction
+    /// (imports from a file or another store). Returns (stored, rejected). Not
+    /// gossiped: peers receive them through sync.
+    pub async fn import(&self, records: Vec<Vec<u8>>) -> Result<(u64, u64), StoreError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.ingest_batch(records))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("import task failed: {e}")))?
+    }
+
     /// Gossip bytes without checking or storing them. For tests of hostile peers
     /// only: honest code submits with [`Client::submit`].
     #[doc(hidden)]

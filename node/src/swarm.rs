@@ -38,6 +38,9 @@ pub const DISCOVERED_PEERS_TARGET: usize = 12;
 pub const KAD_BOOTSTRAP_INTERVAL_MS: u64 = 60_000;
 /// Sync sessions finished and kept for the status view.
 pub const SYNC_HISTORY_LEN: usize = 32;
+/// Gossip records being verified and stored at once; beyond this, new ones are
+/// ignored (not penalised) and arrive later through sync.
+pub const GOSSIP_VALIDATIONS_MAX: usize = 256;
 /// Score penalty weight for one invalid record delivered on gossip.
 pub const INVALID_RECORD_SCORE_WEIGHT: f64 = -100.0;
 
@@ -142,6 +145,10 @@ pub struct SyncSession {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SyncStatus {
     pub records: u64,
+    /// Records stored through sync since the node started.
+    pub stored: u64,
+    /// Records fetched through sync that failed verification.
+    pub rejected: u64,
     pub in_progress: Vec<String>,
     pub completed: u64,
     pub failed: u64,
@@ -201,13 +208,16 @@ pub(crate) struct EventLoop {
     requests: HashMap<OutboundRequestId, PeerId>,
     ingest_tx: mpsc::Sender<IngestDone>,
     ingest_rx: mpsc::Receiver<IngestDone>,
+    verdict_tx: mpsc::Sender<(MessageId, PeerId, MessageAcceptance)>,
+    verdict_rx: mpsc::Receiver<(MessageId, PeerId, MessageAcceptance)>,
+    validating: usize,
     addresses: HashMap<PeerId, HashSet<Multiaddr>>,
     listen: Vec<Multiaddr>,
     has_bootstrap: bool,
     sync_interval: Duration,
     next_peer: usize,
     status: SyncStatus,
-    signer_limit: crate::ratelimit::SignerLimiter,
+    signer_limit: Arc<std::sync::Mutex<crate::ratelimit::SignerLimiter>>,
 }
 
 impl EventLoop {
@@ -221,6 +231,7 @@ impl EventLoop {
         sync_interval: Duration,
     ) -> Self {
         let (ingest_tx, ingest_rx) = mpsc::channel(64);
+        let (verdict_tx, verdict_rx) = mpsc::channel(GOSSIP_VALIDATIONS_MAX);
         let topic = topic(&shared.network);
         EventLoop {
             swarm,
@@ -232,13 +243,16 @@ impl EventLoop {
             requests: HashMap::new(),
             ingest_tx,
             ingest_rx,
+            verdict_tx,
+            verdict_rx,
+            validating: 0,
             addresses: HashMap::new(),
             listen,
             has_bootstrap,
             sync_interval,
             next_peer: 0,
             status: SyncStatus::default(),
-            signer_limit: crate::ratelimit::SignerLimiter::default(),
+            signer_limit: Default::default(),
         }
     }
 
@@ -253,6 +267,10 @@ impl EventLoop {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(cmd) = self.commands.recv() => self.on_command(cmd),
                 Some(done) = self.ingest_rx.recv() => self.on_ingested(done),
+                Some((id, from, verdict)) = self.verdict_rx.recv() => {
+                    self.validating = self.validating.saturating_sub(1);
+                    self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &from, verdict);
+                }
                 _ = sync_tick.tick() => self.periodic_sync(),
                 _ = kad_tick.tick() => {
                     if self.has_bootstrap {
@@ -360,8 +378,12 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
-                let verdict = self.validate_gossip(&message.data, &propagation_source);
-                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, verdict);
+                match self.precheck_gossip(&message.data, &propagation_source) {
+                    Some(verdict) => {
+                        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, verdict);
+                    }
+                    None => self.validate_gossip(message_id, propagation_source, message.data),
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                 for addr in info.listen_addrs {
@@ -383,43 +405,37 @@ impl EventLoop {
         }
     }
 
-    /// Gossip validation, cheapest first: size, duplicate, decode + network +
-    /// signature (Reject), per-signer rate limit (Ignore: sync fetches it later),
-    /// durable store, then Accept.
-    fn validate_gossip(&mut self, data: &[u8], from: &PeerId) -> MessageAcceptance {
+    /// Gossip validation, cheapest first: size and duplicate here, on the swarm
+    /// task; then [`Self::validate_gossip`].
+    fn precheck_gossip(&mut self, data: &[u8], from: &PeerId) -> Option<MessageAcceptance> {
         if data.len() > ENVELOPE_BYTES_MAX {
             warn!(target: "medmesh::audit", peer = %from, len = data.len(), "gossip record rejected: too large");
-            return MessageAcceptance::Reject;
+            return Some(MessageAcceptance::Reject);
         }
         match Record::peek_id(data) {
-            Ok(id) if self.shared.contains(&id) => return MessageAcceptance::Ignore,
-            Ok(_) => {}
+            Ok(id) if self.shared.contains(&id) => Some(MessageAcceptance::Ignore),
+            Ok(_) if self.validating >= GOSSIP_VALIDATIONS_MAX => Some(MessageAcceptance::Ignore),
+            Ok(_) => None,
             Err(e) => {
                 warn!(target: "medmesh::audit", peer = %from, reason = e.kind(), "gossip record rejected");
-                return MessageAcceptance::Reject;
+                Some(MessageAcceptance::Reject)
             }
         }
-        let record = match Record::verify(data, &self.shared.network) {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(target: "medmesh::audit", peer = %from, reason = e.kind(), "gossip record rejected");
-                return MessageAcceptance::Reject;
-            }
-        };
-        if !self.signer_limit.allow(&record.signer, Instant::now()) {
-            debug!(target: "medmesh::audit", id = %record.id.short(), signer = %record.signer.short(), peer = %from, "gossip record held: signer over its rate limit");
-            return MessageAcceptance::Ignore;
-        }
-        match self.shared.insert(std::slice::from_ref(&record)) {
-            Ok(_) => {
-                info!(target: "medmesh::audit", id = %record.id.short(), kind = record.kind(), signer = %record.signer.short(), peer = %from, "record accepted from gossip");
-                MessageAcceptance::Accept
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot store a gossiped record");
-                MessageAcceptance::Ignore
-            }
-        }
+    }
+
+    /// Then, off the swarm task: strict decode + network + signature (Reject),
+    /// per-signer rate limit (Ignore: sync fetches it later), the durable store,
+    /// and Accept; the verdict comes back through `verdict_rx`.
+    fn validate_gossip(&mut self, id: MessageId, from: PeerId, data: Vec<u8>) {
+        self.validating += 1;
+        let shared = self.shared.clone();
+        let limit = self.signer_limit.clone();
+        let tx = self.verdict_tx.clone();
+        tokio::spawn(async move {
+            let verdict =
+                tokio::task::spawn_blocking(move || verify_and_store(&shared, &limit, &data, &from)).await.unwrap_or(MessageAcceptance::Ignore);
+            let _ = tx.send((id, from, verdict)).await;
+        });
     }
 
     fn start_sync(&mut self, peer: PeerId) -> bool {
@@ -524,7 +540,14 @@ impl EventLoop {
     }
 
     fn on_response(&mut self, peer: PeerId, response: SyncResponse) {
-        let Some(mut s) = self.sessions.remove(&peer) else { return };
+        let Some(mut s) = self.sessions.remove(&peer) else {
+            // The session ended (a failed request, a disconnect) while this page
+            // was in flight: keep what it brought.
+            if let SyncResponse::Records { records, .. } = response {
+                self.ingest(peer, records.into_iter().map(|b| b.into_vec()).collect());
+            }
+            return;
+        };
         s.in_flight = s.in_flight.saturating_sub(1);
         match (response, &mut s.phase) {
             (SyncResponse::Reconcile { msg }, Phase::Reconciling(init)) => match init.step(&msg) {
@@ -595,6 +618,8 @@ impl EventLoop {
         if done.rejected > 0 {
             warn!(target: "medmesh::audit", peer = %done.peer, rejected = done.rejected, "sync peer served invalid records");
         }
+        self.status.stored += done.stored;
+        self.status.rejected += done.rejected;
         let Some(mut s) = self.sessions.remove(&done.peer) else { return };
         s.ingesting = s.ingesting.saturating_sub(1);
         s.report.stored += done.stored;
@@ -621,6 +646,31 @@ impl EventLoop {
         self.status.recent.push(s.report);
         if self.status.recent.len() > SYNC_HISTORY_LEN {
             self.status.recent.remove(0);
+        }
+    }
+}
+
+fn verify_and_store(shared: &Shared, limit: &std::sync::Mutex<crate::ratelimit::SignerLimiter>, data: &[u8], from: &PeerId) -> MessageAcceptance {
+    let record = match Record::verify(data, &shared.network) {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(target: "medmesh::audit", peer = %from, reason = e.kind(), "gossip record rejected");
+            return MessageAcceptance::Reject;
+        }
+    };
+    let allowed = limit.lock().unwrap_or_else(|p| p.into_inner()).allow(&record.signer, Instant::now());
+    if !allowed {
+        debug!(target: "medmesh::audit", id = %record.id.short(), signer = %record.signer.short(), peer = %from, "gossip record held: signer over its rate limit");
+        return MessageAcceptance::Ignore;
+    }
+    match shared.insert(std::slice::from_ref(&record)) {
+        Ok(_) => {
+            info!(target: "medmesh::audit", id = %record.id.short(), kind = record.kind(), signer = %record.signer.short(), peer = %from, "record accepted from gossip");
+            MessageAcceptance::Accept
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot store a gossiped record");
+            MessageAcceptance::Ignore
         }
     }
 }

@@ -46,7 +46,7 @@ async fn a_node_started_after_1000_records_catches_up() {
     let clients = vec![nodes[0].client(), nodes[1].client(), late.client()];
     converged(&clients, total).await;
     let status = late.client().sync_status().await.unwrap();
-    assert!(status.recent.iter().map(|s| s.stored).sum::<u64>() > 0, "the late node stored records through sync: {status:?}");
+    assert!(status.stored > 0, "the late node stored records through sync: {status:?}");
     late.shutdown().await;
     for n in nodes {
         n.shutdown().await;
