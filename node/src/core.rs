@@ -83,8 +83,8 @@ impl Core {
 
     /// Durably store the records not yet held, then index them. Returns how many
     /// were new.
-    pub(crate) fn insert(&mut self, records: &[Record]) -> Result<u64, StoreError> {
-        let fresh: Vec<Record> = records.iter().filter(|r| !self.ledger.contains(&r.id)).cloned().collect();
+    pub(crate) fn insert(&mut self, records: Vec<Record>) -> Result<u64, StoreError> {
+        let fresh: Vec<Record> = records.into_iter().filter(|r| !self.ledger.contains(&r.id)).collect();
         if fresh.is_empty() {
             return Ok(0);
         }

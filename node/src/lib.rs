@@ -31,7 +31,7 @@ pub mod web;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use protocol::{Hash32, NetworkId, PublicKey, Record, RecordId, State};
+use protocol::{Hash32, NetworkId, PublicKey, Record, RecordId, State, Unverified, verify_batch};
 use tokio::sync::broadcast;
 
 pub use error::{StartError, StoreError, SubmitError};
@@ -70,19 +70,46 @@ impl Shared {
 
     /// Store verified records (durably), index them, announce the new ones.
     pub(crate) fn insert(&self, records: &[Record]) -> Result<u64, StoreError> {
+        self.insert_owned(records.to_vec())
+    }
+
+    /// As [`Shared::insert`], without copying the records.
+    pub(crate) fn insert_owned(&self, records: Vec<Record>) -> Result<u64, StoreError> {
+        let ids: Vec<RecordId> = records.iter().map(|r| r.id).collect();
         let n = self.lock().insert(records)?;
-        if n > 0 {
-            for r in records {
-                let _ = self.stored.send(r.id);
+        if n > 0 && self.stored.receiver_count() > 0 {
+            for id in ids {
+                let _ = self.stored.send(id);
             }
         }
         Ok(n)
     }
 
-    /// Verify a page of fetched records and store the good ones.
+    /// Verify a page of fetched records and store the good ones: decode each
+    /// once, drop those already held (one lock for the page), batch-verify the
+    /// rest, store them in one transaction.
     pub(crate) fn ingest_batch(&self, records: Vec<Vec<u8>>) -> Result<(u64, u64), StoreError> {
-        let (ok, rejected) = swarm::verify_page(records, &self.network, |id| self.contains(id));
-        let stored = self.insert(&ok)?;
+        let mut rejected = 0;
+        let mut items: Vec<Unverified> = Vec::with_capacity(records.len());
+        for bytes in &records {
+            match Unverified::decode(bytes, &self.network) {
+                Ok(u) => items.push(u),
+                Err(_) => rejected += 1,
+            }
+        }
+        drop(records);
+        {
+            let core = self.lock();
+            items.retain(|u| !core.contains(&u.id()));
+        }
+        let mut ok = Vec::with_capacity(items.len());
+        for r in verify_batch(items) {
+            match r {
+                Ok(r) => ok.push(r),
+                Err(_) => rejected += 1,
+            }
+        }
+        let stored = self.insert_owned(ok)?;
         Ok((stored, rejected))
     }
 

@@ -16,7 +16,7 @@ use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, identify, kad, ping};
 use protocol::limits::ENVELOPE_BYTES_MAX;
-use protocol::{Hash32, Record, RecordId, Unverified, verify_batch};
+use protocol::{Hash32, Record, RecordId};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -27,7 +27,7 @@ use crate::sync::{self, FETCH_PAGE_RECORDS, FETCH_REQUEST_IDS_MAX, FETCH_RESPONS
 /// Largest gossipsub message: one envelope plus framing.
 pub const GOSSIP_MESSAGE_BYTES_MAX: usize = ENVELOPE_BYTES_MAX + 8 * 1024;
 /// Fetch requests (and pages being verified) in flight per sync session.
-pub const SYNC_PIPELINE_PAGES_MAX: usize = 4;
+pub const SYNC_PIPELINE_PAGES_MAX: usize = 8;
 /// Timeout for one sync request.
 pub const SYNC_REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// Connections kept open without traffic.
@@ -697,30 +697,4 @@ pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
         libp2p::multiaddr::Protocol::P2p(id) => Some(id),
         _ => None,
     })
-}
-
-/// Decode and verify a page of records as a batch; returns the verified ones and
-/// how many failed.
-pub(crate) fn verify_page(records: Vec<Vec<u8>>, network: &protocol::NetworkId, skip: impl Fn(&RecordId) -> bool) -> (Vec<Record>, u64) {
-    let mut rejected = 0;
-    let mut items = Vec::with_capacity(records.len());
-    for bytes in records {
-        if let Ok(id) = Record::peek_id(&bytes)
-            && skip(&id)
-        {
-            continue;
-        }
-        match Unverified::decode(&bytes, network) {
-            Ok(u) => items.push(u),
-            Err(_) => rejected += 1,
-        }
-    }
-    let mut ok = Vec::with_capacity(items.len());
-    for r in verify_batch(items) {
-        match r {
-            Ok(r) => ok.push(r),
-            Err(_) => rejected += 1,
-        }
-    }
-    (ok, rejected)
 }

@@ -62,7 +62,9 @@ fn main() -> anyhow_free::Result {
             publish_latency(&root, n, o.publishes).await?;
         }
         catch_up(&root, o.records).await?;
-        reconciliation(o.ids, o.diff);
+        reconciliation(o.ids, o.diff, o.diff);
+        reconciliation(o.ids, o.diff / 2, o.diff - o.diff / 2);
+        reconciliation(o.ids, 0, o.diff);
         Ok(())
     })
 }
@@ -195,11 +197,34 @@ async fn catch_up(root: &NetworkRoot, count: usize) -> anyhow_free::Result {
     let verify_rate = ok as f64 / t.elapsed().as_secs_f64();
     assert_eq!(ok, count, "every bench record verifies");
 
+    if std::env::var_os("MEDMESH_BENCH_PARTS").is_some() {
+        let d = tempfile::tempdir()?;
+        let store = node::store::Store::open(&d.path().join("s.redb"))?;
+        let t = Instant::now();
+        for chunk in records.chunks(IMPORT_CHUNK_RECORDS) {
+            store.put(chunk)?;
+        }
+        println!("  parts: redb put {:.0} records/s", count as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let mut ledger = protocol::Ledger::new(root.clone());
+        for r in &records {
+            ledger.insert(r);
+        }
+        println!("  parts: ledger insert {:.0} records/s", count as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let mut n = 0;
+        for b in &bytes {
+            n += Unverified::decode(b, &net).is_ok() as usize;
+        }
+        println!("  parts: decode {:.0} records/s ({n})", count as f64 / t.elapsed().as_secs_f64());
+    }
     let serving_dir = tempfile::tempdir()?;
     let serving = Node::start(config(serving_dir.path(), root, Vec::new())).await?;
+    let t = Instant::now();
     for chunk in bytes.chunks(IMPORT_CHUNK_RECORDS) {
         serving.client().import(chunk.to_vec()).await?;
     }
+    println!("  import into the serving peer (verify + store, no network): {:.0} records/s", count as f64 / t.elapsed().as_secs_f64());
     assert_eq!(serving.client().len(), count as u64);
 
     let fresh_dir = tempfile::tempdir()?;
@@ -235,17 +260,19 @@ fn id(label: u64, i: u64) -> RecordId {
     RecordId::from_bytes(*Hash32::of(&b).as_bytes())
 }
 
-fn reconciliation(total: usize, diff: usize) {
-    let common = total - diff;
+fn reconciliation(total: usize, ours_only: usize, theirs_only: usize) {
+    let common = total - ours_only.max(theirs_only);
     let t = Instant::now();
     let shared: Vec<RecordId> = (0..common as u64).map(|i| id(0, i)).collect();
-    let ours = IdSnapshot::from_ids(shared.iter().copied().chain((0..diff as u64).map(|i| id(1, i))));
-    let theirs = IdSnapshot::from_ids(shared.into_iter().chain((0..diff as u64).map(|i| id(2, i))));
+    let ours = IdSnapshot::from_ids(shared.iter().copied().chain((0..ours_only as u64).map(|i| id(1, i))));
+    let theirs = IdSnapshot::from_ids(shared.into_iter().chain((0..theirs_only as u64).map(|i| id(2, i))));
     let build = t.elapsed();
     let t = Instant::now();
     match reconcile_local(ours, &theirs) {
         Ok((need, have, rounds, bytes)) => println!(
-            "reconciliation {total} vs {total} ids, {diff} differences on each side: {rounds} round trips, {bytes} bytes ({:.1} KB), need {} have {}, {:.0} ms (sets built in {:.0} ms)",
+            "reconciliation {} vs {} ids, {ours_only} only ours + {theirs_only} only theirs: {rounds} round trips, {bytes} bytes ({:.1} KB) both ways, need {} have {}, {:.0} ms (sets built in {:.0} ms)",
+            common + ours_only,
+            common + theirs_only,
             bytes as f64 / 1000.0,
             need.len(),
             have,
