@@ -56,7 +56,11 @@ fn main() -> anyhow_free::Result {
     let o = parse();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        println!("medmesh node bench ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        println!(
+            "medmesh node bench ({} cores; stores in {})",
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            std::env::var("MEDMESH_BENCH_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string())
+        );
         let root = Workflow::people().root;
         for &n in &o.nodes {
             publish_latency(&root, n, o.publishes).await?;
@@ -72,6 +76,15 @@ fn main() -> anyhow_free::Result {
 /// Tiny error plumbing so the bench needs no extra crates.
 mod anyhow_free {
     pub type Result = std::result::Result<(), Box<dyn std::error::Error>>;
+}
+
+/// Temp dirs under `MEDMESH_BENCH_DIR` when set (e.g. /dev/shm, to take the
+/// shared disk's fsync queue out of a one-machine, many-node run).
+fn tempdir() -> std::io::Result<tempfile::TempDir> {
+    match std::env::var_os("MEDMESH_BENCH_DIR") {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }
 }
 
 fn config(dir: &std::path::Path, root: &NetworkRoot, bootstrap: Vec<node::Multiaddr>) -> NodeConfig {
@@ -93,7 +106,7 @@ async fn publish_latency(root: &NetworkRoot, n: usize, publishes: usize) -> anyh
     let mut dirs = Vec::new();
     let mut nodes: Vec<Node> = Vec::new();
     for _ in 0..n {
-        let dir = tempfile::tempdir()?;
+        let dir = tempdir()?;
         let boot = nodes.first().map(|x| x.addresses()).unwrap_or_default();
         nodes.push(Node::start(config(dir.path(), root, boot)).await?);
         dirs.push(dir);
@@ -198,7 +211,7 @@ async fn catch_up(root: &NetworkRoot, count: usize) -> anyhow_free::Result {
     assert_eq!(ok, count, "every bench record verifies");
 
     if std::env::var_os("MEDMESH_BENCH_PARTS").is_some() {
-        let d = tempfile::tempdir()?;
+        let d = tempdir()?;
         let store = node::store::Store::open(&d.path().join("s.redb"))?;
         let t = Instant::now();
         for chunk in records.chunks(IMPORT_CHUNK_RECORDS) {
@@ -218,7 +231,7 @@ async fn catch_up(root: &NetworkRoot, count: usize) -> anyhow_free::Result {
         }
         println!("  parts: decode {:.0} records/s ({n})", count as f64 / t.elapsed().as_secs_f64());
     }
-    let serving_dir = tempfile::tempdir()?;
+    let serving_dir = tempdir()?;
     let serving = Node::start(config(serving_dir.path(), root, Vec::new())).await?;
     let t = Instant::now();
     for chunk in bytes.chunks(IMPORT_CHUNK_RECORDS) {
@@ -227,7 +240,7 @@ async fn catch_up(root: &NetworkRoot, count: usize) -> anyhow_free::Result {
     println!("  import into the serving peer (verify + store, no network): {:.0} records/s", count as f64 / t.elapsed().as_secs_f64());
     assert_eq!(serving.client().len(), count as u64);
 
-    let fresh_dir = tempfile::tempdir()?;
+    let fresh_dir = tempdir()?;
     let t = Instant::now();
     let fresh = Node::start(config(fresh_dir.path(), root, serving.addresses())).await?;
     let c = fresh.client();
