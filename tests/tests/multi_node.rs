@@ -34,8 +34,12 @@ async fn a_node_started_after_1000_records_catches_up() {
     init_tracing();
     let w = Workflow::complete();
     let (nodes, mut dirs) = start_many(2, &w.root).await;
+    // The 1,000 are published at node 0 in one batch (one transaction, so the test
+    // does not wait on 1,000 fsyncs); node 1 gets them through sync, the workflow
+    // through gossip.
     let records = bulk_records("bulk", &w.root, 1000);
-    submit_all(&nodes[0].client(), &records).await;
+    let (stored, rejected) = nodes[0].client().import(records.iter().map(|r| r.bytes.to_vec()).collect()).await.unwrap();
+    assert_eq!((stored, rejected), (1000, 0));
     submit_all(&nodes[1].client(), &w.records).await;
     let total = (records.len() + w.records.len()) as u64;
     converged(&[nodes[0].client(), nodes[1].client()], total).await;
@@ -281,4 +285,27 @@ async fn a_second_node_on_the_same_data_dir_is_refused() {
     let fresh = tempfile::tempdir().unwrap();
     let err = node::Node::start(node::NodeConfig::new(fresh.path())).await.err().expect("no root");
     assert!(matches!(err, node::StartError::NoRoot), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_that_know_each_other_keep_working_without_the_bootstrap_peer() {
+    init_tracing();
+    let w = Workflow::complete();
+    let (mut nodes, _dirs) = start_many(3, &w.root).await;
+    // Nodes 1 and 2 only know the bootstrap peer (node 0); Kademlia introduces them.
+    let (a, b) = (nodes[1].client(), nodes[2].client());
+    let b_id = nodes[2].peer_id().to_string();
+    eventually("nodes 1 and 2 to find each other through Kademlia", 30_000, || async {
+        a.peers().await.unwrap().iter().any(|p| p.peer_id == b_id && p.subscribed)
+    })
+    .await;
+    let boot = nodes.remove(0);
+    boot.shutdown().await;
+    eventually("the bootstrap peer to be gone", 10_000, || async { a.peers().await.unwrap().len() == 1 }).await;
+
+    submit_all(&a, &w.records).await;
+    converged(&[a.clone(), b.clone()], w.records.len() as u64).await;
+    for n in nodes {
+        n.shutdown().await;
+    }
 }
