@@ -972,9 +972,11 @@ impl<'a> Deriver<'a> {
             let mut best: Option<(u64, Hash32, &Release, Vec<PublicKey>)> = None;
             for (hash, c) in contents {
                 for (k, sigs) in &c.signers {
-                    if !b.committee.contains(k) {
-                        for (_, id) in sigs {
+                    for (seq, id) in sigs {
+                        if !b.committee.contains(k) {
                             self.ignore(*id, "release signed by a key outside the benchmark's committee");
+                        } else if !self.may_decide(k, *seq) {
+                            self.ignore(*id, "signer has no authority (revoked key or equivocation)");
                         }
                     }
                 }

@@ -502,3 +502,15 @@ fn the_state_round_trips_through_json_for_the_control_api() {
     let back: State = serde_json::from_str(&json).unwrap();
     assert_eq!(back, s);
 }
+
+#[test]
+fn a_revoked_members_release_signature_counts_for_nothing_and_is_reported() {
+    let mut w = Workflow::complete();
+    let key = w.committee[1].public();
+    w.push(|w| &mut w.admin, Body::KeyRevocation(KeyRevocation { key, from_seq: 0, reason: "compromised".into() }));
+    let s = state(&w);
+    // Member 1 co-signed the only release: with its signature void, one of two remains.
+    assert!(s.leaderboards.is_empty());
+    let sig = w.records.iter().find(|r| r.signer == key && matches!(r.body, Body::Release(_))).unwrap();
+    assert!(s.ignored.iter().any(|i| i.id == sig.id && i.reason.contains("no authority")), "{:?}", s.ignored);
+}
