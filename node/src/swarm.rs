@@ -685,7 +685,12 @@ pub(crate) fn dial(swarm: &mut Swarm<Behaviour>, addr: Multiaddr) -> Result<(), 
         Some(peer) if swarm.is_connected(&peer) => Ok(()),
         Some(peer) => {
             swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
-            swarm.dial(DialOpts::peer_id(peer).addresses(vec![addr]).build())
+            match swarm.dial(DialOpts::peer_id(peer).addresses(vec![addr]).build()) {
+                // Kademlia or an earlier call is already dialling (or just connected):
+                // the connection the caller asked for is on its way.
+                Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => Ok(()),
+                other => other,
+            }
         }
         None => swarm.dial(addr),
     }
