@@ -27,9 +27,13 @@ struct Args {
     /// Other bootstrap peers, each ending in /p2p/<peer id> (repeatable).
     #[arg(long)]
     bootstrap: Vec<Multiaddr>,
-    /// Serve the local control API on this loopback address (for status checks).
+    /// Serve the control API on this address (loopback unless --control-public).
     #[arg(long)]
     control: Option<SocketAddr>,
+    /// Allow a non-loopback --control address (e.g. 0.0.0.0:8080 in a container).
+    /// Writes still need the token in control.token.
+    #[arg(long)]
+    control_public: bool,
 }
 
 fn main() -> ExitCode {
@@ -51,6 +55,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     config.listen = args.listen;
     config.bootstrap = args.bootstrap;
     config.control = args.control;
+    config.control_public = args.control_public;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async {
         let node = Node::start(config).await?;

@@ -28,10 +28,15 @@ pub struct StartArgs {
     /// A bootstrap peer, ending in /p2p/<peer id> (repeatable).
     #[arg(long)]
     pub bootstrap: Vec<Multiaddr>,
-    /// Loopback address of the control API (port 0 picks one; it is written to
+    /// Address of the control API, loopback unless --control-public (port 0 picks one; it is written to
     /// control.addr in the data directory).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub control: SocketAddr,
+    /// Allow a non-loopback --control address (e.g. 0.0.0.0:8080 in a container).
+    /// Writes still need the token in control.token; reads are open to whoever
+    /// can reach the address.
+    #[arg(long)]
+    pub control_public: bool,
 }
 
 /// Run `medmesh node ...`.
@@ -49,6 +54,7 @@ fn start(a: StartArgs) -> anyhow::Result<()> {
     config.listen = a.listen;
     config.bootstrap = a.bootstrap;
     config.control = Some(a.control);
+    config.control_public = a.control_public;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async {
         let node = Node::start(config).await?;

@@ -44,7 +44,7 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("network root file {path}: {reason}")]
     RootFile { path: PathBuf, reason: String },
-    #[error("control API address {0} is not a loopback address; use 127.0.0.1:<port>")]
+    #[error("control API address {0} is not a loopback address; use 127.0.0.1:<port>, or pass --control-public to serve it on this address (writes still need the token)")]
     ControlNotLoopback(std::net::SocketAddr),
     #[error("no network root: pass the root file (--root) on first start")]
     NoRoot,

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::core::Core;
 use crate::error::{StartError, Stopped, SubmitError};
+use crate::refusals::{Origin, Refusals, Source};
 use crate::store::Store;
 use crate::swarm::{self, Behaviour, Command, EventLoop, Gossiped, PeerInfo, SyncStatus};
 use crate::{Shared, StoreError};
@@ -42,8 +43,11 @@ pub struct NodeConfig {
     pub listen: Vec<Multiaddr>,
     /// Bootstrap peers, each ending in `/p2p/<peer id>`.
     pub bootstrap: Vec<Multiaddr>,
-    /// Where to serve the control API (loopback); None serves none.
+    /// Where to serve the control API; None serves none.
     pub control: Option<SocketAddr>,
+    /// Allow `control` on a non-loopback address (a node in a container, driven from
+    /// its host). Writes still need the token; reads are open to whoever can reach it.
+    pub control_public: bool,
     /// Interval between background sync sessions with a connected peer.
     pub sync_interval: Duration,
 }
@@ -58,6 +62,7 @@ impl NodeConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")],
             bootstrap: Vec::new(),
             control: None,
+            control_public: false,
             sync_interval: Duration::from_millis(SYNC_INTERVAL_MS),
         }
     }
@@ -100,6 +105,7 @@ impl Node {
         let dir = config.data_dir.clone();
         if let Some(addr) = config.control
             && !addr.ip().is_loopback()
+            && !config.control_public
         {
             return Err(StartError::ControlNotLoopback(addr));
         }
@@ -273,8 +279,15 @@ impl Client {
     }
 
     /// Verify, durably store, then gossip a signed record.
+    /// A refused record goes to the refusal log ([`Client::refusals`]).
     pub async fn submit(&self, bytes: &[u8]) -> Result<Submitted, SubmitError> {
-        let record = Record::verify(bytes, &self.shared.network)?;
+        let record = match Record::verify(bytes, &self.shared.network) {
+            Ok(r) => r,
+            Err(e) => {
+                self.shared.refuse(Origin::new(Source::Control, None), Record::peek_id(bytes).ok(), None, &e);
+                return Err(e.into());
+            }
+        };
         if self.shared.contains(&record.id) {
             return Ok(Submitted { id: record.id, new: false, gossiped: None });
         }
@@ -286,10 +299,11 @@ impl Client {
 
     /// Verify many records as a batch and store the valid ones in one transaction
     /// (imports from a file or another store). Returns (stored, rejected). Not
-    /// gossiped: peers receive them through sync.
+    /// gossiped: peers receive them through sync. Refused records go to the
+    /// refusal log.
     pub async fn import(&self, records: Vec<Vec<u8>>) -> Result<(u64, u64), StoreError> {
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || shared.ingest_batch(records))
+        tokio::task::spawn_blocking(move || shared.ingest_batch(records, Origin::new(Source::Import, None)))
             .await
             .map_err(|e| StoreError::Corrupt(format!("import task failed: {e}")))?
     }
@@ -328,6 +342,13 @@ impl Client {
     /// Held record ids in id order, after `after`, at most `limit`.
     pub fn record_ids(&self, after: Option<&RecordId>, limit: u64) -> Result<Vec<RecordId>, StoreError> {
         self.shared.ids(after, limit)
+    }
+
+    /// The records this node refused recently (gossip, sync, submissions, imports),
+    /// the count per reason since start, and those held by the rate limit. Valid
+    /// records without effect are in the state's `ignored` list instead.
+    pub fn refusals(&self) -> Refusals {
+        self.shared.refusals()
     }
 
     /// The derived state (cached; folded again only after new records).
