@@ -15,11 +15,24 @@
 //! | `GET /v1/heads/{signer}` | `{seq, id}` of the signer's chain head |
 //! | `GET /v1/peers` | `[{peer_id, addresses, score, mesh}]` |
 //! | `GET /v1/sync` | sync status |
+//! | `GET /v1/refusals` | `{refused, counts, refused_total, held, held_total, fold}`: see below |
 //! | `GET /` | HTML: every benchmark with its state |
 //! | `GET /benchmarks/{id}/leaderboard` | HTML: chart, table, heatmap (JSON with `Accept: application/json`) |
 //! | `GET /benchmarks/{id}/leaderboard.json`, `GET /v1/benchmarks/{id}/leaderboard` | the leaderboard as JSON |
 //!
 //! Errors are `{error, message}` with a short stable `error` name.
+//!
+//! `GET /v1/refusals` is the node's log of records it refused ([`crate::refusals`]):
+//! `refused`, the last 256 newest first, each `{at_ms, source, peer, id, signer,
+//! reason, message}` with `source` one of `gossip`, `sync`, `control`, `import` and
+//! `reason` the same stable name a refused `POST /v1/records` answers in `error`
+//! (`too_large`, `bad_envelope`, `unsupported_version`, `wrong_network`,
+//! `bad_signer_key`, `bad_payload`, `invalid_field`, `bad_signature`); `counts`,
+//! refusals per reason since the node started; `held`, valid records held back by
+//! the per-signer gossip rate limit (reason `rate_limited`, fetched later by sync).
+//! Valid records the fold keeps without effect are not refusals: `fold` counts
+//! them and names the views that list them with their reasons
+//! (`/v1/state/ignored`, and `/v1/state/results` for results that do not count).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -104,6 +117,7 @@ pub fn router(client: Client, token: String) -> Router {
         .route("/v1/heads/{signer}", get(head))
         .route("/v1/peers", get(peers))
         .route("/v1/sync", get(sync_status))
+        .route("/v1/refusals", get(refusals))
         .route("/", get(benchmarks_page))
         .route("/benchmarks/{id}/leaderboard", get(leaderboard_page))
         .route("/benchmarks/{id}/leaderboard.json", get(leaderboard_json))
@@ -258,6 +272,23 @@ async fn sync_status(State(ctx): State<Ctx>) -> Response {
         Ok(s) => Json(s).into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "node_stopped", e),
     }
+}
+
+async fn refusals(State(ctx): State<Ctx>) -> Response {
+    let s = match current_state(&ctx).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let mut v = match serde_json::to_value(ctx.client.refusals()) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+    };
+    v["fold"] = json!({
+        "ignored": s.ignored.len(),
+        "results_not_counting": s.results.iter().filter(|r| !r.counts).count(),
+        "views": ["/v1/state/ignored", "/v1/state/results"],
+    });
+    Json(v).into_response()
 }
 
 async fn benchmarks_page(State(ctx): State<Ctx>) -> Response {

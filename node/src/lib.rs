@@ -10,6 +10,7 @@
 //! - [`control`]: the local HTTP control API the CLI talks to.
 //! - [`web`]: the read-only leaderboard pages (HTML with an SVG chart and heatmap).
 //! - [`node`]: [`Node`] (start, stop) and [`Client`] (the cheap handle to a node).
+//! - [`refusals`]: the bounded log of refused records and their reasons.
 //!
 //! Data directory layout: `store.redb` (records and root), `peer.key` (the libp2p
 //! identity, owner-only), `control.token` (bearer token for control API writes,
@@ -24,6 +25,7 @@ pub mod error;
 pub mod logging;
 pub mod node;
 pub mod ratelimit;
+pub mod refusals;
 pub mod store;
 pub mod swarm;
 pub mod sync;
@@ -31,11 +33,13 @@ pub mod web;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use protocol::{Hash32, NetworkId, PublicKey, Record, RecordId, State, Unverified, verify_batch};
+use protocol::{Hash32, NetworkId, PublicKey, Record, RecordError, RecordId, State, Unverified, verify_batch};
 use tokio::sync::broadcast;
+use tracing::{debug, warn};
 
 pub use error::{StartError, StoreError, SubmitError};
 pub use node::{Client, Node, NodeConfig, Submitted, load_root_file};
+pub use refusals::{Refusal, Refusals, Source};
 pub use swarm::{Gossiped, PeerInfo, SyncSession, SyncStatus};
 pub use libp2p::{Multiaddr, PeerId};
 
@@ -47,17 +51,48 @@ pub(crate) struct Shared {
     pub(crate) network: NetworkId,
     core: Mutex<core::Core>,
     stored: broadcast::Sender<RecordId>,
+    refusals: Mutex<refusals::RefusalLog>,
 }
 
 impl Shared {
     fn new(core: core::Core) -> Self {
         let (stored, _) = broadcast::channel(STORED_EVENTS_LEN);
-        Shared { network: core.network_id(), core: Mutex::new(core), stored }
+        Shared { network: core.network_id(), core: Mutex::new(core), stored, refusals: Mutex::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, core::Core> {
         // A panic while holding the lock would be a bug; the data stays usable.
         self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn refusal_log(&self) -> MutexGuard<'_, refusals::RefusalLog> {
+        self.refusals.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Log a refused record under the audit target and keep it in the refusal log.
+    pub(crate) fn refuse(&self, origin: refusals::Origin<'_>, id: Option<RecordId>, signer: Option<PublicKey>, error: &RecordError) {
+        let peer = origin.peer.map(|p| p.to_string());
+        let short_id = id.map(|i| i.short());
+        match origin.source {
+            // A bad sync page or import is summarised by the caller.
+            refusals::Source::Sync | refusals::Source::Import => {
+                debug!(target: "medmesh::audit", source = ?origin.source, peer, id = short_id, reason = error.kind(), %error, "record refused")
+            }
+            refusals::Source::Gossip | refusals::Source::Control => {
+                warn!(target: "medmesh::audit", source = ?origin.source, peer, id = short_id, reason = error.kind(), %error, "record refused")
+            }
+        }
+        self.refusal_log().refuse(origin, id, signer, error);
+    }
+
+    /// Log and keep a valid record held back by the per-signer rate limit.
+    pub(crate) fn hold(&self, origin: refusals::Origin<'_>, id: RecordId, signer: PublicKey) {
+        debug!(target: "medmesh::audit", peer = origin.peer.map(|p| p.to_string()), id = %id.short(), signer = %signer.short(), "record held: signer over its rate limit");
+        self.refusal_log().hold(origin, id, signer);
+    }
+
+    pub(crate) fn refusals(&self) -> refusals::Refusals {
+        self.refusal_log().snapshot()
     }
 
     pub(crate) fn contains(&self, id: &RecordId) -> bool {
@@ -87,14 +122,18 @@ impl Shared {
 
     /// Verify a page of fetched records and store the good ones: decode each
     /// once, drop those already held (one lock for the page), batch-verify the
-    /// rest, store them in one transaction.
-    pub(crate) fn ingest_batch(&self, records: Vec<Vec<u8>>) -> Result<(u64, u64), StoreError> {
+    /// rest, store them in one transaction. Each refused record goes to the
+    /// refusal log with `origin`.
+    pub(crate) fn ingest_batch(&self, records: Vec<Vec<u8>>, origin: refusals::Origin<'_>) -> Result<(u64, u64), StoreError> {
         let mut rejected = 0;
         let mut items: Vec<Unverified> = Vec::with_capacity(records.len());
         for bytes in &records {
             match Unverified::decode(bytes, &self.network) {
                 Ok(u) => items.push(u),
-                Err(_) => rejected += 1,
+                Err(e) => {
+                    rejected += 1;
+                    self.refuse(origin, Record::peek_id(bytes).ok(), None, &e);
+                }
             }
         }
         drop(records);
@@ -102,11 +141,15 @@ impl Shared {
             let core = self.lock();
             items.retain(|u| !core.contains(&u.id()));
         }
+        let claimed: Vec<(RecordId, PublicKey)> = items.iter().map(|u| (u.id(), u.signer())).collect();
         let mut ok = Vec::with_capacity(items.len());
-        for r in verify_batch(items) {
+        for (r, (id, signer)) in verify_batch(items).into_iter().zip(claimed) {
             match r {
                 Ok(r) => ok.push(r),
-                Err(_) => rejected += 1,
+                Err(e) => {
+                    rejected += 1;
+                    self.refuse(origin, Some(id), Some(signer), &e);
+                }
             }
         }
         let stored = self.insert_owned(ok)?;

@@ -16,12 +16,13 @@ use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, identify, kad, ping};
 use protocol::limits::ENVELOPE_BYTES_MAX;
-use protocol::{Hash32, Record, RecordId};
+use protocol::{Hash32, Record, RecordId, Unverified};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::Shared;
+use crate::refusals::{Origin, Source};
 use crate::sync::{self, FETCH_PAGE_RECORDS, FETCH_REQUEST_IDS_MAX, FETCH_RESPONSE_BYTES_MAX, Initiator, ROUNDS_MAX, SyncRequest, SyncResponse};
 
 /// Largest gossipsub message: one envelope plus framing.
@@ -408,8 +409,10 @@ impl EventLoop {
     /// Gossip validation, cheapest first: size and duplicate here, on the swarm
     /// task; then [`Self::validate_gossip`].
     fn precheck_gossip(&mut self, data: &[u8], from: &PeerId) -> Option<MessageAcceptance> {
+        let origin = Origin::new(Source::Gossip, Some(from));
         if data.len() > ENVELOPE_BYTES_MAX {
-            warn!(target: "medmesh::audit", peer = %from, len = data.len(), "gossip record rejected: too large");
+            let e = protocol::RecordError::TooLarge { len: data.len() as u64, max: ENVELOPE_BYTES_MAX as u64 };
+            self.shared.refuse(origin, None, None, &e);
             return Some(MessageAcceptance::Reject);
         }
         match Record::peek_id(data) {
@@ -417,7 +420,7 @@ impl EventLoop {
             Ok(_) if self.validating >= GOSSIP_VALIDATIONS_MAX => Some(MessageAcceptance::Ignore),
             Ok(_) => None,
             Err(e) => {
-                warn!(target: "medmesh::audit", peer = %from, reason = e.kind(), "gossip record rejected");
+                self.shared.refuse(origin, None, None, &e);
                 Some(MessageAcceptance::Reject)
             }
         }
@@ -604,7 +607,7 @@ impl EventLoop {
         let tx = self.ingest_tx.clone();
         tokio::spawn(async move {
             let fetched = records.len() as u64;
-            let work = tokio::task::spawn_blocking(move || shared.ingest_batch(records)).await;
+            let work = tokio::task::spawn_blocking(move || shared.ingest_batch(records, Origin::new(Source::Sync, Some(&peer)))).await;
             let done = match work {
                 Ok(Ok((stored, rejected))) => IngestDone { peer, fetched, stored, rejected, error: None },
                 Ok(Err(e)) => IngestDone { peer, fetched, stored: 0, rejected: 0, error: Some(e.to_string()) },
@@ -651,16 +654,25 @@ impl EventLoop {
 }
 
 fn verify_and_store(shared: &Shared, limit: &std::sync::Mutex<crate::ratelimit::SignerLimiter>, data: &[u8], from: &PeerId) -> MessageAcceptance {
-    let record = match Record::verify(data, &shared.network) {
+    let origin = Origin::new(Source::Gossip, Some(from));
+    let unverified = match Unverified::decode(data, &shared.network) {
+        Ok(u) => u,
+        Err(e) => {
+            shared.refuse(origin, Record::peek_id(data).ok(), None, &e);
+            return MessageAcceptance::Reject;
+        }
+    };
+    let (id, signer) = (unverified.id(), unverified.signer());
+    let record = match unverified.verify() {
         Ok(r) => r,
         Err(e) => {
-            warn!(target: "medmesh::audit", peer = %from, reason = e.kind(), "gossip record rejected");
+            shared.refuse(origin, Some(id), Some(signer), &e);
             return MessageAcceptance::Reject;
         }
     };
     let allowed = limit.lock().unwrap_or_else(|p| p.into_inner()).allow(&record.signer, Instant::now());
     if !allowed {
-        debug!(target: "medmesh::audit", id = %record.id.short(), signer = %record.signer.short(), peer = %from, "gossip record held: signer over its rate limit");
+        shared.hold(origin, record.id, record.signer);
         return MessageAcceptance::Ignore;
     }
     match shared.insert(std::slice::from_ref(&record)) {
