@@ -284,18 +284,34 @@ impl Engine {
     /// Build an image `FROM scratch` holding one static binary as `/app`, its
     /// entrypoint, with no pull; returns the image digest.
     pub async fn build_scratch_image(&self, binary: &Path, tag: &str) -> Result<String, RunnerError> {
-        let bin = tokio::fs::read(binary).await.map_err(RunnerError::io(binary))?;
-        let dockerfile = b"FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n";
+        self.build_scratch_image_of(&[("app", binary)], Some("/app"), tag).await
+    }
+
+    /// Build a `FROM scratch` image holding `files` (each `(name in /, host path)`,
+    /// executable) with an optional entrypoint, tagged `tag`; returns its digest.
+    pub async fn build_scratch_image_of(&self, files: &[(&str, &Path)], entrypoint: Option<&str>, tag: &str) -> Result<String, RunnerError> {
+        let mut dockerfile = String::from("FROM scratch\n");
+        for (name, _) in files {
+            dockerfile.push_str(&format!("COPY {name} /{name}\n"));
+        }
+        if let Some(e) = entrypoint {
+            dockerfile.push_str(&format!("ENTRYPOINT [\"{e}\"]\n"));
+        }
         let mut ctx = tar::Builder::new(Vec::new());
-        for (name, data, mode) in [("Dockerfile", &dockerfile[..], 0o644), ("app", &bin[..], 0o755)] {
+        let mut append = |name: &str, data: &[u8], mode: u32, path: &Path| {
             let mut h = tar::Header::new_gnu();
             h.set_size(data.len() as u64);
             h.set_mode(mode);
             h.set_mtime(0);
             h.set_cksum();
-            ctx.append_data(&mut h, name, data).map_err(RunnerError::io(binary))?;
+            ctx.append_data(&mut h, name, data).map_err(RunnerError::io(path))
+        };
+        append("Dockerfile", dockerfile.as_bytes(), 0o644, Path::new("Dockerfile"))?;
+        for (name, path) in files {
+            let bin = tokio::fs::read(path).await.map_err(RunnerError::io(path))?;
+            append(name, &bin, 0o755, path)?;
         }
-        let ctx = ctx.into_inner().map_err(RunnerError::io(binary))?;
+        let ctx = ctx.into_inner().map_err(RunnerError::io(Path::new(tag)))?;
         let options = BuildImageOptions { t: Some(tag.into()), rm: true, forcerm: true, ..Default::default() };
         let stream = self.docker.build_image(options, None, Some(bollard::body_full(bytes_of(ctx))));
         drain(&format!("building image {tag}"), stream).await?;

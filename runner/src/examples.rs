@@ -34,15 +34,21 @@ pub const EXAMPLES: [(&str, &str); 5] = [
     ("probe", "medmesh/example-probe:1"),
 ];
 
-/// Build the example binaries statically (`RUSTFLAGS="-C target-feature=+crt-static"
-/// cargo build -p medmesh-examples --release --target x86_64-unknown-linux-gnu`) and
-/// return the folder that holds them.
+/// Build the example binaries statically and return the folder that holds them.
 pub async fn build_example_binaries(workspace_root: &Path) -> Result<PathBuf, RunnerError> {
+    build_static_binaries(workspace_root, &["medmesh-examples"]).await
+}
+
+/// Build the binaries of `packages` statically, for `FROM scratch` images
+/// (`RUSTFLAGS="-C target-feature=+crt-static" cargo build -p <package> --bins --release
+/// --target x86_64-unknown-linux-gnu`, stripped), and return the folder that holds them.
+pub async fn build_static_binaries(workspace_root: &Path, packages: &[&str]) -> Result<PathBuf, RunnerError> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root.join("target"));
     let mut cmd = tokio::process::Command::new(cargo);
     cmd.current_dir(workspace_root)
-        .args(["build", "--quiet", "-p", "medmesh-examples", "--bins", "--release", "--target", STATIC_TARGET])
+        .args(["build", "--quiet", "--bins", "--release", "--target", STATIC_TARGET])
+        .args(packages.iter().flat_map(|p| ["-p", p]))
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .env("CARGO_TARGET_DIR", &target_dir)
         .env("CARGO_PROFILE_RELEASE_DEBUG", "0")

@@ -1,6 +1,10 @@
 //! Helpers for MedMesh integration tests: start real nodes on loopback, generate
 //! signed records, and wait on polled conditions with deadlines (never sleeps
-//! standing in for synchronisation).
+//! standing in for synchronisation). [`federation`] runs node containers on
+//! private Docker networks.
+
+pub mod faults;
+pub mod federation;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -112,36 +116,43 @@ pub async fn submit_all(client: &Client, records: &[Record]) {
 
 /// A minimal HTTP/1.1 request over loopback: returns the status and body.
 pub async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Vec<u8>) {
+    try_http(addr, method, path, token, body).await.unwrap_or_else(|e| panic!("{method} http://{addr}{path}: {e}"))
+}
+
+/// A minimal HTTP/1.1 request: the status and body, or what went wrong (the caller
+/// bounds the wait, e.g. with `tokio::time::timeout`).
+pub async fn try_http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("control API accepts");
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     if let Some(t) = token {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
     req.push_str("Content-Type: application/octet-stream\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write request");
-    s.write_all(body).await.expect("write body");
+    s.write_all(req.as_bytes()).await?;
+    s.write_all(body).await?;
     let mut out = Vec::new();
-    s.read_to_end(&mut out).await.expect("read response");
-    let split = out.windows(4).position(|w| w == b"\r\n\r\n").expect("a header block");
+    s.read_to_end(&mut out).await?;
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no header block"))?;
     let head = String::from_utf8_lossy(&out[..split]).to_string();
-    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status code");
+    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("no status code"))?;
     let mut body = out[split + 4..].to_vec();
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        body = dechunk(&body);
+        body = dechunk(&body).ok_or_else(|| bad("a malformed chunked body"))?;
     }
-    (status, body)
+    Ok((status, body))
 }
 
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else { return out };
-        let len = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        let eol = b.windows(2).position(|w| w == b"\r\n")?;
+        let len = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).ok()?;
         if len == 0 {
-            return out;
+            return Some(out);
         }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + len]);
-        b = &b[eol + 2 + len + 2..];
+        out.extend_from_slice(b.get(eol + 2..eol + 2 + len)?);
+        b = b.get(eol + 2 + len + 2..)?;
     }
 }
