@@ -77,6 +77,15 @@ fn tbs(network: &NetworkId, signer: &[u8; 32], payload: &[u8]) -> Vec<u8> {
     m
 }
 
+/// Sign payload bytes as given, without checking them (for [`crate::testkit`]:
+/// correctly signed records that break a rule).
+pub(crate) fn sign_unchecked(key: &SigningKey, network: NetworkId, payload_bytes: Vec<u8>) -> Result<Vec<u8>, CborError> {
+    let signer = PublicKey::from(key);
+    let signature = key.sign(&tbs(&network, signer.as_bytes(), &payload_bytes));
+    let wire = Wire(ENVELOPE_VERSION, network, RawKey(*signer.as_bytes()), crate::record::Bytes(payload_bytes), SignatureBytes::from_bytes(signature.to_bytes()));
+    cbor::to_canonical(&wire)
+}
+
 fn id_of(tbs: &[u8]) -> RecordId {
     RecordId::from_bytes(*blake3::hash(tbs).as_bytes())
 }

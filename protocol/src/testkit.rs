@@ -46,6 +46,14 @@ impl Author {
     pub fn sign_at(&self, seq: u64, prev: Option<RecordId>, body: Body) -> Record {
         Record::sign(&self.key, self.network, seq, prev, body).expect("testkit bodies are valid")
     }
+
+    /// The envelope bytes of `body` at `seq`, correctly signed but with no check of
+    /// its bounds (a name too long, a list too long): for tests of what a node does
+    /// with a record that is signed and still breaks a rule.
+    pub fn sign_unchecked(&self, seq: u64, prev: Option<RecordId>, body: Body) -> Vec<u8> {
+        let payload = crate::cbor::to_canonical(&Payload { v: PAYLOAD_VERSION, seq, prev, body }).expect("a payload encodes");
+        crate::envelope::sign_unchecked(&self.key, self.network, payload).expect("an envelope encodes")
+    }
 }
 
 /// A network root with the given admins.
@@ -317,5 +325,21 @@ impl Workflow {
             .approve_all()
             .submit_results()
             .release(1, &[0, 1], |m, d| 800_000 + 50_000 * m as i64 + 1_000 * d as i64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::RecordError;
+
+    #[test]
+    fn sign_unchecked_signs_what_sign_signs_and_also_what_it_refuses() {
+        let a = Author::new("unchecked", NetworkId::from_bytes([3; 32]));
+        let valid = a.sign_at(0, None, container("ok", &["infer"]));
+        assert_eq!(a.sign_unchecked(0, None, container("ok", &["infer"])), valid.bytes.to_vec());
+        let long = "n".repeat(crate::limits::NAME_BYTES_MAX + 1);
+        let bytes = a.sign_unchecked(0, None, container(&long, &["infer"]));
+        assert!(matches!(Record::verify(&bytes, &a.network), Err(RecordError::Invalid { field: "container.name", .. })));
     }
 }
