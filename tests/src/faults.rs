@@ -6,7 +6,7 @@
 //! two committee members through different nodes), ends the fault, and waits until
 //! every running member holds the same records, state hash and leaderboard.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
 use protocol::Record;
@@ -98,7 +98,9 @@ fn release_signature(w: Workflow, r: u64, member: usize) -> (Workflow, Vec<Recor
     (w, new)
 }
 
-async fn finish(fed: &Federation, w: &Workflow, scenario: &str, fault: String, written: usize, expect_round: u64) -> Result<Report> {
+/// Wait for agreement; `ended` is when the fault ended (before the heal, restart or
+/// thaw that ends it), from which the time to converge counts.
+async fn finish(fed: &Federation, w: &Workflow, ended: Instant, scenario: &str, fault: String, written: usize, expect_round: u64) -> Result<Report> {
     let a = fed.converge(&benchmark_hex(w), CONVERGE_TIMEOUT_MS).await?;
     let report = Report {
         scenario: scenario.into(),
@@ -106,7 +108,7 @@ async fn finish(fed: &Federation, w: &Workflow, scenario: &str, fault: String, w
         members: a.members,
         written,
         lost: a.lost,
-        converge_ms: a.elapsed.as_millis() as u64,
+        converge_ms: a.at.duration_since(ended).as_millis() as u64,
         records: a.records,
         state_hash: a.state_hash,
         release_round: round(&a.leaderboard),
@@ -139,10 +141,11 @@ async fn partition(fed: &mut Federation, w: Workflow) -> Result<Report> {
     ensure!(!fed.holds(4, &main_id).await?, "node4 holds a record written on the main side during the partition");
     // ...while the island's own line carries its records between its two nodes.
     ensure!(fed.holds(5, &hex(&island_records[0])).await?, "node5 lacks a record written at node4 over their private line");
+    let ended = Instant::now();
     for i in island {
         fed.connect(i, Net::Mesh).await?;
     }
-    finish(fed, &w, "partition", "nodes 4 and 5 cut from the shared network (kept their private line), then reconnected".into(), written, 2).await
+    finish(fed, &w, ended, "partition", "nodes 4 and 5 cut from the shared network (kept their private line), then reconnected".into(), written, 2).await
 }
 
 /// Node 3 is killed (SIGKILL); the others write; it starts again on its data.
@@ -154,8 +157,9 @@ async fn node_loss(fed: &mut Federation, w: Workflow) -> Result<Report> {
     let records = bulk_records("node-loss", &w.root, RECORDS_PER_WRITER * 2);
     let mut written = fed.submit_spread(&[1, 2, 4, 5], &records).await?;
     written += fed.submit(1, &sig_a).await? + fed.submit(5, &sig_b).await?;
+    let ended = Instant::now();
     fed.start(3).await?;
-    finish(fed, &w, "node-loss", "node3 killed with SIGKILL while the others wrote, then started again".into(), written, 2).await
+    finish(fed, &w, ended, "node-loss", "node3 killed with SIGKILL while the others wrote, then started again".into(), written, 2).await
 }
 
 /// Node 2 is frozen (its sockets stay open but nothing answers); the others write;
@@ -169,8 +173,9 @@ async fn paused_node(fed: &mut Federation, w: Workflow) -> Result<Report> {
     let mut written = fed.submit_spread(&[1, 3, 4, 5], &records).await?;
     written += fed.submit(3, &sig_a).await? + fed.submit(4, &sig_b).await?;
     tokio::time::sleep(Duration::from_millis(FAULT_HOLD_MS)).await;
+    let ended = Instant::now();
     fed.unpause(2).await?;
-    finish(fed, &w, "paused-node", "node2 frozen (docker pause) while the others wrote, then thawed".into(), written, 2).await
+    finish(fed, &w, ended, "paused-node", "node2 frozen (docker pause) while the others wrote, then thawed".into(), written, 2).await
 }
 
 /// Once the nodes know each other, the only bootstrap peer stops for good. The
@@ -186,7 +191,8 @@ async fn bootstrap_loss(fed: &mut Federation, w: Workflow) -> Result<Report> {
     let (w, sig_b) = release_signature(w, 2, 1);
     let later = bulk_records("bootstrap-loss-later", &w.root, RECORDS_PER_WRITER);
     written += fed.submit_spread(&[1, 3, 5], &later).await? + fed.submit(3, &sig_b).await?;
-    finish(fed, &w, "bootstrap-loss", "the only bootstrap peer stopped for good; node3 restarted meanwhile".into(), written, 2).await
+    let ended = Instant::now();
+    finish(fed, &w, ended, "bootstrap-loss", "the only bootstrap peer stopped for good; node3 restarted meanwhile".into(), written, 2).await
 }
 
 /// Every member in turn, the bootstrap peer first, stops cleanly while another
@@ -198,6 +204,7 @@ async fn rolling_restart(fed: &mut Federation, w: Workflow) -> Result<Report> {
     let mut sigs = vec![sig_a, sig_b];
     let mut written = 0;
     let members = fed.members.len();
+    let mut ended = Instant::now();
     for i in 0..members {
         fed.stop(i).await?;
         let writer = if i + 1 < members { i + 1 } else { 1 };
@@ -208,9 +215,10 @@ async fn rolling_restart(fed: &mut Federation, w: Workflow) -> Result<Report> {
         {
             written += fed.submit(writer, &sig).await?;
         }
+        ended = Instant::now();
         fed.start(i).await?;
     }
-    finish(fed, &w, "rolling-restart", format!("each of the {members} members stopped (SIGTERM) and started in turn while another wrote"), written, 2).await
+    finish(fed, &w, ended, "rolling-restart", format!("each of the {members} members stopped (SIGTERM) and started in turn while another wrote"), written, 2).await
 }
 
 fn hex(r: &Record) -> String {

@@ -130,8 +130,8 @@ impl Member {
 /// What every running member agreed on.
 #[derive(Clone, Debug)]
 pub struct Agreement {
-    /// Time from the call to agreement.
-    pub elapsed: Duration,
+    /// When the members were seen to agree.
+    pub at: Instant,
     pub records: usize,
     pub state_hash: String,
     /// Acknowledged records that no longer exist on some running member.
@@ -488,7 +488,7 @@ impl Federation {
                 if sets.iter().all(|s| *s == sets[0]) && boards.iter().all(|b| *b == boards[0]) {
                     let lost = self.acked.iter().filter(|id| !sets.iter().all(|s| s.contains(*id))).count();
                     return Ok(Agreement {
-                        elapsed: started.elapsed(),
+                        at: Instant::now(),
                         records: sets[0].len(),
                         state_hash: v.state_hash,
                         lost,
