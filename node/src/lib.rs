@@ -10,11 +10,14 @@
 //! - [`control`]: the local HTTP control API the CLI talks to.
 //! - [`web`]: the read-only leaderboard pages (HTML with an SVG chart and heatmap).
 //! - [`node`]: [`Node`] (start, stop) and [`Client`] (the cheap handle to a node).
+//! - [`peers`]: the address book on disk and the redial schedule that reconnects
+//!   lost peers.
 //! - [`refusals`]: the bounded log of refused records and their reasons.
 //!
 //! Data directory layout: `store.redb` (records and root), `peer.key` (the libp2p
 //! identity, owner-only), `control.token` (bearer token for control API writes,
-//! owner-only), `control.addr` (where the control API listens).
+//! owner-only), `control.addr` (where the control API listens), `peers` (the
+//! address book: where peers this node connected to can be reached).
 //!
 //! Architecture invariants: a record is verified and durably stored before it is
 //! forwarded on gossip or acknowledged; stored bytes are the bytes received.
@@ -24,6 +27,7 @@ mod core;
 pub mod error;
 pub mod logging;
 pub mod node;
+pub mod peers;
 pub mod ratelimit;
 pub mod refusals;
 pub mod store;
@@ -85,10 +89,11 @@ impl Shared {
         self.refusal_log().refuse(origin, id, signer, error);
     }
 
-    /// Log and keep a valid record held back by the per-signer rate limit.
-    pub(crate) fn hold(&self, origin: refusals::Origin<'_>, id: RecordId, signer: PublicKey) {
-        debug!(target: "medmesh::audit", peer = origin.peer.map(|p| p.to_string()), id = %id.short(), signer = %signer.short(), "record held: signer over its rate limit");
-        self.refusal_log().hold(origin, id, signer);
+    /// Log and keep a gossip record held back (`reason`: [`refusals::RATE_LIMITED`]
+    /// or [`refusals::BUSY`]).
+    pub(crate) fn hold(&self, origin: refusals::Origin<'_>, id: RecordId, signer: Option<PublicKey>, reason: &'static str) {
+        debug!(target: "medmesh::audit", peer = origin.peer.map(|p| p.to_string()), id = %id.short(), signer = signer.map(|s| s.short()), reason, "gossip record held");
+        self.refusal_log().hold(origin, id, signer, reason);
     }
 
     pub(crate) fn refusals(&self) -> refusals::Refusals {

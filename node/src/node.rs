@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::core::Core;
 use crate::error::{StartError, Stopped, SubmitError};
+use crate::peers::{AddressBook, PEERS_FILE, Peers};
 use crate::refusals::{Origin, Refusals, Source};
 use crate::store::Store;
 use crate::swarm::{self, Behaviour, Command, EventLoop, Gossiped, PeerInfo, SyncStatus};
@@ -50,6 +51,11 @@ pub struct NodeConfig {
     pub control_public: bool,
     /// Interval between background sync sessions with a connected peer.
     pub sync_interval: Duration,
+    /// How often each connection is pinged.
+    pub ping_interval: Duration,
+    /// How long a ping may go unanswered; two failures in a row close the
+    /// connection (a peer that vanished without closing it).
+    pub ping_timeout: Duration,
 }
 
 impl NodeConfig {
@@ -64,6 +70,8 @@ impl NodeConfig {
             control: None,
             control_public: false,
             sync_interval: Duration::from_millis(SYNC_INTERVAL_MS),
+            ping_interval: Duration::from_millis(swarm::PING_INTERVAL_MS),
+            ping_timeout: Duration::from_millis(swarm::PING_TIMEOUT_MS),
         }
     }
 }
@@ -131,7 +139,8 @@ impl Node {
 
         let key = load_or_create_peer_key(&dir.join(PEER_KEY_FILE))?;
         let peer_id = key.public().to_peer_id();
-        let mut swarm = build_swarm(key, &network)?;
+        let ping = libp2p::ping::Config::new().with_interval(config.ping_interval).with_timeout(config.ping_timeout);
+        let mut swarm = build_swarm(key, &network, ping)?;
         let listen = listen_all(&mut swarm, &config.listen).await;
         let listen = match listen {
             Ok(l) => l,
@@ -145,14 +154,26 @@ impl Node {
                 warn!(%addr, error = %e, "cannot dial bootstrap peer");
             }
         }
-        if !config.bootstrap.is_empty() {
+        // Peers from the address book are dialled by the swarm task's first
+        // maintenance tick; Kademlia learns them now, so that it can bootstrap
+        // through them when every bootstrap peer is down.
+        let allow_loopback = config.listen.iter().any(is_loopback);
+        let book = AddressBook::load(dir.join(PEERS_FILE), peer_id, allow_loopback);
+        for (peer, addrs) in book.peers() {
+            for addr in addrs {
+                swarm.behaviour_mut().kad.add_address(peer, addr.clone());
+            }
+        }
+        let has_bootstrap = !config.bootstrap.is_empty() || book.len() > 0;
+        if has_bootstrap {
             let _ = swarm.behaviour_mut().kad.bootstrap();
         }
+        let peers = Peers::new(book, &config.bootstrap);
         info!(peer = %peer_id, "node started");
 
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_LEN);
         let (stop_swarm, stop_rx) = oneshot::channel();
-        let event_loop = EventLoop::new(swarm, shared.clone(), rx, stop_rx, listen.clone(), !config.bootstrap.is_empty(), config.sync_interval);
+        let event_loop = EventLoop::new(swarm, shared.clone(), rx, stop_rx, listen.clone(), has_bootstrap, config.sync_interval, peers);
         let swarm_task = tokio::spawn(event_loop.run());
         let client = Client { shared: shared.clone(), commands: tx, peer_id };
 
@@ -399,18 +420,25 @@ impl Client {
     }
 }
 
-fn build_swarm(key: libp2p::identity::Keypair, network: &NetworkId) -> Result<Swarm<Behaviour>, StartError> {
+fn build_swarm(key: libp2p::identity::Keypair, network: &NetworkId, ping: libp2p::ping::Config) -> Result<Swarm<Behaviour>, StartError> {
     let network = *network;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .map_err(|e| StartError::Swarm(e.to_string()))?
         .with_quic()
-        .with_behaviour(|key| swarm::build_behaviour(key, &network).map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() }))
+        .with_behaviour(|key| swarm::build_behaviour(key, &network, ping).map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() }))
         .map_err(|e| StartError::Swarm(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_millis(swarm::IDLE_CONNECTION_TIMEOUT_MS)))
         .build();
     Ok(swarm)
+}
+
+/// Whether a listen address is on loopback (then loopback peers are worth
+/// remembering: this node is on a test or single-host network).
+fn is_loopback(addr: &Multiaddr) -> bool {
+    use libp2p::multiaddr::Protocol;
+    matches!(addr.iter().next(), Some(Protocol::Ip4(ip)) if ip.is_loopback()) || matches!(addr.iter().next(), Some(Protocol::Ip6(ip)) if ip.is_loopback())
 }
 
 /// Listen on every address and wait until each reports where it listens.

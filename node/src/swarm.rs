@@ -33,6 +33,13 @@ pub const SYNC_PIPELINE_PAGES_MAX: usize = 8;
 pub const SYNC_REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// Connections kept open without traffic.
 pub const IDLE_CONNECTION_TIMEOUT_MS: u64 = 600_000;
+/// How often a connection is pinged (the default of [`crate::NodeConfig::ping_interval`]).
+pub const PING_INTERVAL_MS: u64 = 5_000;
+/// A ping unanswered this long fails, and a failure closes the connection.
+/// libp2p forgives the first failure and the next ping waits on its new stream's
+/// 10 s negotiation timeout, so a vanished peer (cut cable, paused container) is
+/// dropped within about 30 s. The default of [`crate::NodeConfig::ping_timeout`].
+pub const PING_TIMEOUT_MS: u64 = 10_000;
 /// Peers the node dials on its own once discovered through Kademlia.
 pub const DISCOVERED_PEERS_TARGET: usize = 12;
 /// How often Kademlia re-bootstraps.
@@ -56,7 +63,7 @@ pub(crate) struct Behaviour {
     identify: identify::Behaviour,
     sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
     ping: ping::Behaviour,
-    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
 }
 
 /// The gossip topic of a network.
@@ -64,7 +71,7 @@ pub(crate) fn topic(network: &protocol::NetworkId) -> IdentTopic {
     IdentTopic::new(format!("medmesh/records/{}", network.to_hex()))
 }
 
-pub(crate) fn build_behaviour(key: &libp2p::identity::Keypair, network: &protocol::NetworkId) -> Result<Behaviour, String> {
+pub(crate) fn build_behaviour(key: &libp2p::identity::Keypair, network: &protocol::NetworkId, ping: ping::Config) -> Result<Behaviour, String> {
     let peer_id = key.public().to_peer_id();
     let config = gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::Anonymous)
@@ -108,7 +115,7 @@ pub(crate) fn build_behaviour(key: &libp2p::identity::Keypair, network: &protoco
         [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(Duration::from_millis(SYNC_REQUEST_TIMEOUT_MS)),
     );
-    Ok(Behaviour { gossipsub, kad, identify, sync, ping: ping::Behaviour::default(), blocked: Default::default() })
+    Ok(Behaviour { gossipsub, kad, identify, sync, ping: ping::Behaviour::new(ping), blocked: Default::default() })
 }
 
 /// A connected peer as the node sees it.
@@ -219,6 +226,8 @@ pub(crate) struct EventLoop {
     next_peer: usize,
     status: SyncStatus,
     signer_limit: Arc<std::sync::Mutex<crate::ratelimit::SignerLimiter>>,
+    /// The address book and the redial schedule.
+    peers: crate::peers::Peers,
 }
 
 impl EventLoop {
@@ -230,6 +239,7 @@ impl EventLoop {
         listen: Vec<Multiaddr>,
         has_bootstrap: bool,
         sync_interval: Duration,
+        peers: crate::peers::Peers,
     ) -> Self {
         let (ingest_tx, ingest_rx) = mpsc::channel(64);
         let (verdict_tx, verdict_rx) = mpsc::channel(GOSSIP_VALIDATIONS_MAX);
@@ -254,6 +264,7 @@ impl EventLoop {
             next_peer: 0,
             status: SyncStatus::default(),
             signer_limit: Default::default(),
+            peers,
         }
     }
 
@@ -262,6 +273,9 @@ impl EventLoop {
         sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut kad_tick = tokio::time::interval(Duration::from_millis(KAD_BOOTSTRAP_INTERVAL_MS));
         kad_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut maintenance_tick = tokio::time::interval(Duration::from_millis(crate::peers::MAINTENANCE_INTERVAL_MS));
+        maintenance_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut at_start = true;
         loop {
             tokio::select! {
                 _ = &mut self.shutdown => break,
@@ -278,9 +292,21 @@ impl EventLoop {
                         let _ = self.swarm.behaviour_mut().kad.bootstrap();
                     }
                 }
+                _ = maintenance_tick.tick() => self.maintain(std::mem::take(&mut at_start)),
             }
         }
+        self.peers.book.save_now().await;
         debug!("swarm task stopped");
+    }
+
+    /// Redial lost peers and save the address book when due ([`crate::peers`]).
+    /// The first tick, at start, dials up to [`DISCOVERED_PEERS_TARGET`] known
+    /// peers at once.
+    fn maintain(&mut self, at_start: bool) {
+        let budget = if at_start { DISCOVERED_PEERS_TARGET } else { crate::peers::REDIALS_PER_TICK_MAX };
+        let now = Instant::now();
+        self.peers.maintain(&mut self.swarm, budget, now);
+        self.peers.book.save_if_due(now);
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -358,6 +384,7 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
                 debug!(peer = %peer_id, "connected");
+                self.peers.on_connected(peer_id, &endpoint);
                 if endpoint.is_dialer() {
                     let addr = endpoint.get_remote_address().clone();
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
@@ -387,6 +414,7 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                self.peers.on_identified(peer_id, &info.listen_addrs);
                 for addr in info.listen_addrs {
                     if is_dialable(&addr) {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
@@ -402,6 +430,18 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync_event(ev),
+            // Liveness: libp2p no longer closes a connection whose pings fail, so a
+            // peer that vanished without a close (cut cable, paused container) would
+            // look connected and swallow gossip. The ping handler reports a failure
+            // after two in a row; then the connection goes, and the maintenance tick
+            // redials the peer.
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(error) })) => match error {
+                ping::Failure::Unsupported => debug!(%peer, "peer does not answer pings; its liveness is not checked"),
+                error => {
+                    info!(%peer, %error, "peer unresponsive: closing the connection");
+                    self.swarm.close_connection(connection);
+                }
+            },
             _ => {}
         }
     }
@@ -417,7 +457,10 @@ impl EventLoop {
         }
         match Record::peek_id(data) {
             Ok(id) if self.shared.contains(&id) => Some(MessageAcceptance::Ignore),
-            Ok(_) if self.validating >= GOSSIP_VALIDATIONS_MAX => Some(MessageAcceptance::Ignore),
+            Ok(id) if self.validating >= GOSSIP_VALIDATIONS_MAX => {
+                self.shared.hold(origin, id, None, crate::refusals::BUSY);
+                Some(MessageAcceptance::Ignore)
+            }
             Ok(_) => None,
             Err(e) => {
                 self.shared.refuse(origin, None, None, &e);
@@ -672,7 +715,7 @@ fn verify_and_store(shared: &Shared, limit: &std::sync::Mutex<crate::ratelimit::
     };
     let allowed = limit.lock().unwrap_or_else(|p| p.into_inner()).allow(&record.signer, Instant::now());
     if !allowed {
-        shared.hold(origin, record.id, record.signer);
+        shared.hold(origin, record.id, Some(record.signer), crate::refusals::RATE_LIMITED);
         return MessageAcceptance::Ignore;
     }
     match shared.insert(std::slice::from_ref(&record)) {
