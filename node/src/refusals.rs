@@ -8,10 +8,12 @@
 //! message. The log keeps the last [`REFUSALS_LEN`] refusals and a counter per
 //! reason since the node started; it never holds record bytes.
 //!
-//! Records held back by the per-signer gossip rate limit are valid, so they are
-//! not refusals: they are kept apart ([`HELD_LEN`] most recent, reason
-//! [`RATE_LIMITED`]) so that a flood cannot push the evidence of invalid records
-//! out of the log.
+//! Records held back on gossip by the per-signer rate limit (reason
+//! [`RATE_LIMITED`]) or because [`crate::swarm::GOSSIP_VALIDATIONS_MAX`] records
+//! are already being verified (reason [`BUSY`]) are not refusals: they may be
+//! valid, and sync fetches them later. They are kept apart ([`HELD_LEN`] most
+//! recent) so that a flood cannot push the evidence of invalid records out of the
+//! log.
 //!
 //! Valid records that are stored but have no effect (a decision by a non-member,
 //! a revoked key's signature, an equivocator's decisions) are not refused either:
@@ -33,6 +35,9 @@ pub const HELD_LEN: usize = 32;
 pub const REFUSAL_MESSAGE_BYTES_MAX: usize = 256;
 /// The reason name of a valid record held back by the per-signer gossip rate limit.
 pub const RATE_LIMITED: &str = "rate_limited";
+/// The reason name of a gossip record not verified because the node was already
+/// verifying as many as it takes at once.
+pub const BUSY: &str = "busy";
 
 /// Where a refused record came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +65,8 @@ pub struct Refusal {
     pub id: Option<RecordId>,
     /// The signer, when the envelope was decoded that far.
     pub signer: Option<PublicKey>,
-    /// A short stable name: [`RecordError::kind`] or [`RATE_LIMITED`].
+    /// A short stable name: [`RecordError::kind`], or [`RATE_LIMITED`] or [`BUSY`]
+    /// for a held record.
     pub reason: Cow<'static, str>,
     /// What was wrong, for people (at most [`REFUSAL_MESSAGE_BYTES_MAX`] bytes).
     pub message: String,
@@ -76,10 +82,10 @@ pub struct Refusals {
     pub counts: BTreeMap<String, u64>,
     /// Refusals since the node started (the sum of `counts`).
     pub refused_total: u64,
-    /// The most recent records held by the rate limit, newest first (at most
-    /// [`HELD_LEN`]); valid records that sync fetches later.
+    /// The most recent gossip records held back (rate limit, busy), newest first
+    /// (at most [`HELD_LEN`]); sync fetches them later.
     pub held: Vec<Refusal>,
-    /// Records held by the rate limit since the node started.
+    /// Records held back since the node started.
     pub held_total: u64,
 }
 
@@ -115,10 +121,15 @@ impl RefusalLog {
         push_bounded(&mut self.refused, REFUSALS_LEN, entry(origin, id, signer, reason, &error.to_string()));
     }
 
-    /// Record a valid record held back by the rate limit.
-    pub(crate) fn hold(&mut self, origin: Origin<'_>, id: RecordId, signer: PublicKey) {
+    /// Record a gossip record held back: `reason` is [`RATE_LIMITED`] or [`BUSY`].
+    pub(crate) fn hold(&mut self, origin: Origin<'_>, id: RecordId, signer: Option<PublicKey>, reason: &'static str) {
         self.held_total += 1;
-        push_bounded(&mut self.held, HELD_LEN, entry(origin, Some(id), Some(signer), RATE_LIMITED, "signer is over its gossip rate limit; sync fetches the record later"));
+        let message = if reason == RATE_LIMITED {
+            "signer is over its gossip rate limit; sync fetches the record later"
+        } else {
+            "node was verifying as many gossip records as it takes at once; sync fetches the record later"
+        };
+        push_bounded(&mut self.held, HELD_LEN, entry(origin, Some(id), signer, reason, message));
     }
 
     pub(crate) fn snapshot(&self) -> Refusals {
@@ -206,7 +217,7 @@ mod tests {
         log.refuse(Origin::new(Source::Control, None), None, None, &RecordError::BadSignature);
         let signer = protocol::testkit::Author::new("flooder", protocol::NetworkId::from_bytes([1; 32])).public();
         for n in 0..(HELD_LEN * 10) as u64 {
-            log.hold(Origin::new(Source::Gossip, None), id(n), signer);
+            log.hold(Origin::new(Source::Gossip, None), id(n), Some(signer), RATE_LIMITED);
         }
         let s = log.snapshot();
         assert_eq!(s.held.len(), HELD_LEN);

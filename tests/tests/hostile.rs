@@ -5,9 +5,12 @@
 //! shows from outside; the reason goes to the `medmesh::audit` log) or, for a
 //! valid record without authority, keep it without any change to what the fold
 //! derives; and that the honest nodes keep serving: a valid record published
-//! afterwards still reaches every one of them.
+//! afterwards still reaches every one of them. Every refusal is also checked in
+//! each honest node's refusal log ([`node::Client::refusals`]) with its reason;
+//! a valid record without authority is checked in the fold's `ignored` list (or
+//! the result's own reason) instead, and must not appear as a refusal.
 
-use node::{Client, Node, PeerId};
+use node::{Client, Node, PeerId, Source};
 use protocol::fold::Status;
 use protocol::record::{Body, Decision, KeyRevocation, Subject};
 use protocol::testkit::{Author, Workflow, container, decide, request, result};
@@ -127,6 +130,55 @@ impl Arena {
         .await;
     }
 
+    /// Wait until every honest node's refusal log holds a gossip refusal from the
+    /// hostile peer with `reason` (and `id`, when the bytes had one), and return
+    /// one node's entry.
+    async fn refusal_logged(&self, reason: &str, id: Option<protocol::RecordId>) -> node::Refusal {
+        self.refusal_logged_from(&self.evil_peer, reason, id).await
+    }
+
+    /// As [`Self::refusal_logged`], for a refusal of what `peer` sent.
+    async fn refusal_logged_from(&self, peer: &PeerId, reason: &str, id: Option<protocol::RecordId>) -> node::Refusal {
+        let evil = peer.to_string();
+        let matches = |r: &node::Refusal| r.reason == reason && r.source == Source::Gossip && r.peer.as_deref() == Some(evil.as_str()) && (id.is_none() || r.id == id);
+        eventually(&format!("every honest node to log a `{reason}` refusal from {evil}"), REACTION_TIMEOUT_MS, || async {
+            self.honest.iter().all(|c| c.refusals().refused.iter().any(matches))
+        })
+        .await;
+        for (i, c) in self.honest.iter().enumerate() {
+            let log = c.refusals();
+            assert!(log.counts.get(reason).copied().unwrap_or(0) >= 1, "honest node {i} counts `{reason}`: {:?}", log.counts);
+        }
+        self.honest[0].refusals().refused.into_iter().find(matches).expect("the refusal just seen")
+    }
+
+    /// No honest node refused anything (valid records, duplicates).
+    fn nothing_refused(&self) {
+        for (i, c) in self.honest.iter().enumerate() {
+            let log = c.refusals();
+            assert_eq!(log.refused_total, 0, "honest node {i} refused: {:?}", log.refused);
+        }
+    }
+
+    /// A second hostile peer, connected to every honest node. (Once a peer's first
+    /// invalid record drops its score below the graylist threshold, honest nodes
+    /// ignore everything else it sends, so each further hostile message that must
+    /// reach validation needs a fresh sender.)
+    async fn fresh_peer(&self) -> (Node, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let n = start(dir.path(), &self.w.root, &self.nodes[0].addresses()).await;
+        let c = n.client();
+        for h in &self.nodes[1..3] {
+            c.dial(h.addresses()[0].clone()).await.expect("node runs").expect("dial");
+        }
+        eventually("the fresh peer to see every honest node on the topic", REACTION_TIMEOUT_MS, || async {
+            let peers = c.peers().await.unwrap_or_default();
+            self.nodes[..3].iter().all(|n| peers.iter().any(|p| p.peer_id == n.peer_id().to_string() && p.subscribed))
+        })
+        .await;
+        (n, dir)
+    }
+
     /// Wait until every honest node holds `id` (a valid record kept without effect).
     async fn held_everywhere(&self, id: &protocol::RecordId) {
         eventually("every honest node to hold the record", REACTION_TIMEOUT_MS, || async { self.honest.iter().all(|c| c.contains(id)) }).await;
@@ -170,10 +222,22 @@ fn envelope_prefix(r: &Record) -> Vec<u8> {
 }
 
 /// An envelope around an arbitrary payload, with an all-zero signature.
+/// The byte-string header is in canonical (shortest) form, so that the envelope
+/// itself is well formed and what is tested is the payload.
 fn envelope_with_payload(r: &Record, payload: &[u8]) -> Vec<u8> {
     let mut b = envelope_prefix(r);
-    b.push(0x5a);
-    b.extend_from_slice(&u32::try_from(payload.len()).expect("test payload fits u32").to_be_bytes());
+    match payload.len() {
+        n if n < 24 => b.push(0x40 + n as u8),
+        n if n < 1 << 8 => b.extend_from_slice(&[0x58, n as u8]),
+        n if n < 1 << 16 => {
+            b.push(0x59);
+            b.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            b.push(0x5a);
+            b.extend_from_slice(&u32::try_from(n).expect("test payload fits u32").to_be_bytes());
+        }
+    }
     b.extend_from_slice(payload);
     b.extend_from_slice(&[0x58, 0x40]);
     b.extend_from_slice(&[0u8; 64]);
@@ -189,6 +253,8 @@ async fn a_forged_signature_is_refused_everywhere() {
     let id = Record::peek_id(&forged).expect("the forgery is well formed");
     a.send(forged).await;
     a.refused_everywhere().await;
+    let logged = a.refusal_logged("bad_signature", Some(id)).await;
+    assert_eq!(logged.signer, Some(Author::new("mallory", a.w.root.network_id()).public()));
     assert!(a.honest.iter().all(|c| !c.contains(&id)));
     a.unchanged(0);
     a.still_serving().await;
@@ -202,6 +268,7 @@ async fn a_record_signed_for_another_network_is_refused_everywhere() {
     let other = Author::new("admin", protocol::NetworkId::from_bytes([7; 32])).sign(container("elsewhere", &["infer"]));
     a.send(other.bytes.to_vec()).await;
     a.refused_everywhere().await;
+    a.refusal_logged("wrong_network", Some(other.id)).await;
     assert!(a.honest.iter().all(|c| !c.contains(&other.id)));
     a.unchanged(0);
     a.still_serving().await;
@@ -218,6 +285,7 @@ async fn an_oversized_record_is_refused_everywhere() {
     assert!(big.len() > protocol::limits::ENVELOPE_BYTES_MAX && big.len() < node::swarm::GOSSIP_MESSAGE_BYTES_MAX);
     a.send(big).await;
     a.refused_everywhere().await;
+    a.refusal_logged("too_large", None).await;
     a.unchanged(0);
     a.still_serving().await;
     a.unchanged(0);
@@ -231,11 +299,25 @@ async fn deeply_nested_cbor_is_refused_everywhere_without_a_crash() {
     let depth = 20_000;
     let mut nested = vec![0x81u8; depth];
     nested.push(0x00);
-    a.send(envelope_with_payload(&a.w.records[0], &nested)).await;
+    let in_envelope = envelope_with_payload(&a.w.records[0], &nested);
+    let id = Record::peek_id(&in_envelope).expect("the envelope is well formed");
+    a.send(in_envelope).await;
+    a.refused_everywhere().await;
+    // Inside a well-formed envelope the depth limit refuses the payload.
+    let logged = a.refusal_logged("bad_payload", Some(id)).await;
+    assert!(logged.message.contains("nested deeper"), "{}", logged.message);
+    // Bare, the envelope (from a second peer: the first is graylisted by now).
+    let (second, _dir) = a.fresh_peer().await;
     let mut bare = vec![0x9fu8; depth]; // indefinite-length arrays, never closed
     bare.push(0x00);
-    a.send(bare).await;
-    a.refused_everywhere().await;
+    eventually("the bare nesting to be sent", REACTION_TIMEOUT_MS, || {
+        let c = second.client();
+        let bare = bare.clone();
+        async move { matches!(c.publish_unchecked(bare).await, Ok(node::Gossiped::Sent)) }
+    })
+    .await;
+    a.refusal_logged_from(&second.peer_id(), "bad_envelope", None).await;
+    second.shutdown().await;
     a.unchanged(0);
     a.still_serving().await;
     a.unchanged(0);
@@ -250,6 +332,8 @@ async fn truncated_bytes_are_refused_everywhere() {
         a.send(fresh.bytes[..cut].to_vec()).await;
     }
     a.refused_everywhere().await;
+    let logged = a.refusal_logged("bad_envelope", None).await;
+    assert_eq!(logged.id, None, "truncated bytes have no record id");
     assert!(a.honest.iter().all(|c| !c.contains(&fresh.id)));
     a.unchanged(0);
     a.still_serving().await;
@@ -294,6 +378,8 @@ async fn a_replayed_old_record_changes_nothing() {
         let score = peers.iter().find(|p| p.peer_id == rid).and_then(|p| p.score).unwrap_or(0.0);
         assert!(score >= 0.0, "replay penalised: {score}");
     }
+    // Nor is it logged as a refusal.
+    a.nothing_refused();
     replayer.shutdown().await;
     a.stop().await;
 }
@@ -313,8 +399,10 @@ async fn an_approval_by_a_non_member_is_kept_but_changes_no_state() {
         let assoc = s.association(&b, &Subject::Model(model)).expect("the request");
         assert_eq!((assoc.status, assoc.approvals.len()), (Status::Pending, 1));
         let why = s.ignored.iter().find(|i| i.id == approval.id).expect("the approval is reported as ignored");
-        assert!(why.reason.contains("committee"), "{}", why.reason);
+        assert_eq!(why.reason, "signer is not on the benchmark's committee");
     }
+    // Valid, so kept: the fold reports it, the refusal log does not.
+    a.nothing_refused();
     a.still_serving().await;
     a.unchanged(1);
     a.stop().await;
@@ -333,8 +421,9 @@ async fn a_result_for_someone_elses_dataset_is_kept_but_never_counts() {
         let s = c.state();
         let v = s.results.iter().find(|r| r.id == stolen.id).expect("the result is listed");
         assert!(!v.counts, "a result for someone else's dataset counts: {v:?}");
-        assert!(v.reason.is_some());
+        assert_eq!(v.reason.as_deref(), Some("only the dataset's owner can submit its results"));
     }
+    a.nothing_refused();
     a.still_serving().await;
     a.unchanged(1);
     a.stop().await;
@@ -361,7 +450,10 @@ async fn a_revoked_keys_decision_and_release_signature_change_nothing() {
         assert_eq!((assoc.status, assoc.approvals.len()), (Status::Pending, 1));
         let why = s.ignored.iter().find(|i| i.id == decision.id).expect("the revoked key's decision is reported as ignored");
         assert!(why.reason.contains("revoked"), "{}", why.reason);
+        let why = s.ignored.iter().find(|i| i.id == revoked_signature.id).expect("the revoked key's release signature is reported as ignored");
+        assert!(why.reason.contains("revoked"), "{}", why.reason);
     }
+    a.nothing_refused();
     a.still_serving().await;
     a.unchanged(2);
     a.stop().await;
@@ -415,6 +507,22 @@ async fn a_flood_from_one_valid_key_is_held_by_the_rate_limit_without_hurting_ot
     }
     assert!(held.iter().all(|h| *h < FLOOD_RECORDS as u64), "the flood was held: {held:?}");
     eprintln!("flood: {FLOOD_RECORDS} records pushed in about {elapsed_s} s; honest nodes took {held:?} by gossip (bound {bound})");
+    // What each honest node held back is logged as held (by the rate limit, or
+    // because it was busy verifying), never as refused: the records are valid.
+    let flooder = Author::new("flooder", w.root.network_id()).public();
+    for (i, c) in honest.iter().enumerate() {
+        let log = c.refusals();
+        eprintln!("honest node {i}: held back {}, refused {}", log.held_total, log.refused_total);
+        assert!(log.held.iter().all(|h| h.source == Source::Gossip), "{:?}", log.held);
+        for h in &log.held {
+            match h.reason.as_ref() {
+                node::refusals::RATE_LIMITED => assert_eq!(h.signer, Some(flooder)),
+                node::refusals::BUSY => assert!(flood.iter().any(|r| Some(r.id) == h.id)),
+                other => panic!("honest node {i} held a flood record for `{other}`"),
+            }
+        }
+        assert_eq!(log.refused_total, 0, "honest node {i} refused valid records: {:?}", log.refused);
+    }
 
     // Another signer's record, published at an honest node, still reaches every
     // honest node by gossip while the flood's tail is being held.
@@ -440,4 +548,58 @@ async fn a_flood_from_one_valid_key_is_held_by_the_rate_limit_without_hurting_ot
     for n in nodes {
         n.shutdown().await;
     }
+}
+
+/// A hostile case not in the matrix, sent by hand to a running node's control API:
+/// a record correctly signed for this network whose container name is over its
+/// bound. The node answers 422 with the reason, logs the refusal (also when the
+/// same bytes come in an import), and its state does not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_record_with_a_field_out_of_bounds_is_refused_by_the_control_api_and_logged() {
+    init_tracing();
+    let w = Workflow::complete();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cfg = config(dir.path(), &w.root, &[]);
+    cfg.control = Some("127.0.0.1:0".parse().expect("a socket address"));
+    let n = Node::start(cfg).await.expect("node starts");
+    let c = n.client();
+    submit_all(&c, &w.records).await;
+    let before = (c.len(), c.state_hash());
+    let addr = n.control_addr().expect("the control API runs");
+    let token = std::fs::read_to_string(dir.path().join(node::node::TOKEN_FILE)).expect("the control token");
+
+    let mallory = Author::new("mallory", w.root.network_id());
+    let long = "x".repeat(protocol::limits::NAME_BYTES_MAX + 1);
+    let bytes = mallory.sign_unchecked(0, None, container(&long, &["infer"]));
+    let id = Record::peek_id(&bytes).expect("a well-formed envelope");
+    let (status, body) = http(addr, "POST", "/v1/records", Some(token.trim()), &bytes).await;
+    let answer: serde_json::Value = serde_json::from_slice(&body).expect("a JSON answer");
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["error"], "invalid_field");
+    assert!(answer["message"].as_str().is_some_and(|m| m.contains("container.name")), "{answer}");
+
+    let (status, body) = http(addr, "GET", "/v1/refusals", None, &[]).await;
+    assert_eq!(status, 200);
+    let log: serde_json::Value = serde_json::from_slice(&body).expect("a JSON answer");
+    let entry = &log["refused"][0];
+    assert_eq!(entry["reason"], "invalid_field", "{log}");
+    assert_eq!(entry["source"], "control");
+    assert_eq!(entry["id"], serde_json::json!(id));
+    assert!(entry["peer"].is_null() && entry["at_ms"].as_u64().is_some_and(|t| t > 0), "{entry}");
+    assert_eq!(log["counts"]["invalid_field"], 1);
+    assert_eq!(log["refused_total"], 1);
+    assert!(log["fold"]["views"].as_array().is_some_and(|v| v.contains(&serde_json::json!("/v1/state/ignored"))), "{log}");
+
+    // The same bytes in an import are refused and logged too.
+    assert_eq!(c.import(vec![bytes.clone()]).await.expect("import runs"), (0, 1));
+    let log = c.refusals();
+    assert_eq!((log.refused[0].source, log.refused[0].reason.as_ref(), log.refused[0].id), (Source::Import, "invalid_field", Some(id)));
+    assert_eq!(log.counts["invalid_field"], 2);
+
+    assert!(!c.contains(&id));
+    assert_eq!((c.len(), c.state_hash()), before, "a refused record changes no state");
+    let (_, body) = http(addr, "GET", "/v1/status", None, &[]).await;
+    let status: serde_json::Value = serde_json::from_slice(&body).expect("a JSON answer");
+    assert_eq!(status["state_hash"], serde_json::json!(before.1));
+    n.shutdown().await;
 }
