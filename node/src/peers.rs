@@ -15,7 +15,8 @@
 //! [`DISCOVERED_PEERS_TARGET`] peers, known-but-disconnected ones from the book
 //! and the Kademlia routing table. Each address backs off exponentially
 //! ([`REDIAL_BACKOFF_MIN_MS`] doubling to [`REDIAL_BACKOFF_MAX_MS`]; reset when the
-//! peer connects), and a tick starts at most [`REDIALS_PER_TICK_MAX`] dials.
+//! peer connects, and every one of them when the node connects again after it had
+//! no peer left), and a tick starts at most [`REDIALS_PER_TICK_MAX`] dials.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -345,8 +346,13 @@ impl Peers {
     }
 
     /// A connection is up: its peer's backoff resets, and the address we dialled
-    /// goes into the book.
-    pub(crate) fn on_connected(&mut self, peer: PeerId, endpoint: &ConnectedPoint) {
+    /// goes into the book. The first connection after none at all (this node's
+    /// network is back: a partition healed, a container unpaused) resets every
+    /// backoff, so that the next ticks redial everyone without waiting.
+    pub(crate) fn on_connected(&mut self, peer: PeerId, endpoint: &ConnectedPoint, alone_until_now: bool) {
+        if alone_until_now {
+            self.redial.entries.clear();
+        }
         self.redial.reset(peer);
         if let ConnectedPoint::Dialer { address, .. } = endpoint {
             self.book.note(peer, address);

@@ -384,7 +384,8 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
                 debug!(peer = %peer_id, "connected");
-                self.peers.on_connected(peer_id, &endpoint);
+                let alone_until_now = self.swarm.connected_peers().count() == 1;
+                self.peers.on_connected(peer_id, &endpoint, alone_until_now);
                 if endpoint.is_dialer() {
                     let addr = endpoint.get_remote_address().clone();
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
