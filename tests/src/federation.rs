@@ -40,7 +40,7 @@ use crate::try_http;
 
 /// The node image the harness builds and runs.
 pub const NODE_IMAGE: &str = "medmesh/node:dev";
-/// The libp2p port every member listens on (TCP), inside its container.
+/// The libp2p port every member listens on, TCP and QUIC, inside its container.
 pub const P2P_PORT: u16 = 4001;
 /// The control API's port inside each container.
 pub const CONTROL_PORT: u16 = 8080;
@@ -121,9 +121,10 @@ impl Member {
         self.attached.iter().next().and_then(|n| self.ips.get(n)).map(|ip| SocketAddr::from((*ip, CONTROL_PORT)))
     }
 
-    /// The member's libp2p address on `net`.
-    pub fn p2p_addr(&self, net: Net) -> Option<String> {
-        self.ips.get(&net).map(|ip| format!("/ip4/{ip}/tcp/{P2P_PORT}/p2p/{}", self.peer_id))
+    /// The member's libp2p address on `net`, over TCP or QUIC.
+    pub fn p2p_addr(&self, net: Net, quic: bool) -> Option<String> {
+        let transport = if quic { format!("udp/{P2P_PORT}/quic-v1") } else { format!("tcp/{P2P_PORT}") };
+        self.ips.get(&net).map(|ip| format!("/ip4/{ip}/{transport}/p2p/{}", self.peer_id))
     }
 }
 
@@ -211,7 +212,21 @@ impl Federation {
             fed.start_member(i).await?;
         }
         fed.wait_fully_connected(START_TIMEOUT_MS).await?;
+        fed.check_quic_in_use().await?;
         Ok(fed)
+    }
+
+    /// Node 2 dialled the bootstrap peer over QUIC: its connection must be QUIC.
+    async fn check_quic_in_use(&self) -> Result<()> {
+        let boot = &self.members[0].peer_id;
+        let peers = self.get_json(2, "/v1/peers").await?;
+        let quic = peers.as_array().into_iter().flatten().filter(|p| p["peer_id"].as_str() == Some(boot)).any(|p| {
+            p["addresses"].as_array().into_iter().flatten().filter_map(Value::as_str).any(|a| a.contains("/quic-v1"))
+        });
+        if !quic {
+            bail!("node2 is not connected to the bootstrap peer over QUIC: {peers}");
+        }
+        Ok(())
     }
 
     /// Indices of the nodes (every member but the bootstrap peer).
@@ -233,13 +248,15 @@ impl Federation {
         let mut cmd: Vec<String> = if bootstrap {
             vec!["/medmesh-bootstrap".into()]
         } else {
-            let boot = self.members.first().and_then(|b| b.p2p_addr(Net::Mesh)).ok_or_else(|| anyhow!("start the bootstrap peer first"))?;
+            // Odd nodes reach the bootstrap peer over TCP, even ones over QUIC: both
+            // transports carry the federation's traffic.
+            let boot = self.members.first().and_then(|b| b.p2p_addr(Net::Mesh, i % 2 == 0)).ok_or_else(|| anyhow!("start the bootstrap peer first"))?;
             vec!["/medmesh".into(), "node".into(), "start".into(), "--bootstrap".into(), boot]
         };
-        for a in ["--data-dir", "/data", "--root", "/network.root", "--listen"] {
+        for a in ["--data-dir", "/data", "--root", "/network.root"] {
             cmd.push(a.into());
         }
-        cmd.push(format!("/ip4/0.0.0.0/tcp/{P2P_PORT}"));
+        cmd.extend(["--listen".into(), format!("/ip4/0.0.0.0/tcp/{P2P_PORT}"), "--listen".into(), format!("/ip4/0.0.0.0/udp/{P2P_PORT}/quic-v1")]);
         cmd.extend(["--control".into(), format!("0.0.0.0:{CONTROL_PORT}"), "--control-public".into()]);
         let owner = std::fs::metadata(&dir).with_context(|| format!("reading {}", dir.display()))?;
         let mesh = self.nets[&Net::Mesh].name.clone();
