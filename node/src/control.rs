@@ -28,8 +28,9 @@
 //! `reason` the same stable name a refused `POST /v1/records` answers in `error`
 //! (`too_large`, `bad_envelope`, `unsupported_version`, `wrong_network`,
 //! `bad_signer_key`, `bad_payload`, `invalid_field`, `bad_signature`); `counts`,
-//! refusals per reason since the node started; `held`, valid records held back by
-//! the per-signer gossip rate limit (reason `rate_limited`, fetched later by sync).
+//! refusals per reason since the node started; `held` and `held_total`, gossip
+//! records held back, not refused (reason `rate_limited` for the per-signer rate
+//! limit, `busy` when verification is at capacity), which sync fetches later.
 //! Valid records the fold keeps without effect are not refusals: `fold` counts
 //! them and names the views that list them with their reasons
 //! (`/v1/state/ignored`, and `/v1/state/results` for results that do not count).
