@@ -12,6 +12,18 @@ use node::{Multiaddr, Node, NodeConfig};
 pub enum NodeCmd {
     /// Run a node in the foreground (Ctrl-C stops it): store, gossip, sync, control API.
     Start(StartArgs),
+    /// Records a running node refused lately (from peers, sync or this machine), and why.
+    Refusals(RefusalsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RefusalsArgs {
+    /// Data directory of the running node.
+    #[arg(long, env = "MEDMESH_NODE_DIR")]
+    pub data_dir: PathBuf,
+    /// Print the node's whole answer as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -43,7 +55,30 @@ pub struct StartArgs {
 pub fn run(cmd: NodeCmd) -> anyhow::Result<()> {
     match cmd {
         NodeCmd::Start(a) => start(a),
+        NodeCmd::Refusals(a) => refusals(a),
     }
+}
+
+fn refusals(a: RefusalsArgs) -> anyhow::Result<()> {
+    let control = medmesh_cli::control::Control::for_node_dir(&a.data_dir)?;
+    let v: serde_json::Value = control.get_json("/v1/refusals")?.context("this node has no refusal log; update it")?;
+    if a.json {
+        return medmesh_cli::output::json(&v);
+    }
+    let text = |x: &serde_json::Value| x.as_str().map(str::to_string).unwrap_or_else(|| "-".into());
+    let short = |x: &serde_json::Value| x.as_str().map(|s| s.chars().take(12).collect()).unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = v["refused"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| vec![text(&r["source"]), text(&r["reason"]), short(&r["id"]), short(&r["peer"]), text(&r["message"])])
+        .collect();
+    medmesh_cli::output::table(&["from", "reason", "record", "peer", "message"], rows)?;
+    let counts: Vec<String> = v["counts"].as_object().into_iter().flatten().map(|(k, n)| format!("{k} {n}")).collect();
+    println!("refused since start: {} ({})", v["refused_total"], if counts.is_empty() { "none".into() } else { counts.join(", ") });
+    println!("held back (rate limit or load; they arrive later by sync): {}", v["held_total"]);
+    println!("valid records without effect (see /v1/state/ignored): {}", v["fold"]["ignored"]);
+    Ok(())
 }
 
 fn start(a: StartArgs) -> anyhow::Result<()> {

@@ -150,6 +150,16 @@ fn an_unknown_id_and_a_refused_record_are_explained() {
     assert!(stderr(&o).contains("refused"), "{}", stderr(&o));
     assert!(stderr(&o).contains("network"), "{}", stderr(&o));
 
+    // The node logged the refusal with its reason.
+    let node_dir = h.join("node");
+    let o = medmesh(&h, &["node", "refusals", "--json", "--data-dir", node_dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("refusals as JSON");
+    let refused = v["refused"].as_array().expect("a refused list");
+    assert!(refused.iter().any(|r| r["reason"] == "wrong_network" && r["source"] == "control"), "{v}");
+    let o = medmesh(&h, &["node", "refusals", "--data-dir", node_dir.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("wrong_network"), "{}", String::from_utf8_lossy(&o.stdout));
+
     // Without -y and without a terminal, nothing is published.
     let o = medmesh(&h, &["profile", "publish", "--name", "Alice"]);
     assert!(!o.status.success());
