@@ -164,16 +164,15 @@ impl Node {
                 swarm.behaviour_mut().kad.add_address(peer, addr.clone());
             }
         }
-        let has_bootstrap = !config.bootstrap.is_empty() || book.len() > 0;
-        if has_bootstrap {
+        let peers = Peers::new(book, &config.bootstrap);
+        if peers.has_seeds() {
             let _ = swarm.behaviour_mut().kad.bootstrap();
         }
-        let peers = Peers::new(book, &config.bootstrap);
         info!(peer = %peer_id, "node started");
 
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_LEN);
         let (stop_swarm, stop_rx) = oneshot::channel();
-        let event_loop = EventLoop::new(swarm, shared.clone(), rx, stop_rx, listen.clone(), has_bootstrap, config.sync_interval, peers);
+        let event_loop = EventLoop::new(swarm, shared.clone(), rx, stop_rx, listen.clone(), config.sync_interval, peers);
         let swarm_task = tokio::spawn(event_loop.run());
         let client = Client { shared: shared.clone(), commands: tx, peer_id };
 

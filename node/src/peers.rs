@@ -335,14 +335,23 @@ impl Redial {
 pub(crate) struct Peers {
     pub(crate) book: AddressBook,
     bootstrap: Vec<(PeerId, Multiaddr)>,
+    /// Bootstrap peers were configured or the book knows someone.
+    seeds: bool,
     redial: Redial,
 }
 
 impl Peers {
     /// `bootstrap` addresses without a `/p2p/<peer id>` are dialled at start only.
     pub(crate) fn new(book: AddressBook, bootstrap: &[Multiaddr]) -> Self {
+        let seeds = !bootstrap.is_empty() || book.len() > 0;
         let bootstrap = bootstrap.iter().filter_map(|a| crate::swarm::peer_of(a).map(|p| (p, a.clone()))).collect();
-        Peers { book, bootstrap, redial: Redial::default() }
+        Peers { book, bootstrap, seeds, redial: Redial::default() }
+    }
+
+    /// Whether Kademlia has anyone to bootstrap through (configured bootstrap
+    /// peers or peers from the address book).
+    pub(crate) fn has_seeds(&self) -> bool {
+        self.seeds
     }
 
     /// A connection is up: its peer's backoff resets, and the address we dialled

@@ -221,7 +221,6 @@ pub(crate) struct EventLoop {
     validating: usize,
     addresses: HashMap<PeerId, HashSet<Multiaddr>>,
     listen: Vec<Multiaddr>,
-    has_bootstrap: bool,
     sync_interval: Duration,
     next_peer: usize,
     status: SyncStatus,
@@ -237,7 +236,6 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         shutdown: oneshot::Receiver<()>,
         listen: Vec<Multiaddr>,
-        has_bootstrap: bool,
         sync_interval: Duration,
         peers: crate::peers::Peers,
     ) -> Self {
@@ -259,7 +257,6 @@ impl EventLoop {
             validating: 0,
             addresses: HashMap::new(),
             listen,
-            has_bootstrap,
             sync_interval,
             next_peer: 0,
             status: SyncStatus::default(),
@@ -288,7 +285,7 @@ impl EventLoop {
                 }
                 _ = sync_tick.tick() => self.periodic_sync(),
                 _ = kad_tick.tick() => {
-                    if self.has_bootstrap {
+                    if self.peers.has_seeds() {
                         let _ = self.swarm.behaviour_mut().kad.bootstrap();
                     }
                 }
