@@ -96,6 +96,11 @@ impl Shared {
         self.refusal_log().hold(origin, id, signer, reason);
     }
 
+    /// Gossip records held back since start (they arrive later by sync).
+    pub(crate) fn held_total(&self) -> u64 {
+        self.refusal_log().held_total()
+    }
+
     pub(crate) fn refusals(&self) -> refusals::Refusals {
         self.refusal_log().snapshot()
     }

@@ -132,6 +132,11 @@ impl RefusalLog {
         push_bounded(&mut self.held, HELD_LEN, entry(origin, Some(id), signer, reason, message));
     }
 
+    /// Records held back since start.
+    pub(crate) fn held_total(&self) -> u64 {
+        self.held_total
+    }
+
     pub(crate) fn snapshot(&self) -> Refusals {
         Refusals {
             refused: self.refused.iter().rev().cloned().collect(),

@@ -223,6 +223,8 @@ pub(crate) struct EventLoop {
     listen: Vec<Multiaddr>,
     sync_interval: Duration,
     next_peer: usize,
+    /// Held-back gossip records already answered with a catch-up sync.
+    held_seen: u64,
     status: SyncStatus,
     signer_limit: Arc<std::sync::Mutex<crate::ratelimit::SignerLimiter>>,
     /// The address book and the redial schedule.
@@ -259,6 +261,7 @@ impl EventLoop {
             listen,
             sync_interval,
             next_peer: 0,
+            held_seen: 0,
             status: SyncStatus::default(),
             signer_limit: Default::default(),
             peers,
@@ -304,6 +307,13 @@ impl EventLoop {
         let now = Instant::now();
         self.peers.maintain(&mut self.swarm, budget, now);
         self.peers.book.save_if_due(now);
+        // Gossip records held back (a signer over its rate limit, a busy node) come
+        // by sync: fetch them within a tick rather than at the next periodic round.
+        let held = self.shared.held_total();
+        if held > self.held_seen {
+            self.held_seen = held;
+            self.periodic_sync();
+        }
     }
 
     fn on_command(&mut self, cmd: Command) {

@@ -20,7 +20,7 @@ use crate::federation::{CONVERGE_TIMEOUT_MS, Federation, Net};
 /// Nodes in each scenario's federation (plus one bootstrap peer).
 pub const NODES: usize = 5;
 /// Records each writer adds during a fault.
-pub const RECORDS_PER_WRITER: usize = 40;
+pub const RECORDS_PER_WRITER: usize = 150;
 /// How long a fault lasts at least after its writes (peers notice a dead
 /// connection by ping timeouts; this lets them).
 pub const FAULT_HOLD_MS: u64 = 12_000;

@@ -309,3 +309,35 @@ async fn nodes_that_know_each_other_keep_working_without_the_bootstrap_peer() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_held_back_by_the_rate_limit_arrive_by_sync_within_seconds() {
+    init_tracing();
+    let w = Workflow::complete();
+    let mut dirs = Vec::new();
+    let mut nodes: Vec<node::Node> = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let boot = nodes.first().map(|n| n.addresses()).unwrap_or_default();
+        let mut c = config(dir.path(), &w.root, &boot);
+        // No periodic round will come during the test: only the held records can
+        // start the sync that fetches them.
+        c.sync_interval = std::time::Duration::from_secs(3600);
+        nodes.push(node::Node::start(c).await.unwrap());
+        dirs.push(dir);
+    }
+    let clients: Vec<_> = nodes.iter().map(|n| n.client()).collect();
+    meshed(&clients).await;
+
+    // One signer publishes well beyond its gossip burst.
+    let burst = node::ratelimit::GOSSIP_SIGNER_BURST_RECORDS as usize;
+    let records = bulk_records("busy-signer", &w.root, burst + 200);
+    submit_all(&clients[0], &records).await;
+    eventually("the receiver to hold some records back", 10_000, || async { clients[1].refusals().held_total > 0 }).await;
+    let n = records.len() as u64;
+    eventually("the held records to arrive by sync", 15_000, || async { clients[1].len() == n }).await;
+    assert_eq!(clients[1].state_hash(), clients[0].state_hash());
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
