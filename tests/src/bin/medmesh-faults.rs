@@ -3,20 +3,22 @@
 //!
 //! ```text
 //! cargo run -p tests --bin medmesh-faults [-- --json] [-- partition node-loss ...]
+//! cargo run -p tests --bin medmesh-faults -- --image-only    # just build medmesh/node:dev
 //! ```
 
 use std::process::ExitCode;
 
 use runner::Engine;
 use tests::faults::{self, SCENARIOS};
-use tests::federation::build_node_image;
+use tests::federation::{NODE_IMAGE, build_node_image};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let json = args.iter().any(|a| a == "--json");
+    let image_only = args.iter().any(|a| a == "--image-only");
     let mut chosen: Vec<&str> = args.iter().filter(|a| !a.starts_with("--")).map(String::as_str).collect();
-    if let Some(bad) = args.iter().find(|a| a.starts_with("--") && *a != "--json") {
-        eprintln!("error: unknown option {bad}; usage: medmesh-faults [--json] [{}]...", SCENARIOS.join("|"));
+    if let Some(bad) = args.iter().find(|a| a.starts_with("--") && *a != "--json" && *a != "--image-only") {
+        eprintln!("error: unknown option {bad}; usage: medmesh-faults [--json] [--image-only] [{}]...", SCENARIOS.join("|"));
         return ExitCode::FAILURE;
     }
     if let Some(bad) = chosen.iter().find(|c| !SCENARIOS.contains(c)) {
@@ -42,9 +44,16 @@ fn main() -> ExitCode {
             }
         };
         eprintln!("building the node image (static release build; minutes the first time)...");
-        if let Err(e) = build_node_image(&engine).await {
-            eprintln!("error: {e:#}");
-            return ExitCode::FAILURE;
+        match build_node_image(&engine).await {
+            Ok(digest) if image_only => {
+                println!("{NODE_IMAGE} {digest}");
+                return ExitCode::SUCCESS;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
         }
         let mut reports = Vec::new();
         let mut failed = false;
