@@ -375,6 +375,18 @@ impl Federation {
         Ok(code == 200)
     }
 
+    /// Wait until member `i` holds record `id` (hex); fails at the deadline.
+    pub async fn wait_holds(&self, i: usize, id: &str, timeout_ms: u64) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        while !self.holds(i, id).await.unwrap_or(false) {
+            if Instant::now() >= deadline {
+                bail!("{} still lacks record {id} after {timeout_ms} ms", self.members[i].name);
+            }
+            tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+        }
+        Ok(())
+    }
+
     /// Stop member `i` cleanly (SIGTERM, then SIGKILL after [`STOP_GRACE_S`]).
     pub async fn stop(&mut self, i: usize) -> Result<()> {
         let name = self.members[i].name.clone();
