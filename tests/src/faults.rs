@@ -62,9 +62,6 @@ pub async fn run(engine: &Engine, scenario: &str) -> Result<Report> {
         "rolling-restart" => rolling_restart(&mut fed, w).await,
         other => Err(anyhow::anyhow!("no scenario named {other}; the scenarios are {}", SCENARIOS.join(", "))),
     };
-    if outcome.is_err() {
-        fed.dump_logs().await;
-    }
     let logs = fed.logs.clone();
     fed.teardown().await;
     outcome.map_err(|e| e.context(format!("scenario {scenario} (member logs in {})", logs.display())))
@@ -72,7 +69,7 @@ pub async fn run(engine: &Engine, scenario: &str) -> Result<Report> {
 
 /// The hex id of the workflow's benchmark, as the control API writes it.
 fn benchmark_hex(w: &Workflow) -> String {
-    serde_json::to_value(w.benchmark).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    w.benchmark.to_hex()
 }
 
 /// Submit the whole workflow and wait for agreement on release round 1.
@@ -223,7 +220,7 @@ async fn rolling_restart(fed: &mut Federation, w: Workflow) -> Result<Report> {
 }
 
 fn hex(r: &Record) -> String {
-    serde_json::to_value(r.id).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    r.id.to_hex()
 }
 
 /// The reports as a Markdown table.
