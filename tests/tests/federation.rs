@@ -12,12 +12,13 @@ use std::sync::Mutex;
 
 use runner::Engine;
 use tests::faults::{self, Report};
-use tests::federation::{build_node_image, workspace_root};
+use tests::federation::{Federation, build_node_image, workspace_root};
 
 /// One scenario at a time; the node image is built by the first.
 static SERIAL: Mutex<bool> = Mutex::new(false);
 
-fn scenario(name: &str) -> Report {
+/// Run `body` with the engine and the node image, one test at a time.
+fn with_engine<T>(body: impl AsyncFnOnce(&Engine) -> T) -> T {
     let mut built = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
     rt.block_on(async {
@@ -26,7 +27,13 @@ fn scenario(name: &str) -> Report {
             build_node_image(&engine).await.unwrap_or_else(|e| panic!("{e:#}"));
             *built = true;
         }
-        let report = faults::run(&engine, name).await.unwrap_or_else(|e| panic!("{e:#}"));
+        body(&engine).await
+    })
+}
+
+fn scenario(name: &str) -> Report {
+    with_engine(async |engine| {
+        let report = faults::run(engine, name).await.unwrap_or_else(|e| panic!("{e:#}"));
         let dir = workspace_root().join("target/tmp/federation");
         let _ = std::fs::create_dir_all(&dir);
         let _ = std::fs::write(dir.join(format!("{name}.json")), serde_json::to_vec_pretty(&report).unwrap_or_default());
@@ -74,4 +81,24 @@ fn a_rolling_restart_of_every_member_loses_nothing() {
     let r = scenario("rolling-restart");
     assert_no_loss(&r);
     assert_eq!(r.members, faults::NODES + 1);
+}
+
+#[test]
+fn the_harness_counts_an_acknowledged_record_that_no_member_holds() {
+    with_engine(async |engine| {
+        let w = protocol::testkit::Workflow::complete();
+        let mut fed = Federation::launch(engine, &w.root, 2).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let outcome = async {
+            fed.submit(1, &w.records).await?;
+            // As if a member had acknowledged a record and then lost it.
+            let phantom = tests::bulk_records("never-submitted", &w.root, 1).remove(0);
+            fed.acked.insert(phantom.id.to_hex());
+            fed.converge(&w.benchmark.to_hex(), tests::federation::CONVERGE_TIMEOUT_MS).await
+        }
+        .await;
+        fed.teardown().await;
+        let agreement = outcome.unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(agreement.lost, 1);
+        assert_eq!(agreement.records, w.records.len());
+    })
 }
