@@ -1,10 +1,12 @@
 //! Known peers: the address book kept in the data directory, and the redial
 //! schedule the swarm task runs on its maintenance tick.
 //!
-//! The address book remembers where peers this node has connected to can be
-//! reached (the address it dialled, and the listen addresses a connected peer
-//! reported through identify), most recently connected first, so that a node
-//! restarted while every bootstrap peer is down still finds the others. It is
+//! The address book remembers where peers this node has dialled can be reached
+//! (the address it dialled, and the listen addresses such a peer reported
+//! through identify), most recently dialled first, so that a node restarted
+//! while every bootstrap peer is down still finds the others. Peers that only
+//! connected in are not added: anyone can, with as many fresh keys as it likes,
+//! and would push the real peers out of the book. It is
 //! bounded ([`ADDRESS_BOOK_PEERS_MAX`] x [`ADDRESS_BOOK_ADDRS_MAX`]), written at
 //! most every [`ADDRESS_BOOK_WRITE_INTERVAL_MS`] and on a clean stop, atomically
 //! (temp file, fsync, rename). A file that cannot be read is a warning and an
@@ -38,7 +40,7 @@ use crate::swarm::{Behaviour, DISCOVERED_PEERS_TARGET};
 
 /// The address book's file in the data directory.
 pub const PEERS_FILE: &str = "peers";
-/// Peers kept in the address book (the most recently connected win).
+/// Peers kept in the address book (the most recently dialled win).
 pub const ADDRESS_BOOK_PEERS_MAX: usize = 64;
 /// Addresses kept per peer (the most recently used first).
 pub const ADDRESS_BOOK_ADDRS_MAX: usize = 8;
@@ -78,7 +80,7 @@ pub enum AddressBookError {
 }
 
 /// The file as stored: JSON, `{"version": 1, "peers": [{"peer": .., "addrs": [..]}]}`,
-/// most recently connected peer first.
+/// most recently dialled peer first.
 #[derive(Serialize, Deserialize)]
 struct PeersFile {
     version: u32,
@@ -91,12 +93,12 @@ struct PeerEntry {
     addrs: Vec<String>,
 }
 
-/// Where peers this node has connected to can be reached.
+/// Where peers this node has dialled can be reached.
 pub(crate) struct AddressBook {
     path: PathBuf,
     local: PeerId,
     allow_loopback: bool,
-    /// Most recently connected first; at most [`ADDRESS_BOOK_PEERS_MAX`].
+    /// Most recently dialled first; at most [`ADDRESS_BOOK_PEERS_MAX`].
     peers: Vec<(PeerId, Vec<Multiaddr>)>,
     dirty: bool,
     last_write: Option<Instant>,
@@ -141,7 +143,7 @@ impl AddressBook {
         book
     }
 
-    /// Known peers, most recently connected first.
+    /// Known peers, most recently dialled first.
     pub(crate) fn peers(&self) -> impl Iterator<Item = (&PeerId, &[Multiaddr])> {
         self.peers.iter().map(|(p, a)| (p, a.as_slice()))
     }
@@ -166,23 +168,36 @@ impl AddressBook {
         if fresh.is_empty() {
             return false;
         }
-        let mut list = match self.peers.iter().position(|(p, _)| *p == peer) {
+        let before = match self.peers.iter().position(|(p, _)| *p == peer) {
             Some(i) => self.peers.remove(i).1,
             None => Vec::new(),
         };
-        let before = list.clone();
-        let mut merged: Vec<Multiaddr> = Vec::with_capacity(ADDRESS_BOOK_ADDRS_MAX);
-        for a in fresh.into_iter().chain(list.drain(..)) {
-            if merged.len() < ADDRESS_BOOK_ADDRS_MAX && !merged.contains(&a) {
-                merged.push(a);
-            }
-        }
+        let merged = merge_addrs(fresh, &before);
         let moved = self.peers.first().is_none_or(|(p, _)| *p != peer);
         if merged != before || moved {
             self.dirty = true;
         }
         self.peers.insert(0, (peer, merged));
         self.peers.truncate(ADDRESS_BOOK_PEERS_MAX);
+        true
+    }
+
+    /// Add the dialable ones of `addrs` in front of the addresses of `peer` if
+    /// the book already knows it; it keeps its place. Returns whether the peer
+    /// is known and any address was kept.
+    pub(crate) fn update_known(&mut self, peer: PeerId, addrs: &[Multiaddr]) -> bool {
+        let Some(i) = self.peers.iter().position(|(p, _)| *p == peer) else {
+            return false;
+        };
+        let fresh: Vec<Multiaddr> = addrs.iter().filter_map(|a| dialable(a, &peer, self.allow_loopback)).collect();
+        if fresh.is_empty() {
+            return false;
+        }
+        let merged = merge_addrs(fresh, &self.peers[i].1);
+        if merged != self.peers[i].1 {
+            self.peers[i].1 = merged;
+            self.dirty = true;
+        }
         true
     }
 
@@ -225,6 +240,17 @@ impl AddressBook {
         let bytes = serde_json::to_vec_pretty(&file).expect("a peers file serialises: strings and integers only");
         (self.path.clone(), bytes, self.write_lock.clone())
     }
+}
+
+/// `fresh` then `old`, without duplicates, at most [`ADDRESS_BOOK_ADDRS_MAX`].
+fn merge_addrs(fresh: Vec<Multiaddr>, old: &[Multiaddr]) -> Vec<Multiaddr> {
+    let mut merged: Vec<Multiaddr> = Vec::with_capacity(ADDRESS_BOOK_ADDRS_MAX);
+    for a in fresh.into_iter().chain(old.iter().cloned()) {
+        if merged.len() < ADDRESS_BOOK_ADDRS_MAX && !merged.contains(&a) {
+            merged.push(a);
+        }
+    }
+    merged
 }
 
 fn read_file(path: &Path) -> Result<Option<PeersFile>, AddressBookError> {
@@ -368,9 +394,12 @@ impl Peers {
         }
     }
 
-    /// A connected peer told us where it listens.
+    /// A connected peer told us where it listens: only a peer already in the
+    /// book (one this node dialled) has its addresses updated. Anyone can
+    /// connect in and identify with fresh keys; were they recorded, a few dozen
+    /// such connections would push every real peer out of the book.
     pub(crate) fn on_identified(&mut self, peer: PeerId, listen: &[Multiaddr]) {
-        self.book.note_many(peer, listen);
+        self.book.update_known(peer, listen);
     }
 
     /// Redial: bootstrap peers that are not connected, then, while connected
@@ -506,6 +535,38 @@ mod tests {
         assert!(!book.peers().any(|(p, _)| *p == first), "the oldest peer is forgotten");
         assert!(!book.note(peer(), &addr("/ip4/0.0.0.0/tcp/4001")), "an unspecified address is not kept");
         assert!(!book.note(book.local, &addr("/ip4/10.0.0.1/tcp/4001")), "the node itself is not kept");
+    }
+
+    fn dialer(address: &str) -> ConnectedPoint {
+        ConnectedPoint::Dialer { address: addr(address), role_override: libp2p::core::Endpoint::Dialer, port_use: libp2p::core::transport::PortUse::Reuse }
+    }
+
+    fn listener() -> ConnectedPoint {
+        ConnectedPoint::Listener { local_addr: addr("/ip4/10.0.0.1/tcp/4001"), send_back_addr: addr("/ip4/10.9.9.9/tcp/50000") }
+    }
+
+    #[test]
+    fn peers_that_only_connected_in_cannot_push_dialled_peers_out_of_the_book() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut peers = Peers::new(AddressBook::empty(dir.path().join(PEERS_FILE), peer(), false), &[]);
+        let real = peer();
+        peers.on_connected(real, &dialer("/ip4/10.0.0.2/tcp/4001"), true);
+        peers.on_identified(real, &[addr("/ip4/10.0.0.2/tcp/4001"), addr("/ip4/10.0.0.3/tcp/4001")]);
+        for i in 0..ADDRESS_BOOK_PEERS_MAX as u32 * 2 {
+            let stranger = peer();
+            peers.on_connected(stranger, &listener(), false);
+            peers.on_identified(stranger, &[addr(&format!("/ip4/10.2.{}.{}/tcp/4001", i / 256, i % 256))]);
+        }
+        let book: Vec<(PeerId, Vec<Multiaddr>)> = peers.book.peers().map(|(p, a)| (*p, a.to_vec())).collect();
+        assert_eq!(book, vec![(real, vec![addr("/ip4/10.0.0.2/tcp/4001"), addr("/ip4/10.0.0.3/tcp/4001")])]);
+
+        // A dialled peer that identifies later updates its entry in place.
+        let other = peer();
+        peers.on_connected(other, &dialer("/ip4/10.0.0.4/tcp/4001"), false);
+        peers.on_identified(real, &[addr("/ip4/10.0.0.5/tcp/4001")]);
+        let order: Vec<PeerId> = peers.book.peers().map(|(p, _)| *p).collect();
+        assert_eq!(order, vec![other, real], "identify does not reorder the book");
+        assert_eq!(peers.book.peers().nth(1).unwrap().1[0], addr("/ip4/10.0.0.5/tcp/4001"));
     }
 
     #[tokio::test]
