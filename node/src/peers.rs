@@ -17,8 +17,10 @@
 //! [`DISCOVERED_PEERS_TARGET`] peers, known-but-disconnected ones from the book
 //! and the Kademlia routing table. Each address backs off exponentially
 //! ([`REDIAL_BACKOFF_MIN_MS`] doubling to [`REDIAL_BACKOFF_MAX_MS`]; reset when the
-//! peer connects, and every one of them when the node connects again after it had
-//! no peer left), and a tick starts at most [`REDIALS_PER_TICK_MAX`] dials.
+//! peer identifies itself on a new connection, so that one that accepts and drops
+//! at once keeps backing off, and every one of them when the first peer after
+//! none at all identifies itself), and a tick starts at most
+//! [`REDIALS_PER_TICK_MAX`] dials.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -364,6 +366,9 @@ pub(crate) struct Peers {
     /// Bootstrap peers were configured or the book knows someone.
     seeds: bool,
     redial: Redial,
+    /// The node connected again after it had no peer: every backoff resets when
+    /// a peer identifies itself.
+    back_online: bool,
 }
 
 impl Peers {
@@ -371,7 +376,7 @@ impl Peers {
     pub(crate) fn new(book: AddressBook, bootstrap: &[Multiaddr]) -> Self {
         let seeds = !bootstrap.is_empty() || book.len() > 0;
         let bootstrap = bootstrap.iter().filter_map(|a| crate::swarm::peer_of(a).map(|p| (p, a.clone()))).collect();
-        Peers { book, bootstrap, seeds, redial: Redial::default() }
+        Peers { book, bootstrap, seeds, redial: Redial::default(), back_online: false }
     }
 
     /// Whether Kademlia has anyone to bootstrap through (configured bootstrap
@@ -380,25 +385,32 @@ impl Peers {
         self.seeds
     }
 
-    /// A connection is up: its peer's backoff resets, and the address we dialled
-    /// goes into the book. The first connection after none at all (this node's
-    /// network is back: a partition healed, a container unpaused) resets every
-    /// backoff, so that the next ticks redial everyone without waiting.
+    /// A connection is up: the address we dialled goes into the book.
+    /// `alone_until_now`: it is the only connection (this node's network may be
+    /// back: a partition healed, a container unpaused); see
+    /// [`Peers::on_identified`]. Backoffs wait for identify: a peer that accepts
+    /// and drops at once must not be redialled every tick.
     pub(crate) fn on_connected(&mut self, peer: PeerId, endpoint: &ConnectedPoint, alone_until_now: bool) {
         if alone_until_now {
-            self.redial.entries.clear();
+            self.back_online = true;
         }
-        self.redial.reset(peer);
         if let ConnectedPoint::Dialer { address, .. } = endpoint {
             self.book.note(peer, address);
         }
     }
 
-    /// A connected peer told us where it listens: only a peer already in the
-    /// book (one this node dialled) has its addresses updated. Anyone can
-    /// connect in and identify with fresh keys; were they recorded, a few dozen
-    /// such connections would push every real peer out of the book.
+    /// A connected peer identified itself and told us where it listens: the
+    /// connection works, so its backoff resets; the first peer to do so after
+    /// the node had none resets every backoff, so that the next ticks redial
+    /// everyone without waiting. Only a peer already in the book (one this node
+    /// dialled) has its addresses updated: anyone can connect in and identify
+    /// with fresh keys, and were they recorded, a few dozen such connections
+    /// would push every real peer out of the book.
     pub(crate) fn on_identified(&mut self, peer: PeerId, listen: &[Multiaddr]) {
+        if std::mem::take(&mut self.back_online) {
+            self.redial.entries.clear();
+        }
+        self.redial.reset(peer);
         self.book.update_known(peer, listen);
     }
 
@@ -567,6 +579,38 @@ mod tests {
         let order: Vec<PeerId> = peers.book.peers().map(|(p, _)| *p).collect();
         assert_eq!(order, vec![other, real], "identify does not reorder the book");
         assert_eq!(peers.book.peers().nth(1).unwrap().1[0], addr("/ip4/10.0.0.5/tcp/4001"));
+    }
+
+    #[test]
+    fn backoff_resets_when_the_peer_identifies_not_when_it_merely_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut peers = Peers::new(AddressBook::empty(dir.path().join(PEERS_FILE), peer(), false), &[]);
+        let (flaky, other) = (peer(), peer());
+        let (a, b) = (addr("/ip4/10.0.0.2/tcp/4001"), addr("/ip4/10.0.0.3/tcp/4001"));
+        let now = Instant::now();
+        peers.redial.attempted(flaky, a.clone(), now);
+        peers.redial.attempted(other, b.clone(), now);
+
+        // Accepts, then drops before identifying: still backing off, even though
+        // it was the node's only connection.
+        peers.on_connected(flaky, &dialer("/ip4/10.0.0.2/tcp/4001"), true);
+        assert!(!peers.redial.due(flaky, &a, now));
+        assert!(!peers.redial.due(other, &b, now));
+
+        // The next peer that identifies is the first working connection since the
+        // node was alone: every backoff resets.
+        peers.on_connected(flaky, &dialer("/ip4/10.0.0.2/tcp/4001"), true);
+        peers.on_identified(flaky, &[]);
+        assert!(peers.redial.due(flaky, &a, now));
+        assert!(peers.redial.due(other, &b, now));
+
+        // Not alone: only the peer that identified resets.
+        peers.redial.attempted(flaky, a.clone(), now);
+        peers.redial.attempted(other, b.clone(), now);
+        peers.on_connected(flaky, &dialer("/ip4/10.0.0.2/tcp/4001"), false);
+        peers.on_identified(flaky, &[]);
+        assert!(peers.redial.due(flaky, &a, now));
+        assert!(!peers.redial.due(other, &b, now));
     }
 
     #[tokio::test]

@@ -391,7 +391,8 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
                 debug!(peer = %peer_id, "connected");
-                let alone_until_now = self.swarm.connected_peers().count() == 1;
+                // The only connection to the only peer (not a second one to it).
+                let alone_until_now = num_established.get() == 1 && self.swarm.connected_peers().count() == 1;
                 self.peers.on_connected(peer_id, &endpoint, alone_until_now);
                 if endpoint.is_dialer() {
                     let addr = endpoint.get_remote_address().clone();
