@@ -104,14 +104,18 @@ pub(crate) struct AddressBook {
     peers: Vec<(PeerId, Vec<Multiaddr>)>,
     dirty: bool,
     last_write: Option<Instant>,
-    /// Serialises writers (a throttled write still running when the node stops).
-    write_lock: Arc<Mutex<()>>,
+    /// Snapshots taken for writing so far; each write carries its number.
+    generation: u64,
+    /// Serialises writers and holds the generation last written: a throttled
+    /// write that runs late (after the final one at stop) must not put an older
+    /// book back on disk.
+    written: Arc<Mutex<u64>>,
 }
 
 impl AddressBook {
     /// An empty book that will be saved at `path`.
     pub(crate) fn empty(path: PathBuf, local: PeerId, allow_loopback: bool) -> Self {
-        AddressBook { path, local, allow_loopback, peers: Vec::new(), dirty: false, last_write: None, write_lock: Arc::default() }
+        AddressBook { path, local, allow_loopback, peers: Vec::new(), dirty: false, last_write: None, generation: 0, written: Arc::default() }
     }
 
     /// Load the book from `path`; a missing file is an empty book, an unreadable
@@ -210,9 +214,9 @@ impl AddressBook {
         if !self.dirty || !due {
             return;
         }
-        let (path, bytes, lock) = self.prepare(now);
+        let write = self.prepare(now);
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = write_locked(&lock, &path, &bytes) {
+            if let Err(e) = write.run() {
                 warn!(error = %e, "address book not saved");
             }
         });
@@ -223,8 +227,8 @@ impl AddressBook {
         if !self.dirty {
             return;
         }
-        let (path, bytes, lock) = self.prepare(Instant::now());
-        let r = tokio::task::spawn_blocking(move || write_locked(&lock, &path, &bytes)).await;
+        let write = self.prepare(Instant::now());
+        let r = tokio::task::spawn_blocking(move || write.run()).await;
         match r {
             Ok(Ok(())) => debug!(peers = self.peers.len(), "address book saved"),
             Ok(Err(e)) => warn!(error = %e, "address book not saved"),
@@ -232,15 +236,38 @@ impl AddressBook {
         }
     }
 
-    fn prepare(&mut self, now: Instant) -> (PathBuf, Vec<u8>, Arc<Mutex<()>>) {
+    fn prepare(&mut self, now: Instant) -> PendingWrite {
         self.dirty = false;
         self.last_write = Some(now);
+        self.generation += 1;
         let file = PeersFile {
             version: PEERS_FILE_VERSION,
             peers: self.peers.iter().map(|(p, a)| PeerEntry { peer: p.to_string(), addrs: a.iter().map(|m| m.to_string()).collect() }).collect(),
         };
         let bytes = serde_json::to_vec_pretty(&file).expect("a peers file serialises: strings and integers only");
-        (self.path.clone(), bytes, self.write_lock.clone())
+        PendingWrite { path: self.path.clone(), bytes, generation: self.generation, written: self.written.clone() }
+    }
+}
+
+/// A snapshot of the book on its way to disk.
+struct PendingWrite {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    generation: u64,
+    written: Arc<Mutex<u64>>,
+}
+
+impl PendingWrite {
+    /// Write the snapshot unless a newer one was written already.
+    fn run(self) -> Result<(), AddressBookError> {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if *written >= self.generation {
+            debug!(generation = self.generation, written = *written, "older address book snapshot not written");
+            return Ok(());
+        }
+        write_atomic(&self.path, &self.bytes).map_err(|source| AddressBookError::Write { path: self.path.clone(), source })?;
+        *written = self.generation;
+        Ok(())
     }
 }
 
@@ -271,11 +298,6 @@ fn read_file(path: &Path) -> Result<Option<PeersFile>, AddressBookError> {
         return Err(AddressBookError::Version { path: path.to_path_buf(), version: file.version });
     }
     Ok(Some(file))
-}
-
-fn write_locked(lock: &Mutex<()>, path: &Path, bytes: &[u8]) -> Result<(), AddressBookError> {
-    let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-    write_atomic(path, bytes).map_err(|source| AddressBookError::Write { path: path.to_path_buf(), source })
 }
 
 /// Temp file, fsync, rename: a reader sees the old book or the new one.
@@ -631,6 +653,24 @@ mod tests {
         assert_eq!(got, vec![(b, vec![addr("/ip4/127.0.0.1/tcp/2001"), addr("/ip4/127.0.0.1/tcp/2000")]), (a, vec![addr("/ip4/127.0.0.1/tcp/1000")])]);
         // The same file read by a node that does not listen on loopback keeps nothing.
         assert_eq!(AddressBook::load(path, local, false).len(), 0);
+    }
+
+    #[test]
+    fn a_late_write_of_an_older_book_does_not_replace_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(PEERS_FILE);
+        let local = peer();
+        let (a, b) = (peer(), peer());
+        let mut book = AddressBook::empty(path.clone(), local, false);
+        book.note(a, &addr("/ip4/10.0.0.1/tcp/1"));
+        let throttled = book.prepare(Instant::now());
+        book.note(b, &addr("/ip4/10.0.0.2/tcp/2"));
+        let at_stop = book.prepare(Instant::now());
+        // The throttled write's thread runs only after the final write.
+        at_stop.run().unwrap();
+        throttled.run().unwrap();
+        let loaded: Vec<PeerId> = AddressBook::load(path, local, false).peers().map(|(p, _)| *p).collect();
+        assert_eq!(loaded, vec![b, a]);
     }
 
     #[test]
