@@ -319,7 +319,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// `addr` as the book keeps it (without a trailing `/p2p/<peer>`), if another
-/// node could dial it: an IP or DNS address, not unspecified (0.0.0.0, ::), not
+/// node could dial it: an IP address (the swarm has no DNS transport, so a
+/// `/dns*` address could never be dialled), not unspecified (0.0.0.0, ::), not
 /// loopback unless `allow_loopback`, not through a relay or another peer.
 pub(crate) fn dialable(addr: &Multiaddr, peer: &PeerId, allow_loopback: bool) -> Option<Multiaddr> {
     let mut out = Multiaddr::empty();
@@ -329,7 +330,7 @@ pub(crate) fn dialable(addr: &Multiaddr, peer: &PeerId, allow_loopback: bool) ->
         Protocol::Ip4(ip) if ip.is_loopback() && !allow_loopback => return None,
         Protocol::Ip6(ip) if ip.is_unspecified() || ip.is_multicast() => return None,
         Protocol::Ip6(ip) if ip.is_loopback() && !allow_loopback => return None,
-        Protocol::Ip4(_) | Protocol::Ip6(_) | Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) => {}
+        Protocol::Ip4(_) | Protocol::Ip6(_) => {}
         _ => return None,
     }
     let mut transport = false;
@@ -436,6 +437,12 @@ impl Peers {
         self.book.update_known(peer, listen);
     }
 
+    /// The ones of `addrs` that `peer` can be dialled at, as [`dialable`] says
+    /// (loopback only if this node listens on loopback).
+    pub(crate) fn dialable(&self, peer: &PeerId, addrs: &[Multiaddr]) -> Vec<Multiaddr> {
+        addrs.iter().filter_map(|a| dialable(a, peer, self.book.allow_loopback)).collect()
+    }
+
     /// Redial: bootstrap peers that are not connected, then, while connected
     /// peers are fewer than [`DISCOVERED_PEERS_TARGET`], known peers from the book
     /// and the routing table. At most `budget` dials; each address respects its
@@ -539,7 +546,9 @@ mod tests {
         assert_eq!(dialable(&addr("/ip4/10.0.0.2/tcp/4001"), &p, false), Some(addr("/ip4/10.0.0.2/tcp/4001")));
         assert_eq!(dialable(&addr(&format!("/ip4/10.0.0.2/tcp/4001/p2p/{p}")), &p, false), Some(addr("/ip4/10.0.0.2/tcp/4001")));
         assert_eq!(dialable(&addr("/ip4/10.0.0.2/udp/4001/quic-v1"), &p, false), Some(addr("/ip4/10.0.0.2/udp/4001/quic-v1")));
-        assert_eq!(dialable(&addr("/dns4/boot.example/tcp/4001"), &p, false), Some(addr("/dns4/boot.example/tcp/4001")));
+        assert_eq!(dialable(&addr("/dns4/boot.example/tcp/4001"), &p, false), None, "no DNS transport");
+        assert_eq!(dialable(&addr("/dns/boot.example/tcp/4001"), &p, true), None);
+        assert_eq!(dialable(&addr("/dns6/boot.example/udp/4001/quic-v1"), &p, true), None);
         assert_eq!(dialable(&addr("/ip4/0.0.0.0/tcp/4001"), &p, true), None);
         assert_eq!(dialable(&addr("/ip6/::/tcp/4001"), &p, true), None);
         assert_eq!(dialable(&addr("/ip4/127.0.0.1/tcp/4001"), &p, false), None);

@@ -424,10 +424,8 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                 self.peers.on_identified(peer_id, &info.listen_addrs);
-                for addr in info.listen_addrs {
-                    if is_dialable(&addr) {
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                    }
+                for addr in self.peers.dialable(&peer_id, &info.listen_addrs) {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. })) => {
@@ -737,10 +735,6 @@ fn verify_and_store(shared: &Shared, limit: &std::sync::Mutex<crate::ratelimit::
             MessageAcceptance::Ignore
         }
     }
-}
-
-fn is_dialable(addr: &Multiaddr) -> bool {
-    !addr.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::Ip4(ip) if ip.is_unspecified()))
 }
 
 /// Dial an address; with a `/p2p/` suffix, by peer id (one connection, known to kad).
