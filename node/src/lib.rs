@@ -101,6 +101,11 @@ impl Shared {
         self.refusal_log().held_total()
     }
 
+    /// The peer that sent the most recent held-back gossip record.
+    pub(crate) fn newest_held_peer(&self) -> Option<libp2p::PeerId> {
+        self.refusal_log().newest_held_peer()
+    }
+
     pub(crate) fn refusals(&self) -> refusals::Refusals {
         self.refusal_log().snapshot()
     }

@@ -419,7 +419,7 @@ impl Client {
     }
 }
 
-fn build_swarm(key: libp2p::identity::Keypair, network: &NetworkId, ping: libp2p::ping::Config) -> Result<Swarm<Behaviour>, StartError> {
+pub(crate) fn build_swarm(key: libp2p::identity::Keypair, network: &NetworkId, ping: libp2p::ping::Config) -> Result<Swarm<Behaviour>, StartError> {
     let network = *network;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()

@@ -137,6 +137,11 @@ impl RefusalLog {
         self.held_total
     }
 
+    /// The peer that sent the most recent held-back record, if one did.
+    pub(crate) fn newest_held_peer(&self) -> Option<libp2p::PeerId> {
+        self.held.back()?.peer.as_deref()?.parse().ok()
+    }
+
     pub(crate) fn snapshot(&self) -> Refusals {
         Refusals {
             refused: self.refused.iter().rev().cloned().collect(),

@@ -286,7 +286,9 @@ impl EventLoop {
                     self.validating = self.validating.saturating_sub(1);
                     self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &from, verdict);
                 }
-                _ = sync_tick.tick() => self.periodic_sync(),
+                _ = sync_tick.tick() => {
+                    self.periodic_sync();
+                }
                 _ = kad_tick.tick() => {
                     if self.peers.has_seeds() {
                         let _ = self.swarm.behaviour_mut().kad.bootstrap();
@@ -309,11 +311,25 @@ impl EventLoop {
         self.peers.book.save_if_due(now);
         // Gossip records held back (a signer over its rate limit, a busy node) come
         // by sync: fetch them within a tick rather than at the next periodic round.
+        // Until a sync starts (a session with every candidate may be running, and
+        // may have reconciled before the records came), try again next tick.
         let held = self.shared.held_total();
-        if held > self.held_seen {
+        if held > self.held_seen && self.catch_up() {
             self.held_seen = held;
-            self.periodic_sync();
         }
+    }
+
+    /// Start a sync for held-back gossip records: with the peer that sent the
+    /// newest one if it is connected (it has them), else the next peer in turn.
+    /// Returns whether a session started.
+    fn catch_up(&mut self) -> bool {
+        if let Some(peer) = self.shared.newest_held_peer()
+            && self.swarm.is_connected(&peer)
+            && self.start_sync(peer)
+        {
+            return true;
+        }
+        self.periodic_sync()
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -532,13 +548,14 @@ impl EventLoop {
         true
     }
 
-    fn periodic_sync(&mut self) {
+    /// Sync with the next connected peer in turn; whether a session started.
+    fn periodic_sync(&mut self) -> bool {
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         if peers.is_empty() {
-            return;
+            return false;
         }
         self.next_peer = (self.next_peer + 1) % peers.len();
-        self.start_sync(peers[self.next_peer]);
+        self.start_sync(peers[self.next_peer])
     }
 
     fn on_sync_event(&mut self, ev: request_response::Event<SyncRequest, SyncResponse>) {
@@ -760,4 +777,83 @@ pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
         libp2p::multiaddr::Protocol::P2p(id) => Some(id),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use protocol::NetworkRoot;
+    use protocol::testkit::Workflow;
+
+    use super::*;
+    use crate::refusals::RATE_LIMITED;
+
+    /// A swarm task that the test drives by hand: nothing happens between the
+    /// steps but what the test asks for.
+    fn event_loop(dir: &Path, root: &NetworkRoot) -> EventLoop {
+        let store = crate::store::Store::open(&dir.join(crate::node::STORE_FILE)).unwrap();
+        store.set_root(root).unwrap();
+        let shared = Arc::new(Shared::new(crate::core::Core::load(store, root.clone()).unwrap()));
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let local = key.public().to_peer_id();
+        let swarm = crate::node::build_swarm(key, &shared.network, ping::Config::new()).unwrap();
+        let book = crate::peers::AddressBook::empty(dir.join(crate::peers::PEERS_FILE), local, true);
+        let (_commands, commands_rx) = mpsc::channel(1);
+        let (_stop, stop_rx) = oneshot::channel();
+        EventLoop::new(swarm, shared, commands_rx, stop_rx, Vec::new(), Duration::from_secs(3600), crate::peers::Peers::new(book, &[]))
+    }
+
+    /// Handle swarm events until `done`.
+    async fn drive(el: &mut EventLoop, what: &str, done: impl Fn(&EventLoop) -> bool) {
+        let run = async {
+            while !done(el) {
+                let event = el.swarm.select_next_some().await;
+                el.on_swarm_event(event);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), run).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+    }
+
+    async fn peer_node(dir: &Path, root: &NetworkRoot) -> crate::Node {
+        let mut c = crate::NodeConfig::new(dir);
+        c.root = Some(root.clone());
+        crate::Node::start(c).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn held_records_start_a_sync_with_their_sender_once_no_session_with_it_is_running() {
+        let w = Workflow::complete();
+        let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let (b, c) = (peer_node(dirs[1].path(), &w.root).await, peer_node(dirs[2].path(), &w.root).await);
+        let mut a = event_loop(dirs[0].path(), &w.root);
+        for n in [&b, &c] {
+            dial(&mut a.swarm, n.addresses()[0].clone()).unwrap();
+        }
+        let (b_id, c_id) = (b.peer_id(), c.peer_id());
+        let idle = |a: &EventLoop| a.swarm.is_connected(&b_id) && a.swarm.is_connected(&c_id) && a.sessions.is_empty() && a.status.completed >= 2;
+        drive(&mut a, "both peers connected and the on-connect syncs done", idle).await;
+
+        // Sessions with both peers are running (they reconciled before the held
+        // records came) when the first tick after the held record comes.
+        assert!(a.start_sync(b_id) && a.start_sync(c_id));
+        let id = RecordId::from_bytes([7; 32]);
+        a.shared.hold(Origin::new(Source::Gossip, Some(&b_id)), id, None, RATE_LIMITED);
+        a.maintain(false);
+        assert_eq!(a.held_seen, 0, "no sync started: the next tick tries again");
+
+        // Once they end, the next tick syncs with the peer that sent the record,
+        // every time.
+        for held in 1..=2 {
+            drive(&mut a, "the running sessions to end", |a| a.sessions.is_empty()).await;
+            if held == 2 {
+                a.shared.hold(Origin::new(Source::Gossip, Some(&b_id)), id, None, RATE_LIMITED);
+            }
+            a.maintain(false);
+            assert_eq!(a.held_seen, held);
+            assert_eq!(a.sessions.keys().collect::<Vec<_>>(), vec![&b_id], "the sync is with the sender of the held record");
+        }
+        b.shutdown().await;
+        c.shutdown().await;
+    }
 }
