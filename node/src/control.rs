@@ -33,7 +33,8 @@
 //! limit, `busy` when verification is at capacity), which sync fetches later.
 //! Valid records the fold keeps without effect are not refusals: `fold` counts
 //! them and names the views that list them with their reasons
-//! (`/v1/state/ignored`, and `/v1/state/results` for results that do not count).
+//! (`/v1/state/ignored`, and `/v1/state/results` for results that do not count);
+//! `fold` is null when the state cannot be computed, and the log is served anyway.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -275,20 +276,21 @@ async fn sync_status(State(ctx): State<Ctx>) -> Response {
     }
 }
 
+/// The refusal log is served even when the state cannot be computed (then
+/// `fold` is null): it is what an operator reads when something is wrong.
 async fn refusals(State(ctx): State<Ctx>) -> Response {
-    let s = match current_state(&ctx).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let mut v = match serde_json::to_value(ctx.client.refusals()) {
         Ok(v) => v,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
     };
-    v["fold"] = json!({
-        "ignored": s.ignored.len(),
-        "results_not_counting": s.results.iter().filter(|r| !r.counts).count(),
-        "views": ["/v1/state/ignored", "/v1/state/results"],
-    });
+    v["fold"] = match current_state(&ctx).await {
+        Ok(s) => json!({
+            "ignored": s.ignored.len(),
+            "results_not_counting": s.results.iter().filter(|r| !r.counts).count(),
+            "views": ["/v1/state/ignored", "/v1/state/results"],
+        }),
+        Err(_) => serde_json::Value::Null,
+    };
     Json(v).into_response()
 }
 
