@@ -89,6 +89,23 @@ impl Shared {
         self.refusal_log().refuse(origin, id, signer, error);
     }
 
+    /// Decode `bytes` as an envelope of this network (every check but the
+    /// signature), or refuse them: logged with their id when they have the shape
+    /// to compute one.
+    pub(crate) fn decode_or_refuse(&self, origin: refusals::Origin<'_>, bytes: &[u8]) -> Result<Unverified, RecordError> {
+        Unverified::decode(bytes, &self.network).inspect_err(|e| self.refuse(origin, Record::peek_id(bytes).ok(), None, e))
+    }
+
+    /// Decode and verify `bytes`, or refuse them: logged with their id when they
+    /// have one and, once the envelope decoded, the signer it claims. The one
+    /// check for a record that comes alone (gossip, a submission); pages and
+    /// imports use [`Shared::ingest_batch`].
+    pub(crate) fn verify_or_refuse(&self, origin: refusals::Origin<'_>, bytes: &[u8]) -> Result<Record, RecordError> {
+        let unverified = self.decode_or_refuse(origin, bytes)?;
+        let (id, signer) = (unverified.id(), unverified.signer());
+        unverified.verify().inspect_err(|e| self.refuse(origin, Some(id), Some(signer), e))
+    }
+
     /// Log and keep a gossip record held back (`reason`: [`refusals::RATE_LIMITED`]
     /// or [`refusals::BUSY`]).
     pub(crate) fn hold(&self, origin: refusals::Origin<'_>, id: RecordId, signer: Option<PublicKey>, reason: &'static str) {
@@ -143,12 +160,9 @@ impl Shared {
         let mut rejected = 0;
         let mut items: Vec<Unverified> = Vec::with_capacity(records.len());
         for bytes in &records {
-            match Unverified::decode(bytes, &self.network) {
+            match self.decode_or_refuse(origin, bytes) {
                 Ok(u) => items.push(u),
-                Err(e) => {
-                    rejected += 1;
-                    self.refuse(origin, Record::peek_id(bytes).ok(), None, &e);
-                }
+                Err(_) => rejected += 1,
             }
         }
         drop(records);
@@ -203,5 +217,30 @@ impl Shared {
 
     pub(crate) fn close(&self) {
         self.lock().close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use protocol::testkit::Workflow;
+
+    use crate::{Node, NodeConfig, Source};
+
+    #[tokio::test]
+    async fn a_submission_with_a_bad_signature_is_logged_with_its_id_and_signer() {
+        let w = Workflow::complete();
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = NodeConfig::new(dir.path());
+        c.root = Some(w.root.clone());
+        let n = Node::start(c).await.unwrap();
+        let good = &w.records[0];
+        let mut forged = good.bytes.to_vec();
+        *forged.last_mut().unwrap() ^= 1;
+        let e = n.client().submit(&forged).await.unwrap_err();
+        assert!(e.to_string().contains("signature"), "{e}");
+        let log = n.client().refusals();
+        let r = &log.refused[0];
+        assert_eq!((r.source, r.reason.as_ref(), r.id, r.signer), (Source::Control, "bad_signature", Some(good.id), Some(good.signer)));
+        n.shutdown().await;
     }
 }

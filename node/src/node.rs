@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId, Swarm, noise, tcp, yamux};
-use protocol::{Hash32, NetworkId, NetworkRoot, PublicKey, Record, RecordId, State};
+use protocol::{Hash32, NetworkId, NetworkRoot, PublicKey, RecordId, State};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -301,13 +301,7 @@ impl Client {
     /// Verify, durably store, then gossip a signed record.
     /// A refused record goes to the refusal log ([`Client::refusals`]).
     pub async fn submit(&self, bytes: &[u8]) -> Result<Submitted, SubmitError> {
-        let record = match Record::verify(bytes, &self.shared.network) {
-            Ok(r) => r,
-            Err(e) => {
-                self.shared.refuse(Origin::new(Source::Control, None), Record::peek_id(bytes).ok(), None, &e);
-                return Err(e.into());
-            }
-        };
+        let record = self.shared.verify_or_refuse(Origin::new(Source::Control, None), bytes)?;
         if self.shared.contains(&record.id) {
             return Ok(Submitted { id: record.id, new: false, gossiped: None });
         }

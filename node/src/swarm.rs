@@ -16,7 +16,7 @@ use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, identify, kad, ping};
 use protocol::limits::ENVELOPE_BYTES_MAX;
-use protocol::{Hash32, Record, RecordId, Unverified};
+use protocol::{Hash32, Record, RecordId};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -722,20 +722,8 @@ impl EventLoop {
 
 fn verify_and_store(shared: &Shared, limit: &std::sync::Mutex<crate::ratelimit::SignerLimiter>, data: &[u8], from: &PeerId) -> MessageAcceptance {
     let origin = Origin::new(Source::Gossip, Some(from));
-    let unverified = match Unverified::decode(data, &shared.network) {
-        Ok(u) => u,
-        Err(e) => {
-            shared.refuse(origin, Record::peek_id(data).ok(), None, &e);
-            return MessageAcceptance::Reject;
-        }
-    };
-    let (id, signer) = (unverified.id(), unverified.signer());
-    let record = match unverified.verify() {
-        Ok(r) => r,
-        Err(e) => {
-            shared.refuse(origin, Some(id), Some(signer), &e);
-            return MessageAcceptance::Reject;
-        }
+    let Ok(record) = shared.verify_or_refuse(origin, data) else {
+        return MessageAcceptance::Reject;
     };
     let allowed = limit.lock().unwrap_or_else(|p| p.into_inner()).allow(&record.signer, Instant::now());
     if !allowed {
