@@ -17,7 +17,7 @@
 //! Data directory layout: `store.redb` (records and root), `peer.key` (the libp2p
 //! identity, owner-only), `control.token` (bearer token for control API writes,
 //! owner-only), `control.addr` (where the control API listens), `peers` (the
-//! address book: where peers this node connected to can be reached).
+//! address book: where peers this node dialled can be reached).
 //!
 //! Architecture invariants: a record is verified and durably stored before it is
 //! forwarded on gossip or acknowledged; stored bytes are the bytes received.
