@@ -1,4 +1,5 @@
-//! The local control API (HTTP on loopback) that the CLI talks to.
+//! The local control API (HTTP; loopback unless the node runs with
+//! `--control-public`) that the CLI talks to.
 //!
 //! Writes need `Authorization: Bearer <token>`, the token kept in the data
 //! directory's `control.token` (owner-only). Reads reveal only what every peer
