@@ -547,7 +547,8 @@ fn bytes_of(v: Vec<u8>) -> bytes::Bytes {
     bytes::Bytes::from(v)
 }
 
-fn bind(host: &Path, target: &str, read_only: bool) -> Mount {
+/// A bind mount of `host` at `target` in a container.
+pub fn bind(host: &Path, target: &str, read_only: bool) -> Mount {
     Mount {
         target: Some(target.into()),
         source: Some(host.to_string_lossy().into_owned()),

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail};
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, Mount, MountType, NetworkConnectRequest,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, NetworkConnectRequest,
     NetworkCreateRequest, NetworkDisconnectRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
@@ -34,6 +34,7 @@ use bollard::query_parameters::{
 };
 use protocol::{NetworkRoot, Record};
 use runner::Engine;
+use runner::engine::bind;
 use serde_json::Value;
 
 use crate::try_http;
@@ -612,16 +613,6 @@ fn net_name(net: Net) -> &'static str {
 
 fn endpoint(ip: Ipv4Addr) -> EndpointSettings {
     EndpointSettings { ipam_config: Some(EndpointIpamConfig { ipv4_address: Some(ip.to_string()), ..Default::default() }), ..Default::default() }
-}
-
-fn bind(host: &Path, target: &str, read_only: bool) -> Mount {
-    Mount {
-        target: Some(target.into()),
-        source: Some(host.to_string_lossy().into_owned()),
-        typ: Some(MountType::BIND),
-        read_only: Some(read_only),
-        ..Default::default()
-    }
 }
 
 /// An internal bridge network on a free 10.x.y.0/24 (fixed member addresses need a
