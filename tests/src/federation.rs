@@ -321,10 +321,7 @@ impl Federation {
         loop {
             let mut missing = Vec::new();
             for &i in &running {
-                let peers: BTreeSet<String> = match self.get_json(i, "/v1/peers").await {
-                    Ok(Value::Array(ps)) => ps.iter().filter_map(|p| p["peer_id"].as_str().map(str::to_string)).collect(),
-                    _ => BTreeSet::new(),
-                };
+                let peers = self.peers_of(i).await.unwrap_or_default();
                 for &j in &running {
                     if j != i && !peers.contains(&self.members[j].peer_id) {
                         missing.push(format!("{} → {}", self.members[i].name, self.members[j].name));
@@ -336,6 +333,35 @@ impl Federation {
             }
             if Instant::now() >= deadline {
                 bail!("members not connected after {timeout_ms} ms: {}", missing.join(", "));
+            }
+            tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+        }
+    }
+
+    /// The peer ids member `i` is connected to.
+    pub async fn peers_of(&self, i: usize) -> Result<BTreeSet<String>> {
+        match self.get_json(i, "/v1/peers").await? {
+            Value::Array(ps) => Ok(ps.iter().filter_map(|p| p["peer_id"].as_str().map(str::to_string)).collect()),
+            other => bail!("{} answered /v1/peers with {other}", self.members[i].name),
+        }
+    }
+
+    /// Wait until no running member other than `i` is connected to member `i`.
+    pub async fn wait_dropped_by_all(&self, i: usize, timeout_ms: u64) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        let others: Vec<usize> = (0..self.members.len()).filter(|&j| j != i && self.members[j].state == RunState::Running).collect();
+        loop {
+            let mut still = Vec::new();
+            for &j in &others {
+                if self.peers_of(j).await.map(|p| p.contains(&self.members[i].peer_id)).unwrap_or(true) {
+                    still.push(self.members[j].name.clone());
+                }
+            }
+            if still.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("{} still connected to {} after {timeout_ms} ms", still.join(", "), self.members[i].name);
             }
             tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
         }
