@@ -8,7 +8,8 @@ pub mod federation;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use node::{Client, Multiaddr, Node, NodeConfig};
@@ -120,7 +121,7 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str
 }
 
 /// A minimal HTTP/1.1 request: the status and body, or what went wrong (the caller
-/// bounds the wait, e.g. with `tokio::time::timeout`).
+/// bounds the wait, e.g. with [`try_http_within`]).
 pub async fn try_http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
@@ -142,6 +143,46 @@ pub async fn try_http(addr: SocketAddr, method: &str, path: &str, token: Option<
         body = dechunk(&body).ok_or_else(|| bad("a malformed chunked body"))?;
     }
     Ok((status, body))
+}
+
+/// [`try_http`] bounded by `timeout`: a request still unanswered then is a
+/// `TimedOut` error (the node may be dead, or stopped).
+pub async fn try_http_within(timeout: Duration, addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    tokio::time::timeout(timeout, try_http(addr, method, path, token, body))
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out")))
+}
+
+/// The status (`GET /v1/status`) of the node or bootstrap process whose data
+/// directory is `dir`, at the address in its `control.addr`; `None` until it serves one.
+pub async fn control_status(dir: &Path) -> Option<serde_json::Value> {
+    let addr = std::fs::read_to_string(dir.join("control.addr")).ok()?.trim().parse().ok()?;
+    let (code, body) = http(addr, "GET", "/v1/status", None, &[]).await;
+    (code == 200).then(|| serde_json::from_slice(&body).ok()).flatten()
+}
+
+/// A workspace binary (`medmesh`, `medmesh-bootstrap`) in the target directory next
+/// to the test executable, built on demand when `cargo test -p tests` runs alone.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
+    let path = dir.join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = Command::new(cargo).args(["build", "-p", "cli", "-p", "bootstrap"]).status().expect("cargo runs").success();
+        assert!(ok, "cannot build the medmesh binaries");
+    }
+    path
+}
+
+/// A child process, SIGKILLed (and reaped) when dropped, also while stopped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {

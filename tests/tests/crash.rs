@@ -7,16 +7,15 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use protocol::RecordId;
 use protocol::testkit::Workflow;
-use tests::bulk_records;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tests::{KillOnDrop, bulk_records, try_http_within, workspace_bin};
 
 /// Records ingested in all.
 const RECORDS: usize = 10_000;
@@ -31,31 +30,8 @@ const ROUND_TIMEOUT_MS: u64 = 600_000;
 /// Timeout on one control API request.
 const REQUEST_TIMEOUT_MS: u64 = 30_000;
 
-/// The `medmesh` binary next to this test's target directory, built on demand.
-fn medmesh_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
-    let path = dir.join("medmesh");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo).args(["build", "-p", "cli"]).status().expect("cargo runs").success();
-        assert!(ok, "cannot build the medmesh binary");
-    }
-    path
-}
-
-/// A node process, SIGKILLed when dropped.
-struct NodeProc(Child);
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Start `medmesh node start` on `dir` and wait for its control API.
-async fn start(exe: &Path, dir: &Path, root: &Path, log: &Path) -> (NodeProc, SocketAddr, String) {
+async fn start(exe: &Path, dir: &Path, root: &Path, log: &Path) -> (KillOnDrop, SocketAddr, String) {
     let addr_file = dir.join("control.addr");
     // A SIGKILLed node leaves its control.addr behind; wait for the new one.
     let _ = std::fs::remove_file(&addr_file);
@@ -72,7 +48,7 @@ async fn start(exe: &Path, dir: &Path, root: &Path, log: &Path) -> (NodeProc, So
         .stderr(log)
         .spawn()
         .expect("medmesh node start runs");
-    let mut proc = NodeProc(child);
+    let mut proc = KillOnDrop(child);
     let deadline = Instant::now() + Duration::from_millis(START_TIMEOUT_MS);
     loop {
         if let Some(status) = proc.0.try_wait().expect("wait on the node") {
@@ -91,26 +67,7 @@ async fn start(exe: &Path, dir: &Path, root: &Path, log: &Path) -> (NodeProc, So
 
 /// One HTTP/1.1 request; any transport failure is an error (the node may be dead).
 async fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await?;
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-        if let Some(t) = token {
-            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-        }
-        req.push_str("Content-Type: application/octet-stream\r\n\r\n");
-        s.write_all(req.as_bytes()).await?;
-        s.write_all(body).await?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await?;
-        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed response");
-        let split = out.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(bad)?;
-        let head = String::from_utf8_lossy(&out[..split]).to_string();
-        let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(bad)?;
-        Ok((status, out[split + 4..].to_vec()))
-    };
-    tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), fut)
-        .await
-        .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out")))
+    try_http_within(Duration::from_millis(REQUEST_TIMEOUT_MS), addr, method, path, token, body).await
 }
 
 /// Every id the node holds, through the paged list endpoint.
@@ -171,7 +128,7 @@ async fn check_acknowledged(addr: SocketAddr, ids: &[RecordId], acked: &[bool]) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_ingesting_10000_records_loses_no_acknowledged_record() {
-    let exe = medmesh_bin();
+    let exe = workspace_bin("medmesh");
     let w = Workflow::people();
     let tmp = tempfile::tempdir().expect("temp dir");
     let root = tmp.path().join("root.cbor");

@@ -2,57 +2,27 @@
 //! operator would start them by hand.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use protocol::testkit::Workflow;
-use tests::http;
+use tests::{KillOnDrop, control_status, http, workspace_bin};
 
 const PROCESS_WAIT_MS: u64 = 60_000;
 
-/// Children killed when dropped.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// The workspace's binaries, built on demand when `cargo test -p tests` runs alone.
-fn bin(name: &str) -> PathBuf {
-    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
-    let path = dir.join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo).args(["build", "-p", "cli", "-p", "bootstrap"]).status().unwrap().success();
-        assert!(ok, "cannot build the medmesh binaries");
-    }
-    path
-}
-
-fn spawn(exe: &Path, args: &[&str], log: &Path) -> Child {
+fn spawn(exe: &Path, args: &[&str], log: &Path) -> KillOnDrop {
     let log = std::fs::File::create(log).unwrap();
-    Command::new(exe).args(args).env("RUST_LOG", "info").stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap()
+    KillOnDrop(Command::new(exe).args(args).env("RUST_LOG", "info").stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap())
 }
 
 fn run(exe: &Path, args: &[&str]) -> Output {
     Command::new(exe).args(args).stdin(Stdio::null()).output().unwrap()
 }
 
-async fn status(dir: &Path) -> Option<serde_json::Value> {
-    let addr = std::fs::read_to_string(dir.join("control.addr")).ok()?.trim().parse().ok()?;
-    let (code, body) = http(addr, "GET", "/v1/status", None, &[]).await;
-    (code == 200).then(|| serde_json::from_slice(&body).ok()).flatten()
-}
-
 async fn wait_status(dir: &Path, what: &str, mut ok: impl FnMut(&serde_json::Value) -> bool) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_millis(PROCESS_WAIT_MS);
     loop {
-        if let Some(s) = status(dir).await
+        if let Some(s) = control_status(dir).await
             && ok(&s)
         {
             return s;
@@ -64,25 +34,25 @@ async fn wait_status(dir: &Path, what: &str, mut ok: impl FnMut(&serde_json::Val
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_started_nodes_agree_and_a_fourth_catches_up() {
-    let medmesh = bin("medmesh");
-    let bootstrap = bin("medmesh-bootstrap");
+    let medmesh = workspace_bin("medmesh");
+    let bootstrap = workspace_bin("medmesh-bootstrap");
     let w = Workflow::complete();
     let tmp = tempfile::tempdir().unwrap();
     let root_file = tmp.path().join("root.cbor");
     std::fs::write(&root_file, w.root.to_bytes()).unwrap();
     let root = root_file.to_str().unwrap();
-    let mut procs = Procs(Vec::new());
+    let mut procs: Vec<KillOnDrop> = Vec::new();
 
     let boot_dir = tmp.path().join("boot");
     let b = boot_dir.to_str().unwrap();
-    procs.0.push(spawn(&bootstrap, &["--data-dir", b, "--root", root, "--listen", "/ip4/127.0.0.1/tcp/0", "--control", "127.0.0.1:0"], &tmp.path().join("boot.log")));
+    procs.push(spawn(&bootstrap, &["--data-dir", b, "--root", root, "--listen", "/ip4/127.0.0.1/tcp/0", "--control", "127.0.0.1:0"], &tmp.path().join("boot.log")));
     let boot = wait_status(&boot_dir, "the bootstrap peer", |_| true).await;
     let boot_addr = boot["listen"][0].as_str().unwrap().to_string();
 
-    let start = |i: usize, procs: &mut Procs| {
+    let start = |i: usize, procs: &mut Vec<KillOnDrop>| {
         let dir = tmp.path().join(format!("node{i}"));
         let d = dir.to_str().unwrap().to_string();
-        procs.0.push(spawn(
+        procs.push(spawn(
             &medmesh,
             &["node", "start", "--data-dir", &d, "--root", root, "--listen", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &boot_addr],
             &tmp.path().join(format!("node{i}.log")),

@@ -4,8 +4,8 @@
 //! answering (a paused container, a cut cable) is dropped after the ping timeout
 //! and redialled when it answers again.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use node::{Client, Multiaddr, Node, NodeConfig, PeerId};
@@ -132,44 +132,20 @@ async fn nodes_that_lost_the_bootstrap_peer_reconnect_when_it_restarts() {
     }
 }
 
-/// A child process, killed when dropped (also while stopped).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    /// Freeze or thaw the process, as `docker pause` / `unpause` do: its sockets
-    /// stay open and the kernel still accepts connections, but nothing answers.
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([sig, &self.0.id().to_string()]).status().unwrap().success();
-        assert!(ok, "kill {sig} failed");
-    }
-}
-
-/// The workspace's binaries, built on demand when `cargo test -p tests` runs alone.
-fn bin(name: &str) -> PathBuf {
-    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
-    let path = dir.join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo).args(["build", "-p", "bootstrap"]).status().unwrap().success();
-        assert!(ok, "cannot build medmesh-bootstrap");
-    }
-    path
+/// Freeze or thaw `proc`, as `docker pause` / `unpause` do: its sockets stay
+/// open and the kernel still accepts connections, but nothing answers.
+fn signal(proc: &KillOnDrop, sig: &str) {
+    let ok = Command::new("kill").args([sig, &proc.0.id().to_string()]).status().unwrap().success();
+    assert!(ok, "kill {sig} failed");
 }
 
 /// A `medmesh-bootstrap` process on loopback; returns it with its status once up.
-async fn spawn_bootstrap(dir: &Path, root: &NetworkRoot) -> (Proc, serde_json::Value) {
+async fn spawn_bootstrap(dir: &Path, root: &NetworkRoot) -> (KillOnDrop, serde_json::Value) {
     std::fs::create_dir_all(dir).unwrap();
     let root_file = dir.with_extension("root");
     std::fs::write(&root_file, root.to_bytes()).unwrap();
     let log = std::fs::File::create(dir.with_extension("log")).unwrap();
-    let child = Command::new(bin("medmesh-bootstrap"))
+    let child = Command::new(workspace_bin("medmesh-bootstrap"))
         .args(["--data-dir", dir.to_str().unwrap(), "--root", root_file.to_str().unwrap(), "--listen", "/ip4/127.0.0.1/tcp/0", "--control", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -177,16 +153,10 @@ async fn spawn_bootstrap(dir: &Path, root: &NetworkRoot) -> (Proc, serde_json::V
         .stderr(log)
         .spawn()
         .unwrap();
-    let proc = Proc(child);
-    eventually("the bootstrap process to serve its status", 60_000, || async { process_status(dir).await.is_some() }).await;
-    let status = process_status(dir).await.expect("the status just served");
+    let proc = KillOnDrop(child);
+    eventually("the bootstrap process to serve its status", 60_000, || async { control_status(dir).await.is_some() }).await;
+    let status = control_status(dir).await.expect("the status just served");
     (proc, status)
-}
-
-async fn process_status(dir: &Path) -> Option<serde_json::Value> {
-    let addr = std::fs::read_to_string(dir.join("control.addr")).ok()?.trim().parse().ok()?;
-    let (code, body) = http(addr, "GET", "/v1/status", None, &[]).await;
-    (code == 200).then(|| serde_json::from_slice(&body).ok()).flatten()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -204,12 +174,12 @@ async fn a_peer_that_stops_answering_is_dropped_after_the_ping_timeout_and_redia
     eventually("the node to reach the bootstrap process", 10_000, || is_connected(&client, boot_id)).await;
     submit_all(&client, &w.records[..1]).await;
     eventually("the bootstrap process to hold the first record", 10_000, || async {
-        process_status(&boot_dir).await.is_some_and(|s| s["records"] == 1)
+        control_status(&boot_dir).await.is_some_and(|s| s["records"] == 1)
     })
     .await;
 
     // Paused: the TCP connection stays open, nothing closes it; only pings tell.
-    boot.signal("-STOP");
+    signal(&boot, "-STOP");
     let paused = Instant::now();
     eventually("the paused peer to be dropped", DROP_TIMEOUT_MS, || async { !is_connected(&client, boot_id).await }).await;
     // Nothing closes the connection to a stopped process: it goes only after a
@@ -219,12 +189,12 @@ async fn a_peer_that_stops_answering_is_dropped_after_the_ping_timeout_and_redia
     submit_all(&client, &w.records[1..]).await;
 
     // Resumed: the node redials it (it is a bootstrap peer) and sync catches it up.
-    boot.signal("-CONT");
+    signal(&boot, "-CONT");
     eventually("the node to reconnect to the resumed peer", RECONNECT_TIMEOUT_MS, || is_connected(&client, boot_id)).await;
     let total = w.records.len() as u64;
     let want = client.state_hash().to_hex();
     eventually("the resumed peer to catch up", CONVERGE_TIMEOUT_MS, || async {
-        process_status(&boot_dir).await.is_some_and(|s| s["records"] == total && s["state_hash"] == want.as_str())
+        control_status(&boot_dir).await.is_some_and(|s| s["records"] == total && s["state_hash"] == want.as_str())
     })
     .await;
     a.shutdown().await;
