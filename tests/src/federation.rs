@@ -166,7 +166,7 @@ impl NetInfo {
 pub struct Federation {
     docker: Docker,
     run: String,
-    _tmp: tempfile::TempDir,
+    tmp: tempfile::TempDir,
     root_file: PathBuf,
     nets: BTreeMap<Net, NetInfo>,
     pub members: Vec<Member>,
@@ -195,7 +195,7 @@ impl Federation {
         let mut fed = Federation {
             docker,
             run: run.clone(),
-            _tmp: tmp,
+            tmp,
             root_file,
             nets: BTreeMap::new(),
             members: Vec::new(),
@@ -210,7 +210,7 @@ impl Federation {
         for i in 0..=nodes {
             let on_link = i + 2 > nodes;
             fed.create_member(i, on_link).await?;
-            fed.start_member(i).await?;
+            fed.start(i).await?;
         }
         fed.wait_fully_connected(START_TIMEOUT_MS).await?;
         fed.check_quic_in_use().await?;
@@ -238,7 +238,7 @@ impl Federation {
     async fn create_member(&mut self, i: usize, on_link: bool) -> Result<()> {
         let bootstrap = i == 0;
         let name = if bootstrap { format!("{}-bootstrap", self.run) } else { format!("{}-node{i}", self.run) };
-        let dir = self._tmp.path().join(&name);
+        let dir = self.tmp.path().join(&name);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let host = u8::try_from(i).ok().and_then(|i| FIRST_HOST.checked_add(i)).ok_or_else(|| anyhow!("too many members for one /24"))?;
         let mut ips = BTreeMap::new();
@@ -293,7 +293,9 @@ impl Federation {
         Ok(())
     }
 
-    async fn start_member(&mut self, i: usize) -> Result<()> {
+    /// Start member `i` (again: same data directory, same addresses) and wait until
+    /// it serves its control API.
+    pub async fn start(&mut self, i: usize) -> Result<()> {
         let name = self.members[i].name.clone();
         self.docker.start_container(&name, None::<StartContainerOptions>).await.with_context(|| format!("starting {name}"))?;
         self.members[i].state = RunState::Running;
@@ -439,16 +441,10 @@ impl Federation {
         Ok(())
     }
 
-    /// Start member `i` again (same data directory, same addresses) and wait until
-    /// it serves its control API.
-    pub async fn start(&mut self, i: usize) -> Result<()> {
-        self.start_member(i).await
-    }
-
     /// Stop member `i` cleanly and start it again.
     pub async fn restart(&mut self, i: usize) -> Result<()> {
         self.stop(i).await?;
-        self.start_member(i).await
+        self.start(i).await
     }
 
     /// Freeze every process of member `i` (its sockets stay open, nothing answers).
