@@ -59,7 +59,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async {
         let node = Node::start(config).await?;
-        println!("medmesh-bootstrap {} serving network {}", node.peer_id(), node.client().network_id());
+        println!(
+            "medmesh-bootstrap {} serving network {}",
+            node.peer_id(),
+            node.client().network_id()
+        );
         for a in node.addresses() {
             println!("listening on {a}");
         }

@@ -407,8 +407,12 @@ pub fn parse_auto(s: &str) -> anyhow::Result<AutoApproval> {
         "never" => Ok(AutoApproval::Never),
         "always" => Ok(AutoApproval::Always),
         other => match other.strip_prefix("allowlist:") {
-            Some(keys) => Ok(AutoApproval::Allowlist(keys.split(',').map(parse_key).collect::<anyhow::Result<_>>()?)),
-            None => bail!("`{other}` is not an approval mode: use never, always or allowlist:KEY,KEY"),
+            Some(keys) => Ok(AutoApproval::Allowlist(
+                keys.split(',').map(parse_key).collect::<anyhow::Result<_>>()?,
+            )),
+            None => {
+                bail!("`{other}` is not an approval mode: use never, always or allowlist:KEY,KEY")
+            }
         },
     }
 }
@@ -444,7 +448,11 @@ fn containers(state: &State) -> impl Iterator<Item = RecordId> + '_ {
 
 /// Run one parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let ctx = Ctx { home: Home::resolve(cli.home)?, json: cli.json, confirm: if cli.yes { Confirm::Yes } else { Confirm::Ask } };
+    let ctx = Ctx {
+        home: Home::resolve(cli.home)?,
+        json: cli.json,
+        confirm: if cli.yes { Confirm::Yes } else { Confirm::Ask },
+    };
     match cli.command {
         Command::Keys(k) => keys(&ctx, k),
         Command::Network(n) => network(&ctx, n),
@@ -461,7 +469,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let out = workflow::associate(&s, &b, Subject::Model(m));
             pb.finish_and_clear();
             let (r, outcome) = out?;
-            report(&ctx, "association requested", &r.id, &serde_json::json!({ "compatibility_results": outcome.results }))
+            report(
+                &ctx,
+                "association requested",
+                &r.id,
+                &serde_json::json!({ "compatibility_results": outcome.results }),
+            )
         }
         Command::Association(a) => association(&ctx, a),
         Command::Result(r) => result(&ctx, r),
@@ -479,10 +492,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             pb.finish_and_clear();
             let outcome = outcome?;
             if ctx.json {
-                return json(&serde_json::json!({ "passed": true, "results": outcome.results, "results_hash": outcome.results_hash }));
+                return json(
+                    &serde_json::json!({ "passed": true, "results": outcome.results, "results_hash": outcome.results_hash }),
+                );
             }
             println!("compatibility test passed");
-            table(&["metric", "value"], outcome.results.iter().map(|(k, v)| vec![k.clone(), format!("{v:.4}")]).collect())
+            table(
+                &["metric", "value"],
+                outcome.results.iter().map(|(k, v)| vec![k.clone(), format!("{v:.4}")]).collect(),
+            )
         }
         Command::Leaderboard { benchmark } => {
             let s = ctx.session()?;
@@ -521,7 +539,12 @@ fn keys(ctx: &Ctx, k: KeysCmd) -> anyhow::Result<()> {
     if ctx.json || matches!(k, KeysCmd::Export) {
         return json(&v);
     }
-    println!("signing key:    {}\nencryption key: {}\nkept in:        {}", keys.public(), keys.x25519(), dir.display());
+    println!(
+        "signing key:    {}\nencryption key: {}\nkept in:        {}",
+        keys.public(),
+        keys.x25519(),
+        dir.display()
+    );
     Ok(())
 }
 
@@ -538,7 +561,8 @@ fn network(ctx: &Ctx, n: NetworkCmd) -> anyhow::Result<()> {
             let root = NetworkRoot::new(name, admins, threshold, Hash32::from_bytes(nonce))?;
             ctx.home.install_root(&root)?;
             if let Some(out) = out {
-                std::fs::write(&out, root.to_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
+                std::fs::write(&out, root.to_bytes())
+                    .with_context(|| format!("cannot write {}", out.display()))?;
             }
             root
         }
@@ -560,7 +584,14 @@ fn network(ctx: &Ctx, n: NetworkCmd) -> anyhow::Result<()> {
     if ctx.json {
         return json(&v);
     }
-    println!("network {} ({})\nadmins: {} of {}\nroot file: {}", root.name, root.network_id(), root.threshold, root.admins.len(), ctx.home.root_path().display());
+    println!(
+        "network {} ({})\nadmins: {} of {}\nroot file: {}",
+        root.name,
+        root.network_id(),
+        root.threshold,
+        root.admins.len(),
+        ctx.home.root_path().display()
+    );
     Ok(())
 }
 
@@ -595,7 +626,10 @@ fn container(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<()> {
     let s = ctx.session()?;
     match c {
         ContainerCmd::Submit { name, manifest, image, digest, parameters, additional_files } => {
-            let r = workflow::submit_container(&s, &ContainerArgs { name, manifest, image, digest, parameters, additional_files })?;
+            let r = workflow::submit_container(
+                &s,
+                &ContainerArgs { name, manifest, image, digest, parameters, additional_files },
+            )?;
             report(ctx, "container submitted", &r.id, &serde_json::Value::Null)
         }
         ContainerCmd::Ls => {
@@ -612,7 +646,13 @@ fn container(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<()> {
                             c.id.short(),
                             c.container.name.clone(),
                             c.container.image.reference.clone(),
-                            c.container.manifest.tasks.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(","),
+                            c.container
+                                .manifest
+                                .tasks
+                                .iter()
+                                .map(|t| t.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(","),
                             c.owner.short(),
                         ]
                     })
@@ -631,8 +671,22 @@ fn benchmark(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
     let s = ctx.session()?;
     match b {
         BenchmarkCmd::Submit {
-            name, description, docs_url, demo_dataset, data_preparator, reference_model, metrics, committee, threshold,
-            dataset_approval, model_approval, policy, min_datasets, rank_metric, lower_is_better, skip_test,
+            name,
+            description,
+            docs_url,
+            demo_dataset,
+            data_preparator,
+            reference_model,
+            metrics,
+            committee,
+            threshold,
+            dataset_approval,
+            model_approval,
+            policy,
+            min_datasets,
+            rank_metric,
+            lower_is_better,
+            skip_test,
         } => {
             let st = s.state()?;
             let args = BenchmarkArgs {
@@ -659,7 +713,12 @@ fn benchmark(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
             let r = workflow::submit_benchmark(&s, &args);
             pb.finish_and_clear();
             let r = r?;
-            report(ctx, "benchmark submitted; waiting for the admin's approval", &r.id, &serde_json::Value::Null)
+            report(
+                ctx,
+                "benchmark submitted; waiting for the admin's approval",
+                &r.id,
+                &serde_json::Value::Null,
+            )
         }
         BenchmarkCmd::Ls => {
             let st = s.state()?;
@@ -678,7 +737,9 @@ fn benchmark(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
                             format!("{} of {}", b.benchmark.threshold, b.benchmark.committee.len()),
                             match b.benchmark.sharing {
                                 SharingPolicy::PerDataset => "per dataset".into(),
-                                SharingPolicy::Aggregate { min_datasets } => format!("aggregate (>= {min_datasets})"),
+                                SharingPolicy::Aggregate { min_datasets } => {
+                                    format!("aggregate (>= {min_datasets})")
+                                }
                             },
                             b.benchmark.rank_metric.clone(),
                         ]
@@ -713,7 +774,11 @@ fn benchmark(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
             let rep = rep?;
             let mut rows = Vec::new();
             for (m, run) in &rep.completed {
-                let id = if no_submit { None } else { Some(workflow::submit_result(&s, &b, &d, m, run)?.id) };
+                let id = if no_submit {
+                    None
+                } else {
+                    Some(workflow::submit_result(&s, &b, &d, m, run)?.id)
+                };
                 rows.push(serde_json::json!({ "model": m, "results": run.results, "result_record": id, "reused": run.reused }));
             }
             for (m, e) in &rep.failed {
@@ -730,11 +795,22 @@ fn benchmark(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
                     .map(|((m, run), row)| {
                         vec![
                             m.short(),
-                            run.results.iter().map(|(k, v)| format!("{k}={v:.3}")).collect::<Vec<_>>().join(" "),
-                            row["result_record"].as_str().map(|s| s[..12].to_string()).unwrap_or_else(|| "not submitted".into()),
+                            run.results
+                                .iter()
+                                .map(|(k, v)| format!("{k}={v:.3}"))
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                            row["result_record"]
+                                .as_str()
+                                .map(|s| s[..12].to_string())
+                                .unwrap_or_else(|| "not submitted".into()),
                         ]
                     })
-                    .chain(rep.failed.iter().map(|(m, e)| vec![m.short(), format!("failed: {e}"), String::new()]))
+                    .chain(
+                        rep.failed
+                            .iter()
+                            .map(|(m, e)| vec![m.short(), format!("failed: {e}"), String::new()]),
+                    )
                     .collect(),
             )
         }
@@ -752,7 +828,12 @@ fn benchmark(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
                 if counting > released {
                     let r = workflow::release(&s, &b)?;
                     released = counting;
-                    report(ctx, &format!("release signed covering {counting} results"), &r.id, &serde_json::Value::Null)?;
+                    report(
+                        ctx,
+                        &format!("release signed covering {counting} results"),
+                        &r.id,
+                        &serde_json::Value::Null,
+                    )?;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(interval_ms.max(100)));
             }
@@ -774,7 +855,12 @@ fn dataset(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
             if ctx.json {
                 return json(&v);
             }
-            println!("prepared {name} ({}) in {}; register it with `medmesh dataset submit -b {} --name {name}`", p.prepared_hash.short(), p.root.display(), b.short());
+            println!(
+                "prepared {name} ({}) in {}; register it with `medmesh dataset submit -b {} --name {name}`",
+                p.prepared_hash.short(),
+                p.root.display(),
+                b.short()
+            );
             Ok(())
         }
         DatasetCmd::Submit { benchmark, name, description, location, public_name } => {
@@ -797,7 +883,12 @@ fn dataset(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
             let out = workflow::associate(&s, &b, Subject::Dataset(d));
             pb.finish_and_clear();
             let (r, outcome) = out?;
-            report(ctx, "association requested", &r.id, &serde_json::json!({ "compatibility_results": outcome.results }))
+            report(
+                ctx,
+                "association requested",
+                &r.id,
+                &serde_json::json!({ "compatibility_results": outcome.results }),
+            )
         }
         DatasetCmd::Check { id } => {
             let st = s.state()?;
@@ -811,7 +902,12 @@ fn dataset(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
             let id = resolve(&id, st.datasets.keys().copied(), "dataset")?;
             let root = workflow::local_dataset(&s, &id)?;
             let h = runner::dataset::export_dataset(&root, &out)?;
-            report(ctx, &format!("exported to {} (prepared hash {})", out.display(), h.short()), &id, &serde_json::Value::Null)
+            report(
+                ctx,
+                &format!("exported to {} (prepared hash {})", out.display(), h.short()),
+                &id,
+                &serde_json::Value::Null,
+            )
         }
         DatasetCmd::Import { tarball, name } => {
             let root = workflow::dataset_root(&s, &name);
@@ -828,7 +924,15 @@ fn dataset(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
                 &["id", "name", "state", "owner", "prepared hash"],
                 st.datasets
                     .values()
-                    .map(|d| vec![d.id.short(), d.dataset.name.clone(), format!("{:?}", d.state).to_lowercase(), d.owner.short(), d.prepared_hash.short()])
+                    .map(|d| {
+                        vec![
+                            d.id.short(),
+                            d.dataset.name.clone(),
+                            format!("{:?}", d.state).to_lowercase(),
+                            d.owner.short(),
+                            d.prepared_hash.short(),
+                        ]
+                    })
                     .collect(),
             )
         }
@@ -855,8 +959,11 @@ fn association(ctx: &Ctx, a: AssociationCmd) -> anyhow::Result<()> {
     let st = s.state()?;
     match a {
         AssociationCmd::Ls { benchmark } => {
-            let b = benchmark.map(|b| resolve(&b, st.benchmarks.keys().copied(), "benchmark")).transpose()?;
-            let list: Vec<_> = st.associations.iter().filter(|a| b.is_none_or(|b| a.benchmark == b)).collect();
+            let b = benchmark
+                .map(|b| resolve(&b, st.benchmarks.keys().copied(), "benchmark"))
+                .transpose()?;
+            let list: Vec<_> =
+                st.associations.iter().filter(|a| b.is_none_or(|b| a.benchmark == b)).collect();
             if ctx.json {
                 return json(&list);
             }
@@ -872,7 +979,11 @@ fn association(ctx: &Ctx, a: AssociationCmd) -> anyhow::Result<()> {
                             a.benchmark.short(),
                             kind.into(),
                             id.short(),
-                            format!("{}{}", a.status.label(), if a.auto_approved { " (auto)" } else { "" }),
+                            format!(
+                                "{}{}",
+                                a.status.label(),
+                                if a.auto_approved { " (auto)" } else { "" }
+                            ),
                             a.approvals.len().to_string(),
                             a.priority.to_string(),
                         ]
@@ -918,8 +1029,11 @@ fn result(ctx: &Ctx, r: ResultCmd) -> anyhow::Result<()> {
             Ok(())
         }
         ResultCmd::Ls { benchmark } => {
-            let b = benchmark.map(|b| resolve(&b, st.benchmarks.keys().copied(), "benchmark")).transpose()?;
-            let list: Vec<_> = st.results.iter().filter(|r| b.is_none_or(|b| r.benchmark == b)).collect();
+            let b = benchmark
+                .map(|b| resolve(&b, st.benchmarks.keys().copied(), "benchmark"))
+                .transpose()?;
+            let list: Vec<_> =
+                st.results.iter().filter(|r| b.is_none_or(|b| r.benchmark == b)).collect();
             if ctx.json {
                 return json(&list);
             }
@@ -932,7 +1046,11 @@ fn result(ctx: &Ctx, r: ResultCmd) -> anyhow::Result<()> {
                             r.benchmark.short(),
                             r.model.short(),
                             r.dataset.short(),
-                            if r.counts { "yes".into() } else { format!("no: {}", r.reason.as_deref().unwrap_or("")) },
+                            if r.counts {
+                                "yes".into()
+                            } else {
+                                format!("no: {}", r.reason.as_deref().unwrap_or(""))
+                            },
                         ]
                     })
                     .collect(),
@@ -942,7 +1060,11 @@ fn result(ctx: &Ctx, r: ResultCmd) -> anyhow::Result<()> {
             let id = resolve(&id, st.results.iter().map(|r| r.id), "result")?;
             let view = st.results.iter().find(|r| r.id == id).expect("resolved from this list");
             let metrics = match workflow::open_result(&s, &id) {
-                Ok((_, m)) => serde_json::to_value(m.iter().map(|(k, v)| (k.clone(), millionths(*v))).collect::<std::collections::BTreeMap<_, _>>())?,
+                Ok((_, m)) => serde_json::to_value(
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), millionths(*v)))
+                        .collect::<std::collections::BTreeMap<_, _>>(),
+                )?,
                 Err(e) => serde_json::Value::String(format!("sealed ({e})")),
             };
             json(&serde_json::json!({ "result": view, "metrics": metrics }))
@@ -956,13 +1078,22 @@ pub fn leaderboard(ctx: &Ctx, st: &State, b: &RecordId) -> anyhow::Result<()> {
         if ctx.json {
             return json(&serde_json::Value::Null);
         }
-        println!("no results released yet for benchmark {}; the committee publishes them with `medmesh benchmark release`", b.short());
+        println!(
+            "no results released yet for benchmark {}; the committee publishes them with `medmesh benchmark release`",
+            b.short()
+        );
         return Ok(());
     };
     if ctx.json {
         return json(lb);
     }
-    println!("leaderboard of {} by {} ({}), release round {}", st.benchmarks.get(b).map(|v| v.benchmark.name.as_str()).unwrap_or("?"), lb.metric, if lb.higher_is_better { "higher is better" } else { "lower is better" }, lb.release_round);
+    println!(
+        "leaderboard of {} by {} ({}), release round {}",
+        st.benchmarks.get(b).map(|v| v.benchmark.name.as_str()).unwrap_or("?"),
+        lb.metric,
+        if lb.higher_is_better { "higher is better" } else { "lower is better" },
+        lb.release_round
+    );
     leaderboard_table(lb, true)
 }
 
@@ -988,7 +1119,9 @@ pub fn leaderboard_table(lb: &protocol::fold::Leaderboard, ids: bool) -> anyhow:
                         (Some(l), Some(h)) => format!("[{}, {}]", millionths(l), millionths(h)),
                         _ => "-".into(),
                     },
-                    r.mean_rank_milli.map(|m| format!("{:.2}", m as f64 / 1000.0)).unwrap_or_else(|| "-".into()),
+                    r.mean_rank_milli
+                        .map(|m| format!("{:.2}", m as f64 / 1000.0))
+                        .unwrap_or_else(|| "-".into()),
                     r.datasets.to_string(),
                 ]);
                 row
@@ -1008,11 +1141,20 @@ fn demo(ctx: &Ctx, dir: PathBuf, keep_running: bool) -> anyhow::Result<()> {
     let out = crate::demo::run(&opts)?;
     if ctx.json {
         let lb: serde_json::Value = serde_json::from_str(&out.leaderboard_json)?;
-        return json(&serde_json::json!({ "benchmark": out.benchmark, "state_hash": out.state_hash, "leaderboards": lb, "homes": out.homes }));
+        return json(
+            &serde_json::json!({ "benchmark": out.benchmark, "state_hash": out.state_hash, "leaderboards": lb, "homes": out.homes }),
+        );
     }
-    let hospital = out.homes.iter().find(|(n, _)| n == "hospital-a").map(|(_, h)| h.clone()).unwrap_or_default();
-    let lbs: std::collections::BTreeMap<RecordId, protocol::fold::Leaderboard> = serde_json::from_str(&out.leaderboard_json)?;
-    let lb = lbs.get(&out.benchmark).ok_or_else(|| anyhow!("the demo ended without a leaderboard"))?;
+    let hospital = out
+        .homes
+        .iter()
+        .find(|(n, _)| n == "hospital-a")
+        .map(|(_, h)| h.clone())
+        .unwrap_or_default();
+    let lbs: std::collections::BTreeMap<RecordId, protocol::fold::Leaderboard> =
+        serde_json::from_str(&out.leaderboard_json)?;
+    let lb =
+        lbs.get(&out.benchmark).ok_or_else(|| anyhow!("the demo ended without a leaderboard"))?;
     println!("every node shows the same leaderboard (state hash {}):", out.state_hash.short());
     leaderboard_table(lb, false)?;
 
@@ -1020,10 +1162,22 @@ fn demo(ctx: &Ctx, dir: PathBuf, keep_running: bool) -> anyhow::Result<()> {
     if keep_running {
         println!("  medmesh --home {} benchmark ls", hospital.display());
         println!("  medmesh --home {} association ls", hospital.display());
-        println!("  medmesh --home {} leaderboard -b {}", hospital.display(), out.benchmark.short());
+        println!(
+            "  medmesh --home {} leaderboard -b {}",
+            hospital.display(),
+            out.benchmark.short()
+        );
     } else {
-        println!("  medmesh node start --data-dir {}/node --root {}/root.cbor   (then, in another shell)", hospital.display(), hospital.display());
-        println!("  medmesh --home {} leaderboard -b {}", hospital.display(), out.benchmark.short());
+        println!(
+            "  medmesh node start --data-dir {}/node --root {}/root.cbor   (then, in another shell)",
+            hospital.display(),
+            hospital.display()
+        );
+        println!(
+            "  medmesh --home {} leaderboard -b {}",
+            hospital.display(),
+            out.benchmark.short()
+        );
         println!("Run `medmesh demo --keep-running` to leave the nodes up.");
     }
     Ok(())

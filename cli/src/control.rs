@@ -56,8 +56,12 @@ impl Control {
                 node_dir.display()
             )
         })?;
-        let addr: std::net::SocketAddr = text.trim().parse().with_context(|| format!("{} does not hold an address", control_file.display()))?;
-        let token = std::fs::read_to_string(node_dir.join(TOKEN_FILE)).ok().map(|t| t.trim().to_string());
+        let addr: std::net::SocketAddr = text
+            .trim()
+            .parse()
+            .with_context(|| format!("{} does not hold an address", control_file.display()))?;
+        let token =
+            std::fs::read_to_string(node_dir.join(TOKEN_FILE)).ok().map(|t| t.trim().to_string());
         Ok(Self::new(&addr.to_string(), token))
     }
 
@@ -72,11 +76,18 @@ impl Control {
     }
 
     fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
-        anyhow!("the node at {} does not answer ({e}); is it running? start it with `medmesh node start`", self.base)
+        anyhow!(
+            "the node at {} does not answer ({e}); is it running? start it with `medmesh node start`",
+            self.base
+        )
     }
 
     fn get(&self, path: &str) -> anyhow::Result<Option<ureq::http::Response<ureq::Body>>> {
-        let resp = self.agent.get(&format!("{}{path}", self.base)).call().map_err(|e| self.unreachable(e))?;
+        let resp = self
+            .agent
+            .get(&format!("{}{path}", self.base))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
         match resp.status().as_u16() {
             200 => Ok(Some(resp)),
             404 => Ok(None),
@@ -88,7 +99,10 @@ impl Control {
     }
 
     /// GET a JSON document.
-    pub fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<Option<T>> {
+    pub fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<Option<T>> {
         match self.get(path)? {
             None => Ok(None),
             Some(r) => Ok(Some(
@@ -96,7 +110,9 @@ impl Control {
                     .with_config()
                     .limit(CONTROL_RESPONSE_BYTES_MAX)
                     .read_json()
-                    .with_context(|| format!("the node's answer to {path} is not what this medmesh expects"))?,
+                    .with_context(|| {
+                        format!("the node's answer to {path} is not what this medmesh expects")
+                    })?,
             )),
         }
     }
@@ -108,7 +124,9 @@ impl NodeApi for Control {
     }
 
     fn submit(&self, bytes: &[u8]) -> anyhow::Result<RecordId> {
-        let token = self.token.as_deref().ok_or_else(|| anyhow!("no control token found; run this as the user who started the node"))?;
+        let token = self.token.as_deref().ok_or_else(|| {
+            anyhow!("no control token found; run this as the user who started the node")
+        })?;
         let resp = self
             .agent
             .post(&format!("{}/v1/records", self.base))
@@ -119,7 +137,8 @@ impl NodeApi for Control {
         let code = resp.status().as_u16();
         let body = resp.into_body().read_to_string().unwrap_or_default();
         if code == 200 || code == 201 {
-            let s: Submitted = serde_json::from_str(&body).context("the node's answer to a submission is not valid")?;
+            let s: Submitted = serde_json::from_str(&body)
+                .context("the node's answer to a submission is not valid")?;
             return Ok(s.id);
         }
         match serde_json::from_str::<Refusal>(&body) {
@@ -129,12 +148,18 @@ impl NodeApi for Control {
     }
 
     fn state(&self) -> anyhow::Result<State> {
-        self.get_json("/v1/state/all")?.ok_or_else(|| anyhow!("the node has no /v1/state/all; upgrade it"))
+        self.get_json("/v1/state/all")?
+            .ok_or_else(|| anyhow!("the node has no /v1/state/all; upgrade it"))
     }
 
     fn record(&self, id: &RecordId) -> anyhow::Result<Vec<u8>> {
-        let r = self.get(&format!("/v1/records/{}", id.to_hex()))?.ok_or_else(|| anyhow!("the node does not hold record {}", id.short()))?;
-        Ok(r.into_body().with_config().limit(protocol::limits::ENVELOPE_BYTES_MAX as u64).read_to_vec()?)
+        let r = self
+            .get(&format!("/v1/records/{}", id.to_hex()))?
+            .ok_or_else(|| anyhow!("the node does not hold record {}", id.short()))?;
+        Ok(r.into_body()
+            .with_config()
+            .limit(protocol::limits::ENVELOPE_BYTES_MAX as u64)
+            .read_to_vec()?)
     }
 }
 
@@ -151,13 +176,18 @@ pub struct NodeStatus {
 impl Control {
     /// The node's identity, size, state hash and listen addresses.
     pub fn status(&self) -> anyhow::Result<NodeStatus> {
-        self.get_json("/v1/status")?.ok_or_else(|| anyhow!("the node has no /v1/status; upgrade it"))
+        self.get_json("/v1/status")?
+            .ok_or_else(|| anyhow!("the node has no /v1/status; upgrade it"))
     }
 
     /// The raw JSON of a leaderboard view, as the node serves it (for comparing nodes).
     pub fn leaderboards_json(&self) -> anyhow::Result<String> {
         match self.get("/v1/state/leaderboards")? {
-            Some(r) => Ok(r.into_body().with_config().limit(CONTROL_RESPONSE_BYTES_MAX).read_to_string()?),
+            Some(r) => Ok(r
+                .into_body()
+                .with_config()
+                .limit(CONTROL_RESPONSE_BYTES_MAX)
+                .read_to_string()?),
             None => Ok(String::new()),
         }
     }

@@ -76,12 +76,23 @@ impl Participant {
 fn exe_beside(name: &str) -> anyhow::Result<PathBuf> {
     let me = std::env::current_exe().context("cannot find the medmesh executable")?;
     let p = me.with_file_name(name);
-    if p.exists() { Ok(p) } else { bail!("{} is missing next to {}; build the workspace first", name, me.display()) }
+    if p.exists() {
+        Ok(p)
+    } else {
+        bail!("{} is missing next to {}; build the workspace first", name, me.display())
+    }
 }
 
-fn start_node(exe: &Path, extra: &[&str], data_dir: &Path, root: &Path, bootstrap: Option<&str>) -> anyhow::Result<Child> {
+fn start_node(
+    exe: &Path,
+    extra: &[&str],
+    data_dir: &Path,
+    root: &Path,
+    bootstrap: Option<&str>,
+) -> anyhow::Result<Child> {
     std::fs::create_dir_all(data_dir)?;
-    let log = std::fs::File::create(data_dir.join("node.log")).context("cannot create the node log")?;
+    let log =
+        std::fs::File::create(data_dir.join("node.log")).context("cannot create the node log")?;
     let mut cmd = Command::new(exe);
     cmd.args(extra)
         .arg("--data-dir")
@@ -107,10 +118,18 @@ fn wait_control(data_dir: &Path, child: &mut Child) -> anyhow::Result<Control> {
             }
         }
         if let Some(status) = child.try_wait()? {
-            bail!("the node in {} exited ({status}); see {}", data_dir.display(), data_dir.join("node.log").display());
+            bail!(
+                "the node in {} exited ({status}); see {}",
+                data_dir.display(),
+                data_dir.join("node.log").display()
+            );
         }
         if Instant::now() > deadline {
-            bail!("the node in {} did not start; see {}", data_dir.display(), data_dir.join("node.log").display());
+            bail!(
+                "the node in {} did not start; see {}",
+                data_dir.display(),
+                data_dir.join("node.log").display()
+            );
         }
         std::thread::sleep(Duration::from_millis(POLL_MS));
     }
@@ -125,7 +144,11 @@ fn wait_for(who: &Participant, what: &str, cond: impl Fn(&State) -> bool) -> any
             return Ok(st);
         }
         if Instant::now() > deadline {
-            bail!("{}'s node never saw {what} (see {})", who.name, who.home.dir.join("node/node.log").display());
+            bail!(
+                "{}'s node never saw {what} (see {})",
+                who.name,
+                who.home.dir.join("node/node.log").display()
+            );
         }
         std::thread::sleep(Duration::from_millis(POLL_MS));
     }
@@ -139,7 +162,10 @@ fn approved(st: &State, b: &RecordId, s: Subject) -> bool {
 pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     const STEPS: u64 = 13;
     let bar = ProgressBar::new(STEPS);
-    bar.set_style(ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg} {elapsed}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg} {elapsed}")
+            .expect("valid template"),
+    );
     bar.enable_steady_tick(Duration::from_millis(120));
     let step = |msg: &str| {
         bar.inc(1);
@@ -148,22 +174,37 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     };
 
     if opts.dir.exists() {
-        std::fs::remove_dir_all(&opts.dir).with_context(|| format!("cannot clear {}", opts.dir.display()))?;
+        std::fs::remove_dir_all(&opts.dir)
+            .with_context(|| format!("cannot clear {}", opts.dir.display()))?;
     }
     std::fs::create_dir_all(&opts.dir)?;
     let dir = opts.dir.canonicalize()?;
 
     step("building the example container images (FROM scratch)");
     let engine = workflow::engine()?;
-    let images = workflow::block_on(runner::examples::build_example_images(&engine, &opts.workspace))??;
+    let images =
+        workflow::block_on(runner::examples::build_example_images(&engine, &opts.workspace))??;
 
     step("creating keys for the admin, committee, hospitals and model owners");
-    let names = ["admin", "committee-1", "committee-2", "committee-3", "hospital-a", "hospital-b", "hospital-c", "model-owner-1", "model-owner-2"];
+    let names = [
+        "admin",
+        "committee-1",
+        "committee-2",
+        "committee-3",
+        "hospital-a",
+        "hospital-b",
+        "hospital-c",
+        "model-owner-1",
+        "model-owner-2",
+    ];
     let mut people: Vec<Participant> = Vec::new();
     for n in names {
         let home = Home { dir: dir.join(n) };
         crate::keys::generate(&home.keys_dir())?;
-        home.save_profile(&Profile { node_dir: Some(home.dir.join("node")), bootstrap: Vec::new() })?;
+        home.save_profile(&Profile {
+            node_dir: Some(home.dir.join("node")),
+            bootstrap: Vec::new(),
+        })?;
         people.push(Participant { name: n.into(), home, session: None });
     }
     let admin_key = people[0].home.keys()?.public();
@@ -183,7 +224,9 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     // plain node (a bootstrap peer has no authority either way).
     let mut boot = match exe_beside("medmesh-bootstrap") {
         Ok(exe) => start_node(&exe, &["--control", "127.0.0.1:0"], &boot_dir, &root_file, None)?,
-        Err(_) => start_node(&std::env::current_exe()?, &["node", "start"], &boot_dir, &root_file, None)?,
+        Err(_) => {
+            start_node(&std::env::current_exe()?, &["node", "start"], &boot_dir, &root_file, None)?
+        }
     };
     let boot_ctl = wait_control(&boot_dir, &mut boot)?;
     procs.0.push(("bootstrap".into(), boot));
@@ -197,10 +240,22 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     let medmesh = std::env::current_exe()?;
     for p in &mut people {
         let node_dir = p.home.dir.join("node");
-        let mut child = start_node(&medmesh, &["node", "start"], &node_dir, &p.home.root_path(), Some(&boot_addr))?;
+        let mut child = start_node(
+            &medmesh,
+            &["node", "start"],
+            &node_dir,
+            &p.home.root_path(),
+            Some(&boot_addr),
+        )?;
         let ctl = wait_control(&node_dir, &mut child)?;
         procs.0.push((p.name.clone(), child));
-        p.session = Some(Session { home: p.home.clone(), keys: p.home.keys()?, network: root.network_id(), api: Box::new(ctl), confirm: Confirm::Yes });
+        p.session = Some(Session {
+            home: p.home.clone(),
+            keys: p.home.keys()?,
+            network: root.network_id(),
+            api: Box::new(ctl),
+            confirm: Confirm::Yes,
+        });
     }
 
     step("every participant publishes its profile (with its encryption key)");
@@ -215,7 +270,11 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     step("the benchmark owner registers the preparator, reference model and metrics");
     let ex = |n: &str| opts.workspace.join("examples").join(n);
     let owner = &people[1];
-    let submit = |who: &Participant, name: &str, dir: &str, image: &protocol::record::ImageRef| -> anyhow::Result<RecordId> {
+    let submit = |who: &Participant,
+                  name: &str,
+                  dir: &str,
+                  image: &protocol::record::ImageRef|
+     -> anyhow::Result<RecordId> {
         let params = ex(dir).join("parameters.yaml");
         let af = ex(dir).join("additional_files");
         let args = ContainerArgs {
@@ -238,7 +297,8 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         owner.s(),
         &BenchmarkArgs {
             name: "breast-cancer-diagnosis".into(),
-            description: "Malignant vs benign from the Wisconsin Diagnostic Breast Cancer features".into(),
+            description: "Malignant vs benign from the Wisconsin Diagnostic Breast Cancer features"
+                .into(),
             docs_url: "https://archive.ics.uci.edu/dataset/17".into(),
             demo_dataset: ex("data/demo"),
             data_preparator: prep,
@@ -257,14 +317,21 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     .id;
 
     step("the admin approves the benchmark");
-    wait_for(&people[0], "the benchmark", |st| st.benchmarks.contains_key(&bench) && st.containers.len() >= 3)?;
+    wait_for(&people[0], "the benchmark", |st| {
+        st.benchmarks.contains_key(&bench) && st.containers.len() >= 3
+    })?;
     workflow::decide_benchmark(people[0].s(), bench, Decision::Approve)?;
 
     step("model owners register their models and request association (compatibility test)");
-    let model_specs = [(7usize, "logistic-regression", "model_logistic", &images.model_logistic), (8, "concave-points-threshold", "model_threshold", &images.model_threshold)];
+    let model_specs = [
+        (7usize, "logistic-regression", "model_logistic", &images.model_logistic),
+        (8, "concave-points-threshold", "model_threshold", &images.model_threshold),
+    ];
     let mut models = Vec::new();
     for (i, name, dir, image) in model_specs {
-        wait_for(&people[i], "the approved benchmark", |st| st.benchmarks.get(&bench).is_some_and(|b| b.status == Status::Approved))?;
+        wait_for(&people[i], "the approved benchmark", |st| {
+            st.benchmarks.get(&bench).is_some_and(|b| b.status == Status::Approved)
+        })?;
         let m = submit(&people[i], name, dir, image)?;
         workflow::associate(people[i].s(), &bench, Subject::Model(m))?;
         models.push(m);
@@ -274,19 +341,35 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     let mut datasets = Vec::new();
     for (i, site) in [(4usize, "hospital_a"), (5, "hospital_b"), (6, "hospital_c")] {
         let p = &people[i];
-        wait_for(p, "the approved benchmark", |st| st.benchmarks.get(&bench).is_some_and(|b| b.status == Status::Approved))?;
+        wait_for(p, "the approved benchmark", |st| {
+            st.benchmarks.get(&bench).is_some_and(|b| b.status == Status::Approved)
+        })?;
         let raw = ex("data").join(site).join("raw");
         workflow::prepare_dataset(p.s(), &bench, site, &raw.join("data"), &raw.join("labels"))?;
-        let d = workflow::submit_dataset(p.s(), &bench, site, &format!("{site} breast cancer cases"), "on site", i == 4)?.id;
+        let d = workflow::submit_dataset(
+            p.s(),
+            &bench,
+            site,
+            &format!("{site} breast cancer cases"),
+            "on site",
+            i == 4,
+        )?
+        .id;
         workflow::associate(p.s(), &bench, Subject::Dataset(d))?;
         datasets.push((i, d));
     }
 
     step("the committee (two of three) approves the models and datasets");
-    let subjects: Vec<Subject> = models.iter().map(|m| Subject::Model(*m)).chain(datasets.iter().map(|(_, d)| Subject::Dataset(*d))).collect();
+    let subjects: Vec<Subject> = models
+        .iter()
+        .map(|m| Subject::Model(*m))
+        .chain(datasets.iter().map(|(_, d)| Subject::Dataset(*d)))
+        .collect();
     for c in [2usize, 3] {
         let n = subjects.len();
-        wait_for(&people[c], "every association request", |st| st.associations.iter().filter(|a| a.benchmark == bench).count() >= n)?;
+        wait_for(&people[c], "every association request", |st| {
+            st.associations.iter().filter(|a| a.benchmark == bench).count() >= n
+        })?;
         for (k, s) in subjects.iter().enumerate() {
             let priority = matches!(s, Subject::Model(_)).then_some(10 - k as i32);
             workflow::decide_association(people[c].s(), bench, *s, Decision::Approve, priority)?;
@@ -298,7 +381,8 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         let p = &people[*i];
         workflow::set_operational(p.s(), d)?;
         wait_for(p, "approved associations", |st| {
-            approved(st, &bench, Subject::Dataset(*d)) && models.iter().all(|m| approved(st, &bench, Subject::Model(*m)))
+            approved(st, &bench, Subject::Dataset(*d))
+                && models.iter().all(|m| approved(st, &bench, Subject::Model(*m)))
         })?;
         let report = workflow::run_benchmark(p.s(), &bench, d, false, false)?;
         for (m, run) in &report.completed {
@@ -309,14 +393,18 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     step("two committee members open the results and sign the release");
     let expected = models.len() * datasets.len();
     for c in [1usize, 2] {
-        wait_for(&people[c], "every result", |st| st.results.iter().filter(|r| r.benchmark == bench && r.counts).count() >= expected)?;
+        wait_for(&people[c], "every result", |st| {
+            st.results.iter().filter(|r| r.benchmark == bench && r.counts).count() >= expected
+        })?;
         workflow::release(people[c].s(), &bench)?;
     }
 
     step("waiting for every node to show the same leaderboard");
     let mut first: Option<(String, Hash32)> = None;
     for p in &people {
-        let st = wait_for(p, "the leaderboard", |st| st.leaderboards.get(&bench).is_some_and(|l| l.release_round == expected as u64))?;
+        let st = wait_for(p, "the leaderboard", |st| {
+            st.leaderboards.get(&bench).is_some_and(|l| l.release_round == expected as u64)
+        })?;
         let ctl = Control::for_node_dir(&p.home.dir.join("node"))?;
         let lb = ctl.leaderboards_json()?;
         match &first {
@@ -330,5 +418,10 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     if opts.keep_running {
         std::mem::forget(procs);
     }
-    Ok(DemoOutcome { benchmark: bench, leaderboard_json, state_hash, homes: people.iter().map(|p| (p.name.clone(), p.home.dir.clone())).collect() })
+    Ok(DemoOutcome {
+        benchmark: bench,
+        leaderboard_json,
+        state_hash,
+        homes: people.iter().map(|p| (p.name.clone(), p.home.dir.clone())).collect(),
+    })
 }

@@ -74,14 +74,18 @@ impl Home {
         if !p.exists() {
             return Ok(Profile::default());
         }
-        let text = fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a valid profile; fix or delete it", p.display()))
+        let text =
+            fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid profile; fix or delete it", p.display()))
     }
 
     pub fn save_profile(&self, profile: &Profile) -> anyhow::Result<()> {
-        fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
         let p = self.profile_path();
-        fs::write(&p, serde_json::to_string_pretty(profile)? + "\n").with_context(|| format!("cannot write {}", p.display()))
+        fs::write(&p, serde_json::to_string_pretty(profile)? + "\n")
+            .with_context(|| format!("cannot write {}", p.display()))
     }
 
     /// The node's data directory: the profile's, else `<home>/node`.
@@ -115,13 +119,16 @@ impl Home {
             }
             return Ok(());
         }
-        fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
         fs::write(&p, root.to_bytes()).with_context(|| format!("cannot write {}", p.display()))
     }
 }
 
 /// Read and validate a root file.
 pub fn read_root(path: &Path) -> anyhow::Result<NetworkRoot> {
-    let bytes = fs::read(path).with_context(|| format!("cannot read the network root {}", path.display()))?;
-    NetworkRoot::from_bytes(&bytes).with_context(|| format!("{} is not a MedMesh network root", path.display()))
+    let bytes = fs::read(path)
+        .with_context(|| format!("cannot read the network root {}", path.display()))?;
+    NetworkRoot::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a MedMesh network root", path.display()))
 }

@@ -10,7 +10,9 @@ pub const PREFIX_DIGITS_MIN: usize = 4;
 /// An id argument could not be resolved.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum LookupError {
-    #[error("`{0}` is not an id: use hex digits (at least {PREFIX_DIGITS_MIN}), as printed by `ls`")]
+    #[error(
+        "`{0}` is not an id: use hex digits (at least {PREFIX_DIGITS_MIN}), as printed by `ls`"
+    )]
     NotHex(String),
     #[error("no {what} has an id starting with `{prefix}`; list them with `medmesh {what} ls`")]
     Unknown { what: &'static str, prefix: String },
@@ -19,18 +21,27 @@ pub enum LookupError {
 }
 
 /// Resolve `prefix` against `candidates`.
-pub fn resolve(prefix: &str, candidates: impl IntoIterator<Item = RecordId>, what: &'static str) -> Result<RecordId, LookupError> {
+pub fn resolve(
+    prefix: &str,
+    candidates: impl IntoIterator<Item = RecordId>,
+    what: &'static str,
+) -> Result<RecordId, LookupError> {
     let p = prefix.trim().to_ascii_lowercase();
     if p.len() < PREFIX_DIGITS_MIN || p.len() > 64 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(LookupError::NotHex(prefix.to_string()));
     }
-    let mut matches: Vec<RecordId> = candidates.into_iter().filter(|id| id.to_hex().starts_with(&p)).collect();
+    let mut matches: Vec<RecordId> =
+        candidates.into_iter().filter(|id| id.to_hex().starts_with(&p)).collect();
     matches.sort();
     matches.dedup();
     match matches.as_slice() {
         [] => Err(LookupError::Unknown { what, prefix: p }),
         [one] => Ok(*one),
-        many => Err(LookupError::Ambiguous { what, prefix: p, matches: many.iter().map(|m| m.short()).collect() }),
+        many => Err(LookupError::Ambiguous {
+            what,
+            prefix: p,
+            matches: many.iter().map(|m| m.short()).collect(),
+        }),
     }
 }
 
@@ -62,8 +73,12 @@ mod tests {
         a[1] = 0xcd;
         let mut b = a;
         b[5] = 1;
-        let err = resolve("abcd", [RecordId::from_bytes(a), RecordId::from_bytes(b)], "dataset").unwrap_err();
-        assert!(matches!(err, LookupError::Ambiguous { ref matches, .. } if matches.len() == 2), "{err}");
+        let err = resolve("abcd", [RecordId::from_bytes(a), RecordId::from_bytes(b)], "dataset")
+            .unwrap_err();
+        assert!(
+            matches!(err, LookupError::Ambiguous { ref matches, .. } if matches.len() == 2),
+            "{err}"
+        );
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub enum KeyError {
     Missing { dir: PathBuf },
     #[error("keys already exist in {dir}; refusing to overwrite them (move them away first)")]
     Exists { dir: PathBuf },
-    #[error("{path} is readable or writable by others (mode {mode:o}); run `chmod 600 {path}` (and `chmod 700` on its folder) if you trust it, or generate new keys")]
+    #[error(
+        "{path} is readable or writable by others (mode {mode:o}); run `chmod 600 {path}` (and `chmod 700` on its folder) if you trust it, or generate new keys"
+    )]
     TooOpen { path: PathBuf, mode: u32 },
     #[error("{path} is not a {kind} key file")]
     Malformed { path: PathBuf, kind: &'static str },
@@ -75,7 +77,12 @@ fn check_private(path: &Path) -> Result<(), KeyError> {
 }
 
 fn write_new(path: &Path, kind: &str, secret: &[u8; 32]) -> Result<(), KeyError> {
-    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io(path))?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
     writeln!(f, "{kind} {}", hex::encode(secret)).map_err(io(path))?;
     f.sync_all().map_err(io(path))
 }
@@ -104,7 +111,8 @@ pub fn generate(dir: &Path) -> Result<Keys, KeyError> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
     let signing = SigningKey::from_bytes(&random32()?);
     // A random Ed25519 secret never yields a weak public key in practice; check anyway.
-    PublicKey::from_bytes(signing.verifying_key().to_bytes()).map_err(|_| KeyError::Weak { path: signing_path.clone() })?;
+    PublicKey::from_bytes(signing.verifying_key().to_bytes())
+        .map_err(|_| KeyError::Weak { path: signing_path.clone() })?;
     let opening = OpeningKey::from_secret(random32()?);
     write_new(&signing_path, SIGNING_KIND, &signing.to_bytes())?;
     write_new(&x_path, X25519_KIND, opening.secret())?;
@@ -118,7 +126,8 @@ pub fn load(dir: &Path) -> Result<Keys, KeyError> {
     }
     let signing_path = dir.join(SIGNING_FILE);
     let signing = SigningKey::from_bytes(&read(&signing_path, SIGNING_KIND)?);
-    PublicKey::from_bytes(signing.verifying_key().to_bytes()).map_err(|_| KeyError::Weak { path: signing_path })?;
+    PublicKey::from_bytes(signing.verifying_key().to_bytes())
+        .map_err(|_| KeyError::Weak { path: signing_path })?;
     let opening = OpeningKey::from_secret(read(&dir.join(X25519_FILE), X25519_KIND)?);
     Ok(Keys { signing, opening })
 }

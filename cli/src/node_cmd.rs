@@ -62,31 +62,68 @@ pub fn run(cmd: NodeCmd) -> anyhow::Result<()> {
 fn refusals(a: RefusalsArgs) -> anyhow::Result<()> {
     use std::io::Write as _;
     let control = medmesh_cli::control::Control::for_node_dir(&a.data_dir)?;
-    let v: serde_json::Value = control.get_json("/v1/refusals")?.context("this node has no refusal log; update it")?;
+    let v: serde_json::Value =
+        control.get_json("/v1/refusals")?.context("this node has no refusal log; update it")?;
     if a.json {
         return medmesh_cli::output::json(&v);
     }
     let text = |x: &serde_json::Value| x.as_str().map(str::to_string).unwrap_or_else(|| "-".into());
     // Record ids by their first 12 hex digits, as everywhere else; peer ids by their
     // last 8 characters (they all start alike).
-    let id = |x: &serde_json::Value| x.as_str().map(|s| s.chars().take(12).collect()).unwrap_or_else(|| "-".into());
+    let id = |x: &serde_json::Value| {
+        x.as_str().map(|s| s.chars().take(12).collect()).unwrap_or_else(|| "-".into())
+    };
     let peer = |x: &serde_json::Value| {
-        x.as_str().map(|s| format!("…{}", s.chars().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect::<String>())).unwrap_or_else(|| "-".into())
+        x.as_str()
+            .map(|s| {
+                format!(
+                    "…{}",
+                    s.chars()
+                        .rev()
+                        .take(8)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect::<String>()
+                )
+            })
+            .unwrap_or_else(|| "-".into())
     };
     let rows: Vec<Vec<String>> = v["refused"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|r| vec![text(&r["source"]), text(&r["reason"]), id(&r["id"]), peer(&r["peer"]), text(&r["message"])])
+        .map(|r| {
+            vec![
+                text(&r["source"]),
+                text(&r["reason"]),
+                id(&r["id"]),
+                peer(&r["peer"]),
+                text(&r["message"]),
+            ]
+        })
         .collect();
     medmesh_cli::output::table(&["from", "reason", "record", "peer", "message"], rows)?;
-    let counts: Vec<String> = v["counts"].as_object().into_iter().flatten().map(|(k, n)| format!("{k} {n}")).collect();
+    let counts: Vec<String> =
+        v["counts"].as_object().into_iter().flatten().map(|(k, n)| format!("{k} {n}")).collect();
     let mut out = std::io::stdout().lock();
-    writeln!(out, "refused since start: {} ({})", v["refused_total"], if counts.is_empty() { "none".into() } else { counts.join(", ") })?;
-    writeln!(out, "held back (rate limit or load; they arrive later by sync): {}", v["held_total"])?;
+    writeln!(
+        out,
+        "refused since start: {} ({})",
+        v["refused_total"],
+        if counts.is_empty() { "none".into() } else { counts.join(", ") }
+    )?;
+    writeln!(
+        out,
+        "held back (rate limit or load; they arrive later by sync): {}",
+        v["held_total"]
+    )?;
     match v["fold"]["ignored"].as_u64() {
         Some(n) => writeln!(out, "valid records without effect (see /v1/state/ignored): {n}")?,
-        None => writeln!(out, "valid records without effect: unknown (the node could not derive its state)")?,
+        None => writeln!(
+            out,
+            "valid records without effect: unknown (the node could not derive its state)"
+        )?,
     }
     Ok(())
 }

@@ -33,7 +33,13 @@ pub enum Confirm {
 }
 
 /// Sign `body` as the next record of `keys`' chain and submit it.
-pub fn publish(api: &dyn NodeApi, keys: &Keys, network: NetworkId, body: Body, confirm: Confirm) -> anyhow::Result<Record> {
+pub fn publish(
+    api: &dyn NodeApi,
+    keys: &Keys,
+    network: NetworkId,
+    body: Body,
+    confirm: Confirm,
+) -> anyhow::Result<Record> {
     let me = keys.public();
     let (seq, prev) = match api.head(&me)? {
         Some((seq, id)) => (seq + 1, Some(id)),
@@ -41,15 +47,24 @@ pub fn publish(api: &dyn NodeApi, keys: &Keys, network: NetworkId, body: Body, c
     };
     if confirm == Confirm::Ask {
         let summary = serde_json::to_string_pretty(&body).context("cannot show the record")?;
-        eprintln!("About to publish a {} record, signed by {}:\n{summary}", body.kind(), me.short());
+        eprintln!(
+            "About to publish a {} record, signed by {}:\n{summary}",
+            body.kind(),
+            me.short()
+        );
         if !ask("Publish it to the network?")? {
             bail!("not published");
         }
     }
-    let record = Record::sign(&keys.signing, network, seq, prev, body).context("cannot sign the record")?;
+    let record =
+        Record::sign(&keys.signing, network, seq, prev, body).context("cannot sign the record")?;
     let id = api.submit(&record.bytes)?;
     if id != record.id {
-        bail!("the node stored the record under id {}, not {}; is it on another network?", id.short(), record.id.short());
+        bail!(
+            "the node stored the record under id {}, not {}; is it on another network?",
+            id.short(),
+            record.id.short()
+        );
     }
     Ok(record)
 }
@@ -57,7 +72,9 @@ pub fn publish(api: &dyn NodeApi, keys: &Keys, network: NetworkId, body: Body, c
 fn ask(question: &str) -> anyhow::Result<bool> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        bail!("refusing to publish without confirmation on a non-interactive input; pass -y to confirm");
+        bail!(
+            "refusing to publish without confirmation on a non-interactive input; pass -y to confirm"
+        );
     }
     eprint!("{question} [y/N] ");
     std::io::stderr().flush().ok();

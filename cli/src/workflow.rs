@@ -51,7 +51,10 @@ impl Session {
 
 /// A Tokio runtime for the engine's async API (the CLI is otherwise blocking).
 pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start an async runtime")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start an async runtime")?;
     Ok(rt.block_on(f))
 }
 
@@ -65,7 +68,11 @@ pub fn engine() -> anyhow::Result<Engine> {
 
 /// Publish the participant profile (name, organisation, X25519 key for results).
 pub fn submit_profile(s: &Session, name: &str, organisation: &str) -> anyhow::Result<Record> {
-    s.publish(Body::Profile(Profile { name: name.into(), organisation: organisation.into(), x25519: s.keys.x25519() }))
+    s.publish(Body::Profile(Profile {
+        name: name.into(),
+        organisation: organisation.into(),
+        x25519: s.keys.x25519(),
+    }))
 }
 
 /// What `container submit` takes.
@@ -87,15 +94,21 @@ pub fn submit_container(s: &Session, a: &ContainerArgs) -> anyhow::Result<Record
     let spec = runner::load_manifest(&a.manifest)?;
     let digest = match &a.digest {
         Some(d) => d.clone(),
-        None => block_on(async { engine()?.image_digest(&a.image).await.map_err(anyhow::Error::from) })??,
+        None => block_on(async {
+            engine()?.image_digest(&a.image).await.map_err(anyhow::Error::from)
+        })??,
     };
     let parameters = match &a.parameters {
-        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("cannot read the parameters file {}", p.display()))?),
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read the parameters file {}", p.display()))?,
+        ),
         None => None,
     };
     let additional_files = match &a.additional_files {
         Some(dir) => {
-            let dir = dir.canonicalize().with_context(|| format!("cannot find {}", dir.display()))?;
+            let dir =
+                dir.canonicalize().with_context(|| format!("cannot find {}", dir.display()))?;
             let hash = runner::treehash::tree_hash(&[("additional_files", &dir)])?;
             Some(AdditionalFiles { location: dir.display().to_string(), hash })
         }
@@ -113,7 +126,10 @@ pub fn submit_container(s: &Session, a: &ContainerArgs) -> anyhow::Result<Record
 /// A container record made runnable here: its parameters written out and its
 /// additional files copied in from their location and checked against the hash.
 pub fn runnable(s: &Session, state: &State, id: &RecordId) -> anyhow::Result<Runnable> {
-    let view = state.containers.get(id).ok_or_else(|| anyhow!("container {} is unknown to the node; is it synced?", id.short()))?;
+    let view = state
+        .containers
+        .get(id)
+        .ok_or_else(|| anyhow!("container {} is unknown to the node; is it synced?", id.short()))?;
     let c = &view.container;
     let dir = s.work(&["containers", &id.to_hex()]);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -128,20 +144,33 @@ pub fn runnable(s: &Session, state: &State, id: &RecordId) -> anyhow::Result<Run
     let additional_files = match &c.additional_files {
         Some(af) => {
             let local = dir.join("additional_files");
-            if !local.exists() || runner::treehash::tree_hash(&[("additional_files", &local)])? != af.hash {
+            if !local.exists()
+                || runner::treehash::tree_hash(&[("additional_files", &local)])? != af.hash
+            {
                 let _ = std::fs::remove_dir_all(&local);
-                copy_dir(Path::new(&af.location), &local)
-                    .with_context(|| format!("cannot fetch the additional files of {} from {}", c.name, af.location))?;
+                copy_dir(Path::new(&af.location), &local).with_context(|| {
+                    format!("cannot fetch the additional files of {} from {}", c.name, af.location)
+                })?;
             }
             let actual = runner::treehash::tree_hash(&[("additional_files", &local)])?;
             if actual != af.hash {
-                bail!("the additional files of {} hash to {}, not {} as registered; refusing to run them", c.name, actual.short(), af.hash.short());
+                bail!(
+                    "the additional files of {} hash to {}, not {} as registered; refusing to run them",
+                    c.name,
+                    actual.short(),
+                    af.hash.short()
+                );
             }
             Some(local)
         }
         None => None,
     };
-    Ok(Runnable { spec: ContainerSpec::from_manifest(c.image.reference.clone(), c.manifest.clone()), image: c.image.clone(), parameters_file, additional_files })
+    Ok(Runnable {
+        spec: ContainerSpec::from_manifest(c.image.reference.clone(), c.manifest.clone()),
+        image: c.image.clone(),
+        parameters_file,
+        additional_files,
+    })
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -187,9 +216,14 @@ pub struct BenchmarkArgs {
 pub fn pack_demo(s: &Session, demo: &Path) -> anyhow::Result<(PathBuf, Hash32)> {
     let tarball = if demo.is_dir() {
         runner::compat::demo_paths(demo)?;
-        let out = s.work(&["demo", &format!("{}.tar", demo.file_name().and_then(|n| n.to_str()).unwrap_or("demo"))]);
-        std::fs::create_dir_all(out.parent().expect("has a parent")).context("cannot create the work folder")?;
-        let f = std::fs::File::create(&out).with_context(|| format!("cannot write {}", out.display()))?;
+        let out = s.work(&[
+            "demo",
+            &format!("{}.tar", demo.file_name().and_then(|n| n.to_str()).unwrap_or("demo")),
+        ]);
+        std::fs::create_dir_all(out.parent().expect("has a parent"))
+            .context("cannot create the work folder")?;
+        let f = std::fs::File::create(&out)
+            .with_context(|| format!("cannot write {}", out.display()))?;
         let mut b = tar::Builder::new(f);
         b.mode(tar::HeaderMode::Deterministic);
         b.append_dir_all(".", demo).with_context(|| format!("cannot pack {}", demo.display()))?;
@@ -199,7 +233,8 @@ pub fn pack_demo(s: &Session, demo: &Path) -> anyhow::Result<(PathBuf, Hash32)> 
         demo.to_path_buf()
     };
     let tarball = tarball.canonicalize()?;
-    let bytes = std::fs::read(&tarball).with_context(|| format!("cannot read {}", tarball.display()))?;
+    let bytes =
+        std::fs::read(&tarball).with_context(|| format!("cannot read {}", tarball.display()))?;
     Ok((tarball, Hash32::of(&bytes)))
 }
 
@@ -210,7 +245,11 @@ pub fn demo_dir(s: &Session, b: &Benchmark) -> anyhow::Result<PathBuf> {
         return Ok(dest);
     }
     let _ = std::fs::remove_dir_all(&dest);
-    Ok(runner::compat::unpack_demo_dataset(Path::new(&b.demo_dataset.location), &b.demo_dataset.hash, &dest)?)
+    Ok(runner::compat::unpack_demo_dataset(
+        Path::new(&b.demo_dataset.location),
+        &b.demo_dataset.hash,
+        &dest,
+    )?)
 }
 
 /// The compatibility test of `model` against a benchmark's demo dataset, or
@@ -224,17 +263,25 @@ pub fn compatibility_test(
 ) -> anyhow::Result<runner::compat::CompatibilityOutcome> {
     let model_r = runnable(s, state, model)?;
     let metrics = runnable(s, state, &b.metrics)?;
-    let tag = format!("{}-{}", model.short(), prepared.map(|p| p.prepared_hash.short()).unwrap_or_else(|| "demo".into()));
+    let tag = format!(
+        "{}-{}",
+        model.short(),
+        prepared.map(|p| p.prepared_hash.short()).unwrap_or_else(|| "demo".into())
+    );
     let work = s.work(&["tests", &tag]);
     let _ = std::fs::remove_dir_all(&work);
     let engine = engine()?;
     let limits = RunLimits::default();
     let outcome = match prepared {
-        Some(p) => block_on(runner::compat::compatibility_test_prepared(&engine, p, &model_r, &metrics, &work, &limits))?,
+        Some(p) => block_on(runner::compat::compatibility_test_prepared(
+            &engine, p, &model_r, &metrics, &work, &limits,
+        ))?,
         None => {
             let prep = runnable(s, state, &b.data_preparator)?;
             let demo = demo_dir(s, b)?;
-            block_on(runner::compat::compatibility_test(&engine, &demo, &prep, &model_r, &metrics, &work, &limits))?
+            block_on(runner::compat::compatibility_test(
+                &engine, &demo, &prep, &model_r, &metrics, &work, &limits,
+            ))?
         }
     };
     Ok(outcome?)
@@ -274,7 +321,11 @@ pub fn submit_benchmark(s: &Session, a: &BenchmarkArgs) -> anyhow::Result<Record
 }
 
 /// The admin approves or rejects a benchmark.
-pub fn decide_benchmark(s: &Session, benchmark: RecordId, decision: Decision) -> anyhow::Result<Record> {
+pub fn decide_benchmark(
+    s: &Session,
+    benchmark: RecordId,
+    decision: Decision,
+) -> anyhow::Result<Record> {
     s.publish(Body::BenchmarkDecision(BenchmarkDecision { benchmark, decision }))
 }
 
@@ -282,7 +333,12 @@ fn benchmark_of(state: &State, id: &RecordId) -> anyhow::Result<Benchmark> {
     Ok(state
         .benchmarks
         .get(id)
-        .ok_or_else(|| anyhow!("benchmark {} is unknown to the node; list them with `medmesh benchmark ls`", id.short()))?
+        .ok_or_else(|| {
+            anyhow!(
+                "benchmark {} is unknown to the node; list them with `medmesh benchmark ls`",
+                id.short()
+            )
+        })?
         .benchmark
         .clone())
 }
@@ -298,7 +354,10 @@ pub fn dataset_root(s: &Session, name: &str) -> PathBuf {
 /// The local root of a registered dataset (written by [`submit_dataset`]).
 pub fn local_dataset(s: &Session, id: &RecordId) -> anyhow::Result<PathBuf> {
     let index = s.work(&["datasets", "index.json"]);
-    let map: BTreeMap<String, PathBuf> = std::fs::read_to_string(&index).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    let map: BTreeMap<String, PathBuf> = std::fs::read_to_string(&index)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
     map.get(&id.to_hex()).cloned().ok_or_else(|| {
         anyhow!("dataset {} was not prepared in this home ({}); prepare it here or import it with `medmesh dataset import`", id.short(), s.home.dir.display())
     })
@@ -306,7 +365,10 @@ pub fn local_dataset(s: &Session, id: &RecordId) -> anyhow::Result<PathBuf> {
 
 fn remember_dataset(s: &Session, id: &RecordId, root: &Path) -> anyhow::Result<()> {
     let index = s.work(&["datasets", "index.json"]);
-    let mut map: BTreeMap<String, PathBuf> = std::fs::read_to_string(&index).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    let mut map: BTreeMap<String, PathBuf> = std::fs::read_to_string(&index)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
     map.insert(id.to_hex(), root.to_path_buf());
     std::fs::create_dir_all(index.parent().expect("has a parent"))?;
     std::fs::write(&index, serde_json::to_string_pretty(&map)?)?;
@@ -314,22 +376,49 @@ fn remember_dataset(s: &Session, id: &RecordId, root: &Path) -> anyhow::Result<(
 }
 
 /// Prepare raw data with the benchmark's preparator into `<work>/datasets/<name>`.
-pub fn prepare_dataset(s: &Session, benchmark: &RecordId, name: &str, data: &Path, labels: &Path) -> anyhow::Result<runner::dataset::PreparedDataset> {
+pub fn prepare_dataset(
+    s: &Session,
+    benchmark: &RecordId,
+    name: &str,
+    data: &Path,
+    labels: &Path,
+) -> anyhow::Result<runner::dataset::PreparedDataset> {
     let state = s.state()?;
     let b = benchmark_of(&state, benchmark)?;
     let prep = runnable(s, &state, &b.data_preparator)?;
     let root = dataset_root(s, name);
     let engine = engine()?;
-    Ok(block_on(runner::dataset::prepare_dataset(&engine, &prep, data, labels, &root, &RunLimits::default()))??)
+    Ok(block_on(runner::dataset::prepare_dataset(
+        &engine,
+        &prep,
+        data,
+        labels,
+        &root,
+        &RunLimits::default(),
+    ))??)
 }
 
 /// Register a prepared dataset (metadata only).
-pub fn submit_dataset(s: &Session, benchmark: &RecordId, name: &str, description: &str, location: &str, name_public: bool) -> anyhow::Result<Record> {
+pub fn submit_dataset(
+    s: &Session,
+    benchmark: &RecordId,
+    name: &str,
+    description: &str,
+    location: &str,
+    name_public: bool,
+) -> anyhow::Result<Record> {
     let state = s.state()?;
     let b = benchmark_of(&state, benchmark)?;
     let root = dataset_root(s, name);
     let prepared = runner::dataset::open_dataset(&root)?;
-    let record = runner::dataset::dataset_record(&prepared, name, description, location, b.data_preparator, name_public);
+    let record = runner::dataset::dataset_record(
+        &prepared,
+        name,
+        description,
+        location,
+        b.data_preparator,
+        name_public,
+    );
     let r = s.publish(Body::Dataset(record))?;
     remember_dataset(s, &r.id, &root)?;
     Ok(r)
@@ -344,7 +433,11 @@ pub fn set_operational(s: &Session, dataset: &RecordId) -> anyhow::Result<Record
 
 /// Request association of a dataset (compatibility test on the prepared data) or a
 /// model (on the demo dataset).
-pub fn associate(s: &Session, benchmark: &RecordId, subject: Subject) -> anyhow::Result<(Record, runner::compat::CompatibilityOutcome)> {
+pub fn associate(
+    s: &Session,
+    benchmark: &RecordId,
+    subject: Subject,
+) -> anyhow::Result<(Record, runner::compat::CompatibilityOutcome)> {
     let state = s.state()?;
     let b = benchmark_of(&state, benchmark)?;
     let outcome = match subject {
@@ -354,41 +447,85 @@ pub fn associate(s: &Session, benchmark: &RecordId, subject: Subject) -> anyhow:
         }
         Subject::Model(m) => compatibility_test(s, &state, &b, &m, None)?,
     };
-    let r = s.publish(Body::AssociationRequest(AssociationRequest { benchmark: *benchmark, subject, compatibility: outcome.record() }))?;
+    let r = s.publish(Body::AssociationRequest(AssociationRequest {
+        benchmark: *benchmark,
+        subject,
+        compatibility: outcome.record(),
+    }))?;
     Ok((r, outcome))
 }
 
 /// A committee member approves or rejects an association.
-pub fn decide_association(s: &Session, benchmark: RecordId, subject: Subject, decision: Decision, priority: Option<i32>) -> anyhow::Result<Record> {
-    s.publish(Body::AssociationDecision(AssociationDecision { benchmark, subject, decision, priority }))
+pub fn decide_association(
+    s: &Session,
+    benchmark: RecordId,
+    subject: Subject,
+    decision: Decision,
+    priority: Option<i32>,
+) -> anyhow::Result<Record> {
+    s.publish(Body::AssociationDecision(AssociationDecision {
+        benchmark,
+        subject,
+        decision,
+        priority,
+    }))
 }
 
 // ---------------------------------------------------------------------------
 // Execution and results.
 
 /// Run every approved model of a benchmark on a local operational dataset.
-pub fn run_benchmark(s: &Session, benchmark: &RecordId, dataset: &RecordId, ignore_model_errors: bool, force: bool) -> anyhow::Result<runner::execution::ExecutionReport> {
+pub fn run_benchmark(
+    s: &Session,
+    benchmark: &RecordId,
+    dataset: &RecordId,
+    ignore_model_errors: bool,
+    force: bool,
+) -> anyhow::Result<runner::execution::ExecutionReport> {
     let state = s.state()?;
     let b = benchmark_of(&state, benchmark)?;
     let root = local_dataset(s, dataset)?;
-    let view = state.datasets.get(dataset).ok_or_else(|| anyhow!("dataset {} is unknown to the node", dataset.short()))?;
+    let view = state
+        .datasets
+        .get(dataset)
+        .ok_or_else(|| anyhow!("dataset {} is unknown to the node", dataset.short()))?;
     let mut models = Vec::new();
     for a in state.approved_models(benchmark) {
-        models.push(runner::execution::ModelEntry { id: a.subject.id(), priority: a.priority, container: runnable(s, &state, &a.subject.id())? });
+        models.push(runner::execution::ModelEntry {
+            id: a.subject.id(),
+            priority: a.priority,
+            container: runnable(s, &state, &a.subject.id())?,
+        });
     }
     if models.is_empty() {
         bail!("benchmark {} has no approved models yet", benchmark.short());
     }
     let metrics = runnable(s, &state, &b.metrics)?;
-    let options = runner::execution::ExecutionOptions { ignore_model_errors, force, limits: RunLimits::default() };
+    let options = runner::execution::ExecutionOptions {
+        ignore_model_errors,
+        force,
+        limits: RunLimits::default(),
+    };
     let dir = s.work(&["executions", &benchmark.to_hex(), &dataset.to_hex()]);
     let engine = engine()?;
-    Ok(block_on(runner::execution::run_benchmark(&engine, &root, view.prepared_hash, &models, &metrics, &dir, &options))??)
+    Ok(block_on(runner::execution::run_benchmark(
+        &engine,
+        &root,
+        view.prepared_hash,
+        &models,
+        &metrics,
+        &dir,
+        &options,
+    ))??)
 }
 
 /// Metric values as signed data carries them: millionths.
 pub fn to_millionths(results: &BTreeMap<String, f64>) -> BTreeMap<String, i64> {
-    results.iter().filter(|(_, v)| v.is_finite()).map(|(k, v)| (k.clone(), (v * 1e6).round() as i64)).collect()
+    results
+        .iter()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(k, v)| (k.clone(), (v * 1e6).round() as i64))
+        .collect()
 }
 
 /// Who may read a result: the committee members with a profile, and the data owner.
@@ -397,31 +534,52 @@ fn recipients(state: &State, b: &Benchmark, owner: &PublicKey) -> anyhow::Result
     for k in b.committee.iter().chain(std::iter::once(owner)) {
         match state.profiles.get(k) {
             Some(p) => out.push(p.profile.x25519),
-            None => tracing::warn!(key = %k.short(), "no profile with an encryption key; this member cannot read the result"),
+            None => {
+                tracing::warn!(key = %k.short(), "no profile with an encryption key; this member cannot read the result")
+            }
         }
     }
     if out.is_empty() {
-        bail!("nobody on the committee has published a profile with an encryption key; results cannot be shared yet");
+        bail!(
+            "nobody on the committee has published a profile with an encryption key; results cannot be shared yet"
+        );
     }
     Ok(out)
 }
 
 /// Seal and publish the results of a finished execution.
-pub fn submit_result(s: &Session, benchmark: &RecordId, dataset: &RecordId, model: &RecordId, run: &runner::execution::ModelRun) -> anyhow::Result<Record> {
+pub fn submit_result(
+    s: &Session,
+    benchmark: &RecordId,
+    dataset: &RecordId,
+    model: &RecordId,
+    run: &runner::execution::ModelRun,
+) -> anyhow::Result<Record> {
     let state = s.state()?;
     let b = benchmark_of(&state, benchmark)?;
     let to = recipients(&state, &b, &s.me())?;
     let binding = Binding { benchmark: *benchmark, model: *model, dataset: *dataset };
     let mut rng = seal::rand_core::UnwrapErr(getrandom::SysRng);
     let metrics = seal::seal(&to_millionths(&run.results), &to, binding, &mut rng)?;
-    s.publish(Body::Result(ResultRecord { benchmark: *benchmark, model: *model, dataset: *dataset, metrics, receipt: run.receipt.clone() }))
+    s.publish(Body::Result(ResultRecord {
+        benchmark: *benchmark,
+        model: *model,
+        dataset: *dataset,
+        metrics,
+        receipt: run.receipt.clone(),
+    }))
 }
 
 /// Open a result this user may read.
-pub fn open_result(s: &Session, id: &RecordId) -> anyhow::Result<(ResultRecord, BTreeMap<String, i64>)> {
+pub fn open_result(
+    s: &Session,
+    id: &RecordId,
+) -> anyhow::Result<(ResultRecord, BTreeMap<String, i64>)> {
     let bytes = s.api.record(id)?;
     let r = Record::verify(&bytes, &s.network)?;
-    let Body::Result(x) = r.body else { bail!("record {} is a {}, not a result", id.short(), r.body.kind()) };
+    let Body::Result(x) = r.body else {
+        bail!("record {} is a {}, not a result", id.short(), r.body.kind())
+    };
     let binding = Binding { benchmark: x.benchmark, model: x.model, dataset: x.dataset };
     let metrics = seal::open(&x.metrics, &s.keys.opening, binding)?;
     Ok((x, metrics))
@@ -432,7 +590,10 @@ pub fn open_result(s: &Session, id: &RecordId) -> anyhow::Result<(ResultRecord, 
 /// identical content; the threshold of them makes it shown.
 pub fn release(s: &Session, benchmark: &RecordId) -> anyhow::Result<Record> {
     let state = s.state()?;
-    let view = state.benchmarks.get(benchmark).ok_or_else(|| anyhow!("benchmark {} is unknown", benchmark.short()))?;
+    let view = state
+        .benchmarks
+        .get(benchmark)
+        .ok_or_else(|| anyhow!("benchmark {} is unknown", benchmark.short()))?;
     if !view.benchmark.committee.contains(&s.me()) {
         bail!("only members of the benchmark's committee can release its results");
     }
@@ -447,7 +608,8 @@ pub fn release(s: &Session, benchmark: &RecordId) -> anyhow::Result<Record> {
     if opened.is_empty() {
         bail!("benchmark {} has no results to release yet", benchmark.short());
     }
-    let datasets: BTreeMap<RecordId, Dataset> = state.datasets.iter().map(|(k, v)| (*k, v.dataset.clone())).collect();
+    let datasets: BTreeMap<RecordId, Dataset> =
+        state.datasets.iter().map(|(k, v)| (*k, v.dataset.clone())).collect();
     let rel = leaderboard::build_release(*benchmark, &view.benchmark, &datasets, &opened);
     s.publish(Body::Release(rel))
 }

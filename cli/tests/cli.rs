@@ -5,7 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn medmesh(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_medmesh")).arg("--home").arg(home).args(args).output().expect("medmesh runs")
+    Command::new(env!("CARGO_BIN_EXE_medmesh"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .output()
+        .expect("medmesh runs")
 }
 
 fn home(name: &str) -> PathBuf {
@@ -46,10 +51,24 @@ fn network_create_writes_a_root_that_join_accepts_elsewhere() {
     let member = home("member");
     assert!(medmesh(&admin, &["keys", "generate"]).status.success());
     let root = admin.join("handout.cbor");
-    let o = medmesh(&admin, &["--json", "network", "create", "--name", "test-net", "--out", root.to_str().unwrap()]);
+    let o = medmesh(
+        &admin,
+        &["--json", "network", "create", "--name", "test-net", "--out", root.to_str().unwrap()],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let created: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let o = medmesh(&member, &["--json", "network", "join", "--root", root.to_str().unwrap(), "--bootstrap", "/ip4/127.0.0.1/tcp/4001"]);
+    let o = medmesh(
+        &member,
+        &[
+            "--json",
+            "network",
+            "join",
+            "--root",
+            root.to_str().unwrap(),
+            "--bootstrap",
+            "/ip4/127.0.0.1/tcp/4001",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let joined: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(created["network_id"], joined["network_id"]);
@@ -57,7 +76,14 @@ fn network_create_writes_a_root_that_join_accepts_elsewhere() {
     let other = home("other");
     assert!(medmesh(&other, &["keys", "generate"]).status.success());
     let other_root = other.join("r.cbor");
-    assert!(medmesh(&other, &["network", "create", "--name", "other", "--out", other_root.to_str().unwrap()]).status.success());
+    assert!(
+        medmesh(
+            &other,
+            &["network", "create", "--name", "other", "--out", other_root.to_str().unwrap()]
+        )
+        .status
+        .success()
+    );
     let o = medmesh(&member, &["network", "join", "--root", other_root.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("already holds network"), "{}", stderr(&o));
@@ -138,7 +164,14 @@ fn an_unknown_id_and_a_refused_record_are_explained() {
     let other = home("running-other");
     assert!(medmesh(&other, &["keys", "generate"]).status.success());
     let other_root = other.join("root-b.cbor");
-    assert!(medmesh(&other, &["network", "create", "--name", "theirs", "--out", other_root.to_str().unwrap()]).status.success());
+    assert!(
+        medmesh(
+            &other,
+            &["network", "create", "--name", "theirs", "--out", other_root.to_str().unwrap()]
+        )
+        .status
+        .success()
+    );
     let _node = start_node(&h, &other_root);
 
     let o = medmesh(&h, &["benchmark", "view", "ffff"]);
@@ -156,9 +189,16 @@ fn an_unknown_id_and_a_refused_record_are_explained() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("refusals as JSON");
     let refused = v["refused"].as_array().expect("a refused list");
-    assert!(refused.iter().any(|r| r["reason"] == "wrong_network" && r["source"] == "control"), "{v}");
+    assert!(
+        refused.iter().any(|r| r["reason"] == "wrong_network" && r["source"] == "control"),
+        "{v}"
+    );
     let o = medmesh(&h, &["node", "refusals", "--data-dir", node_dir.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("wrong_network"), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("wrong_network"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 
     // Without -y and without a terminal, nothing is published.
     let o = medmesh(&h, &["profile", "publish", "--name", "Alice"]);

@@ -19,11 +19,18 @@ fn the_demo_ends_with_the_same_two_model_leaderboard_on_every_node() {
     let rows = lb["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "two associated models: {lb}");
     let names: Vec<&str> = rows.iter().map(|r| r["model_name"].as_str().unwrap()).collect();
-    assert!(names.contains(&"logistic-regression") && names.contains(&"concave-points-threshold"), "{names:?}");
+    assert!(
+        names.contains(&"logistic-regression") && names.contains(&"concave-points-threshold"),
+        "{names:?}"
+    );
     assert_eq!(rows[0]["rank"], 1);
     for r in rows {
         assert_eq!(r["datasets"], 3, "each model ran on the three hospitals");
-        let (lo, val, hi) = (r["ci_low"].as_i64().unwrap(), r["value"].as_i64().unwrap(), r["ci_high"].as_i64().unwrap());
+        let (lo, val, hi) = (
+            r["ci_low"].as_i64().unwrap(),
+            r["value"].as_i64().unwrap(),
+            r["ci_high"].as_i64().unwrap(),
+        );
         assert!(lo <= val && val <= hi);
         assert!((500_000..=1_000_000).contains(&val), "an AUC in millionths: {val}");
     }
@@ -31,7 +38,8 @@ fn the_demo_ends_with_the_same_two_model_leaderboard_on_every_node() {
     // Per-dataset policy: a 2 x 3 table, hospital-a by name (it allowed it), others pseudonymous.
     let cells = lb["cells"].as_array().unwrap();
     assert_eq!(cells.len(), 6);
-    let labels: Vec<&str> = lb["datasets"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+    let labels: Vec<&str> =
+        lb["datasets"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
     assert!(labels.contains(&"hospital_a"), "{labels:?}");
     assert_eq!(labels.iter().filter(|l| l.starts_with("site-")).count(), 2, "{labels:?}");
     // The data directories are left for inspection.

@@ -12,13 +12,35 @@ use std::path::{Path, PathBuf};
 
 /// The feature columns, in the order of the UCI data.
 pub const FEATURES: [&str; 30] = [
-    "mean_radius", "mean_texture", "mean_perimeter", "mean_area", "mean_smoothness",
-    "mean_compactness", "mean_concavity", "mean_concave_points", "mean_symmetry",
-    "mean_fractal_dimension", "radius_error", "texture_error", "perimeter_error",
-    "area_error", "smoothness_error", "compactness_error", "concavity_error",
-    "concave_points_error", "symmetry_error", "fractal_dimension_error", "worst_radius",
-    "worst_texture", "worst_perimeter", "worst_area", "worst_smoothness",
-    "worst_compactness", "worst_concavity", "worst_concave_points", "worst_symmetry",
+    "mean_radius",
+    "mean_texture",
+    "mean_perimeter",
+    "mean_area",
+    "mean_smoothness",
+    "mean_compactness",
+    "mean_concavity",
+    "mean_concave_points",
+    "mean_symmetry",
+    "mean_fractal_dimension",
+    "radius_error",
+    "texture_error",
+    "perimeter_error",
+    "area_error",
+    "smoothness_error",
+    "compactness_error",
+    "concavity_error",
+    "concave_points_error",
+    "symmetry_error",
+    "fractal_dimension_error",
+    "worst_radius",
+    "worst_texture",
+    "worst_perimeter",
+    "worst_area",
+    "worst_smoothness",
+    "worst_compactness",
+    "worst_concavity",
+    "worst_concave_points",
+    "worst_symmetry",
     "worst_fractal_dimension",
 ];
 
@@ -49,7 +71,9 @@ impl Invocation {
     pub fn from_env(default_task: fn() -> Option<String>) -> Result<Self, Failure> {
         let mut args = std::env::args().skip(1).peekable();
         let named = args.next_if(|a| !a.starts_with("--"));
-        let task = named.or_else(default_task).ok_or_else(|| Failure("usage: <task> [--name=path]...".into()))?;
+        let task = named
+            .or_else(default_task)
+            .ok_or_else(|| Failure("usage: <task> [--name=path]...".into()))?;
         let mut params = BTreeMap::new();
         for a in args {
             let (k, v) = a
@@ -82,7 +106,8 @@ pub fn main_with(default_task: fn() -> Option<String>, f: impl FnOnce(&Invocatio
 
 /// Read a whole text file, bounded.
 pub fn read_text(path: &Path) -> Result<String, Failure> {
-    let len = std::fs::metadata(path).map_err(|e| Failure(format!("{}: {e}", path.display())))?.len();
+    let len =
+        std::fs::metadata(path).map_err(|e| Failure(format!("{}: {e}", path.display())))?.len();
     if len > INPUT_BYTES_MAX {
         return Err(Failure(format!("{}: {len} bytes; at most {INPUT_BYTES_MAX}", path.display())));
     }
@@ -109,7 +134,13 @@ impl Table {
         for (i, l) in lines.enumerate() {
             let row: Vec<String> = l.split(',').map(|s| s.trim().to_string()).collect();
             if row.len() != header.len() {
-                return Err(Failure(format!("{} line {}: {} fields, header has {}", path.display(), i + 2, row.len(), header.len())));
+                return Err(Failure(format!(
+                    "{} line {}: {} fields, header has {}",
+                    path.display(),
+                    i + 2,
+                    row.len(),
+                    header.len()
+                )));
             }
             rows.push(row);
         }
@@ -117,7 +148,10 @@ impl Table {
     }
 
     pub fn column(&self, name: &str) -> Result<usize, Failure> {
-        self.header.iter().position(|h| h == name).ok_or_else(|| Failure(format!("no column `{name}`")))
+        self.header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| Failure(format!("no column `{name}`")))
     }
 }
 
@@ -165,7 +199,9 @@ pub fn read_flat_yaml(path: &Path) -> Result<BTreeMap<String, String>, Failure> 
         if line.trim().is_empty() {
             continue;
         }
-        let (k, v) = line.split_once(':').ok_or_else(|| Failure(format!("{}: `{line}` is not key: value", path.display())))?;
+        let (k, v) = line
+            .split_once(':')
+            .ok_or_else(|| Failure(format!("{}: `{line}` is not key: value", path.display())))?;
         out.insert(k.trim().to_string(), v.trim().trim_matches('"').to_string());
     }
     Ok(out)

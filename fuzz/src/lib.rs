@@ -55,7 +55,11 @@ pub fn cbor(data: &[u8]) {
 }
 
 fn snapshot(offset: u64) -> IdSnapshot {
-    IdSnapshot::from_ids((0..SYNC_SNAPSHOT_IDS).map(|i| RecordId::from_bytes(*blake3::hash(&(i * 2 + offset).to_le_bytes()).as_bytes())))
+    IdSnapshot::from_ids(
+        (0..SYNC_SNAPSHOT_IDS).map(|i| {
+            RecordId::from_bytes(*blake3::hash(&(i * 2 + offset).to_le_bytes()).as_bytes())
+        }),
+    )
 }
 
 /// Sync messages from a peer. The first byte picks what the rest is: a request or
@@ -66,27 +70,38 @@ pub fn sync(data: &[u8]) {
     match which % 4 {
         0 => {
             if let Ok(req) = cbor4ii::serde::from_slice::<SyncRequest>(rest) {
-                let _ = cbor4ii::serde::to_vec(Vec::new(), &req).expect("a decoded request encodes");
+                let _ =
+                    cbor4ii::serde::to_vec(Vec::new(), &req).expect("a decoded request encodes");
             }
         }
         1 => {
             if let Ok(resp) = cbor4ii::serde::from_slice::<SyncResponse>(rest) {
-                let _ = cbor4ii::serde::to_vec(Vec::new(), &resp).expect("a decoded response encodes");
+                let _ =
+                    cbor4ii::serde::to_vec(Vec::new(), &resp).expect("a decoded response encodes");
             }
         }
         2 => {
             static THEIRS: OnceLock<IdSnapshot> = OnceLock::new();
             let theirs = THEIRS.get_or_init(|| snapshot(0));
             if let Ok(answer) = node::sync::respond(theirs, rest) {
-                assert!(answer.len() as u64 <= node::sync::FRAME_BYTES_MAX + 1024, "answer exceeds the frame limit");
+                assert!(
+                    answer.len() as u64 <= node::sync::FRAME_BYTES_MAX + 1024,
+                    "answer exceeds the frame limit"
+                );
             }
         }
         _ => {
             let Ok((mut init, _first)) = Initiator::start(snapshot(1)) else { return };
             if let Ok(Some(next)) = init.step(rest) {
-                assert!(next.len() as u64 <= node::sync::FRAME_BYTES_MAX + 1024, "next frame exceeds the limit");
+                assert!(
+                    next.len() as u64 <= node::sync::FRAME_BYTES_MAX + 1024,
+                    "next frame exceeds the limit"
+                );
             }
-            assert!(init.need.len() as u64 <= rest.len() as u64 / 32 + 1, "needs more ids than the answer names");
+            assert!(
+                init.need.len() as u64 <= rest.len() as u64 / 32 + 1,
+                "needs more ids than the answer names"
+            );
         }
     }
 }
@@ -100,10 +115,19 @@ pub fn manifest(data: &[u8]) {
 /// Seed inputs for each target, by target name.
 pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let w = protocol::testkit::Workflow::complete();
-    let picks: Vec<&Record> = ["container", "benchmark", "benchmark_decision", "dataset", "association_request", "association_decision", "result", "release"]
-        .iter()
-        .filter_map(|k| w.records.iter().find(|r| r.kind() == *k))
-        .collect();
+    let picks: Vec<&Record> = [
+        "container",
+        "benchmark",
+        "benchmark_decision",
+        "dataset",
+        "association_request",
+        "association_decision",
+        "result",
+        "release",
+    ]
+    .iter()
+    .filter_map(|k| w.records.iter().find(|r| r.kind() == *k))
+    .collect();
     let records: Vec<Vec<u8>> = picks.iter().map(|r| r.bytes.to_vec()).collect();
     let mut cbor: Vec<Vec<u8>> = records.clone();
     for r in &picks {
@@ -118,14 +142,71 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let answer = node::sync::respond(&snapshot(0), &first).expect("respond");
     let enc = |v: &dyn Fn() -> Vec<u8>| v();
     let mut sync = vec![
-        [&[0u8][..], &enc(&|| cbor4ii::serde::to_vec(Vec::new(), &SyncRequest::Reconcile { network: net.as_bytes().to_vec(), msg: first.clone() }).expect("encode"))].concat(),
-        [&[0u8][..], &enc(&|| cbor4ii::serde::to_vec(Vec::new(), &SyncRequest::Fetch { ids: picks.iter().map(|r| r.id.as_bytes().to_vec().into()).collect() }).expect("encode"))].concat(),
-        [&[1u8][..], &enc(&|| cbor4ii::serde::to_vec(Vec::new(), &SyncResponse::Records { records: records.iter().take(2).cloned().map(Into::into).collect(), truncated: false }).expect("encode"))].concat(),
-        [&[1u8][..], &enc(&|| cbor4ii::serde::to_vec(Vec::new(), &SyncResponse::Refused { reason: "wrong network".into() }).expect("encode"))].concat(),
+        [
+            &[0u8][..],
+            &enc(&|| {
+                cbor4ii::serde::to_vec(
+                    Vec::new(),
+                    &SyncRequest::Reconcile {
+                        network: net.as_bytes().to_vec(),
+                        msg: first.clone(),
+                    },
+                )
+                .expect("encode")
+            }),
+        ]
+        .concat(),
+        [
+            &[0u8][..],
+            &enc(&|| {
+                cbor4ii::serde::to_vec(
+                    Vec::new(),
+                    &SyncRequest::Fetch {
+                        ids: picks.iter().map(|r| r.id.as_bytes().to_vec().into()).collect(),
+                    },
+                )
+                .expect("encode")
+            }),
+        ]
+        .concat(),
+        [
+            &[1u8][..],
+            &enc(&|| {
+                cbor4ii::serde::to_vec(
+                    Vec::new(),
+                    &SyncResponse::Records {
+                        records: records.iter().take(2).cloned().map(Into::into).collect(),
+                        truncated: false,
+                    },
+                )
+                .expect("encode")
+            }),
+        ]
+        .concat(),
+        [
+            &[1u8][..],
+            &enc(&|| {
+                cbor4ii::serde::to_vec(
+                    Vec::new(),
+                    &SyncResponse::Refused { reason: "wrong network".into() },
+                )
+                .expect("encode")
+            }),
+        ]
+        .concat(),
         [&[2u8][..], &first[..]].concat(),
         [&[3u8][..], &answer[..]].concat(),
     ];
-    sync.push([&[1u8][..], &enc(&|| cbor4ii::serde::to_vec(Vec::new(), &SyncResponse::Reconcile { msg: answer.clone() }).expect("encode"))].concat());
+    sync.push(
+        [
+            &[1u8][..],
+            &enc(&|| {
+                cbor4ii::serde::to_vec(Vec::new(), &SyncResponse::Reconcile { msg: answer.clone() })
+                    .expect("encode")
+            }),
+        ]
+        .concat(),
+    );
     let manifests: Vec<Vec<u8>> = [
         include_str!("../../examples/preparator/container_config.yaml"),
         include_str!("../../examples/model_logistic/container_config.yaml"),

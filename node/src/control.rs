@@ -75,7 +75,8 @@ pub fn load_or_create_token(dir: &Path) -> Result<String, StartError> {
     let err = |source: std::io::Error| StartError::Token { path: path.clone(), source };
     match std::fs::read_to_string(&path) {
         Ok(t) => {
-            check_private(&path).map_err(|m| err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, m)))?;
+            check_private(&path)
+                .map_err(|m| err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, m)))?;
             Ok(t.trim().to_string())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -89,11 +90,18 @@ pub fn load_or_create_token(dir: &Path) -> Result<String, StartError> {
     }
 }
 
-pub(crate) async fn serve(dir: &Path, addr: SocketAddr, client: Client) -> Result<(SocketAddr, oneshot::Sender<()>, JoinHandle<()>), StartError> {
+pub(crate) async fn serve(
+    dir: &Path,
+    addr: SocketAddr,
+    client: Client,
+) -> Result<(SocketAddr, oneshot::Sender<()>, JoinHandle<()>), StartError> {
     let token = load_or_create_token(dir)?;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Control { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Control { addr, source })?;
     let bound = listener.local_addr().map_err(|source| StartError::Control { addr, source })?;
-    std::fs::write(dir.join(CONTROL_ADDR_FILE), bound.to_string()).map_err(|source| StartError::Token { path: dir.join(CONTROL_ADDR_FILE), source })?;
+    std::fs::write(dir.join(CONTROL_ADDR_FILE), bound.to_string())
+        .map_err(|source| StartError::Token { path: dir.join(CONTROL_ADDR_FILE), source })?;
     let app = router(client, token);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -134,20 +142,24 @@ fn error(status: StatusCode, kind: &str, message: impl std::fmt::Display) -> Res
 }
 
 fn authorized(ctx: &Ctx, headers: &HeaderMap) -> bool {
-    let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
     let Some(t) = v.strip_prefix("Bearer ") else { return false };
     // Compare without an early exit.
-    t.len() == ctx.token.len() && t.bytes().zip(ctx.token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    t.len() == ctx.token.len()
+        && t.bytes().zip(ctx.token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 async fn status(State(ctx): State<Ctx>) -> Response {
     let listen = ctx.client.listen_addrs().await.unwrap_or_default();
     let peer = ctx.client.peer_id();
     let client = ctx.client.clone();
-    let (records, hash) = match tokio::task::spawn_blocking(move || (client.len(), client.state_hash())).await {
-        Ok(x) => x,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
-    };
+    let (records, hash) =
+        match tokio::task::spawn_blocking(move || (client.len(), client.state_hash())).await {
+            Ok(x) => x,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+        };
     Json(json!({
         "peer_id": peer.to_string(),
         "network_id": ctx.client.network_id(),
@@ -160,11 +172,19 @@ async fn status(State(ctx): State<Ctx>) -> Response {
 
 async fn submit(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Response {
     if !authorized(&ctx, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", format!("send Authorization: Bearer <token from {TOKEN_FILE} in the node's data directory>"));
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!(
+                "send Authorization: Bearer <token from {TOKEN_FILE} in the node's data directory>"
+            ),
+        );
     }
     match ctx.client.submit(&body).await {
         Ok(s) => Json(s).into_response(),
-        Err(e @ crate::SubmitError::Invalid(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.kind(), e),
+        Err(e @ crate::SubmitError::Invalid(_)) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, e.kind(), e)
+        }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.kind(), e),
     }
 }
@@ -204,7 +224,9 @@ async fn get_record(State(ctx): State<Ctx>, UrlPath(id): UrlPath<String>) -> Res
 
 async fn current_state(ctx: &Ctx) -> Result<std::sync::Arc<protocol::State>, Response> {
     let client = ctx.client.clone();
-    tokio::task::spawn_blocking(move || client.state()).await.map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))
+    tokio::task::spawn_blocking(move || client.state())
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))
 }
 
 async fn state_summary(State(ctx): State<Ctx>) -> Response {
@@ -248,7 +270,13 @@ async fn state_view(State(ctx): State<Ctx>, UrlPath(view): UrlPath<String>) -> R
     }
     match value.get(&view) {
         Some(v) if view != "hash" && view != "network" => Json(v.clone()).into_response(),
-        _ => error(StatusCode::NOT_FOUND, "unknown_view", format!("no state view `{view}`; try benchmarks, containers, datasets, associations, results, releases, leaderboards, profiles, ignored, all")),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "unknown_view",
+            format!(
+                "no state view `{view}`; try benchmarks, containers, datasets, associations, results, releases, leaderboards, profiles, ignored, all"
+            ),
+        ),
     }
 }
 
@@ -259,7 +287,11 @@ async fn head(State(ctx): State<Ctx>, UrlPath(signer): UrlPath<String>) -> Respo
     };
     match ctx.client.head(&key) {
         Some((seq, id)) => Json(json!({ "seq": seq, "id": id })).into_response(),
-        None => error(StatusCode::NOT_FOUND, "unknown_signer", "no record from this signer yet; start the chain at seq 0"),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "unknown_signer",
+            "no record from this signer yet; start the chain at seq 0",
+        ),
     }
 }
 
@@ -305,16 +337,32 @@ async fn benchmarks_page(State(ctx): State<Ctx>) -> Response {
 /// The benchmark named by a path's id (full hex or a unique prefix).
 fn find_benchmark(s: &protocol::State, id: &str) -> Result<RecordId, Response> {
     let id = id.to_ascii_lowercase();
-    let matches: Vec<RecordId> = s.benchmarks.keys().filter(|k| k.to_hex().starts_with(&id)).copied().collect();
+    let matches: Vec<RecordId> =
+        s.benchmarks.keys().filter(|k| k.to_hex().starts_with(&id)).copied().collect();
     match matches.as_slice() {
         [one] if id.len() >= 4 => Ok(*one),
-        [] => Err(error(StatusCode::NOT_FOUND, "unknown_benchmark", format!("no benchmark has an id starting with `{id}`"))),
-        _ => Err(error(StatusCode::NOT_FOUND, "ambiguous_benchmark", format!("`{id}` is too short to name one benchmark"))),
+        [] => Err(error(
+            StatusCode::NOT_FOUND,
+            "unknown_benchmark",
+            format!("no benchmark has an id starting with `{id}`"),
+        )),
+        _ => Err(error(
+            StatusCode::NOT_FOUND,
+            "ambiguous_benchmark",
+            format!("`{id}` is too short to name one benchmark"),
+        )),
     }
 }
 
-async fn leaderboard_page(State(ctx): State<Ctx>, UrlPath(id): UrlPath<String>, headers: HeaderMap) -> Response {
-    let wants_json = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/json"));
+async fn leaderboard_page(
+    State(ctx): State<Ctx>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"));
     if wants_json {
         return leaderboard_json(State(ctx), UrlPath(id)).await;
     }
@@ -323,7 +371,11 @@ async fn leaderboard_page(State(ctx): State<Ctx>, UrlPath(id): UrlPath<String>, 
         Err(r) => return r,
     };
     match find_benchmark(&s, &id) {
-        Ok(b) => axum::response::Html(crate::web::leaderboard_page(&s.benchmarks[&b], s.leaderboards.get(&b))).into_response(),
+        Ok(b) => axum::response::Html(crate::web::leaderboard_page(
+            &s.benchmarks[&b],
+            s.leaderboards.get(&b),
+        ))
+        .into_response(),
         Err(r) => r,
     }
 }
@@ -336,7 +388,11 @@ async fn leaderboard_json(State(ctx): State<Ctx>, UrlPath(id): UrlPath<String>) 
     match find_benchmark(&s, &id) {
         Ok(b) => match s.leaderboards.get(&b) {
             Some(lb) => Json(lb).into_response(),
-            None => error(StatusCode::NOT_FOUND, "not_released", "the committee has not released results for this benchmark yet"),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "not_released",
+                "the committee has not released results for this benchmark yet",
+            ),
         },
         Err(r) => r,
     }

@@ -7,7 +7,10 @@
 
 use std::sync::Arc;
 
-use protocol::{Hash32, Ledger, NetworkId, NetworkRoot, PublicKey, Record, RecordId, State, Unverified, verify_batch};
+use protocol::{
+    Hash32, Ledger, NetworkId, NetworkRoot, PublicKey, Record, RecordId, State, Unverified,
+    verify_batch,
+};
 use tracing::warn;
 
 use crate::error::StoreError;
@@ -34,7 +37,10 @@ impl Core {
         ledger.reserve(count as usize);
         let mut batch: Vec<(RecordId, Unverified)> = Vec::with_capacity(LOAD_BATCH_RECORDS);
         let mut bad = 0u64;
-        let flush = |batch: &mut Vec<(RecordId, Unverified)>, ledger: &mut Ledger, ids: &mut IdIndex| -> u64 {
+        let flush = |batch: &mut Vec<(RecordId, Unverified)>,
+                     ledger: &mut Ledger,
+                     ids: &mut IdIndex|
+         -> u64 {
             let mut bad = 0;
             let (keys, items): (Vec<RecordId>, Vec<Unverified>) = batch.drain(..).unzip();
             for (key, r) in keys.into_iter().zip(verify_batch(items)) {
@@ -84,7 +90,8 @@ impl Core {
     /// Durably store the records not yet held, then index them. Returns how many
     /// were new.
     pub(crate) fn insert(&mut self, records: Vec<Record>) -> Result<u64, StoreError> {
-        let fresh: Vec<Record> = records.into_iter().filter(|r| !self.ledger.contains(&r.id)).collect();
+        let fresh: Vec<Record> =
+            records.into_iter().filter(|r| !self.ledger.contains(&r.id)).collect();
         if fresh.is_empty() {
             return Ok(0);
         }

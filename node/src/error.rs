@@ -8,7 +8,9 @@ use thiserror::Error;
 /// The store could not be opened, read or written.
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("data directory is in use by another node (store {0} is locked); stop that node or choose another --data-dir")]
+    #[error(
+        "data directory is in use by another node (store {0} is locked); stop that node or choose another --data-dir"
+    )]
     Locked(PathBuf),
     #[error("cannot open store {path}: {source}")]
     Open { path: PathBuf, source: Box<redb::Error> },
@@ -44,11 +46,15 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("network root file {path}: {reason}")]
     RootFile { path: PathBuf, reason: String },
-    #[error("control API address {0} is not a loopback address; use 127.0.0.1:<port>, or pass --control-public to serve it on this address (writes still need the token)")]
+    #[error(
+        "control API address {0} is not a loopback address; use 127.0.0.1:<port>, or pass --control-public to serve it on this address (writes still need the token)"
+    )]
     ControlNotLoopback(std::net::SocketAddr),
     #[error("no network root: pass the root file (--root) on first start")]
     NoRoot,
-    #[error("the root file names network {given}, but this data directory serves network {stored}; use the matching root or another --data-dir")]
+    #[error(
+        "the root file names network {given}, but this data directory serves network {stored}; use the matching root or another --data-dir"
+    )]
     RootMismatch { given: String, stored: String },
     #[error("peer key {path}: {reason}")]
     PeerKey { path: PathBuf, reason: String },
@@ -56,7 +62,9 @@ pub enum StartError {
     Token { path: PathBuf, source: std::io::Error },
     #[error("cannot listen on {addr}: {reason} (is the port taken by another process?)")]
     Listen { addr: String, reason: String },
-    #[error("cannot serve the control API on {addr}: {source} (is the port taken by another process?)")]
+    #[error(
+        "cannot serve the control API on {addr}: {source} (is the port taken by another process?)"
+    )]
     Control { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("cannot build the libp2p swarm: {0}")]
     Swarm(String),

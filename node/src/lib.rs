@@ -37,15 +37,17 @@ pub mod web;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use protocol::{Hash32, NetworkId, PublicKey, Record, RecordError, RecordId, State, Unverified, verify_batch};
+use protocol::{
+    Hash32, NetworkId, PublicKey, Record, RecordError, RecordId, State, Unverified, verify_batch,
+};
 use tokio::sync::broadcast;
 use tracing::{debug, warn};
 
 pub use error::{StartError, StoreError, SubmitError};
+pub use libp2p::{Multiaddr, PeerId};
 pub use node::{Client, Node, NodeConfig, Submitted, load_root_file};
 pub use refusals::{Refusal, Refusals, Source};
 pub use swarm::{Gossiped, PeerInfo, SyncSession, SyncStatus};
-pub use libp2p::{Multiaddr, PeerId};
 
 /// Newly stored record ids announced to subscribers.
 pub const STORED_EVENTS_LEN: usize = 4096;
@@ -61,7 +63,12 @@ pub(crate) struct Shared {
 impl Shared {
     fn new(core: core::Core) -> Self {
         let (stored, _) = broadcast::channel(STORED_EVENTS_LEN);
-        Shared { network: core.network_id(), core: Mutex::new(core), stored, refusals: Mutex::default() }
+        Shared {
+            network: core.network_id(),
+            core: Mutex::new(core),
+            stored,
+            refusals: Mutex::default(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, core::Core> {
@@ -74,7 +81,13 @@ impl Shared {
     }
 
     /// Log a refused record under the audit target and keep it in the refusal log.
-    pub(crate) fn refuse(&self, origin: refusals::Origin<'_>, id: Option<RecordId>, signer: Option<PublicKey>, error: &RecordError) {
+    pub(crate) fn refuse(
+        &self,
+        origin: refusals::Origin<'_>,
+        id: Option<RecordId>,
+        signer: Option<PublicKey>,
+        error: &RecordError,
+    ) {
         let peer = origin.peer.map(|p| p.to_string());
         let short_id = id.map(|i| i.short());
         match origin.source {
@@ -92,15 +105,24 @@ impl Shared {
     /// Decode `bytes` as an envelope of this network (every check but the
     /// signature), or refuse them: logged with their id when they have the shape
     /// to compute one.
-    pub(crate) fn decode_or_refuse(&self, origin: refusals::Origin<'_>, bytes: &[u8]) -> Result<Unverified, RecordError> {
-        Unverified::decode(bytes, &self.network).inspect_err(|e| self.refuse(origin, Record::peek_id(bytes).ok(), None, e))
+    pub(crate) fn decode_or_refuse(
+        &self,
+        origin: refusals::Origin<'_>,
+        bytes: &[u8],
+    ) -> Result<Unverified, RecordError> {
+        Unverified::decode(bytes, &self.network)
+            .inspect_err(|e| self.refuse(origin, Record::peek_id(bytes).ok(), None, e))
     }
 
     /// Decode and verify `bytes`, or refuse them: logged with their id when they
     /// have one and, once the envelope decoded, the signer it claims. The one
     /// check for a record that comes alone (gossip, a submission); pages and
     /// imports use [`Shared::ingest_batch`].
-    pub(crate) fn verify_or_refuse(&self, origin: refusals::Origin<'_>, bytes: &[u8]) -> Result<Record, RecordError> {
+    pub(crate) fn verify_or_refuse(
+        &self,
+        origin: refusals::Origin<'_>,
+        bytes: &[u8],
+    ) -> Result<Record, RecordError> {
         let unverified = self.decode_or_refuse(origin, bytes)?;
         let (id, signer) = (unverified.id(), unverified.signer());
         unverified.verify().inspect_err(|e| self.refuse(origin, Some(id), Some(signer), e))
@@ -108,7 +130,13 @@ impl Shared {
 
     /// Log and keep a gossip record held back (`reason`: [`refusals::RATE_LIMITED`]
     /// or [`refusals::BUSY`]).
-    pub(crate) fn hold(&self, origin: refusals::Origin<'_>, id: RecordId, signer: Option<PublicKey>, reason: &'static str) {
+    pub(crate) fn hold(
+        &self,
+        origin: refusals::Origin<'_>,
+        id: RecordId,
+        signer: Option<PublicKey>,
+        reason: &'static str,
+    ) {
         debug!(target: "medmesh::audit", peer = origin.peer.map(|p| p.to_string()), id = %id.short(), signer = signer.map(|s| s.short()), reason, "gossip record held");
         self.refusal_log().hold(origin, id, signer, reason);
     }
@@ -156,7 +184,11 @@ impl Shared {
     /// once, drop those already held (one lock for the page), batch-verify the
     /// rest, store them in one transaction. Each refused record goes to the
     /// refusal log with `origin`.
-    pub(crate) fn ingest_batch(&self, records: Vec<Vec<u8>>, origin: refusals::Origin<'_>) -> Result<(u64, u64), StoreError> {
+    pub(crate) fn ingest_batch(
+        &self,
+        records: Vec<Vec<u8>>,
+        origin: refusals::Origin<'_>,
+    ) -> Result<(u64, u64), StoreError> {
         let mut rejected = 0;
         let mut items: Vec<Unverified> = Vec::with_capacity(records.len());
         for bytes in &records {
@@ -170,7 +202,8 @@ impl Shared {
             let core = self.lock();
             items.retain(|u| !core.contains(&u.id()));
         }
-        let claimed: Vec<(RecordId, PublicKey)> = items.iter().map(|u| (u.id(), u.signer())).collect();
+        let claimed: Vec<(RecordId, PublicKey)> =
+            items.iter().map(|u| (u.id(), u.signer())).collect();
         let mut ok = Vec::with_capacity(items.len());
         for (r, (id, signer)) in verify_batch(items).into_iter().zip(claimed) {
             match r {
@@ -191,7 +224,11 @@ impl Shared {
         Ok(c.id_snapshot())
     }
 
-    pub(crate) fn get_many(&self, ids: &[RecordId], bytes_max: u64) -> Result<(Vec<Vec<u8>>, bool), StoreError> {
+    pub(crate) fn get_many(
+        &self,
+        ids: &[RecordId],
+        bytes_max: u64,
+    ) -> Result<(Vec<Vec<u8>>, bool), StoreError> {
         self.lock().store()?.get_many(ids, bytes_max)
     }
 
@@ -199,7 +236,11 @@ impl Shared {
         self.lock().store()?.get(id)
     }
 
-    pub(crate) fn ids(&self, after: Option<&RecordId>, limit: u64) -> Result<Vec<RecordId>, StoreError> {
+    pub(crate) fn ids(
+        &self,
+        after: Option<&RecordId>,
+        limit: u64,
+    ) -> Result<Vec<RecordId>, StoreError> {
         self.lock().store()?.ids(after, limit)
     }
 
@@ -240,7 +281,10 @@ mod tests {
         assert!(e.to_string().contains("signature"), "{e}");
         let log = n.client().refusals();
         let r = &log.refused[0];
-        assert_eq!((r.source, r.reason.as_ref(), r.id, r.signer), (Source::Control, "bad_signature", Some(good.id), Some(good.signer)));
+        assert_eq!(
+            (r.source, r.reason.as_ref(), r.id, r.signer),
+            (Source::Control, "bad_signature", Some(good.id), Some(good.signer))
+        );
         n.shutdown().await;
     }
 }

@@ -117,11 +117,15 @@ impl Node {
         {
             return Err(StartError::ControlNotLoopback(addr));
         }
-        create_private_dir(&dir).map_err(|source| StartError::DataDir { path: dir.clone(), source })?;
+        create_private_dir(&dir)
+            .map_err(|source| StartError::DataDir { path: dir.clone(), source })?;
         let store = Store::open(&dir.join(STORE_FILE))?;
         let root = match (store.root()?, config.root.clone()) {
             (Some(stored), Some(given)) if stored != given => {
-                return Err(StartError::RootMismatch { given: given.network_id().to_hex(), stored: stored.network_id().to_hex() });
+                return Err(StartError::RootMismatch {
+                    given: given.network_id().to_hex(),
+                    stored: stored.network_id().to_hex(),
+                });
             }
             (Some(stored), _) => stored,
             (None, Some(given)) => {
@@ -139,7 +143,9 @@ impl Node {
 
         let key = load_or_create_peer_key(&dir.join(PEER_KEY_FILE))?;
         let peer_id = key.public().to_peer_id();
-        let ping = libp2p::ping::Config::new().with_interval(config.ping_interval).with_timeout(config.ping_timeout);
+        let ping = libp2p::ping::Config::new()
+            .with_interval(config.ping_interval)
+            .with_timeout(config.ping_timeout);
         let mut swarm = build_swarm(key, &network, ping)?;
         let listen = listen_all(&mut swarm, &config.listen).await;
         let listen = match listen {
@@ -172,11 +178,28 @@ impl Node {
 
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_LEN);
         let (stop_swarm, stop_rx) = oneshot::channel();
-        let event_loop = EventLoop::new(swarm, shared.clone(), rx, stop_rx, listen.clone(), config.sync_interval, peers);
+        let event_loop = EventLoop::new(
+            swarm,
+            shared.clone(),
+            rx,
+            stop_rx,
+            listen.clone(),
+            config.sync_interval,
+            peers,
+        );
         let swarm_task = tokio::spawn(event_loop.run());
         let client = Client { shared: shared.clone(), commands: tx, peer_id };
 
-        let mut node = Node { client, data_dir: dir.clone(), listen, control: None, stop_swarm: Some(stop_swarm), swarm_task: Some(swarm_task), stop_control: None, control_task: None };
+        let mut node = Node {
+            client,
+            data_dir: dir.clone(),
+            listen,
+            control: None,
+            stop_swarm: Some(stop_swarm),
+            swarm_task: Some(swarm_task),
+            stop_control: None,
+            control_task: None,
+        };
         if let Some(addr) = config.control {
             match crate::control::serve(&dir, addr, node.client.clone()).await {
                 Ok((bound, stop, task)) => {
@@ -205,7 +228,10 @@ impl Node {
 
     /// The addresses the node listens on, each with `/p2p/<peer id>` appended.
     pub fn addresses(&self) -> Vec<Multiaddr> {
-        self.listen.iter().map(|a| a.clone().with(libp2p::multiaddr::Protocol::P2p(self.client.peer_id))).collect()
+        self.listen
+            .iter()
+            .map(|a| a.clone().with(libp2p::multiaddr::Protocol::P2p(self.client.peer_id)))
+            .collect()
     }
 
     /// Where the control API listens, if it runs.
@@ -317,9 +343,11 @@ impl Client {
     /// refusal log.
     pub async fn import(&self, records: Vec<Vec<u8>>) -> Result<(u64, u64), StoreError> {
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || shared.ingest_batch(records, Origin::new(Source::Import, None)))
-            .await
-            .map_err(|e| StoreError::Corrupt(format!("import task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            shared.ingest_batch(records, Origin::new(Source::Import, None))
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("import task failed: {e}")))?
     }
 
     /// Gossip bytes without checking or storing them. For tests of hostile peers
@@ -354,7 +382,11 @@ impl Client {
     }
 
     /// Held record ids in id order, after `after`, at most `limit`.
-    pub fn record_ids(&self, after: Option<&RecordId>, limit: u64) -> Result<Vec<RecordId>, StoreError> {
+    pub fn record_ids(
+        &self,
+        after: Option<&RecordId>,
+        limit: u64,
+    ) -> Result<Vec<RecordId>, StoreError> {
         self.shared.ids(after, limit)
     }
 
@@ -413,16 +445,25 @@ impl Client {
     }
 }
 
-pub(crate) fn build_swarm(key: libp2p::identity::Keypair, network: &NetworkId, ping: libp2p::ping::Config) -> Result<Swarm<Behaviour>, StartError> {
+pub(crate) fn build_swarm(
+    key: libp2p::identity::Keypair,
+    network: &NetworkId,
+    ping: libp2p::ping::Config,
+) -> Result<Swarm<Behaviour>, StartError> {
     let network = *network;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .map_err(|e| StartError::Swarm(e.to_string()))?
         .with_quic()
-        .with_behaviour(|key| swarm::build_behaviour(key, &network, ping).map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() }))
+        .with_behaviour(|key| {
+            swarm::build_behaviour(key, &network, ping)
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })
+        })
         .map_err(|e| StartError::Swarm(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_millis(swarm::IDLE_CONNECTION_TIMEOUT_MS)))
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(Duration::from_millis(swarm::IDLE_CONNECTION_TIMEOUT_MS))
+        })
         .build();
     Ok(swarm)
 }
@@ -431,31 +472,43 @@ pub(crate) fn build_swarm(key: libp2p::identity::Keypair, network: &NetworkId, p
 /// remembering: this node is on a test or single-host network).
 fn is_loopback(addr: &Multiaddr) -> bool {
     use libp2p::multiaddr::Protocol;
-    matches!(addr.iter().next(), Some(Protocol::Ip4(ip)) if ip.is_loopback()) || matches!(addr.iter().next(), Some(Protocol::Ip6(ip)) if ip.is_loopback())
+    matches!(addr.iter().next(), Some(Protocol::Ip4(ip)) if ip.is_loopback())
+        || matches!(addr.iter().next(), Some(Protocol::Ip6(ip)) if ip.is_loopback())
 }
 
 /// Listen on every address and wait until each reports where it listens.
-async fn listen_all(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr]) -> Result<Vec<Multiaddr>, StartError> {
+async fn listen_all(
+    swarm: &mut Swarm<Behaviour>,
+    addrs: &[Multiaddr],
+) -> Result<Vec<Multiaddr>, StartError> {
     use futures_util::StreamExt;
     use libp2p::swarm::SwarmEvent;
     let mut pending = std::collections::HashMap::new();
     for addr in addrs {
         probe_port(addr).map_err(|reason| StartError::Listen { addr: addr.to_string(), reason })?;
-        let id = swarm.listen_on(addr.clone()).map_err(|e| StartError::Listen { addr: addr.to_string(), reason: listen_reason(&e) })?;
+        let id = swarm.listen_on(addr.clone()).map_err(|e| StartError::Listen {
+            addr: addr.to_string(),
+            reason: listen_reason(&e),
+        })?;
         pending.insert(id, addr.clone());
     }
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(LISTEN_TIMEOUT_MS);
     while !pending.is_empty() {
-        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
-            .await
-            .map_err(|_| StartError::Listen { addr: format!("{:?}", pending.values().collect::<Vec<_>>()), reason: "no listen address reported in time".into() })?;
+        let event =
+            tokio::time::timeout_at(deadline, swarm.select_next_some()).await.map_err(|_| {
+                StartError::Listen {
+                    addr: format!("{:?}", pending.values().collect::<Vec<_>>()),
+                    reason: "no listen address reported in time".into(),
+                }
+            })?;
         match event {
             SwarmEvent::NewListenAddr { listener_id, address } => {
                 out.push(address);
                 pending.remove(&listener_id);
             }
-            SwarmEvent::ListenerError { listener_id, error } | SwarmEvent::ListenerClosed { listener_id, reason: Err(error), .. } => {
+            SwarmEvent::ListenerError { listener_id, error }
+            | SwarmEvent::ListenerClosed { listener_id, reason: Err(error), .. } => {
                 let addr = pending.get(&listener_id).map(|a| a.to_string()).unwrap_or_default();
                 return Err(StartError::Listen { addr, reason: error.to_string() });
             }
@@ -485,7 +538,9 @@ fn probe_port(addr: &Multiaddr) -> Result<(), String> {
 
 fn listen_reason<T: std::fmt::Debug>(e: &libp2p::TransportError<T>) -> String {
     match e {
-        libp2p::TransportError::MultiaddrNotSupported(a) => format!("address {a} is not supported (use /ip4/<ip>/tcp/<port> or /ip4/<ip>/udp/<port>/quic-v1)"),
+        libp2p::TransportError::MultiaddrNotSupported(a) => format!(
+            "address {a} is not supported (use /ip4/<ip>/tcp/<port> or /ip4/<ip>/udp/<port>/quic-v1)"
+        ),
         libp2p::TransportError::Other(o) => format!("{o:?}"),
     }
 }
@@ -535,7 +590,8 @@ fn load_or_create_peer_key(path: &Path) -> Result<libp2p::identity::Keypair, Sta
     match std::fs::read(path) {
         Ok(bytes) => {
             check_private(path).map_err(err)?;
-            libp2p::identity::Keypair::from_protobuf_encoding(&bytes).map_err(|e| err(e.to_string()))
+            libp2p::identity::Keypair::from_protobuf_encoding(&bytes)
+                .map_err(|e| err(e.to_string()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = libp2p::identity::Keypair::generate_ed25519();

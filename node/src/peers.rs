@@ -71,11 +71,17 @@ const PEERS_FILE_VERSION: u32 = 1;
 pub enum AddressBookError {
     #[error("cannot read address book {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("address book {path} is larger than {ADDRESS_BOOK_FILE_BYTES_MAX} bytes; delete it (it is rebuilt from connections)")]
+    #[error(
+        "address book {path} is larger than {ADDRESS_BOOK_FILE_BYTES_MAX} bytes; delete it (it is rebuilt from connections)"
+    )]
     TooLarge { path: PathBuf },
-    #[error("address book {path} is malformed ({reason}); delete it (it is rebuilt from connections)")]
+    #[error(
+        "address book {path} is malformed ({reason}); delete it (it is rebuilt from connections)"
+    )]
     Malformed { path: PathBuf, reason: String },
-    #[error("address book {path} has unknown version {version}; upgrade medmesh or delete the file")]
+    #[error(
+        "address book {path} has unknown version {version}; upgrade medmesh or delete the file"
+    )]
     Version { path: PathBuf, version: u32 },
     #[error("cannot write address book {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
@@ -115,7 +121,16 @@ pub(crate) struct AddressBook {
 impl AddressBook {
     /// An empty book that will be saved at `path`.
     pub(crate) fn empty(path: PathBuf, local: PeerId, allow_loopback: bool) -> Self {
-        AddressBook { path, local, allow_loopback, peers: Vec::new(), dirty: false, last_write: None, generation: 0, written: Arc::default() }
+        AddressBook {
+            path,
+            local,
+            allow_loopback,
+            peers: Vec::new(),
+            dirty: false,
+            last_write: None,
+            generation: 0,
+            written: Arc::default(),
+        }
     }
 
     /// Load the book from `path`; a missing file is an empty book, an unreadable
@@ -133,7 +148,12 @@ impl AddressBook {
                         skipped += 1;
                         continue;
                     };
-                    let addrs: Vec<Multiaddr> = entry.addrs.iter().take(ADDRESS_BOOK_ADDRS_MAX).filter_map(|a| Multiaddr::from_str(a).ok()).collect();
+                    let addrs: Vec<Multiaddr> = entry
+                        .addrs
+                        .iter()
+                        .take(ADDRESS_BOOK_ADDRS_MAX)
+                        .filter_map(|a| Multiaddr::from_str(a).ok())
+                        .collect();
                     if !book.note_many(peer, &addrs) {
                         skipped += 1;
                     }
@@ -170,7 +190,8 @@ impl AddressBook {
         if peer == self.local {
             return false;
         }
-        let fresh: Vec<Multiaddr> = addrs.iter().filter_map(|a| dialable(a, &peer, self.allow_loopback)).collect();
+        let fresh: Vec<Multiaddr> =
+            addrs.iter().filter_map(|a| dialable(a, &peer, self.allow_loopback)).collect();
         if fresh.is_empty() {
             return false;
         }
@@ -195,7 +216,8 @@ impl AddressBook {
         let Some(i) = self.peers.iter().position(|(p, _)| *p == peer) else {
             return false;
         };
-        let fresh: Vec<Multiaddr> = addrs.iter().filter_map(|a| dialable(a, &peer, self.allow_loopback)).collect();
+        let fresh: Vec<Multiaddr> =
+            addrs.iter().filter_map(|a| dialable(a, &peer, self.allow_loopback)).collect();
         if fresh.is_empty() {
             return false;
         }
@@ -210,7 +232,9 @@ impl AddressBook {
     /// Write the book if it changed and the last write is old enough; the write
     /// runs off the calling task.
     pub(crate) fn save_if_due(&mut self, now: Instant) {
-        let due = self.last_write.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(ADDRESS_BOOK_WRITE_INTERVAL_MS));
+        let due = self.last_write.is_none_or(|t| {
+            now.duration_since(t) >= Duration::from_millis(ADDRESS_BOOK_WRITE_INTERVAL_MS)
+        });
         if !self.dirty || !due {
             return;
         }
@@ -242,10 +266,23 @@ impl AddressBook {
         self.generation += 1;
         let file = PeersFile {
             version: PEERS_FILE_VERSION,
-            peers: self.peers.iter().map(|(p, a)| PeerEntry { peer: p.to_string(), addrs: a.iter().map(|m| m.to_string()).collect() }).collect(),
+            peers: self
+                .peers
+                .iter()
+                .map(|(p, a)| PeerEntry {
+                    peer: p.to_string(),
+                    addrs: a.iter().map(|m| m.to_string()).collect(),
+                })
+                .collect(),
         };
-        let bytes = serde_json::to_vec_pretty(&file).expect("a peers file serialises: strings and integers only");
-        PendingWrite { path: self.path.clone(), bytes, generation: self.generation, written: self.written.clone() }
+        let bytes = serde_json::to_vec_pretty(&file)
+            .expect("a peers file serialises: strings and integers only");
+        PendingWrite {
+            path: self.path.clone(),
+            bytes,
+            generation: self.generation,
+            written: self.written.clone(),
+        }
     }
 }
 
@@ -262,10 +299,15 @@ impl PendingWrite {
     fn run(self) -> Result<(), AddressBookError> {
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
         if *written >= self.generation {
-            debug!(generation = self.generation, written = *written, "older address book snapshot not written");
+            debug!(
+                generation = self.generation,
+                written = *written,
+                "older address book snapshot not written"
+            );
             return Ok(());
         }
-        write_atomic(&self.path, &self.bytes).map_err(|source| AddressBookError::Write { path: self.path.clone(), source })?;
+        write_atomic(&self.path, &self.bytes)
+            .map_err(|source| AddressBookError::Write { path: self.path.clone(), source })?;
         *written = self.generation;
         Ok(())
     }
@@ -289,11 +331,15 @@ fn read_file(path: &Path) -> Result<Option<PeersFile>, AddressBookError> {
         Err(source) => return Err(AddressBookError::Read { path: path.to_path_buf(), source }),
     };
     let mut bytes = Vec::new();
-    f.take(ADDRESS_BOOK_FILE_BYTES_MAX + 1).read_to_end(&mut bytes).map_err(|source| AddressBookError::Read { path: path.to_path_buf(), source })?;
+    f.take(ADDRESS_BOOK_FILE_BYTES_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| AddressBookError::Read { path: path.to_path_buf(), source })?;
     if bytes.len() as u64 > ADDRESS_BOOK_FILE_BYTES_MAX {
         return Err(AddressBookError::TooLarge { path: path.to_path_buf() });
     }
-    let file: PeersFile = serde_json::from_slice(&bytes).map_err(|e| AddressBookError::Malformed { path: path.to_path_buf(), reason: e.to_string() })?;
+    let file: PeersFile = serde_json::from_slice(&bytes).map_err(|e| {
+        AddressBookError::Malformed { path: path.to_path_buf(), reason: e.to_string() }
+    })?;
     if file.version != PEERS_FILE_VERSION {
         return Err(AddressBookError::Version { path: path.to_path_buf(), version: file.version });
     }
@@ -326,7 +372,9 @@ pub(crate) fn dialable(addr: &Multiaddr, peer: &PeerId, allow_loopback: bool) ->
     let mut out = Multiaddr::empty();
     let mut iter = addr.iter().peekable();
     match iter.peek()? {
-        Protocol::Ip4(ip) if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() => return None,
+        Protocol::Ip4(ip) if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() => {
+            return None;
+        }
         Protocol::Ip4(ip) if ip.is_loopback() && !allow_loopback => return None,
         Protocol::Ip6(ip) if ip.is_unspecified() || ip.is_multicast() => return None,
         Protocol::Ip6(ip) if ip.is_loopback() && !allow_loopback => return None,
@@ -372,8 +420,14 @@ impl Redial {
                 return;
             }
         }
-        let b = self.entries.entry((peer, addr)).or_insert(Backoff { next: now, delay: Duration::ZERO });
-        b.delay = (b.delay * 2).clamp(Duration::from_millis(REDIAL_BACKOFF_MIN_MS), Duration::from_millis(REDIAL_BACKOFF_MAX_MS));
+        let b = self
+            .entries
+            .entry((peer, addr))
+            .or_insert(Backoff { next: now, delay: Duration::ZERO });
+        b.delay = (b.delay * 2).clamp(
+            Duration::from_millis(REDIAL_BACKOFF_MIN_MS),
+            Duration::from_millis(REDIAL_BACKOFF_MAX_MS),
+        );
         b.next = now + b.delay;
     }
 
@@ -398,7 +452,10 @@ impl Peers {
     /// `bootstrap` addresses without a `/p2p/<peer id>` are dialled at start only.
     pub(crate) fn new(book: AddressBook, bootstrap: &[Multiaddr]) -> Self {
         let seeds = !bootstrap.is_empty() || book.len() > 0;
-        let bootstrap = bootstrap.iter().filter_map(|a| crate::swarm::peer_of(a).map(|p| (p, a.clone()))).collect();
+        let bootstrap = bootstrap
+            .iter()
+            .filter_map(|a| crate::swarm::peer_of(a).map(|p| (p, a.clone())))
+            .collect();
         Peers { book, bootstrap, seeds, redial: Redial::default(), back_online: false }
     }
 
@@ -413,7 +470,12 @@ impl Peers {
     /// back: a partition healed, a container unpaused); see
     /// [`Peers::on_identified`]. Backoffs wait for identify: a peer that accepts
     /// and drops at once must not be redialled every tick.
-    pub(crate) fn on_connected(&mut self, peer: PeerId, endpoint: &ConnectedPoint, alone_until_now: bool) {
+    pub(crate) fn on_connected(
+        &mut self,
+        peer: PeerId,
+        endpoint: &ConnectedPoint,
+        alone_until_now: bool,
+    ) {
         if alone_until_now {
             self.back_online = true;
         }
@@ -447,10 +509,17 @@ impl Peers {
     /// peers are fewer than [`DISCOVERED_PEERS_TARGET`], known peers from the book
     /// and the routing table. At most `budget` dials; each address respects its
     /// backoff. Returns the dials started.
-    pub(crate) fn maintain(&mut self, swarm: &mut Swarm<Behaviour>, budget: usize, now: Instant) -> usize {
+    pub(crate) fn maintain(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        budget: usize,
+        now: Instant,
+    ) -> usize {
         let local = *swarm.local_peer_id();
         let blocked: HashSet<PeerId> = swarm.behaviour().blocked.blocked_peers().clone();
-        let skip = |swarm: &Swarm<Behaviour>, p: &PeerId| *p == local || blocked.contains(p) || swarm.is_connected(p);
+        let skip = |swarm: &Swarm<Behaviour>, p: &PeerId| {
+            *p == local || blocked.contains(p) || swarm.is_connected(p)
+        };
         let mut dials = 0;
         let mut tried: HashSet<PeerId> = HashSet::new();
 
@@ -475,7 +544,8 @@ impl Peers {
         if connected + dials >= DISCOVERED_PEERS_TARGET {
             return dials;
         }
-        let mut known: Vec<(PeerId, Vec<Multiaddr>, &'static str)> = self.book.peers().map(|(p, a)| (*p, a.to_vec(), "address book")).collect();
+        let mut known: Vec<(PeerId, Vec<Multiaddr>, &'static str)> =
+            self.book.peers().map(|(p, a)| (*p, a.to_vec(), "address book")).collect();
         let allow_loopback = self.book.allow_loopback;
         for bucket in swarm.behaviour_mut().kad.kbuckets() {
             for e in bucket.iter() {
@@ -483,7 +553,12 @@ impl Peers {
                     break;
                 }
                 let peer = *e.node.key.preimage();
-                let addrs: Vec<Multiaddr> = e.node.value.iter().filter_map(|a| dialable(a, &peer, allow_loopback)).collect();
+                let addrs: Vec<Multiaddr> = e
+                    .node
+                    .value
+                    .iter()
+                    .filter_map(|a| dialable(a, &peer, allow_loopback))
+                    .collect();
                 known.push((peer, addrs, "routing table"));
             }
         }
@@ -500,12 +575,23 @@ impl Peers {
     }
 
     /// Dial `peer` at those of `addrs` out of backoff; 1 if a dial started.
-    fn dial(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId, addrs: Vec<Multiaddr>, now: Instant, source: &'static str) -> usize {
-        let due: Vec<Multiaddr> = addrs.into_iter().filter(|a| self.redial.due(peer, a, now)).collect();
+    fn dial(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        now: Instant,
+        source: &'static str,
+    ) -> usize {
+        let due: Vec<Multiaddr> =
+            addrs.into_iter().filter(|a| self.redial.due(peer, a, now)).collect();
         if due.is_empty() {
             return 0;
         }
-        let opts = DialOpts::peer_id(peer).addresses(due.clone()).condition(PeerCondition::DisconnectedAndNotDialing).build();
+        let opts = DialOpts::peer_id(peer)
+            .addresses(due.clone())
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
         match swarm.dial(opts) {
             Ok(()) => {
                 debug!(%peer, source, addrs = due.len(), "redialling");
@@ -543,21 +629,43 @@ mod tests {
     fn dialable_addresses_drop_unspecified_loopback_relays_and_the_peer_suffix() {
         let p = peer();
         let other = peer();
-        assert_eq!(dialable(&addr("/ip4/10.0.0.2/tcp/4001"), &p, false), Some(addr("/ip4/10.0.0.2/tcp/4001")));
-        assert_eq!(dialable(&addr(&format!("/ip4/10.0.0.2/tcp/4001/p2p/{p}")), &p, false), Some(addr("/ip4/10.0.0.2/tcp/4001")));
-        assert_eq!(dialable(&addr("/ip4/10.0.0.2/udp/4001/quic-v1"), &p, false), Some(addr("/ip4/10.0.0.2/udp/4001/quic-v1")));
-        assert_eq!(dialable(&addr("/dns4/boot.example/tcp/4001"), &p, false), None, "no DNS transport");
+        assert_eq!(
+            dialable(&addr("/ip4/10.0.0.2/tcp/4001"), &p, false),
+            Some(addr("/ip4/10.0.0.2/tcp/4001"))
+        );
+        assert_eq!(
+            dialable(&addr(&format!("/ip4/10.0.0.2/tcp/4001/p2p/{p}")), &p, false),
+            Some(addr("/ip4/10.0.0.2/tcp/4001"))
+        );
+        assert_eq!(
+            dialable(&addr("/ip4/10.0.0.2/udp/4001/quic-v1"), &p, false),
+            Some(addr("/ip4/10.0.0.2/udp/4001/quic-v1"))
+        );
+        assert_eq!(
+            dialable(&addr("/dns4/boot.example/tcp/4001"), &p, false),
+            None,
+            "no DNS transport"
+        );
         assert_eq!(dialable(&addr("/dns/boot.example/tcp/4001"), &p, true), None);
         assert_eq!(dialable(&addr("/dns6/boot.example/udp/4001/quic-v1"), &p, true), None);
         assert_eq!(dialable(&addr("/ip4/0.0.0.0/tcp/4001"), &p, true), None);
         assert_eq!(dialable(&addr("/ip6/::/tcp/4001"), &p, true), None);
         assert_eq!(dialable(&addr("/ip4/127.0.0.1/tcp/4001"), &p, false), None);
-        assert_eq!(dialable(&addr("/ip4/127.0.0.1/tcp/4001"), &p, true), Some(addr("/ip4/127.0.0.1/tcp/4001")));
+        assert_eq!(
+            dialable(&addr("/ip4/127.0.0.1/tcp/4001"), &p, true),
+            Some(addr("/ip4/127.0.0.1/tcp/4001"))
+        );
         assert_eq!(dialable(&addr("/ip6/::1/tcp/4001"), &p, false), None);
         assert_eq!(dialable(&addr("/ip4/10.0.0.2/tcp/0"), &p, false), None);
         assert_eq!(dialable(&addr("/ip4/10.0.0.2"), &p, false), None);
-        assert_eq!(dialable(&addr(&format!("/ip4/10.0.0.2/tcp/4001/p2p/{other}")), &p, false), None);
-        assert_eq!(dialable(&addr(&format!("/ip4/10.0.0.2/tcp/4001/p2p/{other}/p2p-circuit")), &p, false), None);
+        assert_eq!(
+            dialable(&addr(&format!("/ip4/10.0.0.2/tcp/4001/p2p/{other}")), &p, false),
+            None
+        );
+        assert_eq!(
+            dialable(&addr(&format!("/ip4/10.0.0.2/tcp/4001/p2p/{other}/p2p-circuit")), &p, false),
+            None
+        );
     }
 
     #[test]
@@ -576,32 +684,54 @@ mod tests {
         }
         assert_eq!(book.len(), ADDRESS_BOOK_PEERS_MAX);
         assert!(!book.peers().any(|(p, _)| *p == first), "the oldest peer is forgotten");
-        assert!(!book.note(peer(), &addr("/ip4/0.0.0.0/tcp/4001")), "an unspecified address is not kept");
-        assert!(!book.note(book.local, &addr("/ip4/10.0.0.1/tcp/4001")), "the node itself is not kept");
+        assert!(
+            !book.note(peer(), &addr("/ip4/0.0.0.0/tcp/4001")),
+            "an unspecified address is not kept"
+        );
+        assert!(
+            !book.note(book.local, &addr("/ip4/10.0.0.1/tcp/4001")),
+            "the node itself is not kept"
+        );
     }
 
     fn dialer(address: &str) -> ConnectedPoint {
-        ConnectedPoint::Dialer { address: addr(address), role_override: libp2p::core::Endpoint::Dialer, port_use: libp2p::core::transport::PortUse::Reuse }
+        ConnectedPoint::Dialer {
+            address: addr(address),
+            role_override: libp2p::core::Endpoint::Dialer,
+            port_use: libp2p::core::transport::PortUse::Reuse,
+        }
     }
 
     fn listener() -> ConnectedPoint {
-        ConnectedPoint::Listener { local_addr: addr("/ip4/10.0.0.1/tcp/4001"), send_back_addr: addr("/ip4/10.9.9.9/tcp/50000") }
+        ConnectedPoint::Listener {
+            local_addr: addr("/ip4/10.0.0.1/tcp/4001"),
+            send_back_addr: addr("/ip4/10.9.9.9/tcp/50000"),
+        }
     }
 
     #[test]
     fn peers_that_only_connected_in_cannot_push_dialled_peers_out_of_the_book() {
         let dir = tempfile::tempdir().unwrap();
-        let mut peers = Peers::new(AddressBook::empty(dir.path().join(PEERS_FILE), peer(), false), &[]);
+        let mut peers =
+            Peers::new(AddressBook::empty(dir.path().join(PEERS_FILE), peer(), false), &[]);
         let real = peer();
         peers.on_connected(real, &dialer("/ip4/10.0.0.2/tcp/4001"), true);
-        peers.on_identified(real, &[addr("/ip4/10.0.0.2/tcp/4001"), addr("/ip4/10.0.0.3/tcp/4001")]);
+        peers
+            .on_identified(real, &[addr("/ip4/10.0.0.2/tcp/4001"), addr("/ip4/10.0.0.3/tcp/4001")]);
         for i in 0..ADDRESS_BOOK_PEERS_MAX as u32 * 2 {
             let stranger = peer();
             peers.on_connected(stranger, &listener(), false);
-            peers.on_identified(stranger, &[addr(&format!("/ip4/10.2.{}.{}/tcp/4001", i / 256, i % 256))]);
+            peers.on_identified(
+                stranger,
+                &[addr(&format!("/ip4/10.2.{}.{}/tcp/4001", i / 256, i % 256))],
+            );
         }
-        let book: Vec<(PeerId, Vec<Multiaddr>)> = peers.book.peers().map(|(p, a)| (*p, a.to_vec())).collect();
-        assert_eq!(book, vec![(real, vec![addr("/ip4/10.0.0.2/tcp/4001"), addr("/ip4/10.0.0.3/tcp/4001")])]);
+        let book: Vec<(PeerId, Vec<Multiaddr>)> =
+            peers.book.peers().map(|(p, a)| (*p, a.to_vec())).collect();
+        assert_eq!(
+            book,
+            vec![(real, vec![addr("/ip4/10.0.0.2/tcp/4001"), addr("/ip4/10.0.0.3/tcp/4001")])]
+        );
 
         // A dialled peer that identifies later updates its entry in place.
         let other = peer();
@@ -615,7 +745,8 @@ mod tests {
     #[test]
     fn backoff_resets_when_the_peer_identifies_not_when_it_merely_accepts() {
         let dir = tempfile::tempdir().unwrap();
-        let mut peers = Peers::new(AddressBook::empty(dir.path().join(PEERS_FILE), peer(), false), &[]);
+        let mut peers =
+            Peers::new(AddressBook::empty(dir.path().join(PEERS_FILE), peer(), false), &[]);
         let (flaky, other) = (peer(), peer());
         let (a, b) = (addr("/ip4/10.0.0.2/tcp/4001"), addr("/ip4/10.0.0.3/tcp/4001"));
         let now = Instant::now();
@@ -658,8 +789,15 @@ mod tests {
         assert!(!dir.path().join("peers.tmp").exists(), "the temp file is renamed");
 
         let loaded = AddressBook::load(path.clone(), local, true);
-        let got: Vec<(PeerId, Vec<Multiaddr>)> = loaded.peers().map(|(p, a)| (*p, a.to_vec())).collect();
-        assert_eq!(got, vec![(b, vec![addr("/ip4/127.0.0.1/tcp/2001"), addr("/ip4/127.0.0.1/tcp/2000")]), (a, vec![addr("/ip4/127.0.0.1/tcp/1000")])]);
+        let got: Vec<(PeerId, Vec<Multiaddr>)> =
+            loaded.peers().map(|(p, a)| (*p, a.to_vec())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (b, vec![addr("/ip4/127.0.0.1/tcp/2001"), addr("/ip4/127.0.0.1/tcp/2000")]),
+                (a, vec![addr("/ip4/127.0.0.1/tcp/1000")])
+            ]
+        );
         // The same file read by a node that does not listen on loopback keeps nothing.
         assert_eq!(AddressBook::load(path, local, false).len(), 0);
     }
@@ -678,7 +816,8 @@ mod tests {
         // The throttled write's thread runs only after the final write.
         at_stop.run().unwrap();
         throttled.run().unwrap();
-        let loaded: Vec<PeerId> = AddressBook::load(path, local, false).peers().map(|(p, _)| *p).collect();
+        let loaded: Vec<PeerId> =
+            AddressBook::load(path, local, false).peers().map(|(p, _)| *p).collect();
         assert_eq!(loaded, vec![b, a]);
     }
 
@@ -698,14 +837,23 @@ mod tests {
         ];
         for bytes in cases {
             std::fs::write(&path, &bytes).unwrap();
-            assert!(read_file(&path).is_err(), "{:?}", String::from_utf8_lossy(&bytes[..bytes.len().min(40)]));
+            assert!(
+                read_file(&path).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(40)])
+            );
             assert_eq!(AddressBook::load(path.clone(), peer(), true).len(), 0);
         }
         // Bad entries are skipped; good ones kept.
-        let text = format!(r#"{{"version": 1, "peers": [{{"peer": "nope", "addrs": ["/ip4/10.0.0.1/tcp/1"]}}, {{"peer": "{p}", "addrs": ["garbage", "/ip4/10.0.0.2/tcp/2"]}}]}}"#);
+        let text = format!(
+            r#"{{"version": 1, "peers": [{{"peer": "nope", "addrs": ["/ip4/10.0.0.1/tcp/1"]}}, {{"peer": "{p}", "addrs": ["garbage", "/ip4/10.0.0.2/tcp/2"]}}]}}"#
+        );
         std::fs::write(&path, text).unwrap();
         let book = AddressBook::load(path, peer(), false);
-        assert_eq!(book.peers().map(|(p, a)| (*p, a.to_vec())).collect::<Vec<_>>(), vec![(p, vec![addr("/ip4/10.0.0.2/tcp/2")])]);
+        assert_eq!(
+            book.peers().map(|(p, a)| (*p, a.to_vec())).collect::<Vec<_>>(),
+            vec![(p, vec![addr("/ip4/10.0.0.2/tcp/2")])]
+        );
     }
 
     #[test]

@@ -48,9 +48,12 @@ impl SignerLimiter {
     }
 
     fn refilled(&self, b: Bucket, now: Instant) -> u64 {
-        let elapsed_ms = now.saturating_duration_since(b.last).as_millis().min(u128::from(u64::MAX)) as u64;
+        let elapsed_ms =
+            now.saturating_duration_since(b.last).as_millis().min(u128::from(u64::MAX)) as u64;
         // rate_per_sec records per 1000 ms = rate_per_sec milli-records per ms.
-        b.milli.saturating_add(elapsed_ms.saturating_mul(self.rate_per_sec)).min(self.burst_records.saturating_mul(MILLI_PER_RECORD))
+        b.milli
+            .saturating_add(elapsed_ms.saturating_mul(self.rate_per_sec))
+            .min(self.burst_records.saturating_mul(MILLI_PER_RECORD))
     }
 
     /// Take one record's token for `signer` at `now`; false when its bucket is empty.
@@ -58,7 +61,8 @@ impl SignerLimiter {
         if !self.buckets.contains_key(signer) && self.buckets.len() >= RATE_LIMITED_SIGNERS_MAX {
             let full = self.burst_records.saturating_mul(MILLI_PER_RECORD);
             let buckets = std::mem::take(&mut self.buckets);
-            self.buckets = buckets.into_iter().filter(|(_, b)| self.refilled(*b, now) < full).collect();
+            self.buckets =
+                buckets.into_iter().filter(|(_, b)| self.refilled(*b, now) < full).collect();
             if self.buckets.len() >= RATE_LIMITED_SIGNERS_MAX {
                 // Every tracked signer is mid-flood: refuse newcomers on gossip until
                 // some refill (sync still brings their records).
@@ -68,7 +72,11 @@ impl SignerLimiter {
         let full = Bucket { milli: self.burst_records.saturating_mul(MILLI_PER_RECORD), last: now };
         let current = self.buckets.get(signer).copied().unwrap_or(full);
         let milli = self.refilled(current, now);
-        let (milli, ok) = if milli >= MILLI_PER_RECORD { (milli - MILLI_PER_RECORD, true) } else { (milli, false) };
+        let (milli, ok) = if milli >= MILLI_PER_RECORD {
+            (milli - MILLI_PER_RECORD, true)
+        } else {
+            (milli, false)
+        };
         self.buckets.insert(*signer, Bucket { milli, last: now });
         ok
     }

@@ -114,15 +114,31 @@ pub(crate) struct RefusalLog {
 
 impl RefusalLog {
     /// Record a refusal (evicting the oldest when full).
-    pub(crate) fn refuse(&mut self, origin: Origin<'_>, id: Option<RecordId>, signer: Option<PublicKey>, error: &RecordError) {
+    pub(crate) fn refuse(
+        &mut self,
+        origin: Origin<'_>,
+        id: Option<RecordId>,
+        signer: Option<PublicKey>,
+        error: &RecordError,
+    ) {
         let reason = error.kind();
         *self.counts.entry(reason).or_insert(0) += 1;
         self.refused_total += 1;
-        push_bounded(&mut self.refused, REFUSALS_LEN, entry(origin, id, signer, reason, &error.to_string()));
+        push_bounded(
+            &mut self.refused,
+            REFUSALS_LEN,
+            entry(origin, id, signer, reason, &error.to_string()),
+        );
     }
 
     /// Record a gossip record held back: `reason` is [`RATE_LIMITED`] or [`BUSY`].
-    pub(crate) fn hold(&mut self, origin: Origin<'_>, id: RecordId, signer: Option<PublicKey>, reason: &'static str) {
+    pub(crate) fn hold(
+        &mut self,
+        origin: Origin<'_>,
+        id: RecordId,
+        signer: Option<PublicKey>,
+        reason: &'static str,
+    ) {
         self.held_total += 1;
         let message = if reason == RATE_LIMITED {
             "signer is over its gossip rate limit; sync fetches the record later"
@@ -153,7 +169,13 @@ impl RefusalLog {
     }
 }
 
-fn entry(origin: Origin<'_>, id: Option<RecordId>, signer: Option<PublicKey>, reason: &'static str, message: &str) -> Refusal {
+fn entry(
+    origin: Origin<'_>,
+    id: Option<RecordId>,
+    signer: Option<PublicKey>,
+    reason: &'static str,
+    message: &str,
+) -> Refusal {
     Refusal {
         at_ms: now_ms(),
         source: origin.source,
@@ -173,7 +195,10 @@ fn push_bounded(ring: &mut VecDeque<Refusal>, len: usize, r: Refusal) {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.
@@ -204,7 +229,11 @@ mod tests {
         let peer = libp2p::PeerId::random();
         let extra = 100;
         for n in 0..(REFUSALS_LEN + extra) as u64 {
-            let e = if n % 2 == 0 { RecordError::BadSignature } else { RecordError::TooLarge { len: 70_000, max: 61_440 } };
+            let e = if n % 2 == 0 {
+                RecordError::BadSignature
+            } else {
+                RecordError::TooLarge { len: 70_000, max: 61_440 }
+            };
             log.refuse(Origin::new(Source::Gossip, Some(&peer)), Some(id(n)), None, &e);
         }
         let s = log.snapshot();
@@ -225,7 +254,9 @@ mod tests {
     fn a_flood_of_held_records_does_not_evict_refusals() {
         let mut log = RefusalLog::default();
         log.refuse(Origin::new(Source::Control, None), None, None, &RecordError::BadSignature);
-        let signer = protocol::testkit::Author::new("flooder", protocol::NetworkId::from_bytes([1; 32])).public();
+        let signer =
+            protocol::testkit::Author::new("flooder", protocol::NetworkId::from_bytes([1; 32]))
+                .public();
         for n in 0..(HELD_LEN * 10) as u64 {
             log.hold(Origin::new(Source::Gossip, None), id(n), Some(signer), RATE_LIMITED);
         }
@@ -240,7 +271,8 @@ mod tests {
     #[test]
     fn long_messages_are_cut_at_a_character_boundary() {
         let mut log = RefusalLog::default();
-        let e = RecordError::Invalid { field: "name", reason: "é".repeat(REFUSAL_MESSAGE_BYTES_MAX) };
+        let e =
+            RecordError::Invalid { field: "name", reason: "é".repeat(REFUSAL_MESSAGE_BYTES_MAX) };
         log.refuse(Origin::new(Source::Import, None), None, None, &e);
         let m = &log.snapshot().refused[0].message;
         assert!(m.len() <= REFUSAL_MESSAGE_BYTES_MAX + '…'.len_utf8(), "{} bytes", m.len());

@@ -105,7 +105,11 @@ impl Store {
     /// The bytes of many records (those present), in the order asked, stopping
     /// before the total would pass `bytes_max`. Returns the records and whether it
     /// stopped early.
-    pub fn get_many(&self, ids: &[RecordId], bytes_max: u64) -> Result<(Vec<Vec<u8>>, bool), StoreError> {
+    pub fn get_many(
+        &self,
+        ids: &[RecordId],
+        bytes_max: u64,
+    ) -> Result<(Vec<Vec<u8>>, bool), StoreError> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(RECORDS)?;
         let mut out = Vec::with_capacity(ids.len());
@@ -171,7 +175,9 @@ impl Store {
 }
 
 fn id_from_key(k: &[u8]) -> Result<RecordId, StoreError> {
-    let b: [u8; 32] = k.try_into().map_err(|_| StoreError::Corrupt(format!("record key of {} bytes", k.len())))?;
+    let b: [u8; 32] = k
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("record key of {} bytes", k.len())))?;
     Ok(RecordId::from_bytes(b))
 }
 
@@ -186,7 +192,8 @@ mod tests {
         let path = dir.path().join("store.redb");
         let mut a = Author::new("a", protocol::NetworkId::from_bytes([1; 32]));
         let r = root(&[a.public()], 1);
-        let recs: Vec<Record> = (0..3).map(|i| a.sign(container(&format!("c{i}"), &["infer"]))).collect();
+        let recs: Vec<Record> =
+            (0..3).map(|i| a.sign(container(&format!("c{i}"), &["infer"]))).collect();
         {
             let s = Store::open(&path).unwrap();
             s.set_root(&r).unwrap();

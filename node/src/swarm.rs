@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode};
+use libp2p::gossipsub::{
+    self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode,
+};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -23,7 +25,10 @@ use tracing::{debug, info, warn};
 
 use crate::Shared;
 use crate::refusals::{Origin, Source};
-use crate::sync::{self, FETCH_PAGE_RECORDS, FETCH_REQUEST_IDS_MAX, FETCH_RESPONSE_BYTES_MAX, Initiator, ROUNDS_MAX, SyncRequest, SyncResponse};
+use crate::sync::{
+    self, FETCH_PAGE_RECORDS, FETCH_REQUEST_IDS_MAX, FETCH_RESPONSE_BYTES_MAX, Initiator,
+    ROUNDS_MAX, SyncRequest, SyncResponse,
+};
 
 /// Largest gossipsub message: one envelope plus framing.
 pub const GOSSIP_MESSAGE_BYTES_MAX: usize = ENVELOPE_BYTES_MAX + 8 * 1024;
@@ -71,14 +76,20 @@ pub(crate) fn topic(network: &protocol::NetworkId) -> IdentTopic {
     IdentTopic::new(format!("medmesh/records/{}", network.to_hex()))
 }
 
-pub(crate) fn build_behaviour(key: &libp2p::identity::Keypair, network: &protocol::NetworkId, ping: ping::Config) -> Result<Behaviour, String> {
+pub(crate) fn build_behaviour(
+    key: &libp2p::identity::Keypair,
+    network: &protocol::NetworkId,
+    ping: ping::Config,
+) -> Result<Behaviour, String> {
     let peer_id = key.public().to_peer_id();
     let config = gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
         .max_transmit_size(GOSSIP_MESSAGE_BYTES_MAX)
         .heartbeat_interval(Duration::from_millis(700))
-        .message_id_fn(|m: &gossipsub::Message| MessageId::from(Hash32::of(&m.data).as_bytes().to_vec()))
+        .message_id_fn(|m: &gossipsub::Message| {
+            MessageId::from(Hash32::of(&m.data).as_bytes().to_vec())
+        })
         .build()
         .map_err(|e| e.to_string())?;
     let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config)?;
@@ -108,14 +119,27 @@ pub(crate) fn build_behaviour(key: &libp2p::identity::Keypair, network: &protoco
     gossipsub.set_topic_params(t.clone(), topic_params)?;
     gossipsub.subscribe(&t).map_err(|e| e.to_string())?;
 
-    let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad::Config::new(StreamProtocol::new(KAD_PROTOCOL)));
+    let mut kad = kad::Behaviour::with_config(
+        peer_id,
+        kad::store::MemoryStore::new(peer_id),
+        kad::Config::new(StreamProtocol::new(KAD_PROTOCOL)),
+    );
     kad.set_mode(Some(kad::Mode::Server));
-    let identify = identify::Behaviour::new(identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()));
+    let identify =
+        identify::Behaviour::new(identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()));
     let sync = request_response::cbor::Behaviour::new(
         [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
-        request_response::Config::default().with_request_timeout(Duration::from_millis(SYNC_REQUEST_TIMEOUT_MS)),
+        request_response::Config::default()
+            .with_request_timeout(Duration::from_millis(SYNC_REQUEST_TIMEOUT_MS)),
     );
-    Ok(Behaviour { gossipsub, kad, identify, sync, ping: ping::Behaviour::new(ping), blocked: Default::default() })
+    Ok(Behaviour {
+        gossipsub,
+        kad,
+        identify,
+        sync,
+        ping: ping::Behaviour::new(ping),
+        blocked: Default::default(),
+    })
 }
 
 /// A connected peer as the node sees it.
@@ -273,7 +297,8 @@ impl EventLoop {
         sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut kad_tick = tokio::time::interval(Duration::from_millis(KAD_BOOTSTRAP_INTERVAL_MS));
         kad_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut maintenance_tick = tokio::time::interval(Duration::from_millis(crate::peers::MAINTENANCE_INTERVAL_MS));
+        let mut maintenance_tick =
+            tokio::time::interval(Duration::from_millis(crate::peers::MAINTENANCE_INTERVAL_MS));
         maintenance_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut at_start = true;
         loop {
@@ -305,7 +330,8 @@ impl EventLoop {
     /// The first tick, at start, dials up to [`DISCOVERED_PEERS_TARGET`] known
     /// peers at once.
     fn maintain(&mut self, at_start: bool) {
-        let budget = if at_start { DISCOVERED_PEERS_TARGET } else { crate::peers::REDIALS_PER_TICK_MAX };
+        let budget =
+            if at_start { DISCOVERED_PEERS_TARGET } else { crate::peers::REDIALS_PER_TICK_MAX };
         let now = Instant::now();
         self.peers.maintain(&mut self.swarm, budget, now);
         self.peers.book.save_if_due(now);
@@ -335,7 +361,12 @@ impl EventLoop {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Publish { bytes, reply } => {
-                let outcome = match self.swarm.behaviour_mut().gossipsub.publish(self.topic.clone(), bytes) {
+                let outcome = match self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(self.topic.clone(), bytes)
+                {
                     Ok(_) => Gossiped::Sent,
                     Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Gossiped::NoPeers,
                     Err(e) => {
@@ -347,15 +378,26 @@ impl EventLoop {
             }
             Command::Peers { reply } => {
                 let hash = self.topic.hash();
-                let mesh: HashSet<PeerId> = self.swarm.behaviour().gossipsub.mesh_peers(&hash).copied().collect();
-                let subscribed: HashSet<PeerId> =
-                    self.swarm.behaviour().gossipsub.all_peers().filter(|(_, topics)| topics.contains(&&hash)).map(|(p, _)| *p).collect();
+                let mesh: HashSet<PeerId> =
+                    self.swarm.behaviour().gossipsub.mesh_peers(&hash).copied().collect();
+                let subscribed: HashSet<PeerId> = self
+                    .swarm
+                    .behaviour()
+                    .gossipsub
+                    .all_peers()
+                    .filter(|(_, topics)| topics.contains(&&hash))
+                    .map(|(p, _)| *p)
+                    .collect();
                 let peers = self
                     .swarm
                     .connected_peers()
                     .map(|p| PeerInfo {
                         peer_id: p.to_string(),
-                        addresses: self.addresses.get(p).map(|a| a.iter().map(|m| m.to_string()).collect()).unwrap_or_default(),
+                        addresses: self
+                            .addresses
+                            .get(p)
+                            .map(|a| a.iter().map(|m| m.to_string()).collect())
+                            .unwrap_or_default(),
                         score: self.swarm.behaviour().gossipsub.peer_score(p),
                         mesh: mesh.contains(p),
                         subscribed: subscribed.contains(p),
@@ -408,7 +450,8 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
                 debug!(peer = %peer_id, "connected");
                 // The only connection to the only peer (not a second one to it).
-                let alone_until_now = num_established.get() == 1 && self.swarm.connected_peers().count() == 1;
+                let alone_until_now =
+                    num_established.get() == 1 && self.swarm.connected_peers().count() == 1;
                 self.peers.on_connected(peer_id, &endpoint, alone_until_now);
                 if endpoint.is_dialer() {
                     let addr = endpoint.get_remote_address().clone();
@@ -430,22 +473,38 @@ impl EventLoop {
                     }
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
-                match self.precheck_gossip(&message.data, &propagation_source) {
-                    Some(verdict) => {
-                        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, verdict);
-                    }
-                    None => self.validate_gossip(message_id, propagation_source, message.data),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => match self.precheck_gossip(&message.data, &propagation_source) {
+                Some(verdict) => {
+                    self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        verdict,
+                    );
                 }
-            }
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                None => self.validate_gossip(message_id, propagation_source, message.data),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
                 self.peers.on_identified(peer_id, &info.listen_addrs);
                 for addr in self.peers.dialable(&peer_id, &info.listen_addrs) {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. })) => {
-                if !self.swarm.is_connected(&peer) && self.swarm.connected_peers().count() < DISCOVERED_PEERS_TARGET {
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer,
+                addresses,
+                ..
+            })) => {
+                if !self.swarm.is_connected(&peer)
+                    && self.swarm.connected_peers().count() < DISCOVERED_PEERS_TARGET
+                {
                     let opts = DialOpts::peer_id(peer).addresses(addresses.into_vec()).build();
                     if let Err(e) = self.swarm.dial(opts) {
                         debug!(%peer, error = %e, "dial of discovered peer failed");
@@ -458,8 +517,14 @@ impl EventLoop {
             // look connected and swallow gossip. The ping handler reports a failure
             // after two in a row; then the connection goes, and the maintenance tick
             // redials the peer.
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(error) })) => match error {
-                ping::Failure::Unsupported => debug!(%peer, "peer does not answer pings; its liveness is not checked"),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(error),
+            })) => match error {
+                ping::Failure::Unsupported => {
+                    debug!(%peer, "peer does not answer pings; its liveness is not checked")
+                }
                 error => {
                     info!(%peer, %error, "peer unresponsive: closing the connection");
                     self.swarm.close_connection(connection);
@@ -474,7 +539,10 @@ impl EventLoop {
     fn precheck_gossip(&mut self, data: &[u8], from: &PeerId) -> Option<MessageAcceptance> {
         let origin = Origin::new(Source::Gossip, Some(from));
         if data.len() > ENVELOPE_BYTES_MAX {
-            let e = protocol::RecordError::TooLarge { len: data.len() as u64, max: ENVELOPE_BYTES_MAX as u64 };
+            let e = protocol::RecordError::TooLarge {
+                len: data.len() as u64,
+                max: ENVELOPE_BYTES_MAX as u64,
+            };
             self.shared.refuse(origin, None, None, &e);
             return Some(MessageAcceptance::Reject);
         }
@@ -501,8 +569,11 @@ impl EventLoop {
         let limit = self.signer_limit.clone();
         let tx = self.verdict_tx.clone();
         tokio::spawn(async move {
-            let verdict =
-                tokio::task::spawn_blocking(move || verify_and_store(&shared, &limit, &data, &from)).await.unwrap_or(MessageAcceptance::Ignore);
+            let verdict = tokio::task::spawn_blocking(move || {
+                verify_and_store(&shared, &limit, &data, &from)
+            })
+            .await
+            .unwrap_or(MessageAcceptance::Ignore);
             let _ = tx.send((id, from, verdict)).await;
         });
     }
@@ -543,7 +614,14 @@ impl EventLoop {
         };
         self.sessions.insert(
             peer,
-            Session { phase: Phase::Reconciling(Box::new(init)), started: Instant::now(), queue: VecDeque::new(), in_flight: 1, ingesting: 0, report },
+            Session {
+                phase: Phase::Reconciling(Box::new(init)),
+                started: Instant::now(),
+                queue: VecDeque::new(),
+                in_flight: 1,
+                ingesting: 0,
+                report,
+            },
         );
         true
     }
@@ -561,7 +639,9 @@ impl EventLoop {
     fn on_sync_event(&mut self, ev: request_response::Event<SyncRequest, SyncResponse>) {
         match ev {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => self.serve(peer, request, channel),
+                request_response::Message::Request { request, channel, .. } => {
+                    self.serve(peer, request, channel)
+                }
                 request_response::Message::Response { request_id, response } => {
                     self.requests.remove(&request_id);
                     self.on_response(peer, response);
@@ -580,13 +660,23 @@ impl EventLoop {
         }
     }
 
-    fn serve(&mut self, peer: PeerId, request: SyncRequest, channel: ResponseChannel<SyncResponse>) {
+    fn serve(
+        &mut self,
+        peer: PeerId,
+        request: SyncRequest,
+        channel: ResponseChannel<SyncResponse>,
+    ) {
         let response = match request {
             SyncRequest::Reconcile { network, msg } => {
                 if network.as_slice() != self.shared.network.as_bytes() {
                     SyncResponse::Refused { reason: "wrong network".into() }
                 } else {
-                    match self.shared.id_snapshot().map_err(|e| e.to_string()).and_then(|s| sync::respond(&s, &msg).map_err(|e| e.to_string())) {
+                    match self
+                        .shared
+                        .id_snapshot()
+                        .map_err(|e| e.to_string())
+                        .and_then(|s| sync::respond(&s, &msg).map_err(|e| e.to_string()))
+                    {
                         Ok(msg) => SyncResponse::Reconcile { msg },
                         Err(e) => SyncResponse::Refused { reason: e },
                     }
@@ -594,11 +684,20 @@ impl EventLoop {
             }
             SyncRequest::Fetch { ids } => {
                 if ids.len() > FETCH_REQUEST_IDS_MAX {
-                    SyncResponse::Refused { reason: format!("at most {FETCH_REQUEST_IDS_MAX} ids per fetch") }
+                    SyncResponse::Refused {
+                        reason: format!("at most {FETCH_REQUEST_IDS_MAX} ids per fetch"),
+                    }
                 } else {
-                    let ids: Vec<RecordId> = ids.iter().filter_map(|b| <[u8; 32]>::try_from(b.as_slice()).ok()).map(RecordId::from_bytes).collect();
+                    let ids: Vec<RecordId> = ids
+                        .iter()
+                        .filter_map(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+                        .map(RecordId::from_bytes)
+                        .collect();
                     match self.shared.get_many(&ids, FETCH_RESPONSE_BYTES_MAX) {
-                        Ok((records, truncated)) => SyncResponse::Records { records: records.into_iter().map(serde_bytes::ByteBuf::from).collect(), truncated },
+                        Ok((records, truncated)) => SyncResponse::Records {
+                            records: records.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+                            truncated,
+                        },
                         Err(e) => SyncResponse::Refused { reason: e.to_string() },
                     }
                 }
@@ -622,12 +721,17 @@ impl EventLoop {
         match (response, &mut s.phase) {
             (SyncResponse::Reconcile { msg }, Phase::Reconciling(init)) => match init.step(&msg) {
                 Ok(Some(next)) if init.rounds <= ROUNDS_MAX => {
-                    let req = SyncRequest::Reconcile { network: self.shared.network.as_bytes().to_vec(), msg: next };
+                    let req = SyncRequest::Reconcile {
+                        network: self.shared.network.as_bytes().to_vec(),
+                        msg: next,
+                    };
                     let rid = self.swarm.behaviour_mut().sync.send_request(&peer, req);
                     self.requests.insert(rid, peer);
                     s.in_flight += 1;
                 }
-                Ok(Some(_)) => return self.finish(peer, s, Some("too many reconciliation rounds".into())),
+                Ok(Some(_)) => {
+                    return self.finish(peer, s, Some("too many reconciliation rounds".into()));
+                }
                 Ok(None) => {
                     s.report.rounds = init.rounds;
                     s.report.bytes_sent = init.bytes_sent;
@@ -645,7 +749,9 @@ impl EventLoop {
                 s.ingesting += 1;
                 self.ingest(peer, records.into_iter().map(|b| b.into_vec()).collect());
             }
-            (SyncResponse::Refused { reason }, _) => return self.finish(peer, s, Some(format!("peer refused: {reason}"))),
+            (SyncResponse::Refused { reason }, _) => {
+                return self.finish(peer, s, Some(format!("peer refused: {reason}")));
+            }
             _ => return self.finish(peer, s, Some("unexpected sync response".into())),
         }
         self.pump(peer, s);
@@ -656,8 +762,13 @@ impl EventLoop {
         if matches!(s.phase, Phase::Fetching) {
             while s.in_flight + s.ingesting < SYNC_PIPELINE_PAGES_MAX && !s.queue.is_empty() {
                 let n = s.queue.len().min(FETCH_PAGE_RECORDS);
-                let ids: Vec<serde_bytes::ByteBuf> = s.queue.drain(..n).map(|id| serde_bytes::ByteBuf::from(id.as_bytes().to_vec())).collect();
-                let rid = self.swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Fetch { ids });
+                let ids: Vec<serde_bytes::ByteBuf> = s
+                    .queue
+                    .drain(..n)
+                    .map(|id| serde_bytes::ByteBuf::from(id.as_bytes().to_vec()))
+                    .collect();
+                let rid =
+                    self.swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Fetch { ids });
                 self.requests.insert(rid, peer);
                 s.in_flight += 1;
             }
@@ -674,11 +785,20 @@ impl EventLoop {
         let tx = self.ingest_tx.clone();
         tokio::spawn(async move {
             let fetched = records.len() as u64;
-            let work = tokio::task::spawn_blocking(move || shared.ingest_batch(records, Origin::new(Source::Sync, Some(&peer)))).await;
+            let work = tokio::task::spawn_blocking(move || {
+                shared.ingest_batch(records, Origin::new(Source::Sync, Some(&peer)))
+            })
+            .await;
             let done = match work {
-                Ok(Ok((stored, rejected))) => IngestDone { peer, fetched, stored, rejected, error: None },
-                Ok(Err(e)) => IngestDone { peer, fetched, stored: 0, rejected: 0, error: Some(e.to_string()) },
-                Err(e) => IngestDone { peer, fetched, stored: 0, rejected: 0, error: Some(e.to_string()) },
+                Ok(Ok((stored, rejected))) => {
+                    IngestDone { peer, fetched, stored, rejected, error: None }
+                }
+                Ok(Err(e)) => {
+                    IngestDone { peer, fetched, stored: 0, rejected: 0, error: Some(e.to_string()) }
+                }
+                Err(e) => {
+                    IngestDone { peer, fetched, stored: 0, rejected: 0, error: Some(e.to_string()) }
+                }
             };
             let _ = tx.send(done).await;
         });
@@ -720,12 +840,18 @@ impl EventLoop {
     }
 }
 
-fn verify_and_store(shared: &Shared, limit: &std::sync::Mutex<crate::ratelimit::SignerLimiter>, data: &[u8], from: &PeerId) -> MessageAcceptance {
+fn verify_and_store(
+    shared: &Shared,
+    limit: &std::sync::Mutex<crate::ratelimit::SignerLimiter>,
+    data: &[u8],
+    from: &PeerId,
+) -> MessageAcceptance {
     let origin = Origin::new(Source::Gossip, Some(from));
     let Ok(record) = shared.verify_or_refuse(origin, data) else {
         return MessageAcceptance::Reject;
     };
-    let allowed = limit.lock().unwrap_or_else(|p| p.into_inner()).allow(&record.signer, Instant::now());
+    let allowed =
+        limit.lock().unwrap_or_else(|p| p.into_inner()).allow(&record.signer, Instant::now());
     if !allowed {
         shared.hold(origin, record.id, Some(record.signer), crate::refusals::RATE_LIMITED);
         return MessageAcceptance::Ignore;
@@ -743,7 +869,10 @@ fn verify_and_store(shared: &Shared, limit: &std::sync::Mutex<crate::ratelimit::
 }
 
 /// Dial an address; with a `/p2p/` suffix, by peer id (one connection, known to kad).
-pub(crate) fn dial(swarm: &mut Swarm<Behaviour>, addr: Multiaddr) -> Result<(), libp2p::swarm::DialError> {
+pub(crate) fn dial(
+    swarm: &mut Swarm<Behaviour>,
+    addr: Multiaddr,
+) -> Result<(), libp2p::swarm::DialError> {
     match peer_of(&addr) {
         Some(peer) if swarm.is_connected(&peer) => Ok(()),
         Some(peer) => {
@@ -786,10 +915,19 @@ mod tests {
         let key = libp2p::identity::Keypair::generate_ed25519();
         let local = key.public().to_peer_id();
         let swarm = crate::node::build_swarm(key, &shared.network, ping::Config::new()).unwrap();
-        let book = crate::peers::AddressBook::empty(dir.join(crate::peers::PEERS_FILE), local, true);
+        let book =
+            crate::peers::AddressBook::empty(dir.join(crate::peers::PEERS_FILE), local, true);
         let (_commands, commands_rx) = mpsc::channel(1);
         let (_stop, stop_rx) = oneshot::channel();
-        EventLoop::new(swarm, shared, commands_rx, stop_rx, Vec::new(), Duration::from_secs(3600), crate::peers::Peers::new(book, &[]))
+        EventLoop::new(
+            swarm,
+            shared,
+            commands_rx,
+            stop_rx,
+            Vec::new(),
+            Duration::from_secs(3600),
+            crate::peers::Peers::new(book, &[]),
+        )
     }
 
     /// Handle swarm events until `done`.
@@ -800,7 +938,9 @@ mod tests {
                 el.on_swarm_event(event);
             }
         };
-        tokio::time::timeout(Duration::from_secs(20), run).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+        tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
     }
 
     async fn peer_node(dir: &Path, root: &NetworkRoot) -> crate::Node {
@@ -813,13 +953,19 @@ mod tests {
     async fn held_records_start_a_sync_with_their_sender_once_no_session_with_it_is_running() {
         let w = Workflow::complete();
         let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-        let (b, c) = (peer_node(dirs[1].path(), &w.root).await, peer_node(dirs[2].path(), &w.root).await);
+        let (b, c) =
+            (peer_node(dirs[1].path(), &w.root).await, peer_node(dirs[2].path(), &w.root).await);
         let mut a = event_loop(dirs[0].path(), &w.root);
         for n in [&b, &c] {
             dial(&mut a.swarm, n.addresses()[0].clone()).unwrap();
         }
         let (b_id, c_id) = (b.peer_id(), c.peer_id());
-        let idle = |a: &EventLoop| a.swarm.is_connected(&b_id) && a.swarm.is_connected(&c_id) && a.sessions.is_empty() && a.status.completed >= 2;
+        let idle = |a: &EventLoop| {
+            a.swarm.is_connected(&b_id)
+                && a.swarm.is_connected(&c_id)
+                && a.sessions.is_empty()
+                && a.status.completed >= 2
+        };
         drive(&mut a, "both peers connected and the on-connect syncs done", idle).await;
 
         // Sessions with both peers are running (they reconciled before the held
@@ -839,7 +985,11 @@ mod tests {
             }
             a.maintain(false);
             assert_eq!(a.held_seen, held);
-            assert_eq!(a.sessions.keys().collect::<Vec<_>>(), vec![&b_id], "the sync is with the sender of the held record");
+            assert_eq!(
+                a.sessions.keys().collect::<Vec<_>>(),
+                vec![&b_id],
+                "the sync is with the sender of the held record"
+            );
         }
         b.shutdown().await;
         c.shutdown().await;

@@ -36,7 +36,9 @@ pub enum SyncRequest {
         #[serde(with = "serde_bytes")]
         msg: Vec<u8>,
     },
-    Fetch { ids: Vec<serde_bytes::ByteBuf> },
+    Fetch {
+        ids: Vec<serde_bytes::ByteBuf>,
+    },
 }
 
 /// A sync response.
@@ -46,8 +48,13 @@ pub enum SyncResponse {
         #[serde(with = "serde_bytes")]
         msg: Vec<u8>,
     },
-    Records { records: Vec<serde_bytes::ByteBuf>, truncated: bool },
-    Refused { reason: String },
+    Records {
+        records: Vec<serde_bytes::ByteBuf>,
+        truncated: bool,
+    },
+    Refused {
+        reason: String,
+    },
 }
 
 /// Every held id, kept sorted, with recent inserts merged lazily.
@@ -122,7 +129,12 @@ impl NegentropyStorageBase for IdSnapshot {
         Ok(self.0.get(i).copied())
     }
 
-    fn iterate(&self, begin: usize, end: usize, cb: &mut dyn FnMut(Item, usize) -> Result<bool, negentropy::Error>) -> Result<(), negentropy::Error> {
+    fn iterate(
+        &self,
+        begin: usize,
+        end: usize,
+        cb: &mut dyn FnMut(Item, usize) -> Result<bool, negentropy::Error>,
+    ) -> Result<(), negentropy::Error> {
         if begin > end || end > self.0.len() {
             return Err(negentropy::Error::BadRange);
         }
@@ -164,7 +176,14 @@ impl Initiator {
     pub fn start(snapshot: IdSnapshot) -> Result<(Initiator, Vec<u8>), negentropy::Error> {
         let mut neg = Negentropy::owned(snapshot, FRAME_BYTES_MAX)?;
         let msg = neg.initiate()?;
-        let s = Initiator { neg, need: Vec::new(), have: 0, rounds: 1, bytes_sent: msg.len() as u64, bytes_received: 0 };
+        let s = Initiator {
+            neg,
+            need: Vec::new(),
+            have: 0,
+            rounds: 1,
+            bytes_sent: msg.len() as u64,
+            bytes_received: 0,
+        };
         Ok((s, msg))
     }
 
@@ -186,7 +205,10 @@ impl Initiator {
 
 /// Reconcile two in-memory sets directly (benches): returns (need, have, round
 /// trips, bytes both ways).
-pub fn reconcile_local(ours: IdSnapshot, theirs: &IdSnapshot) -> Result<(Vec<RecordId>, u64, u32, u64), negentropy::Error> {
+pub fn reconcile_local(
+    ours: IdSnapshot,
+    theirs: &IdSnapshot,
+) -> Result<(Vec<RecordId>, u64, u32, u64), negentropy::Error> {
     let (mut init, mut msg) = Initiator::start(ours)?;
     loop {
         let answer = respond(theirs, &msg)?;

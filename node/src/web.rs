@@ -42,14 +42,24 @@ fn page(title: &str, body: &str) -> String {
 /// The page listing every benchmark with its state.
 pub fn benchmarks_page(state: &State) -> String {
     let mut b = String::new();
-    let _ = write!(b, "<h1>MedMesh benchmarks</h1><p class=\"muted\">network {} &middot; {} records &middot; state {}</p>", state.network.short(), state.records, state.hash.short());
+    let _ = write!(
+        b,
+        "<h1>MedMesh benchmarks</h1><p class=\"muted\">network {} &middot; {} records &middot; state {}</p>",
+        state.network.short(),
+        state.records,
+        state.hash.short()
+    );
     b.push_str("<table id=\"benchmarks\"><tr><th class=\"l\">benchmark</th><th class=\"l\">status</th><th>models</th><th>datasets</th><th>results</th><th class=\"l\">leaderboard</th></tr>");
     for v in state.benchmarks.values() {
         let count = |model: bool| {
             state
                 .associations
                 .iter()
-                .filter(|a| a.benchmark == v.id && a.status == Status::Approved && matches!(a.subject, protocol::record::Subject::Model(_)) == model)
+                .filter(|a| {
+                    a.benchmark == v.id
+                        && a.status == Status::Approved
+                        && matches!(a.subject, protocol::record::Subject::Model(_)) == model
+                })
                 .count()
         };
         let results = state.results.iter().filter(|r| r.benchmark == v.id && r.counts).count();
@@ -79,13 +89,24 @@ pub fn chart_svg(lb: &Leaderboard) -> String {
     const WIDTH: i64 = 420;
     let height = ROW * lb.rows.len() as i64 + 30;
     // Zoom on the values: models often differ in the third decimal.
-    let top = lb.rows.iter().map(|r| r.ci_high.unwrap_or(r.value).max(r.value)).max().unwrap_or(1_000_000);
-    let bottom = lb.rows.iter().map(|r| r.ci_low.unwrap_or(r.value).min(r.value)).min().unwrap_or(0);
+    let top = lb
+        .rows
+        .iter()
+        .map(|r| r.ci_high.unwrap_or(r.value).max(r.value))
+        .max()
+        .unwrap_or(1_000_000);
+    let bottom =
+        lb.rows.iter().map(|r| r.ci_low.unwrap_or(r.value).min(r.value)).min().unwrap_or(0);
     let pad = ((top - bottom) / 5).max(1_000);
     let (lo, hi) = ((bottom - pad).max(0).min(bottom), top + pad);
     let span = (hi - lo).max(1);
-    let x = |v: i64| LEFT + 4 + ((v - lo).max(0) as i128 * (WIDTH - 4) as i128 / span as i128) as i64;
-    let mut s = format!("<svg id=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" role=\"img\" aria-label=\"{} per model\">", LEFT + WIDTH + 90, escape(&lb.metric));
+    let x =
+        |v: i64| LEFT + 4 + ((v - lo).max(0) as i128 * (WIDTH - 4) as i128 / span as i128) as i64;
+    let mut s = format!(
+        "<svg id=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" role=\"img\" aria-label=\"{} per model\">",
+        LEFT + WIDTH + 90,
+        escape(&lb.metric)
+    );
     for (i, r) in lb.rows.iter().enumerate() {
         let y = 10 + ROW * i as i64;
         let _ = write!(
@@ -101,12 +122,29 @@ pub fn chart_svg(lb: &Leaderboard) -> String {
         );
         if let (Some(lo), Some(up)) = (r.ci_low, r.ci_high) {
             let cy = y + (ROW - 8) / 2;
-            let _ = write!(s, "<line class=\"ci\" x1=\"{}\" x2=\"{}\" y1=\"{cy}\" y2=\"{cy}\" stroke=\"#1d2430\" stroke-width=\"2\"/>", x(lo), x(up));
+            let _ = write!(
+                s,
+                "<line class=\"ci\" x1=\"{}\" x2=\"{}\" y1=\"{cy}\" y2=\"{cy}\" stroke=\"#1d2430\" stroke-width=\"2\"/>",
+                x(lo),
+                x(up)
+            );
         }
-        let _ = write!(s, "<text x=\"{}\" y=\"{}\">{}</text>", x(r.ci_high.unwrap_or(r.value).max(r.value)) + 6, y + 15, fixed(r.value));
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{}\">{}</text>",
+            x(r.ci_high.unwrap_or(r.value).max(r.value)) + 6,
+            y + 15,
+            fixed(r.value)
+        );
     }
     let axis_y = 10 + ROW * lb.rows.len() as i64 + 12;
-    let _ = write!(s, "<text class=\"muted\" x=\"{LEFT}\" y=\"{axis_y}\">{}</text><text x=\"{}\" y=\"{axis_y}\" text-anchor=\"end\">{}</text>", fixed(lo), LEFT + WIDTH, fixed(hi));
+    let _ = write!(
+        s,
+        "<text class=\"muted\" x=\"{LEFT}\" y=\"{axis_y}\">{}</text><text x=\"{}\" y=\"{axis_y}\" text-anchor=\"end\">{}</text>",
+        fixed(lo),
+        LEFT + WIDTH,
+        fixed(hi)
+    );
     s.push_str("</svg>");
     s
 }
@@ -116,7 +154,8 @@ pub fn heatmap(lb: &Leaderboard) -> String {
     if lb.cells.is_empty() {
         return String::new();
     }
-    let (lo, hi) = lb.cells.iter().fold((i64::MAX, i64::MIN), |(l, h), c| (l.min(c.value), h.max(c.value)));
+    let (lo, hi) =
+        lb.cells.iter().fold((i64::MAX, i64::MIN), |(l, h), c| (l.min(c.value), h.max(c.value)));
     let mut s = String::from("<table id=\"heatmap\"><tr><th class=\"l\">model</th>");
     for d in &lb.datasets {
         let _ = write!(s, "<th>{}</th>", escape(d));
@@ -130,7 +169,11 @@ pub fn heatmap(lb: &Leaderboard) -> String {
                     let t = if hi > lo { (c.value - lo) as f64 / (hi - lo) as f64 } else { 1.0 };
                     let light = 92.0 - 45.0 * t;
                     let ink = if t > 0.55 { "#fff" } else { "#1d2430" };
-                    let _ = write!(s, "<td class=\"cell\" style=\"background:hsl(215,60%,{light:.0}%);color:{ink}\">{}</td>", fixed(c.value));
+                    let _ = write!(
+                        s,
+                        "<td class=\"cell\" style=\"background:hsl(215,60%,{light:.0}%);color:{ink}\">{}</td>",
+                        fixed(c.value)
+                    );
                 }
                 None => s.push_str("<td class=\"muted\">-</td>"),
             }
@@ -144,14 +187,21 @@ pub fn heatmap(lb: &Leaderboard) -> String {
 /// The leaderboard page of one benchmark.
 pub fn leaderboard_page(bench: &BenchmarkView, lb: Option<&Leaderboard>) -> String {
     let mut b = String::new();
-    let _ = write!(b, "<p><a href=\"/\">all benchmarks</a></p><h1>{}</h1><p>{}</p>", escape(&bench.benchmark.name), escape(&bench.benchmark.description));
+    let _ = write!(
+        b,
+        "<p><a href=\"/\">all benchmarks</a></p><h1>{}</h1><p>{}</p>",
+        escape(&bench.benchmark.name),
+        escape(&bench.benchmark.description)
+    );
     let Some(lb) = lb else {
         b.push_str("<p id=\"empty\">No results have been released for this benchmark yet.</p>");
         return page(&bench.benchmark.name, &b);
     };
     let policy = match lb.policy {
         SharingPolicy::PerDataset => "per dataset".to_string(),
-        SharingPolicy::Aggregate { min_datasets } => format!("aggregate over at least {min_datasets} datasets"),
+        SharingPolicy::Aggregate { min_datasets } => {
+            format!("aggregate over at least {min_datasets} datasets")
+        }
     };
     let _ = write!(
         b,
@@ -167,7 +217,10 @@ pub fn leaderboard_page(bench: &BenchmarkView, lb: Option<&Leaderboard>) -> Stri
             (Some(l), Some(h)) => format!("[{}, {}]", fixed(l), fixed(h)),
             _ => "-".into(),
         };
-        let mr = r.mean_rank_milli.map(|m| format!("{:.2}", m as f64 / 1000.0)).unwrap_or_else(|| "-".into());
+        let mr = r
+            .mean_rank_milli
+            .map(|m| format!("{:.2}", m as f64 / 1000.0))
+            .unwrap_or_else(|| "-".into());
         let _ = write!(
             b,
             "<tr><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{ci}</td><td>{mr}</td><td>{}</td></tr>",

@@ -39,12 +39,22 @@ fn federation(hospitals: usize) -> (NetworkRoot, Vec<Record>) {
                 id
             })
             .collect();
-        let mut bench = testkit::benchmark(&format!("bench-{b}"), ids[0], ids[1], ids[2], committee.iter().map(Author::public).collect(), 2);
+        let mut bench = testkit::benchmark(
+            &format!("bench-{b}"),
+            ids[0],
+            ids[1],
+            ids[2],
+            committee.iter().map(Author::public).collect(),
+            2,
+        );
         bench.dataset_auto_approval = AutoApproval::Never;
         let r = owner.sign(Body::Benchmark(bench));
         benches.push((r.id, ids[0]));
         records.push(r);
-        records.push(admin.sign(Body::BenchmarkDecision(BenchmarkDecision { benchmark: benches[b].0, decision: Decision::Approve })));
+        records.push(admin.sign(Body::BenchmarkDecision(BenchmarkDecision {
+            benchmark: benches[b].0,
+            decision: Decision::Approve,
+        })));
     }
     let mut models = Vec::new();
     for m in 0..MODELS {
@@ -55,14 +65,20 @@ fn federation(hospitals: usize) -> (NetworkRoot, Vec<Record>) {
         for (b, _) in &benches {
             records.push(mo.sign(testkit::request(*b, Subject::Model(model), true)));
             for c in committee.iter_mut().take(2) {
-                records.push(c.sign(testkit::decide(*b, Subject::Model(model), Decision::Approve, Some(1))));
+                records.push(c.sign(testkit::decide(
+                    *b,
+                    Subject::Model(model),
+                    Decision::Approve,
+                    Some(1),
+                )));
             }
         }
         models.push(model);
     }
     // Hospitals sign in parallel: each chain is independent.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let chunks: Vec<Vec<usize>> = (0..threads).map(|t| (t..hospitals).step_by(threads).collect()).collect();
+    let chunks: Vec<Vec<usize>> =
+        (0..threads).map(|t| (t..hospitals).step_by(threads).collect()).collect();
     let signed: Vec<Vec<(Record, Vec<Record>)>> = std::thread::scope(|s| {
         let handles: Vec<_> = chunks
             .iter()
@@ -73,10 +89,18 @@ fn federation(hospitals: usize) -> (NetworkRoot, Vec<Record>) {
                         .iter()
                         .map(|&h| {
                             let mut hosp = Author::new(&format!("h{h}"), net);
-                            let d = hosp.sign(testkit::dataset(&format!("d{h}"), benches[0].1, DatasetState::Operation));
+                            let d = hosp.sign(testkit::dataset(
+                                &format!("d{h}"),
+                                benches[0].1,
+                                DatasetState::Operation,
+                            ));
                             let mut mine = Vec::new();
                             for (b, _) in benches {
-                                mine.push(hosp.sign(testkit::request(*b, Subject::Dataset(d.id), true)));
+                                mine.push(hosp.sign(testkit::request(
+                                    *b,
+                                    Subject::Dataset(d.id),
+                                    true,
+                                )));
                                 for m in models {
                                     mine.push(hosp.sign(testkit::result(*b, *m, d.id, h as u64)));
                                 }
@@ -95,7 +119,12 @@ fn federation(hospitals: usize) -> (NetworkRoot, Vec<Record>) {
         records.extend(mine);
         for (b, _) in &benches {
             for c in committee.iter_mut().take(2) {
-                records.push(c.sign(testkit::decide(*b, Subject::Dataset(d_id), Decision::Approve, None)));
+                records.push(c.sign(testkit::decide(
+                    *b,
+                    Subject::Dataset(d_id),
+                    Decision::Approve,
+                    None,
+                )));
             }
         }
     }
@@ -117,13 +146,28 @@ fn main() {
             }
             let i = t.elapsed();
             let state = ledger.state();
-            println!("fold {} records: insert {:.3} s, total {:.3} s ({})", records.len(), i.as_secs_f64(), t.elapsed().as_secs_f64(), state.hash.short());
+            println!(
+                "fold {} records: insert {:.3} s, total {:.3} s ({})",
+                records.len(),
+                i.as_secs_f64(),
+                t.elapsed().as_secs_f64(),
+                state.hash.short()
+            );
         }
         return;
     }
     let net = testkit::root(&[PublicKey::from(&testkit::key("admin"))], 1).network_id();
     let key = testkit::key("bench");
-    let bodies: Vec<Body> = (0..20_000u64).map(|i| testkit::result(RecordId::from_bytes([1; 32]), RecordId::from_bytes([2; 32]), RecordId::from_bytes([3; 32]), i)).collect();
+    let bodies: Vec<Body> = (0..20_000u64)
+        .map(|i| {
+            testkit::result(
+                RecordId::from_bytes([1; 32]),
+                RecordId::from_bytes([2; 32]),
+                RecordId::from_bytes([3; 32]),
+                i,
+            )
+        })
+        .collect();
 
     println!("== protocol bench ({} records per rate) ==", bodies.len());
     // Raw ed25519 baselines over messages of the same size.
@@ -167,7 +211,8 @@ fn main() {
     // Decode + batch verify, 1,024 at a time.
     let t = Instant::now();
     for chunk in bytes.chunks(1024) {
-        let items: Vec<Unverified> = chunk.iter().map(|b| Unverified::decode(b, &net).expect("decodes")).collect();
+        let items: Vec<Unverified> =
+            chunk.iter().map(|b| Unverified::decode(b, &net).expect("decodes")).collect();
         for r in verify_batch(items) {
             r.expect("verifies");
         }
@@ -178,9 +223,18 @@ fn main() {
     println!("raw ed25519 sign              {raw_sign:>10.0} /s");
     println!("raw ed25519 verify            {raw_verify:>10.0} /s");
     println!("raw ed25519 verify_strict     {raw_strict:>10.0} /s");
-    println!("encode + sign records         {sign_rate:>10.0} /s   ({:.2}x raw sign)", sign_rate / raw_sign);
-    println!("decode + verify (single)      {verify_rate:>10.0} /s   ({:.2}x raw verify_strict)", verify_rate / raw_strict);
-    println!("decode + verify (batch 1024)  {batch_rate:>10.0} /s   ({:.2}x raw verify_strict)", batch_rate / raw_strict);
+    println!(
+        "encode + sign records         {sign_rate:>10.0} /s   ({:.2}x raw sign)",
+        sign_rate / raw_sign
+    );
+    println!(
+        "decode + verify (single)      {verify_rate:>10.0} /s   ({:.2}x raw verify_strict)",
+        verify_rate / raw_strict
+    );
+    println!(
+        "decode + verify (batch 1024)  {batch_rate:>10.0} /s   ({:.2}x raw verify_strict)",
+        batch_rate / raw_strict
+    );
 
     let sizes: &[usize] = if quick { &[420] } else { &[420, 4_200] };
     for &hospitals in sizes {

@@ -31,9 +31,7 @@ pub fn to_canonical<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CborErr
 /// Decode canonical CBOR strictly into `T`.
 pub fn from_canonical<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CborError> {
     let value = parse_canonical(bytes)?;
-    value
-        .deserialized::<T>()
-        .map_err(|e| CborError::Schema(e.to_string()))
+    value.deserialized::<T>().map_err(|e| CborError::Schema(e.to_string()))
 }
 
 /// Parse canonical CBOR into a generic [`Value`], refusing anything non-canonical.
@@ -41,9 +39,15 @@ pub fn parse_canonical(bytes: &[u8]) -> Result<Value, CborError> {
     let mut rest = bytes;
     let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut rest, CBOR_DEPTH_MAX)
         .map_err(|e| match e {
-            ciborium::de::Error::RecursionLimitExceeded => CborError::TooDeep { max: CBOR_DEPTH_MAX },
-            ciborium::de::Error::Io(e) => CborError::Malformed(format!("truncated or unreadable: {e}")),
-            ciborium::de::Error::Syntax(at) => CborError::Malformed(format!("syntax error at byte {at}")),
+            ciborium::de::Error::RecursionLimitExceeded => {
+                CborError::TooDeep { max: CBOR_DEPTH_MAX }
+            }
+            ciborium::de::Error::Io(e) => {
+                CborError::Malformed(format!("truncated or unreadable: {e}"))
+            }
+            ciborium::de::Error::Syntax(at) => {
+                CborError::Malformed(format!("syntax error at byte {at}"))
+            }
             ciborium::de::Error::Semantic(at, msg) => {
                 CborError::Malformed(format!("{msg} at byte {}", at.unwrap_or(0)))
             }
@@ -67,7 +71,9 @@ fn canonicalize(v: Value) -> Result<Value, CborError> {
         Value::Integer(_) | Value::Bytes(_) | Value::Text(_) | Value::Bool(_) | Value::Null => v,
         Value::Float(_) => return Err(CborError::Float),
         Value::Tag(..) => return Err(CborError::Tag),
-        Value::Array(items) => Value::Array(items.into_iter().map(canonicalize).collect::<Result<_, _>>()?),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(canonicalize).collect::<Result<_, _>>()?)
+        }
         Value::Map(entries) => {
             let mut keyed = Vec::with_capacity(entries.len());
             for (k, val) in entries {
@@ -104,7 +110,8 @@ mod tests {
         let bytes = to_canonical(&Declared { zeta: 1, ab: "x".into(), b: true }).unwrap();
         // RFC 8949 4.2.1: "b" (0x61 62) < "ab" (0x62 61 62) < "zeta" (0x64 ...).
         let v = parse_canonical(&bytes).unwrap();
-        let keys: Vec<_> = v.as_map().unwrap().iter().map(|(k, _)| k.as_text().unwrap().to_string()).collect();
+        let keys: Vec<_> =
+            v.as_map().unwrap().iter().map(|(k, _)| k.as_text().unwrap().to_string()).collect();
         assert_eq!(keys, ["b", "ab", "zeta"]);
         assert_eq!(from_canonical::<Declared>(&bytes).unwrap().zeta, 1);
     }
@@ -170,7 +177,10 @@ mod tests {
     fn truncated_input_is_malformed() {
         let bytes = to_canonical(&Declared { zeta: 1, ab: "x".into(), b: true }).unwrap();
         for cut in 0..bytes.len() {
-            assert!(matches!(parse_canonical(&bytes[..cut]), Err(CborError::Malformed(_))), "cut at {cut}");
+            assert!(
+                matches!(parse_canonical(&bytes[..cut]), Err(CborError::Malformed(_))),
+                "cut at {cut}"
+            );
         }
     }
 

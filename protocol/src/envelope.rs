@@ -42,7 +42,8 @@ mod raw32 {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let b = crate::record::Bytes::deserialize(d)?;
-        <[u8; 32]>::try_from(b.0.as_slice()).map_err(|_| serde::de::Error::invalid_length(b.0.len(), &"32 bytes"))
+        <[u8; 32]>::try_from(b.0.as_slice())
+            .map_err(|_| serde::de::Error::invalid_length(b.0.len(), &"32 bytes"))
     }
 }
 
@@ -79,10 +80,20 @@ fn tbs(network: &NetworkId, signer: &[u8; 32], payload: &[u8]) -> Vec<u8> {
 
 /// Sign payload bytes as given, without checking them (for [`crate::testkit`]:
 /// correctly signed records that break a rule).
-pub(crate) fn sign_unchecked(key: &SigningKey, network: NetworkId, payload_bytes: Vec<u8>) -> Result<Vec<u8>, CborError> {
+pub(crate) fn sign_unchecked(
+    key: &SigningKey,
+    network: NetworkId,
+    payload_bytes: Vec<u8>,
+) -> Result<Vec<u8>, CborError> {
     let signer = PublicKey::from(key);
     let signature = key.sign(&tbs(&network, signer.as_bytes(), &payload_bytes));
-    let wire = Wire(ENVELOPE_VERSION, network, RawKey(*signer.as_bytes()), crate::record::Bytes(payload_bytes), SignatureBytes::from_bytes(signature.to_bytes()));
+    let wire = Wire(
+        ENVELOPE_VERSION,
+        network,
+        RawKey(*signer.as_bytes()),
+        crate::record::Bytes(payload_bytes),
+        SignatureBytes::from_bytes(signature.to_bytes()),
+    );
     cbor::to_canonical(&wire)
 }
 
@@ -92,7 +103,13 @@ fn id_of(tbs: &[u8]) -> RecordId {
 
 impl Record {
     /// Sign `body` as the `seq`-th record of `key`'s chain, after `prev`.
-    pub fn sign(key: &SigningKey, network: NetworkId, seq: u64, prev: Option<RecordId>, body: Body) -> Result<Record, RecordError> {
+    pub fn sign(
+        key: &SigningKey,
+        network: NetworkId,
+        seq: u64,
+        prev: Option<RecordId>,
+        body: Body,
+    ) -> Result<Record, RecordError> {
         let payload = Payload { v: PAYLOAD_VERSION, seq, prev, body };
         payload.validate()?;
         let payload_bytes = cbor::to_canonical(&payload).map_err(RecordError::Payload)?;
@@ -108,7 +125,10 @@ impl Record {
         );
         let bytes = cbor::to_canonical(&wire).map_err(RecordError::Envelope)?;
         if bytes.len() > ENVELOPE_BYTES_MAX {
-            return Err(RecordError::TooLarge { len: bytes.len() as u64, max: ENVELOPE_BYTES_MAX as u64 });
+            return Err(RecordError::TooLarge {
+                len: bytes.len() as u64,
+                max: ENVELOPE_BYTES_MAX as u64,
+            });
         }
         Ok(Record {
             id: id_of(&message),
@@ -130,9 +150,13 @@ impl Record {
     /// (for duplicate checks before the expensive steps).
     pub fn peek_id(bytes: &[u8]) -> Result<RecordId, RecordError> {
         if bytes.len() > ENVELOPE_BYTES_MAX {
-            return Err(RecordError::TooLarge { len: bytes.len() as u64, max: ENVELOPE_BYTES_MAX as u64 });
+            return Err(RecordError::TooLarge {
+                len: bytes.len() as u64,
+                max: ENVELOPE_BYTES_MAX as u64,
+            });
         }
-        let Wire(_, network, signer, payload, _) = cbor::from_canonical(bytes).map_err(RecordError::Envelope)?;
+        let Wire(_, network, signer, payload, _) =
+            cbor::from_canonical(bytes).map_err(RecordError::Envelope)?;
         Ok(id_of(&tbs(&network, &signer.0, &payload.0)))
     }
 
@@ -146,9 +170,13 @@ impl Unverified {
     /// Every check but the signature.
     pub fn decode(bytes: &[u8], network: &NetworkId) -> Result<Unverified, RecordError> {
         if bytes.len() > ENVELOPE_BYTES_MAX {
-            return Err(RecordError::TooLarge { len: bytes.len() as u64, max: ENVELOPE_BYTES_MAX as u64 });
+            return Err(RecordError::TooLarge {
+                len: bytes.len() as u64,
+                max: ENVELOPE_BYTES_MAX as u64,
+            });
         }
-        let Wire(v, found, signer, payload_bytes, signature) = cbor::from_canonical(bytes).map_err(RecordError::Envelope)?;
+        let Wire(v, found, signer, payload_bytes, signature) =
+            cbor::from_canonical(bytes).map_err(RecordError::Envelope)?;
         if v != ENVELOPE_VERSION {
             return Err(RecordError::UnsupportedVersion(v));
         }
@@ -157,7 +185,9 @@ impl Unverified {
         }
         let signer_key = PublicKey::from_bytes(signer.0).map_err(RecordError::BadSignerKey)?;
         let payload: Payload = cbor::from_canonical(&payload_bytes.0).map_err(|e| match e {
-            CborError::Schema(s) if s.contains("version") => RecordError::Payload(CborError::Schema(s)),
+            CborError::Schema(s) if s.contains("version") => {
+                RecordError::Payload(CborError::Schema(s))
+            }
             other => RecordError::Payload(other),
         })?;
         payload.validate()?;
@@ -206,7 +236,8 @@ pub fn verify_batch(items: Vec<Unverified>) -> Vec<Result<Record, RecordError>> 
     }
     let messages: Vec<&[u8]> = items.iter().map(|u| u.tbs.as_slice()).collect();
     let signatures: Vec<Signature> = items.iter().map(|u| u.signature).collect();
-    let keys: Vec<ed25519_dalek::VerifyingKey> = items.iter().map(|u| u.record.signer.verifying_key()).collect();
+    let keys: Vec<ed25519_dalek::VerifyingKey> =
+        items.iter().map(|u| u.record.signer.verifying_key()).collect();
     if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
         return items.into_iter().map(|u| Ok(u.record)).collect();
     }

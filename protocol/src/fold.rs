@@ -56,7 +56,8 @@ impl Hasher for IdHasher {
         let mut buf = [0u8; 8];
         let n = bytes.len().min(8);
         buf[..n].copy_from_slice(&bytes[..n]);
-        self.0 = (self.0.rotate_left(23) ^ u64::from_le_bytes(buf)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 =
+            (self.0.rotate_left(23) ^ u64::from_le_bytes(buf)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
@@ -229,16 +230,27 @@ impl Ledger {
                 self.benchmarks.insert(r.id, Authored::of(r, b.clone()));
             }
             Body::BenchmarkDecision(d) => {
-                self.benchmark_votes.entry(d.benchmark).or_default().entry(r.signer).or_default().insert(r.seq, (r.id, d.decision));
+                self.benchmark_votes
+                    .entry(d.benchmark)
+                    .or_default()
+                    .entry(r.signer)
+                    .or_default()
+                    .insert(r.seq, (r.id, d.decision));
             }
             Body::Dataset(d) => {
                 self.datasets.insert(r.id, Authored::of(r, d.clone()));
             }
             Body::DatasetOperational(o) => {
-                self.operational.entry(o.dataset).or_default().push(Authored::of(r, o.prepared_hash));
+                self.operational
+                    .entry(o.dataset)
+                    .or_default()
+                    .push(Authored::of(r, o.prepared_hash));
             }
             Body::AssociationRequest(a) => {
-                self.requests.entry((a.benchmark, a.subject)).or_default().push(Authored::of(r, a.clone()));
+                self.requests
+                    .entry((a.benchmark, a.subject))
+                    .or_default()
+                    .push(Authored::of(r, a.clone()));
             }
             Body::AssociationDecision(d) => {
                 self.association_votes
@@ -249,7 +261,12 @@ impl Ledger {
                     .insert(r.seq, (r.id, (d.decision, d.priority)));
             }
             Body::Result(x) => {
-                self.results.push(ResultEntry { key: (x.benchmark, x.model, x.dataset), id: r.id, author: r.signer, seq: r.seq });
+                self.results.push(ResultEntry {
+                    key: (x.benchmark, x.model, x.dataset),
+                    id: r.id,
+                    author: r.signer,
+                    seq: r.seq,
+                });
             }
             Body::Release(x) => {
                 let map = self.releases.entry(x.benchmark).or_default();
@@ -444,7 +461,11 @@ impl State {
         let mut v: Vec<_> = self
             .associations
             .iter()
-            .filter(|a| a.benchmark == *benchmark && matches!(a.subject, Subject::Model(_)) && a.status == Status::Approved)
+            .filter(|a| {
+                a.benchmark == *benchmark
+                    && matches!(a.subject, Subject::Model(_))
+                    && a.status == Status::Approved
+            })
             .collect();
         v.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.subject.cmp(&b.subject)));
         v
@@ -625,7 +646,9 @@ impl<'a> Deriver<'a> {
         let mut out: Vec<PublicKey> = c
             .signers
             .iter()
-            .filter(|(k, seqs)| eligible.contains(k) && seqs.iter().any(|(s, _)| self.may_decide(k, *s)))
+            .filter(|(k, seqs)| {
+                eligible.contains(k) && seqs.iter().any(|(s, _)| self.may_decide(k, *s))
+            })
             .map(|(k, _)| *k)
             .collect();
         out.sort();
@@ -633,12 +656,18 @@ impl<'a> Deriver<'a> {
     }
 
     /// Each eligible voter's latest decision with authority.
-    fn tally<T: Copy>(&self, votes: Option<&Votes<T>>, eligible: &[PublicKey]) -> Vec<(PublicKey, T)> {
+    fn tally<T: Copy>(
+        &self,
+        votes: Option<&Votes<T>>,
+        eligible: &[PublicKey],
+    ) -> Vec<(PublicKey, T)> {
         let Some(votes) = votes else { return Vec::new() };
         let mut out = Vec::new();
         for k in eligible {
             if let Some(by_seq) = votes.get(k) {
-                if let Some((_, (_, v))) = by_seq.iter().rev().find(|(s, _)| self.may_decide(k, **s)) {
+                if let Some((_, (_, v))) =
+                    by_seq.iter().rev().find(|(s, _)| self.may_decide(k, **s))
+                {
                     out.push((*k, *v));
                 }
             }
@@ -719,7 +748,10 @@ impl<'a> Deriver<'a> {
         let mut containers = BTreeMap::new();
         for (id, c) in &l.containers {
             if self.valid(&c.author, c.seq) {
-                containers.insert(*id, ContainerView { id: *id, owner: c.author, container: c.body.clone() });
+                containers.insert(
+                    *id,
+                    ContainerView { id: *id, owner: c.author, container: c.body.clone() },
+                );
             } else {
                 self.ignore(*id, "signer's key is revoked");
             }
@@ -735,12 +767,15 @@ impl<'a> Deriver<'a> {
                 continue;
             }
             let votes = self.tally(l.benchmark_votes.get(id), &admins);
-            let approvals: Vec<_> = votes.iter().filter(|v| v.1 == Decision::Approve).map(|v| v.0).collect();
-            let rejections: Vec<_> = votes.iter().filter(|v| v.1 == Decision::Reject).map(|v| v.0).collect();
-            let missing: Vec<RecordId> = [b.body.data_preparator, b.body.reference_model, b.body.metrics]
-                .into_iter()
-                .filter(|c| !containers.contains_key(c))
-                .collect();
+            let approvals: Vec<_> =
+                votes.iter().filter(|v| v.1 == Decision::Approve).map(|v| v.0).collect();
+            let rejections: Vec<_> =
+                votes.iter().filter(|v| v.1 == Decision::Reject).map(|v| v.0).collect();
+            let missing: Vec<RecordId> =
+                [b.body.data_preparator, b.body.reference_model, b.body.metrics]
+                    .into_iter()
+                    .filter(|c| !containers.contains_key(c))
+                    .collect();
             let status = if approvals.len() >= admin_k && missing.is_empty() {
                 Status::Approved
             } else if rejections.len() >= admin_k || admins.len() - rejections.len() < admin_k {
@@ -793,7 +828,16 @@ impl<'a> Deriver<'a> {
                     prepared_hash = o.body;
                 }
             }
-            datasets.insert(*id, DatasetView { id: *id, owner: d.author, dataset: d.body.clone(), state, prepared_hash });
+            datasets.insert(
+                *id,
+                DatasetView {
+                    id: *id,
+                    owner: d.author,
+                    dataset: d.body.clone(),
+                    state,
+                    prepared_hash,
+                },
+            );
         }
         for (dataset, ops) in &l.operational {
             for o in ops {
@@ -814,7 +858,10 @@ impl<'a> Deriver<'a> {
             let Some(bench) = benchmarks.get(bench_id) else { continue };
             let Some(owner) = owner else { continue };
             for r in requests.iter().filter(|r| r.author != owner) {
-                self.ignore(r.id, "only the owner of a dataset or model can request its association");
+                self.ignore(
+                    r.id,
+                    "only the owner of a dataset or model can request its association",
+                );
             }
             let Some(req) = requests
                 .iter()
@@ -824,7 +871,8 @@ impl<'a> Deriver<'a> {
                 continue;
             };
             let b = &bench.benchmark;
-            let eligible: Vec<PublicKey> = b.committee.iter().copied().filter(|k| *k != req.author).collect();
+            let eligible: Vec<PublicKey> =
+                b.committee.iter().copied().filter(|k| *k != req.author).collect();
             if let Some(all) = l.association_votes.get(&(*bench_id, *subject)) {
                 for (k, by_seq) in all {
                     for (seq, (id, _)) in by_seq {
@@ -833,14 +881,19 @@ impl<'a> Deriver<'a> {
                         } else if !eligible.contains(k) {
                             self.ignore(*id, "signer is not on the benchmark's committee");
                         } else if !self.may_decide(k, *seq) {
-                            self.ignore(*id, "signer has no authority (revoked key or equivocation)");
+                            self.ignore(
+                                *id,
+                                "signer has no authority (revoked key or equivocation)",
+                            );
                         }
                     }
                 }
             }
             let votes = self.tally(l.association_votes.get(&(*bench_id, *subject)), &eligible);
-            let approvals: Vec<_> = votes.iter().filter(|v| v.1.0 == Decision::Approve).map(|v| v.0).collect();
-            let rejections: Vec<_> = votes.iter().filter(|v| v.1.0 == Decision::Reject).map(|v| v.0).collect();
+            let approvals: Vec<_> =
+                votes.iter().filter(|v| v.1.0 == Decision::Approve).map(|v| v.0).collect();
+            let rejections: Vec<_> =
+                votes.iter().filter(|v| v.1.0 == Decision::Reject).map(|v| v.0).collect();
             let mode = match subject {
                 Subject::Dataset(_) => &b.dataset_auto_approval,
                 Subject::Model(_) => &b.model_auto_approval,
@@ -867,7 +920,8 @@ impl<'a> Deriver<'a> {
             let mut priorities: Vec<i32> =
                 votes.iter().filter(|v| v.1.0 == Decision::Approve).filter_map(|v| v.1.1).collect();
             priorities.sort();
-            let priority = if priorities.is_empty() { 0 } else { priorities[(priorities.len() - 1) / 2] };
+            let priority =
+                if priorities.is_empty() { 0 } else { priorities[(priorities.len() - 1) / 2] };
             associations.push(AssociationView {
                 benchmark: *bench_id,
                 subject: *subject,
@@ -882,8 +936,11 @@ impl<'a> Deriver<'a> {
         }
         // `requests` is a BTreeMap keyed by (benchmark, subject): already sorted.
 
-        let approved: Set<(RecordId, Subject)> =
-            associations.iter().filter(|a| a.status == Status::Approved).map(|a| (a.benchmark, a.subject)).collect();
+        let approved: Set<(RecordId, Subject)> = associations
+            .iter()
+            .filter(|a| a.status == Status::Approved)
+            .map(|a| (a.benchmark, a.subject))
+            .collect();
         let assoc_approved = |b: &RecordId, s: Subject| approved.contains(&(*b, s));
 
         // Results.
@@ -891,7 +948,9 @@ impl<'a> Deriver<'a> {
         // Sort a compact index on an inline prefix of the key, falling back to the
         // full key and then the id: moving or dereferencing the entries themselves
         // would miss the cache on every comparison.
-        let prefix = |id: &RecordId| u64::from_be_bytes(id.as_bytes()[..8].try_into().expect("8 of 32 bytes"));
+        let prefix = |id: &RecordId| {
+            u64::from_be_bytes(id.as_bytes()[..8].try_into().expect("8 of 32 bytes"))
+        };
         let mut order: Vec<(u64, u64, u64, u32)> = l
             .results
             .iter()
@@ -940,7 +999,8 @@ impl<'a> Deriver<'a> {
                 } else {
                     key_reason
                 };
-                if reason.is_none() && latest_counting.is_none_or(|l| (r.seq, r.id) > (l.seq, l.id)) {
+                if reason.is_none() && latest_counting.is_none_or(|l| (r.seq, r.id) > (l.seq, l.id))
+                {
                     latest_counting = Some(r);
                 }
                 results.push(ResultView {
@@ -967,36 +1027,62 @@ impl<'a> Deriver<'a> {
         let mut releases = BTreeMap::new();
         let mut leaderboards = BTreeMap::new();
         for (bench_id, contents) in &l.releases {
-            let Some(bench) = benchmarks.get(bench_id).filter(|b| b.status == Status::Approved) else { continue };
+            let Some(bench) = benchmarks.get(bench_id).filter(|b| b.status == Status::Approved)
+            else {
+                continue;
+            };
             let b = &bench.benchmark;
             let mut best: Option<(u64, Hash32, &Release, Vec<PublicKey>)> = None;
             for (hash, c) in contents {
                 for (k, sigs) in &c.signers {
                     for (seq, id) in sigs {
                         if !b.committee.contains(k) {
-                            self.ignore(*id, "release signed by a key outside the benchmark's committee");
+                            self.ignore(
+                                *id,
+                                "release signed by a key outside the benchmark's committee",
+                            );
                         } else if !self.may_decide(k, *seq) {
-                            self.ignore(*id, "signer has no authority (revoked key or equivocation)");
+                            self.ignore(
+                                *id,
+                                "signer has no authority (revoked key or equivocation)",
+                            );
                         }
                     }
                 }
                 let signers = self.cosigners(c, &b.committee);
-                if signers.len() < usize::from(b.threshold) || !release_fits_policy(&c.body, &b.sharing) {
+                if signers.len() < usize::from(b.threshold)
+                    || !release_fits_policy(&c.body, &b.sharing)
+                {
                     continue;
                 }
                 let better = match &best {
                     None => true,
-                    Some((round, h, _, _)) => (c.body.round, std::cmp::Reverse(*hash)) > (*round, std::cmp::Reverse(*h)),
+                    Some((round, h, _, _)) => {
+                        (c.body.round, std::cmp::Reverse(*hash)) > (*round, std::cmp::Reverse(*h))
+                    }
                 };
                 if better {
                     best = Some((c.body.round, *hash, &c.body, signers));
                 }
             }
             if let Some((_, hash, release, signers)) = best {
-                let name = |m: &RecordId| containers.get(m).map(|c| c.container.name.clone()).unwrap_or_default();
+                let name = |m: &RecordId| {
+                    containers.get(m).map(|c| c.container.name.clone()).unwrap_or_default()
+                };
                 let include = |m: &RecordId| assoc_approved(bench_id, Subject::Model(*m));
-                leaderboards.insert(*bench_id, crate::leaderboard::compute(*bench_id, b, release, &name, &include));
-                releases.insert(*bench_id, ReleaseView { benchmark: *bench_id, content_hash: hash, release: release.clone(), signers });
+                leaderboards.insert(
+                    *bench_id,
+                    crate::leaderboard::compute(*bench_id, b, release, &name, &include),
+                );
+                releases.insert(
+                    *bench_id,
+                    ReleaseView {
+                        benchmark: *bench_id,
+                        content_hash: hash,
+                        release: release.clone(),
+                        signers,
+                    },
+                );
             }
         }
 
@@ -1035,6 +1121,8 @@ fn release_fits_policy(r: &Release, policy: &SharingPolicy) -> bool {
         SharingPolicy::Aggregate { min_datasets } => {
             r.entries.iter().all(|e| e.dataset.is_none() && e.datasets >= *min_datasets)
         }
-        SharingPolicy::PerDataset => r.entries.iter().all(|e| e.dataset.is_some() && e.datasets == 1),
+        SharingPolicy::PerDataset => {
+            r.entries.iter().all(|e| e.dataset.is_some() && e.datasets == 1)
+        }
     }
 }

@@ -187,7 +187,8 @@ impl SignatureBytes {
 
 impl PublicKey {
     fn try_from_bytes(b: [u8; 32]) -> Result<Self, IdError> {
-        let vk = ed25519_dalek::VerifyingKey::from_bytes(&b).map_err(|_| IdError::NotACurvePoint)?;
+        let vk =
+            ed25519_dalek::VerifyingKey::from_bytes(&b).map_err(|_| IdError::NotACurvePoint)?;
         if vk.is_weak() {
             return Err(IdError::WeakKey);
         }

@@ -33,7 +33,11 @@ pub struct OpenedResult {
 
 /// How a dataset appears in releases: its name if the owner allowed, else a stable
 /// pseudonym derived from the benchmark and dataset ids.
-pub fn dataset_label(benchmark: &RecordId, dataset_id: &RecordId, dataset: Option<&Dataset>) -> String {
+pub fn dataset_label(
+    benchmark: &RecordId,
+    dataset_id: &RecordId,
+    dataset: Option<&Dataset>,
+) -> String {
     match dataset {
         Some(d) if d.name_public => d.name.clone(),
         _ => {
@@ -88,16 +92,32 @@ pub fn build_release(
         SharingPolicy::Aggregate { min_datasets } => {
             let models: BTreeSet<RecordId> = unique.keys().map(|k| k.0).collect();
             for model in models {
-                let mine: Vec<&OpenedResult> = unique.range((model, RecordId::from_bytes([0; 32]))..=(model, RecordId::from_bytes([0xff; 32]))).map(|(_, o)| *o).collect();
+                let mine: Vec<&OpenedResult> = unique
+                    .range(
+                        (model, RecordId::from_bytes([0; 32]))
+                            ..=(model, RecordId::from_bytes([0xff; 32])),
+                    )
+                    .map(|(_, o)| *o)
+                    .collect();
                 if mine.len() < usize::from(min_datasets) {
                     continue; // Never reveal a figure that covers too few datasets.
                 }
                 let names: BTreeSet<&String> = mine.iter().flat_map(|o| o.metrics.keys()).collect();
                 let metrics = names
                     .into_iter()
-                    .filter_map(|n| Some((n.clone(), mean(mine.iter().filter_map(|o| o.metrics.get(n).copied()))?)))
+                    .filter_map(|n| {
+                        Some((
+                            n.clone(),
+                            mean(mine.iter().filter_map(|o| o.metrics.get(n).copied()))?,
+                        ))
+                    })
                     .collect();
-                entries.push(ReleaseEntry { model, dataset: None, datasets: mine.len() as u16, metrics });
+                entries.push(ReleaseEntry {
+                    model,
+                    dataset: None,
+                    datasets: mine.len() as u16,
+                    metrics,
+                });
             }
         }
     }
@@ -164,7 +184,9 @@ fn bootstrap(values: &[i64], seed: u64, model: &RecordId) -> Option<(i64, i64)> 
     if values.len() < 2 {
         return None;
     }
-    let mut rng = SplitMix(seed ^ u64::from_le_bytes(model.as_bytes()[..8].try_into().expect("8 of 32 bytes")));
+    let mut rng = SplitMix(
+        seed ^ u64::from_le_bytes(model.as_bytes()[..8].try_into().expect("8 of 32 bytes")),
+    );
     let n = values.len() as u64;
     let mut means: Vec<i64> = (0..BOOTSTRAP_RESAMPLES)
         .map(|_| mean((0..n).map(|_| values[(rng.next() % n) as usize])).expect("n >= 2"))
@@ -193,7 +215,8 @@ pub fn compute(
     include: &dyn Fn(&RecordId) -> bool,
 ) -> Leaderboard {
     let better = |x: i64, y: i64| if b.higher_is_better { y.cmp(&x) } else { x.cmp(&y) };
-    let entries: Vec<&ReleaseEntry> = release.entries.iter().filter(|e| include(&e.model)).collect();
+    let entries: Vec<&ReleaseEntry> =
+        release.entries.iter().filter(|e| include(&e.model)).collect();
 
     // Means per model.
     let mut per_model: BTreeMap<RecordId, (u32, BTreeMap<String, Vec<i64>>)> = BTreeMap::new();
@@ -233,10 +256,16 @@ pub fn compute(
     let mut rows: Vec<LeaderboardRow> = per_model
         .into_iter()
         .filter_map(|(model, (datasets, values))| {
-            let metrics: BTreeMap<String, i64> =
-                values.iter().filter_map(|(k, v)| Some((k.clone(), mean(v.iter().copied())?))).collect();
+            let metrics: BTreeMap<String, i64> = values
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), mean(v.iter().copied())?)))
+                .collect();
             let value = *metrics.get(&b.rank_metric)?;
-            let ci = if per_dataset { bootstrap(values.get(&b.rank_metric)?, release.seed, &model) } else { None };
+            let ci = if per_dataset {
+                bootstrap(values.get(&b.rank_metric)?, release.seed, &model)
+            } else {
+                None
+            };
             let mean_rank_milli = rank_sums.get(&model).map(|(sum, n)| sum * 1000 / n);
             Some(LeaderboardRow {
                 rank: 0,

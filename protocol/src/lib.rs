@@ -26,9 +26,9 @@ pub mod root;
 pub mod seal;
 pub mod testkit;
 
+pub use ed25519_dalek::SigningKey;
 pub use envelope::{Record, Unverified, verify_batch};
 pub use error::{CborError, IdError, RecordError, RootError};
 pub use fold::{Ledger, State, fold};
 pub use ids::{Hash32, NetworkId, PublicKey, RecordId, SignatureBytes, X25519Key};
 pub use root::NetworkRoot;
-pub use ed25519_dalek::SigningKey;

@@ -54,11 +54,7 @@ impl<'de> Deserialize<'de> for Bytes {
                 hex::decode(v).map(Bytes).map_err(E::custom)
             }
         }
-        if d.is_human_readable() {
-            d.deserialize_str(V)
-        } else {
-            d.deserialize_bytes(V)
-        }
+        if d.is_human_readable() { d.deserialize_str(V) } else { d.deserialize_bytes(V) }
     }
 }
 
@@ -484,7 +480,10 @@ pub struct AdminRotation {
 
 fn text(field: &'static str, s: &str, max: usize) -> Result<(), RecordError> {
     if s.len() > max {
-        return Err(RecordError::Invalid { field, reason: format!("{} bytes; at most {max}", s.len()) });
+        return Err(RecordError::Invalid {
+            field,
+            reason: format!("{} bytes; at most {max}", s.len()),
+        });
     }
     Ok(())
 }
@@ -498,17 +497,23 @@ fn name(field: &'static str, s: &str) -> Result<(), RecordError> {
 
 fn list<T>(field: &'static str, l: &[T], max: usize) -> Result<(), RecordError> {
     if l.len() > max {
-        return Err(RecordError::Invalid { field, reason: format!("{} items; at most {max}", l.len()) });
+        return Err(RecordError::Invalid {
+            field,
+            reason: format!("{} items; at most {max}", l.len()),
+        });
     }
     Ok(())
 }
 
 fn digest(field: &'static str, d: &str) -> Result<(), RecordError> {
-    let ok = d
-        .strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    let ok = d.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
     if !ok {
-        return Err(RecordError::Invalid { field, reason: "must be `sha256:` and 64 lowercase hex digits".into() });
+        return Err(RecordError::Invalid {
+            field,
+            reason: "must be `sha256:` and 64 lowercase hex digits".into(),
+        });
     }
     Ok(())
 }
@@ -524,7 +529,10 @@ fn no_duplicate_keys(field: &'static str, keys: &[PublicKey]) -> Result<(), Reco
 
 fn threshold(field: &'static str, t: u16, n: usize) -> Result<(), RecordError> {
     if t == 0 || usize::from(t) > n {
-        return Err(RecordError::Invalid { field, reason: format!("threshold {t} must be between 1 and {n}") });
+        return Err(RecordError::Invalid {
+            field,
+            reason: format!("threshold {t} must be between 1 and {n}"),
+        });
     }
     Ok(())
 }
@@ -565,7 +573,10 @@ impl Body {
                 }
                 list("container.manifest.tasks", &c.manifest.tasks, LIST_LEN_MAX)?;
                 if c.manifest.tasks.is_empty() {
-                    return Err(RecordError::Invalid { field: "container.manifest.tasks", reason: "must not be empty".into() });
+                    return Err(RecordError::Invalid {
+                        field: "container.manifest.tasks",
+                        reason: "must not be empty".into(),
+                    });
                 }
                 for t in &c.manifest.tasks {
                     name("container.manifest.tasks.name", &t.name)?;
@@ -579,7 +590,10 @@ impl Body {
                         }
                     }
                     if ra.environment.len() > LIST_LEN_MAX {
-                        return Err(RecordError::Invalid { field: "container.manifest.tasks.run_args.environment", reason: format!("at most {LIST_LEN_MAX} entries") });
+                        return Err(RecordError::Invalid {
+                            field: "container.manifest.tasks.run_args.environment",
+                            reason: format!("at most {LIST_LEN_MAX} entries"),
+                        });
                     }
                     for (k, v) in &ra.environment {
                         name("container.manifest.tasks.run_args.environment", k)?;
@@ -611,7 +625,10 @@ impl Body {
                     }
                 }
                 if let SharingPolicy::Aggregate { min_datasets: 0 } = b.sharing {
-                    return Err(RecordError::Invalid { field: "benchmark.sharing", reason: "min_datasets must be at least 1".into() });
+                    return Err(RecordError::Invalid {
+                        field: "benchmark.sharing",
+                        reason: "min_datasets must be at least 1".into(),
+                    });
                 }
                 name("benchmark.rank_metric", &b.rank_metric)
             }
@@ -623,7 +640,10 @@ impl Body {
                 if d.statistics.len() > STATISTICS_ENTRIES_MAX {
                     return Err(RecordError::Invalid {
                         field: "dataset.statistics",
-                        reason: format!("{} entries; at most {STATISTICS_ENTRIES_MAX}", d.statistics.len()),
+                        reason: format!(
+                            "{} entries; at most {STATISTICS_ENTRIES_MAX}",
+                            d.statistics.len()
+                        ),
                     });
                 }
                 for (k, v) in &d.statistics {
@@ -633,7 +653,11 @@ impl Body {
                 Ok(())
             }
             Body::AssociationRequest(r) => {
-                list("association_request.compatibility.image_digests", &r.compatibility.image_digests, 16)?;
+                list(
+                    "association_request.compatibility.image_digests",
+                    &r.compatibility.image_digests,
+                    16,
+                )?;
                 for d in &r.compatibility.image_digests {
                     digest("association_request.compatibility.image_digests", d)?;
                 }
@@ -646,12 +670,18 @@ impl Body {
                 if r.metrics.ciphertext.0.len() > SEALED_BYTES_MAX {
                     return Err(RecordError::Invalid {
                         field: "result.metrics.ciphertext",
-                        reason: format!("{} bytes; at most {SEALED_BYTES_MAX}", r.metrics.ciphertext.0.len()),
+                        reason: format!(
+                            "{} bytes; at most {SEALED_BYTES_MAX}",
+                            r.metrics.ciphertext.0.len()
+                        ),
                     });
                 }
                 for s in &r.metrics.recipients {
                     if s.encapsulated.0.len() > 256 {
-                        return Err(RecordError::Invalid { field: "result.metrics.recipients.encapsulated", reason: "at most 256 bytes".into() });
+                        return Err(RecordError::Invalid {
+                            field: "result.metrics.recipients.encapsulated",
+                            reason: "at most 256 bytes".into(),
+                        });
                     }
                 }
                 digest("result.receipt.model_image_digest", &r.receipt.model_image_digest)?;
@@ -664,7 +694,10 @@ impl Body {
                         name("release.entries.dataset", d)?;
                     }
                     if e.metrics.len() > 64 {
-                        return Err(RecordError::Invalid { field: "release.entries.metrics", reason: "at most 64 metrics".into() });
+                        return Err(RecordError::Invalid {
+                            field: "release.entries.metrics",
+                            reason: "at most 64 metrics".into(),
+                        });
                     }
                     for k in e.metrics.keys() {
                         name("release.entries.metrics.name", k)?;
@@ -675,7 +708,10 @@ impl Body {
             Body::KeyRevocation(k) => text("key_revocation.reason", &k.reason, TEXT_BYTES_MAX),
             Body::AdminRotation(a) => {
                 if a.epoch == 0 {
-                    return Err(RecordError::Invalid { field: "admin_rotation.epoch", reason: "epoch 0 is the network root".into() });
+                    return Err(RecordError::Invalid {
+                        field: "admin_rotation.epoch",
+                        reason: "epoch 0 is the network root".into(),
+                    });
                 }
                 list("admin_rotation.admins", &a.admins, ADMINS_LEN_MAX)?;
                 no_duplicate_keys("admin_rotation.admins", &a.admins)?;

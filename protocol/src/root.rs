@@ -28,7 +28,12 @@ pub struct NetworkRoot {
 
 impl NetworkRoot {
     /// A validated root.
-    pub fn new(name: impl Into<String>, admins: Vec<PublicKey>, threshold: u16, nonce: Hash32) -> Result<Self, RootError> {
+    pub fn new(
+        name: impl Into<String>,
+        admins: Vec<PublicKey>,
+        threshold: u16,
+        nonce: Hash32,
+    ) -> Result<Self, RootError> {
         let root = Self { v: 1, name: name.into(), admins, threshold, nonce };
         root.validate()?;
         Ok(root)

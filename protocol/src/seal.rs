@@ -118,19 +118,30 @@ pub fn seal(
     let mut unique = recipients.to_vec();
     unique.sort();
     unique.dedup();
-    let plaintext = cbor::to_canonical(metrics).map_err(|e| SealError::BadPlaintext(e.to_string()))?;
+    let plaintext =
+        cbor::to_canonical(metrics).map_err(|e| SealError::BadPlaintext(e.to_string()))?;
     let mut content_key = [0u8; 32];
     rng.fill_bytes(&mut content_key);
     let aad = binding.aad();
     let ciphertext = ChaCha20Poly1305::new(&content_key.into())
-        .encrypt(&CONTENT_NONCE.into(), chacha20poly1305::aead::Payload { msg: &plaintext, aad: &aad })
+        .encrypt(
+            &CONTENT_NONCE.into(),
+            chacha20poly1305::aead::Payload { msg: &plaintext, aad: &aad },
+        )
         .map_err(|_| SealError::Tampered)?;
     let mut sealed_for = Vec::with_capacity(unique.len());
     for r in unique {
-        let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(r.as_bytes()).map_err(|_| SealError::BadRecipient)?;
-        let (enc, wrapped) =
-            hpke::single_shot_seal_with_rng::<Aead1, Kdf, Kem>(&OpModeS::Base, &pk, INFO, &content_key, &aad, rng)
-                .map_err(|_| SealError::BadRecipient)?;
+        let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(r.as_bytes())
+            .map_err(|_| SealError::BadRecipient)?;
+        let (enc, wrapped) = hpke::single_shot_seal_with_rng::<Aead1, Kdf, Kem>(
+            &OpModeS::Base,
+            &pk,
+            INFO,
+            &content_key,
+            &aad,
+            rng,
+        )
+        .map_err(|_| SealError::BadRecipient)?;
         let mut encapsulated = enc.to_bytes().to_vec();
         encapsulated.extend_from_slice(&wrapped);
         sealed_for.push(SealedFor { recipient: r, encapsulated: Bytes(encapsulated) });
@@ -139,12 +150,17 @@ pub fn seal(
 }
 
 /// Open sealed metrics with one recipient's key.
-pub fn open(sealed: &Sealed, key: &OpeningKey, binding: Binding) -> Result<BTreeMap<String, i64>, SealError> {
+pub fn open(
+    sealed: &Sealed,
+    key: &OpeningKey,
+    binding: Binding,
+) -> Result<BTreeMap<String, i64>, SealError> {
     if sealed.scheme != SCHEME {
         return Err(SealError::UnknownScheme(sealed.scheme.clone()));
     }
     let me = key.public();
-    let entry = sealed.recipients.iter().find(|s| s.recipient == me).ok_or(SealError::NotARecipient)?;
+    let entry =
+        sealed.recipients.iter().find(|s| s.recipient == me).ok_or(SealError::NotARecipient)?;
     let enc_len = 32;
     if entry.encapsulated.0.len() <= enc_len {
         return Err(SealError::Tampered);
@@ -153,11 +169,16 @@ pub fn open(sealed: &Sealed, key: &OpeningKey, binding: Binding) -> Result<BTree
     let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|_| SealError::Tampered)?;
     let aad = binding.aad();
     let (sk, _) = key.pair();
-    let content_key = hpke::single_shot_open::<Aead1, Kdf, Kem>(&OpModeR::Base, &sk, &enc, INFO, wrapped, &aad)
-        .map_err(|_| SealError::Tampered)?;
-    let content_key: [u8; 32] = content_key.as_slice().try_into().map_err(|_| SealError::Tampered)?;
+    let content_key =
+        hpke::single_shot_open::<Aead1, Kdf, Kem>(&OpModeR::Base, &sk, &enc, INFO, wrapped, &aad)
+            .map_err(|_| SealError::Tampered)?;
+    let content_key: [u8; 32] =
+        content_key.as_slice().try_into().map_err(|_| SealError::Tampered)?;
     let plaintext = ChaCha20Poly1305::new(&content_key.into())
-        .decrypt(&CONTENT_NONCE.into(), chacha20poly1305::aead::Payload { msg: &sealed.ciphertext.0, aad: &aad })
+        .decrypt(
+            &CONTENT_NONCE.into(),
+            chacha20poly1305::aead::Payload { msg: &sealed.ciphertext.0, aad: &aad },
+        )
         .map_err(|_| SealError::Tampered)?;
     cbor::from_canonical(&plaintext).map_err(|e| SealError::BadPlaintext(e.to_string()))
 }
@@ -197,7 +218,11 @@ mod tests {
     use super::*;
 
     fn binding() -> Binding {
-        Binding { benchmark: RecordId::from_bytes([1; 32]), model: RecordId::from_bytes([2; 32]), dataset: RecordId::from_bytes([3; 32]) }
+        Binding {
+            benchmark: RecordId::from_bytes([1; 32]),
+            model: RecordId::from_bytes([2; 32]),
+            dataset: RecordId::from_bytes([3; 32]),
+        }
     }
 
     fn metrics() -> BTreeMap<String, i64> {
@@ -205,7 +230,11 @@ mod tests {
     }
 
     fn keys() -> (OpeningKey, OpeningKey, OpeningKey) {
-        (OpeningKey::from_secret([10; 32]), OpeningKey::from_secret([11; 32]), OpeningKey::from_secret([12; 32]))
+        (
+            OpeningKey::from_secret([10; 32]),
+            OpeningKey::from_secret([11; 32]),
+            OpeningKey::from_secret([12; 32]),
+        )
     }
 
     #[test]
@@ -220,7 +249,9 @@ mod tests {
     #[test]
     fn someone_outside_the_recipients_cannot_open() {
         let (a, b, outsider) = keys();
-        let sealed = seal(&metrics(), &[a.public(), b.public()], binding(), &mut SeededRng::new(b"t")).unwrap();
+        let sealed =
+            seal(&metrics(), &[a.public(), b.public()], binding(), &mut SeededRng::new(b"t"))
+                .unwrap();
         assert_eq!(open(&sealed, &outsider, binding()), Err(SealError::NotARecipient));
         // Claiming to be a recipient does not help either.
         let mut forged = sealed.clone();
@@ -239,7 +270,8 @@ mod tests {
     #[test]
     fn a_flipped_ciphertext_bit_is_detected() {
         let (a, _, _) = keys();
-        let mut sealed = seal(&metrics(), &[a.public()], binding(), &mut SeededRng::new(b"t")).unwrap();
+        let mut sealed =
+            seal(&metrics(), &[a.public()], binding(), &mut SeededRng::new(b"t")).unwrap();
         sealed.ciphertext.0[0] ^= 1;
         assert_eq!(open(&sealed, &a, binding()), Err(SealError::Tampered));
     }
@@ -255,6 +287,9 @@ mod tests {
 
     #[test]
     fn sealing_needs_a_recipient() {
-        assert_eq!(seal(&metrics(), &[], binding(), &mut SeededRng::new(b"t")), Err(SealError::NoRecipients));
+        assert_eq!(
+            seal(&metrics(), &[], binding(), &mut SeededRng::new(b"t")),
+            Err(SealError::NoRecipients)
+        );
     }
 }

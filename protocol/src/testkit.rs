@@ -36,7 +36,8 @@ impl Author {
 
     /// Sign `body` as the next record of this author's chain.
     pub fn sign(&mut self, body: Body) -> Record {
-        let r = Record::sign(&self.key, self.network, self.next_seq, self.prev, body).expect("testkit bodies are valid");
+        let r = Record::sign(&self.key, self.network, self.next_seq, self.prev, body)
+            .expect("testkit bodies are valid");
         self.next_seq += 1;
         self.prev = Some(r.id);
         r
@@ -51,14 +52,17 @@ impl Author {
     /// its bounds (a name too long, a list too long): for tests of what a node does
     /// with a record that is signed and still breaks a rule.
     pub fn sign_unchecked(&self, seq: u64, prev: Option<RecordId>, body: Body) -> Vec<u8> {
-        let payload = crate::cbor::to_canonical(&Payload { v: PAYLOAD_VERSION, seq, prev, body }).expect("a payload encodes");
-        crate::envelope::sign_unchecked(&self.key, self.network, payload).expect("an envelope encodes")
+        let payload = crate::cbor::to_canonical(&Payload { v: PAYLOAD_VERSION, seq, prev, body })
+            .expect("a payload encodes");
+        crate::envelope::sign_unchecked(&self.key, self.network, payload)
+            .expect("an envelope encodes")
     }
 }
 
 /// A network root with the given admins.
 pub fn root(admins: &[PublicKey], threshold: u16) -> NetworkRoot {
-    NetworkRoot::new("testnet", admins.to_vec(), threshold, Hash32::of(b"testkit")).expect("valid testkit root")
+    NetworkRoot::new("testnet", admins.to_vec(), threshold, Hash32::of(b"testkit"))
+        .expect("valid testkit root")
 }
 
 fn digest(label: &str) -> String {
@@ -66,7 +70,13 @@ fn digest(label: &str) -> String {
 }
 
 fn param(name: &str, kind: ParamKind) -> Param {
-    Param { name: name.into(), kind, mount_path: Some(format!("/mlcube_io/{name}")), default: None, optional: false }
+    Param {
+        name: name.into(),
+        kind,
+        mount_path: Some(format!("/mlcube_io/{name}")),
+        default: None,
+        optional: false,
+    }
 }
 
 /// A container record body with one task per name, each reading `data_path` and
@@ -93,7 +103,14 @@ pub fn container(name: &str, tasks: &[&str]) -> Body {
 }
 
 /// A benchmark body over the three containers, with the given committee.
-pub fn benchmark(name: &str, prep: RecordId, model: RecordId, metrics: RecordId, committee: Vec<PublicKey>, threshold: u16) -> Benchmark {
+pub fn benchmark(
+    name: &str,
+    prep: RecordId,
+    model: RecordId,
+    metrics: RecordId,
+    committee: Vec<PublicKey>,
+    threshold: u16,
+) -> Benchmark {
     Benchmark {
         name: name.into(),
         description: format!("{name}: a test benchmark"),
@@ -133,12 +150,21 @@ pub fn request(benchmark: RecordId, subject: Subject, passed: bool) -> Body {
     Body::AssociationRequest(AssociationRequest {
         benchmark,
         subject,
-        compatibility: CompatibilityTest { passed, results_hash: Hash32::of(b"results"), image_digests: vec![digest("prep")] },
+        compatibility: CompatibilityTest {
+            passed,
+            results_hash: Hash32::of(b"results"),
+            image_digests: vec![digest("prep")],
+        },
     })
 }
 
 /// A committee decision.
-pub fn decide(benchmark: RecordId, subject: Subject, decision: Decision, priority: Option<i32>) -> Body {
+pub fn decide(
+    benchmark: RecordId,
+    subject: Subject,
+    decision: Decision,
+    priority: Option<i32>,
+) -> Body {
     Body::AssociationDecision(AssociationDecision { benchmark, subject, decision, priority })
 }
 
@@ -150,7 +176,10 @@ pub fn result(benchmark: RecordId, model: RecordId, dataset: RecordId, salt: u64
         dataset,
         metrics: Sealed {
             scheme: "test-opaque".into(),
-            recipients: vec![SealedFor { recipient: X25519Key::from_bytes([9; 32]), encapsulated: Bytes(vec![1; 32]) }],
+            recipients: vec![SealedFor {
+                recipient: X25519Key::from_bytes([9; 32]),
+                encapsulated: Bytes(vec![1; 32]),
+            }],
             ciphertext: Bytes(salt.to_le_bytes().repeat(8)),
         },
         receipt: ExecutionReceipt {
@@ -234,7 +263,8 @@ impl Workflow {
     /// Submit the benchmark (not yet approved) with `edit` applied.
     pub fn with_benchmark(mut self, edit: impl FnOnce(&mut Benchmark)) -> Self {
         let committee: Vec<_> = self.committee.iter().map(Author::public).collect();
-        let mut b = benchmark("tumour-bench", self.prep, self.reference, self.metrics, committee, 2);
+        let mut b =
+            benchmark("tumour-bench", self.prep, self.reference, self.metrics, committee, 2);
         edit(&mut b);
         self.benchmark = self.push_owner(Body::Benchmark(b));
         self
@@ -243,14 +273,25 @@ impl Workflow {
     /// The admin approves the benchmark.
     pub fn approve_benchmark(mut self) -> Self {
         let b = self.benchmark;
-        self.push(|w| &mut w.admin, Body::BenchmarkDecision(BenchmarkDecision { benchmark: b, decision: Decision::Approve }));
+        self.push(
+            |w| &mut w.admin,
+            Body::BenchmarkDecision(BenchmarkDecision {
+                benchmark: b,
+                decision: Decision::Approve,
+            }),
+        );
         self
     }
 
     /// Every hospital registers an operational dataset and requests association.
     pub fn register_datasets(mut self) -> Self {
         for i in 0..self.hospitals.len() {
-            let d = self.push(|w| &mut w.hospitals[i], dataset(&format!("hospital-{i}"), self.prep, DatasetState::Operation)).id;
+            let d = self
+                .push(
+                    |w| &mut w.hospitals[i],
+                    dataset(&format!("hospital-{i}"), self.prep, DatasetState::Operation),
+                )
+                .id;
             self.datasets.push(d);
             let b = self.benchmark;
             self.push(|w| &mut w.hospitals[i], request(b, Subject::Dataset(d), true));
@@ -298,16 +339,32 @@ impl Workflow {
 
     /// A per-dataset release with `auc` values `value(model index, dataset index)`,
     /// signed by committee members `signers`.
-    pub fn release(mut self, round: u64, signers: &[usize], value: impl Fn(usize, usize) -> i64) -> Self {
+    pub fn release(
+        mut self,
+        round: u64,
+        signers: &[usize],
+        value: impl Fn(usize, usize) -> i64,
+    ) -> Self {
         let mut entries = Vec::new();
         for (mi, m) in self.models.iter().enumerate() {
             for di in 0..self.datasets.len() {
                 let mut metrics = BTreeMap::new();
                 metrics.insert("auc".to_string(), value(mi, di));
-                entries.push(ReleaseEntry { model: *m, dataset: Some(format!("site-{di}")), datasets: 1, metrics });
+                entries.push(ReleaseEntry {
+                    model: *m,
+                    dataset: Some(format!("site-{di}")),
+                    datasets: 1,
+                    metrics,
+                });
             }
         }
-        let release = Release { benchmark: self.benchmark, round, policy: SharingPolicy::PerDataset, entries, seed: 7 };
+        let release = Release {
+            benchmark: self.benchmark,
+            round,
+            policy: SharingPolicy::PerDataset,
+            entries,
+            seed: 7,
+        };
         for &c in signers {
             self.push(|w| &mut w.committee[c], Body::Release(release.clone()));
         }
@@ -340,6 +397,9 @@ mod tests {
         assert_eq!(a.sign_unchecked(0, None, container("ok", &["infer"])), valid.bytes.to_vec());
         let long = "n".repeat(crate::limits::NAME_BYTES_MAX + 1);
         let bytes = a.sign_unchecked(0, None, container(&long, &["infer"]));
-        assert!(matches!(Record::verify(&bytes, &a.network), Err(RecordError::Invalid { field: "container.name", .. })));
+        assert!(matches!(
+            Record::verify(&bytes, &a.network),
+            Err(RecordError::Invalid { field: "container.name", .. })
+        ));
     }
 }

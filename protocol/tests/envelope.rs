@@ -8,11 +8,16 @@ use protocol::testkit::{self, Author};
 use protocol::{NetworkId, Record, Unverified, X25519Key, verify_batch};
 
 fn net() -> NetworkId {
-    testkit::root(&[testkit::Author::new("admin", NetworkId::from_bytes([0; 32])).public()], 1).network_id()
+    testkit::root(&[testkit::Author::new("admin", NetworkId::from_bytes([0; 32])).public()], 1)
+        .network_id()
 }
 
 fn profile(name: &str) -> Body {
-    Body::Profile(Profile { name: name.into(), organisation: "General Hospital".into(), x25519: X25519Key::from_bytes([3; 32]) })
+    Body::Profile(Profile {
+        name: name.into(),
+        organisation: "General Hospital".into(),
+        x25519: X25519Key::from_bytes([3; 32]),
+    })
 }
 
 #[test]
@@ -66,7 +71,9 @@ fn a_flipped_signature_bit_is_a_bad_signature() {
 fn a_record_of_another_network_is_refused_as_wrong_network() {
     let other = NetworkId::from_bytes([42; 32]);
     let r = Author::new("alice", other).sign_at(0, None, profile("Alice"));
-    assert!(matches!(Record::verify(&r.bytes, &net()), Err(RecordError::WrongNetwork { found, .. }) if found == other));
+    assert!(
+        matches!(Record::verify(&r.bytes, &net()), Err(RecordError::WrongNetwork { found, .. }) if found == other)
+    );
 }
 
 #[test]
@@ -88,7 +95,10 @@ fn truncated_envelopes_are_refused_at_every_length() {
 fn deeply_nested_cbor_is_refused_without_overflow() {
     let mut bytes = vec![0x81u8; 50_000];
     bytes.push(0);
-    assert_eq!(Record::verify(&bytes, &net()), Err(RecordError::Envelope(CborError::TooDeep { max: 16 })));
+    assert_eq!(
+        Record::verify(&bytes, &net()),
+        Err(RecordError::Envelope(CborError::TooDeep { max: 16 }))
+    );
 }
 
 #[test]
@@ -114,7 +124,10 @@ fn a_weak_signer_key_is_refused() {
     identity[0] = 1;
     arr[2] = ciborium::Value::Bytes(identity.to_vec());
     let bytes = cbor::to_canonical(&v).unwrap();
-    assert!(matches!(Record::verify(&bytes, &net()), Err(RecordError::BadSignerKey(protocol::IdError::WeakKey))));
+    assert!(matches!(
+        Record::verify(&bytes, &net()),
+        Err(RecordError::BadSignerKey(protocol::IdError::WeakKey))
+    ));
 }
 
 #[test]
@@ -130,7 +143,10 @@ fn unknown_fields_in_a_payload_are_refused() {
         m.push((ciborium::Value::Text("extra".into()), ciborium::Value::Bool(true)));
     }
     let p = cbor::to_canonical(&p).unwrap();
-    assert!(matches!(cbor::from_canonical::<protocol::record::Payload>(&p), Err(CborError::Schema(_))));
+    assert!(matches!(
+        cbor::from_canonical::<protocol::record::Payload>(&p),
+        Err(CborError::Schema(_))
+    ));
 }
 
 #[test]
@@ -151,10 +167,12 @@ fn the_chain_rule_is_enforced_prev_exactly_after_seq_zero() {
 #[test]
 fn batch_verification_accepts_good_records_and_names_the_forged_one() {
     let mut a = Author::new("alice", net());
-    let mut items: Vec<Vec<u8>> = (0..20).map(|i| a.sign(profile(&format!("v{i}"))).bytes.to_vec()).collect();
+    let mut items: Vec<Vec<u8>> =
+        (0..20).map(|i| a.sign(profile(&format!("v{i}"))).bytes.to_vec()).collect();
     let last = items[7].len() - 1;
     items[7][last] ^= 0x40;
-    let decoded: Vec<Unverified> = items.iter().map(|b| Unverified::decode(b, &net()).unwrap()).collect();
+    let decoded: Vec<Unverified> =
+        items.iter().map(|b| Unverified::decode(b, &net()).unwrap()).collect();
     let out = verify_batch(decoded);
     assert_eq!(out.iter().filter(|r| r.is_ok()).count(), 19);
     assert_eq!(out[7], Err(RecordError::BadSignature));

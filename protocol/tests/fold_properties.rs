@@ -13,7 +13,10 @@ fn tricky() -> Workflow {
     let mut w = Workflow::complete();
     let (b, m0, m1, d0) = (w.benchmark, w.models[0], w.models[1], w.datasets[0]);
     // Member 2 approves model 0, then rejects it (latest wins by seq).
-    w.push(|w| &mut w.committee[2], testkit::decide(b, Subject::Model(m0), Decision::Approve, Some(3)));
+    w.push(
+        |w| &mut w.committee[2],
+        testkit::decide(b, Subject::Model(m0), Decision::Approve, Some(3)),
+    );
     w.push(|w| &mut w.committee[2], testkit::decide(b, Subject::Model(m0), Decision::Reject, None));
     // Member 0 withdraws its approval of model 1: with member 1 alone it is pending.
     w.push(|w| &mut w.committee[0], testkit::decide(b, Subject::Model(m1), Decision::Reject, None));
@@ -25,9 +28,16 @@ fn tricky() -> Workflow {
     w.records.push(fork);
     // The admin revokes hospital 2 from its second record on.
     let key = w.hospitals[2].public();
-    w.push(|w| &mut w.admin, Body::KeyRevocation(KeyRevocation { key, from_seq: 1, reason: "test".into() }));
+    w.push(
+        |w| &mut w.admin,
+        Body::KeyRevocation(KeyRevocation { key, from_seq: 1, reason: "test".into() }),
+    );
     // A second release round, and a stray one signed by one member only.
-    w.release(2, &[1, 2], |m, d| 500_000 + 10_000 * (d as i64) - 1_000 * m as i64).release(3, &[0], |_, _| 1)
+    w.release(2, &[1, 2], |m, d| 500_000 + 10_000 * (d as i64) - 1_000 * m as i64).release(
+        3,
+        &[0],
+        |_, _| 1,
+    )
 }
 
 fn records() -> Vec<Record> {
@@ -102,7 +112,11 @@ fn the_tricky_set_really_exercises_the_traps() {
     let s = fold(&w.root, &w.records);
     assert_eq!(s.equivocations.len(), 1);
     assert_eq!(s.revoked.len(), 1);
-    assert!(s.results.iter().any(|r| r.reason.as_deref() == Some("superseded by the owner's later result")));
+    assert!(
+        s.results
+            .iter()
+            .any(|r| r.reason.as_deref() == Some("superseded by the owner's later result"))
+    );
     assert!(s.results.iter().any(|r| r.reason.as_deref() == Some("signer's key is revoked")));
     assert_eq!(s.leaderboards[&w.benchmark].release_round, 2);
     let m1 = s.association(&w.benchmark, &Subject::Model(w.models[1])).unwrap();

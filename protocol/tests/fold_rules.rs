@@ -44,7 +44,10 @@ fn a_benchmark_is_pending_until_the_admin_approves_it() {
 fn a_benchmark_decision_by_a_non_admin_changes_nothing_and_is_reported() {
     let mut w = Workflow::people().with_benchmark(|_| {});
     let b = w.benchmark;
-    let stray = w.push(|w| &mut w.hospitals[0], Body::BenchmarkDecision(BenchmarkDecision { benchmark: b, decision: Decision::Approve }));
+    let stray = w.push(
+        |w| &mut w.hospitals[0],
+        Body::BenchmarkDecision(BenchmarkDecision { benchmark: b, decision: Decision::Approve }),
+    );
     let s = state(&w);
     assert_eq!(bench_status(&s, &w), Status::Pending);
     assert!(s.ignored.iter().any(|i| i.id == stray.id && i.reason.contains("not an admin")));
@@ -54,7 +57,10 @@ fn a_benchmark_decision_by_a_non_admin_changes_nothing_and_is_reported() {
 fn the_admins_latest_decision_counts_so_a_rejection_revokes_an_approval() {
     let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark();
     let b = w.benchmark;
-    let reject = w.push(|w| &mut w.admin, Body::BenchmarkDecision(BenchmarkDecision { benchmark: b, decision: Decision::Reject }));
+    let reject = w.push(
+        |w| &mut w.admin,
+        Body::BenchmarkDecision(BenchmarkDecision { benchmark: b, decision: Decision::Reject }),
+    );
     assert_eq!(bench_status(&state(&w), &w), Status::Rejected);
     // Arrival order does not matter: the rejection first gives the same outcome.
     let mut reordered = w.records.clone();
@@ -66,7 +72,8 @@ fn the_admins_latest_decision_counts_so_a_rejection_revokes_an_approval() {
 #[test]
 fn a_benchmark_whose_containers_are_unknown_is_not_approved() {
     let w = Workflow::people().with_benchmark(|_| {}).approve_benchmark();
-    let without_metrics: Vec<Record> = w.records.iter().filter(|r| r.id != w.metrics).cloned().collect();
+    let without_metrics: Vec<Record> =
+        w.records.iter().filter(|r| r.id != w.metrics).cloned().collect();
     let s = fold(&w.root, &without_metrics);
     let view = &s.benchmarks[&w.benchmark];
     assert_eq!(view.status, Status::Pending);
@@ -85,11 +92,19 @@ fn admin_threshold_requires_distinct_admins() {
     let model = owner.sign(testkit::container("model", &["infer"]));
     let metrics = owner.sign(testkit::container("metrics", &["evaluate"]));
     let committee = vec![Author::new("c", net).public()];
-    let bench = owner.sign(Body::Benchmark(testkit::benchmark("b", prep.id, model.id, metrics.id, committee, 1)));
+    let bench = owner.sign(Body::Benchmark(testkit::benchmark(
+        "b", prep.id, model.id, metrics.id, committee, 1,
+    )));
     let mut admin_a = Author::new("admin-a", net);
     let mut admin_b = Author::new("admin-b", net);
-    let approve = || Body::BenchmarkDecision(BenchmarkDecision { benchmark: bench.id, decision: Decision::Approve });
-    let mut records = vec![prep, model, metrics, bench.clone(), admin_a.sign(approve()), admin_a.sign(approve())];
+    let approve = || {
+        Body::BenchmarkDecision(BenchmarkDecision {
+            benchmark: bench.id,
+            decision: Decision::Approve,
+        })
+    };
+    let mut records =
+        vec![prep, model, metrics, bench.clone(), admin_a.sign(approve()), admin_a.sign(approve())];
     assert_eq!(fold(&root, &records).benchmarks[&bench.id].status, Status::Pending);
     records.push(admin_b.sign(approve()));
     assert_eq!(fold(&root, &records).benchmarks[&bench.id].status, Status::Approved);
@@ -140,7 +155,11 @@ fn the_initiator_cannot_approve_its_own_request() {
 
 #[test]
 fn a_members_later_rejection_revokes_its_approval() {
-    let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark().request_models().approve_all();
+    let mut w = Workflow::people()
+        .with_benchmark(|_| {})
+        .approve_benchmark()
+        .request_models()
+        .approve_all();
     let (b, m) = (w.benchmark, model(&w, 1));
     assert_eq!(assoc(&state(&w), &w, m), Status::Approved);
     w.push(|w| &mut w.committee[1], testkit::decide(b, m, Decision::Reject, None));
@@ -175,7 +194,10 @@ fn threshold_rejections_reject_an_association() {
 
 #[test]
 fn auto_approval_always_approves_passed_requests_without_the_committee() {
-    let w = Workflow::people().with_benchmark(|b| b.model_auto_approval = AutoApproval::Always).approve_benchmark().request_models();
+    let w = Workflow::people()
+        .with_benchmark(|b| b.model_auto_approval = AutoApproval::Always)
+        .approve_benchmark()
+        .request_models();
     let s = state(&w);
     let a = s.association(&w.benchmark, &model(&w, 0)).unwrap();
     assert_eq!((a.status, a.auto_approved), (Status::Approved, true));
@@ -198,7 +220,10 @@ fn auto_approval_allowlist_approves_only_listed_initiators() {
 
 #[test]
 fn auto_approval_is_revoked_by_threshold_rejections() {
-    let mut w = Workflow::people().with_benchmark(|b| b.model_auto_approval = AutoApproval::Always).approve_benchmark().request_models();
+    let mut w = Workflow::people()
+        .with_benchmark(|b| b.model_auto_approval = AutoApproval::Always)
+        .approve_benchmark()
+        .request_models();
     let (b, m) = (w.benchmark, model(&w, 0));
     w.push(|w| &mut w.committee[0], testkit::decide(b, m, Decision::Reject, None));
     assert_eq!(assoc(&state(&w), &w, m), Status::Approved, "one rejection is below threshold");
@@ -208,7 +233,9 @@ fn auto_approval_is_revoked_by_threshold_rejections() {
 
 #[test]
 fn a_failed_compatibility_test_cannot_be_approved() {
-    let mut w = Workflow::people().with_benchmark(|b| b.model_auto_approval = AutoApproval::Always).approve_benchmark();
+    let mut w = Workflow::people()
+        .with_benchmark(|b| b.model_auto_approval = AutoApproval::Always)
+        .approve_benchmark();
     let (b, m) = (w.benchmark, model(&w, 0));
     w.push(|w| &mut w.modelers[0], testkit::request(b, m, false));
     w.push(|w| &mut w.committee[0], testkit::decide(b, m, Decision::Approve, None));
@@ -265,7 +292,12 @@ fn only_the_datasets_owner_can_submit_its_results() {
 
 #[test]
 fn results_do_not_count_for_an_unapproved_benchmark() {
-    let w = Workflow::people().with_benchmark(|_| {}).register_datasets().request_models().approve_all().submit_results();
+    let w = Workflow::people()
+        .with_benchmark(|_| {})
+        .register_datasets()
+        .request_models()
+        .approve_all()
+        .submit_results();
     let s = state(&w);
     assert_eq!(counted_results(&s), 0);
     assert!(s.results.iter().all(|r| r.reason.as_deref() == Some("benchmark is not approved")));
@@ -273,25 +305,46 @@ fn results_do_not_count_for_an_unapproved_benchmark() {
 
 #[test]
 fn results_do_not_count_without_an_approved_dataset_association() {
-    let w = Workflow::people().with_benchmark(|b| b.model_auto_approval = AutoApproval::Always).approve_benchmark().register_datasets().request_models().submit_results();
+    let w = Workflow::people()
+        .with_benchmark(|b| b.model_auto_approval = AutoApproval::Always)
+        .approve_benchmark()
+        .register_datasets()
+        .request_models()
+        .submit_results();
     let s = state(&w);
     assert_eq!(counted_results(&s), 0);
-    assert!(s.results.iter().all(|r| r.reason.as_deref() == Some("dataset association is not approved")));
+    assert!(
+        s.results
+            .iter()
+            .all(|r| r.reason.as_deref() == Some("dataset association is not approved"))
+    );
 }
 
 #[test]
 fn results_do_not_count_without_an_approved_model_association() {
-    let w = Workflow::people().with_benchmark(|b| b.dataset_auto_approval = AutoApproval::Always).approve_benchmark().register_datasets().request_models().submit_results();
+    let w = Workflow::people()
+        .with_benchmark(|b| b.dataset_auto_approval = AutoApproval::Always)
+        .approve_benchmark()
+        .register_datasets()
+        .request_models()
+        .submit_results();
     let s = state(&w);
     assert_eq!(counted_results(&s), 0);
-    assert!(s.results.iter().all(|r| r.reason.as_deref() == Some("model association is not approved")));
+    assert!(
+        s.results.iter().all(|r| r.reason.as_deref() == Some("model association is not approved"))
+    );
 }
 
 #[test]
 fn results_count_only_for_operational_datasets_and_the_owner_can_make_one_operational() {
     let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark();
     let (b, prep) = (w.benchmark, w.prep);
-    let d = w.push(|w| &mut w.hospitals[0], testkit::dataset("dev-data", prep, DatasetState::Development)).id;
+    let d = w
+        .push(
+            |w| &mut w.hospitals[0],
+            testkit::dataset("dev-data", prep, DatasetState::Development),
+        )
+        .id;
     w.datasets.push(d);
     w.push(|w| &mut w.hospitals[0], testkit::request(b, Subject::Dataset(d), true));
     let w = w.request_models().approve_all();
@@ -304,10 +357,16 @@ fn results_count_only_for_operational_datasets_and_the_owner_can_make_one_operat
 
     // Someone else cannot flip it.
     let h = protocol::Hash32::of(b"new");
-    w.push(|w| &mut w.hospitals[1], Body::DatasetOperational(DatasetOperational { dataset: d, prepared_hash: h }));
+    w.push(
+        |w| &mut w.hospitals[1],
+        Body::DatasetOperational(DatasetOperational { dataset: d, prepared_hash: h }),
+    );
     assert_eq!(counted_results(&state(&w)), 0);
     // The owner can, and the recomputed hash replaces the registered one.
-    w.push(|w| &mut w.hospitals[0], Body::DatasetOperational(DatasetOperational { dataset: d, prepared_hash: h }));
+    w.push(
+        |w| &mut w.hospitals[0],
+        Body::DatasetOperational(DatasetOperational { dataset: d, prepared_hash: h }),
+    );
     let s = state(&w);
     assert_eq!(counted_results(&s), 1);
     assert_eq!(s.datasets[&d].prepared_hash, h);
@@ -329,11 +388,18 @@ fn the_owners_latest_result_supersedes_earlier_ones() {
 
 #[test]
 fn a_revoked_member_loses_authority_from_the_revoked_seq_on() {
-    let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark().request_models().approve_all();
+    let mut w = Workflow::people()
+        .with_benchmark(|_| {})
+        .approve_benchmark()
+        .request_models()
+        .approve_all();
     let m = model(&w, 0);
     assert_eq!(assoc(&state(&w), &w, m), Status::Approved);
     let key = w.committee[1].public();
-    w.push(|w| &mut w.admin, Body::KeyRevocation(KeyRevocation { key, from_seq: 0, reason: "lost laptop".into() }));
+    w.push(
+        |w| &mut w.admin,
+        Body::KeyRevocation(KeyRevocation { key, from_seq: 0, reason: "lost laptop".into() }),
+    );
     let s = state(&w);
     assert_eq!(s.revoked.get(&key), Some(&0));
     assert_eq!(assoc(&s, &w, m), Status::Pending);
@@ -341,9 +407,16 @@ fn a_revoked_member_loses_authority_from_the_revoked_seq_on() {
 
 #[test]
 fn a_revocation_not_signed_by_the_admin_threshold_has_no_effect() {
-    let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark().request_models().approve_all();
+    let mut w = Workflow::people()
+        .with_benchmark(|_| {})
+        .approve_benchmark()
+        .request_models()
+        .approve_all();
     let key = w.committee[1].public();
-    w.push(|w| &mut w.committee[0], Body::KeyRevocation(KeyRevocation { key, from_seq: 0, reason: "coup".into() }));
+    w.push(
+        |w| &mut w.committee[0],
+        Body::KeyRevocation(KeyRevocation { key, from_seq: 0, reason: "coup".into() }),
+    );
     let s = state(&w);
     assert!(s.revoked.is_empty());
     assert_eq!(assoc(&s, &w, model(&w, 0)), Status::Approved);
@@ -367,12 +440,17 @@ fn a_rotated_out_admin_loses_authority_and_the_new_admin_gains_it() {
 
 #[test]
 fn an_equivocating_member_is_reported_and_its_decisions_count_for_nothing() {
-    let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark().request_models().approve_all();
+    let mut w = Workflow::people()
+        .with_benchmark(|_| {})
+        .approve_benchmark()
+        .request_models()
+        .approve_all();
     let (b, m) = (w.benchmark, model(&w, 0));
     assert_eq!(assoc(&state(&w), &w, m), Status::Approved);
     // Member 1 signs a second, different record at a seq it already used.
     let c1 = w.committee[1].clone();
-    let (seq, prev) = (c1.next_seq - 1, w.records.iter().rev().find(|r| r.signer == c1.public()).unwrap().prev);
+    let (seq, prev) =
+        (c1.next_seq - 1, w.records.iter().rev().find(|r| r.signer == c1.public()).unwrap().prev);
     let fork = c1.sign_at(seq, prev, testkit::decide(b, m, Decision::Reject, None));
     w.records.push(fork.clone());
     let s = state(&w);
@@ -424,7 +502,13 @@ fn a_release_signed_by_non_members_changes_nothing() {
         metrics.insert("auc".into(), if *m == w.models[0] { 999_999 } else { 1 });
         entries.push(ReleaseEntry { model: *m, dataset: Some("x".into()), datasets: 1, metrics });
     }
-    let fake = Release { benchmark: w.benchmark, round: 99, policy: SharingPolicy::PerDataset, entries, seed: 1 };
+    let fake = Release {
+        benchmark: w.benchmark,
+        round: 99,
+        policy: SharingPolicy::PerDataset,
+        entries,
+        seed: 1,
+    };
     w2.push(|w| &mut w.hospitals[0], Body::Release(fake.clone()));
     w2.push(|w| &mut w.hospitals[1], Body::Release(fake));
     let after = state(&w2);
@@ -507,10 +591,18 @@ fn the_state_round_trips_through_json_for_the_control_api() {
 fn a_revoked_members_release_signature_counts_for_nothing_and_is_reported() {
     let mut w = Workflow::complete();
     let key = w.committee[1].public();
-    w.push(|w| &mut w.admin, Body::KeyRevocation(KeyRevocation { key, from_seq: 0, reason: "compromised".into() }));
+    w.push(
+        |w| &mut w.admin,
+        Body::KeyRevocation(KeyRevocation { key, from_seq: 0, reason: "compromised".into() }),
+    );
     let s = state(&w);
     // Member 1 co-signed the only release: with its signature void, one of two remains.
     assert!(s.leaderboards.is_empty());
-    let sig = w.records.iter().find(|r| r.signer == key && matches!(r.body, Body::Release(_))).unwrap();
-    assert!(s.ignored.iter().any(|i| i.id == sig.id && i.reason.contains("no authority")), "{:?}", s.ignored);
+    let sig =
+        w.records.iter().find(|r| r.signer == key && matches!(r.body, Body::Release(_))).unwrap();
+    assert!(
+        s.ignored.iter().any(|i| i.id == sig.id && i.reason.contains("no authority")),
+        "{:?}",
+        s.ignored
+    );
 }

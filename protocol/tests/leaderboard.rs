@@ -12,7 +12,11 @@ fn id(n: u8) -> RecordId {
 }
 
 fn opened(model: u8, dataset: u8, auc: i64) -> OpenedResult {
-    OpenedResult { model: id(model), dataset: id(dataset), metrics: [("auc".to_string(), auc)].into_iter().collect() }
+    OpenedResult {
+        model: id(model),
+        dataset: id(dataset),
+        metrics: [("auc".to_string(), auc)].into_iter().collect(),
+    }
 }
 
 fn bench(sharing: SharingPolicy) -> Benchmark {
@@ -33,9 +37,15 @@ fn named(name: &str, public: bool) -> Dataset {
 
 /// Three models on three datasets: (model, dataset, auc in millionths).
 const TABLE: &[(u8, u8, i64)] = &[
-    (1, 11, 900_000), (1, 12, 700_000), (1, 13, 800_000),
-    (2, 11, 850_000), (2, 12, 750_000), (2, 13, 820_000),
-    (3, 11, 600_000), (3, 12, 600_000), (3, 13, 610_000),
+    (1, 11, 900_000),
+    (1, 12, 700_000),
+    (1, 13, 800_000),
+    (2, 11, 850_000),
+    (2, 12, 750_000),
+    (2, 13, 820_000),
+    (3, 11, 600_000),
+    (3, 12, 600_000),
+    (3, 13, 610_000),
 ];
 
 fn table() -> Vec<OpenedResult> {
@@ -47,10 +57,12 @@ fn a_per_dataset_release_lists_every_cell_with_pseudonyms_unless_the_owner_allow
     let mut datasets = BTreeMap::new();
     datasets.insert(id(11), named("St Mary", true));
     datasets.insert(id(12), named("Secret General", false));
-    let r = leaderboard::build_release(id(50), &bench(SharingPolicy::PerDataset), &datasets, &table());
+    let r =
+        leaderboard::build_release(id(50), &bench(SharingPolicy::PerDataset), &datasets, &table());
     assert_eq!(r.entries.len(), 9);
     assert_eq!(r.round, 9);
-    let labels: std::collections::BTreeSet<_> = r.entries.iter().map(|e| e.dataset.clone().unwrap()).collect();
+    let labels: std::collections::BTreeSet<_> =
+        r.entries.iter().map(|e| e.dataset.clone().unwrap()).collect();
     assert!(labels.contains("St Mary"));
     assert!(!labels.iter().any(|l| l.contains("Secret")));
     assert_eq!(labels.iter().filter(|l| l.starts_with("site-")).count(), 2);
@@ -78,7 +90,10 @@ fn members_with_the_same_results_build_byte_identical_releases() {
     reversed.reverse();
     let one = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &table());
     let two = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &reversed);
-    assert_eq!(protocol::cbor::to_canonical(&one).unwrap(), protocol::cbor::to_canonical(&two).unwrap());
+    assert_eq!(
+        protocol::cbor::to_canonical(&one).unwrap(),
+        protocol::cbor::to_canonical(&two).unwrap()
+    );
 }
 
 #[test]
@@ -87,10 +102,12 @@ fn the_leaderboard_ranks_by_mean_and_adds_rank_then_mean_and_intervals() {
     let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &table());
     let lb = leaderboard::compute(id(50), &b, &r, &|m| format!("m{}", m.as_bytes()[0]), &|_| true);
     // Means: model 2 = 806_666, model 1 = 800_000, model 3 = 603_333.
-    let got: Vec<(u32, u8, i64)> = lb.rows.iter().map(|r| (r.rank, r.model.as_bytes()[0], r.value)).collect();
+    let got: Vec<(u32, u8, i64)> =
+        lb.rows.iter().map(|r| (r.rank, r.model.as_bytes()[0], r.value)).collect();
     assert_eq!(got, vec![(1, 2, 806_666), (2, 1, 800_000), (3, 3, 603_333)]);
     // Ranks per dataset: d11: 1,2,3 for models 1,2,3; d12: 2,1,3; d13: 2,1,3.
-    let mrm: Vec<(u8, u64)> = lb.rows.iter().map(|r| (r.model.as_bytes()[0], r.mean_rank_milli.unwrap())).collect();
+    let mrm: Vec<(u8, u64)> =
+        lb.rows.iter().map(|r| (r.model.as_bytes()[0], r.mean_rank_milli.unwrap())).collect();
     assert_eq!(mrm, vec![(2, 1333), (1, 1666), (3, 3000)]);
     for row in &lb.rows {
         let (lo, hi) = (row.ci_low.unwrap(), row.ci_high.unwrap());
@@ -108,12 +125,14 @@ fn bootstrap_intervals_are_identical_on_every_run() {
     let two = leaderboard::compute(id(50), &b, &r, &|_| String::new(), &|_| true);
     assert_eq!(one, two);
     // ...and come from the release's seed: over twelve datasets, other seeds move them.
-    let wide: Vec<OpenedResult> = (0..12u8).map(|d| opened(1, 20 + d, 500_000 + 37_123 * i64::from(d % 7))).collect();
+    let wide: Vec<OpenedResult> =
+        (0..12u8).map(|d| opened(1, 20 + d, 500_000 + 37_123 * i64::from(d % 7))).collect();
     let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &wide);
     let ci = |seed: u64| {
         let mut r = r.clone();
         r.seed = seed;
-        let row = leaderboard::compute(id(50), &b, &r, &|_| String::new(), &|_| true).rows[0].clone();
+        let row =
+            leaderboard::compute(id(50), &b, &r, &|_| String::new(), &|_| true).rows[0].clone();
         (row.ci_low, row.ci_high)
     };
     assert_eq!(ci(5), ci(5));
@@ -141,7 +160,8 @@ fn a_built_release_signed_by_the_threshold_shows_in_every_fold() {
         .submit_results();
     let s = fold(&w.root, &w.records);
     let bview = &s.benchmarks[&w.benchmark];
-    let datasets: BTreeMap<_, _> = s.datasets.iter().map(|(k, v)| (*k, v.dataset.clone())).collect();
+    let datasets: BTreeMap<_, _> =
+        s.datasets.iter().map(|(k, v)| (*k, v.dataset.clone())).collect();
     let opened: Vec<OpenedResult> = s
         .results
         .iter()
@@ -149,7 +169,9 @@ fn a_built_release_signed_by_the_threshold_shows_in_every_fold() {
         .map(|r| OpenedResult {
             model: r.model,
             dataset: r.dataset,
-            metrics: [("auc".to_string(), if r.model == w.models[0] { 700_000 } else { 900_000 })].into_iter().collect(),
+            metrics: [("auc".to_string(), if r.model == w.models[0] { 700_000 } else { 900_000 })]
+                .into_iter()
+                .collect(),
         })
         .collect();
     let release = leaderboard::build_release(w.benchmark, &bview.benchmark, &datasets, &opened);

@@ -16,17 +16,25 @@ fn opening(label: &str) -> OpeningKey {
 /// The complete workflow, but with results sealed for real to the committee and
 /// each dataset's owner, carrying distinctive metric values.
 fn sealed_workflow() -> (Workflow, Vec<(Record, BTreeMap<String, i64>)>) {
-    let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark().register_datasets().request_models().approve_all();
+    let mut w = Workflow::people()
+        .with_benchmark(|_| {})
+        .approve_benchmark()
+        .register_datasets()
+        .request_models()
+        .approve_all();
     let committee: Vec<_> = (0..3).map(|i| opening(&format!("committee-{i}")).public()).collect();
     let mut rng = SeededRng::new(b"privacy");
     let mut out = Vec::new();
     for h in 0..w.hospitals.len() {
         for (mi, m) in w.models.clone().into_iter().enumerate() {
             let (b, d) = (w.benchmark, w.datasets[h]);
-            let metrics: BTreeMap<String, i64> = [("auc".to_string(), 913_579 + (h * 10 + mi) as i64)].into_iter().collect();
+            let metrics: BTreeMap<String, i64> =
+                [("auc".to_string(), 913_579 + (h * 10 + mi) as i64)].into_iter().collect();
             let mut to = committee.clone();
             to.push(opening(&format!("hospital-{h}")).public());
-            let sealed = seal::seal(&metrics, &to, Binding { benchmark: b, model: m, dataset: d }, &mut rng).unwrap();
+            let sealed =
+                seal::seal(&metrics, &to, Binding { benchmark: b, model: m, dataset: d }, &mut rng)
+                    .unwrap();
             let Body::Result(mut r) = testkit::result(b, m, d, 0) else { unreachable!() };
             r.metrics = sealed;
             let rec = w.push(|w| &mut w.hospitals[h], Body::Result(r));
@@ -65,10 +73,18 @@ fn no_replicated_byte_carries_a_metric_value_in_the_clear() {
     for (_, metrics) in &results {
         let v = metrics["auc"];
         // The value as canonical CBOR would encode it, as text, and as a float.
-        let needles = [protocol::cbor::to_canonical(&v).unwrap(), v.to_string().into_bytes(), (v as f64 / 1e6).to_string().into_bytes()];
+        let needles = [
+            protocol::cbor::to_canonical(&v).unwrap(),
+            v.to_string().into_bytes(),
+            (v as f64 / 1e6).to_string().into_bytes(),
+        ];
         for r in &w.records {
             for n in &needles {
-                assert!(!r.bytes.windows(n.len()).any(|win| win == n.as_slice()), "record {} shows {v}", r.id.short());
+                assert!(
+                    !r.bytes.windows(n.len()).any(|win| win == n.as_slice()),
+                    "record {} shows {v}",
+                    r.id.short()
+                );
             }
         }
     }

@@ -44,7 +44,8 @@ fn generate_tree(root: &Path, total: u64) -> (u64, usize) {
         while used + size <= budget {
             let dir = root.join(format!("d{:03}", files % 97));
             std::fs::create_dir_all(&dir).expect("bench tree folder");
-            std::fs::write(dir.join(format!("f{files:06}.bin")), fill(files as u64, size as usize)).expect("bench tree file");
+            std::fs::write(dir.join(format!("f{files:06}.bin")), fill(files as u64, size as usize))
+                .expect("bench tree file");
             used += size;
             files += 1;
         }
@@ -109,18 +110,40 @@ fn hashing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().join("data");
     let (bytes, files) = generate_tree(&root, total);
-    println!("tree: {files} files, {:.2} GB, {} cores", bytes as f64 / 1e9, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "tree: {files} files, {:.2} GB, {} cores",
+        bytes as f64 / 1e9,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
     let _ = plain_blake3(&root); // warm the page cache
     let tree = best_of(3, || tree_hash(&[("data", &root)]).expect("tree hash"));
     let plain = best_of(3, || plain_blake3(&root));
     let mp_seq = best_of(2, || medperf_sequential(&root));
     let mp_par = best_of(2, || medperf_hash(&[("data", &root)]).expect("medperf hash"));
-    println!("{:<52} {:>8.2} GB/s", "MedMesh tree hash (blake3, paths bound, all cores)", gbps(bytes, tree));
-    println!("{:<52} {:>8.2} GB/s", "plain single-pass blake3 (one hasher, one thread)", gbps(bytes, plain));
-    println!("{:<52} {:>8.2} GB/s", "MedPerf scheme, sequential (as MedPerf runs it)", gbps(bytes, mp_seq));
+    println!(
+        "{:<52} {:>8.2} GB/s",
+        "MedMesh tree hash (blake3, paths bound, all cores)",
+        gbps(bytes, tree)
+    );
+    println!(
+        "{:<52} {:>8.2} GB/s",
+        "plain single-pass blake3 (one hasher, one thread)",
+        gbps(bytes, plain)
+    );
+    println!(
+        "{:<52} {:>8.2} GB/s",
+        "MedPerf scheme, sequential (as MedPerf runs it)",
+        gbps(bytes, mp_seq)
+    );
     println!("{:<52} {:>8.2} GB/s", "MedPerf scheme, on all cores", gbps(bytes, mp_par));
-    println!("tree hash / plain blake3: {:.2} (goal >= 0.9)", plain.as_secs_f64() / tree.as_secs_f64());
-    println!("tree hash / MedPerf sequential: {:.2} (goal >= 2.5)", mp_seq.as_secs_f64() / tree.as_secs_f64());
+    println!(
+        "tree hash / plain blake3: {:.2} (goal >= 0.9)",
+        plain.as_secs_f64() / tree.as_secs_f64()
+    );
+    println!(
+        "tree hash / MedPerf sequential: {:.2} (goal >= 2.5)",
+        mp_seq.as_secs_f64() / tree.as_secs_f64()
+    );
     println!("tree hash / MedPerf on all cores: {:.2}", mp_par.as_secs_f64() / tree.as_secs_f64());
 }
 
@@ -142,9 +165,16 @@ async fn container_overhead() {
             return;
         }
     };
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
-    let images = runner::examples::build_example_images(&engine, &workspace).await.expect("example images");
-    let probe = Runnable { spec: parse_manifest(PROBE).expect("manifest"), image: images.probe.clone(), parameters_file: None, additional_files: None };
+    let workspace =
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let images =
+        runner::examples::build_example_images(&engine, &workspace).await.expect("example images");
+    let probe = Runnable {
+        spec: parse_manifest(PROBE).expect("manifest"),
+        image: images.probe.clone(),
+        parameters_file: None,
+        additional_files: None,
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let (out, tmp) = (dir.path().join("out"), dir.path().join("tmp"));
     let limits = RunLimits::default();
@@ -163,9 +193,29 @@ async fn container_overhead() {
         ours.push(t.elapsed());
         let t = Instant::now();
         let status = std::process::Command::new("docker")
-            .args(["run", "--rm", "--network", "none", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"])
-            .args(["--memory", &limits.memory_bytes.to_string(), "--memory-swap", &limits.memory_bytes.to_string()])
-            .args(["--cpus", &format!("{}", limits.nano_cpus as f64 / 1e9), "--pids-limit", &limits.pids.to_string()])
+            .args([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--read-only",
+                "--cap-drop",
+                "ALL",
+                "--security-opt",
+                "no-new-privileges",
+            ])
+            .args([
+                "--memory",
+                &limits.memory_bytes.to_string(),
+                "--memory-swap",
+                &limits.memory_bytes.to_string(),
+            ])
+            .args([
+                "--cpus",
+                &format!("{}", limits.nano_cpus as f64 / 1e9),
+                "--pids-limit",
+                &limits.pids.to_string(),
+            ])
             .arg("-v")
             .arg(format!("{}:/mlcommons/volumes/output", out.display()))
             .arg("-v")
@@ -180,7 +230,11 @@ async fn container_overhead() {
     }
     let (o, t) = (median(ours), median(theirs));
     println!("{:<52} {:>8.0} ms", "one task through the runner (median)", o.as_secs_f64() * 1e3);
-    println!("{:<52} {:>8.0} ms", "docker run --rm, same image/args/mounts/limits", t.as_secs_f64() * 1e3);
+    println!(
+        "{:<52} {:>8.0} ms",
+        "docker run --rm, same image/args/mounts/limits",
+        t.as_secs_f64() * 1e3
+    );
     println!("runner / docker run: {:.2} (goal <= 1.1)", o.as_secs_f64() / t.as_secs_f64());
 }
 

@@ -33,7 +33,11 @@ pub struct CompatibilityOutcome {
 impl CompatibilityOutcome {
     /// The outcome as an association request carries it.
     pub fn record(&self) -> CompatibilityTest {
-        CompatibilityTest { passed: true, results_hash: self.results_hash, image_digests: self.image_digests.clone() }
+        CompatibilityTest {
+            passed: true,
+            results_hash: self.results_hash,
+            image_digests: self.image_digests.clone(),
+        }
     }
 }
 
@@ -42,15 +46,27 @@ pub fn demo_paths(demo_dir: &Path) -> Result<(PathBuf, PathBuf), RunnerError> {
     let path = demo_dir.join("paths.yaml");
     let len = std::fs::metadata(&path).map_err(RunnerError::io(&path))?.len();
     if len > PATHS_YAML_BYTES_MAX {
-        return Err(RunnerError::Invalid { path, reason: format!("{len} bytes; at most {PATHS_YAML_BYTES_MAX}") });
+        return Err(RunnerError::Invalid {
+            path,
+            reason: format!("{len} bytes; at most {PATHS_YAML_BYTES_MAX}"),
+        });
     }
     let text = std::fs::read_to_string(&path).map_err(RunnerError::io(&path))?;
-    let v: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| RunnerError::Invalid { path: path.clone(), reason: format!("not valid YAML: {e}") })?;
+    let v: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| RunnerError::Invalid {
+        path: path.clone(),
+        reason: format!("not valid YAML: {e}"),
+    })?;
     let get = |key: &str| -> Result<PathBuf, RunnerError> {
-        let rel = v.get(key).and_then(|x| x.as_str()).ok_or_else(|| RunnerError::Invalid { path: path.clone(), reason: format!("has no `{key}`") })?;
+        let rel = v.get(key).and_then(|x| x.as_str()).ok_or_else(|| RunnerError::Invalid {
+            path: path.clone(),
+            reason: format!("has no `{key}`"),
+        })?;
         let rel = Path::new(rel);
         if !rel.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
-            return Err(RunnerError::Invalid { path: path.clone(), reason: format!("`{key}` must be a relative path inside the demo dataset") });
+            return Err(RunnerError::Invalid {
+                path: path.clone(),
+                reason: format!("`{key}` must be a relative path inside the demo dataset"),
+            });
         }
         Ok(demo_dir.join(rel))
     };
@@ -58,12 +74,20 @@ pub fn demo_paths(demo_dir: &Path) -> Result<(PathBuf, PathBuf), RunnerError> {
 }
 
 /// Check a demo dataset tarball against the benchmark's BLAKE3 and unpack it.
-pub fn unpack_demo_dataset(tarball: &Path, expected: &Hash32, dest: &Path) -> Result<PathBuf, RunnerError> {
+pub fn unpack_demo_dataset(
+    tarball: &Path,
+    expected: &Hash32,
+    dest: &Path,
+) -> Result<PathBuf, RunnerError> {
     let mut h = blake3::Hasher::new();
     h.update_mmap_rayon(tarball).map_err(RunnerError::io(tarball))?;
     let actual = Hash32::from_bytes(*h.finalize().as_bytes());
     if &actual != expected {
-        return Err(RunnerError::HashMismatch { path: tarball.into(), expected: expected.to_hex(), actual: actual.to_hex() });
+        return Err(RunnerError::HashMismatch {
+            path: tarball.into(),
+            expected: expected.to_hex(),
+            actual: actual.to_hex(),
+        });
     }
     dataset::unpack_plain(tarball, dest, DEMO_TARBALL_BYTES_MAX)?;
     Ok(dest.into())
@@ -81,8 +105,17 @@ pub async fn compatibility_test(
     limits: &RunLimits,
 ) -> Result<CompatibilityOutcome, RunnerError> {
     let (raw_data, raw_labels) = demo_paths(demo_dir)?;
-    let prepared = dataset::prepare_dataset(engine, preparator, &raw_data, &raw_labels, &work_dir.join("prepared"), limits).await?;
-    let mut outcome = compatibility_test_prepared(engine, &prepared, model, metrics, work_dir, limits).await?;
+    let prepared = dataset::prepare_dataset(
+        engine,
+        preparator,
+        &raw_data,
+        &raw_labels,
+        &work_dir.join("prepared"),
+        limits,
+    )
+    .await?;
+    let mut outcome =
+        compatibility_test_prepared(engine, &prepared, model, metrics, work_dir, limits).await?;
     outcome.image_digests.insert(0, preparator.image.digest.clone());
     Ok(outcome)
 }
@@ -96,7 +129,16 @@ pub async fn compatibility_test_prepared(
     work_dir: &Path,
     limits: &RunLimits,
 ) -> Result<CompatibilityOutcome, RunnerError> {
-    let run = execution::run_model(engine, &prepared.root, prepared.prepared_hash, model, metrics, &work_dir.join("execution"), limits).await?;
+    let run = execution::run_model(
+        engine,
+        &prepared.root,
+        prepared.prepared_hash,
+        model,
+        metrics,
+        &work_dir.join("execution"),
+        limits,
+    )
+    .await?;
     Ok(CompatibilityOutcome {
         results: run.results.clone(),
         results_hash: run.receipt.results_hash,

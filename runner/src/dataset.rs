@@ -81,10 +81,15 @@ pub fn dataset_hash(root: &Path) -> Result<Hash32, RunnerError> {
 }
 
 /// Run blocking file work (hashing) off the async runtime's threads.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, RunnerError> + Send + 'static) -> Result<T, RunnerError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(RunnerError::Invalid { path: PathBuf::from("."), reason: format!("a hashing task failed: {e}") }))
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RunnerError> + Send + 'static,
+) -> Result<T, RunnerError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(RunnerError::Invalid {
+            path: PathBuf::from("."),
+            reason: format!("a hashing task failed: {e}"),
+        })
+    })
 }
 
 /// Run the preparator's `prepare`, `sanity_check` (when it has one) and `statistics`
@@ -99,7 +104,10 @@ pub async fn prepare_dataset(
     limits: &RunLimits,
 ) -> Result<PreparedDataset, RunnerError> {
     if root.join(DATASET_INFO_FILE).exists() {
-        return Err(RunnerError::Invalid { path: root.into(), reason: "already holds a prepared dataset; prepare into a new folder".into() });
+        return Err(RunnerError::Invalid {
+            path: root.into(),
+            reason: "already holds a prepared dataset; prepare into a new folder".into(),
+        });
     }
     clear_failed_attempt(root)?;
     std::fs::create_dir_all(root).map_err(RunnerError::io(root))?;
@@ -120,10 +128,19 @@ pub async fn prepare_dataset(
     let statistics = statistics(engine, preparator, root, limits).await?;
     let hashed = root.to_path_buf();
     let prepared_hash = blocking(move || dataset_hash(&hashed)).await?;
-    let info = DatasetInfo { prepared_hash, preparator_digest: preparator.image.digest.clone(), statistics: statistics.clone() };
+    let info = DatasetInfo {
+        prepared_hash,
+        preparator_digest: preparator.image.digest.clone(),
+        statistics: statistics.clone(),
+    };
     write_info(root, &info)?;
     tracing::info!(root = %root.display(), hash = %prepared_hash.short(), "dataset prepared");
-    Ok(PreparedDataset { root: root.into(), prepared_hash, statistics, preparator_digest: info.preparator_digest })
+    Ok(PreparedDataset {
+        root: root.into(),
+        prepared_hash,
+        statistics,
+        preparator_digest: info.preparator_digest,
+    })
 }
 
 /// Remove what a failed `prepare` left in `root` (only the names this module writes;
@@ -146,7 +163,12 @@ fn clear_failed_attempt(root: &Path) -> Result<(), RunnerError> {
 
 /// Add MedPerf's optional preparator parameters a task declares: `metadata_path`
 /// (a folder in the dataset) and `report_file` (`report.yaml`).
-fn with_optional_mounts(c: &Runnable, task: &str, root: &Path, mut mounts: BTreeMap<String, PathBuf>) -> Result<BTreeMap<String, PathBuf>, RunnerError> {
+fn with_optional_mounts(
+    c: &Runnable,
+    task: &str,
+    root: &Path,
+    mut mounts: BTreeMap<String, PathBuf>,
+) -> Result<BTreeMap<String, PathBuf>, RunnerError> {
     let t = c.spec.task(task)?;
     for p in t.inputs.iter().chain(&t.outputs) {
         let path = match p.name.as_str() {
@@ -162,24 +184,50 @@ fn with_optional_mounts(c: &Runnable, task: &str, root: &Path, mut mounts: BTree
     Ok(mounts)
 }
 
-async fn run(engine: &Engine, c: &Runnable, task: &str, mounts: BTreeMap<String, PathBuf>, root: &Path, limits: &RunLimits) -> Result<(), RunnerError> {
+async fn run(
+    engine: &Engine,
+    c: &Runnable,
+    task: &str,
+    mounts: BTreeMap<String, PathBuf>,
+    root: &Path,
+    limits: &RunLimits,
+) -> Result<(), RunnerError> {
     let scratch = root.join("tmp").join(task);
-    let run = TaskRun { container: c, task, mounts, log_path: log_file(root, task), scratch_dir: scratch.clone() };
+    let run = TaskRun {
+        container: c,
+        task,
+        mounts,
+        log_path: log_file(root, task),
+        scratch_dir: scratch.clone(),
+    };
     let result = engine.run_task(&run, limits).await;
     let _ = std::fs::remove_dir_all(&scratch);
     result.map(|_| ())
 }
 
 /// The preparator's `sanity_check` on a prepared dataset; a non-zero exit fails it.
-pub async fn sanity_check(engine: &Engine, preparator: &Runnable, root: &Path, limits: &RunLimits) -> Result<(), RunnerError> {
-    let mounts = BTreeMap::from([("data_path".to_string(), data_dir(root)), ("labels_path".to_string(), labels_dir(root))]);
+pub async fn sanity_check(
+    engine: &Engine,
+    preparator: &Runnable,
+    root: &Path,
+    limits: &RunLimits,
+) -> Result<(), RunnerError> {
+    let mounts = BTreeMap::from([
+        ("data_path".to_string(), data_dir(root)),
+        ("labels_path".to_string(), labels_dir(root)),
+    ]);
     let mounts = with_optional_mounts(preparator, "sanity_check", root, mounts)?;
     run(engine, preparator, "sanity_check", mounts, root, limits).await
 }
 
 /// The preparator's `statistics` on a prepared dataset: a non-empty mapping,
 /// flattened.
-pub async fn statistics(engine: &Engine, preparator: &Runnable, root: &Path, limits: &RunLimits) -> Result<BTreeMap<String, String>, RunnerError> {
+pub async fn statistics(
+    engine: &Engine,
+    preparator: &Runnable,
+    root: &Path,
+    limits: &RunLimits,
+) -> Result<BTreeMap<String, String>, RunnerError> {
     let out = statistics_file(root);
     let mounts = BTreeMap::from([
         ("data_path".to_string(), data_dir(root)),
@@ -192,7 +240,14 @@ pub async fn statistics(engine: &Engine, preparator: &Runnable, root: &Path, lim
 }
 
 /// The fields of a dataset record, for the CLI to sign.
-pub fn dataset_record(prepared: &PreparedDataset, name: &str, description: &str, location: &str, data_preparator: RecordId, name_public: bool) -> Dataset {
+pub fn dataset_record(
+    prepared: &PreparedDataset,
+    name: &str,
+    description: &str,
+    location: &str,
+    data_preparator: RecordId,
+    name_public: bool,
+) -> Dataset {
     Dataset {
         name: name.into(),
         description: description.into(),
@@ -218,7 +273,11 @@ pub fn set_operational(root: &Path, dataset: RecordId) -> Result<DatasetOperatio
 pub fn check_dataset(root: &Path, expected: &Hash32) -> Result<(), RunnerError> {
     let actual = dataset_hash(root)?;
     if &actual != expected {
-        return Err(RunnerError::HashMismatch { path: root.into(), expected: expected.to_hex(), actual: actual.to_hex() });
+        return Err(RunnerError::HashMismatch {
+            path: root.into(),
+            expected: expected.to_hex(),
+            actual: actual.to_hex(),
+        });
     }
     Ok(())
 }
@@ -227,31 +286,48 @@ pub fn check_dataset(root: &Path, expected: &Hash32) -> Result<(), RunnerError> 
 /// call [`check_dataset`] for that).
 pub fn open_dataset(root: &Path) -> Result<PreparedDataset, RunnerError> {
     let info = read_info(root)?;
-    Ok(PreparedDataset { root: root.into(), prepared_hash: info.prepared_hash, statistics: info.statistics, preparator_digest: info.preparator_digest })
+    Ok(PreparedDataset {
+        root: root.into(),
+        prepared_hash: info.prepared_hash,
+        statistics: info.statistics,
+        preparator_digest: info.preparator_digest,
+    })
 }
 
 fn write_info(root: &Path, info: &DatasetInfo) -> Result<(), RunnerError> {
     let path = root.join(DATASET_INFO_FILE);
-    let text = serde_yaml::to_string(info).map_err(|e| RunnerError::Invalid { path: path.clone(), reason: e.to_string() })?;
+    let text = serde_yaml::to_string(info)
+        .map_err(|e| RunnerError::Invalid { path: path.clone(), reason: e.to_string() })?;
     std::fs::write(&path, text).map_err(RunnerError::io(path))
 }
 
 fn read_info(root: &Path) -> Result<DatasetInfo, RunnerError> {
     let path = root.join(DATASET_INFO_FILE);
     let text = read_bounded(&path, SUMMARY_YAML_BYTES_MAX)?;
-    serde_yaml::from_str(&text).map_err(|e| RunnerError::Invalid { path, reason: format!("is not a prepared dataset's info: {e}") })
+    serde_yaml::from_str(&text).map_err(|e| RunnerError::Invalid {
+        path,
+        reason: format!("is not a prepared dataset's info: {e}"),
+    })
 }
 
 fn read_bounded(path: &Path, max: u64) -> Result<String, RunnerError> {
     let len = std::fs::metadata(path).map_err(RunnerError::io(path))?.len();
     if len > max {
-        return Err(RunnerError::Invalid { path: path.into(), reason: format!("{len} bytes; at most {max}") });
+        return Err(RunnerError::Invalid {
+            path: path.into(),
+            reason: format!("{len} bytes; at most {max}"),
+        });
     }
     std::fs::read_to_string(path).map_err(RunnerError::io(path))
 }
 
 /// Flatten a YAML mapping: nested keys joined with `.`, list items by index.
-fn flatten(prefix: &str, v: &Value, depth: usize, out: &mut Vec<(String, Value)>) -> Result<(), String> {
+fn flatten(
+    prefix: &str,
+    v: &Value,
+    depth: usize,
+    out: &mut Vec<(String, Value)>,
+) -> Result<(), String> {
     if depth > SUMMARY_DEPTH_MAX {
         return Err(format!("nested deeper than {SUMMARY_DEPTH_MAX}"));
     }
@@ -303,7 +379,8 @@ fn read_mapping(path: &Path) -> Result<Vec<(String, Value)>, String> {
 
 /// statistics.yaml as the dataset record carries it: `key.path` -> value as text.
 pub fn parse_statistics(path: &Path, log: &Path) -> Result<BTreeMap<String, String>, RunnerError> {
-    let bad = |reason: String| RunnerError::BadStatistics { path: path.into(), reason, log: log.into() };
+    let bad =
+        |reason: String| RunnerError::BadStatistics { path: path.into(), reason, log: log.into() };
     let flat = read_mapping(path).map_err(bad)?;
     if flat.len() > STATISTICS_ENTRIES_MAX {
         return Err(bad(format!("{} entries, more than {STATISTICS_ENTRIES_MAX}", flat.len())));
@@ -328,11 +405,15 @@ pub fn parse_statistics(path: &Path, log: &Path) -> Result<BTreeMap<String, Stri
 /// results.yaml as metric -> value: a non-empty mapping whose leaves are finite
 /// numbers (nested metrics flattened with `.`).
 pub fn parse_results(path: &Path, log: &Path) -> Result<BTreeMap<String, f64>, RunnerError> {
-    let bad = |reason: String| RunnerError::BadResults { path: path.into(), reason, log: log.into() };
+    let bad =
+        |reason: String| RunnerError::BadResults { path: path.into(), reason, log: log.into() };
     let flat = read_mapping(path).map_err(bad)?;
     let mut out = BTreeMap::new();
     for (k, v) in flat {
-        let n = v.as_f64().filter(|n| n.is_finite()).ok_or_else(|| bad(format!("`{k}` is not a finite number")))?;
+        let n = v
+            .as_f64()
+            .filter(|n| n.is_finite())
+            .ok_or_else(|| bad(format!("`{k}` is not a finite number")))?;
         if k.trim().is_empty() || k.len() > NAME_BYTES_MAX {
             return Err(bad(format!("metric name `{k}` is empty or too long")));
         }
@@ -361,14 +442,20 @@ pub fn export_dataset(root: &Path, tarball: &Path) -> Result<Hash32, RunnerError
             tar.append_path_with_name(&p, f).map_err(RunnerError::io(&p))?;
         }
     }
-    tar.into_inner().and_then(|mut w| std::io::Write::flush(&mut w)).map_err(RunnerError::io(tarball))?;
+    tar.into_inner()
+        .and_then(|mut w| std::io::Write::flush(&mut w))
+        .map_err(RunnerError::io(tarball))?;
     Ok(info.prepared_hash)
 }
 
 /// Unpack a dataset tarball into `root` (new or empty), refusing links and paths
 /// that leave it, then re-hash: the result must match its recorded hash and, when
 /// given, `expected` (the registered hash).
-pub fn import_dataset(tarball: &Path, root: &Path, expected: Option<&Hash32>) -> Result<PreparedDataset, RunnerError> {
+pub fn import_dataset(
+    tarball: &Path,
+    root: &Path,
+    expected: Option<&Hash32>,
+) -> Result<PreparedDataset, RunnerError> {
     unpack_plain(tarball, root, DATASET_TARBALL_BYTES_MAX)?;
     let info = read_info(root)?;
     check_dataset(root, &info.prepared_hash)?;
@@ -381,7 +468,10 @@ pub fn import_dataset(tarball: &Path, root: &Path, expected: Option<&Hash32>) ->
 /// Unpack a tarball of plain files and folders into `root` (new or empty).
 pub(crate) fn unpack_plain(tarball: &Path, root: &Path, max_bytes: u64) -> Result<(), RunnerError> {
     if root.exists() && std::fs::read_dir(root).map_err(RunnerError::io(root))?.next().is_some() {
-        return Err(RunnerError::Invalid { path: root.into(), reason: "already holds files; unpack into a new folder".into() });
+        return Err(RunnerError::Invalid {
+            path: root.into(),
+            reason: "already holds files; unpack into a new folder".into(),
+        });
     }
     std::fs::create_dir_all(root).map_err(RunnerError::io(root))?;
     let file = std::fs::File::open(tarball).map_err(RunnerError::io(tarball))?;
@@ -393,11 +483,20 @@ pub(crate) fn unpack_plain(tarball: &Path, root: &Path, max_bytes: u64) -> Resul
         let path = entry.path().map_err(RunnerError::io(tarball))?.into_owned();
         let safe = path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
         if !safe || !(kind.is_file() || kind.is_dir()) {
-            return Err(RunnerError::Invalid { path: tarball.into(), reason: format!("entry {} is a link, special file or leaves the folder", path.display()) });
+            return Err(RunnerError::Invalid {
+                path: tarball.into(),
+                reason: format!(
+                    "entry {} is a link, special file or leaves the folder",
+                    path.display()
+                ),
+            });
         }
         total += entry.size();
         if total > max_bytes {
-            return Err(RunnerError::Invalid { path: tarball.into(), reason: format!("unpacks to more than {max_bytes} bytes") });
+            return Err(RunnerError::Invalid {
+                path: tarball.into(),
+                reason: format!("unpacks to more than {max_bytes} bytes"),
+            });
         }
         entry.unpack_in(root).map_err(RunnerError::io(root))?;
     }
@@ -441,7 +540,10 @@ mod tests {
         assert_eq!(r.get("per_class.malignant"), Some(&0.8));
         for text in ["", "{}", "- 1\n", "auc: high\n", "auc: .nan\n"] {
             let (_d, p) = yaml(text);
-            assert!(matches!(parse_results(&p, Path::new("log")), Err(RunnerError::BadResults { .. })), "{text:?}");
+            assert!(
+                matches!(parse_results(&p, Path::new("log")), Err(RunnerError::BadResults { .. })),
+                "{text:?}"
+            );
         }
     }
 
@@ -451,7 +553,11 @@ mod tests {
         std::fs::write(root.join("data/features.csv"), "case_id,x\n1,2\n").unwrap();
         std::fs::write(root.join("labels/labels.csv"), "case_id,label\n1,0\n").unwrap();
         std::fs::write(root.join("statistics.yaml"), "cases: 1\n").unwrap();
-        let info = DatasetInfo { prepared_hash: dataset_hash(root).unwrap(), preparator_digest: "sha256:00".into(), statistics: BTreeMap::new() };
+        let info = DatasetInfo {
+            prepared_hash: dataset_hash(root).unwrap(),
+            preparator_digest: "sha256:00".into(),
+            statistics: BTreeMap::new(),
+        };
         write_info(root, &info).unwrap();
     }
 

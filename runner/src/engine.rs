@@ -20,8 +20,8 @@ use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
-    BuildImageOptions, CreateContainerOptions, ImportImageOptions, KillContainerOptions, LogsOptions, RemoveContainerOptions,
-    StartContainerOptions, WaitContainerOptions,
+    BuildImageOptions, CreateContainerOptions, ImportImageOptions, KillContainerOptions,
+    LogsOptions, RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
 };
 use futures_util::StreamExt as _;
 use protocol::record::{ExecutionLimits, ImageRef, ManifestFormat, ParamKind};
@@ -107,7 +107,11 @@ impl RunLimits {
 
     /// The limits as an execution receipt records them.
     pub fn receipt(&self) -> ExecutionLimits {
-        ExecutionLimits { memory_bytes: self.memory_bytes, nano_cpus: self.nano_cpus, pids: self.pids }
+        ExecutionLimits {
+            memory_bytes: self.memory_bytes,
+            nano_cpus: self.nano_cpus,
+            pids: self.pids,
+        }
     }
 }
 
@@ -158,10 +162,16 @@ fn timeout_call() -> Duration {
 }
 
 /// Run one engine call under [`ENGINE_CALL_TIMEOUT_S`].
-async fn call<T>(during: &str, f: impl std::future::Future<Output = Result<T, BollardError>>) -> Result<T, RunnerError> {
+async fn call<T>(
+    during: &str,
+    f: impl std::future::Future<Output = Result<T, BollardError>>,
+) -> Result<T, RunnerError> {
     match tokio::time::timeout(timeout_call(), f).await {
         Ok(r) => r.map_err(RunnerError::engine(during)),
-        Err(_) => Err(RunnerError::Engine { during: during.into(), source: BollardError::RequestTimeoutError }),
+        Err(_) => Err(RunnerError::Engine {
+            during: during.into(),
+            source: BollardError::RequestTimeoutError,
+        }),
     }
 }
 
@@ -173,9 +183,13 @@ static CONTAINER_SEQ: AtomicU64 = AtomicU64::new(0);
 
 fn container_name(task: &str) -> String {
     let seq = CONTAINER_SEQ.fetch_add(1, Ordering::Relaxed);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let tag = blake3::hash(format!("{}:{now}:{seq}", std::process::id()).as_bytes());
-    let safe: String = task.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(32).collect();
+    let safe: String =
+        task.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(32).collect();
     format!("medmesh-{safe}-{}", &tag.to_hex()[..12])
 }
 
@@ -183,11 +197,16 @@ impl Engine {
     /// Connect to the local engine (DOCKER_HOST or the default socket) and agree on an
     /// API version. At most `concurrent_runs` tasks run at once through this handle.
     pub async fn connect(concurrent_runs: usize) -> Result<Self, RunnerError> {
-        let docker = Docker::connect_with_local_defaults().map_err(|e| RunnerError::NoEngine { reason: e.to_string() })?;
+        let docker = Docker::connect_with_local_defaults()
+            .map_err(|e| RunnerError::NoEngine { reason: e.to_string() })?;
         let docker = match tokio::time::timeout(timeout_call(), docker.negotiate_version()).await {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => return Err(RunnerError::NoEngine { reason: e.to_string() }),
-            Err(_) => return Err(RunnerError::NoEngine { reason: "the engine did not answer in time".into() }),
+            Err(_) => {
+                return Err(RunnerError::NoEngine {
+                    reason: "the engine did not answer in time".into(),
+                });
+            }
         };
         let concurrent_runs = concurrent_runs.max(1);
         Ok(Self { docker, slots: Arc::new(Semaphore::new(concurrent_runs)), concurrent_runs })
@@ -206,10 +225,17 @@ impl Engine {
     /// The image id (`sha256:...`, the digest of its config) of a local image.
     pub async fn image_digest(&self, reference: &str) -> Result<String, RunnerError> {
         match tokio::time::timeout(timeout_call(), self.docker.inspect_image(reference)).await {
-            Ok(Ok(info)) => info.id.ok_or_else(|| RunnerError::ImageMissing { reference: reference.into() }),
-            Ok(Err(e)) if is_not_found(&e) => Err(RunnerError::ImageMissing { reference: reference.into() }),
+            Ok(Ok(info)) => {
+                info.id.ok_or_else(|| RunnerError::ImageMissing { reference: reference.into() })
+            }
+            Ok(Err(e)) if is_not_found(&e) => {
+                Err(RunnerError::ImageMissing { reference: reference.into() })
+            }
             Ok(Err(e)) => Err(RunnerError::engine(format!("inspecting image {reference}"))(e)),
-            Err(_) => Err(RunnerError::Engine { during: format!("inspecting image {reference}"), source: BollardError::RequestTimeoutError }),
+            Err(_) => Err(RunnerError::Engine {
+                during: format!("inspecting image {reference}"),
+                source: BollardError::RequestTimeoutError,
+            }),
         }
     }
 
@@ -217,7 +243,11 @@ impl Engine {
     pub async fn verify_image(&self, image: &ImageRef) -> Result<(), RunnerError> {
         let actual = self.image_digest(&image.reference).await?;
         if actual != image.digest {
-            return Err(RunnerError::DigestMismatch { reference: image.reference.clone(), expected: image.digest.clone(), actual });
+            return Err(RunnerError::DigestMismatch {
+                reference: image.reference.clone(),
+                expected: image.digest.clone(),
+                actual,
+            });
         }
         Ok(())
     }
@@ -226,7 +256,10 @@ impl Engine {
     pub async fn load_image(&self, tarball: &Path) -> Result<(), RunnerError> {
         let len = tokio::fs::metadata(tarball).await.map_err(RunnerError::io(tarball))?.len();
         if len > IMAGE_TARBALL_BYTES_MAX {
-            return Err(RunnerError::Invalid { path: tarball.into(), reason: format!("{len} bytes; at most {IMAGE_TARBALL_BYTES_MAX}") });
+            return Err(RunnerError::Invalid {
+                path: tarball.into(),
+                reason: format!("{len} bytes; at most {IMAGE_TARBALL_BYTES_MAX}"),
+            });
         }
         let file = tokio::fs::File::open(tarball).await.map_err(RunnerError::io(tarball))?;
         let chunks = futures_util::stream::unfold(file, |mut f| async move {
@@ -248,16 +281,28 @@ impl Engine {
 
     /// Load a `docker save` tarball and check that it holds `image` (by reference and
     /// digest), as a container record pins it.
-    pub async fn load_verified_image(&self, tarball: &Path, image: &ImageRef) -> Result<(), RunnerError> {
+    pub async fn load_verified_image(
+        &self,
+        tarball: &Path,
+        image: &ImageRef,
+    ) -> Result<(), RunnerError> {
         self.load_image(tarball).await?;
         self.verify_image(image).await
     }
 
     /// Write `reference` as a `docker save` tarball, to send to a peer.
     pub async fn save_image(&self, reference: &str, out: &Path) -> Result<(), RunnerError> {
-        let saved = match tokio::time::timeout(Duration::from_secs(IMAGE_TRANSFER_TIMEOUT_S), self.save_image_inner(reference, out)).await {
+        let saved = match tokio::time::timeout(
+            Duration::from_secs(IMAGE_TRANSFER_TIMEOUT_S),
+            self.save_image_inner(reference, out),
+        )
+        .await
+        {
             Ok(r) => r,
-            Err(_) => Err(RunnerError::Engine { during: format!("saving image {reference}"), source: BollardError::RequestTimeoutError }),
+            Err(_) => Err(RunnerError::Engine {
+                during: format!("saving image {reference}"),
+                source: BollardError::RequestTimeoutError,
+            }),
         };
         if saved.is_err() {
             let _ = tokio::fs::remove_file(out).await;
@@ -273,7 +318,10 @@ impl Engine {
             let chunk = chunk.map_err(RunnerError::engine(format!("saving image {reference}")))?;
             written += chunk.len() as u64;
             if written > IMAGE_TARBALL_BYTES_MAX {
-                return Err(RunnerError::Invalid { path: out.into(), reason: format!("image is over {IMAGE_TARBALL_BYTES_MAX} bytes") });
+                return Err(RunnerError::Invalid {
+                    path: out.into(),
+                    reason: format!("image is over {IMAGE_TARBALL_BYTES_MAX} bytes"),
+                });
             }
             file.write_all(&chunk).await.map_err(RunnerError::io(out))?;
         }
@@ -283,13 +331,22 @@ impl Engine {
 
     /// Build an image `FROM scratch` holding one static binary as `/app`, its
     /// entrypoint, with no pull; returns the image digest.
-    pub async fn build_scratch_image(&self, binary: &Path, tag: &str) -> Result<String, RunnerError> {
+    pub async fn build_scratch_image(
+        &self,
+        binary: &Path,
+        tag: &str,
+    ) -> Result<String, RunnerError> {
         self.build_scratch_image_of(&[("app", binary)], Some("/app"), tag).await
     }
 
     /// Build a `FROM scratch` image holding `files` (each `(name in /, host path)`,
     /// executable) with an optional entrypoint, tagged `tag`; returns its digest.
-    pub async fn build_scratch_image_of(&self, files: &[(&str, &Path)], entrypoint: Option<&str>, tag: &str) -> Result<String, RunnerError> {
+    pub async fn build_scratch_image_of(
+        &self,
+        files: &[(&str, &Path)],
+        entrypoint: Option<&str>,
+        tag: &str,
+    ) -> Result<String, RunnerError> {
         let mut dockerfile = String::from("FROM scratch\n");
         for (name, _) in files {
             dockerfile.push_str(&format!("COPY {name} /{name}\n"));
@@ -312,25 +369,39 @@ impl Engine {
             append(name, &bin, 0o755, path)?;
         }
         let ctx = ctx.into_inner().map_err(RunnerError::io(Path::new(tag)))?;
-        let options = BuildImageOptions { t: Some(tag.into()), rm: true, forcerm: true, ..Default::default() };
-        let stream = self.docker.build_image(options, None, Some(bollard::body_full(bytes_of(ctx))));
+        let options = BuildImageOptions {
+            t: Some(tag.into()),
+            rm: true,
+            forcerm: true,
+            ..Default::default()
+        };
+        let stream =
+            self.docker.build_image(options, None, Some(bollard::body_full(bytes_of(ctx))));
         drain(&format!("building image {tag}"), stream).await?;
         self.image_digest(tag).await
     }
 
     /// Run one task of a container in the sandbox and wait for it.
-    pub async fn run_task(&self, run: &TaskRun<'_>, limits: &RunLimits) -> Result<TaskReport, RunnerError> {
+    pub async fn run_task(
+        &self,
+        run: &TaskRun<'_>,
+        limits: &RunLimits,
+    ) -> Result<TaskReport, RunnerError> {
         let c = run.container;
         let task = c.spec.task(run.task)?;
         let timeout_ms = limits.timeout_ms(run.task);
-        let _slot = self.slots.acquire().await.map_err(|_| RunnerError::NoEngine { reason: "the engine handle was closed".into() })?;
+        let _slot =
+            self.slots.acquire().await.map_err(|_| RunnerError::NoEngine {
+                reason: "the engine handle was closed".into(),
+            })?;
         self.verify_image(&c.image).await?;
 
         std::fs::create_dir_all(&run.scratch_dir).map_err(RunnerError::io(&run.scratch_dir))?;
         if let Some(parent) = run.log_path.parent() {
             std::fs::create_dir_all(parent).map_err(RunnerError::io(parent))?;
         }
-        let owner = std::fs::metadata(&run.scratch_dir).map_err(RunnerError::io(&run.scratch_dir))?;
+        let owner =
+            std::fs::metadata(&run.scratch_dir).map_err(RunnerError::io(&run.scratch_dir))?;
         let (mounts, args) = self.mounts(run)?;
 
         let ra = c.spec.run_args(run.task);
@@ -373,7 +444,10 @@ impl Engine {
         let name = container_name(run.task);
         let created = call(
             "creating the container",
-            self.docker.create_container(Some(CreateContainerOptions { name: Some(name.clone()), ..Default::default() }), body),
+            self.docker.create_container(
+                Some(CreateContainerOptions { name: Some(name.clone()), ..Default::default() }),
+                body,
+            ),
         )
         .await?;
         let id = created.id;
@@ -384,7 +458,10 @@ impl Engine {
         guard.id = None;
         let removed = call(
             "removing the container",
-            self.docker.remove_container(&id, Some(RemoveContainerOptions { force: true, v: true, ..Default::default() })),
+            self.docker.remove_container(
+                &id,
+                Some(RemoveContainerOptions { force: true, v: true, ..Default::default() }),
+            ),
         )
         .await;
         if let Err(e) = &removed {
@@ -400,36 +477,68 @@ impl Engine {
     /// or a kill). Returns how many were removed.
     pub async fn remove_leftovers(&self) -> Result<usize, RunnerError> {
         let filters = HashMap::from([("label".to_string(), vec![format!("{RUNNER_LABEL}=1")])]);
-        let options = bollard::query_parameters::ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
-        let found = call("listing leftover containers", self.docker.list_containers(Some(options))).await?;
+        let options = bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let found =
+            call("listing leftover containers", self.docker.list_containers(Some(options))).await?;
         let mut removed = 0;
         for c in found {
             let Some(id) = c.id else { continue };
-            call("removing a leftover container", self.docker.remove_container(&id, Some(RemoveContainerOptions { force: true, v: true, ..Default::default() }))).await?;
+            call(
+                "removing a leftover container",
+                self.docker.remove_container(
+                    &id,
+                    Some(RemoveContainerOptions { force: true, v: true, ..Default::default() }),
+                ),
+            )
+            .await?;
             removed += 1;
         }
         Ok(removed)
     }
 
-    async fn start_and_wait(&self, id: &str, run: &TaskRun<'_>, timeout_ms: u64, limits: &RunLimits) -> Result<TaskReport, RunnerError> {
+    async fn start_and_wait(
+        &self,
+        id: &str,
+        run: &TaskRun<'_>,
+        timeout_ms: u64,
+        limits: &RunLimits,
+    ) -> Result<TaskReport, RunnerError> {
         let c = run.container;
         let started = Instant::now();
-        call("starting the container", self.docker.start_container(id, None::<StartContainerOptions>)).await?;
-        let logs = tokio::spawn(write_log(self.docker.clone(), id.to_string(), run.log_path.clone()));
+        call(
+            "starting the container",
+            self.docker.start_container(id, None::<StartContainerOptions>),
+        )
+        .await?;
+        let logs =
+            tokio::spawn(write_log(self.docker.clone(), id.to_string(), run.log_path.clone()));
 
         let mut wait = self.docker.wait_container(id, None::<WaitContainerOptions>);
         let waited = tokio::time::timeout(Duration::from_millis(timeout_ms), wait.next()).await;
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let timed_out = waited.is_err();
         if timed_out {
-            let _ = call("killing the container", self.docker.kill_container(id, Some(KillContainerOptions { signal: "SIGKILL".into() }))).await;
+            let _ = call(
+                "killing the container",
+                self.docker
+                    .kill_container(id, Some(KillContainerOptions { signal: "SIGKILL".into() })),
+            )
+            .await;
             let mut wait = self.docker.wait_container(id, None::<WaitContainerOptions>);
             let _ = tokio::time::timeout(timeout_call(), wait.next()).await;
         }
         match tokio::time::timeout(Duration::from_millis(LOG_DRAIN_TIMEOUT_MS), logs).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(log = %run.log_path.display(), error = %e, "container log incomplete"),
-            _ => tracing::warn!(log = %run.log_path.display(), "container log did not drain in time"),
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(log = %run.log_path.display(), error = %e, "container log incomplete")
+            }
+            _ => {
+                tracing::warn!(log = %run.log_path.display(), "container log did not drain in time")
+            }
         }
         let image = c.image.reference.clone();
         let log = run.log_path.clone();
@@ -440,13 +549,24 @@ impl Engine {
             Ok(Some(Ok(r))) => r.status_code,
             Ok(Some(Err(BollardError::DockerContainerWaitError { code, .. }))) => code,
             Ok(Some(Err(e))) => return Err(RunnerError::engine("waiting for the container")(e)),
-            Ok(None) | Err(_) => return Err(RunnerError::Engine { during: "waiting for the container".into(), source: BollardError::RequestTimeoutError }),
+            Ok(None) | Err(_) => {
+                return Err(RunnerError::Engine {
+                    during: "waiting for the container".into(),
+                    source: BollardError::RequestTimeoutError,
+                });
+            }
         };
-        let state = call("inspecting the container", self.docker.inspect_container(id, None)).await?.state;
+        let state =
+            call("inspecting the container", self.docker.inspect_container(id, None)).await?.state;
         // A child killed for memory while the main process still exits 0 is success.
         let oom = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
         if oom && code != 0 {
-            return Err(RunnerError::OutOfMemory { task: run.task.into(), image, memory_bytes: limits.memory_bytes, log });
+            return Err(RunnerError::OutOfMemory {
+                task: run.task.into(),
+                image,
+                memory_bytes: limits.memory_bytes,
+                log,
+            });
         }
         if code != 0 {
             return Err(RunnerError::NonZeroExit { task: run.task.into(), image, code, log });
@@ -461,22 +581,32 @@ impl Engine {
         let mut mounts = vec![bind(&run.scratch_dir, "/tmp", false)];
         let mut args = Vec::new();
         let mut index = 0usize;
-        for (param, is_output) in task.inputs.iter().map(|p| (p, false)).chain(task.outputs.iter().map(|p| (p, true))) {
-            let given = run.mounts.get(&param.name).cloned().or_else(|| match param.name.as_str() {
-                "parameters_file" => c.parameters_file.clone(),
-                "additional_files" => c.additional_files.clone(),
-                _ => None,
-            });
+        for (param, is_output) in
+            task.inputs.iter().map(|p| (p, false)).chain(task.outputs.iter().map(|p| (p, true)))
+        {
+            let given =
+                run.mounts.get(&param.name).cloned().or_else(|| match param.name.as_str() {
+                    "parameters_file" => c.parameters_file.clone(),
+                    "additional_files" => c.additional_files.clone(),
+                    _ => None,
+                });
             let Some(host) = given else {
                 if param.optional {
                     continue;
                 }
-                return Err(RunnerError::MissingParam { task: run.task.into(), param: param.name.clone() });
+                return Err(RunnerError::MissingParam {
+                    task: run.task.into(),
+                    param: param.name.clone(),
+                });
             };
             if is_output {
                 prepare_output(&host, param.kind)?;
             } else if !host.exists() {
-                return Err(RunnerError::MissingInput { task: run.task.into(), param: param.name.clone(), path: host });
+                return Err(RunnerError::MissingInput {
+                    task: run.task.into(),
+                    param: param.name.clone(),
+                    path: host,
+                });
             }
             let host = std::fs::canonicalize(&host).map_err(RunnerError::io(&host))?;
             let target = match (&param.mount_path, c.spec.manifest.format) {
@@ -487,7 +617,10 @@ impl Engine {
                     let target = match param.kind {
                         ParamKind::Directory => base,
                         ParamKind::File => {
-                            let file = host.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+                            let file = host
+                                .file_name()
+                                .map(|f| f.to_string_lossy().into_owned())
+                                .unwrap_or_else(|| "file".into());
                             format!("{base}/{file}")
                         }
                     };
@@ -503,20 +636,29 @@ impl Engine {
 
 /// Consume an engine progress stream (image load or build) under
 /// [`IMAGE_TRANSFER_TIMEOUT_S`], failing on the first error it reports.
-async fn drain(during: &str, stream: impl futures_util::Stream<Item = Result<bollard::models::BuildInfo, BollardError>>) -> Result<(), RunnerError> {
+async fn drain(
+    during: &str,
+    stream: impl futures_util::Stream<Item = Result<bollard::models::BuildInfo, BollardError>>,
+) -> Result<(), RunnerError> {
     let consume = async {
         let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
             let info = item.map_err(RunnerError::engine(during))?;
             if let Some(detail) = info.error_detail {
-                return Err(RunnerError::ImageRejected { during: during.into(), reason: detail.message.unwrap_or_default() });
+                return Err(RunnerError::ImageRejected {
+                    during: during.into(),
+                    reason: detail.message.unwrap_or_default(),
+                });
             }
         }
         Ok(())
     };
     match tokio::time::timeout(Duration::from_secs(IMAGE_TRANSFER_TIMEOUT_S), consume).await {
         Ok(r) => r,
-        Err(_) => Err(RunnerError::Engine { during: during.into(), source: BollardError::RequestTimeoutError }),
+        Err(_) => Err(RunnerError::Engine {
+            during: during.into(),
+            source: BollardError::RequestTimeoutError,
+        }),
     }
 }
 
@@ -575,7 +717,13 @@ fn prepare_output(host: &Path, kind: ParamKind) -> Result<(), RunnerError> {
 /// Follow a container's stdout and stderr into `path`, up to [`TASK_LOG_BYTES_MAX`].
 async fn write_log(docker: Docker, id: String, path: PathBuf) -> Result<(), RunnerError> {
     let mut file = tokio::fs::File::create(&path).await.map_err(RunnerError::io(&path))?;
-    let options = LogsOptions { follow: true, stdout: true, stderr: true, tail: "all".into(), ..Default::default() };
+    let options = LogsOptions {
+        follow: true,
+        stdout: true,
+        stderr: true,
+        tail: "all".into(),
+        ..Default::default()
+    };
     let mut stream = docker.logs(&id, Some(options));
     let mut written = 0u64;
     let mut cut = false;
@@ -584,7 +732,9 @@ async fn write_log(docker: Docker, id: String, path: PathBuf) -> Result<(), Runn
         let bytes = out.into_bytes();
         if written + bytes.len() as u64 > TASK_LOG_BYTES_MAX {
             if !cut {
-                file.write_all(b"\n[medmesh: log cut at TASK_LOG_BYTES_MAX]\n").await.map_err(RunnerError::io(&path))?;
+                file.write_all(b"\n[medmesh: log cut at TASK_LOG_BYTES_MAX]\n")
+                    .await
+                    .map_err(RunnerError::io(&path))?;
                 cut = true;
             }
             continue;

@@ -10,19 +10,29 @@ pub enum ManifestError {
     Yaml(String),
     #[error("manifest is {0} bytes, at most {max} are read; is this the right file?", max = crate::manifest::MANIFEST_BYTES_MAX)]
     TooLarge(u64),
-    #[error("manifest has neither `container_type`/`image` (MedPerf container config) nor `docker.image` (mlcube.yaml); add the image reference")]
+    #[error(
+        "manifest has neither `container_type`/`image` (MedPerf container config) nor `docker.image` (mlcube.yaml); add the image reference"
+    )]
     NoImage,
     #[error("manifest has no tasks; add at least one under `tasks`")]
     NoTasks,
-    #[error("manifest has no task `{task}` (it has: {available}); this container cannot play that role")]
+    #[error(
+        "manifest has no task `{task}` (it has: {available}); this container cannot play that role"
+    )]
     UnknownTask { task: String, available: String },
-    #[error("task `{task}`: volume `{param}` has no `mount_path`; give the absolute path where the container expects it")]
+    #[error(
+        "task `{task}`: volume `{param}` has no `mount_path`; give the absolute path where the container expects it"
+    )]
     MissingMountPath { task: String, param: String },
-    #[error("task `{task}`: volume `{param}` has mount_path `{path}`, which is not an absolute container path without `..`")]
+    #[error(
+        "task `{task}`: volume `{param}` has mount_path `{path}`, which is not an absolute container path without `..`"
+    )]
     BadMountPath { task: String, param: String, path: String },
     #[error("task `{task}`: parameter `{param}` has type `{found}`; use `file` or `directory`")]
     BadType { task: String, param: String, found: String },
-    #[error("task `{task}`: run_args `{key}` is not allowed (allowed: command, entrypoint, environment, shm_size, gpus)")]
+    #[error(
+        "task `{task}`: run_args `{key}` is not allowed (allowed: command, entrypoint, environment, shm_size, gpus)"
+    )]
     RunArg { task: String, key: String },
     #[error("task `{task}`: {reason}")]
     Task { task: String, reason: String },
@@ -31,7 +41,9 @@ pub enum ManifestError {
 /// Everything the runner can report.
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
-    #[error("no Docker engine: {reason}; start the Docker daemon (or set DOCKER_HOST) and try again")]
+    #[error(
+        "no Docker engine: {reason}; start the Docker daemon (or set DOCKER_HOST) and try again"
+    )]
     NoEngine { reason: String },
     #[error("the Docker engine failed while {during}: {source}")]
     Engine {
@@ -39,9 +51,13 @@ pub enum RunnerError {
         #[source]
         source: bollard::errors::Error,
     },
-    #[error("image `{reference}` is not in the local Docker engine; load it from its `docker save` tarball (no registry is used) and try again")]
+    #[error(
+        "image `{reference}` is not in the local Docker engine; load it from its `docker save` tarball (no registry is used) and try again"
+    )]
     ImageMissing { reference: String },
-    #[error("image `{reference}` is {actual}, but the container record pins {expected}; refusing to run it: load the exact image the record names")]
+    #[error(
+        "image `{reference}` is {actual}, but the container record pins {expected}; refusing to run it: load the exact image the record names"
+    )]
     DigestMismatch { reference: String, expected: String, actual: String },
     #[error("malformed manifest: {0}")]
     Manifest(#[from] ManifestError),
@@ -51,17 +67,29 @@ pub enum RunnerError {
     MissingInput { task: String, param: String, path: PathBuf },
     #[error("task `{task}` of `{image}` exited with code {code}; see the log at {log}")]
     NonZeroExit { task: String, image: String, code: i64, log: PathBuf },
-    #[error("task `{task}` of `{image}` ran past its {timeout_ms} ms timeout and was killed; raise the `{task}` timeout if the data is large, or see the log at {log}")]
+    #[error(
+        "task `{task}` of `{image}` ran past its {timeout_ms} ms timeout and was killed; raise the `{task}` timeout if the data is large, or see the log at {log}"
+    )]
     Timeout { task: String, image: String, timeout_ms: u64, log: PathBuf },
-    #[error("task `{task}` of `{image}` was killed for using more than its {memory_bytes} bytes of memory; raise the memory limit, or see the log at {log}")]
+    #[error(
+        "task `{task}` of `{image}` was killed for using more than its {memory_bytes} bytes of memory; raise the memory limit, or see the log at {log}"
+    )]
     OutOfMemory { task: String, image: String, memory_bytes: u64, log: PathBuf },
-    #[error("task `{task}` finished but did not write its output `{param}` at {path}; the container does not follow the contract, see the log at {log}")]
+    #[error(
+        "task `{task}` finished but did not write its output `{param}` at {path}; the container does not follow the contract, see the log at {log}"
+    )]
     MissingOutput { task: String, param: String, path: PathBuf, log: PathBuf },
-    #[error("statistics at {path} are {reason}; the preparator's `statistics` task must write a non-empty YAML mapping, see the log at {log}")]
+    #[error(
+        "statistics at {path} are {reason}; the preparator's `statistics` task must write a non-empty YAML mapping, see the log at {log}"
+    )]
     BadStatistics { path: PathBuf, reason: String, log: PathBuf },
-    #[error("results at {path} are {reason}; the metrics container must write a non-empty YAML mapping of metric to number, see the log at {log}")]
+    #[error(
+        "results at {path} are {reason}; the metrics container must write a non-empty YAML mapping of metric to number, see the log at {log}"
+    )]
     BadResults { path: PathBuf, reason: String, log: PathBuf },
-    #[error("prepared data at {path} hashes to {actual}, not the registered {expected}: it changed since it was prepared; prepare it again or restore it")]
+    #[error(
+        "prepared data at {path} hashes to {actual}, not the registered {expected}: it changed since it was prepared; prepare it again or restore it"
+    )]
     HashMismatch { path: PathBuf, expected: String, actual: String },
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
@@ -71,9 +99,13 @@ pub enum RunnerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the Docker engine refused {during}: {reason}; check that the tarball is a `docker save` archive or the build context is valid")]
+    #[error(
+        "the Docker engine refused {during}: {reason}; check that the tarball is a `docker save` archive or the build context is valid"
+    )]
     ImageRejected { during: String, reason: String },
-    #[error("building the example binaries failed: {0}; run the cargo command in examples/README.md to see why")]
+    #[error(
+        "building the example binaries failed: {0}; run the cargo command in examples/README.md to see why"
+    )]
     Build(String),
 }
 
@@ -83,7 +115,9 @@ impl RunnerError {
         move |source| RunnerError::Io { path, source }
     }
 
-    pub(crate) fn engine(during: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> RunnerError {
+    pub(crate) fn engine(
+        during: impl Into<String>,
+    ) -> impl FnOnce(bollard::errors::Error) -> RunnerError {
         let during = during.into();
         move |source| RunnerError::Engine { during, source }
     }

@@ -42,9 +42,14 @@ pub async fn build_example_binaries(workspace_root: &Path) -> Result<PathBuf, Ru
 /// Build the binaries of `packages` statically, for `FROM scratch` images
 /// (`RUSTFLAGS="-C target-feature=+crt-static" cargo build -p <package> --bins --release
 /// --target x86_64-unknown-linux-gnu`, stripped), and return the folder that holds them.
-pub async fn build_static_binaries(workspace_root: &Path, packages: &[&str]) -> Result<PathBuf, RunnerError> {
+pub async fn build_static_binaries(
+    workspace_root: &Path,
+    packages: &[&str],
+) -> Result<PathBuf, RunnerError> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root.join("target"));
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root.join("target"));
     let mut cmd = tokio::process::Command::new(cargo);
     cmd.current_dir(workspace_root)
         .args(["build", "--quiet", "--bins", "--release", "--target", STATIC_TARGET])
@@ -60,13 +65,18 @@ pub async fn build_static_binaries(workspace_root: &Path, packages: &[&str]) -> 
         .map_err(|_| RunnerError::Build(format!("no result after {BUILD_TIMEOUT_S} s")))?
         .map_err(|e| RunnerError::Build(format!("cannot start cargo: {e}")))?;
     if !out.status.success() {
-        return Err(RunnerError::Build(String::from_utf8_lossy(&out.stderr).chars().take(4000).collect()));
+        return Err(RunnerError::Build(
+            String::from_utf8_lossy(&out.stderr).chars().take(4000).collect(),
+        ));
     }
     Ok(target_dir.join(STATIC_TARGET).join("release"))
 }
 
 /// Build the static binaries, then one `FROM scratch` image per example.
-pub async fn build_example_images(engine: &Engine, workspace_root: &Path) -> Result<ExampleImages, RunnerError> {
+pub async fn build_example_images(
+    engine: &Engine,
+    workspace_root: &Path,
+) -> Result<ExampleImages, RunnerError> {
     let bin_dir = build_example_binaries(workspace_root).await?;
     let mut refs = Vec::with_capacity(EXAMPLES.len());
     for (bin, tag) in EXAMPLES {
@@ -75,13 +85,24 @@ pub async fn build_example_images(engine: &Engine, workspace_root: &Path) -> Res
         refs.push(ImageRef { reference: tag.into(), digest });
     }
     let mut it = refs.into_iter();
-    let mut next = || it.next().ok_or_else(|| RunnerError::Build("an example image is missing".into()));
-    Ok(ExampleImages { preparator: next()?, model_logistic: next()?, model_threshold: next()?, metrics: next()?, probe: next()? })
+    let mut next =
+        || it.next().ok_or_else(|| RunnerError::Build("an example image is missing".into()));
+    Ok(ExampleImages {
+        preparator: next()?,
+        model_logistic: next()?,
+        model_threshold: next()?,
+        metrics: next()?,
+        probe: next()?,
+    })
 }
 
 /// An example container ready to run: `examples/<name>/container_config.yaml`, its
 /// `parameters.yaml` and `additional_files/` when present, and `image`.
-pub fn example_runnable(workspace_root: &Path, name: &str, image: &ImageRef) -> Result<Runnable, RunnerError> {
+pub fn example_runnable(
+    workspace_root: &Path,
+    name: &str,
+    image: &ImageRef,
+) -> Result<Runnable, RunnerError> {
     let dir = workspace_root.join("examples").join(name);
     let spec: ContainerSpec = load_manifest(&dir.join("container_config.yaml"))?;
     let existing = |p: PathBuf| p.exists().then_some(p);

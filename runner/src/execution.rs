@@ -75,12 +75,24 @@ pub async fn run_benchmark(
     let mut report = ExecutionReport::default();
     for m in order {
         let dir = execution_dir.join(m.id.to_hex());
-        if let Some(done) = finished(&dir, dataset_hash, &m.container, metrics).filter(|_| !options.force) {
+        if let Some(done) =
+            finished(&dir, dataset_hash, &m.container, metrics).filter(|_| !options.force)
+        {
             tracing::info!(model = %m.id.short(), "execution already finished; reusing it");
             report.completed.push((m.id, done));
             continue;
         }
-        match run_model(engine, dataset_root, dataset_hash, &m.container, metrics, &dir, &options.limits).await {
+        match run_model(
+            engine,
+            dataset_root,
+            dataset_hash,
+            &m.container,
+            metrics,
+            &dir,
+            &options.limits,
+        )
+        .await
+        {
             Ok(run) => report.completed.push((m.id, run)),
             Err(e) if options.ignore_model_errors => {
                 tracing::warn!(model = %m.id.short(), error = %e, "model failed; continuing");
@@ -93,7 +105,12 @@ pub async fn run_benchmark(
 }
 
 /// A finished execution in `dir` for the same dataset and images, if there is one.
-fn finished(dir: &Path, dataset_hash: Hash32, model: &Runnable, metrics: &Runnable) -> Option<ModelRun> {
+fn finished(
+    dir: &Path,
+    dataset_hash: Hash32,
+    model: &Runnable,
+    metrics: &Runnable,
+) -> Option<ModelRun> {
     let path = dir.join("receipt.yaml");
     let len = std::fs::metadata(&path).ok()?.len();
     if len > SUMMARY_YAML_BYTES_MAX {
@@ -101,7 +118,9 @@ fn finished(dir: &Path, dataset_hash: Hash32, model: &Runnable, metrics: &Runnab
     }
     let mut run: ModelRun = serde_yaml::from_str(&std::fs::read_to_string(&path).ok()?).ok()?;
     let r = &run.receipt;
-    let same = r.dataset_hash == dataset_hash && r.model_image_digest == model.image.digest && r.metrics_image_digest == metrics.image.digest;
+    let same = r.dataset_hash == dataset_hash
+        && r.model_image_digest == model.image.digest
+        && r.metrics_image_digest == metrics.image.digest;
     run.reused = true;
     same.then_some(run)
 }
@@ -128,13 +147,17 @@ pub async fn run_model(
     let infer = TaskRun {
         container: model,
         task: "infer",
-        mounts: BTreeMap::from([("data_path".to_string(), dataset::data_dir(dataset_root)), ("output_path".to_string(), predictions.clone())]),
+        mounts: BTreeMap::from([
+            ("data_path".to_string(), dataset::data_dir(dataset_root)),
+            ("output_path".to_string(), predictions.clone()),
+        ]),
         log_path: logs.join("infer.log"),
         scratch_dir: dir.join("tmp/infer"),
     };
     let inferred = engine.run_task(&infer, limits).await?;
     let hashed = predictions.clone();
-    let predictions_hash = dataset::blocking(move || tree_hash(&[("predictions", &hashed)])).await?;
+    let predictions_hash =
+        dataset::blocking(move || tree_hash(&[("predictions", &hashed)])).await?;
     let mut evaluate_mounts = BTreeMap::from([
         ("predictions".to_string(), predictions.clone()),
         ("labels".to_string(), dataset::labels_dir(dataset_root)),
@@ -143,7 +166,13 @@ pub async fn run_model(
     if metrics.spec.task("evaluate")?.outputs.iter().any(|p| p.name == "local_outputs_path") {
         evaluate_mounts.insert("local_outputs_path".into(), dir.join("local_outputs"));
     }
-    let evaluate = TaskRun { container: metrics, task: "evaluate", mounts: evaluate_mounts, log_path: logs.join("evaluate.log"), scratch_dir: dir.join("tmp/evaluate") };
+    let evaluate = TaskRun {
+        container: metrics,
+        task: "evaluate",
+        mounts: evaluate_mounts,
+        log_path: logs.join("evaluate.log"),
+        scratch_dir: dir.join("tmp/evaluate"),
+    };
     let evaluated = engine.run_task(&evaluate, limits).await?;
     let _ = std::fs::remove_dir_all(dir.join("tmp"));
     let results = parse_results(&results_path, &evaluate.log_path)?;
@@ -160,7 +189,8 @@ pub async fn run_model(
     };
     let run = ModelRun { results, receipt, dir: dir.into(), reused: false };
     let receipt_path = dir.join("receipt.yaml");
-    let text = serde_yaml::to_string(&run).map_err(|e| RunnerError::Invalid { path: receipt_path.clone(), reason: e.to_string() })?;
+    let text = serde_yaml::to_string(&run)
+        .map_err(|e| RunnerError::Invalid { path: receipt_path.clone(), reason: e.to_string() })?;
     std::fs::write(&receipt_path, text).map_err(RunnerError::io(receipt_path))?;
     Ok(run)
 }

@@ -43,7 +43,12 @@ impl ContainerSpec {
     /// A spec from a record's manifest alone: no run arguments (the image's own
     /// entrypoint and command; MLCube manifests still get `<task> --name=path...`).
     pub fn from_manifest(image: impl Into<String>, manifest: Manifest) -> Self {
-        let run_args = manifest.tasks.iter().filter(|t| t.run_args != RunArgs::default()).map(|t| (t.name.clone(), t.run_args.clone())).collect();
+        let run_args = manifest
+            .tasks
+            .iter()
+            .filter(|t| t.run_args != RunArgs::default())
+            .map(|t| (t.name.clone(), t.run_args.clone()))
+            .collect();
         Self { image: image.into(), manifest, run_args }
     }
 
@@ -51,7 +56,13 @@ impl ContainerSpec {
     pub fn task(&self, name: &str) -> Result<&Task, ManifestError> {
         self.manifest.task(name).ok_or_else(|| ManifestError::UnknownTask {
             task: name.to_string(),
-            available: self.manifest.tasks.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "),
+            available: self
+                .manifest
+                .tasks
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         })
     }
 
@@ -76,10 +87,14 @@ pub fn parse_manifest(yaml: &str) -> Result<ContainerSpec, ManifestError> {
         return Err(ManifestError::TooLarge(yaml.len() as u64));
     }
     let root: Value = serde_yaml::from_str(yaml).map_err(|e| ManifestError::Yaml(e.to_string()))?;
-    let root = root.as_mapping().ok_or_else(|| ManifestError::Yaml("the top level is not a mapping".into()))?;
+    let root = root
+        .as_mapping()
+        .ok_or_else(|| ManifestError::Yaml("the top level is not a mapping".into()))?;
     let spec = if let Some(image) = get(root, "image").and_then(Value::as_str) {
         parse_container_config(image, root)?
-    } else if let Some(image) = get(root, "docker").and_then(|d| d.get("image")).and_then(Value::as_str) {
+    } else if let Some(image) =
+        get(root, "docker").and_then(|d| d.get("image")).and_then(Value::as_str)
+    {
         parse_mlcube(image, root)?
     } else {
         return Err(ManifestError::NoImage);
@@ -100,8 +115,14 @@ fn tasks_of(root: &Mapping) -> Result<Vec<(String, &Mapping)>, ManifestError> {
     tasks
         .iter()
         .map(|(k, v)| {
-            let name = k.as_str().ok_or_else(|| ManifestError::Yaml("a task name is not a string".into()))?.to_string();
-            let body = v.as_mapping().ok_or_else(|| ManifestError::Task { task: name.clone(), reason: "is not a mapping".into() })?;
+            let name = k
+                .as_str()
+                .ok_or_else(|| ManifestError::Yaml("a task name is not a string".into()))?
+                .to_string();
+            let body = v.as_mapping().ok_or_else(|| ManifestError::Task {
+                task: name.clone(),
+                reason: "is not a mapping".into(),
+            })?;
             Ok((name, body))
         })
         .collect()
@@ -127,22 +148,38 @@ fn parse_container_config(image: &str, root: &Mapping) -> Result<ContainerSpec, 
         let mut io = [Vec::new(), Vec::new()];
         for (slot, key) in ["input_volumes", "output_volumes"].iter().enumerate() {
             let Some(volumes) = get(body, key) else { continue };
-            let volumes = volumes
-                .as_mapping()
-                .ok_or_else(|| ManifestError::Task { task: name.clone(), reason: format!("`{key}` is not a mapping") })?;
+            let volumes = volumes.as_mapping().ok_or_else(|| ManifestError::Task {
+                task: name.clone(),
+                reason: format!("`{key}` is not a mapping"),
+            })?;
             for (pk, pv) in volumes {
-                let param = pk.as_str().ok_or_else(|| ManifestError::Task { task: name.clone(), reason: format!("a name in `{key}` is not a string") })?;
-                let pv = pv.as_mapping().ok_or_else(|| ManifestError::MissingMountPath { task: name.clone(), param: param.into() })?;
-                let mount_path = get(pv, "mount_path")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| ManifestError::MissingMountPath { task: name.clone(), param: param.into() })?;
-                check_mount_path(&name, param, mount_path)?;
-                let kind = kind_of(&name, param, get(pv, "type"))?.ok_or_else(|| ManifestError::BadType {
+                let param = pk.as_str().ok_or_else(|| ManifestError::Task {
+                    task: name.clone(),
+                    reason: format!("a name in `{key}` is not a string"),
+                })?;
+                let pv = pv.as_mapping().ok_or_else(|| ManifestError::MissingMountPath {
                     task: name.clone(),
                     param: param.into(),
-                    found: "(missing)".into(),
                 })?;
-                io[slot].push(Param { name: param.into(), kind, mount_path: Some(mount_path.into()), default: None, optional: false });
+                let mount_path =
+                    get(pv, "mount_path").and_then(Value::as_str).ok_or_else(|| {
+                        ManifestError::MissingMountPath { task: name.clone(), param: param.into() }
+                    })?;
+                check_mount_path(&name, param, mount_path)?;
+                let kind = kind_of(&name, param, get(pv, "type"))?.ok_or_else(|| {
+                    ManifestError::BadType {
+                        task: name.clone(),
+                        param: param.into(),
+                        found: "(missing)".into(),
+                    }
+                })?;
+                io[slot].push(Param {
+                    name: param.into(),
+                    kind,
+                    mount_path: Some(mount_path.into()),
+                    default: None,
+                    optional: false,
+                });
             }
         }
         if let Some(ra) = get(body, "run_args") {
@@ -152,19 +189,34 @@ fn parse_container_config(image: &str, root: &Mapping) -> Result<ContainerSpec, 
         let ra = run_args.get(&name).cloned().unwrap_or_default();
         tasks.push(Task { name, inputs, outputs, run_args: ra });
     }
-    Ok(ContainerSpec { image: image.into(), manifest: Manifest { format: ManifestFormat::ContainerConfig, tasks }, run_args })
+    Ok(ContainerSpec {
+        image: image.into(),
+        manifest: Manifest { format: ManifestFormat::ContainerConfig, tasks },
+        run_args,
+    })
 }
 
 fn check_mount_path(task: &str, param: &str, path: &str) -> Result<(), ManifestError> {
-    let bad = !path.starts_with('/') || path == "/" || path.split('/').any(|c| c == "..") || path.contains(':') || path.contains('\0');
+    let bad = !path.starts_with('/')
+        || path == "/"
+        || path.split('/').any(|c| c == "..")
+        || path.contains(':')
+        || path.contains('\0');
     if bad {
-        return Err(ManifestError::BadMountPath { task: task.into(), param: param.into(), path: path.into() });
+        return Err(ManifestError::BadMountPath {
+            task: task.into(),
+            param: param.into(),
+            path: path.into(),
+        });
     }
     Ok(())
 }
 
 fn parse_run_args(task: &str, v: &Value) -> Result<RunArgs, ManifestError> {
-    let m = v.as_mapping().ok_or_else(|| ManifestError::Task { task: task.into(), reason: "`run_args` is not a mapping".into() })?;
+    let m = v.as_mapping().ok_or_else(|| ManifestError::Task {
+        task: task.into(),
+        reason: "`run_args` is not a mapping".into(),
+    })?;
     let mut out = RunArgs::default();
     for (k, v) in m {
         let key = k.as_str().unwrap_or("?");
@@ -172,10 +224,16 @@ fn parse_run_args(task: &str, v: &Value) -> Result<RunArgs, ManifestError> {
             "command" => out.command = Some(words(task, key, v)?),
             "entrypoint" => out.entrypoint = Some(words(task, key, v)?),
             "environment" => {
-                let env = v.as_mapping().ok_or_else(|| ManifestError::Task { task: task.into(), reason: "`run_args.environment` is not a mapping".into() })?;
+                let env = v.as_mapping().ok_or_else(|| ManifestError::Task {
+                    task: task.into(),
+                    reason: "`run_args.environment` is not a mapping".into(),
+                })?;
                 for (ek, ev) in env {
                     let (Some(ek), Some(ev)) = (ek.as_str(), scalar(ev)) else {
-                        return Err(ManifestError::Task { task: task.into(), reason: "`run_args.environment` entries must be name: value".into() });
+                        return Err(ManifestError::Task {
+                            task: task.into(),
+                            reason: "`run_args.environment` entries must be name: value".into(),
+                        });
                     };
                     out.environment.insert(ek.to_string(), ev);
                 }
@@ -200,10 +258,16 @@ fn scalar(v: &Value) -> Option<String> {
 /// A command as a list, or as one string split the way a POSIX shell splits words
 /// (quotes group, backslash escapes; no expansion).
 fn words(task: &str, key: &str, v: &Value) -> Result<Vec<String>, ManifestError> {
-    let bad = || ManifestError::Task { task: task.into(), reason: format!("`run_args.{key}` must be a string or a list of strings") };
+    let bad = || ManifestError::Task {
+        task: task.into(),
+        reason: format!("`run_args.{key}` must be a string or a list of strings"),
+    };
     match v {
         Value::Sequence(items) => items.iter().map(|i| scalar(i).ok_or_else(bad)).collect(),
-        Value::String(s) => split_words(s).ok_or_else(|| ManifestError::Task { task: task.into(), reason: format!("`run_args.{key}` has an unclosed quote") }),
+        Value::String(s) => split_words(s).ok_or_else(|| ManifestError::Task {
+            task: task.into(),
+            reason: format!("`run_args.{key}` has an unclosed quote"),
+        }),
         _ => Err(bad()),
     }
 }
@@ -258,41 +322,70 @@ fn parse_mlcube(image: &str, root: &Mapping) -> Result<ContainerSpec, ManifestEr
     let mut tasks = Vec::new();
     let mut run_args = BTreeMap::new();
     for (name, body) in tasks_of(root)? {
-        let params = get(body, "parameters")
-            .and_then(Value::as_mapping)
-            .ok_or_else(|| ManifestError::Task { task: name.clone(), reason: "has no `parameters` mapping".into() })?;
+        let params = get(body, "parameters").and_then(Value::as_mapping).ok_or_else(|| {
+            ManifestError::Task { task: name.clone(), reason: "has no `parameters` mapping".into() }
+        })?;
         let mut io = [Vec::new(), Vec::new()];
         for (slot, key) in ["inputs", "outputs"].iter().enumerate() {
             let Some(list) = get(params, key) else { continue };
-            let list = list
-                .as_mapping()
-                .ok_or_else(|| ManifestError::Task { task: name.clone(), reason: format!("`parameters.{key}` is not a mapping") })?;
+            let list = list.as_mapping().ok_or_else(|| ManifestError::Task {
+                task: name.clone(),
+                reason: format!("`parameters.{key}` is not a mapping"),
+            })?;
             for (pk, pv) in list {
-                let param = pk.as_str().ok_or_else(|| ManifestError::Task { task: name.clone(), reason: format!("a name in `parameters.{key}` is not a string") })?;
+                let param = pk.as_str().ok_or_else(|| ManifestError::Task {
+                    task: name.clone(),
+                    reason: format!("a name in `parameters.{key}` is not a string"),
+                })?;
                 let (kind, default) = match pv {
                     Value::String(d) => (None, d.clone()),
                     Value::Mapping(m) => {
-                        let default = get(m, "default").and_then(Value::as_str).unwrap_or(param).to_string();
+                        let default =
+                            get(m, "default").and_then(Value::as_str).unwrap_or(param).to_string();
                         (kind_of(&name, param, get(m, "type"))?, default)
                     }
-                    _ => return Err(ManifestError::Task { task: name.clone(), reason: format!("parameter `{param}` is neither a path nor {{type, default}}") }),
+                    _ => {
+                        return Err(ManifestError::Task {
+                            task: name.clone(),
+                            reason: format!(
+                                "parameter `{param}` is neither a path nor {{type, default}}"
+                            ),
+                        });
+                    }
                 };
                 let kind = kind.unwrap_or_else(|| infer_kind(&default));
-                io[slot].push(Param { name: param.into(), kind, mount_path: None, default: Some(default), optional: false });
+                io[slot].push(Param {
+                    name: param.into(),
+                    kind,
+                    mount_path: None,
+                    default: Some(default),
+                    optional: false,
+                });
             }
         }
         if let Some(ep) = get(body, "entrypoint") {
             let mut w = words(&name, "entrypoint", ep)?;
             if !w.is_empty() {
                 let rest = w.split_off(1);
-                run_args.insert(name.clone(), RunArgs { entrypoint: Some(w), command: Some(rest), environment: BTreeMap::new() });
+                run_args.insert(
+                    name.clone(),
+                    RunArgs {
+                        entrypoint: Some(w),
+                        command: Some(rest),
+                        environment: BTreeMap::new(),
+                    },
+                );
             }
         }
         let [inputs, outputs] = io;
         let ra = run_args.get(&name).cloned().unwrap_or_default();
         tasks.push(Task { name, inputs, outputs, run_args: ra });
     }
-    Ok(ContainerSpec { image: image.into(), manifest: Manifest { format: ManifestFormat::Mlcube, tasks }, run_args })
+    Ok(ContainerSpec {
+        image: image.into(),
+        manifest: Manifest { format: ManifestFormat::Mlcube, tasks },
+        run_args,
+    })
 }
 
 fn infer_kind(default: &str) -> ParamKind {
@@ -304,9 +397,15 @@ fn infer_kind(default: &str) -> ParamKind {
 }
 
 fn check_bounds(spec: &ContainerSpec) -> Result<(), ManifestError> {
-    let too = |task: &str, what: &str| ManifestError::Task { task: task.into(), reason: format!("{what} is too long") };
+    let too = |task: &str, what: &str| ManifestError::Task {
+        task: task.into(),
+        reason: format!("{what} is too long"),
+    };
     if spec.image.len() > TEXT_BYTES_MAX || spec.manifest.tasks.len() > LIST_LEN_MAX {
-        return Err(ManifestError::Task { task: "*".into(), reason: "image reference or task list is too long".into() });
+        return Err(ManifestError::Task {
+            task: "*".into(),
+            reason: "image reference or task list is too long".into(),
+        });
     }
     for t in &spec.manifest.tasks {
         if t.name.len() > NAME_BYTES_MAX {
@@ -316,13 +415,18 @@ fn check_bounds(spec: &ContainerSpec) -> Result<(), ManifestError> {
             return Err(too(&t.name, "the parameter list"));
         }
         for p in t.inputs.iter().chain(&t.outputs) {
-            if p.name.len() > NAME_BYTES_MAX || p.mount_path.as_ref().is_some_and(|m| m.len() > TEXT_BYTES_MAX) || p.default.as_ref().is_some_and(|d| d.len() > TEXT_BYTES_MAX) {
+            if p.name.len() > NAME_BYTES_MAX
+                || p.mount_path.as_ref().is_some_and(|m| m.len() > TEXT_BYTES_MAX)
+                || p.default.as_ref().is_some_and(|d| d.len() > TEXT_BYTES_MAX)
+            {
                 return Err(too(&t.name, &format!("parameter `{}`", p.name)));
             }
         }
     }
     for (task, ra) in &spec.run_args {
-        let n = ra.command.as_ref().map_or(0, Vec::len) + ra.entrypoint.as_ref().map_or(0, Vec::len) + ra.environment.len();
+        let n = ra.command.as_ref().map_or(0, Vec::len)
+            + ra.entrypoint.as_ref().map_or(0, Vec::len)
+            + ra.environment.len();
         if n > RUN_ARGS_LEN_MAX {
             return Err(too(task, "run_args"));
         }
@@ -337,17 +441,24 @@ mod tests {
     fn a_container_rebuilt_from_its_record_keeps_its_run_args() {
         let yaml = "image: x\ntasks:\n  infer:\n    run_args:\n      command: python3 infer.py --fast\n      environment:\n        MODE: eval\n    input_volumes:\n      data_path:\n        mount_path: /in\n        type: directory\n    output_volumes:\n      output_path:\n        mount_path: /out\n        type: directory\n";
         let parsed = parse_manifest(yaml).unwrap();
-        assert_eq!(parsed.run_args("infer").command, Some(vec!["python3".to_string(), "infer.py".into(), "--fast".into()]));
+        assert_eq!(
+            parsed.run_args("infer").command,
+            Some(vec!["python3".to_string(), "infer.py".into(), "--fast".into()])
+        );
         let rebuilt = ContainerSpec::from_manifest("x", parsed.manifest.clone());
         assert_eq!(rebuilt.run_args, parsed.run_args);
-        assert_eq!(rebuilt.run_args("infer").environment.get("MODE").map(String::as_str), Some("eval"));
+        assert_eq!(
+            rebuilt.run_args("infer").environment.get("MODE").map(String::as_str),
+            Some("eval")
+        );
     }
 
     use super::*;
 
     #[test]
     fn a_medperf_container_config_parses_with_mount_paths_types_and_command() {
-        let spec = parse_manifest(include_str!("../../examples/preparator/container_config.yaml")).unwrap();
+        let spec = parse_manifest(include_str!("../../examples/preparator/container_config.yaml"))
+            .unwrap();
         assert_eq!(spec.image, "medmesh/example-preparator:1");
         assert_eq!(spec.manifest.format, ManifestFormat::ContainerConfig);
         let prepare = spec.task("prepare").unwrap();
@@ -363,13 +474,23 @@ mod tests {
         assert_eq!(spec.manifest.format, ManifestFormat::Mlcube);
         let t = spec.task("evaluate").unwrap();
         let kinds: Vec<_> = t.inputs.iter().map(|p| (p.name.as_str(), p.kind)).collect();
-        assert_eq!(kinds, vec![("predictions", ParamKind::Directory), ("labels", ParamKind::Directory), ("parameters_file", ParamKind::File)]);
+        assert_eq!(
+            kinds,
+            vec![
+                ("predictions", ParamKind::Directory),
+                ("labels", ParamKind::Directory),
+                ("parameters_file", ParamKind::File)
+            ]
+        );
         assert_eq!(t.outputs[0].default.as_deref(), Some("results.yaml"));
     }
 
     #[test]
     fn a_command_string_splits_like_a_shell() {
-        assert_eq!(split_words(r#"python3 /p/main.py --x="a b" 'c d'"#).unwrap(), vec!["python3", "/p/main.py", "--x=a b", "c d"]);
+        assert_eq!(
+            split_words(r#"python3 /p/main.py --x="a b" 'c d'"#).unwrap(),
+            vec!["python3", "/p/main.py", "--x=a b", "c d"]
+        );
         assert_eq!(split_words("unclosed 'quote"), None);
     }
 
@@ -378,9 +499,18 @@ mod tests {
         let cases = [
             ("tasks: {}\n", "neither"),
             ("image: x\n", "no tasks"),
-            ("image: x\ntasks:\n  infer:\n    input_volumes:\n      data_path:\n        type: directory\n", "mount_path"),
-            ("image: x\ntasks:\n  infer:\n    input_volumes:\n      data_path:\n        mount_path: /d\n        type: folder\n", "`folder`"),
-            ("image: x\ntasks:\n  infer:\n    input_volumes:\n      data_path:\n        mount_path: relative\n        type: file\n", "absolute"),
+            (
+                "image: x\ntasks:\n  infer:\n    input_volumes:\n      data_path:\n        type: directory\n",
+                "mount_path",
+            ),
+            (
+                "image: x\ntasks:\n  infer:\n    input_volumes:\n      data_path:\n        mount_path: /d\n        type: folder\n",
+                "`folder`",
+            ),
+            (
+                "image: x\ntasks:\n  infer:\n    input_volumes:\n      data_path:\n        mount_path: relative\n        type: file\n",
+                "absolute",
+            ),
             ("image: x\ntasks:\n  infer:\n    run_args:\n      privileged: true\n", "privileged"),
             ("image: [unclosed\n", "YAML"),
         ];
@@ -392,7 +522,8 @@ mod tests {
 
     #[test]
     fn an_unknown_task_names_the_tasks_there_are() {
-        let spec = parse_manifest(include_str!("../../examples/metrics/container_config.yaml")).unwrap();
+        let spec =
+            parse_manifest(include_str!("../../examples/metrics/container_config.yaml")).unwrap();
         let err = spec.task("infer").unwrap_err().to_string();
         assert!(err.contains("no task `infer`") && err.contains("evaluate"), "{err}");
     }

@@ -57,14 +57,25 @@ pub fn list_tree(roots: &[(&str, &Path)]) -> Result<Vec<TreeFile>, RunnerError> 
     }
     files.sort_by(|a, b| a.rel.cmp(&b.rel));
     if files.windows(2).any(|w| w[0].rel == w[1].rel) {
-        return Err(RunnerError::Invalid { path: PathBuf::from("."), reason: "two tree roots share a label".into() });
+        return Err(RunnerError::Invalid {
+            path: PathBuf::from("."),
+            reason: "two tree roots share a label".into(),
+        });
     }
     Ok(files)
 }
 
-fn walk(dir: &Path, prefix: Vec<u8>, depth: usize, out: &mut Vec<TreeFile>) -> Result<(), RunnerError> {
+fn walk(
+    dir: &Path,
+    prefix: Vec<u8>,
+    depth: usize,
+    out: &mut Vec<TreeFile>,
+) -> Result<(), RunnerError> {
     if depth > TREE_DEPTH_MAX {
-        return Err(RunnerError::Invalid { path: dir.into(), reason: format!("nested deeper than {TREE_DEPTH_MAX} folders") });
+        return Err(RunnerError::Invalid {
+            path: dir.into(),
+            reason: format!("nested deeper than {TREE_DEPTH_MAX} folders"),
+        });
     }
     for entry in std::fs::read_dir(dir).map_err(RunnerError::io(dir))? {
         let entry = entry.map_err(RunnerError::io(dir))?;
@@ -77,7 +88,10 @@ fn walk(dir: &Path, prefix: Vec<u8>, depth: usize, out: &mut Vec<TreeFile>) -> R
             walk(&path, rel, depth + 1, out)?;
         } else if kind.is_file() {
             if out.len() >= TREE_FILES_MAX {
-                return Err(RunnerError::Invalid { path: dir.into(), reason: format!("more than {TREE_FILES_MAX} files") });
+                return Err(RunnerError::Invalid {
+                    path: dir.into(),
+                    reason: format!("more than {TREE_FILES_MAX} files"),
+                });
             }
             out.push(TreeFile { rel, path });
         } else {
@@ -92,7 +106,10 @@ fn threads() -> usize {
 }
 
 /// Apply `f` to every file, on all cores, keeping the files' order.
-fn par_map<T: Send>(files: &[TreeFile], f: impl Fn(&TreeFile) -> Result<T, RunnerError> + Sync) -> Result<Vec<T>, RunnerError> {
+fn par_map<T: Send>(
+    files: &[TreeFile],
+    f: impl Fn(&TreeFile) -> Result<T, RunnerError> + Sync,
+) -> Result<Vec<T>, RunnerError> {
     let next = AtomicUsize::new(0);
     let parts: Vec<Result<Vec<(usize, T)>, RunnerError>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads().min(files.len().max(1)))
@@ -109,7 +126,14 @@ fn par_map<T: Send>(files: &[TreeFile], f: impl Fn(&TreeFile) -> Result<T, Runne
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(RunnerError::Invalid { path: PathBuf::from("."), reason: "a hashing thread panicked".into() })))
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(RunnerError::Invalid {
+                        path: PathBuf::from("."),
+                        reason: "a hashing thread panicked".into(),
+                    })
+                })
+            })
             .collect()
     });
     let mut all = Vec::with_capacity(files.len());
@@ -176,7 +200,8 @@ mod tests {
     }
 
     fn hash(dir: &tempfile::TempDir) -> Hash32 {
-        tree_hash(&[("data", &dir.path().join("data")), ("labels", &dir.path().join("labels"))]).unwrap()
+        tree_hash(&[("data", &dir.path().join("data")), ("labels", &dir.path().join("labels"))])
+            .unwrap()
     }
 
     #[test]
@@ -193,7 +218,10 @@ mod tests {
         let moved = tree(&[("data/x.csv", b"1"), ("labels/y.csv", b"2"), ("labels/l.csv", b"3")]);
         assert_ne!(hash(&a), hash(&swapped));
         assert_ne!(hash(&a), hash(&moved));
-        let mp = |d: &tempfile::TempDir| medperf_hash(&[("data", &d.path().join("data")), ("labels", &d.path().join("labels"))]).unwrap();
+        let mp = |d: &tempfile::TempDir| {
+            medperf_hash(&[("data", &d.path().join("data")), ("labels", &d.path().join("labels"))])
+                .unwrap()
+        };
         assert_eq!(mp(&a), mp(&swapped));
         assert_eq!(mp(&a), mp(&moved));
     }

@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 
 use protocol::RecordId;
 use runner::compat::compatibility_test;
-use runner::dataset::{check_dataset, dataset_record, export_dataset, import_dataset, prepare_dataset, set_operational, statistics};
+use runner::dataset::{
+    check_dataset, dataset_record, export_dataset, import_dataset, prepare_dataset,
+    set_operational, statistics,
+};
 use runner::execution::{ExecutionOptions, ModelEntry, run_benchmark, run_model};
 use runner::{Runnable, RunnerError, parse_manifest};
 
@@ -18,15 +21,36 @@ const METRIC_NAMES: [&str; 6] = ["accuracy", "auc", "cases", "f1", "sensitivity"
 #[tokio::test]
 async fn the_compatibility_test_runs_preparator_model_and_metrics_on_the_demo_dataset() {
     let Some((engine, images)) = common::setup().await else { return };
-    let (prep, model, metrics) = (common::example("preparator", &images.preparator), common::example("model_logistic", &images.model_logistic), common::example("metrics", &images.metrics));
+    let (prep, model, metrics) = (
+        common::example("preparator", &images.preparator),
+        common::example("model_logistic", &images.model_logistic),
+        common::example("metrics", &images.metrics),
+    );
     let work = tempfile::tempdir().unwrap();
-    let outcome = compatibility_test(&engine, &common::demo_dir(), &prep, &model, &metrics, work.path(), &common::quick_limits()).await.unwrap();
+    let outcome = compatibility_test(
+        &engine,
+        &common::demo_dir(),
+        &prep,
+        &model,
+        &metrics,
+        work.path(),
+        &common::quick_limits(),
+    )
+    .await
+    .unwrap();
     assert_eq!(outcome.results.keys().map(String::as_str).collect::<Vec<_>>(), METRIC_NAMES);
     assert_eq!(outcome.results["cases"], 30.0);
     assert!(outcome.results["auc"] > 0.8, "{:?}", outcome.results);
     let record = outcome.record();
     assert!(record.passed);
-    assert_eq!(record.image_digests, vec![images.preparator.digest.clone(), images.model_logistic.digest.clone(), images.metrics.digest.clone()]);
+    assert_eq!(
+        record.image_digests,
+        vec![
+            images.preparator.digest.clone(),
+            images.model_logistic.digest.clone(),
+            images.metrics.digest.clone()
+        ]
+    );
     assert_eq!(outcome.prepared.statistics.get("cases").map(String::as_str), Some("30"));
 }
 
@@ -41,10 +65,12 @@ async fn a_hospital_prepares_its_data_and_runs_the_benchmark_by_model_priority()
     let (raw_data, raw_labels) = common::hospital_raw("hospital_a");
 
     // Step 3: prepare, check, describe, hash; the record carries metadata only.
-    let prepared = prepare_dataset(&engine, &prep, &raw_data, &raw_labels, &root, &limits).await.unwrap();
+    let prepared =
+        prepare_dataset(&engine, &prep, &raw_data, &raw_labels, &root, &limits).await.unwrap();
     assert_eq!(prepared.statistics.get("cases").map(String::as_str), Some("130"));
     let preparator_id = RecordId::from_bytes([7; 32]);
-    let record = dataset_record(&prepared, "hospital-a", "WDBC share A", "site A", preparator_id, false);
+    let record =
+        dataset_record(&prepared, "hospital-a", "WDBC share A", "site A", preparator_id, false);
     assert_eq!(record.prepared_hash, prepared.prepared_hash);
     assert!(protocol::record::Body::Dataset(record).validate().is_ok());
     let operational = set_operational(&root, RecordId::from_bytes([8; 32])).unwrap();
@@ -54,14 +80,35 @@ async fn a_hospital_prepares_its_data_and_runs_the_benchmark_by_model_priority()
     // Step 5: both models, the higher priority first, then metrics on each.
     let (reference, challenger) = (RecordId::from_bytes([1; 32]), RecordId::from_bytes([2; 32]));
     let models = vec![
-        ModelEntry { id: challenger, priority: 1, container: common::example("model_threshold", &images.model_threshold) },
-        ModelEntry { id: reference, priority: 5, container: common::example("model_logistic", &images.model_logistic) },
+        ModelEntry {
+            id: challenger,
+            priority: 1,
+            container: common::example("model_threshold", &images.model_threshold),
+        },
+        ModelEntry {
+            id: reference,
+            priority: 5,
+            container: common::example("model_logistic", &images.model_logistic),
+        },
     ];
     let options = ExecutionOptions { limits: limits.clone(), ..Default::default() };
     let exec_dir = work.path().join("executions");
-    let report = run_benchmark(&engine, &root, prepared.prepared_hash, &models, &metrics, &exec_dir, &options).await.unwrap();
+    let report = run_benchmark(
+        &engine,
+        &root,
+        prepared.prepared_hash,
+        &models,
+        &metrics,
+        &exec_dir,
+        &options,
+    )
+    .await
+    .unwrap();
     assert!(report.failed.is_empty());
-    assert_eq!(report.completed.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![reference, challenger]);
+    assert_eq!(
+        report.completed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![reference, challenger]
+    );
     for (_, run) in &report.completed {
         assert_eq!(run.results.keys().map(String::as_str).collect::<Vec<_>>(), METRIC_NAMES);
         assert_eq!(run.receipt.dataset_hash, prepared.prepared_hash);
@@ -70,16 +117,42 @@ async fn a_hospital_prepares_its_data_and_runs_the_benchmark_by_model_priority()
         assert!(!run.reused);
     }
     assert_eq!(report.completed[0].1.receipt.model_image_digest, images.model_logistic.digest);
-    assert_ne!(report.completed[0].1.receipt.predictions_hash, report.completed[1].1.receipt.predictions_hash);
+    assert_ne!(
+        report.completed[0].1.receipt.predictions_hash,
+        report.completed[1].1.receipt.predictions_hash
+    );
 
     // Finished executions are not rerun unless forced.
-    let again = run_benchmark(&engine, &root, prepared.prepared_hash, &models, &metrics, &exec_dir, &options).await.unwrap();
+    let again = run_benchmark(
+        &engine,
+        &root,
+        prepared.prepared_hash,
+        &models,
+        &metrics,
+        &exec_dir,
+        &options,
+    )
+    .await
+    .unwrap();
     assert!(again.completed.iter().all(|(_, r)| r.reused));
     assert_eq!(again.completed[0].1.results, report.completed[0].1.results);
     let forced = ExecutionOptions { force: true, ..options.clone() };
-    let rerun = run_benchmark(&engine, &root, prepared.prepared_hash, &models[..1], &metrics, &exec_dir, &forced).await.unwrap();
+    let rerun = run_benchmark(
+        &engine,
+        &root,
+        prepared.prepared_hash,
+        &models[..1],
+        &metrics,
+        &exec_dir,
+        &forced,
+    )
+    .await
+    .unwrap();
     assert!(!rerun.completed[0].1.reused);
-    assert_eq!(rerun.completed[0].1.results, report.completed[1].1.results, "deterministic model, same results");
+    assert_eq!(
+        rerun.completed[0].1.results, report.completed[1].1.results,
+        "deterministic model, same results"
+    );
 }
 
 #[tokio::test]
@@ -89,7 +162,16 @@ async fn a_failing_model_stops_the_run_unless_model_errors_are_ignored() {
     let limits = common::quick_limits();
     let root = work.path().join("hospital_b");
     let (raw_data, raw_labels) = common::hospital_raw("hospital_b");
-    let prepared = prepare_dataset(&engine, &common::example("preparator", &images.preparator), &raw_data, &raw_labels, &root, &limits).await.unwrap();
+    let prepared = prepare_dataset(
+        &engine,
+        &common::example("preparator", &images.preparator),
+        &raw_data,
+        &raw_labels,
+        &root,
+        &limits,
+    )
+    .await
+    .unwrap();
     let metrics = common::example("metrics", &images.metrics);
     // A model whose weights are missing: its infer task exits non-zero.
     let mut broken = common::example("model_logistic", &images.model_logistic);
@@ -97,13 +179,37 @@ async fn a_failing_model_stops_the_run_unless_model_errors_are_ignored() {
     std::fs::create_dir_all(work.path().join("no-weights")).unwrap();
     let models = vec![
         ModelEntry { id: RecordId::from_bytes([1; 32]), priority: 9, container: broken },
-        ModelEntry { id: RecordId::from_bytes([2; 32]), priority: 1, container: common::example("model_threshold", &images.model_threshold) },
+        ModelEntry {
+            id: RecordId::from_bytes([2; 32]),
+            priority: 1,
+            container: common::example("model_threshold", &images.model_threshold),
+        },
     ];
     let strict = ExecutionOptions { limits: limits.clone(), ..Default::default() };
-    let err = run_benchmark(&engine, &root, prepared.prepared_hash, &models, &metrics, &work.path().join("x1"), &strict).await.unwrap_err();
+    let err = run_benchmark(
+        &engine,
+        &root,
+        prepared.prepared_hash,
+        &models,
+        &metrics,
+        &work.path().join("x1"),
+        &strict,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, RunnerError::NonZeroExit { ref task, .. } if task == "infer"), "{err}");
     let lenient = ExecutionOptions { ignore_model_errors: true, ..strict };
-    let report = run_benchmark(&engine, &root, prepared.prepared_hash, &models, &metrics, &work.path().join("x2"), &lenient).await.unwrap();
+    let report = run_benchmark(
+        &engine,
+        &root,
+        prepared.prepared_hash,
+        &models,
+        &metrics,
+        &work.path().join("x2"),
+        &lenient,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.failed.len(), 1);
     assert_eq!(report.completed.len(), 1);
     assert_eq!(report.completed[0].0, RecordId::from_bytes([2; 32]));
@@ -116,20 +222,45 @@ async fn modified_prepared_data_is_caught_before_any_model_runs() {
     let limits = common::quick_limits();
     let root = work.path().join("hospital_c");
     let (raw_data, raw_labels) = common::hospital_raw("hospital_c");
-    let prepared = prepare_dataset(&engine, &common::example("preparator", &images.preparator), &raw_data, &raw_labels, &root, &limits).await.unwrap();
+    let prepared = prepare_dataset(
+        &engine,
+        &common::example("preparator", &images.preparator),
+        &raw_data,
+        &raw_labels,
+        &root,
+        &limits,
+    )
+    .await
+    .unwrap();
 
     // Moved to another machine and back, the hash still holds.
     let tarball = work.path().join("hospital_c.tar");
     assert_eq!(export_dataset(&root, &tarball).unwrap(), prepared.prepared_hash);
-    let moved = import_dataset(&tarball, &work.path().join("elsewhere"), Some(&prepared.prepared_hash)).unwrap();
+    let moved =
+        import_dataset(&tarball, &work.path().join("elsewhere"), Some(&prepared.prepared_hash))
+            .unwrap();
     assert_eq!(moved.statistics, prepared.statistics);
 
     let labels = root.join("labels/labels.csv");
     let tampered = std::fs::read_to_string(&labels).unwrap().replacen(",0\n", ",1\n", 1);
     std::fs::write(&labels, tampered).unwrap();
-    let models = vec![ModelEntry { id: RecordId::from_bytes([1; 32]), priority: 0, container: common::example("model_logistic", &images.model_logistic) }];
+    let models = vec![ModelEntry {
+        id: RecordId::from_bytes([1; 32]),
+        priority: 0,
+        container: common::example("model_logistic", &images.model_logistic),
+    }];
     let options = ExecutionOptions { limits, ..Default::default() };
-    let err = run_benchmark(&engine, &root, prepared.prepared_hash, &models, &common::example("metrics", &images.metrics), &work.path().join("x"), &options).await.unwrap_err();
+    let err = run_benchmark(
+        &engine,
+        &root,
+        prepared.prepared_hash,
+        &models,
+        &common::example("metrics", &images.metrics),
+        &work.path().join("x"),
+        &options,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, RunnerError::HashMismatch { .. }), "{err}");
     assert!(!work.path().join("x").exists(), "nothing ran");
 }
@@ -153,7 +284,10 @@ tasks:
     std::fs::create_dir_all(root.path().join("data")).unwrap();
     std::fs::create_dir_all(root.path().join("labels")).unwrap();
     let err = statistics(&engine, &probe, root.path(), &common::quick_limits()).await.unwrap_err();
-    assert!(matches!(err, RunnerError::BadStatistics { ref reason, .. } if reason == "empty"), "{err}");
+    assert!(
+        matches!(err, RunnerError::BadStatistics { ref reason, .. } if reason == "empty"),
+        "{err}"
+    );
     assert!(err.to_string().contains("statistics.log"), "{err}");
 }
 
@@ -175,10 +309,32 @@ tasks:
     let limits = common::quick_limits();
     let (raw_data, raw_labels) = runner::compat::demo_paths(&common::demo_dir()).unwrap();
     let root = work.path().join("demo");
-    let prepared = prepare_dataset(&engine, &common::example("preparator", &images.preparator), &raw_data, &raw_labels, &root, &limits).await.unwrap();
+    let prepared = prepare_dataset(
+        &engine,
+        &common::example("preparator", &images.preparator),
+        &raw_data,
+        &raw_labels,
+        &root,
+        &limits,
+    )
+    .await
+    .unwrap();
     let model = common::example("model_logistic", &images.model_logistic);
-    let err = run_model(&engine, &root, prepared.prepared_hash, &model, &common::inline(bad_metrics, &images.probe), &work.path().join("x"), &limits).await.unwrap_err();
-    assert!(matches!(err, RunnerError::BadResults { ref reason, .. } if reason == "not a mapping"), "{err}");
+    let err = run_model(
+        &engine,
+        &root,
+        prepared.prepared_hash,
+        &model,
+        &common::inline(bad_metrics, &images.probe),
+        &work.path().join("x"),
+        &limits,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, RunnerError::BadResults { ref reason, .. } if reason == "not a mapping"),
+        "{err}"
+    );
     assert!(err.to_string().contains("evaluate.log"), "{err}");
 }
 
@@ -189,15 +345,48 @@ async fn a_legacy_mlcube_metrics_container_gives_the_same_results_as_its_contain
     let limits = common::quick_limits();
     let (raw_data, raw_labels) = runner::compat::demo_paths(&common::demo_dir()).unwrap();
     let root = work.path().join("demo");
-    let prepared = prepare_dataset(&engine, &common::example("preparator", &images.preparator), &raw_data, &raw_labels, &root, &limits).await.unwrap();
+    let prepared = prepare_dataset(
+        &engine,
+        &common::example("preparator", &images.preparator),
+        &raw_data,
+        &raw_labels,
+        &root,
+        &limits,
+    )
+    .await
+    .unwrap();
     let model = common::example("model_threshold", &images.model_threshold);
     let modern = common::example("metrics", &images.metrics);
     let legacy = Runnable {
-        spec: parse_manifest(&std::fs::read_to_string(common::workspace_root().join("examples/metrics/mlcube.yaml")).unwrap()).unwrap(),
+        spec: parse_manifest(
+            &std::fs::read_to_string(common::workspace_root().join("examples/metrics/mlcube.yaml"))
+                .unwrap(),
+        )
+        .unwrap(),
         ..modern.clone()
     };
-    let a = run_model(&engine, &root, prepared.prepared_hash, &model, &modern, &work.path().join("a"), &limits).await.unwrap();
-    let b = run_model(&engine, &root, prepared.prepared_hash, &model, &legacy, &work.path().join("b"), &limits).await.unwrap();
+    let a = run_model(
+        &engine,
+        &root,
+        prepared.prepared_hash,
+        &model,
+        &modern,
+        &work.path().join("a"),
+        &limits,
+    )
+    .await
+    .unwrap();
+    let b = run_model(
+        &engine,
+        &root,
+        prepared.prepared_hash,
+        &model,
+        &legacy,
+        &work.path().join("b"),
+        &limits,
+    )
+    .await
+    .unwrap();
     assert_eq!(a.results, b.results);
     assert_eq!(a.receipt.results_hash, b.receipt.results_hash);
     let _: BTreeMap<String, f64> = a.results;
@@ -254,12 +443,25 @@ tasks:
 #[tokio::test]
 async fn medperf_configs_without_run_args_run_the_images_as_they_are() {
     let Some((engine, images)) = common::setup().await else { return };
-    let with = |yaml: &str, name: &str, image: &protocol::record::ImageRef| Runnable { spec: parse_manifest(yaml).unwrap(), ..common::example(name, image) };
+    let with = |yaml: &str, name: &str, image: &protocol::record::ImageRef| Runnable {
+        spec: parse_manifest(yaml).unwrap(),
+        ..common::example(name, image)
+    };
     let prep = with(DOCS_STYLE_PREPARATOR, "preparator", &images.preparator);
     let model = with(DOCS_STYLE_MODEL, "model_logistic", &images.model_logistic);
     let metrics = with(DOCS_STYLE_METRICS, "metrics", &images.metrics);
     let work = tempfile::tempdir().unwrap();
-    let outcome = compatibility_test(&engine, &common::demo_dir(), &prep, &model, &metrics, work.path(), &common::quick_limits()).await.unwrap();
+    let outcome = compatibility_test(
+        &engine,
+        &common::demo_dir(),
+        &prep,
+        &model,
+        &metrics,
+        work.path(),
+        &common::quick_limits(),
+    )
+    .await
+    .unwrap();
     assert_eq!(outcome.results.keys().map(String::as_str).collect::<Vec<_>>(), METRIC_NAMES);
     assert_eq!(outcome.prepared.statistics.get("cases").map(String::as_str), Some("30"));
 }
@@ -270,15 +472,38 @@ async fn a_failed_preparation_names_its_log_and_can_be_retried_in_the_same_folde
     let work = tempfile::tempdir().unwrap();
     let strict_params = work.path().join("strict.yaml");
     std::fs::write(&strict_params, "min_cases: 1000\n").unwrap();
-    let strict = Runnable { parameters_file: Some(strict_params), ..common::example("preparator", &images.preparator) };
+    let strict = Runnable {
+        parameters_file: Some(strict_params),
+        ..common::example("preparator", &images.preparator)
+    };
     let (raw_data, raw_labels) = runner::compat::demo_paths(&common::demo_dir()).unwrap();
     let root = work.path().join("demo");
     let limits = common::quick_limits();
-    let err = prepare_dataset(&engine, &strict, &raw_data, &raw_labels, &root, &limits).await.unwrap_err();
+    let err = prepare_dataset(&engine, &strict, &raw_data, &raw_labels, &root, &limits)
+        .await
+        .unwrap_err();
     let log = err.log_path().expect("a container ran").to_path_buf();
     assert!(std::fs::read_to_string(&log).unwrap().contains("at least 1000"), "{err}");
-    let prepared = prepare_dataset(&engine, &common::example("preparator", &images.preparator), &raw_data, &raw_labels, &root, &limits).await.unwrap();
+    let prepared = prepare_dataset(
+        &engine,
+        &common::example("preparator", &images.preparator),
+        &raw_data,
+        &raw_labels,
+        &root,
+        &limits,
+    )
+    .await
+    .unwrap();
     assert_eq!(prepared.statistics.get("cases").map(String::as_str), Some("30"));
-    let again = prepare_dataset(&engine, &common::example("preparator", &images.preparator), &raw_data, &raw_labels, &root, &limits).await.unwrap_err();
+    let again = prepare_dataset(
+        &engine,
+        &common::example("preparator", &images.preparator),
+        &raw_data,
+        &raw_labels,
+        &root,
+        &limits,
+    )
+    .await
+    .unwrap_err();
     assert!(again.to_string().contains("already holds a prepared dataset"), "{again}");
 }

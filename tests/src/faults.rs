@@ -26,7 +26,8 @@ pub const RECORDS_PER_SIGNER: usize = 150;
 pub const PARTITION_HOLD_MS: u64 = 12_000;
 
 /// The names of the scenarios, in the order [`run`] knows them.
-pub const SCENARIOS: [&str; 5] = ["partition", "node-loss", "paused-node", "bootstrap-loss", "rolling-restart"];
+pub const SCENARIOS: [&str; 5] =
+    ["partition", "node-loss", "paused-node", "bootstrap-loss", "rolling-restart"];
 
 /// What one scenario measured.
 #[derive(Clone, Debug, Serialize)]
@@ -60,11 +61,15 @@ pub async fn run(engine: &Engine, scenario: &str) -> Result<Report> {
         "paused-node" => paused_node(&mut fed, w).await,
         "bootstrap-loss" => bootstrap_loss(&mut fed, w).await,
         "rolling-restart" => rolling_restart(&mut fed, w).await,
-        other => Err(anyhow::anyhow!("no scenario named {other}; the scenarios are {}", SCENARIOS.join(", "))),
+        other => Err(anyhow::anyhow!(
+            "no scenario named {other}; the scenarios are {}",
+            SCENARIOS.join(", ")
+        )),
     };
     let logs = fed.logs.clone();
     fed.teardown().await;
-    outcome.map_err(|e| e.context(format!("scenario {scenario} (member logs in {})", logs.display())))
+    outcome
+        .map_err(|e| e.context(format!("scenario {scenario} (member logs in {})", logs.display())))
 }
 
 /// The hex id of the workflow's benchmark, as the control API writes it.
@@ -78,7 +83,11 @@ async fn seed(fed: &mut Federation, w: &Workflow) -> Result<()> {
     fed.submit_spread(&nodes, &w.records).await?;
     let a = fed.converge(&benchmark_hex(w), CONVERGE_TIMEOUT_MS).await?;
     ensure!(a.lost == 0, "{} seeded records lost", a.lost);
-    ensure!(round(&a.leaderboard) == 1, "the seeded leaderboard shows round {}, not 1", round(&a.leaderboard));
+    ensure!(
+        round(&a.leaderboard) == 1,
+        "the seeded leaderboard shows round {}, not 1",
+        round(&a.leaderboard)
+    );
     Ok(())
 }
 
@@ -97,7 +106,15 @@ fn release_signature(w: Workflow, r: u64, member: usize) -> (Workflow, Vec<Recor
 
 /// Wait for agreement; `ended` is when the fault ended (before the heal, restart or
 /// thaw that ends it), from which the time to converge counts.
-async fn finish(fed: &Federation, w: &Workflow, ended: Instant, scenario: &str, fault: String, written: usize, expect_round: u64) -> Result<Report> {
+async fn finish(
+    fed: &Federation,
+    w: &Workflow,
+    ended: Instant,
+    scenario: &str,
+    fault: String,
+    written: usize,
+    expect_round: u64,
+) -> Result<Report> {
     let a = fed.converge(&benchmark_hex(w), CONVERGE_TIMEOUT_MS).await?;
     let report = Report {
         scenario: scenario.into(),
@@ -113,7 +130,11 @@ async fn finish(fed: &Federation, w: &Workflow, ended: Instant, scenario: &str, 
     if report.lost > 0 {
         bail!("{} acknowledged records lost: {report:?}", report.lost);
     }
-    ensure!(report.release_round == expect_round, "the leaderboard shows round {}, not {expect_round}: {report:?}", report.release_round);
+    ensure!(
+        report.release_round == expect_round,
+        "the leaderboard shows round {}, not {expect_round}: {report:?}",
+        report.release_round
+    );
     Ok(report)
 }
 
@@ -129,21 +150,41 @@ async fn partition(fed: &mut Federation, w: Workflow) -> Result<Report> {
     let (w, sig_island) = release_signature(w, 2, 1);
     let main_records = bulk_records("partition-main", &w.root, RECORDS_PER_SIGNER);
     let island_records = bulk_records("partition-island", &w.root, RECORDS_PER_SIGNER);
-    let mut written = fed.submit_spread(&main, &main_records).await? + fed.submit(2, &sig_main).await?;
-    written += fed.submit_spread(&island, &island_records).await? + fed.submit(5, &sig_island).await?;
+    let mut written =
+        fed.submit_spread(&main, &main_records).await? + fed.submit(2, &sig_main).await?;
+    written +=
+        fed.submit_spread(&island, &island_records).await? + fed.submit(5, &sig_island).await?;
     // The island's own line carries its records between its two nodes (once they
     // have noticed the cut and redialled each other there)...
     let (main_id, island_id) = (hex(&main_records[0]), hex(&island_records[0]));
-    fed.wait_holds(5, &island_id, CONVERGE_TIMEOUT_MS).await.context("node4's record over the island's private line")?;
+    fed.wait_holds(5, &island_id, CONVERGE_TIMEOUT_MS)
+        .await
+        .context("node4's record over the island's private line")?;
     tokio::time::sleep(Duration::from_millis(PARTITION_HOLD_MS)).await;
     // ...while the cut is real: neither side holds what the other wrote.
-    ensure!(!fed.holds(1, &island_id).await?, "node1 holds a record written on the island during the partition");
-    ensure!(!fed.holds(4, &main_id).await?, "node4 holds a record written on the main side during the partition");
+    ensure!(
+        !fed.holds(1, &island_id).await?,
+        "node1 holds a record written on the island during the partition"
+    );
+    ensure!(
+        !fed.holds(4, &main_id).await?,
+        "node4 holds a record written on the main side during the partition"
+    );
     let ended = Instant::now();
     for i in island {
         fed.connect(i, Net::Mesh).await?;
     }
-    finish(fed, &w, ended, "partition", "nodes 4 and 5 cut from the shared network (kept their private line), then reconnected".into(), written, 2).await
+    finish(
+        fed,
+        &w,
+        ended,
+        "partition",
+        "nodes 4 and 5 cut from the shared network (kept their private line), then reconnected"
+            .into(),
+        written,
+        2,
+    )
+    .await
 }
 
 /// Node 3 is killed (SIGKILL); the others write; it starts again on its data.
@@ -157,7 +198,16 @@ async fn node_loss(fed: &mut Federation, w: Workflow) -> Result<Report> {
     written += fed.submit(1, &sig_a).await? + fed.submit(5, &sig_b).await?;
     let ended = Instant::now();
     fed.start(3).await?;
-    finish(fed, &w, ended, "node-loss", "node3 killed with SIGKILL while the others wrote, then started again".into(), written, 2).await
+    finish(
+        fed,
+        &w,
+        ended,
+        "node-loss",
+        "node3 killed with SIGKILL while the others wrote, then started again".into(),
+        written,
+        2,
+    )
+    .await
 }
 
 /// Node 2 is frozen (its sockets stay open but nothing answers); the others write,
@@ -171,7 +221,9 @@ async fn paused_node(fed: &mut Federation, w: Workflow) -> Result<Report> {
     let records = bulk_records("paused-node", &w.root, RECORDS_PER_SIGNER * 2);
     let mut written = fed.submit_spread(&[1, 3, 4, 5], &records).await?;
     written += fed.submit(3, &sig_a).await? + fed.submit(4, &sig_b).await?;
-    fed.wait_dropped_by_all(2, CONVERGE_TIMEOUT_MS).await.context("peers dropping the frozen node")?;
+    fed.wait_dropped_by_all(2, CONVERGE_TIMEOUT_MS)
+        .await
+        .context("peers dropping the frozen node")?;
     let ended = Instant::now();
     fed.unpause(2).await?;
     finish(fed, &w, ended, "paused-node", "node2 frozen (docker pause) while the others wrote, until every peer dropped it, then thawed".into(), written, 2).await
@@ -185,13 +237,23 @@ async fn bootstrap_loss(fed: &mut Federation, w: Workflow) -> Result<Report> {
     fed.stop(0).await?;
     let (w, sig_a) = release_signature(w, 2, 0);
     let records = bulk_records("bootstrap-loss", &w.root, RECORDS_PER_SIGNER * 2);
-    let mut written = fed.submit_spread(&[1, 2, 3, 4, 5], &records).await? + fed.submit(2, &sig_a).await?;
+    let mut written =
+        fed.submit_spread(&[1, 2, 3, 4, 5], &records).await? + fed.submit(2, &sig_a).await?;
     fed.restart(3).await?;
     let (w, sig_b) = release_signature(w, 2, 1);
     let later = bulk_records("bootstrap-loss-later", &w.root, RECORDS_PER_SIGNER);
     written += fed.submit_spread(&[1, 3, 5], &later).await? + fed.submit(3, &sig_b).await?;
     let ended = Instant::now();
-    finish(fed, &w, ended, "bootstrap-loss", "the only bootstrap peer stopped for good; node3 restarted meanwhile".into(), written, 2).await
+    finish(
+        fed,
+        &w,
+        ended,
+        "bootstrap-loss",
+        "the only bootstrap peer stopped for good; node3 restarted meanwhile".into(),
+        written,
+        2,
+    )
+    .await
 }
 
 /// Every member in turn, the bootstrap peer first, stops cleanly while another
@@ -226,7 +288,9 @@ fn hex(r: &Record) -> String {
 
 /// The reports as a Markdown table.
 pub fn table(reports: &[Report]) -> String {
-    let mut out = String::from("| scenario | members at end | records written during the fault | records lost | time to converge | records in all | release round |\n");
+    let mut out = String::from(
+        "| scenario | members at end | records written during the fault | records lost | time to converge | records in all | release round |\n",
+    );
     out.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
     for r in reports {
         out.push_str(&format!(

@@ -25,12 +25,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail};
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, NetworkConnectRequest,
-    NetworkCreateRequest, NetworkDisconnectRequest, NetworkingConfig,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, KillContainerOptions, ListContainersOptions, ListNetworksOptions, LogsOptions, RemoveContainerOptions,
-    StartContainerOptions, StopContainerOptions,
+    CreateContainerOptions, KillContainerOptions, ListContainersOptions, ListNetworksOptions,
+    LogsOptions, RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
 };
 use protocol::{NetworkRoot, Record};
 use runner::Engine;
@@ -68,16 +68,25 @@ static RUNS: AtomicU32 = AtomicU32::new(0);
 
 /// The workspace this crate lives in.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// Build the static `medmesh` and `medmesh-bootstrap` (release, crt-static) and the
 /// `FROM scratch` node image holding both; returns the image digest.
 pub async fn build_node_image(engine: &Engine) -> Result<String> {
-    let bin = runner::examples::build_static_binaries(&workspace_root(), &["cli", "bootstrap"]).await.context("building the static medmesh binaries")?;
+    let bin = runner::examples::build_static_binaries(&workspace_root(), &["cli", "bootstrap"])
+        .await
+        .context("building the static medmesh binaries")?;
     let (medmesh, bootstrap) = (bin.join("medmesh"), bin.join("medmesh-bootstrap"));
     engine
-        .build_scratch_image_of(&[("medmesh", medmesh.as_path()), ("medmesh-bootstrap", bootstrap.as_path())], None, NODE_IMAGE)
+        .build_scratch_image_of(
+            &[("medmesh", medmesh.as_path()), ("medmesh-bootstrap", bootstrap.as_path())],
+            None,
+            NODE_IMAGE,
+        )
         .await
         .context("building the node image")
 }
@@ -119,12 +128,17 @@ pub struct Member {
 impl Member {
     /// Where the host reaches the control API now, if the member is on a network.
     pub fn control(&self) -> Option<SocketAddr> {
-        self.attached.iter().next().and_then(|n| self.ips.get(n)).map(|ip| SocketAddr::from((*ip, CONTROL_PORT)))
+        self.attached
+            .iter()
+            .next()
+            .and_then(|n| self.ips.get(n))
+            .map(|ip| SocketAddr::from((*ip, CONTROL_PORT)))
     }
 
     /// The member's libp2p address on `net`, over TCP or QUIC.
     pub fn p2p_addr(&self, net: Net, quic: bool) -> Option<String> {
-        let transport = if quic { format!("udp/{P2P_PORT}/quic-v1") } else { format!("tcp/{P2P_PORT}") };
+        let transport =
+            if quic { format!("udp/{P2P_PORT}/quic-v1") } else { format!("tcp/{P2P_PORT}") };
         self.ips.get(&net).map(|ip| format!("/ip4/{ip}/{transport}/p2p/{}", self.peer_id))
     }
 }
@@ -221,9 +235,19 @@ impl Federation {
     async fn check_quic_in_use(&self) -> Result<()> {
         let boot = &self.members[0].peer_id;
         let peers = self.get_json(2, "/v1/peers").await?;
-        let quic = peers.as_array().into_iter().flatten().filter(|p| p["peer_id"].as_str() == Some(boot)).any(|p| {
-            p["addresses"].as_array().into_iter().flatten().filter_map(Value::as_str).any(|a| a.contains("/quic-v1"))
-        });
+        let quic = peers
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["peer_id"].as_str() == Some(boot))
+            .any(|p| {
+                p["addresses"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .any(|a| a.contains("/quic-v1"))
+            });
         if !quic {
             bail!("node2 is not connected to the bootstrap peer over QUIC: {peers}");
         }
@@ -237,10 +261,17 @@ impl Federation {
 
     async fn create_member(&mut self, i: usize, on_link: bool) -> Result<()> {
         let bootstrap = i == 0;
-        let name = if bootstrap { format!("{}-bootstrap", self.run) } else { format!("{}-node{i}", self.run) };
+        let name = if bootstrap {
+            format!("{}-bootstrap", self.run)
+        } else {
+            format!("{}-node{i}", self.run)
+        };
         let dir = self.tmp.path().join(&name);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let host = u8::try_from(i).ok().and_then(|i| FIRST_HOST.checked_add(i)).ok_or_else(|| anyhow!("too many members for one /24"))?;
+        let host = u8::try_from(i)
+            .ok()
+            .and_then(|i| FIRST_HOST.checked_add(i))
+            .ok_or_else(|| anyhow!("too many members for one /24"))?;
         let mut ips = BTreeMap::new();
         ips.insert(Net::Mesh, self.nets[&Net::Mesh].ip(host));
         if on_link {
@@ -251,45 +282,92 @@ impl Federation {
         } else {
             // Odd nodes reach the bootstrap peer over TCP, even ones over QUIC: both
             // transports carry the federation's traffic.
-            let boot = self.members.first().and_then(|b| b.p2p_addr(Net::Mesh, i.is_multiple_of(2))).ok_or_else(|| anyhow!("start the bootstrap peer first"))?;
+            let boot = self
+                .members
+                .first()
+                .and_then(|b| b.p2p_addr(Net::Mesh, i.is_multiple_of(2)))
+                .ok_or_else(|| anyhow!("start the bootstrap peer first"))?;
             vec!["/medmesh".into(), "node".into(), "start".into(), "--bootstrap".into(), boot]
         };
         for a in ["--data-dir", "/data", "--root", "/network.root"] {
             cmd.push(a.into());
         }
-        cmd.extend(["--listen".into(), format!("/ip4/0.0.0.0/tcp/{P2P_PORT}"), "--listen".into(), format!("/ip4/0.0.0.0/udp/{P2P_PORT}/quic-v1")]);
-        cmd.extend(["--control".into(), format!("0.0.0.0:{CONTROL_PORT}"), "--control-public".into()]);
-        let owner = std::fs::metadata(&dir).with_context(|| format!("reading {}", dir.display()))?;
+        cmd.extend([
+            "--listen".into(),
+            format!("/ip4/0.0.0.0/tcp/{P2P_PORT}"),
+            "--listen".into(),
+            format!("/ip4/0.0.0.0/udp/{P2P_PORT}/quic-v1"),
+        ]);
+        cmd.extend([
+            "--control".into(),
+            format!("0.0.0.0:{CONTROL_PORT}"),
+            "--control-public".into(),
+        ]);
+        let owner =
+            std::fs::metadata(&dir).with_context(|| format!("reading {}", dir.display()))?;
         let mesh = self.nets[&Net::Mesh].name.clone();
         let body = ContainerCreateBody {
             image: Some(NODE_IMAGE.into()),
             cmd: Some(cmd),
             env: Some(vec!["RUST_LOG=info".into()]),
             user: Some(format!("{}:{}", owner.uid(), owner.gid())),
-            labels: Some(std::collections::HashMap::from([(LABEL.to_string(), std::process::id().to_string())])),
+            labels: Some(std::collections::HashMap::from([(
+                LABEL.to_string(),
+                std::process::id().to_string(),
+            )])),
             host_config: Some(HostConfig {
-                mounts: Some(vec![bind(&dir, "/data", false), bind(&self.root_file, "/network.root", true)]),
+                mounts: Some(vec![
+                    bind(&dir, "/data", false),
+                    bind(&self.root_file, "/network.root", true),
+                ]),
                 network_mode: Some(mesh.clone()),
                 memory: Some(MEMBER_MEMORY_BYTES),
                 ..Default::default()
             }),
-            networking_config: Some(NetworkingConfig { endpoints_config: Some(std::collections::HashMap::from([(mesh, endpoint(ips[&Net::Mesh]))])) }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(std::collections::HashMap::from([(
+                    mesh,
+                    endpoint(ips[&Net::Mesh]),
+                )])),
+            }),
             ..Default::default()
         };
         self.docker
-            .create_container(Some(CreateContainerOptions { name: Some(name.clone()), ..Default::default() }), body)
+            .create_container(
+                Some(CreateContainerOptions { name: Some(name.clone()), ..Default::default() }),
+                body,
+            )
             .await
-            .with_context(|| format!("creating container {name} from {NODE_IMAGE} (build it with build_node_image)"))?;
+            .with_context(|| {
+                format!(
+                    "creating container {name} from {NODE_IMAGE} (build it with build_node_image)"
+                )
+            })?;
         let mut attached = BTreeSet::from([Net::Mesh]);
         if let Some(ip) = ips.get(&Net::Link) {
             let link = &self.nets[&Net::Link].name;
             self.docker
-                .connect_network(link, NetworkConnectRequest { container: name.clone(), endpoint_config: Some(endpoint(*ip)) })
+                .connect_network(
+                    link,
+                    NetworkConnectRequest {
+                        container: name.clone(),
+                        endpoint_config: Some(endpoint(*ip)),
+                    },
+                )
                 .await
                 .with_context(|| format!("connecting {name} to {link}"))?;
             attached.insert(Net::Link);
         }
-        self.members.push(Member { name, bootstrap, dir, ips, attached, state: RunState::Stopped, peer_id: String::new(), token: String::new() });
+        self.members.push(Member {
+            name,
+            bootstrap,
+            dir,
+            ips,
+            attached,
+            state: RunState::Stopped,
+            peer_id: String::new(),
+            token: String::new(),
+        });
         Ok(())
     }
 
@@ -297,7 +375,10 @@ impl Federation {
     /// it serves its control API.
     pub async fn start(&mut self, i: usize) -> Result<()> {
         let name = self.members[i].name.clone();
-        self.docker.start_container(&name, None::<StartContainerOptions>).await.with_context(|| format!("starting {name}"))?;
+        self.docker
+            .start_container(&name, None::<StartContainerOptions>)
+            .await
+            .with_context(|| format!("starting {name}"))?;
         self.members[i].state = RunState::Running;
         let deadline = Instant::now() + Duration::from_millis(START_TIMEOUT_MS);
         let status = loop {
@@ -306,19 +387,27 @@ impl Federation {
             }
             if Instant::now() >= deadline {
                 self.dump_logs().await;
-                bail!("{name} did not serve its control API within {START_TIMEOUT_MS} ms; logs in {}", self.logs.display());
+                bail!(
+                    "{name} did not serve its control API within {START_TIMEOUT_MS} ms; logs in {}",
+                    self.logs.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
         };
         let m = &mut self.members[i];
         m.peer_id = status["peer_id"].as_str().unwrap_or_default().to_string();
-        m.token = std::fs::read_to_string(m.dir.join("control.token")).with_context(|| format!("reading {name}'s control token"))?.trim().to_string();
+        m.token = std::fs::read_to_string(m.dir.join("control.token"))
+            .with_context(|| format!("reading {name}'s control token"))?
+            .trim()
+            .to_string();
         Ok(())
     }
 
     /// Wait until every running member is connected to every other running member.
     pub async fn wait_fully_connected(&self, timeout_ms: u64) -> Result<()> {
-        let running: Vec<usize> = (0..self.members.len()).filter(|&i| self.members[i].state == RunState::Running).collect();
+        let running: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.members[i].state == RunState::Running)
+            .collect();
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         loop {
             let mut missing = Vec::new();
@@ -326,7 +415,8 @@ impl Federation {
                 let peers = self.peers_of(i).await.unwrap_or_default();
                 for &j in &running {
                     if j != i && !peers.contains(&self.members[j].peer_id) {
-                        missing.push(format!("{} → {}", self.members[i].name, self.members[j].name));
+                        missing
+                            .push(format!("{} → {}", self.members[i].name, self.members[j].name));
                     }
                 }
             }
@@ -343,7 +433,9 @@ impl Federation {
     /// The peer ids member `i` is connected to.
     pub async fn peers_of(&self, i: usize) -> Result<BTreeSet<String>> {
         match self.get_json(i, "/v1/peers").await? {
-            Value::Array(ps) => Ok(ps.iter().filter_map(|p| p["peer_id"].as_str().map(str::to_string)).collect()),
+            Value::Array(ps) => {
+                Ok(ps.iter().filter_map(|p| p["peer_id"].as_str().map(str::to_string)).collect())
+            }
             other => bail!("{} answered /v1/peers with {other}", self.members[i].name),
         }
     }
@@ -351,11 +443,18 @@ impl Federation {
     /// Wait until no running member other than `i` is connected to member `i`.
     pub async fn wait_dropped_by_all(&self, i: usize, timeout_ms: u64) -> Result<()> {
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
-        let others: Vec<usize> = (0..self.members.len()).filter(|&j| j != i && self.members[j].state == RunState::Running).collect();
+        let others: Vec<usize> = (0..self.members.len())
+            .filter(|&j| j != i && self.members[j].state == RunState::Running)
+            .collect();
         loop {
             let mut still = Vec::new();
             for &j in &others {
-                if self.peers_of(j).await.map(|p| p.contains(&self.members[i].peer_id)).unwrap_or(true) {
+                if self
+                    .peers_of(j)
+                    .await
+                    .map(|p| p.contains(&self.members[i].peer_id))
+                    .unwrap_or(true)
+                {
                     still.push(self.members[j].name.clone());
                 }
             }
@@ -363,7 +462,11 @@ impl Federation {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                bail!("{} still connected to {} after {timeout_ms} ms", still.join(", "), self.members[i].name);
+                bail!(
+                    "{} still connected to {} after {timeout_ms} ms",
+                    still.join(", "),
+                    self.members[i].name
+                );
             }
             tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
         }
@@ -372,15 +475,23 @@ impl Federation {
     /// Submit `records` at member `i`; every acknowledged one is remembered. Returns
     /// how many were acknowledged.
     pub async fn submit(&mut self, i: usize, records: &[Record]) -> Result<usize> {
-        let addr = self.members[i].control().ok_or_else(|| anyhow!("{} is on no network", self.members[i].name))?;
+        let addr = self.members[i]
+            .control()
+            .ok_or_else(|| anyhow!("{} is on no network", self.members[i].name))?;
         let mut acked = 0;
         for r in records {
             let token = self.members[i].token.clone();
-            let (code, body) = timed(try_http(addr, "POST", "/v1/records", Some(&token), &r.bytes)).await?;
+            let (code, body) =
+                timed(try_http(addr, "POST", "/v1/records", Some(&token), &r.bytes)).await?;
             if code != 200 {
-                bail!("{} refused a record with {code}: {}", self.members[i].name, String::from_utf8_lossy(&body));
+                bail!(
+                    "{} refused a record with {code}: {}",
+                    self.members[i].name,
+                    String::from_utf8_lossy(&body)
+                );
             }
-            let v: Value = serde_json::from_slice(&body).context("a submit answer that is not JSON")?;
+            let v: Value =
+                serde_json::from_slice(&body).context("a submit answer that is not JSON")?;
             let id = v["id"].as_str().ok_or_else(|| anyhow!("a submit answer with no id: {v}"))?;
             self.acked.insert(id.to_string());
             acked += 1;
@@ -399,8 +510,11 @@ impl Federation {
 
     /// Whether member `i` holds record `id` (hex).
     pub async fn holds(&self, i: usize, id: &str) -> Result<bool> {
-        let addr = self.members[i].control().ok_or_else(|| anyhow!("{} is on no network", self.members[i].name))?;
-        let (code, _) = timed(try_http(addr, "GET", &format!("/v1/records/{id}"), None, &[])).await?;
+        let addr = self.members[i]
+            .control()
+            .ok_or_else(|| anyhow!("{} is on no network", self.members[i].name))?;
+        let (code, _) =
+            timed(try_http(addr, "GET", &format!("/v1/records/{id}"), None, &[])).await?;
         Ok(code == 200)
     }
 
@@ -420,7 +534,10 @@ impl Federation {
     pub async fn stop(&mut self, i: usize) -> Result<()> {
         let name = self.members[i].name.clone();
         let opts = StopContainerOptions { t: Some(STOP_GRACE_S), ..Default::default() };
-        self.docker.stop_container(&name, Some(opts)).await.with_context(|| format!("stopping {name}"))?;
+        self.docker
+            .stop_container(&name, Some(opts))
+            .await
+            .with_context(|| format!("stopping {name}"))?;
         self.members[i].state = RunState::Stopped;
         Ok(())
     }
@@ -429,9 +546,20 @@ impl Federation {
     pub async fn kill(&mut self, i: usize) -> Result<()> {
         let name = self.members[i].name.clone();
         let opts = KillContainerOptions { signal: "SIGKILL".into() };
-        self.docker.kill_container(&name, Some(opts)).await.with_context(|| format!("killing {name}"))?;
+        self.docker
+            .kill_container(&name, Some(opts))
+            .await
+            .with_context(|| format!("killing {name}"))?;
         let deadline = Instant::now() + Duration::from_millis(START_TIMEOUT_MS);
-        while self.docker.inspect_container(&name, None).await.ok().and_then(|c| c.state).and_then(|s| s.running).unwrap_or(false) {
+        while self
+            .docker
+            .inspect_container(&name, None)
+            .await
+            .ok()
+            .and_then(|c| c.state)
+            .and_then(|s| s.running)
+            .unwrap_or(false)
+        {
             if Instant::now() >= deadline {
                 bail!("{name} still runs after SIGKILL");
             }
@@ -466,7 +594,10 @@ impl Federation {
     pub async fn disconnect(&mut self, i: usize, net: Net) -> Result<()> {
         let (name, network) = (self.members[i].name.clone(), self.nets[&net].name.clone());
         let req = NetworkDisconnectRequest { container: name.clone(), force: Some(true) };
-        self.docker.disconnect_network(&network, req).await.with_context(|| format!("disconnecting {name} from {network}"))?;
+        self.docker
+            .disconnect_network(&network, req)
+            .await
+            .with_context(|| format!("disconnecting {name} from {network}"))?;
         self.members[i].attached.remove(&net);
         Ok(())
     }
@@ -474,9 +605,16 @@ impl Federation {
     /// Put member `i` back on `net` at its fixed address.
     pub async fn connect(&mut self, i: usize, net: Net) -> Result<()> {
         let (name, network) = (self.members[i].name.clone(), self.nets[&net].name.clone());
-        let ip = *self.members[i].ips.get(&net).ok_or_else(|| anyhow!("{name} has no address on {network}"))?;
-        let req = NetworkConnectRequest { container: name.clone(), endpoint_config: Some(endpoint(ip)) };
-        self.docker.connect_network(&network, req).await.with_context(|| format!("connecting {name} to {network}"))?;
+        let ip = *self.members[i]
+            .ips
+            .get(&net)
+            .ok_or_else(|| anyhow!("{name} has no address on {network}"))?;
+        let req =
+            NetworkConnectRequest { container: name.clone(), endpoint_config: Some(endpoint(ip)) };
+        self.docker
+            .connect_network(&network, req)
+            .await
+            .with_context(|| format!("connecting {name} to {network}"))?;
         self.members[i].attached.insert(net);
         Ok(())
     }
@@ -493,7 +631,10 @@ impl Federation {
 
     async fn view(&self, i: usize) -> Result<View> {
         let s = self.get_json(i, "/v1/status").await?;
-        Ok(View { records: s["records"].as_u64().unwrap_or(0), state_hash: s["state_hash"].as_str().unwrap_or_default().to_string() })
+        Ok(View {
+            records: s["records"].as_u64().unwrap_or(0),
+            state_hash: s["state_hash"].as_str().unwrap_or_default().to_string(),
+        })
     }
 
     /// Every record id member `i` holds.
@@ -522,7 +663,9 @@ impl Federation {
     pub async fn converge(&self, benchmark: &str, timeout_ms: u64) -> Result<Agreement> {
         let started = Instant::now();
         let deadline = started + Duration::from_millis(timeout_ms);
-        let running: Vec<usize> = (0..self.members.len()).filter(|&i| self.members[i].state == RunState::Running).collect();
+        let running: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.members[i].state == RunState::Running)
+            .collect();
         let lb_path = format!("/v1/benchmarks/{benchmark}/leaderboard");
         loop {
             let mut views = Vec::new();
@@ -531,7 +674,11 @@ impl Federation {
             }
             // Agreement is on what the members hold, not on what was acknowledged:
             // an acknowledged record missing from every member counts as lost.
-            let agreed = views.first().cloned().flatten().filter(|v| views.iter().all(|w| w.as_ref() == Some(v)));
+            let agreed = views
+                .first()
+                .cloned()
+                .flatten()
+                .filter(|v| views.iter().all(|w| w.as_ref() == Some(v)));
             if let Some(v) = agreed {
                 let mut sets = Vec::new();
                 let mut boards = Vec::new();
@@ -540,7 +687,11 @@ impl Federation {
                     boards.push(self.get_json(i, &lb_path).await?);
                 }
                 if sets.iter().all(|s| *s == sets[0]) && boards.iter().all(|b| *b == boards[0]) {
-                    let lost = self.acked.iter().filter(|id| !sets.iter().all(|s| s.contains(*id))).count();
+                    let lost = self
+                        .acked
+                        .iter()
+                        .filter(|id| !sets.iter().all(|s| s.contains(*id)))
+                        .count();
                     return Ok(Agreement {
                         at: Instant::now(),
                         records: sets[0].len(),
@@ -558,7 +709,10 @@ impl Federation {
                         Ok(ids) => self.acked.difference(&ids).count().to_string(),
                         Err(e) => format!("? ({e})"),
                     };
-                    lines.push(format!("{}: {:?}, {missing} acknowledged records missing", self.members[i].name, views[k]));
+                    lines.push(format!(
+                        "{}: {:?}, {missing} acknowledged records missing",
+                        self.members[i].name, views[k]
+                    ));
                 }
                 bail!(
                     "no agreement within {timeout_ms} ms ({} records acknowledged):\n  {}",
@@ -577,7 +731,8 @@ impl Federation {
             return;
         }
         for m in &self.members {
-            let opts = LogsOptions { stdout: true, stderr: true, timestamps: true, ..Default::default() };
+            let opts =
+                LogsOptions { stdout: true, stderr: true, timestamps: true, ..Default::default() };
             let mut out = Vec::new();
             let mut stream = self.docker.logs(&m.name, Some(opts));
             while let Some(Ok(chunk)) = stream.next().await {
@@ -634,7 +789,13 @@ fn net_name(net: Net) -> &'static str {
 }
 
 fn endpoint(ip: Ipv4Addr) -> EndpointSettings {
-    EndpointSettings { ipam_config: Some(EndpointIpamConfig { ipv4_address: Some(ip.to_string()), ..Default::default() }), ..Default::default() }
+    EndpointSettings {
+        ipam_config: Some(EndpointIpamConfig {
+            ipv4_address: Some(ip.to_string()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// An internal bridge network on a free 10.x.y.0/24 (fixed member addresses need a
@@ -651,10 +812,17 @@ async fn create_network(docker: &Docker, name: &str) -> Result<NetInfo> {
             driver: Some("bridge".into()),
             internal: Some(true),
             ipam: Some(Ipam {
-                config: Some(vec![IpamConfig { subnet: Some(subnet), gateway: Some(gateway), ..Default::default() }]),
+                config: Some(vec![IpamConfig {
+                    subnet: Some(subnet),
+                    gateway: Some(gateway),
+                    ..Default::default()
+                }]),
                 ..Default::default()
             }),
-            labels: Some(std::collections::HashMap::from([(LABEL.to_string(), std::process::id().to_string())])),
+            labels: Some(std::collections::HashMap::from([(
+                LABEL.to_string(),
+                std::process::id().to_string(),
+            )])),
             ..Default::default()
         };
         match docker.create_network(req).await {
@@ -668,7 +836,9 @@ async fn create_network(docker: &Docker, name: &str) -> Result<NetInfo> {
 
 async fn remove(docker: &Docker, containers: &[String], networks: &[String]) {
     for c in containers {
-        let _ = docker.remove_container(c, Some(RemoveContainerOptions { force: true, ..Default::default() })).await;
+        let _ = docker
+            .remove_container(c, Some(RemoveContainerOptions { force: true, ..Default::default() }))
+            .await;
     }
     for n in networks {
         let _ = docker.remove_network(n).await;
@@ -683,13 +853,27 @@ async fn remove_leftovers(docker: &Docker) -> Result<()> {
         !Path::new("/proc").join(pid).exists()
     };
     let containers = docker
-        .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() }))
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters.clone()),
+            ..Default::default()
+        }))
         .await
         .context("listing containers (is the Docker engine running?)")?;
-    let old: Vec<String> =
-        containers.iter().filter(|c| dead(c.labels.as_ref())).filter_map(|c| c.names.as_ref()?.first().map(|n| n.trim_start_matches('/').to_string())).collect();
-    let networks = docker.list_networks(Some(ListNetworksOptions { filters: Some(filters) })).await.context("listing networks")?;
-    let old_nets: Vec<String> = networks.iter().filter(|n| dead(n.labels.as_ref())).filter_map(|n| n.name.clone()).collect();
+    let old: Vec<String> = containers
+        .iter()
+        .filter(|c| dead(c.labels.as_ref()))
+        .filter_map(|c| c.names.as_ref()?.first().map(|n| n.trim_start_matches('/').to_string()))
+        .collect();
+    let networks = docker
+        .list_networks(Some(ListNetworksOptions { filters: Some(filters) }))
+        .await
+        .context("listing networks")?;
+    let old_nets: Vec<String> = networks
+        .iter()
+        .filter(|n| dead(n.labels.as_ref()))
+        .filter_map(|n| n.name.clone())
+        .collect();
     remove(docker, &old, &old_nets).await;
     Ok(())
 }

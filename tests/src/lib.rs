@@ -78,13 +78,17 @@ where
 
 /// Wait until every client holds `records` records and all share one state hash.
 pub async fn converged(clients: &[Client], records: u64) {
-    eventually(&format!("{} nodes to hold {records} records with one state hash", clients.len()), CONVERGE_TIMEOUT_MS, || async {
-        if !clients.iter().all(|c| c.len() == records) {
-            return false;
-        }
-        let h = clients[0].state_hash();
-        clients.iter().all(|c| c.state_hash() == h)
-    })
+    eventually(
+        &format!("{} nodes to hold {records} records with one state hash", clients.len()),
+        CONVERGE_TIMEOUT_MS,
+        || async {
+            if !clients.iter().all(|c| c.len() == records) {
+                return false;
+            }
+            let h = clients[0].state_hash();
+            clients.iter().all(|c| c.state_hash() == h)
+        },
+    )
     .await
 }
 
@@ -116,17 +120,34 @@ pub async fn submit_all(client: &Client, records: &[Record]) {
 }
 
 /// A minimal HTTP/1.1 request over loopback: returns the status and body.
-pub async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Vec<u8>) {
-    try_http(addr, method, path, token, body).await.unwrap_or_else(|e| panic!("{method} http://{addr}{path}: {e}"))
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    try_http(addr, method, path, token, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} http://{addr}{path}: {e}"))
 }
 
 /// A minimal HTTP/1.1 request: the status and body, or what went wrong (the caller
 /// bounds the wait, e.g. with [`try_http_within`]).
-pub async fn try_http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+pub async fn try_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     if let Some(t) = token {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
@@ -135,9 +156,14 @@ pub async fn try_http(addr: SocketAddr, method: &str, path: &str, token: Option<
     s.write_all(body).await?;
     let mut out = Vec::new();
     s.read_to_end(&mut out).await?;
-    let split = out.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no header block"))?;
+    let split =
+        out.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no header block"))?;
     let head = String::from_utf8_lossy(&out[..split]).to_string();
-    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("no status code"))?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status code"))?;
     let mut body = out[split + 4..].to_vec();
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
         body = dechunk(&body).ok_or_else(|| bad("a malformed chunked body"))?;
@@ -147,10 +173,17 @@ pub async fn try_http(addr: SocketAddr, method: &str, path: &str, token: Option<
 
 /// [`try_http`] bounded by `timeout`: a request still unanswered then is a
 /// `TimedOut` error (the node may be dead, or stopped).
-pub async fn try_http_within(timeout: Duration, addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
-    tokio::time::timeout(timeout, try_http(addr, method, path, token, body))
-        .await
-        .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out")))
+pub async fn try_http_within(
+    timeout: Duration,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    tokio::time::timeout(timeout, try_http(addr, method, path, token, body)).await.unwrap_or_else(
+        |_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out")),
+    )
 }
 
 /// The status (`GET /v1/status`) of the node or bootstrap process whose data
@@ -169,7 +202,11 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     let path = dir.join(name);
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo).args(["build", "-p", "cli", "-p", "bootstrap"]).status().expect("cargo runs").success();
+        let ok = Command::new(cargo)
+            .args(["build", "-p", "cli", "-p", "bootstrap"])
+            .status()
+            .expect("cargo runs")
+            .success();
         assert!(ok, "cannot build the medmesh binaries");
     }
     path

@@ -31,7 +31,12 @@ const ROUND_TIMEOUT_MS: u64 = 600_000;
 const REQUEST_TIMEOUT_MS: u64 = 30_000;
 
 /// Start `medmesh node start` on `dir` and wait for its control API.
-async fn start(exe: &Path, dir: &Path, root: &Path, log: &Path) -> (KillOnDrop, SocketAddr, String) {
+async fn start(
+    exe: &Path,
+    dir: &Path,
+    root: &Path,
+    log: &Path,
+) -> (KillOnDrop, SocketAddr, String) {
     let addr_file = dir.join("control.addr");
     // A SIGKILLed node leaves its control.addr behind; wait for the new one.
     let _ = std::fs::remove_file(&addr_file);
@@ -54,7 +59,9 @@ async fn start(exe: &Path, dir: &Path, root: &Path, log: &Path) -> (KillOnDrop, 
         if let Some(status) = proc.0.try_wait().expect("wait on the node") {
             panic!("the node exited at start with {status}; see its log");
         }
-        if let Some(addr) = std::fs::read_to_string(&addr_file).ok().and_then(|s| s.trim().parse::<SocketAddr>().ok())
+        if let Some(addr) = std::fs::read_to_string(&addr_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<SocketAddr>().ok())
             && let Ok((200, _)) = request(addr, "GET", "/v1/status", None, &[]).await
         {
             let token = std::fs::read_to_string(dir.join("control.token")).expect("control.token");
@@ -66,8 +73,15 @@ async fn start(exe: &Path, dir: &Path, root: &Path, log: &Path) -> (KillOnDrop, 
 }
 
 /// One HTTP/1.1 request; any transport failure is an error (the node may be dead).
-async fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
-    try_http_within(Duration::from_millis(REQUEST_TIMEOUT_MS), addr, method, path, token, body).await
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    try_http_within(Duration::from_millis(REQUEST_TIMEOUT_MS), addr, method, path, token, body)
+        .await
 }
 
 /// Every id the node holds, through the paged list endpoint.
@@ -94,10 +108,18 @@ async fn held_ids(addr: SocketAddr) -> std::collections::HashSet<String> {
 
 /// Submit the queued records from `CLIENTS` concurrent clients until the queue is
 /// empty or the node dies; marks each acknowledged index.
-async fn submit_round(addr: SocketAddr, token: String, records: Arc<Vec<Vec<u8>>>, queue: Arc<Mutex<VecDeque<usize>>>, acked: Arc<Mutex<Vec<bool>>>, acks: Arc<AtomicU64>) {
+async fn submit_round(
+    addr: SocketAddr,
+    token: String,
+    records: Arc<Vec<Vec<u8>>>,
+    queue: Arc<Mutex<VecDeque<usize>>>,
+    acked: Arc<Mutex<Vec<bool>>>,
+    acks: Arc<AtomicU64>,
+) {
     let mut tasks = Vec::new();
     for _ in 0..CLIENTS {
-        let (records, queue, acked, acks, token) = (records.clone(), queue.clone(), acked.clone(), acks.clone(), token.clone());
+        let (records, queue, acked, acks, token) =
+            (records.clone(), queue.clone(), acked.clone(), acks.clone(), token.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let Some(i) = queue.lock().expect("queue").pop_front() else { return };
@@ -106,7 +128,9 @@ async fn submit_round(addr: SocketAddr, token: String, records: Arc<Vec<Vec<u8>>
                         acked.lock().expect("acked")[i] = true;
                         acks.fetch_add(1, Ordering::SeqCst);
                     }
-                    Ok((code, body)) => panic!("record {i} refused with {code}: {}", String::from_utf8_lossy(&body)),
+                    Ok((code, body)) => {
+                        panic!("record {i} refused with {code}: {}", String::from_utf8_lossy(&body))
+                    }
                     // The node died under us: this one was never acknowledged.
                     Err(_) => return,
                 }
@@ -121,8 +145,14 @@ async fn submit_round(addr: SocketAddr, token: String, records: Arc<Vec<Vec<u8>>
 /// Check that every acknowledged record is held; returns how many are held.
 async fn check_acknowledged(addr: SocketAddr, ids: &[RecordId], acked: &[bool]) -> u64 {
     let held = held_ids(addr).await;
-    let missing: Vec<usize> = (0..ids.len()).filter(|&i| acked[i] && !held.contains(&ids[i].to_hex())).collect();
-    assert!(missing.is_empty(), "{} acknowledged records lost after SIGKILL, e.g. index {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    let missing: Vec<usize> =
+        (0..ids.len()).filter(|&i| acked[i] && !held.contains(&ids[i].to_hex())).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged records lost after SIGKILL, e.g. index {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     held.len() as u64
 }
 
@@ -142,7 +172,10 @@ async fn sigkill_while_ingesting_10000_records_loses_no_acknowledged_record() {
     let acked = Arc::new(Mutex::new(vec![false; RECORDS]));
 
     // Seeded kill points: after this many further acknowledgements in each round.
-    let seed = std::env::var("MEDMESH_CRASH_SEED").ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0x0c4a_54ed);
+    let seed = std::env::var("MEDMESH_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0x0c4a_54ed);
     let mut x = seed | 1;
     let mut next_rand = move || {
         x ^= x << 13;
@@ -156,12 +189,21 @@ async fn sigkill_while_ingesting_10000_records_loses_no_acknowledged_record() {
         let acked_now: Vec<bool> = acked.lock().expect("acked").clone();
         let held = check_acknowledged(addr, &ids, &acked_now).await;
         let before = acked_now.iter().filter(|a| **a).count() as u64;
-        eprintln!("round {round}: store opened with {held} records; all {before} acknowledged records present");
+        eprintln!(
+            "round {round}: store opened with {held} records; all {before} acknowledged records present"
+        );
 
         let queue: VecDeque<usize> = (0..RECORDS).filter(|&i| !acked_now[i]).collect();
         let queue = Arc::new(Mutex::new(queue));
         let acks = Arc::new(AtomicU64::new(0));
-        let round_task = tokio::spawn(submit_round(addr, token.clone(), records.clone(), queue.clone(), acked.clone(), acks.clone()));
+        let round_task = tokio::spawn(submit_round(
+            addr,
+            token.clone(),
+            records.clone(),
+            queue.clone(),
+            acked.clone(),
+            acks.clone(),
+        ));
         let remaining = RECORDS as u64 - before;
         let deadline = Instant::now() + Duration::from_millis(ROUND_TIMEOUT_MS);
         if round < KILLS {
@@ -174,10 +216,19 @@ async fn sigkill_while_ingesting_10000_records_loses_no_acknowledged_record() {
             proc.0.kill().expect("SIGKILL");
             let _ = proc.0.wait();
             round_task.await.expect("round");
-            eprintln!("round {round}: SIGKILL after {} acknowledgements in this round", acks.load(Ordering::SeqCst));
+            eprintln!(
+                "round {round}: SIGKILL after {} acknowledgements in this round",
+                acks.load(Ordering::SeqCst)
+            );
         } else {
-            tokio::time::timeout_at(deadline.into(), round_task).await.expect("the last round finishes in time").expect("round");
-            assert!(acked.lock().expect("acked").iter().all(|a| *a), "every record acknowledged in the last round");
+            tokio::time::timeout_at(deadline.into(), round_task)
+                .await
+                .expect("the last round finishes in time")
+                .expect("round");
+            assert!(
+                acked.lock().expect("acked").iter().all(|a| *a),
+                "every record acknowledged in the last round"
+            );
             // Killed right after the last acknowledgement: acknowledged means durable.
             proc.0.kill().expect("SIGKILL");
             let _ = proc.0.wait();
@@ -186,5 +237,9 @@ async fn sigkill_while_ingesting_10000_records_loses_no_acknowledged_record() {
     let (_proc, addr, _) = start(&exe, &dir, &root, &log).await;
     let held = check_acknowledged(addr, &ids, &acked.lock().expect("acked")).await;
     assert_eq!(held, RECORDS as u64, "exactly the submitted records are held");
-    eprintln!("{RECORDS} records, {} SIGKILLs, 0 acknowledged records lost, {:.1} s", KILLS + 1, started.elapsed().as_secs_f64());
+    eprintln!(
+        "{RECORDS} records, {} SIGKILLs, 0 acknowledged records lost, {:.1} s",
+        KILLS + 1,
+        started.elapsed().as_secs_f64()
+    );
 }

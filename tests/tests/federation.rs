@@ -20,9 +20,15 @@ static SERIAL: Mutex<bool> = Mutex::new(false);
 /// Run `body` with the engine and the node image, one test at a time.
 fn with_engine<T>(body: impl AsyncFnOnce(&Engine) -> T) -> T {
     let mut built = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
     rt.block_on(async {
-        let engine = Engine::connect(1).await.unwrap_or_else(|e| panic!("the Docker engine is required: {e}"));
+        let engine = Engine::connect(1)
+            .await
+            .unwrap_or_else(|e| panic!("the Docker engine is required: {e}"));
         if !*built {
             build_node_image(&engine).await.unwrap_or_else(|e| panic!("{e:#}"));
             *built = true;
@@ -36,7 +42,10 @@ fn scenario(name: &str) -> Report {
         let report = faults::run(engine, name).await.unwrap_or_else(|e| panic!("{e:#}"));
         let dir = workspace_root().join("target/tmp/federation");
         let _ = std::fs::create_dir_all(&dir);
-        let _ = std::fs::write(dir.join(format!("{name}.json")), serde_json::to_vec_pretty(&report).unwrap_or_default());
+        let _ = std::fs::write(
+            dir.join(format!("{name}.json")),
+            serde_json::to_vec_pretty(&report).unwrap_or_default(),
+        );
         eprintln!("{}", faults::table(std::slice::from_ref(&report)));
         report
     })
@@ -45,7 +54,10 @@ fn scenario(name: &str) -> Report {
 fn assert_no_loss(r: &Report) {
     assert_eq!(r.lost, 0, "acknowledged records lost: {r:?}");
     assert!(r.written > 0, "the scenario wrote nothing during the fault: {r:?}");
-    assert_eq!(r.release_round, 2, "the release signed during the fault did not reach every member: {r:?}");
+    assert_eq!(
+        r.release_round, 2,
+        "the release signed during the fault did not reach every member: {r:?}"
+    );
 }
 
 #[test]
@@ -87,7 +99,8 @@ fn a_rolling_restart_of_every_member_loses_nothing() {
 fn the_harness_counts_an_acknowledged_record_that_no_member_holds() {
     with_engine(async |engine| {
         let w = protocol::testkit::Workflow::complete();
-        let mut fed = Federation::launch(engine, &w.root, 2).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let mut fed =
+            Federation::launch(engine, &w.root, 2).await.unwrap_or_else(|e| panic!("{e:#}"));
         let outcome = async {
             fed.submit(1, &w.records).await?;
             // As if a member had acknowledged a record and then lost it.

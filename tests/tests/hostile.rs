@@ -66,10 +66,18 @@ fn baseline() -> (Workflow, Record, protocol::RecordId) {
     w.push(|w| &mut w.modelers[0], request(b, Subject::Model(model), true));
     w.push(|w| &mut w.committee[0], decide(b, Subject::Model(model), Decision::Approve, Some(1)));
     let revoked = w.committee[2].public();
-    w.push(|w| &mut w.admin, Body::KeyRevocation(KeyRevocation { key: revoked, from_seq: 0, reason: "laptop lost".into() }));
+    w.push(
+        |w| &mut w.admin,
+        Body::KeyRevocation(KeyRevocation {
+            key: revoked,
+            from_seq: 0,
+            reason: "laptop lost".into(),
+        }),
+    );
     // Round 2 would change the leaderboard if a second member signed it.
     let round2 = |m: usize, d: usize| 100_000 + 1_000 * m as i64 + d as i64;
-    let revoked_signature = w.clone().release(2, &[2], round2).records.pop().expect("a release record");
+    let revoked_signature =
+        w.clone().release(2, &[2], round2).records.pop().expect("a release record");
     let w = w.release(2, &[0], round2);
     (w, revoked_signature, model)
 }
@@ -89,19 +97,41 @@ impl Arena {
         for n in &nodes[1..3] {
             evil.dial(n.addresses()[0].clone()).await.expect("node runs").expect("dial");
         }
-        eventually("the hostile node to see every honest node on the topic", REACTION_TIMEOUT_MS, || async {
-            let peers = evil.peers().await.unwrap_or_default();
-            nodes[..3].iter().all(|n| peers.iter().any(|p| p.peer_id == n.peer_id().to_string() && p.subscribed))
-        })
+        eventually(
+            "the hostile node to see every honest node on the topic",
+            REACTION_TIMEOUT_MS,
+            || async {
+                let peers = evil.peers().await.unwrap_or_default();
+                nodes[..3].iter().all(|n| {
+                    peers.iter().any(|p| p.peer_id == n.peer_id().to_string() && p.subscribed)
+                })
+            },
+        )
         .await;
         let s = honest[0].state();
-        let pending = s.association(&w.benchmark, &Subject::Model(model)).expect("the extra model's request");
+        let pending =
+            s.association(&w.benchmark, &Subject::Model(model)).expect("the extra model's request");
         assert_eq!((pending.status, pending.approvals.len()), (Status::Pending, 1));
         assert!(s.revoked.contains_key(&w.committee[2].public()));
         let facts = facts(&s);
         let baseline = w.records.len() as u64;
         let bystander = Author::new("bystander", w.root.network_id());
-        (Arena { w, nodes, _dirs: dirs, honest, evil, evil_peer, baseline, facts, bystander, extra: 0 }, revoked_signature, model)
+        (
+            Arena {
+                w,
+                nodes,
+                _dirs: dirs,
+                honest,
+                evil,
+                evil_peer,
+                baseline,
+                facts,
+                bystander,
+                extra: 0,
+            },
+            revoked_signature,
+            model,
+        )
     }
 
     /// Gossip `bytes` from the hostile node (retrying until a peer takes them).
@@ -118,15 +148,19 @@ impl Arena {
     /// (its gossip score is negative there).
     async fn refused_everywhere(&self) {
         let evil = self.evil_peer.to_string();
-        eventually("every honest node to score the hostile peer below zero", REACTION_TIMEOUT_MS, || async {
-            for c in &self.honest {
-                let peers = c.peers().await.unwrap_or_default();
-                if !peers.iter().any(|p| p.peer_id == evil && p.score.unwrap_or(0.0) < 0.0) {
-                    return false;
+        eventually(
+            "every honest node to score the hostile peer below zero",
+            REACTION_TIMEOUT_MS,
+            || async {
+                for c in &self.honest {
+                    let peers = c.peers().await.unwrap_or_default();
+                    if !peers.iter().any(|p| p.peer_id == evil && p.score.unwrap_or(0.0) < 0.0) {
+                        return false;
+                    }
                 }
-            }
-            true
-        })
+                true
+            },
+        )
         .await;
     }
 
@@ -138,16 +172,32 @@ impl Arena {
     }
 
     /// As [`Self::refusal_logged`], for a refusal of what `peer` sent.
-    async fn refusal_logged_from(&self, peer: &PeerId, reason: &str, id: Option<protocol::RecordId>) -> node::Refusal {
+    async fn refusal_logged_from(
+        &self,
+        peer: &PeerId,
+        reason: &str,
+        id: Option<protocol::RecordId>,
+    ) -> node::Refusal {
         let evil = peer.to_string();
-        let matches = |r: &node::Refusal| r.reason == reason && r.source == Source::Gossip && r.peer.as_deref() == Some(evil.as_str()) && (id.is_none() || r.id == id);
-        eventually(&format!("every honest node to log a `{reason}` refusal from {evil}"), REACTION_TIMEOUT_MS, || async {
-            self.honest.iter().all(|c| c.refusals().refused.iter().any(matches))
-        })
+        let matches = |r: &node::Refusal| {
+            r.reason == reason
+                && r.source == Source::Gossip
+                && r.peer.as_deref() == Some(evil.as_str())
+                && (id.is_none() || r.id == id)
+        };
+        eventually(
+            &format!("every honest node to log a `{reason}` refusal from {evil}"),
+            REACTION_TIMEOUT_MS,
+            || async { self.honest.iter().all(|c| c.refusals().refused.iter().any(matches)) },
+        )
         .await;
         for (i, c) in self.honest.iter().enumerate() {
             let log = c.refusals();
-            assert!(log.counts.get(reason).copied().unwrap_or(0) >= 1, "honest node {i} counts `{reason}`: {:?}", log.counts);
+            assert!(
+                log.counts.get(reason).copied().unwrap_or(0) >= 1,
+                "honest node {i} counts `{reason}`: {:?}",
+                log.counts
+            );
         }
         self.honest[0].refusals().refused.into_iter().find(matches).expect("the refusal just seen")
     }
@@ -171,17 +221,26 @@ impl Arena {
         for h in &self.nodes[1..3] {
             c.dial(h.addresses()[0].clone()).await.expect("node runs").expect("dial");
         }
-        eventually("the fresh peer to see every honest node on the topic", REACTION_TIMEOUT_MS, || async {
-            let peers = c.peers().await.unwrap_or_default();
-            self.nodes[..3].iter().all(|n| peers.iter().any(|p| p.peer_id == n.peer_id().to_string() && p.subscribed))
-        })
+        eventually(
+            "the fresh peer to see every honest node on the topic",
+            REACTION_TIMEOUT_MS,
+            || async {
+                let peers = c.peers().await.unwrap_or_default();
+                self.nodes[..3].iter().all(|n| {
+                    peers.iter().any(|p| p.peer_id == n.peer_id().to_string() && p.subscribed)
+                })
+            },
+        )
         .await;
         (n, dir)
     }
 
     /// Wait until every honest node holds `id` (a valid record kept without effect).
     async fn held_everywhere(&self, id: &protocol::RecordId) {
-        eventually("every honest node to hold the record", REACTION_TIMEOUT_MS, || async { self.honest.iter().all(|c| c.contains(id)) }).await;
+        eventually("every honest node to hold the record", REACTION_TIMEOUT_MS, || async {
+            self.honest.iter().all(|c| c.contains(id))
+        })
+        .await;
     }
 
     /// No honest node's derived facts changed, and each holds exactly the
@@ -200,9 +259,11 @@ impl Arena {
         let s = self.honest[1].submit(&r.bytes).await.expect("a valid record is accepted");
         assert!(s.new);
         self.extra += 1;
-        eventually("an honest record to reach every honest node after the attack", REACTION_TIMEOUT_MS, || async {
-            self.honest.iter().all(|c| c.contains(&r.id))
-        })
+        eventually(
+            "an honest record to reach every honest node after the attack",
+            REACTION_TIMEOUT_MS,
+            || async { self.honest.iter().all(|c| c.contains(&r.id)) },
+        )
         .await;
     }
 
@@ -217,7 +278,11 @@ impl Arena {
 /// from a real record: the first 70 bytes of its canonical encoding.
 fn envelope_prefix(r: &Record) -> Vec<u8> {
     let p = r.bytes[..70].to_vec();
-    assert_eq!(&p[..4], &[0x85, 0x01, 0x58, 0x20], "envelope layout: [1, bstr(32) network, bstr(32) signer, ...]");
+    assert_eq!(
+        &p[..4],
+        &[0x85, 0x01, 0x58, 0x20],
+        "envelope layout: [1, bstr(32) network, bstr(32) signer, ...]"
+    );
     p
 }
 
@@ -247,7 +312,10 @@ fn envelope_with_payload(r: &Record, payload: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_forged_signature_is_refused_everywhere() {
     let (mut a, _, _) = Arena::start().await;
-    let mut forged = Author::new("mallory", a.w.root.network_id()).sign(container("evil", &["infer"])).bytes.to_vec();
+    let mut forged = Author::new("mallory", a.w.root.network_id())
+        .sign(container("evil", &["infer"]))
+        .bytes
+        .to_vec();
     let last = forged.len() - 1;
     forged[last] ^= 1;
     let id = Record::peek_id(&forged).expect("the forgery is well formed");
@@ -265,7 +333,8 @@ async fn a_forged_signature_is_refused_everywhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_record_signed_for_another_network_is_refused_everywhere() {
     let (mut a, _, _) = Arena::start().await;
-    let other = Author::new("admin", protocol::NetworkId::from_bytes([7; 32])).sign(container("elsewhere", &["infer"]));
+    let other = Author::new("admin", protocol::NetworkId::from_bytes([7; 32]))
+        .sign(container("elsewhere", &["infer"]));
     a.send(other.bytes.to_vec()).await;
     a.refused_everywhere().await;
     a.refusal_logged("wrong_network", Some(other.id)).await;
@@ -282,7 +351,10 @@ async fn an_oversized_record_is_refused_everywhere() {
     // Above the envelope limit but within a gossip message, so it reaches validation.
     let payload = vec![0u8; protocol::limits::ENVELOPE_BYTES_MAX + 1024];
     let big = envelope_with_payload(&a.w.records[0], &payload);
-    assert!(big.len() > protocol::limits::ENVELOPE_BYTES_MAX && big.len() < node::swarm::GOSSIP_MESSAGE_BYTES_MAX);
+    assert!(
+        big.len() > protocol::limits::ENVELOPE_BYTES_MAX
+            && big.len() < node::swarm::GOSSIP_MESSAGE_BYTES_MAX
+    );
     a.send(big).await;
     a.refused_everywhere().await;
     a.refusal_logged("too_large", None).await;
@@ -352,13 +424,20 @@ async fn a_replayed_old_record_changes_nothing() {
     for n in &a.nodes[1..3] {
         r.dial(n.addresses()[0].clone()).await.expect("node runs").expect("dial");
     }
-    eventually("the replayer to see every honest node on the topic", REACTION_TIMEOUT_MS, || async {
-        let peers = r.peers().await.unwrap_or_default();
-        a.nodes[..3].iter().all(|n| peers.iter().any(|p| p.peer_id == n.peer_id().to_string() && p.subscribed))
-    })
+    eventually(
+        "the replayer to see every honest node on the topic",
+        REACTION_TIMEOUT_MS,
+        || async {
+            let peers = r.peers().await.unwrap_or_default();
+            a.nodes[..3]
+                .iter()
+                .all(|n| peers.iter().any(|p| p.peer_id == n.peer_id().to_string() && p.subscribed))
+        },
+    )
     .await;
     // The benchmark's approval and the first release signature, sent again.
-    let approval = a.w.records.iter().find(|r| r.kind() == "benchmark_decision").expect("an approval").clone();
+    let approval =
+        a.w.records.iter().find(|r| r.kind() == "benchmark_decision").expect("an approval").clone();
     let release = a.w.records.iter().find(|r| r.kind() == "release").expect("a release").clone();
     for rec in [approval, release] {
         let bytes = rec.bytes.to_vec();
@@ -398,7 +477,11 @@ async fn an_approval_by_a_non_member_is_kept_but_changes_no_state() {
         let s = c.state();
         let assoc = s.association(&b, &Subject::Model(model)).expect("the request");
         assert_eq!((assoc.status, assoc.approvals.len()), (Status::Pending, 1));
-        let why = s.ignored.iter().find(|i| i.id == approval.id).expect("the approval is reported as ignored");
+        let why = s
+            .ignored
+            .iter()
+            .find(|i| i.id == approval.id)
+            .expect("the approval is reported as ignored");
         assert_eq!(why.reason, "signer is not on the benchmark's committee");
     }
     // Valid, so kept: the fold reports it, the refusal log does not.
@@ -436,7 +519,11 @@ async fn a_revoked_keys_decision_and_release_signature_change_nothing() {
     // Committee member 2 (revoked) signs the round-2 release that member 0 signed
     // (two signatures would meet the threshold and replace the leaderboard), and
     // approves the model that member 0 approved (two approvals would approve it).
-    let decision = a.w.committee[2].sign_at(1, Some(revoked_signature.id), decide(b, Subject::Model(model), Decision::Approve, Some(3)));
+    let decision = a.w.committee[2].sign_at(
+        1,
+        Some(revoked_signature.id),
+        decide(b, Subject::Model(model), Decision::Approve, Some(3)),
+    );
     a.send(revoked_signature.bytes.to_vec()).await;
     a.send(decision.bytes.to_vec()).await;
     a.held_everywhere(&revoked_signature.id).await;
@@ -448,9 +535,17 @@ async fn a_revoked_keys_decision_and_release_signature_change_nothing() {
         assert_eq!(shown.release.round, 1);
         let assoc = s.association(&b, &Subject::Model(model)).expect("the request");
         assert_eq!((assoc.status, assoc.approvals.len()), (Status::Pending, 1));
-        let why = s.ignored.iter().find(|i| i.id == decision.id).expect("the revoked key's decision is reported as ignored");
+        let why = s
+            .ignored
+            .iter()
+            .find(|i| i.id == decision.id)
+            .expect("the revoked key's decision is reported as ignored");
         assert!(why.reason.contains("revoked"), "{}", why.reason);
-        let why = s.ignored.iter().find(|i| i.id == revoked_signature.id).expect("the revoked key's release signature is reported as ignored");
+        let why = s
+            .ignored
+            .iter()
+            .find(|i| i.id == revoked_signature.id)
+            .expect("the revoked key's release signature is reported as ignored");
         assert!(why.reason.contains("revoked"), "{}", why.reason);
     }
     a.nothing_refused();
@@ -483,16 +578,23 @@ async fn a_flood_from_one_valid_key_is_held_by_the_rate_limit_without_hurting_ot
     for n in &nodes[1..3] {
         evil.dial(n.addresses()[0].clone()).await.expect("node runs").expect("dial");
     }
-    eventually("the flooding node to see every honest node on the topic", REACTION_TIMEOUT_MS, || async {
-        let peers = evil.peers().await.unwrap_or_default();
-        nodes[..3].iter().all(|n| peers.iter().any(|p| p.peer_id == n.peer_id().to_string() && p.subscribed))
-    })
+    eventually(
+        "the flooding node to see every honest node on the topic",
+        REACTION_TIMEOUT_MS,
+        || async {
+            let peers = evil.peers().await.unwrap_or_default();
+            nodes[..3]
+                .iter()
+                .all(|n| peers.iter().any(|p| p.peer_id == n.peer_id().to_string() && p.subscribed))
+        },
+    )
     .await;
 
     let flood = bulk_records("flooder", &w.root, FLOOD_RECORDS);
     // The flooding node holds its records (so sync can serve them later), then
     // pushes every one on gossip as fast as it can.
-    let (stored, rejected) = evil.import(flood.iter().map(|r| r.bytes.to_vec()).collect()).await.expect("import");
+    let (stored, rejected) =
+        evil.import(flood.iter().map(|r| r.bytes.to_vec()).collect()).await.expect("import");
     assert_eq!((stored, rejected), (FLOOD_RECORDS as u64, 0));
     let started = std::time::Instant::now();
     for r in &flood {
@@ -500,13 +602,19 @@ async fn a_flood_from_one_valid_key_is_held_by_the_rate_limit_without_hurting_ot
     }
     // What gossip let through from the flooding key is bounded by the bucket.
     let elapsed_s = started.elapsed().as_secs() + 2;
-    let held: Vec<u64> = honest.iter().map(|c| flood.iter().filter(|r| c.contains(&r.id)).count() as u64).collect();
+    let held: Vec<u64> =
+        honest.iter().map(|c| flood.iter().filter(|r| c.contains(&r.id)).count() as u64).collect();
     let bound = GOSSIP_SIGNER_BURST_RECORDS + GOSSIP_SIGNER_RATE_PER_SEC * elapsed_s;
     for (i, h) in held.iter().enumerate() {
-        assert!(*h <= bound, "honest node {i} took {h} flood records by gossip in {elapsed_s} s; the limit allows {bound}");
+        assert!(
+            *h <= bound,
+            "honest node {i} took {h} flood records by gossip in {elapsed_s} s; the limit allows {bound}"
+        );
     }
     assert!(held.iter().all(|h| *h < FLOOD_RECORDS as u64), "the flood was held: {held:?}");
-    eprintln!("flood: {FLOOD_RECORDS} records pushed in about {elapsed_s} s; honest nodes took {held:?} by gossip (bound {bound})");
+    eprintln!(
+        "flood: {FLOOD_RECORDS} records pushed in about {elapsed_s} s; honest nodes took {held:?} by gossip (bound {bound})"
+    );
     // What each honest node held back is logged as held (by the rate limit, or
     // because it was busy verifying), never as refused: the records are valid.
     let flooder = Author::new("flooder", w.root.network_id()).public();
@@ -521,7 +629,11 @@ async fn a_flood_from_one_valid_key_is_held_by_the_rate_limit_without_hurting_ot
                 other => panic!("honest node {i} held a flood record for `{other}`"),
             }
         }
-        assert_eq!(log.refused_total, 0, "honest node {i} refused valid records: {:?}", log.refused);
+        assert_eq!(
+            log.refused_total, 0,
+            "honest node {i} refused valid records: {:?}",
+            log.refused
+        );
     }
 
     // Another signer's record, published at an honest node, still reaches every
@@ -529,9 +641,11 @@ async fn a_flood_from_one_valid_key_is_held_by_the_rate_limit_without_hurting_ot
     let mut other = Author::new("other-signer", w.root.network_id());
     let honest_rec = other.sign(container("from-an-honest-node", &["infer"]));
     honest[2].submit(&honest_rec.bytes).await.expect("accepted");
-    eventually("another signer's record to reach every honest node by gossip", REACTION_TIMEOUT_MS, || async {
-        honest.iter().all(|c| c.contains(&honest_rec.id))
-    })
+    eventually(
+        "another signer's record to reach every honest node by gossip",
+        REACTION_TIMEOUT_MS,
+        || async { honest.iter().all(|c| c.contains(&honest_rec.id)) },
+    )
     .await;
 
     // The flood's records are valid: sync (paced by each receiver) brings them all.
@@ -566,7 +680,8 @@ async fn a_signed_record_with_a_field_out_of_bounds_is_refused_by_the_control_ap
     submit_all(&c, &w.records).await;
     let before = (c.len(), c.state_hash());
     let addr = n.control_addr().expect("the control API runs");
-    let token = std::fs::read_to_string(dir.path().join(node::node::TOKEN_FILE)).expect("the control token");
+    let token = std::fs::read_to_string(dir.path().join(node::node::TOKEN_FILE))
+        .expect("the control token");
 
     let mallory = Author::new("mallory", w.root.network_id());
     let long = "x".repeat(protocol::limits::NAME_BYTES_MAX + 1);
@@ -588,12 +703,20 @@ async fn a_signed_record_with_a_field_out_of_bounds_is_refused_by_the_control_ap
     assert!(entry["peer"].is_null() && entry["at_ms"].as_u64().is_some_and(|t| t > 0), "{entry}");
     assert_eq!(log["counts"]["invalid_field"], 1);
     assert_eq!(log["refused_total"], 1);
-    assert!(log["fold"]["views"].as_array().is_some_and(|v| v.contains(&serde_json::json!("/v1/state/ignored"))), "{log}");
+    assert!(
+        log["fold"]["views"]
+            .as_array()
+            .is_some_and(|v| v.contains(&serde_json::json!("/v1/state/ignored"))),
+        "{log}"
+    );
 
     // The same bytes in an import are refused and logged too.
     assert_eq!(c.import(vec![bytes.clone()]).await.expect("import runs"), (0, 1));
     let log = c.refusals();
-    assert_eq!((log.refused[0].source, log.refused[0].reason.as_ref(), log.refused[0].id), (Source::Import, "invalid_field", Some(id)));
+    assert_eq!(
+        (log.refused[0].source, log.refused[0].reason.as_ref(), log.refused[0].id),
+        (Source::Import, "invalid_field", Some(id))
+    );
     assert_eq!(log.counts["invalid_field"], 2);
 
     assert!(!c.contains(&id));

@@ -7,7 +7,11 @@ use std::process::Command;
 use protocol::testkit::Workflow;
 use tests::{CONVERGE_TIMEOUT_MS, config, converged, eventually, http, submit_all};
 
-async fn start_with_control(dir: &std::path::Path, w: &Workflow, boot: &[node::Multiaddr]) -> node::Node {
+async fn start_with_control(
+    dir: &std::path::Path,
+    w: &Workflow,
+    boot: &[node::Multiaddr],
+) -> node::Node {
     let mut c = config(dir, &w.root, boot);
     c.control = Some("127.0.0.1:0".parse().expect("a socket address"));
     node::Node::start(c).await.expect("node starts")
@@ -37,7 +41,14 @@ async fn every_node_serves_a_byte_identical_leaderboard() {
     let lb: protocol::fold::Leaderboard = serde_json::from_slice(&bodies[0]).unwrap();
     assert_eq!(lb.rows[0].model, w.models[1]);
     // An unknown benchmark is a 404 with a reason.
-    let (status, body) = http(nodes[0].control_addr().unwrap(), "GET", "/v1/benchmarks/ffffffff/leaderboard", None, b"").await;
+    let (status, body) = http(
+        nodes[0].control_addr().unwrap(),
+        "GET",
+        "/v1/benchmarks/ffffffff/leaderboard",
+        None,
+        b"",
+    )
+    .await;
     assert_eq!(status, 404);
     assert!(String::from_utf8_lossy(&body).contains("unknown_benchmark"));
     for n in nodes {
@@ -46,15 +57,24 @@ async fn every_node_serves_a_byte_identical_leaderboard() {
 }
 
 fn chromium() -> Option<PathBuf> {
-    ["chromium", "chromium-headless-shell", "chromium-browser", "google-chrome"].iter().find_map(|name| {
-        std::env::var_os("PATH")?.to_str()?.split(':').map(|d| PathBuf::from(d).join(name)).find(|p| p.exists())
-    })
+    ["chromium", "chromium-headless-shell", "chromium-browser", "google-chrome"].iter().find_map(
+        |name| {
+            std::env::var_os("PATH")?
+                .to_str()?
+                .split(':')
+                .map(|d| PathBuf::from(d).join(name))
+                .find(|p| p.exists())
+        },
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_headless_browser_shows_the_chart_the_table_and_the_heatmap() {
     let Some(browser) = chromium() else {
-        assert!(std::env::var("CI").is_err(), "CI must install chromium (Debian's `chromium` package)");
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must install chromium (Debian's `chromium` package)"
+        );
         eprintln!("skipping: no chromium on PATH (install Debian's chromium package)");
         return;
     };
@@ -68,11 +88,21 @@ async fn a_headless_browser_shows_the_chart_the_table_and_the_heatmap() {
         async move { c.state().leaderboards.contains_key(&w.benchmark) }
     })
     .await;
-    let url = format!("http://{}/benchmarks/{}/leaderboard", node.control_addr().unwrap(), w.benchmark.short());
+    let url = format!(
+        "http://{}/benchmarks/{}/leaderboard",
+        node.control_addr().unwrap(),
+        w.benchmark.short()
+    );
     let profile = tempfile::tempdir().unwrap();
     let run = |extra: &[String]| {
         Command::new(&browser)
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--hide-scrollbars",
+            ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args(extra)
             .arg(&url)
@@ -82,9 +112,15 @@ async fn a_headless_browser_shows_the_chart_the_table_and_the_heatmap() {
     // The browser blocks this worker; the node keeps serving on the other.
     let dom = run(&["--dump-dom".to_string()]);
     let html = String::from_utf8_lossy(&dom.stdout);
-    assert!(html.contains("id=\"chart\""), "no chart in:\n{html}\n{}", String::from_utf8_lossy(&dom.stderr));
+    assert!(
+        html.contains("id=\"chart\""),
+        "no chart in:\n{html}\n{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
     assert_eq!(html.matches("class=\"bar\"").count(), 2, "one bar per model");
-    assert!(html.contains("id=\"leaderboard\"") && html.contains("model-0") && html.contains("model-1"));
+    assert!(
+        html.contains("id=\"leaderboard\"") && html.contains("model-0") && html.contains("model-1")
+    );
     assert_eq!(html.matches("class=\"cell\"").count(), 6, "a 2 x 3 heatmap");
 
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
@@ -93,7 +129,12 @@ async fn a_headless_browser_shows_the_chart_the_table_and_the_heatmap() {
     let _ = std::fs::remove_file(&png);
     let arg = format!("--screenshot={}", png.display());
     let shot = run(&[arg, "--window-size=1000,800".to_string()]);
-    let bytes = std::fs::read(&png).unwrap_or_else(|_| panic!("no screenshot: {}", String::from_utf8_lossy(&shot.stderr)));
-    assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 5_000, "a real screenshot at {}", png.display());
+    let bytes = std::fs::read(&png)
+        .unwrap_or_else(|_| panic!("no screenshot: {}", String::from_utf8_lossy(&shot.stderr)));
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 5_000,
+        "a real screenshot at {}",
+        png.display()
+    );
     node.shutdown().await;
 }

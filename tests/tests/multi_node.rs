@@ -17,7 +17,10 @@ async fn five_nodes_store_a_record_submitted_at_one() {
     let first = &w.records[0];
     let s = clients[3].submit(&first.bytes).await.unwrap();
     assert!(s.new);
-    eventually("the first record at all five nodes", 10_000, || async { clients.iter().all(|c| c.contains(&first.id)) }).await;
+    eventually("the first record at all five nodes", 10_000, || async {
+        clients.iter().all(|c| c.contains(&first.id))
+    })
+    .await;
 
     submit_all(&clients[3], &w.records).await;
     converged(&clients, w.records.len() as u64).await;
@@ -38,7 +41,8 @@ async fn a_node_started_after_1000_records_catches_up() {
     // does not wait on 1,000 fsyncs); node 1 gets them through sync, the workflow
     // through gossip.
     let records = bulk_records("bulk", &w.root, 1000);
-    let (stored, rejected) = nodes[0].client().import(records.iter().map(|r| r.bytes.to_vec()).collect()).await.unwrap();
+    let (stored, rejected) =
+        nodes[0].client().import(records.iter().map(|r| r.bytes.to_vec()).collect()).await.unwrap();
     assert_eq!((stored, rejected), (1000, 0));
     submit_all(&nodes[1].client(), &w.records).await;
     let total = (records.len() + w.records.len()) as u64;
@@ -75,7 +79,10 @@ async fn a_partition_heals_to_one_state_hash() {
     for n in &nodes[..2] {
         clients[2].set_blocked(n.peer_id(), true).await.unwrap();
     }
-    eventually("node 2 to have no peers", 10_000, || async { clients[2].peers().await.unwrap().is_empty() }).await;
+    eventually("node 2 to have no peers", 10_000, || async {
+        clients[2].peers().await.unwrap().is_empty()
+    })
+    .await;
 
     // Writes on both sides of the cut.
     submit_all(&clients[0], &w.records[5..split]).await;
@@ -147,7 +154,9 @@ async fn a_malicious_peers_forged_records_are_stored_by_nobody_and_its_score_dro
     }
     eventually("the malicious node to see every honest node on the topic", 20_000, || async {
         let peers = evil.peers().await.unwrap();
-        nodes[..3].iter().all(|n| peers.iter().any(|p| p.peer_id == n.peer_id().to_string() && p.subscribed))
+        nodes[..3]
+            .iter()
+            .all(|n| peers.iter().any(|p| p.peer_id == n.peer_id().to_string() && p.subscribed))
     })
     .await;
     let before = honest[0].state();
@@ -155,10 +164,14 @@ async fn a_malicious_peers_forged_records_are_stored_by_nobody_and_its_score_dro
 
     // Forgeries: a valid record with a broken signature, one signed for another
     // network, and garbage.
-    let mut forged_sig = Author::new("mallory", w.root.network_id()).sign(protocol::testkit::container("evil", &["infer"])).bytes.to_vec();
+    let mut forged_sig = Author::new("mallory", w.root.network_id())
+        .sign(protocol::testkit::container("evil", &["infer"]))
+        .bytes
+        .to_vec();
     let last = forged_sig.len() - 1;
     forged_sig[last] ^= 1;
-    let other_net = Author::new("mallory", protocol::NetworkId::from_bytes([7; 32])).sign(protocol::testkit::container("evil", &["infer"]));
+    let other_net = Author::new("mallory", protocol::NetworkId::from_bytes([7; 32]))
+        .sign(protocol::testkit::container("evil", &["infer"]));
     let garbage = vec![0xa5; 300];
     let forged_id = protocol::Record::peek_id(&forged_sig).unwrap();
     for bytes in [forged_sig.clone(), other_net.bytes.to_vec(), garbage] {
@@ -172,13 +185,19 @@ async fn a_malicious_peers_forged_records_are_stored_by_nobody_and_its_score_dro
 
     // Unauthorized: mallory, not an admin, approves the benchmark.
     let mut mallory = Author::new("mallory-2", w.root.network_id());
-    let approval = mallory.sign(Body::BenchmarkDecision(BenchmarkDecision { benchmark: w.benchmark, decision: Decision::Approve }));
+    let approval = mallory.sign(Body::BenchmarkDecision(BenchmarkDecision {
+        benchmark: w.benchmark,
+        decision: Decision::Approve,
+    }));
     evil.submit(&approval.bytes).await.unwrap();
 
     eventually("every honest node to score the malicious peer below zero", 20_000, || async {
         for c in &honest {
             let peers = c.peers().await.unwrap();
-            if !peers.iter().any(|p| p.peer_id == evil_id.to_string() && p.score.unwrap_or(0.0) < 0.0) {
+            if !peers
+                .iter()
+                .any(|p| p.peer_id == evil_id.to_string() && p.score.unwrap_or(0.0) < 0.0)
+            {
                 return false;
             }
         }
@@ -194,7 +213,10 @@ async fn a_malicious_peers_forged_records_are_stored_by_nobody_and_its_score_dro
         let s = c.state();
         assert_eq!(s.benchmarks[&w.benchmark].status, Status::Pending);
         assert!(s.benchmarks[&w.benchmark].approvals.is_empty());
-        assert!(s.ignored.iter().any(|i| i.id == approval.id), "the approval is reported as ignored");
+        assert!(
+            s.ignored.iter().any(|i| i.id == approval.id),
+            "the approval is reported as ignored"
+        );
     }
     for n in nodes {
         n.shutdown().await;
@@ -248,7 +270,15 @@ async fn the_control_api_takes_signed_records_with_the_token_and_serves_views() 
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["hash"], protocol::fold(&w.root, &w.records).hash.to_hex());
     assert_eq!(v["counts"]["benchmarks"], 1);
-    for view in ["benchmarks", "containers", "datasets", "associations", "results", "releases", "leaderboards"] {
+    for view in [
+        "benchmarks",
+        "containers",
+        "datasets",
+        "associations",
+        "results",
+        "releases",
+        "leaderboards",
+    ] {
         let (status, _) = http(addr, "GET", &format!("/v1/state/{view}"), None, &[]).await;
         assert_eq!(status, 200, "{view}");
     }
@@ -277,7 +307,10 @@ async fn a_second_node_on_the_same_data_dir_is_refused() {
     let w = Workflow::complete();
     let dir = tempfile::tempdir().unwrap();
     let n = start(dir.path(), &w.root, &[]).await;
-    let err = node::Node::start(config(dir.path(), &w.root, &[])).await.err().expect("the directory is locked");
+    let err = node::Node::start(config(dir.path(), &w.root, &[]))
+        .await
+        .err()
+        .expect("the directory is locked");
     assert!(matches!(err, node::StartError::Store(node::StoreError::Locked(_))), "{err}");
     assert!(err.to_string().contains("in use by another node"));
     n.shutdown().await;
@@ -301,7 +334,10 @@ async fn nodes_that_know_each_other_keep_working_without_the_bootstrap_peer() {
     .await;
     let boot = nodes.remove(0);
     boot.shutdown().await;
-    eventually("the bootstrap peer to be gone", 10_000, || async { a.peers().await.unwrap().len() == 1 }).await;
+    eventually("the bootstrap peer to be gone", 10_000, || async {
+        a.peers().await.unwrap().len() == 1
+    })
+    .await;
 
     submit_all(&a, &w.records).await;
     converged(&[a.clone(), b.clone()], w.records.len() as u64).await;
@@ -333,9 +369,13 @@ async fn records_held_back_by_the_rate_limit_arrive_by_sync_within_seconds() {
     let burst = node::ratelimit::GOSSIP_SIGNER_BURST_RECORDS as usize;
     let records = bulk_records("busy-signer", &w.root, burst + 200);
     submit_all(&clients[0], &records).await;
-    eventually("the receiver to hold some records back", 10_000, || async { clients[1].refusals().held_total > 0 }).await;
+    eventually("the receiver to hold some records back", 10_000, || async {
+        clients[1].refusals().held_total > 0
+    })
+    .await;
     let n = records.len() as u64;
-    eventually("the held records to arrive by sync", 15_000, || async { clients[1].len() == n }).await;
+    eventually("the held records to arrive by sync", 15_000, || async { clients[1].len() == n })
+        .await;
     assert_eq!(clients[1].state_hash(), clients[0].state_hash());
     for n in nodes {
         n.shutdown().await;

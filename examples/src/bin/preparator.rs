@@ -8,7 +8,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use examples::{FEATURES, Failure, Invocation, Outcome, Table, main_with, read_features, read_flat_yaml, read_pairs, write_flat_yaml};
+use examples::{
+    FEATURES, Failure, Invocation, Outcome, Table, main_with, read_features, read_flat_yaml,
+    read_pairs, write_flat_yaml,
+};
 
 const RAW_DATA: &str = "/mlcommons/volumes/raw_data";
 const RAW_LABELS: &str = "/mlcommons/volumes/raw_labels";
@@ -20,7 +23,11 @@ const STATISTICS: &str = "/mlcommons/volumes/statistics/statistics.yaml";
 fn main() {
     main_with(task_from_mounts, |inv| match inv.task.as_str() {
         "prepare" => prepare(inv),
-        "sanity_check" => sanity_check(&inv.path("data_path", DATA), &inv.path("labels_path", LABELS), min_cases(inv)?),
+        "sanity_check" => sanity_check(
+            &inv.path("data_path", DATA),
+            &inv.path("labels_path", LABELS),
+            min_cases(inv)?,
+        ),
         "statistics" => statistics(inv),
         other => Err(Failure(format!("unknown task `{other}`"))),
     });
@@ -54,7 +61,12 @@ fn prepare(inv: &Invocation) -> Outcome {
         let y = match r[dcol].as_str() {
             "malignant" => 1,
             "benign" => 0,
-            other => return Err(Failure(format!("case {}: diagnosis `{other}` is neither malignant nor benign", r[did]))),
+            other => {
+                return Err(Failure(format!(
+                    "case {}: diagnosis `{other}` is neither malignant nor benign",
+                    r[did]
+                )));
+            }
         };
         labels.insert(r[did].clone(), y);
     }
@@ -92,7 +104,11 @@ fn sanity_check(data: &Path, labels: &Path, min: usize) -> Outcome {
         return Err(Failure(format!("{} cases; at least {min} needed", features.len())));
     }
     if features.len() != labels.len() {
-        return Err(Failure(format!("{} feature rows but {} labels", features.len(), labels.len())));
+        return Err(Failure(format!(
+            "{} feature rows but {} labels",
+            features.len(),
+            labels.len()
+        )));
     }
     for (id, _) in &features {
         match labels.get(id) {

@@ -17,51 +17,75 @@ const PROBE_CONNECT_TIMEOUT_MS: u64 = 2000;
 const OOM_CHUNK_BYTES: usize = 16 * 1024 * 1024;
 
 fn main() {
-    main_with(|| None, |inv| {
-        let out = inv.path("output_path", "/mlcommons/volumes/output");
-        let record = |what: &str| std::fs::write(out.join("outcome"), what);
-        match inv.task.as_str() {
-            "network" => {
-                // The host, through the default gateway (a port the test listens on,
-                // PROBE_PORT), and a public resolver.
-                let port: u16 = std::env::var("PROBE_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(9);
-                let mut targets: Vec<SocketAddr> = vec![([1, 1, 1, 1], 53).into()];
-                targets.extend(default_gateway().map(|g| SocketAddr::from((g, port))));
-                let reached: Vec<String> = targets
-                    .iter()
-                    .filter(|a| TcpStream::connect_timeout(a, Duration::from_millis(PROBE_CONNECT_TIMEOUT_MS)).is_ok())
-                    .map(|a| a.to_string())
-                    .collect();
-                record(&if reached.is_empty() { "unreachable".to_string() } else { format!("reached {}", reached.join(" ")) })?;
-            }
-            "write_input" => {
-                let input = inv.path("data_path", "/mlcommons/volumes/data");
-                let wrote = std::fs::File::create(input.join("tampered")).and_then(|mut f| f.write_all(b"x")).is_ok();
-                let removed = std::fs::read_dir(&input)?.flatten().any(|e| std::fs::remove_file(e.path()).is_ok());
-                record(if wrote || removed { "input writable" } else { "input read-only" })?;
-            }
-            "write_rootfs" => {
-                let wrote = std::fs::write("/evil", b"x").is_ok();
-                record(if wrote { "rootfs writable" } else { "rootfs read-only" })?;
-            }
-            "fail" => {
-                eprintln!("failing on purpose");
-                std::process::exit(3);
-            }
-            "sleep" => std::thread::sleep(Duration::from_secs(3600)),
-            "oom" => {
-                let mut hoard: Vec<Vec<u8>> = Vec::new();
-                loop {
-                    hoard.push(vec![1u8; OOM_CHUNK_BYTES]);
-                    eprintln!("holding {} MiB", hoard.len() * OOM_CHUNK_BYTES / (1024 * 1024));
+    main_with(
+        || None,
+        |inv| {
+            let out = inv.path("output_path", "/mlcommons/volumes/output");
+            let record = |what: &str| std::fs::write(out.join("outcome"), what);
+            match inv.task.as_str() {
+                "network" => {
+                    // The host, through the default gateway (a port the test listens on,
+                    // PROBE_PORT), and a public resolver.
+                    let port: u16 =
+                        std::env::var("PROBE_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(9);
+                    let mut targets: Vec<SocketAddr> = vec![([1, 1, 1, 1], 53).into()];
+                    targets.extend(default_gateway().map(|g| SocketAddr::from((g, port))));
+                    let reached: Vec<String> = targets
+                        .iter()
+                        .filter(|a| {
+                            TcpStream::connect_timeout(
+                                a,
+                                Duration::from_millis(PROBE_CONNECT_TIMEOUT_MS),
+                            )
+                            .is_ok()
+                        })
+                        .map(|a| a.to_string())
+                        .collect();
+                    record(&if reached.is_empty() {
+                        "unreachable".to_string()
+                    } else {
+                        format!("reached {}", reached.join(" "))
+                    })?;
                 }
+                "write_input" => {
+                    let input = inv.path("data_path", "/mlcommons/volumes/data");
+                    let wrote = std::fs::File::create(input.join("tampered"))
+                        .and_then(|mut f| f.write_all(b"x"))
+                        .is_ok();
+                    let removed = std::fs::read_dir(&input)?
+                        .flatten()
+                        .any(|e| std::fs::remove_file(e.path()).is_ok());
+                    record(if wrote || removed { "input writable" } else { "input read-only" })?;
+                }
+                "write_rootfs" => {
+                    let wrote = std::fs::write("/evil", b"x").is_ok();
+                    record(if wrote { "rootfs writable" } else { "rootfs read-only" })?;
+                }
+                "fail" => {
+                    eprintln!("failing on purpose");
+                    std::process::exit(3);
+                }
+                "sleep" => std::thread::sleep(Duration::from_secs(3600)),
+                "oom" => {
+                    let mut hoard: Vec<Vec<u8>> = Vec::new();
+                    loop {
+                        hoard.push(vec![1u8; OOM_CHUNK_BYTES]);
+                        eprintln!("holding {} MiB", hoard.len() * OOM_CHUNK_BYTES / (1024 * 1024));
+                    }
+                }
+                "empty_statistics" => std::fs::write(
+                    inv.path("output_path", "/mlcommons/volumes/statistics/statistics.yaml"),
+                    b"",
+                )?,
+                "bad_results" => std::fs::write(
+                    inv.path("output_path", "/mlcommons/volumes/results/results.yaml"),
+                    b"- not\n- a mapping\n",
+                )?,
+                other => return Err(Failure(format!("unknown task `{other}`"))),
             }
-            "empty_statistics" => std::fs::write(inv.path("output_path", "/mlcommons/volumes/statistics/statistics.yaml"), b"")?,
-            "bad_results" => std::fs::write(inv.path("output_path", "/mlcommons/volumes/results/results.yaml"), b"- not\n- a mapping\n")?,
-            other => return Err(Failure(format!("unknown task `{other}`"))),
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
 }
 
 /// The default route's gateway, from `/proc/net/route` (none without a network).

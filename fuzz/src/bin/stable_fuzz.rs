@@ -33,7 +33,8 @@ impl Rng {
 }
 
 fn mutate(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>]) {
-    const INTERESTING: [u8; 12] = [0x00, 0x01, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1f, 0x7f, 0x80, 0x9f, 0xff];
+    const INTERESTING: [u8; 12] =
+        [0x00, 0x01, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1f, 0x7f, 0x80, 0x9f, 0xff];
     for _ in 0..=rng.next() % STACKED_MUTATIONS_MAX {
         let len = input.len();
         match rng.next() % 8 {
@@ -103,10 +104,15 @@ fn load_corpus(dir: &Path) -> Vec<Vec<u8>> {
 }
 
 fn run(name: &str, seconds: u64, seed: u64, root: &Path) -> Result<(), String> {
-    let body = medmesh_fuzz::target(name).ok_or_else(|| format!("unknown target {name}; use record, cbor, sync or manifest"))?;
+    let body = medmesh_fuzz::target(name)
+        .ok_or_else(|| format!("unknown target {name}; use record, cbor, sync or manifest"))?;
     let mut corpus = load_corpus(&root.join("corpus").join(name));
     if corpus.is_empty() {
-        corpus = medmesh_fuzz::seeds().into_iter().find(|(n, _)| *n == name).map(|(_, s)| s).unwrap_or_default();
+        corpus = medmesh_fuzz::seeds()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| s)
+            .unwrap_or_default();
     }
     corpus.push(Vec::new());
     for c in &corpus {
@@ -127,15 +133,24 @@ fn run(name: &str, seconds: u64, seed: u64, root: &Path) -> Result<(), String> {
             let result = std::panic::catch_unwind(|| body(&current));
             if result.is_err() {
                 let hook_path = artifacts.join("crash-input");
-                std::fs::create_dir_all(&artifacts).map_err(|e| format!("cannot create {}: {e}", artifacts.display()))?;
-                std::fs::write(&hook_path, &current).map_err(|e| format!("cannot save the crashing input: {e}"))?;
-                return Err(format!("{name}: panic on a {}-byte input, saved to {}", current.len(), hook_path.display()));
+                std::fs::create_dir_all(&artifacts)
+                    .map_err(|e| format!("cannot create {}: {e}", artifacts.display()))?;
+                std::fs::write(&hook_path, &current)
+                    .map_err(|e| format!("cannot save the crashing input: {e}"))?;
+                return Err(format!(
+                    "{name}: panic on a {}-byte input, saved to {}",
+                    current.len(),
+                    hook_path.display()
+                ));
             }
             execs += 1;
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("stable-fuzz {name}: {execs} executions in {secs:.1} s ({:.0}/s), 0 crashes, seed {seed}", execs as f64 / secs);
+    println!(
+        "stable-fuzz {name}: {execs} executions in {secs:.1} s ({:.0}/s), 0 crashes, seed {seed}",
+        execs as f64 / secs
+    );
     Ok(())
 }
 
@@ -154,7 +169,12 @@ fn write_seeds(root: &Path) -> Result<(), String> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse::<u64>().ok());
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
     let result = match args.first().map(String::as_str) {
         Some("seed") => write_seeds(&root),
         Some("run") => {

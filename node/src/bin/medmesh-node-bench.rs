@@ -34,7 +34,13 @@ struct Opts {
 }
 
 fn parse() -> Opts {
-    let mut o = Opts { nodes: vec![5, 10, 20], publishes: 200, records: 100_000, ids: 1_000_000, diff: 100 };
+    let mut o = Opts {
+        nodes: vec![5, 10, 20],
+        publishes: 200,
+        records: 100_000,
+        ids: 1_000_000,
+        diff: 100,
+    };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i + 1 < args.len() {
@@ -59,7 +65,8 @@ fn main() -> anyhow_free::Result {
         println!(
             "medmesh node bench ({} cores; stores in {})",
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            std::env::var("MEDMESH_BENCH_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string())
+            std::env::var("MEDMESH_BENCH_DIR")
+                .unwrap_or_else(|_| std::env::temp_dir().display().to_string())
         );
         let root = Workflow::people().root;
         for &n in &o.nodes {
@@ -87,7 +94,11 @@ fn tempdir() -> std::io::Result<tempfile::TempDir> {
     }
 }
 
-fn config(dir: &std::path::Path, root: &NetworkRoot, bootstrap: Vec<node::Multiaddr>) -> NodeConfig {
+fn config(
+    dir: &std::path::Path,
+    root: &NetworkRoot,
+    bootstrap: Vec<node::Multiaddr>,
+) -> NodeConfig {
     let mut c = NodeConfig::new(dir);
     c.root = Some(root.clone());
     c.bootstrap = bootstrap;
@@ -172,7 +183,11 @@ async fn publish_latency(root: &NetworkRoot, n: usize, publishes: usize) -> anyh
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
-        if late > 0 { format!(", {late} not everywhere within {PUBLISH_DEADLINE_MS} ms") } else { String::new() }
+        if late > 0 {
+            format!(", {late} not everywhere within {PUBLISH_DEADLINE_MS} ms")
+        } else {
+            String::new()
+        }
     );
     for x in nodes {
         x.shutdown().await;
@@ -185,7 +200,8 @@ fn make_records(root: &NetworkRoot, count: usize) -> Vec<Record> {
     let authors = 10;
     let fake = RecordId::from_bytes([2; 32]);
     let mut out = Vec::with_capacity(count);
-    let mut signers: Vec<Author> = (0..authors).map(|i| Author::new(&format!("bench-site-{i}"), net)).collect();
+    let mut signers: Vec<Author> =
+        (0..authors).map(|i| Author::new(&format!("bench-site-{i}"), net)).collect();
     for k in 0..count {
         out.push(signers[k % authors].sign(result(fake, fake, fake, k as u64)));
     }
@@ -197,14 +213,18 @@ async fn catch_up(root: &NetworkRoot, count: usize) -> anyhow_free::Result {
     let records = make_records(root, count);
     let bytes: Vec<Vec<u8>> = records.iter().map(|r| r.bytes.to_vec()).collect();
     let avg = bytes.iter().map(|b| b.len()).sum::<usize>() / bytes.len().max(1);
-    println!("catch-up: signed {count} records ({avg} B average) in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "catch-up: signed {count} records ({avg} B average) in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     // Raw verify rate: strict decode + batch verify, one thread, same records.
     let net = root.network_id();
     let t = Instant::now();
     let mut ok = 0usize;
     for chunk in bytes.chunks(1024) {
-        let items: Vec<Unverified> = chunk.iter().filter_map(|b| Unverified::decode(b, &net).ok()).collect();
+        let items: Vec<Unverified> =
+            chunk.iter().filter_map(|b| Unverified::decode(b, &net).ok()).collect();
         ok += verify_batch(items).into_iter().filter(|r| r.is_ok()).count();
     }
     let verify_rate = ok as f64 / t.elapsed().as_secs_f64();
@@ -223,7 +243,10 @@ async fn catch_up(root: &NetworkRoot, count: usize) -> anyhow_free::Result {
         for r in &records {
             ledger.insert(r);
         }
-        println!("  parts: ledger insert {:.0} records/s", count as f64 / t.elapsed().as_secs_f64());
+        println!(
+            "  parts: ledger insert {:.0} records/s",
+            count as f64 / t.elapsed().as_secs_f64()
+        );
         let t = Instant::now();
         let mut n = 0;
         for b in &bytes {
@@ -237,7 +260,10 @@ async fn catch_up(root: &NetworkRoot, count: usize) -> anyhow_free::Result {
     for chunk in bytes.chunks(IMPORT_CHUNK_RECORDS) {
         serving.client().import(chunk.to_vec()).await?;
     }
-    println!("  import into the serving peer (verify + store, no network): {:.0} records/s", count as f64 / t.elapsed().as_secs_f64());
+    println!(
+        "  import into the serving peer (verify + store, no network): {:.0} records/s",
+        count as f64 / t.elapsed().as_secs_f64()
+    );
     assert_eq!(serving.client().len(), count as u64);
 
     let fresh_dir = tempdir()?;
@@ -259,7 +285,10 @@ async fn catch_up(root: &NetworkRoot, count: usize) -> anyhow_free::Result {
         rate / verify_rate
     );
     if let Some(s) = c.sync_status().await?.recent.iter().find(|s| s.stored > 0) {
-        println!("  session: {} rounds, {} B sent, {} B received, {} fetched, {} stored", s.rounds, s.bytes_sent, s.bytes_received, s.fetched, s.stored);
+        println!(
+            "  session: {} rounds, {} B sent, {} B received, {} fetched, {} stored",
+            s.rounds, s.bytes_sent, s.bytes_received, s.fetched, s.stored
+        );
     }
     fresh.shutdown().await;
     serving.shutdown().await;
@@ -277,8 +306,10 @@ fn reconciliation(total: usize, ours_only: usize, theirs_only: usize) {
     let common = total - ours_only.max(theirs_only);
     let t = Instant::now();
     let shared: Vec<RecordId> = (0..common as u64).map(|i| id(0, i)).collect();
-    let ours = IdSnapshot::from_ids(shared.iter().copied().chain((0..ours_only as u64).map(|i| id(1, i))));
-    let theirs = IdSnapshot::from_ids(shared.into_iter().chain((0..theirs_only as u64).map(|i| id(2, i))));
+    let ours =
+        IdSnapshot::from_ids(shared.iter().copied().chain((0..ours_only as u64).map(|i| id(1, i))));
+    let theirs =
+        IdSnapshot::from_ids(shared.into_iter().chain((0..theirs_only as u64).map(|i| id(2, i))));
     let build = t.elapsed();
     let t = Instant::now();
     match reconcile_local(ours, &theirs) {

@@ -13,7 +13,10 @@ use runner::{Engine, RunLimits, Runnable, parse_manifest};
 static IMAGES: tokio::sync::Mutex<Option<ExampleImages>> = tokio::sync::Mutex::const_new(None);
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("runner/ sits in the workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("runner/ sits in the workspace root")
+        .to_path_buf()
 }
 
 /// The engine and the example images, or `None` (outside CI) when there is no engine.
@@ -28,7 +31,9 @@ pub async fn setup() -> Option<(Engine, ExampleImages)> {
     };
     let mut images = IMAGES.lock().await;
     if images.is_none() {
-        *images = Some(build_example_images(&engine, &workspace_root()).await.expect("example images build"));
+        *images = Some(
+            build_example_images(&engine, &workspace_root()).await.expect("example images build"),
+        );
     }
     let images = images.clone().expect("just built");
     Some((engine, images))
@@ -40,7 +45,12 @@ pub fn example(name: &str, image: &ImageRef) -> Runnable {
 
 /// A container from an inline manifest and an image.
 pub fn inline(manifest: &str, image: &ImageRef) -> Runnable {
-    Runnable { spec: parse_manifest(manifest).expect("test manifest parses"), image: image.clone(), parameters_file: None, additional_files: None }
+    Runnable {
+        spec: parse_manifest(manifest).expect("test manifest parses"),
+        image: image.clone(),
+        parameters_file: None,
+        additional_files: None,
+    }
 }
 
 /// Short limits so that failing tests fail fast.

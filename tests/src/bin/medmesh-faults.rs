@@ -16,9 +16,15 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let json = args.iter().any(|a| a == "--json");
     let image_only = args.iter().any(|a| a == "--image-only");
-    let mut chosen: Vec<&str> = args.iter().filter(|a| !a.starts_with("--")).map(String::as_str).collect();
-    if let Some(bad) = args.iter().find(|a| a.starts_with("--") && *a != "--json" && *a != "--image-only") {
-        eprintln!("error: unknown option {bad}; usage: medmesh-faults [--json] [--image-only] [{}]...", SCENARIOS.join("|"));
+    let mut chosen: Vec<&str> =
+        args.iter().filter(|a| !a.starts_with("--")).map(String::as_str).collect();
+    if let Some(bad) =
+        args.iter().find(|a| a.starts_with("--") && *a != "--json" && *a != "--image-only")
+    {
+        eprintln!(
+            "error: unknown option {bad}; usage: medmesh-faults [--json] [--image-only] [{}]...",
+            SCENARIOS.join("|")
+        );
         return ExitCode::FAILURE;
     }
     if let Some(bad) = chosen.iter().find(|c| !SCENARIOS.contains(c)) {
@@ -61,7 +67,12 @@ fn main() -> ExitCode {
             eprintln!("scenario {s}...");
             match faults::run(&engine, s).await {
                 Ok(r) => {
-                    eprintln!("  {} written, {} lost, converged in {:.1} s", r.written, r.lost, r.converge_ms as f64 / 1000.0);
+                    eprintln!(
+                        "  {} written, {} lost, converged in {:.1} s",
+                        r.written,
+                        r.lost,
+                        r.converge_ms as f64 / 1000.0
+                    );
                     reports.push(r);
                 }
                 Err(e) => {
