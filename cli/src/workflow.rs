@@ -166,7 +166,8 @@ pub fn runnable(s: &Session, state: &State, id: &RecordId) -> anyhow::Result<Run
         None => None,
     };
     Ok(Runnable {
-        spec: ContainerSpec::from_manifest(c.image.reference.clone(), c.manifest.clone()),
+        spec: ContainerSpec::from_manifest(c.image.reference.clone(), c.manifest.clone())
+            .with_context(|| format!("container {} cannot run here", c.name))?,
         image: c.image.clone(),
         parameters_file,
         additional_files,

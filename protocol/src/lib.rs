@@ -4,6 +4,9 @@
 //! - [`ids`]: keys, record ids and hashes, validated when built.
 //! - [`root`]: the network root, the trust anchor whose hash is the network id.
 //! - [`record`]: every record kind of the MedPerf workflow, with its bounds.
+//! - [`contract`]: MedPerf's container contract: per task, which parameters are
+//!   inputs (always read-only) and outputs; every container manifest is checked
+//!   against it.
 //! - [`envelope`]: signing, strict decoding and verification of records.
 //! - [`seal`]: result metrics encrypted to the committee and the data owner (HPKE).
 //! - [`fold`]: the deterministic fold of a record set into [`fold::State`]:
@@ -15,6 +18,7 @@
 //! and is the only crate that encodes or decodes records.
 
 pub mod cbor;
+pub mod contract;
 pub mod envelope;
 pub mod error;
 pub mod fold;

@@ -609,7 +609,10 @@ impl Body {
                         }
                     }
                 }
-                Ok(())
+                crate::contract::check_manifest(&c.manifest).map_err(|e| RecordError::Invalid {
+                    field: "container.manifest",
+                    reason: e.to_string(),
+                })
             }
             Body::Benchmark(b) => {
                 name("benchmark.name", &b.name)?;

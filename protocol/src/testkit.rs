@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use ed25519_dalek::SigningKey;
 
+use crate::contract::{Role, TaskKind};
 use crate::envelope::Record;
 use crate::ids::{Hash32, NetworkId, PublicKey, RecordId, X25519Key};
 use crate::record::*;
@@ -79,9 +80,15 @@ fn param(name: &str, kind: ParamKind) -> Param {
     }
 }
 
-/// A container record body with one task per name, each reading `data_path` and
-/// writing `output_path`.
+/// A container record body with one task per name, each reading the task's first
+/// input in MedPerf's contract (`data_path`, or `predictions` for `evaluate`) and
+/// writing its first output, if it has one. A name outside the contract gets
+/// `data_path` and `output_path` (and makes the record invalid).
 pub fn container(name: &str, tasks: &[&str]) -> Body {
+    let first = |task: &str, role: Role| match TaskKind::from_name(task) {
+        Some(kind) => kind.names(role).next(),
+        None => Some(if role == Role::Input { "data_path" } else { "output_path" }),
+    };
     Body::Container(Container {
         name: name.into(),
         manifest: Manifest {
@@ -90,8 +97,14 @@ pub fn container(name: &str, tasks: &[&str]) -> Body {
                 .iter()
                 .map(|t| Task {
                     name: (*t).into(),
-                    inputs: vec![param("data_path", ParamKind::Directory)],
-                    outputs: vec![param("output_path", ParamKind::Directory)],
+                    inputs: first(t, Role::Input)
+                        .map(|p| param(p, ParamKind::Directory))
+                        .into_iter()
+                        .collect(),
+                    outputs: first(t, Role::Output)
+                        .map(|p| param(p, ParamKind::Directory))
+                        .into_iter()
+                        .collect(),
                     run_args: RunArgs::default(),
                 })
                 .collect(),

@@ -177,3 +177,22 @@ fn batch_verification_accepts_good_records_and_names_the_forged_one() {
     assert_eq!(out.iter().filter(|r| r.is_ok()).count(), 19);
     assert_eq!(out[7], Err(RecordError::BadSignature));
 }
+
+#[test]
+fn a_container_record_whose_manifest_declares_an_input_as_an_output_is_refused_by_every_node() {
+    // A model that asks for the hospital's data as a writable output: signed by its
+    // owner, it still never verifies, so no node stores, folds or forwards it.
+    let mut body = testkit::container("tamperer", &["infer"]);
+    let Body::Container(c) = &mut body else { unreachable!("testkit::container") };
+    let data = c.manifest.tasks[0].inputs.remove(0);
+    assert_eq!(data.name, "data_path");
+    c.manifest.tasks[0].outputs.push(data);
+    let bytes = Author::new("model-owner", net()).sign_unchecked(0, None, body);
+    let err = Record::verify(&bytes, &net()).unwrap_err();
+    assert!(
+        matches!(&err, RecordError::Invalid { field: "container.manifest", reason }
+            if reason.contains("`data_path` is an input")),
+        "{err}"
+    );
+    assert_eq!(err.kind(), "invalid_field");
+}

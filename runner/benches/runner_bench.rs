@@ -150,7 +150,7 @@ fn hashing() {
 const PROBE: &str = r#"
 image: medmesh/example-probe:1
 tasks:
-  write_rootfs:
+  infer:
     run_args: { command: write_rootfs }
     output_volumes:
       output_path: { mount_path: /mlcommons/volumes/output, type: directory }
@@ -180,7 +180,7 @@ async fn container_overhead() {
     let limits = RunLimits::default();
     let run = TaskRun {
         container: &probe,
-        task: "write_rootfs",
+        task: "infer",
         mounts: BTreeMap::from([("output_path".to_string(), out.clone())]),
         log_path: dir.path().join("task.log"),
         scratch_dir: tmp.clone(),

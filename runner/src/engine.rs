@@ -3,7 +3,8 @@
 //!
 //! Every task runs with: the image pinned by digest (the container is created from
 //! the image id, so a re-tag between check and run changes nothing), inputs
-//! bind-mounted read-only and outputs read-write, a private `/tmp`, no network, a
+//! bind-mounted read-only and only the outputs MedPerf's contract names for the task
+//! kind read-write (the manifest has no say), a private `/tmp`, no network, a
 //! read-only root filesystem, all capabilities dropped, no-new-privileges, the
 //! caller's uid:gid, memory with no swap, CPU and pids limits, and a timeout. The log
 //! is streamed to a file as the task runs; the container is removed whatever happens;
@@ -24,11 +25,12 @@ use bollard::query_parameters::{
     LogsOptions, RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
 };
 use futures_util::StreamExt as _;
+use protocol::contract::{ContractError, Role, TaskKind, check_manifest, nearest};
 use protocol::record::{ExecutionLimits, ImageRef, ManifestFormat, ParamKind};
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::Semaphore;
 
-use crate::error::RunnerError;
+use crate::error::{ManifestError, RunnerError};
 use crate::manifest::ContainerSpec;
 
 /// Default memory limit of a task (no swap on top).
@@ -426,6 +428,8 @@ impl Engine {
             labels: Some(HashMap::from([
                 (RUNNER_LABEL.to_string(), "1".to_string()),
                 ("medmesh.task".to_string(), run.task.to_string()),
+                // Which run a container belongs to, for cleanup checks and debugging.
+                ("medmesh.scratch".to_string(), run.scratch_dir.display().to_string()),
             ])),
             host_config: Some(HostConfig {
                 mounts: Some(mounts),
@@ -575,15 +579,29 @@ impl Engine {
     }
 
     /// The bind mounts of a task and, for MLCube manifests, its `--name=path` arguments.
+    ///
+    /// Whether a mount is writable is MedPerf's contract's decision, never the
+    /// manifest's: only a parameter the contract names as an output of this task
+    /// kind is mounted read-write; data, labels, parameters, additional files and
+    /// predictions are read-only whatever the manifest declares (and a manifest that
+    /// declares one of them as an output is refused before anything runs).
     fn mounts(&self, run: &TaskRun<'_>) -> Result<(Vec<Mount>, Vec<String>), RunnerError> {
         let c = run.container;
         let task = c.spec.task(run.task)?;
+        check_manifest(&c.spec.manifest).map_err(ManifestError::from)?;
+        let kind = TaskKind::from_name(run.task).ok_or_else(|| {
+            ManifestError::from(ContractError::UnknownTask {
+                task: run.task.into(),
+                suggestion: nearest(run.task, TaskKind::ALL.map(TaskKind::name)),
+            })
+        })?;
         let mut mounts = vec![bind(&run.scratch_dir, "/tmp", false)];
         let mut args = Vec::new();
         let mut index = 0usize;
-        for (param, is_output) in
+        for (param, declared_output) in
             task.inputs.iter().map(|p| (p, false)).chain(task.outputs.iter().map(|p| (p, true)))
         {
+            let is_output = declared_output && kind.role(&param.name) == Some(Role::Output);
             let given =
                 run.mounts.get(&param.name).cloned().or_else(|| match param.name.as_str() {
                     "parameters_file" => c.parameters_file.clone(),

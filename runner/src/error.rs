@@ -36,6 +36,10 @@ pub enum ManifestError {
     RunArg { task: String, key: String },
     #[error("task `{task}`: {reason}")]
     Task { task: String, reason: String },
+    /// The manifest disagrees with MedPerf's container contract (a known input
+    /// declared as an output, an unknown task or parameter, overlapping mounts).
+    #[error("{0}")]
+    Contract(#[from] protocol::contract::ContractError),
 }
 
 /// Everything the runner can report.

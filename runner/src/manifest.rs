@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use protocol::contract::check_manifest;
 use protocol::limits::{LIST_LEN_MAX, NAME_BYTES_MAX, TEXT_BYTES_MAX};
 use protocol::record::{Manifest, ManifestFormat, Param, ParamKind, Task};
 use serde_yaml::{Mapping, Value};
@@ -40,16 +41,21 @@ pub struct ContainerSpec {
 }
 
 impl ContainerSpec {
-    /// A spec from a record's manifest alone: no run arguments (the image's own
-    /// entrypoint and command; MLCube manifests still get `<task> --name=path...`).
-    pub fn from_manifest(image: impl Into<String>, manifest: Manifest) -> Self {
+    /// A spec from a record's manifest, checked against MedPerf's container contract
+    /// exactly as a local manifest file is (a record's manifest is the submitter's
+    /// word, not the runner's).
+    pub fn from_manifest(
+        image: impl Into<String>,
+        manifest: Manifest,
+    ) -> Result<Self, ManifestError> {
+        check_manifest(&manifest)?;
         let run_args = manifest
             .tasks
             .iter()
             .filter(|t| t.run_args != RunArgs::default())
             .map(|t| (t.name.clone(), t.run_args.clone()))
             .collect();
-        Self { image: image.into(), manifest, run_args }
+        Ok(Self { image: image.into(), manifest, run_args })
     }
 
     /// The task called `name`, or an error listing the tasks there are.
@@ -100,6 +106,7 @@ pub fn parse_manifest(yaml: &str) -> Result<ContainerSpec, ManifestError> {
         return Err(ManifestError::NoImage);
     };
     check_bounds(&spec)?;
+    check_manifest(&spec.manifest)?;
     Ok(spec)
 }
 
@@ -445,7 +452,7 @@ mod tests {
             parsed.run_args("infer").command,
             Some(vec!["python3".to_string(), "infer.py".into(), "--fast".into()])
         );
-        let rebuilt = ContainerSpec::from_manifest("x", parsed.manifest.clone());
+        let rebuilt = ContainerSpec::from_manifest("x", parsed.manifest.clone()).unwrap();
         assert_eq!(rebuilt.run_args, parsed.run_args);
         assert_eq!(
             rebuilt.run_args("infer").environment.get("MODE").map(String::as_str),
@@ -517,6 +524,20 @@ mod tests {
         for (yaml, expected) in cases {
             let err = parse_manifest(yaml).unwrap_err().to_string();
             assert!(err.contains(expected), "{yaml:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_manifest_that_declares_a_known_input_as_an_output_is_refused_in_either_format() {
+        let config = "image: x\ntasks:\n  infer:\n    output_volumes:\n      data_path:\n        mount_path: /mlcommons/volumes/data\n        type: directory\n";
+        let mlcube = "docker:\n  image: x\ntasks:\n  prepare:\n    parameters:\n      outputs:\n        labels_path: labels/\n";
+        for (yaml, input) in [(config, "data_path"), (mlcube, "labels_path")] {
+            let err = parse_manifest(yaml).unwrap_err();
+            assert!(
+                matches!(&err, ManifestError::Contract(protocol::contract::ContractError::InputAsOutput { param, .. }) if param == input),
+                "{err}"
+            );
+            assert!(err.to_string().contains("always mounted read-only"), "{err}");
         }
     }
 

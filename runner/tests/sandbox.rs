@@ -6,34 +6,42 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use protocol::contract::{Role, TaskKind};
 use protocol::record::ImageRef;
 use runner::{RunnerError, TaskRun};
 
-const PROBE: &str = r#"
-container_type: DockerImage
-image: medmesh/example-probe:1
-tasks:
-  network:
-    run_args: { command: network }
-    output_volumes:
-      output_path: { mount_path: /mlcommons/volumes/output, type: directory }
-  write_rootfs:
-    run_args: { command: write_rootfs }
-    output_volumes:
-      output_path: { mount_path: /mlcommons/volumes/output, type: directory }
-  write_input:
-    run_args: { command: write_input }
-    input_volumes:
-      data_path: { mount_path: /mlcommons/volumes/data, type: directory }
-    output_volumes:
-      output_path: { mount_path: /mlcommons/volumes/output, type: directory }
-  fail:
-    run_args: { command: fail }
-  sleep:
-    run_args: { command: sleep }
-  oom:
-    run_args: { command: oom }
-"#;
+/// A manifest for the probe: `task` (a task of MedPerf's contract) runs `behaviour`,
+/// with each input and output mounted at the path given.
+fn probe_yaml(
+    task: &str,
+    behaviour: &str,
+    inputs: &[(&str, &str)],
+    outputs: &[(&str, &str)],
+) -> String {
+    let volumes = |key: &str, list: &[(&str, &str)]| {
+        if list.is_empty() {
+            return String::new();
+        }
+        let mut v = format!("    {key}:\n");
+        for (name, mount) in list {
+            v += &format!("      {name}: {{ mount_path: {mount}, type: directory }}\n");
+        }
+        v
+    };
+    format!(
+        "container_type: DockerImage\nimage: medmesh/example-probe:1\ntasks:\n  {task}:\n    run_args: {{ command: {behaviour} }}\n{}{}",
+        volumes("input_volumes", inputs),
+        volumes("output_volumes", outputs)
+    )
+}
+
+const DATA: &str = "/mlcommons/volumes/data";
+const OUTPUT: &str = "/mlcommons/volumes/output";
+
+/// The probe as a model doing `behaviour`, with no volumes.
+fn probe(images: &runner::examples::ExampleImages, behaviour: &str) -> runner::Runnable {
+    common::inline(&probe_yaml("infer", behaviour, &[], &[]), &images.probe)
+}
 
 fn task<'a>(
     c: &'a runner::Runnable,
@@ -69,7 +77,7 @@ async fn a_container_cannot_reach_the_network() {
     );
     let _ = std::fs::remove_dir_all(&control);
 
-    let manifest = PROBE.replace(
+    let manifest = probe_yaml("infer", "network", &[], &[("output_path", OUTPUT)]).replace(
         "run_args: { command: network }",
         &format!("run_args: {{ command: network, environment: {{ PROBE_PORT: \"{port}\" }} }}"),
     );
@@ -78,7 +86,7 @@ async fn a_container_cannot_reach_the_network() {
     let out = dir.path().join("out");
     engine
         .run_task(
-            &task(&probe, "network", dir.path(), &[("output_path", &out)]),
+            &task(&probe, "infer", dir.path(), &[("output_path", &out)]),
             &common::quick_limits(),
         )
         .await
@@ -118,60 +126,121 @@ async fn run_with_network(engine: &runner::Engine, image: &str, port: u16, out: 
     std::fs::read_to_string(out.join("outcome")).unwrap_or_default()
 }
 
-#[tokio::test]
-async fn a_container_cannot_write_its_inputs_nor_its_root_filesystem() {
-    let Some((engine, images)) = common::setup().await else { return };
-    let probe = common::inline(PROBE, &images.probe);
-    let dir = tempfile::tempdir().unwrap();
-    let (input, out) = (dir.path().join("input"), dir.path().join("out"));
+/// A folder of "hospital data" with one file, and what the probe must leave intact.
+fn precious(dir: &Path, name: &str) -> std::path::PathBuf {
+    let input = dir.join(name);
     std::fs::create_dir_all(&input).unwrap();
     std::fs::write(input.join("case.csv"), "precious").unwrap();
+    input
+}
+
+fn untouched(input: &Path) -> bool {
+    std::fs::read_to_string(input.join("case.csv")).is_ok_and(|s| s == "precious")
+        && !input.join("tampered").exists()
+}
+
+#[tokio::test]
+async fn no_task_can_write_any_of_its_inputs() {
+    let Some((engine, images)) = common::setup().await else { return };
     let limits = common::quick_limits();
-    // Control: mounted read-write, the same probe does tamper with a folder.
-    let writable = PROBE.replace(
-        "    input_volumes:\n      data_path: { mount_path: /mlcommons/volumes/data, type: directory }\n    output_volumes:\n",
-        "    output_volumes:\n      data_path: { mount_path: /mlcommons/volumes/data, type: directory }\n",
+    let dir = tempfile::tempdir().unwrap();
+
+    // Control: the same probe, given a folder as a real output, does tamper with it.
+    let out = dir.path().join("control-out");
+    let scratch = precious(dir.path(), "control-data");
+    let control = common::inline(
+        &probe_yaml(
+            "prepare",
+            "write_input",
+            &[],
+            &[("output_path", OUTPUT), ("output_labels_path", DATA)],
+        ),
+        &images.probe,
     );
-    assert_ne!(writable, PROBE);
-    let scratch = dir.path().join("scratch");
-    std::fs::create_dir_all(&scratch).unwrap();
-    std::fs::write(scratch.join("case.csv"), "expendable").unwrap();
-    let control = common::inline(&writable, &images.probe);
     engine
         .run_task(
             &task(
                 &control,
-                "write_input",
+                "prepare",
                 dir.path(),
-                &[("data_path", &scratch), ("output_path", &out)],
+                &[("output_path", &out), ("output_labels_path", &scratch)],
             ),
             &limits,
         )
         .await
         .unwrap();
-    assert_eq!(
-        std::fs::read_to_string(out.join("outcome")).unwrap(),
-        "input writable",
-        "the control proves the probe can tamper"
-    );
+    assert_eq!(std::fs::read_to_string(out.join("outcome")).unwrap(), "input writable");
+    assert!(!untouched(&scratch), "the control proves the probe can tamper");
 
+    // Every input of every task kind, mounted where the probe writes: read-only.
+    for kind in TaskKind::ALL {
+        let output = kind.names(Role::Output).next();
+        for input in kind.names(Role::Input) {
+            let case = format!("{}-{input}", kind.name());
+            let data = precious(dir.path(), &case);
+            let out = dir.path().join(format!("{case}-out"));
+            let outputs: Vec<(&str, &str)> = output.map(|o| (o, OUTPUT)).into_iter().collect();
+            let probe = common::inline(
+                &probe_yaml(kind.name(), "write_input", &[(input, DATA)], &outputs),
+                &images.probe,
+            );
+            let mut mounts = vec![(input, data.as_path())];
+            mounts.extend(output.map(|o| (o, out.as_path())));
+            let report = engine
+                .run_task(&task(&probe, kind.name(), dir.path(), &mounts), &limits)
+                .await
+                .unwrap();
+            let log = std::fs::read_to_string(&report.log_path).unwrap();
+            assert!(log.contains("probe outcome: input read-only"), "{case}: {log}");
+            assert!(untouched(&data), "{case}: the input was changed");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_manifest_that_declares_an_input_as_an_output_never_runs_even_when_built_by_hand() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let yaml =
+        probe_yaml("infer", "write_input", &[], &[("data_path", DATA), ("output_path", OUTPUT)]);
+    // Parsing refuses it, naming the input and its task...
+    let err = runner::parse_manifest(&yaml).unwrap_err();
+    assert!(err.to_string().contains("`data_path` is an input"), "{err}");
+    // ...and a runnable assembled around the parser (as from a record that skipped
+    // validation) is refused by the engine before a container starts.
+    let ok = probe_yaml("infer", "write_input", &[("data_path", DATA)], &[("output_path", OUTPUT)]);
+    let mut forged = common::inline(&ok, &images.probe);
+    let t = &mut forged.spec.manifest.tasks[0];
+    let data = t.inputs.remove(0);
+    t.outputs.push(data);
+    let input = precious(dir.path(), "data");
+    let out = dir.path().join("out");
+    let err = engine
+        .run_task(
+            &task(&forged, "infer", dir.path(), &[("data_path", &input), ("output_path", &out)]),
+            &common::quick_limits(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunnerError::Manifest(runner::ManifestError::Contract(_))), "{err}");
+    assert!(untouched(&input));
+    assert!(!out.join("outcome").exists(), "nothing ran");
+}
+
+#[tokio::test]
+async fn a_container_cannot_write_its_root_filesystem() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let probe = common::inline(
+        &probe_yaml("infer", "write_rootfs", &[], &[("output_path", OUTPUT)]),
+        &images.probe,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
     engine
         .run_task(
-            &task(
-                &probe,
-                "write_input",
-                dir.path(),
-                &[("data_path", &input), ("output_path", &out)],
-            ),
-            &limits,
+            &task(&probe, "infer", dir.path(), &[("output_path", &out)]),
+            &common::quick_limits(),
         )
-        .await
-        .unwrap();
-    assert_eq!(std::fs::read_to_string(out.join("outcome")).unwrap(), "input read-only");
-    assert_eq!(std::fs::read_to_string(input.join("case.csv")).unwrap(), "precious");
-    assert!(!input.join("tampered").exists());
-    engine
-        .run_task(&task(&probe, "write_rootfs", dir.path(), &[("output_path", &out)]), &limits)
         .await
         .unwrap();
     assert_eq!(std::fs::read_to_string(out.join("outcome")).unwrap(), "rootfs read-only");
@@ -185,10 +254,10 @@ async fn an_image_whose_digest_differs_from_the_record_is_refused() {
         reference: images.probe.reference.clone(),
         digest: images.metrics.digest.clone(),
     };
-    let probe = common::inline(PROBE, &pinned);
+    let probe = common::inline(&probe_yaml("infer", "fail", &[], &[]), &pinned);
     let dir = tempfile::tempdir().unwrap();
     let err = engine
-        .run_task(&task(&probe, "fail", dir.path(), &[]), &common::quick_limits())
+        .run_task(&task(&probe, "infer", dir.path(), &[]), &common::quick_limits())
         .await
         .unwrap_err();
     assert!(matches!(err, RunnerError::DigestMismatch { .. }), "{err}");
@@ -202,10 +271,10 @@ async fn an_image_missing_from_the_engine_is_reported_as_missing() {
         reference: "medmesh/not-loaded-anywhere:0".into(),
         digest: format!("sha256:{}", "0".repeat(64)),
     };
-    let probe = common::inline(PROBE, &absent);
+    let probe = common::inline(&probe_yaml("infer", "fail", &[], &[]), &absent);
     let dir = tempfile::tempdir().unwrap();
     let err = engine
-        .run_task(&task(&probe, "fail", dir.path(), &[]), &common::quick_limits())
+        .run_task(&task(&probe, "infer", dir.path(), &[]), &common::quick_limits())
         .await
         .unwrap_err();
     assert!(matches!(err, RunnerError::ImageMissing { .. }), "{err}");
@@ -214,10 +283,10 @@ async fn an_image_missing_from_the_engine_is_reported_as_missing() {
 #[tokio::test]
 async fn a_non_zero_exit_is_reported_with_its_code_and_log() {
     let Some((engine, images)) = common::setup().await else { return };
-    let probe = common::inline(PROBE, &images.probe);
+    let probe = probe(&images, "fail");
     let dir = tempfile::tempdir().unwrap();
     let err = engine
-        .run_task(&task(&probe, "fail", dir.path(), &[]), &common::quick_limits())
+        .run_task(&task(&probe, "infer", dir.path(), &[]), &common::quick_limits())
         .await
         .unwrap_err();
     let RunnerError::NonZeroExit { code, log, .. } = &err else { panic!("{err}") };
@@ -227,7 +296,7 @@ async fn a_non_zero_exit_is_reported_with_its_code_and_log() {
     // Removed whatever happened: no container of this task is left, stopped or not.
     let filters = std::collections::HashMap::from([(
         "label".to_string(),
-        vec!["medmesh.task=fail".to_string()],
+        vec![format!("medmesh.scratch={}", dir.path().join("tmp").display())],
     )]);
     let options = bollard::query_parameters::ListContainersOptions {
         all: true,
@@ -240,11 +309,11 @@ async fn a_non_zero_exit_is_reported_with_its_code_and_log() {
 #[tokio::test]
 async fn a_task_past_its_timeout_is_killed_and_reported() {
     let Some((engine, images)) = common::setup().await else { return };
-    let probe = common::inline(PROBE, &images.probe);
+    let probe = probe(&images, "sleep");
     let dir = tempfile::tempdir().unwrap();
-    let limits = runner::RunLimits { other_timeout_ms: 1_500, ..common::quick_limits() };
+    let limits = runner::RunLimits { infer_timeout_ms: 1_500, ..common::quick_limits() };
     let started = std::time::Instant::now();
-    let err = engine.run_task(&task(&probe, "sleep", dir.path(), &[]), &limits).await.unwrap_err();
+    let err = engine.run_task(&task(&probe, "infer", dir.path(), &[]), &limits).await.unwrap_err();
     assert!(matches!(err, RunnerError::Timeout { timeout_ms: 1_500, .. }), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
@@ -252,10 +321,10 @@ async fn a_task_past_its_timeout_is_killed_and_reported() {
 #[tokio::test]
 async fn a_task_over_its_memory_limit_is_reported_as_out_of_memory() {
     let Some((engine, images)) = common::setup().await else { return };
-    let probe = common::inline(PROBE, &images.probe);
+    let probe = probe(&images, "oom");
     let dir = tempfile::tempdir().unwrap();
     let err = engine
-        .run_task(&task(&probe, "oom", dir.path(), &[]), &common::quick_limits())
+        .run_task(&task(&probe, "infer", dir.path(), &[]), &common::quick_limits())
         .await
         .unwrap_err();
     assert!(
@@ -268,10 +337,10 @@ async fn a_task_over_its_memory_limit_is_reported_as_out_of_memory() {
 #[tokio::test]
 async fn a_task_the_manifest_lacks_is_refused_before_anything_runs() {
     let Some((engine, images)) = common::setup().await else { return };
-    let probe = common::inline(PROBE, &images.probe);
+    let probe = probe(&images, "fail");
     let dir = tempfile::tempdir().unwrap();
     let err = engine
-        .run_task(&task(&probe, "infer", dir.path(), &[]), &common::quick_limits())
+        .run_task(&task(&probe, "evaluate", dir.path(), &[]), &common::quick_limits())
         .await
         .unwrap_err();
     assert!(
@@ -283,18 +352,16 @@ async fn a_task_the_manifest_lacks_is_refused_before_anything_runs() {
 #[tokio::test]
 async fn a_missing_input_is_named_before_anything_runs() {
     let Some((engine, images)) = common::setup().await else { return };
-    let probe = common::inline(PROBE, &images.probe);
+    let probe = common::inline(
+        &probe_yaml("infer", "write_input", &[("data_path", DATA)], &[("output_path", OUTPUT)]),
+        &images.probe,
+    );
     let dir = tempfile::tempdir().unwrap();
     let gone = dir.path().join("gone");
     let out = dir.path().join("out");
     let err = engine
         .run_task(
-            &task(
-                &probe,
-                "write_input",
-                dir.path(),
-                &[("data_path", &gone), ("output_path", &out)],
-            ),
+            &task(&probe, "infer", dir.path(), &[("data_path", &gone), ("output_path", &out)]),
             &common::quick_limits(),
         )
         .await
@@ -325,11 +392,11 @@ async fn tasks_beyond_the_concurrency_bound_wait_their_turn() {
     let Some((_, images)) = common::setup().await else { return };
     let engine = runner::Engine::connect(1).await.unwrap();
     assert_eq!(engine.concurrent_runs(), 1);
-    let probe = common::inline(PROBE, &images.probe);
+    let probe = probe(&images, "sleep");
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let limits = runner::RunLimits { other_timeout_ms: 1_000, ..common::quick_limits() };
+    let limits = runner::RunLimits { infer_timeout_ms: 1_000, ..common::quick_limits() };
     let started = std::time::Instant::now();
-    let (ta, tb) = (task(&probe, "sleep", a.path(), &[]), task(&probe, "sleep", b.path(), &[]));
+    let (ta, tb) = (task(&probe, "infer", a.path(), &[]), task(&probe, "infer", b.path(), &[]));
     let (ra, rb) = tokio::join!(engine.run_task(&ta, &limits), engine.run_task(&tb, &limits));
     assert!(
         matches!(ra, Err(RunnerError::Timeout { .. }))
@@ -345,17 +412,9 @@ async fn tasks_beyond_the_concurrency_bound_wait_their_turn() {
 #[tokio::test]
 async fn a_cancelled_task_leaves_no_container_behind() {
     let Some((engine, images)) = common::setup().await else { return };
-    let probe = common::inline(
-        r#"
-image: medmesh/example-probe:1
-tasks:
-  cancelled_sleep:
-    run_args: { command: sleep }
-"#,
-        &images.probe,
-    );
+    let probe = probe(&images, "sleep");
     let dir = tempfile::tempdir().unwrap();
-    let run = task(&probe, "cancelled_sleep", dir.path(), &[]);
+    let run = task(&probe, "infer", dir.path(), &[]);
     let cancelled = tokio::time::timeout(
         std::time::Duration::from_millis(1_500),
         engine.run_task(&run, &common::quick_limits()),
@@ -364,7 +423,7 @@ tasks:
     assert!(cancelled.is_err(), "the task was still running");
     let filters = std::collections::HashMap::from([(
         "label".to_string(),
-        vec!["medmesh.task=cancelled_sleep".to_string()],
+        vec![format!("medmesh.scratch={}", dir.path().join("tmp").display())],
     )]);
     let options = bollard::query_parameters::ListContainersOptions {
         all: true,

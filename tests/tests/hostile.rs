@@ -345,6 +345,30 @@ async fn a_record_signed_for_another_network_is_refused_everywhere() {
     a.stop().await;
 }
 
+/// A model owner whose manifest asks for the hospital's data as a writable output
+/// (issue 11: the data was replaced during `benchmark run`). Correctly signed, the
+/// record still breaks MedPerf's container contract, so no honest node stores it
+/// and no site could ever be asked to run it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_container_whose_manifest_writes_the_hospitals_data_is_refused_everywhere() {
+    let (mut a, _, _) = Arena::start().await;
+    let mut body = container("data-eater", &["infer"]);
+    let Body::Container(c) = &mut body else { unreachable!("testkit::container") };
+    let data = c.manifest.tasks[0].inputs.remove(0);
+    c.manifest.tasks[0].outputs.push(data);
+    let bytes = Author::new("mallory", a.w.root.network_id()).sign_unchecked(0, None, body);
+    let id = Record::peek_id(&bytes).expect("a well-formed envelope");
+    a.send(bytes).await;
+    a.refused_everywhere().await;
+    let logged = a.refusal_logged("invalid_field", Some(id)).await;
+    assert!(logged.message.contains("`data_path` is an input"), "{}", logged.message);
+    assert!(a.honest.iter().all(|c| !c.contains(&id)));
+    a.unchanged(0);
+    a.still_serving().await;
+    a.unchanged(0);
+    a.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_oversized_record_is_refused_everywhere() {
     let (mut a, _, _) = Arena::start().await;
