@@ -94,8 +94,10 @@ pub fn submit_container(s: &Session, a: &ContainerArgs) -> anyhow::Result<Record
     let spec = runner::load_manifest(&a.manifest)?;
     let digest = match &a.digest {
         Some(d) => d.clone(),
+        // One runtime: `engine()` starts its own and may not run inside this one.
         None => block_on(async {
-            engine()?.image_digest(&a.image).await.map_err(anyhow::Error::from)
+            let engine = Engine::connect(runner::engine::CONCURRENT_RUNS_DEFAULT).await?;
+            anyhow::Ok(engine.image_digest(&a.image).await?)
         })??,
     };
     let parameters = match &a.parameters {

@@ -507,6 +507,23 @@ pub(crate) fn unpack_plain(tarball: &Path, root: &Path, max_bytes: u64) -> Resul
 mod tests {
     use super::*;
 
+    /// Exactly what PyYAML 6 writes for `yaml.dump` of NaN, infinities, a shared
+    /// mapping (an anchor and an alias), strings and a nested list.
+    const PYYAML_DUMP: &str = "down: -.inf\nerror: .nan\nleft: &id001\n  dice: 0.9\n  hd95: 12.5\nname: ok\nnested:\n  a:\n  - 1\n  - 2\nright: *id001\nup: .inf\n";
+
+    #[test]
+    fn the_yaml_reader_reads_pyyamls_nan_infinities_and_aliases() {
+        let v: serde_yaml::Value = serde_yaml::from_str(PYYAML_DUMP).unwrap();
+        let f = |k: &str| v[k].as_f64().unwrap();
+        assert!(f("error").is_nan(), ".nan");
+        assert_eq!(f("up"), f64::INFINITY, ".inf");
+        assert_eq!(f("down"), f64::NEG_INFINITY, "-.inf");
+        assert_eq!(v["right"], v["left"], "an alias reads as its anchor's value");
+        assert_eq!(v["right"]["hd95"].as_f64(), Some(12.5));
+        assert_eq!(v["name"].as_str(), Some("ok"));
+        assert_eq!(v["nested"]["a"][1].as_i64(), Some(2));
+    }
+
     fn yaml(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.yaml");

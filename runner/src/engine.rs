@@ -422,7 +422,7 @@ impl Engine {
             image: Some(c.image.digest.clone()),
             entrypoint: ra.entrypoint.clone(),
             cmd,
-            env: Some(ra.environment.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            env: Some(environment(&ra.environment)),
             user: Some(format!("{}:{}", owner.uid(), owner.gid())),
             network_disabled: Some(true),
             labels: Some(HashMap::from([
@@ -608,6 +608,16 @@ impl Engine {
                     "additional_files" => c.additional_files.clone(),
                     _ => None,
                 });
+            // As MedPerf does, a model that declares additional files gets the folder
+            // even when it has none: an empty one, read-only like every input.
+            let given = match given {
+                None if param.name == "additional_files" => {
+                    let empty = run.scratch_dir.join(EMPTY_DIR);
+                    std::fs::create_dir_all(&empty).map_err(RunnerError::io(&empty))?;
+                    Some(empty)
+                }
+                given => given,
+            };
             let Some(host) = given else {
                 if param.optional {
                     continue;
@@ -650,6 +660,23 @@ impl Engine {
         }
         Ok((mounts, args))
     }
+}
+
+/// The folder, inside a task's scratch folder, mounted as `additional_files` for a
+/// model that has none.
+const EMPTY_DIR: &str = ".medmesh-no-additional-files";
+
+/// A task's environment: `HOME` is the writable scratch folder (the root filesystem
+/// is read-only and the task runs as the site's uid, which has no home in the image;
+/// Python libraries write caches there), unless the manifest sets it; then the
+/// manifest's own variables.
+fn environment(manifest: &BTreeMap<String, String>) -> Vec<String> {
+    let mut env = Vec::with_capacity(manifest.len() + 1);
+    if !manifest.contains_key("HOME") {
+        env.push("HOME=/tmp".to_string());
+    }
+    env.extend(manifest.iter().map(|(k, v)| format!("{k}={v}")));
+    env
 }
 
 /// Consume an engine progress stream (image load or build) under

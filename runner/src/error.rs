@@ -36,6 +36,10 @@ pub enum ManifestError {
     RunArg { task: String, key: String },
     #[error("task `{task}`: {reason}")]
     Task { task: String, reason: String },
+    #[error("{place} has an unknown key `{key}`{}; the keys are {allowed}", suggestion.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
+    UnknownKey { place: String, key: String, suggestion: Option<&'static str>, allowed: String },
+    #[error("container_type `{found}` {}{}; use `DockerImage` with the image loaded in the site's engine", if *known { "is MedPerf's but not run by MedMesh yet" } else { "is not one MedPerf knows" }, suggestion.filter(|s| *s != found).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
+    ContainerType { found: String, known: bool, suggestion: Option<&'static str> },
     /// The manifest disagrees with MedPerf's container contract (a known input
     /// declared as an output, an unknown task or parameter, overlapping mounts).
     #[error("{0}")]

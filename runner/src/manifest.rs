@@ -97,10 +97,13 @@ pub fn parse_manifest(yaml: &str) -> Result<ContainerSpec, ManifestError> {
         .as_mapping()
         .ok_or_else(|| ManifestError::Yaml("the top level is not a mapping".into()))?;
     let spec = if let Some(image) = get(root, "image").and_then(Value::as_str) {
+        known_keys(root, CONFIG_KEYS, "the container config")?;
+        check_container_type(root)?;
         parse_container_config(image, root)?
     } else if let Some(image) =
         get(root, "docker").and_then(|d| d.get("image")).and_then(Value::as_str)
     {
+        known_keys(root, MLCUBE_KEYS, "mlcube.yaml")?;
         parse_mlcube(image, root)?
     } else {
         return Err(ManifestError::NoImage);
@@ -108,6 +111,57 @@ pub fn parse_manifest(yaml: &str) -> Result<ContainerSpec, ManifestError> {
     check_bounds(&spec)?;
     check_manifest(&spec.manifest)?;
     Ok(spec)
+}
+
+/// Keys of a MedPerf container config, of each of its tasks and of each volume.
+const CONFIG_KEYS: &[&str] = &["container_type", "image", "tasks"];
+const CONFIG_TASK_KEYS: &[&str] = &["run_args", "input_volumes", "output_volumes"];
+const VOLUME_KEYS: &[&str] = &["mount_path", "type"];
+/// Keys of a legacy `mlcube.yaml`, of each task and of its `parameters`.
+const MLCUBE_KEYS: &[&str] =
+    &["name", "description", "authors", "platform", "docker", "singularity", "tasks"];
+const MLCUBE_TASK_KEYS: &[&str] = &["parameters", "entrypoint"];
+const MLCUBE_PARAMETER_KEYS: &[&str] = &["inputs", "outputs"];
+/// MedPerf's container types, and the one this runner runs today.
+const CONTAINER_TYPES: &[&str] = &[
+    "DockerImage",
+    "DockerArchive",
+    "EncryptedDockerArchive",
+    "SingularityFile",
+    "EncryptedSingularityFile",
+];
+const CONTAINER_TYPE_SUPPORTED: &str = "DockerImage";
+
+/// Refuse a key that is not in `allowed`, naming the nearest allowed one: a typo
+/// caught here would otherwise fail much later with an unrelated message.
+fn known_keys(m: &Mapping, allowed: &[&'static str], place: &str) -> Result<(), ManifestError> {
+    for k in m.keys() {
+        let key = k.as_str().map(str::to_string).unwrap_or_else(|| format!("{k:?}"));
+        if !allowed.contains(&key.as_str()) {
+            return Err(ManifestError::UnknownKey {
+                place: place.into(),
+                suggestion: protocol::contract::nearest(&key, allowed.iter().copied()),
+                key,
+                allowed: allowed.join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `container_type`, when given, must be one MedPerf knows and this runner runs (a
+/// config without it is taken as a `DockerImage`).
+fn check_container_type(root: &Mapping) -> Result<(), ManifestError> {
+    let Some(v) = get(root, "container_type") else { return Ok(()) };
+    let found = v.as_str().unwrap_or("(not a string)");
+    if found == CONTAINER_TYPE_SUPPORTED {
+        return Ok(());
+    }
+    Err(ManifestError::ContainerType {
+        found: found.into(),
+        known: CONTAINER_TYPES.contains(&found),
+        suggestion: protocol::contract::nearest(found, CONTAINER_TYPES.iter().copied()),
+    })
 }
 
 fn get<'a>(m: &'a Mapping, key: &str) -> Option<&'a Value> {
@@ -152,6 +206,7 @@ fn parse_container_config(image: &str, root: &Mapping) -> Result<ContainerSpec, 
     let mut tasks = Vec::new();
     let mut run_args = BTreeMap::new();
     for (name, body) in tasks_of(root)? {
+        known_keys(body, CONFIG_TASK_KEYS, &format!("task `{name}`"))?;
         let mut io = [Vec::new(), Vec::new()];
         for (slot, key) in ["input_volumes", "output_volumes"].iter().enumerate() {
             let Some(volumes) = get(body, key) else { continue };
@@ -168,6 +223,7 @@ fn parse_container_config(image: &str, root: &Mapping) -> Result<ContainerSpec, 
                     task: name.clone(),
                     param: param.into(),
                 })?;
+                known_keys(pv, VOLUME_KEYS, &format!("task `{name}`, volume `{param}`"))?;
                 let mount_path =
                     get(pv, "mount_path").and_then(Value::as_str).ok_or_else(|| {
                         ManifestError::MissingMountPath { task: name.clone(), param: param.into() }
@@ -329,9 +385,11 @@ fn parse_mlcube(image: &str, root: &Mapping) -> Result<ContainerSpec, ManifestEr
     let mut tasks = Vec::new();
     let mut run_args = BTreeMap::new();
     for (name, body) in tasks_of(root)? {
+        known_keys(body, MLCUBE_TASK_KEYS, &format!("task `{name}`"))?;
         let params = get(body, "parameters").and_then(Value::as_mapping).ok_or_else(|| {
             ManifestError::Task { task: name.clone(), reason: "has no `parameters` mapping".into() }
         })?;
+        known_keys(params, MLCUBE_PARAMETER_KEYS, &format!("task `{name}`, `parameters`"))?;
         let mut io = [Vec::new(), Vec::new()];
         for (slot, key) in ["inputs", "outputs"].iter().enumerate() {
             let Some(list) = get(params, key) else { continue };
@@ -539,6 +597,44 @@ mod tests {
             );
             assert!(err.to_string().contains("always mounted read-only"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_typo_in_a_key_a_task_or_the_container_type_is_refused_with_the_nearest_known_name() {
+        let good = include_str!("../../examples/model_logistic/container_config.yaml");
+        let cases = [
+            (
+                good.replace("container_type:", "containr_type:"),
+                "`containr_type` (did you mean `container_type`?)",
+            ),
+            (
+                good.replace("input_volumes:", "input_volume:"),
+                "`input_volume` (did you mean `input_volumes`?)",
+            ),
+            (
+                good.replace("  infer:", "  infre:"),
+                "`infre` is not one MedPerf runs (did you mean `infer`?)",
+            ),
+            (
+                good.replace(
+                    "mount_path: /mlcommons/volumes/data",
+                    "mount_pth: /mlcommons/volumes/data",
+                ),
+                "did you mean `mount_path`",
+            ),
+            (good.replace("DockerImage", "DockerImg"), "(did you mean `DockerImage`?)"),
+            (good.replace("DockerImage", "SingularityFile"), "not run by MedMesh yet"),
+            (
+                include_str!("../../examples/metrics/mlcube.yaml")
+                    .replace("  evaluate:", "  evalute:"),
+                "(did you mean `evaluate`?)",
+            ),
+        ];
+        for (yaml, expected) in cases {
+            let err = parse_manifest(&yaml).unwrap_err().to_string();
+            assert!(err.contains(expected), "expected {expected:?} in: {err}");
+        }
+        assert!(parse_manifest(good).is_ok());
     }
 
     #[test]

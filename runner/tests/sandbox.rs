@@ -247,6 +247,35 @@ async fn a_container_cannot_write_its_root_filesystem() {
 }
 
 #[tokio::test]
+async fn a_model_without_additional_files_gets_an_empty_folder_and_a_writable_home() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let files = "/mlcommons/volumes/additional_files";
+    let probe = common::inline(
+        &probe_yaml(
+            "infer",
+            "home_and_files",
+            &[("additional_files", files)],
+            &[("output_path", OUTPUT)],
+        ),
+        &images.probe,
+    );
+    assert!(probe.additional_files.is_none());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    engine
+        .run_task(
+            &task(&probe, "infer", dir.path(), &[("output_path", &out)]),
+            &common::quick_limits(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out.join("outcome")).unwrap(),
+        "home writable; additional_files 0 entries"
+    );
+}
+
+#[tokio::test]
 async fn an_image_whose_digest_differs_from_the_record_is_refused() {
     let Some((engine, images)) = common::setup().await else { return };
     // The probe's manifest, but the record pins the metrics image's digest.

@@ -6,10 +6,12 @@
 //! `fail` exits 3; `sleep` outlasts any test timeout; `oom` allocates until killed;
 //! `empty_statistics` writes an empty file and `bad_results` a YAML list at the
 //! output file path;
-//! `write_rootfs` tries to write `/evil`.
+//! `write_rootfs` tries to write `/evil`; `home_and_files` writes under `$HOME` and
+//! counts the entries of the additional files folder.
 
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::Duration;
 
 use examples::{Failure, main_with};
@@ -64,6 +66,22 @@ fn main() {
                         if wrote || removed { "input writable" } else { "input read-only" };
                     // A task without outputs (sanity_check) has nowhere to write it.
                     let _ = record(outcome);
+                }
+                "home_and_files" => {
+                    // What a Python model needs: a writable $HOME (caches) and the
+                    // additional files folder, even when the model has none.
+                    let home = std::env::var("HOME").unwrap_or_default();
+                    let cache = Path::new(&home).join(".cache");
+                    let home_ok = !home.is_empty()
+                        && std::fs::create_dir_all(&cache).is_ok()
+                        && std::fs::write(cache.join("probe"), b"x").is_ok();
+                    let files = inv.path("additional_files", "/mlcommons/volumes/additional_files");
+                    let files = match std::fs::read_dir(&files) {
+                        Ok(entries) => format!("{} entries", entries.count()),
+                        Err(_) => "missing".to_string(),
+                    };
+                    let home = if home_ok { "writable" } else { "read-only" };
+                    record(&format!("home {home}; additional_files {files}"))?;
                 }
                 "write_rootfs" => {
                     let wrote = std::fs::write("/evil", b"x").is_ok();
