@@ -1,6 +1,8 @@
 //! The `medmesh` command's building blocks, one module per concern; `main.rs`
 //! parses flags and dispatches.
 //!
+//! - [`app`]: the top-level parser and dispatch; [`cmd`]: one module per command
+//!   group (`keys`, `network`, `benchmark`, `dataset`, ...).
 //! - [`keys`]: the user's signing and X25519 keys in owner-only files.
 //! - [`ids`]: short ids and unique-prefix resolution.
 //! - [`publish`]: show, confirm, sign and submit a record.
@@ -10,6 +12,7 @@
 //! - [`workflow`]: MedPerf's workflow steps, shared by the commands and the demo.
 
 pub mod app;
+pub mod cmd;
 pub mod control;
 pub mod demo;
 pub mod home;
