@@ -12,7 +12,8 @@ use crate::cmd::{
     result, test,
 };
 use crate::home::Home;
-use crate::publish::Confirm;
+use crate::output::json;
+use crate::publish::{Confirm, IgnoredByFold};
 
 /// MedMesh: federated benchmarking of medical AI, peer to peer.
 #[derive(Debug, Parser)]
@@ -92,19 +93,36 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         json: cli.json,
         confirm: if cli.yes { Confirm::Yes } else { Confirm::Ask },
     };
-    match cli.command {
-        Command::Keys(k) => keys::run(&ctx, k),
-        Command::Network(n) => network::run(&ctx, n),
-        Command::Profile(p) => profile::run(&ctx, p),
-        Command::Container(c) => container::run(&ctx, c),
-        Command::Benchmark(b) => benchmark::run(&ctx, b),
-        Command::Dataset(d) => dataset::run(&ctx, d),
-        Command::Model(m) => model::run(&ctx, m),
-        Command::Association(a) => association::run(&ctx, a),
-        Command::Result(r) => result::run(&ctx, r),
-        Command::Test(t) => test::run(&ctx, t),
-        Command::Leaderboard { benchmark } => leaderboard::run(&ctx, &benchmark),
-        Command::Demo { dir, keep_running } => demo::run(&ctx, dir, keep_running),
+    let out = dispatch(&ctx, cli.command);
+    // `--json` carries the fold's verdict on a record it ignores, on stdout as
+    // every other answer; the error still goes to stderr and the exit code.
+    if ctx.json
+        && let Err(e) = &out
+        && let Some(ig) = e.downcast_ref::<IgnoredByFold>()
+    {
+        json(&serde_json::json!({
+            "id": ig.id,
+            "status": "ignored",
+            "verdict": { "ignored": true, "reason": ig.reason },
+        }))?;
+    }
+    out
+}
+
+fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Keys(k) => keys::run(ctx, k),
+        Command::Network(n) => network::run(ctx, n),
+        Command::Profile(p) => profile::run(ctx, p),
+        Command::Container(c) => container::run(ctx, c),
+        Command::Benchmark(b) => benchmark::run(ctx, b),
+        Command::Dataset(d) => dataset::run(ctx, d),
+        Command::Model(m) => model::run(ctx, m),
+        Command::Association(a) => association::run(ctx, a),
+        Command::Result(r) => result::run(ctx, r),
+        Command::Test(t) => test::run(ctx, t),
+        Command::Leaderboard { benchmark } => leaderboard::run(ctx, &benchmark),
+        Command::Demo { dir, keep_running } => demo::run(ctx, dir, keep_running),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "medmesh", &mut std::io::stdout());
