@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 
 pub use crate::cmd::{Ctx, parse_auto, parse_key};
 use crate::cmd::{
-    association, benchmark, container, dataset, demo, keys, leaderboard, model, network, profile,
-    result, test,
+    admin, association, benchmark, container, dataset, demo, keys, leaderboard, model, network,
+    profile, result, test,
 };
 use crate::home::Home;
 use crate::output::json;
@@ -79,6 +79,9 @@ pub enum Command {
         #[arg(long)]
         keep_running: bool,
     },
+    /// What the network's admins decide together (key revocations).
+    #[command(subcommand)]
+    Admin(admin::AdminCmd),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -123,6 +126,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Test(t) => test::run(ctx, t),
         Command::Leaderboard { benchmark } => leaderboard::run(ctx, &benchmark),
         Command::Demo { dir, keep_running } => demo::run(ctx, dir, keep_running),
+        Command::Admin(a) => admin::run(ctx, a),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "medmesh", &mut std::io::stdout());

@@ -199,7 +199,7 @@ pub fn next(local: Option<Head>, node: Option<Head>) -> anyhow::Result<Next> {
         (Some(l), Some(n)) if l.seq == n.seq && l.id != n.id => (
             l,
             Some(format!(
-                "your key signed two records at seq {} ({} in this home, {} on the node): the network counts none of your decisions until an admin revokes the key; see README, \"Recovering a key\"",
+                "your key signed two records at seq {} ({} in this home, {} on the node): the network no longer counts this key's decisions; see README, \"Recovering a key\"",
                 l.seq,
                 l.id.short(),
                 n.id.short()

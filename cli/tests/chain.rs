@@ -173,3 +173,70 @@ fn a_lying_nodes_head_is_refused_and_a_lower_one_cannot_lower_the_chain() {
     let third = liar.received(&network).pop().unwrap();
     assert_eq!((third.seq, third.prev), (2, Some(sent[1].id)));
 }
+
+#[test]
+fn after_an_equivocation_the_admin_revokes_the_key_from_its_seq_and_a_new_key_carries_on() {
+    let t = TempDir::new("recover");
+    let node_dir = t.0.join("node");
+    let (admin, user, fresh) = (t.0.join("admin"), t.0.join("user"), t.0.join("user-new-key"));
+    home(&admin, None, &node_dir);
+    let root = admin.join("root.cbor");
+    let user_key: PublicKey = home(&user, Some(&root), &node_dir).parse().unwrap();
+    let node = start_node(&node_dir, &root, &[]);
+    ok(&user, &["-y", "profile", "publish", "--name", "User"]);
+
+    // An old copy of the home, used elsewhere, signs seq 0 again.
+    let keys = medmesh_cli::keys::load(&user.join("keys")).unwrap();
+    let network = medmesh_cli::home::Home { dir: user.clone() }.network_id().unwrap();
+    let twin = Record::sign(
+        &keys.signing,
+        network,
+        0,
+        None,
+        Body::Profile(Profile {
+            name: "User, old copy".into(),
+            organisation: String::new(),
+            x25519: keys.x25519(),
+        }),
+    )
+    .unwrap();
+    node.control().submit(&twin.bytes).unwrap();
+    let st = node.control().state().unwrap();
+    assert_eq!(
+        st.equivocations.iter().map(|e| (e.author, e.seq)).collect::<Vec<_>>(),
+        [(user_key, 0)]
+    );
+
+    // Only an admin may revoke; the admin revokes the key from the seq it equivocated at.
+    let o = medmesh(
+        &user,
+        &["-y", "admin", "revoke", "--key", &user_key.to_hex(), "--from-seq", "0", "--reason", "x"],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("only the network's admins"), "{}", stderr(&o));
+    let o = ok(
+        &admin,
+        &[
+            "--json",
+            "-y",
+            "admin",
+            "revoke",
+            "--key",
+            &user_key.to_hex(),
+            "--from-seq",
+            "0",
+            "--reason",
+            "equivocated at seq 0",
+        ],
+    );
+    let v = json(&o);
+    assert_eq!((v["effective"].as_bool(), v["revoked_from_seq"].as_u64()), (Some(true), Some(0)));
+
+    // The user carries on with a new key; the old one's records have no authority.
+    let new_key: PublicKey = home(&fresh, Some(&root), &node_dir).parse().unwrap();
+    ok(&fresh, &["-y", "profile", "publish", "--name", "User"]);
+    let st = node.control().state().unwrap();
+    assert_eq!(st.revoked.get(&user_key), Some(&0));
+    assert!(!st.profiles.contains_key(&user_key), "the revoked key's profile is gone");
+    assert_eq!(st.profiles[&new_key].profile.name, "User");
+}

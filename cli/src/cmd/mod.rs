@@ -2,6 +2,7 @@
 //! with its clap subcommands and the function that runs them; what they share
 //! (the context, record output, key and approval-mode parsing) is here.
 
+pub mod admin;
 pub mod association;
 pub mod benchmark;
 pub mod container;
