@@ -126,3 +126,88 @@ fn ask(question: &str) -> anyhow::Result<bool> {
     stdin.lock().read_line(&mut line).context("cannot read the answer")?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use protocol::record::Profile;
+
+    use super::*;
+
+    /// A node in memory: it stores what it is sent unless told to fail, and
+    /// ignores records whose id is listed.
+    #[derive(Default)]
+    struct MemoryNode {
+        stored: RefCell<Vec<Record>>,
+        fail_submit: bool,
+        ignore: Option<String>,
+    }
+
+    impl NodeApi for MemoryNode {
+        fn head_record(&self, key: &PublicKey) -> anyhow::Result<Option<Vec<u8>>> {
+            let stored = self.stored.borrow();
+            let head = stored.iter().filter(|r| r.signer == *key).max_by_key(|r| r.seq);
+            Ok(head.map(|r| r.bytes.to_vec()))
+        }
+        fn submit(&self, bytes: &[u8]) -> anyhow::Result<RecordId> {
+            if self.fail_submit {
+                bail!("the node is down");
+            }
+            let r = Record::verify(bytes, &net())?;
+            let id = r.id;
+            self.stored.borrow_mut().push(r);
+            Ok(id)
+        }
+        fn ignored(&self, _: &RecordId) -> anyhow::Result<Option<String>> {
+            Ok(self.ignore.clone())
+        }
+        fn state(&self) -> anyhow::Result<State> {
+            bail!("not kept")
+        }
+        fn record(&self, _: &RecordId) -> anyhow::Result<Vec<u8>> {
+            bail!("not kept")
+        }
+    }
+
+    fn net() -> NetworkId {
+        NetworkId::from_bytes([7; 32])
+    }
+
+    fn profile(keys: &Keys, name: &str) -> Body {
+        Body::Profile(Profile {
+            name: name.into(),
+            organisation: String::new(),
+            x25519: keys.x25519(),
+        })
+    }
+
+    #[test]
+    fn a_seq_sent_to_a_node_that_failed_is_never_signed_again() {
+        let home = tempfile::tempdir().unwrap();
+        let keys = crate::keys::generate(&home.path().join("keys")).unwrap();
+        let down = MemoryNode { fail_submit: true, ..MemoryNode::default() };
+        assert!(
+            publish(&down, home.path(), &keys, net(), profile(&keys, "a"), Confirm::Yes).is_err()
+        );
+        // The node may have kept seq 0 before failing: the home moved past it.
+        let up = MemoryNode::default();
+        let r = publish(&up, home.path(), &keys, net(), profile(&keys, "b"), Confirm::Yes).unwrap();
+        assert_eq!(r.seq, 1);
+        assert!(r.prev.is_some());
+    }
+
+    #[test]
+    fn a_record_the_fold_ignores_is_an_error_naming_the_reason() {
+        let home = tempfile::tempdir().unwrap();
+        let keys = crate::keys::generate(&home.path().join("keys")).unwrap();
+        let node =
+            MemoryNode { ignore: Some("signer is not an admin".into()), ..MemoryNode::default() };
+        let e = publish(&node, home.path(), &keys, net(), profile(&keys, "a"), Confirm::Yes)
+            .unwrap_err();
+        let ig = e.downcast_ref::<IgnoredByFold>().expect("an IgnoredByFold");
+        assert_eq!(ig.reason, "signer is not an admin");
+        assert_eq!(ig.id, node.stored.borrow()[0].id, "the record was published all the same");
+        assert!(e.to_string().contains("ignores it: signer is not an admin"), "{e}");
+    }
+}
