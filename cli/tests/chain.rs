@@ -240,3 +240,34 @@ fn after_an_equivocation_the_admin_revokes_the_key_from_its_seq_and_a_new_key_ca
     assert!(!st.profiles.contains_key(&user_key), "the revoked key's profile is gone");
     assert_eq!(st.profiles[&new_key].profile.name, "User");
 }
+
+#[test]
+fn concurrent_commands_from_one_home_take_turns_on_the_chain() {
+    let t = TempDir::new("concurrent");
+    let node_dir = t.0.join("node");
+    let user = t.0.join("user");
+    let key: PublicKey = home(&user, None, &node_dir).parse().unwrap();
+    let node = start_node(&node_dir, &user.join("root.cbor"), &[]);
+    let runs: Vec<_> = (0..6)
+        .map(|i| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_medmesh"))
+                .arg("--home")
+                .arg(&user)
+                .args(["-y", "profile", "publish", "--name", &format!("User {i}")])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for r in runs {
+        let o = r.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let st = node.control().state().unwrap();
+    assert!(st.equivocations.is_empty(), "{:?}", st.equivocations);
+    assert!(st.gaps.is_empty(), "{:?}", st.gaps);
+    assert_eq!(st.records, 6);
+    assert!(st.profiles.contains_key(&key));
+}
