@@ -39,9 +39,9 @@ struct Refusal {
 }
 
 #[derive(Debug, Deserialize)]
-struct Head {
-    seq: u64,
-    id: RecordId,
+struct Verdict {
+    ignored: bool,
+    reason: Option<String>,
 }
 
 impl Control {
@@ -119,8 +119,28 @@ impl Control {
 }
 
 impl NodeApi for Control {
-    fn head(&self, key: &PublicKey) -> anyhow::Result<Option<(u64, RecordId)>> {
-        Ok(self.get_json::<Head>(&format!("/v1/heads/{}", key.to_hex()))?.map(|h| (h.seq, h.id)))
+    fn head_record(&self, key: &PublicKey) -> anyhow::Result<Option<Vec<u8>>> {
+        match self.get(&format!("/v1/heads/{}/record", key.to_hex()))? {
+            None => Ok(None),
+            Some(r) => Ok(Some(
+                r.into_body()
+                    .with_config()
+                    .limit(protocol::limits::ENVELOPE_BYTES_MAX as u64)
+                    .read_to_vec()
+                    .context("cannot read the node's record of your chain head")?,
+            )),
+        }
+    }
+
+    fn ignored(&self, id: &RecordId) -> anyhow::Result<Option<String>> {
+        let v: Verdict =
+            self.get_json(&format!("/v1/records/{}/verdict", id.to_hex()))?.ok_or_else(|| {
+                anyhow!(
+                    "the node does not tell whether record {} counts (no verdict); update it",
+                    id.short()
+                )
+            })?;
+        Ok(v.ignored.then(|| v.reason.unwrap_or_else(|| "no reason given".into())))
     }
 
     fn submit(&self, bytes: &[u8]) -> anyhow::Result<RecordId> {

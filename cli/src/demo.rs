@@ -112,10 +112,10 @@ fn start_node(
 fn wait_control(data_dir: &Path, child: &mut Child) -> anyhow::Result<Control> {
     let deadline = Instant::now() + Duration::from_millis(DEMO_WAIT_MS);
     loop {
-        if let Ok(c) = Control::for_node_dir(data_dir) {
-            if c.status().is_ok() {
-                return Ok(c);
-            }
+        if let Ok(c) = Control::for_node_dir(data_dir)
+            && c.status().is_ok()
+        {
+            return Ok(c);
         }
         if let Some(status) = child.try_wait()? {
             bail!(

@@ -4,6 +4,7 @@
 //! <home>/keys/signing.key, x25519.key   owner-only key files
 //! <home>/root.cbor                       the network root (trust anchor)
 //! <home>/profile.json                    node data directory, bootstrap peers
+//! <home>/chain.json, chain.lock          the last seq and id signed ([`crate::chain`])
 //! <home>/node/                           the node's data directory (default)
 //! <home>/work/                           prepared datasets, executions, logs
 //! ```

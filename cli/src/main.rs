@@ -37,6 +37,9 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {e:#}");
+            if e.downcast_ref::<medmesh_cli::publish::IgnoredByFold>().is_some() {
+                return ExitCode::from(medmesh_cli::publish::EXIT_IGNORED);
+            }
             ExitCode::FAILURE
         }
     }

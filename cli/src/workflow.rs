@@ -33,7 +33,7 @@ pub struct Session {
 impl Session {
     /// Sign and publish `body`.
     pub fn publish(&self, body: Body) -> anyhow::Result<Record> {
-        publish(self.api.as_ref(), &self.keys, self.network, body, self.confirm)
+        publish(self.api.as_ref(), &self.home.dir, &self.keys, self.network, body, self.confirm)
     }
 
     pub fn state(&self) -> anyhow::Result<State> {

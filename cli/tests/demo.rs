@@ -9,7 +9,7 @@ fn the_demo_ends_with_the_same_two_model_leaderboard_on_every_node() {
     let out = Command::new(env!("CARGO_BIN_EXE_medmesh"))
         .args(["--json", "demo", "--dir"])
         .arg(&dir)
-        .env("HOME", &dir.with_extension("home"))
+        .env("HOME", dir.with_extension("home"))
         .output()
         .expect("medmesh runs");
     assert!(out.status.success(), "demo failed:\n{}", String::from_utf8_lossy(&out.stderr));

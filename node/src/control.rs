@@ -14,6 +14,8 @@
 //! | `GET /v1/state` | `{network, records, hash, admin_epoch, counts}` |
 //! | `GET /v1/state/{view}` | one view of the derived state as JSON |
 //! | `GET /v1/heads/{signer}` | `{seq, id}` of the signer's chain head |
+//! | `GET /v1/heads/{signer}/record` | the exact envelope bytes of that head record, which the CLI verifies (a claim it can check, unlike `{seq, id}`) |
+//! | `GET /v1/records/{id}/verdict` | `{id, ignored, reason}`: whether the fold keeps the record without effect, and why |
 //! | `GET /v1/peers` | `[{peer_id, addresses, score, mesh}]` |
 //! | `GET /v1/sync` | sync status |
 //! | `GET /v1/refusals` | `{refused, counts, refused_total, held, held_total, fold}`: see below |
@@ -126,6 +128,8 @@ pub fn router(client: Client, token: String) -> Router {
         .route("/v1/state", get(state_summary))
         .route("/v1/state/{view}", get(state_view))
         .route("/v1/heads/{signer}", get(head))
+        .route("/v1/heads/{signer}/record", get(head_record))
+        .route("/v1/records/{id}/verdict", get(verdict))
         .route("/v1/peers", get(peers))
         .route("/v1/sync", get(sync_status))
         .route("/v1/refusals", get(refusals))
@@ -396,4 +400,44 @@ async fn leaderboard_json(State(ctx): State<Ctx>, UrlPath(id): UrlPath<String>) 
         },
         Err(r) => r,
     }
+}
+
+/// The signer's head record itself: the CLI verifies its signature, signer and
+/// network before it trusts the seq, so a node cannot make up a head.
+async fn head_record(State(ctx): State<Ctx>, UrlPath(signer): UrlPath<String>) -> Response {
+    let key: PublicKey = match signer.parse() {
+        Ok(k) => k,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_key", e),
+    };
+    let Some((_, id)) = ctx.client.head(&key) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_signer",
+            "no record from this signer yet; start the chain at seq 0",
+        );
+    };
+    match ctx.client.record(&id) {
+        Ok(Some(bytes)) => ([(header::CONTENT_TYPE, "application/cbor")], bytes).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "not_found", format!("no record {id}")),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store", e),
+    }
+}
+
+/// The fold's verdict on one record: `ignored` with the fold's reason when the
+/// record is kept without effect (a decision by a key without authority, a
+/// request by a non-owner, ...), so that the CLI can tell its user.
+async fn verdict(State(ctx): State<Ctx>, UrlPath(id): UrlPath<String>) -> Response {
+    let id: RecordId = match id.parse() {
+        Ok(i) => i,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_id", e),
+    };
+    if !ctx.client.contains(&id) {
+        return error(StatusCode::NOT_FOUND, "not_found", format!("no record {id}"));
+    }
+    let s = match current_state(&ctx).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let reason = s.ignored.iter().find(|i| i.id == id).map(|i| &i.reason);
+    Json(json!({ "id": id, "ignored": reason.is_some(), "reason": reason })).into_response()
 }

@@ -1,0 +1,119 @@
+//! `medmesh association`: list associations; the committee's decisions on them.
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use protocol::record::{Decision, Subject};
+use protocol::{RecordId, State};
+
+use super::{Ctx, containers, report};
+use crate::ids::resolve;
+use crate::output::{json, table};
+use crate::workflow;
+
+#[derive(Debug, Args)]
+pub struct AssocTarget {
+    #[arg(short, long)]
+    benchmark: String,
+    #[arg(short, long, conflicts_with = "model", required_unless_present = "model")]
+    data: Option<String>,
+    #[arg(short, long)]
+    model: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AssociationCmd {
+    /// List associations.
+    Ls {
+        #[arg(short, long)]
+        benchmark: Option<String>,
+    },
+    /// Approve an association (committee).
+    Approve {
+        #[command(flatten)]
+        target: AssocTarget,
+        /// Model priority (higher runs first).
+        #[arg(long)]
+        priority: Option<i32>,
+    },
+    /// Reject an association (committee).
+    Reject {
+        #[command(flatten)]
+        target: AssocTarget,
+    },
+    /// Set a model's priority (committee; re-approves with the priority).
+    #[command(name = "set_priority", alias = "set-priority")]
+    SetPriority {
+        #[arg(short, long)]
+        benchmark: String,
+        #[arg(short, long)]
+        model: String,
+        #[arg(long)]
+        priority: i32,
+    },
+}
+
+fn target(st: &State, t: &AssocTarget) -> anyhow::Result<(RecordId, Subject)> {
+    let b = resolve(&t.benchmark, st.benchmarks.keys().copied(), "benchmark")?;
+    let subject = match (&t.data, &t.model) {
+        (Some(d), _) => Subject::Dataset(resolve(d, st.datasets.keys().copied(), "dataset")?),
+        (None, Some(m)) => Subject::Model(resolve(m, containers(st), "container")?),
+        (None, None) => bail!("give --data or --model"),
+    };
+    Ok((b, subject))
+}
+
+pub fn run(ctx: &Ctx, a: AssociationCmd) -> anyhow::Result<()> {
+    let s = ctx.session()?;
+    let st = s.state()?;
+    match a {
+        AssociationCmd::Ls { benchmark } => {
+            let b = benchmark
+                .map(|b| resolve(&b, st.benchmarks.keys().copied(), "benchmark"))
+                .transpose()?;
+            let list: Vec<_> =
+                st.associations.iter().filter(|a| b.is_none_or(|b| a.benchmark == b)).collect();
+            if ctx.json {
+                return json(&list);
+            }
+            table(
+                &["benchmark", "kind", "subject", "status", "approvals", "priority"],
+                list.iter()
+                    .map(|a| {
+                        let (kind, id) = match a.subject {
+                            Subject::Dataset(d) => ("dataset", d),
+                            Subject::Model(m) => ("model", m),
+                        };
+                        vec![
+                            a.benchmark.short(),
+                            kind.into(),
+                            id.short(),
+                            format!(
+                                "{}{}",
+                                a.status.label(),
+                                if a.auto_approved { " (auto)" } else { "" }
+                            ),
+                            a.approvals.len().to_string(),
+                            a.priority.to_string(),
+                        ]
+                    })
+                    .collect(),
+            )
+        }
+        AssociationCmd::Approve { target: t, priority } => {
+            let (b, subj) = target(&st, &t)?;
+            let r = workflow::decide_association(&s, b, subj, Decision::Approve, priority)?;
+            report(ctx, "approval published", &r.id, &serde_json::Value::Null)
+        }
+        AssociationCmd::Reject { target: t } => {
+            let (b, subj) = target(&st, &t)?;
+            let r = workflow::decide_association(&s, b, subj, Decision::Reject, None)?;
+            report(ctx, "rejection published", &r.id, &serde_json::Value::Null)
+        }
+        AssociationCmd::SetPriority { benchmark, model, priority } => {
+            let t = AssocTarget { benchmark, data: None, model: Some(model) };
+            let (b, subj) = target(&st, &t)?;
+            let r = workflow::decide_association(&s, b, subj, Decision::Approve, Some(priority))?;
+            report(ctx, "priority published", &r.id, &serde_json::Value::Null)
+        }
+    }
+}

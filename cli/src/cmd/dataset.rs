@@ -1,0 +1,172 @@
+//! `medmesh dataset`: prepare, register, mark operational, associate, check,
+//! export and import datasets (only metadata ever leaves the site).
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use protocol::record::Subject;
+
+use super::{Ctx, report};
+use crate::ids::resolve;
+use crate::output::{json, spinner, table};
+use crate::workflow;
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCmd {
+    /// Prepare raw data with a benchmark's data preparator (stays on this machine).
+    Prepare {
+        #[arg(short, long)]
+        benchmark: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        data_path: PathBuf,
+        #[arg(long)]
+        labels_path: PathBuf,
+    },
+    /// Register a prepared dataset's metadata.
+    Submit {
+        #[arg(short, long)]
+        benchmark: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long, default_value = "on site")]
+        location: String,
+        /// Let releases show this dataset's name (default: a pseudonym).
+        #[arg(long)]
+        public_name: bool,
+    },
+    /// Mark a dataset operational (its hash is recomputed).
+    #[command(name = "set_operational", alias = "set-operational")]
+    SetOperational { id: String },
+    /// Request association with a benchmark (runs the compatibility test).
+    Associate {
+        #[arg(short, long)]
+        benchmark: String,
+        #[arg(short, long)]
+        data: String,
+    },
+    /// Re-hash a prepared dataset and compare with its registration.
+    Check { id: String },
+    /// Export a prepared dataset to a tarball (to move it between machines).
+    Export {
+        id: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Import a prepared dataset tarball under a local name.
+    Import {
+        tarball: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+    /// List datasets.
+    Ls,
+    /// Show one dataset.
+    View { id: String },
+}
+
+pub fn run(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
+    let s = ctx.session()?;
+    match d {
+        DatasetCmd::Prepare { benchmark, name, data_path, labels_path } => {
+            let st = s.state()?;
+            let b = resolve(&benchmark, st.benchmarks.keys().copied(), "benchmark")?;
+            let pb = spinner("prepare, sanity check, statistics, hash");
+            let p = workflow::prepare_dataset(&s, &b, &name, &data_path, &labels_path);
+            pb.finish_and_clear();
+            let p = p?;
+            let v = serde_json::json!({ "name": name, "root": p.root, "prepared_hash": p.prepared_hash, "statistics": p.statistics });
+            if ctx.json {
+                return json(&v);
+            }
+            println!(
+                "prepared {name} ({}) in {}; register it with `medmesh dataset submit -b {} --name {name}`",
+                p.prepared_hash.short(),
+                p.root.display(),
+                b.short()
+            );
+            Ok(())
+        }
+        DatasetCmd::Submit { benchmark, name, description, location, public_name } => {
+            let st = s.state()?;
+            let b = resolve(&benchmark, st.benchmarks.keys().copied(), "benchmark")?;
+            let r = workflow::submit_dataset(&s, &b, &name, &description, &location, public_name)?;
+            report(ctx, "dataset registered", &r.id, &serde_json::Value::Null)
+        }
+        DatasetCmd::SetOperational { id } => {
+            let st = s.state()?;
+            let id = resolve(&id, st.datasets.keys().copied(), "dataset")?;
+            let r = workflow::set_operational(&s, &id)?;
+            report(ctx, "dataset operational", &r.id, &serde_json::Value::Null)
+        }
+        DatasetCmd::Associate { benchmark, data } => {
+            let st = s.state()?;
+            let b = resolve(&benchmark, st.benchmarks.keys().copied(), "benchmark")?;
+            let d = resolve(&data, st.datasets.keys().copied(), "dataset")?;
+            let pb = spinner("running the compatibility test on your prepared data");
+            let out = workflow::associate(&s, &b, Subject::Dataset(d));
+            pb.finish_and_clear();
+            let (r, outcome) = out?;
+            report(
+                ctx,
+                "association requested",
+                &r.id,
+                &serde_json::json!({ "compatibility_results": outcome.results }),
+            )
+        }
+        DatasetCmd::Check { id } => {
+            let st = s.state()?;
+            let id = resolve(&id, st.datasets.keys().copied(), "dataset")?;
+            let root = workflow::local_dataset(&s, &id)?;
+            runner::dataset::check_dataset(&root, &st.datasets[&id].prepared_hash)?;
+            report(ctx, "dataset matches its registered hash", &id, &serde_json::Value::Null)
+        }
+        DatasetCmd::Export { id, out } => {
+            let st = s.state()?;
+            let id = resolve(&id, st.datasets.keys().copied(), "dataset")?;
+            let root = workflow::local_dataset(&s, &id)?;
+            let h = runner::dataset::export_dataset(&root, &out)?;
+            report(
+                ctx,
+                &format!("exported to {} (prepared hash {})", out.display(), h.short()),
+                &id,
+                &serde_json::Value::Null,
+            )
+        }
+        DatasetCmd::Import { tarball, name } => {
+            let root = workflow::dataset_root(&s, &name);
+            let p = runner::dataset::import_dataset(&tarball, &root, None)?;
+            println!("imported {name} ({}) into {}", p.prepared_hash.short(), root.display());
+            Ok(())
+        }
+        DatasetCmd::Ls => {
+            let st = s.state()?;
+            if ctx.json {
+                return json(&st.datasets.values().collect::<Vec<_>>());
+            }
+            table(
+                &["id", "name", "state", "owner", "prepared hash"],
+                st.datasets
+                    .values()
+                    .map(|d| {
+                        vec![
+                            d.id.short(),
+                            d.dataset.name.clone(),
+                            format!("{:?}", d.state).to_lowercase(),
+                            d.owner.short(),
+                            d.prepared_hash.short(),
+                        ]
+                    })
+                    .collect(),
+            )
+        }
+        DatasetCmd::View { id } => {
+            let st = s.state()?;
+            let id = resolve(&id, st.datasets.keys().copied(), "dataset")?;
+            json(&st.datasets[&id])
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! `medmesh demo`: the whole MedPerf workflow on a local federation of real nodes.
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use protocol::RecordId;
+
+use super::Ctx;
+use super::leaderboard::leaderboard_table;
+use crate::output::json;
+
+/// The MedMesh source tree this binary was built from (it holds `examples/`).
+pub fn workspace_root() -> PathBuf {
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    built.canonicalize().unwrap_or(built)
+}
+
+/// Run `medmesh demo`.
+pub fn run(ctx: &Ctx, dir: PathBuf, keep_running: bool) -> anyhow::Result<()> {
+    let opts = crate::demo::DemoOptions { dir, workspace: workspace_root(), keep_running };
+    let out = crate::demo::run(&opts)?;
+    if ctx.json {
+        let lb: serde_json::Value = serde_json::from_str(&out.leaderboard_json)?;
+        return json(
+            &serde_json::json!({ "benchmark": out.benchmark, "state_hash": out.state_hash, "leaderboards": lb, "homes": out.homes }),
+        );
+    }
+    let hospital = out
+        .homes
+        .iter()
+        .find(|(n, _)| n == "hospital-a")
+        .map(|(_, h)| h.clone())
+        .unwrap_or_default();
+    let lbs: std::collections::BTreeMap<RecordId, protocol::fold::Leaderboard> =
+        serde_json::from_str(&out.leaderboard_json)?;
+    let lb =
+        lbs.get(&out.benchmark).ok_or_else(|| anyhow!("the demo ended without a leaderboard"))?;
+    println!("every node shows the same leaderboard (state hash {}):", out.state_hash.short());
+    leaderboard_table(lb, false)?;
+
+    println!("\nParticipants' homes are in {}. Look around, e.g.:", opts.dir.display());
+    if keep_running {
+        println!("  medmesh --home {} benchmark ls", hospital.display());
+        println!("  medmesh --home {} association ls", hospital.display());
+        println!(
+            "  medmesh --home {} leaderboard -b {}",
+            hospital.display(),
+            out.benchmark.short()
+        );
+    } else {
+        println!(
+            "  medmesh node start --data-dir {}/node --root {}/root.cbor   (then, in another shell)",
+            hospital.display(),
+            hospital.display()
+        );
+        println!(
+            "  medmesh --home {} leaderboard -b {}",
+            hospital.display(),
+            out.benchmark.short()
+        );
+        println!("Run `medmesh demo --keep-running` to leave the nodes up.");
+    }
+    Ok(())
+}

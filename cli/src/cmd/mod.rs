@@ -1,0 +1,88 @@
+//! One module per command group (`medmesh keys ...` is [`keys`], and so on), each
+//! with its clap subcommands and the function that runs them; what they share
+//! (the context, record output, key and approval-mode parsing) is here.
+
+pub mod admin;
+pub mod association;
+pub mod benchmark;
+pub mod container;
+pub mod dataset;
+pub mod demo;
+pub mod keys;
+pub mod leaderboard;
+pub mod model;
+pub mod network;
+pub mod profile;
+pub mod result;
+pub mod test;
+
+use anyhow::{anyhow, bail};
+use protocol::record::AutoApproval;
+use protocol::{PublicKey, RecordId, State};
+
+use crate::home::Home;
+use crate::output::json;
+use crate::publish::Confirm;
+use crate::workflow::Session;
+
+/// Parse an auto-approval mode.
+pub fn parse_auto(s: &str) -> anyhow::Result<AutoApproval> {
+    match s {
+        "never" => Ok(AutoApproval::Never),
+        "always" => Ok(AutoApproval::Always),
+        other => match other.strip_prefix("allowlist:") {
+            Some(keys) => Ok(AutoApproval::Allowlist(
+                keys.split(',').map(parse_key).collect::<anyhow::Result<_>>()?,
+            )),
+            None => {
+                bail!("`{other}` is not an approval mode: use never, always or allowlist:KEY,KEY")
+            }
+        },
+    }
+}
+
+/// Parse a public key given in hex.
+pub fn parse_key(s: &str) -> anyhow::Result<PublicKey> {
+    s.trim().parse::<PublicKey>().map_err(|e| anyhow!("`{s}` is not a public key: {e}"))
+}
+
+/// What every command needs, built lazily.
+pub struct Ctx {
+    pub home: Home,
+    pub json: bool,
+    pub confirm: Confirm,
+}
+
+impl Ctx {
+    pub fn session(&self) -> anyhow::Result<Session> {
+        let node_dir = self.home.node_dir()?;
+        Ok(Session {
+            keys: self.home.keys()?,
+            network: self.home.network_id()?,
+            api: Box::new(crate::control::Control::for_node_dir(&node_dir)?),
+            home: self.home.clone(),
+            confirm: self.confirm,
+        })
+    }
+}
+
+pub(crate) fn containers(state: &State) -> impl Iterator<Item = RecordId> + '_ {
+    state.containers.keys().copied()
+}
+
+pub(crate) fn report(
+    ctx: &Ctx,
+    what: &str,
+    id: &RecordId,
+    extra: &serde_json::Value,
+) -> anyhow::Result<()> {
+    if ctx.json {
+        let mut v = serde_json::json!({ "id": id, "status": what });
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        return json(&v);
+    }
+    println!("{what}: {}", id.short());
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! `medmesh result`: submit, list and open results of benchmark executions.
+
+use clap::Subcommand;
+
+use super::Ctx;
+use crate::ids::resolve;
+use crate::output::{json, millionths, table};
+use crate::workflow;
+
+#[derive(Debug, Subcommand)]
+pub enum ResultCmd {
+    /// Submit the finished results of `benchmark run` for one dataset.
+    Submit {
+        #[arg(short, long)]
+        benchmark: String,
+        #[arg(short, long)]
+        data: String,
+    },
+    /// List results.
+    Ls {
+        #[arg(short, long)]
+        benchmark: Option<String>,
+    },
+    /// Show one result (its metrics if you may read them).
+    View { id: String },
+}
+
+pub fn run(ctx: &Ctx, r: ResultCmd) -> anyhow::Result<()> {
+    let s = ctx.session()?;
+    let st = s.state()?;
+    match r {
+        ResultCmd::Submit { benchmark, data } => {
+            let b = resolve(&benchmark, st.benchmarks.keys().copied(), "benchmark")?;
+            let d = resolve(&data, st.datasets.keys().copied(), "dataset")?;
+            let rep = workflow::run_benchmark(&s, &b, &d, true, false)?;
+            let mut ids = Vec::new();
+            for (m, run) in &rep.completed {
+                ids.push(workflow::submit_result(&s, &b, &d, m, run)?.id);
+            }
+            if ctx.json {
+                return json(&ids);
+            }
+            println!("{} results submitted", ids.len());
+            Ok(())
+        }
+        ResultCmd::Ls { benchmark } => {
+            let b = benchmark
+                .map(|b| resolve(&b, st.benchmarks.keys().copied(), "benchmark"))
+                .transpose()?;
+            let list: Vec<_> =
+                st.results.iter().filter(|r| b.is_none_or(|b| r.benchmark == b)).collect();
+            if ctx.json {
+                return json(&list);
+            }
+            table(
+                &["id", "benchmark", "model", "dataset", "counts"],
+                list.iter()
+                    .map(|r| {
+                        vec![
+                            r.id.short(),
+                            r.benchmark.short(),
+                            r.model.short(),
+                            r.dataset.short(),
+                            if r.counts {
+                                "yes".into()
+                            } else {
+                                format!("no: {}", r.reason.as_deref().unwrap_or(""))
+                            },
+                        ]
+                    })
+                    .collect(),
+            )
+        }
+        ResultCmd::View { id } => {
+            let id = resolve(&id, st.results.iter().map(|r| r.id), "result")?;
+            let view = st.results.iter().find(|r| r.id == id).expect("resolved from this list");
+            let metrics = match workflow::open_result(&s, &id) {
+                Ok((_, m)) => serde_json::to_value(
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), millionths(*v)))
+                        .collect::<std::collections::BTreeMap<_, _>>(),
+                )?,
+                Err(e) => serde_json::Value::String(format!("sealed ({e})")),
+            };
+            json(&serde_json::json!({ "result": view, "metrics": metrics }))
+        }
+    }
+}

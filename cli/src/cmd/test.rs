@@ -1,0 +1,50 @@
+//! `medmesh test`: the compatibility test (preparator -> model -> metrics).
+
+use clap::Subcommand;
+
+use super::{Ctx, containers};
+use crate::ids::resolve;
+use crate::output::{json, spinner, table};
+use crate::workflow;
+
+#[derive(Debug, Subcommand)]
+pub enum TestCmd {
+    /// Run the compatibility test: preparator -> model -> metrics on the demo dataset.
+    Run {
+        #[arg(short, long)]
+        benchmark: String,
+        /// The model to test (default: the benchmark's reference model).
+        #[arg(short, long)]
+        model: Option<String>,
+    },
+}
+
+/// Run `medmesh test ...`.
+pub fn run(ctx: &Ctx, t: TestCmd) -> anyhow::Result<()> {
+    match t {
+        TestCmd::Run { benchmark, model } => {
+            let s = ctx.session()?;
+            let st = s.state()?;
+            let b = resolve(&benchmark, st.benchmarks.keys().copied(), "benchmark")?;
+            let bench = st.benchmarks[&b].benchmark.clone();
+            let m = match model {
+                Some(m) => resolve(&m, containers(&st), "container")?,
+                None => bench.reference_model,
+            };
+            let pb = spinner("preparator -> model -> metrics on the demo dataset");
+            let outcome = workflow::compatibility_test(&s, &st, &bench, &m, None);
+            pb.finish_and_clear();
+            let outcome = outcome?;
+            if ctx.json {
+                return json(
+                    &serde_json::json!({ "passed": true, "results": outcome.results, "results_hash": outcome.results_hash }),
+                );
+            }
+            println!("compatibility test passed");
+            table(
+                &["metric", "value"],
+                outcome.results.iter().map(|(k, v)| vec![k.clone(), format!("{v:.4}")]).collect(),
+            )
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! An ignored decision is a failure, not a success: when the fold keeps a published
+//! record without effect, the command says why on stderr and exits non-zero (and
+//! `--json` carries the verdict), while honest participants' commands go on working.
+//! Through the real binary against a real node, with the example containers in the
+//! local Docker engine (the compatibility test runs before an association request).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use medmesh_cli::publish::{EXIT_IGNORED, NodeApi};
+use protocol::RecordId;
+use protocol::fold::Status;
+use protocol::record::Subject;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
+}
+
+/// The example images under tags of this test's own, so that another build of the
+/// shared tags cannot change them under it; the tags are removed when dropped.
+struct Images(Vec<(String, String)>);
+
+impl Images {
+    fn build() -> Self {
+        let engine = medmesh_cli::workflow::engine().expect("a Docker engine");
+        let built = medmesh_cli::workflow::block_on(runner::examples::build_example_images(
+            &engine,
+            &workspace(),
+        ))
+        .unwrap()
+        .expect("the example images build");
+        let mut tags = Vec::new();
+        for (name, image) in [
+            ("preparator", &built.preparator),
+            ("model-logistic", &built.model_logistic),
+            ("model-threshold", &built.model_threshold),
+            ("metrics", &built.metrics),
+        ] {
+            let tag = format!("medmesh-cli-verdicts/{name}:{}", std::process::id());
+            let ok = Command::new("docker").args(["tag", &image.digest, &tag]).status().unwrap();
+            assert!(ok.success(), "docker tag {tag}");
+            tags.push((tag, image.digest.clone()));
+        }
+        Self(tags)
+    }
+}
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for (tag, _) in &self.0 {
+            let _ = Command::new("docker").args(["rmi", tag]).output();
+        }
+    }
+}
+
+/// The record id a `--json` command reports.
+fn id(o: &std::process::Output) -> String {
+    json(o)["id"].as_str().expect("an id").to_string()
+}
+
+/// The command was published, ignored by the fold with `reason`, and failed.
+fn assert_ignored(o: &std::process::Output, reason: &str) {
+    assert_eq!(o.status.code(), Some(i32::from(EXIT_IGNORED)), "{}", stderr(o));
+    assert!(stderr(o).contains("ignores it"), "{}", stderr(o));
+    assert!(stderr(o).contains(reason), "{}", stderr(o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("published"));
+    let v = json(o);
+    assert_eq!(v["status"], "ignored", "{v}");
+    assert_eq!(v["verdict"]["ignored"], true, "{v}");
+    assert_eq!(v["verdict"]["reason"], reason, "{v}");
+}
+
+#[test]
+fn ignored_decisions_and_requests_fail_with_the_folds_reason() {
+    let images = Images::build();
+    let t = TempDir::new("verdicts");
+    let node_dir = t.0.join("node");
+    let (admin, owner, member, outsider) =
+        (t.0.join("admin"), t.0.join("owner"), t.0.join("member"), t.0.join("outsider"));
+    home(&admin, None, &node_dir);
+    let root = admin.join("root.cbor");
+    let owner_key = home(&owner, Some(&root), &node_dir);
+    let member_key = home(&member, Some(&root), &node_dir);
+    home(&outsider, Some(&root), &node_dir);
+    let node = start_node(&node_dir, &root, &[]);
+
+    // The benchmark owner (also on the committee) registers the containers and the
+    // benchmark; committee: the owner and one member, one approval needed.
+    let ex = workspace().join("examples");
+    let container = |name: &str, dir: &str, image: usize| {
+        let (tag, digest) = &images.0[image];
+        let d = ex.join(dir);
+        let mut args = vec![
+            "--json".to_string(),
+            "-y".into(),
+            "container".into(),
+            "submit".into(),
+            "--name".into(),
+            name.into(),
+            "--manifest".into(),
+            d.join("container_config.yaml").display().to_string(),
+            "--image".into(),
+            tag.clone(),
+            "--digest".into(),
+            digest.clone(),
+        ];
+        if d.join("parameters.yaml").exists() {
+            args.extend(["--parameters".into(), d.join("parameters.yaml").display().to_string()]);
+        }
+        if d.join("additional_files").exists() {
+            args.extend([
+                "--additional-files".into(),
+                d.join("additional_files").display().to_string(),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        id(&ok(&owner, &args))
+    };
+    let prep = container("preparator", "preparator", 0);
+    let reference = container("reference", "model_logistic", 1);
+    let model = container("threshold", "model_threshold", 2);
+    let metrics = container("metrics", "metrics", 3);
+    let bench = id(&ok(
+        &owner,
+        &[
+            "--json",
+            "-y",
+            "benchmark",
+            "submit",
+            "--name",
+            "verdicts",
+            "--demo-dataset",
+            ex.join("data/demo").to_str().unwrap(),
+            "--data-preparator",
+            &prep,
+            "--reference-model",
+            &reference,
+            "--metrics",
+            &metrics,
+            "--committee",
+            &owner_key,
+            "--committee",
+            &member_key,
+            "--threshold",
+            "1",
+            "--skip-test",
+        ],
+    ));
+
+    // A non-admin decides the benchmark: ignored, and told so.
+    let o = medmesh(&outsider, &["--json", "-y", "benchmark", "approve", &bench]);
+    assert_ignored(&o, "signer is not an admin");
+    // The admin's decision works.
+    let o = ok(&admin, &["-y", "benchmark", "approve", &bench]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("approval published"));
+
+    // The model's owner requests its association (the compatibility test runs).
+    ok(&owner, &["--json", "-y", "model", "associate", "-b", &bench, "-m", &model]);
+    // The initiator approves its own request.
+    let o =
+        medmesh(&owner, &["--json", "-y", "association", "approve", "-b", &bench, "-m", &model]);
+    assert_ignored(&o, "the initiator cannot decide on its own request");
+    // A key outside the committee approves.
+    let o =
+        medmesh(&outsider, &["--json", "-y", "association", "approve", "-b", &bench, "-m", &model]);
+    assert_ignored(&o, "signer is not on the benchmark's committee");
+    // A key that does not own the model requests its association.
+    let o = medmesh(&outsider, &["--json", "-y", "model", "associate", "-b", &bench, "-m", &model]);
+    assert_ignored(&o, "only the owner of a dataset or model can request its association");
+
+    // The committee member's approval counts, and none of the ignored records did.
+    ok(&member, &["-y", "association", "approve", "-b", &bench, "-m", &model]);
+    let st = node.control().state().unwrap();
+    let b: RecordId = bench.parse().unwrap();
+    let a = st.association(&b, &Subject::Model(model.parse().unwrap())).expect("the association");
+    assert_eq!(a.status, Status::Approved);
+    assert_eq!(a.initiator.to_hex(), owner_key);
+    assert_eq!(a.approvals.iter().map(|k| k.to_hex()).collect::<Vec<_>>(), [member_key]);
+    assert_eq!(st.benchmarks[&b].status, Status::Approved);
+    assert_eq!(st.ignored.len(), 4, "{:?}", st.ignored);
+}
