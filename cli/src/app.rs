@@ -28,6 +28,14 @@ pub struct Cli {
     /// Publish without asking for confirmation.
     #[arg(short = 'y', long = "yes", global = true)]
     pub yes: bool,
+    /// GPUs for container tasks, as MedPerf takes them: all, a count, or device=0,1
+    /// (overrides `gpus` in the site policy, site.yaml in the home).
+    #[arg(long, global = true, value_parser = parse_gpus)]
+    pub gpus: Option<runner::site::Gpus>,
+    /// Shared memory (/dev/shm) for container tasks, such as 2g (overrides
+    /// `shm_size` in the site policy).
+    #[arg(long = "shm-size", global = true, value_parser = runner::site::parse_size)]
+    pub shm_size: Option<u64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -89,12 +97,17 @@ pub enum Command {
     },
 }
 
+fn parse_gpus(s: &str) -> Result<runner::site::Gpus, String> {
+    runner::site::Gpus::parse(s).map_err(|e| e.to_string())
+}
+
 /// Run one parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Ctx {
         home: Home::resolve(cli.home)?,
         json: cli.json,
         confirm: if cli.yes { Confirm::Yes } else { Confirm::Ask },
+        site: runner::site::Overrides { gpus: cli.gpus, shm_bytes: cli.shm_size },
     };
     let out = dispatch(&ctx, cli.command);
     // `--json` carries the fold's verdict on a record it ignores, on stdout as

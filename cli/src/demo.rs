@@ -255,6 +255,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             network: root.network_id(),
             api: Box::new(ctl),
             confirm: Confirm::Yes,
+            site: Default::default(),
         });
     }
 

@@ -16,6 +16,7 @@ use protocol::seal::{self, Binding};
 use protocol::{Hash32, NetworkId, PublicKey, Record, RecordId, State, X25519Key};
 use runner::engine::{Engine, RunLimits, Runnable};
 use runner::manifest::ContainerSpec;
+use runner::site::{Overrides, SitePolicy};
 
 use crate::home::Home;
 use crate::keys::Keys;
@@ -28,6 +29,8 @@ pub struct Session {
     pub network: NetworkId,
     pub api: Box<dyn NodeApi>,
     pub confirm: Confirm,
+    /// What this command's `--gpus` and `--shm-size` override in the site policy.
+    pub site: Overrides,
 }
 
 impl Session {
@@ -61,6 +64,19 @@ pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
 /// Connect to the local Docker engine.
 pub fn engine() -> anyhow::Result<Engine> {
     Ok(block_on(Engine::connect(runner::engine::CONCURRENT_RUNS_DEFAULT))??)
+}
+
+/// The engine this site's policy (`site.yaml` in the home) allows, and the limits
+/// every task gets on it, with this command's `--gpus` and `--shm-size`.
+pub fn site_engine(s: &Session) -> anyhow::Result<(Engine, RunLimits)> {
+    let policy = SitePolicy::load(&s.home.dir)?;
+    block_on(async {
+        let engine = Engine::connect(runner::engine::CONCURRENT_RUNS_DEFAULT).await?;
+        policy.check_engine(engine.kind().await?)?;
+        let limits = policy.limits(engine.host().await?, &s.site);
+        tracing::info!(?limits, "task limits from the site policy");
+        anyhow::Ok((engine, limits))
+    })?
 }
 
 // ---------------------------------------------------------------------------
@@ -273,8 +289,7 @@ pub fn compatibility_test(
     );
     let work = s.work(&["tests", &tag]);
     let _ = std::fs::remove_dir_all(&work);
-    let engine = engine()?;
-    let limits = RunLimits::default();
+    let (engine, limits) = site_engine(s)?;
     let outcome = match prepared {
         Some(p) => block_on(runner::compat::compatibility_test_prepared(
             &engine, p, &model_r, &metrics, &work, &limits,
@@ -390,15 +405,8 @@ pub fn prepare_dataset(
     let b = benchmark_of(&state, benchmark)?;
     let prep = runnable(s, &state, &b.data_preparator)?;
     let root = dataset_root(s, name);
-    let engine = engine()?;
-    Ok(block_on(runner::dataset::prepare_dataset(
-        &engine,
-        &prep,
-        data,
-        labels,
-        &root,
-        &RunLimits::default(),
-    ))??)
+    let (engine, limits) = site_engine(s)?;
+    Ok(block_on(runner::dataset::prepare_dataset(&engine, &prep, data, labels, &root, &limits))??)
 }
 
 /// Register a prepared dataset (metadata only).
@@ -504,13 +512,9 @@ pub fn run_benchmark(
         bail!("benchmark {} has no approved models yet", benchmark.short());
     }
     let metrics = runnable(s, &state, &b.metrics)?;
-    let options = runner::execution::ExecutionOptions {
-        ignore_model_errors,
-        force,
-        limits: RunLimits::default(),
-    };
+    let (engine, limits) = site_engine(s)?;
+    let options = runner::execution::ExecutionOptions { ignore_model_errors, force, limits };
     let dir = s.work(&["executions", &benchmark.to_hex(), &dataset.to_hex()]);
-    let engine = engine()?;
     Ok(block_on(runner::execution::run_benchmark(
         &engine,
         &root,

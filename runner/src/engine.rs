@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::models::{ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, ImportImageOptions, KillContainerOptions,
     LogsOptions, RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
@@ -32,6 +32,7 @@ use tokio::sync::Semaphore;
 
 use crate::error::{ManifestError, RunnerError};
 use crate::manifest::ContainerSpec;
+use crate::site::{EngineKind, Gpus, Host};
 
 /// Default memory limit of a task (no swap on top).
 pub const TASK_MEMORY_BYTES_DEFAULT: u64 = 2 * 1024 * 1024 * 1024;
@@ -39,6 +40,9 @@ pub const TASK_MEMORY_BYTES_DEFAULT: u64 = 2 * 1024 * 1024 * 1024;
 pub const TASK_NANO_CPUS_DEFAULT: u64 = 1_000_000_000;
 /// Default process limit of a task.
 pub const TASK_PIDS_DEFAULT: u64 = 256;
+/// Shared memory of a task without a site policy: Docker's own default. A site's
+/// policy (`crate::site`) gives more.
+pub const TASK_SHM_BYTES_MIN: u64 = 64 * 1024 * 1024;
 /// Default timeouts, per task kind.
 pub const PREPARE_TIMEOUT_MS_DEFAULT: u64 = 60 * 60 * 1000;
 pub const SANITY_CHECK_TIMEOUT_MS_DEFAULT: u64 = 10 * 60 * 1000;
@@ -70,6 +74,10 @@ pub struct RunLimits {
     pub memory_bytes: u64,
     pub nano_cpus: u64,
     pub pids: u64,
+    /// Size of the task's `/dev/shm`.
+    pub shm_bytes: u64,
+    /// GPUs, through the engine's device requests.
+    pub gpus: Gpus,
     pub prepare_timeout_ms: u64,
     pub sanity_check_timeout_ms: u64,
     pub statistics_timeout_ms: u64,
@@ -84,6 +92,8 @@ impl Default for RunLimits {
             memory_bytes: TASK_MEMORY_BYTES_DEFAULT,
             nano_cpus: TASK_NANO_CPUS_DEFAULT,
             pids: TASK_PIDS_DEFAULT,
+            shm_bytes: TASK_SHM_BYTES_MIN,
+            gpus: Gpus::None,
             prepare_timeout_ms: PREPARE_TIMEOUT_MS_DEFAULT,
             sanity_check_timeout_ms: SANITY_CHECK_TIMEOUT_MS_DEFAULT,
             statistics_timeout_ms: STATISTICS_TIMEOUT_MS_DEFAULT,
@@ -212,6 +222,31 @@ impl Engine {
         };
         let concurrent_runs = concurrent_runs.max(1);
         Ok(Self { docker, slots: Arc::new(Semaphore::new(concurrent_runs)), concurrent_runs })
+    }
+
+    /// What the engine's machine has (CPUs and memory), for a site's default limits.
+    pub async fn host(&self) -> Result<Host, RunnerError> {
+        let info = call("reading the engine's information", self.docker.info()).await?;
+        let cpus = info.ncpu.and_then(|n| u64::try_from(n).ok()).filter(|n| *n > 0);
+        let memory = info.mem_total.and_then(|n| u64::try_from(n).ok()).filter(|n| *n > 0);
+        Ok(Host {
+            cpus: cpus.unwrap_or_else(|| {
+                std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1)
+            }),
+            memory_bytes: memory.unwrap_or(TASK_MEMORY_BYTES_DEFAULT),
+        })
+    }
+
+    /// Which engine this is: Podman's Docker-compatible API names itself among the
+    /// version's components.
+    pub async fn kind(&self) -> Result<EngineKind, RunnerError> {
+        let v = call("reading the engine's version", self.docker.version()).await?;
+        let podman = v
+            .components
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.name.to_ascii_lowercase().contains("podman"));
+        Ok(if podman { EngineKind::Podman } else { EngineKind::Docker })
     }
 
     /// How many tasks may run at once.
@@ -441,6 +476,8 @@ impl Engine {
                 memory_swap: Some(i64::try_from(limits.memory_bytes).unwrap_or(i64::MAX)),
                 nano_cpus: Some(i64::try_from(limits.nano_cpus).unwrap_or(i64::MAX)),
                 pids_limit: Some(i64::try_from(limits.pids).unwrap_or(i64::MAX)),
+                shm_size: Some(i64::try_from(limits.shm_bytes).unwrap_or(i64::MAX)),
+                device_requests: device_requests(&limits.gpus),
                 ..Default::default()
             }),
             ..Default::default()
@@ -659,6 +696,23 @@ impl Engine {
             mounts.push(bind(&host, &target, !is_output));
         }
         Ok((mounts, args))
+    }
+}
+
+/// GPUs as the engine's device requests (what `docker run --gpus` sends).
+pub fn device_requests(gpus: &Gpus) -> Option<Vec<DeviceRequest>> {
+    let request = |count: Option<i64>, device_ids: Option<Vec<String>>| DeviceRequest {
+        driver: Some(String::new()),
+        count,
+        device_ids,
+        capabilities: Some(vec![vec!["gpu".to_string()]]),
+        options: Some(HashMap::new()),
+    };
+    match gpus {
+        Gpus::None => None,
+        Gpus::All => Some(vec![request(Some(-1), None)]),
+        Gpus::Count(n) => Some(vec![request(Some(i64::from(*n)), None)]),
+        Gpus::Devices(ids) => Some(vec![request(None, Some(ids.clone()))]),
     }
 }
 

@@ -7,6 +7,9 @@
 //! - [`engine`]: the Docker engine: image digests, loading/saving/building images,
 //!   one sandboxed task run (no network, read-only inputs and root filesystem,
 //!   limits, timeout, log file, container always removed).
+//! - [`site`]: the site's policy (`site.yaml`): CPUs, memory, shared memory, pids,
+//!   GPUs, timeouts per task and allowed engines, with MedPerf's `--gpus` and
+//!   `--shm-size` overrides.
 //! - [`treehash`]: the BLAKE3 tree hash of prepared data (binds relative paths,
 //!   streams, uses every core), and MedPerf's SHA-256 scheme for comparison.
 //! - [`dataset`]: the data owner's workflow: prepare -> sanity_check -> statistics
@@ -29,6 +32,7 @@ pub mod error;
 pub mod examples;
 pub mod execution;
 pub mod manifest;
+pub mod site;
 pub mod treehash;
 
 pub use engine::{Engine, RunLimits, Runnable, TaskReport, TaskRun};

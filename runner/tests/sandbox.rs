@@ -276,6 +276,61 @@ async fn a_model_without_additional_files_gets_an_empty_folder_and_a_writable_ho
 }
 
 #[tokio::test]
+async fn a_task_gets_the_shared_memory_the_site_allows() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let probe =
+        common::inline(&probe_yaml("infer", "shm", &[], &[("output_path", OUTPUT)]), &images.probe);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let limits = runner::RunLimits { shm_bytes: 96 * 1024 * 1024, ..common::quick_limits() };
+    engine
+        .run_task(&task(&probe, "infer", dir.path(), &[("output_path", &out)]), &limits)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(out.join("outcome")).unwrap(), "shm 98304k");
+}
+
+#[test]
+fn gpus_become_the_device_requests_docker_run_gpus_sends() {
+    use runner::site::Gpus;
+    assert!(runner::engine::device_requests(&Gpus::None).is_none());
+    let all = runner::engine::device_requests(&Gpus::All).unwrap();
+    assert_eq!(
+        (all[0].count, all[0].capabilities.clone()),
+        (Some(-1), Some(vec![vec!["gpu".to_string()]]))
+    );
+    let two =
+        runner::engine::device_requests(&Gpus::Devices(vec!["0".into(), "1".into()])).unwrap();
+    assert_eq!(two[0].device_ids, Some(vec!["0".to_string(), "1".to_string()]));
+}
+
+/// Runs only where the engine has a GPU (an NVIDIA device and runtime); says so
+/// when it did not run.
+#[tokio::test]
+async fn a_task_given_all_gpus_sees_them_where_there_are_any() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let info = engine.docker().info().await.unwrap();
+    let nvidia = info.runtimes.unwrap_or_default().contains_key("nvidia");
+    if !nvidia || !Path::new("/dev/nvidia0").exists() {
+        eprintln!("GPU test did not run: no NVIDIA GPU and runtime on this machine");
+        return;
+    }
+    let probe = common::inline(
+        &probe_yaml("infer", "gpus", &[], &[("output_path", OUTPUT)]),
+        &images.probe,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let limits = runner::RunLimits { gpus: runner::site::Gpus::All, ..common::quick_limits() };
+    engine
+        .run_task(&task(&probe, "infer", dir.path(), &[("output_path", &out)]), &limits)
+        .await
+        .unwrap();
+    let outcome = std::fs::read_to_string(out.join("outcome")).unwrap();
+    assert_ne!(outcome, "gpu devices 0", "{outcome}");
+}
+
+#[tokio::test]
 async fn an_image_whose_digest_differs_from_the_record_is_refused() {
     let Some((engine, images)) = common::setup().await else { return };
     // The probe's manifest, but the record pins the metrics image's digest.

@@ -51,6 +51,8 @@ pub struct Ctx {
     pub home: Home,
     pub json: bool,
     pub confirm: Confirm,
+    /// `--gpus` and `--shm-size`, over the site policy.
+    pub site: runner::site::Overrides,
 }
 
 impl Ctx {
@@ -62,6 +64,7 @@ impl Ctx {
             api: Box::new(crate::control::Control::for_node_dir(&node_dir)?),
             home: self.home.clone(),
             confirm: self.confirm,
+            site: self.site.clone(),
         })
     }
 }

@@ -7,7 +7,8 @@
 //! `empty_statistics` writes an empty file and `bad_results` a YAML list at the
 //! output file path;
 //! `write_rootfs` tries to write `/evil`; `home_and_files` writes under `$HOME` and
-//! counts the entries of the additional files folder.
+//! counts the entries of the additional files folder; `shm` reports the size of
+//! `/dev/shm` and `gpus` the NVIDIA devices it sees.
 
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -82,6 +83,24 @@ fn main() {
                     };
                     let home = if home_ok { "writable" } else { "read-only" };
                     record(&format!("home {home}; additional_files {files}"))?;
+                }
+                "shm" => {
+                    // The size of /dev/shm as mounted, from /proc/mounts.
+                    let mounts = std::fs::read_to_string("/proc/mounts")?;
+                    let size = mounts
+                        .lines()
+                        .find(|l| l.split_whitespace().nth(1) == Some("/dev/shm"))
+                        .and_then(|l| l.split(',').find_map(|o| o.strip_prefix("size=")))
+                        .map(|s| s.split_whitespace().next().unwrap_or(s).to_string())
+                        .unwrap_or_else(|| "unknown".into());
+                    record(&format!("shm {size}"))?;
+                }
+                "gpus" => {
+                    let devices = std::fs::read_dir("/dev")?
+                        .flatten()
+                        .filter(|e| e.file_name().to_string_lossy().starts_with("nvidia"))
+                        .count();
+                    record(&format!("gpu devices {devices}"))?;
                 }
                 "write_rootfs" => {
                     let wrote = std::fs::write("/evil", b"x").is_ok();

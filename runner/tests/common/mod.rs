@@ -59,6 +59,8 @@ pub fn quick_limits() -> RunLimits {
         memory_bytes: 64 * 1024 * 1024,
         nano_cpus: 1_000_000_000,
         pids: 64,
+        shm_bytes: runner::engine::TASK_SHM_BYTES_MIN,
+        gpus: runner::site::Gpus::None,
         prepare_timeout_ms: 60_000,
         sanity_check_timeout_ms: 60_000,
         statistics_timeout_ms: 60_000,
