@@ -439,6 +439,82 @@ fn a_rotated_out_admin_loses_authority_and_the_new_admin_gains_it() {
 }
 
 #[test]
+fn a_rotation_does_not_unrevoke_keys_the_previous_admins_revoked() {
+    // Regression: rotations were computed first and revocations counted under the
+    // last admins only, so handing over silently restored every revoked key.
+    let mut w = Workflow::people()
+        .with_benchmark(|_| {})
+        .approve_benchmark()
+        .request_models()
+        .approve_all();
+    let key = w.committee[1].public();
+    w.push(
+        |w| &mut w.admin,
+        Body::KeyRevocation(KeyRevocation { key, from_seq: 0, reason: "lost laptop".into() }),
+    );
+    let new_admin = Author::new("admin-2", w.root.network_id());
+    let rotation = AdminRotation { epoch: 1, admins: vec![new_admin.public()], threshold: 1 };
+    w.push(|w| &mut w.admin, Body::AdminRotation(rotation));
+    let s = state(&w);
+    assert_eq!(s.admin_epoch, 1);
+    assert_eq!(s.revoked.get(&key), Some(&0), "the revocation carries into epoch 1");
+    assert_eq!(assoc(&s, &w, model(&w, 0)), Status::Pending);
+}
+
+#[test]
+fn an_epochs_revocations_apply_before_its_rotation_so_a_revoked_admins_signature_does_not_count() {
+    // Two root admins, threshold one. Admin A revokes admin B; B, revoked, signs a
+    // rotation that would hand the network to B alone.
+    let keys = [testkit::key("admin-a"), testkit::key("admin-b")];
+    let pubs: Vec<PublicKey> = keys.iter().map(PublicKey::from).collect();
+    let root = testkit::root(&pubs, 1);
+    let net = root.network_id();
+    let (mut a, mut b) = (Author::new("admin-a", net), Author::new("admin-b", net));
+    let coup = AdminRotation { epoch: 1, admins: vec![b.public()], threshold: 1 };
+    let rotation = b.sign(Body::AdminRotation(coup));
+    let revocation = a.sign(Body::KeyRevocation(KeyRevocation {
+        key: b.public(),
+        from_seq: 0,
+        reason: "stolen".into(),
+    }));
+    for records in [vec![rotation.clone(), revocation.clone()], vec![revocation, rotation.clone()]]
+    {
+        let s = fold(&root, &records);
+        assert_eq!((s.admin_epoch, s.admins.len()), (0, 2), "the rotation took effect");
+        assert_eq!(s.revoked.get(&b.public()), Some(&0));
+        let why = s.ignored.iter().find(|i| i.id == rotation.id).expect("the rotation is reported");
+        assert!(why.reason.contains("revoked"), "{}", why.reason);
+    }
+}
+
+#[test]
+fn a_later_epochs_revocations_join_the_earlier_ones() {
+    let mut w = Workflow::people().with_benchmark(|_| {});
+    let mut new_admin = Author::new("admin-2", w.root.network_id());
+    let (h0, h1) = (w.hospitals[0].public(), w.hospitals[1].public());
+    w.push(
+        |w| &mut w.admin,
+        Body::KeyRevocation(KeyRevocation { key: h0, from_seq: 0, reason: "epoch 0".into() }),
+    );
+    let rotation = AdminRotation { epoch: 1, admins: vec![new_admin.public()], threshold: 1 };
+    w.push(|w| &mut w.admin, Body::AdminRotation(rotation));
+    // A revocation by someone who is no admin in any epoch changes nothing.
+    w.push(
+        |w| &mut w.owner,
+        Body::KeyRevocation(KeyRevocation { key: h1, from_seq: 0, reason: "not mine".into() }),
+    );
+    let s = state(&w);
+    assert_eq!(s.revoked.keys().copied().collect::<Vec<_>>(), vec![h0]);
+    w.records.push(new_admin.sign(Body::KeyRevocation(KeyRevocation {
+        key: h1,
+        from_seq: 2,
+        reason: "epoch 1".into(),
+    })));
+    let s = state(&w);
+    assert_eq!((s.admin_epoch, s.revoked.get(&h0), s.revoked.get(&h1)), (1, Some(&0), Some(&2)));
+}
+
+#[test]
 fn an_equivocating_member_is_reported_and_its_decisions_count_for_nothing() {
     let mut w = Workflow::people()
         .with_benchmark(|_| {})

@@ -19,6 +19,11 @@ impl Deriver<'_> {
         let l = self.l;
         let mut associations = Vec::new();
         for ((bench_id, subject), requests) in &l.requests {
+            for r in requests {
+                if !self.valid(&r.author, r.seq) {
+                    self.ignore(r.id, "signer's key is revoked");
+                }
+            }
             let owner = match subject {
                 Subject::Dataset(d) => datasets.get(d).map(|d| d.owner),
                 Subject::Model(m) => containers.get(m).map(|c| c.owner),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ChainGap, Deriver, Equivocation};
+use super::{ChainGap, Cosigned, Deriver, Equivocation};
 use crate::ids::Hash32;
 use crate::record::AdminRotation;
 
@@ -36,41 +36,62 @@ impl Deriver<'_> {
     }
 
     /// The admin epoch, admins and threshold, and the revoked keys.
+    ///
+    /// Authority is evaluated one epoch at a time, starting at the root. Within an
+    /// epoch its revocations apply first, in content-hash order, each one counting
+    /// only the signatures of that epoch's admins that still have authority after
+    /// the revocations applied before it; then its rotation is counted the same
+    /// way. Revocations carry into every later epoch: a rotation never un-revokes
+    /// a key, and a later epoch's revocation never undoes an earlier rotation.
     pub(super) fn authority(&mut self) {
         let l = self.l;
-        // Admin epochs.
+        self.admins.sort();
+        let mut revocations: Vec<_> = l.revocations.iter().collect();
+        revocations.sort_by_key(|(hash, _)| **hash);
+        let mut applied = vec![false; revocations.len()];
+        let mut winners: BTreeMap<u64, Hash32> = BTreeMap::new();
         loop {
-            let Some(candidates) = l.rotations.get(&(self.admin_epoch + 1)) else { break };
-            let mut winner: Option<(&Hash32, &AdminRotation)> = None;
-            let mut by_hash: Vec<_> = candidates.iter().collect();
-            by_hash.sort_by(|a, b| a.0.cmp(b.0));
-            for (hash, c) in by_hash {
-                let signers = self.cosigners(c, &self.admins);
-                if signers.len() >= usize::from(self.admin_threshold) {
-                    winner = Some((hash, &c.body));
-                    break;
+            // Revocations before the rotation. A revocation that does not reach the
+            // threshold now cannot later in this epoch: revocations only remove
+            // signatures. It may in a later epoch, under other admins.
+            for (done, (_, c)) in applied.iter_mut().zip(&revocations) {
+                if *done
+                    || self.cosigners(c, &self.admins).len() < usize::from(self.admin_threshold)
+                {
+                    continue;
                 }
-            }
-            let Some((_, rotation)) = winner else { break };
-            self.admins = rotation.admins.clone();
-            self.admins.sort();
-            self.admin_threshold = rotation.threshold;
-            self.admin_epoch += 1;
-        }
-        let mut admins_sorted = self.admins.clone();
-        admins_sorted.sort();
-        self.admins = admins_sorted;
-
-        // Revocations: effective at the admin threshold of the current epoch.
-        let mut revs: Vec<_> = l.revocations.iter().collect();
-        revs.sort_by(|a, b| a.0.cmp(b.0));
-        let mut revoked = BTreeMap::new();
-        for (_, c) in &revs {
-            if self.cosigners(c, &self.admins).len() >= usize::from(self.admin_threshold) {
-                let from: &mut u64 = revoked.entry(c.body.key).or_insert(u64::MAX);
+                *done = true;
+                let from = self.revoked.entry(c.body.key).or_insert(u64::MAX);
                 *from = (*from).min(c.body.from_seq);
             }
+            // Then the rotation to the next epoch, by the admins still in authority.
+            let Some(candidates) = l.rotations.get(&(self.admin_epoch + 1)) else { break };
+            let mut by_hash: Vec<(&Hash32, &Cosigned<AdminRotation>)> = candidates.iter().collect();
+            by_hash.sort_by_key(|(hash, _)| **hash);
+            let winner = by_hash.into_iter().find(|(_, c)| {
+                self.cosigners(c, &self.admins).len() >= usize::from(self.admin_threshold)
+            });
+            let Some((hash, rotation)) = winner else { break };
+            winners.insert(rotation.body.epoch, *hash);
+            self.admins = rotation.body.admins.clone();
+            self.admins.sort();
+            self.admin_threshold = rotation.body.threshold;
+            self.admin_epoch += 1;
         }
-        self.revoked = revoked;
+        // Report the void signatures of revocations and rotations without effect.
+        let rotations = l.rotations.iter().flat_map(|(epoch, m)| {
+            let winner = winners.get(epoch);
+            m.iter().filter(move |(hash, _)| winner != Some(*hash)).map(|(_, c)| &c.signers)
+        });
+        let revocations = applied.iter().zip(&revocations).filter(|(done, _)| !**done);
+        let mut void = Vec::new();
+        for (k, sigs) in revocations.map(|(_, (_, c))| &c.signers).chain(rotations).flatten() {
+            void.extend(
+                sigs.iter().filter(|(seq, _)| !self.may_decide(k, *seq)).map(|(_, id)| *id),
+            );
+        }
+        for id in void {
+            self.ignore(id, "signer has no authority (revoked key or equivocation)");
+        }
     }
 }

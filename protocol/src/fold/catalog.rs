@@ -13,6 +13,11 @@ impl Deriver<'_> {
         let l = self.l;
         let mut profiles = BTreeMap::new();
         for (key, by_seq) in &l.profiles {
+            for (seq, (id, _)) in by_seq {
+                if !self.valid(key, *seq) {
+                    self.ignore(*id, "signer's key is revoked");
+                }
+            }
             if let Some((_, (id, p))) = by_seq.iter().rev().find(|(s, _)| self.valid(key, **s)) {
                 profiles.insert(*key, ProfileView { id: *id, key: *key, profile: p.clone() });
             }
@@ -132,6 +137,8 @@ impl Deriver<'_> {
                 let owner = datasets.get(dataset).map(|d| d.owner);
                 if owner.is_some_and(|owner| owner != o.author) {
                     self.ignore(o.id, "only the dataset's owner can mark it operational");
+                } else if !self.valid(&o.author, o.seq) {
+                    self.ignore(o.id, "signer's key is revoked");
                 }
             }
         }

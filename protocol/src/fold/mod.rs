@@ -6,11 +6,16 @@
 //! "latest" means the highest `seq` in an author's own chain, never arrival time.
 //!
 //! Rules (MedPerf's, made peer to peer):
-//! - Admin authority starts at the network root; an [`AdminRotation`] for epoch
-//!   `e + 1` takes effect once `threshold(e)` distinct epoch-`e` admins signed the
-//!   same content (smallest content hash wins a tie).
-//! - A [`KeyRevocation`] takes effect at the admin threshold; the key's records
-//!   from `from_seq` on then have no authority and no effect.
+//! - Admin authority starts at the network root and is evaluated one epoch at a
+//!   time. In each epoch its [`KeyRevocation`]s apply first: one takes effect
+//!   once `threshold(e)` distinct epoch-`e` admins with authority signed it (in
+//!   content-hash order, each counted after those applied before it), and the
+//!   key's records from `from_seq` on then have no authority and no effect, of
+//!   every kind (profiles, containers, benchmarks, datasets, requests, decisions,
+//!   results, releases, revocations, rotations). Then an [`AdminRotation`] for
+//!   epoch `e + 1` takes effect once `threshold(e)` epoch-`e` admins still with
+//!   authority signed the same content (smallest content hash wins a tie).
+//!   Revocations carry into every later epoch; a rotation never un-revokes a key.
 //! - A signer with two records at one `seq` is an equivocator: it is reported and
 //!   its decisions (benchmark and association decisions, release signatures,
 //!   revocations, rotations) count for nothing.
