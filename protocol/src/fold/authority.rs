@@ -30,8 +30,8 @@ impl Deriver<'_> {
                 }
             }
         }
-        equivocations.sort_by(|a, b| (a.author, a.seq).cmp(&(b.author, b.seq)));
-        gaps.sort_by(|a, b| a.author.cmp(&b.author));
+        equivocations.sort_by_key(|e| (e.author, e.seq));
+        gaps.sort_by_key(|g| g.author);
         (equivocations, gaps)
     }
 

@@ -101,6 +101,9 @@ struct Cosigned<T> {
 /// Per-signer decisions on one subject, by seq.
 type Votes<T> = Map<PublicKey, BTreeMap<u64, (RecordId, T)>>;
 
+/// A committee member's decision on an association, with the priority it gives.
+type AssociationVote = (Decision, Option<i32>);
+
 /// A result as the fold keeps it (the sealed metrics stay in the store).
 #[derive(Clone, Debug)]
 struct ResultEntry {
@@ -124,7 +127,7 @@ pub struct Ledger {
     datasets: BTreeMap<RecordId, Authored<Dataset>>,
     operational: Map<RecordId, Vec<Authored<Hash32>>>,
     requests: BTreeMap<(RecordId, Subject), Vec<Authored<AssociationRequest>>>,
-    association_votes: Map<(RecordId, Subject), Votes<(Decision, Option<i32>)>>,
+    association_votes: Map<(RecordId, Subject), Votes<AssociationVote>>,
     /// Append-only; grouped by (benchmark, model, dataset) when deriving. Results
     /// are most of a large record set, so insertion is a push, not a hash insert.
     results: Vec<ResultEntry>,
@@ -369,15 +372,14 @@ impl<'a> Deriver<'a> {
         let Some(votes) = votes else { return Vec::new() };
         let mut out = Vec::new();
         for k in eligible {
-            if let Some(by_seq) = votes.get(k) {
-                if let Some((_, (_, v))) =
+            if let Some(by_seq) = votes.get(k)
+                && let Some((_, (_, v))) =
                     by_seq.iter().rev().find(|(s, _)| self.may_decide(k, **s))
-                {
-                    out.push((*k, *v));
-                }
+            {
+                out.push((*k, *v));
             }
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by_key(|a| a.0);
         out
     }
 
@@ -398,7 +400,7 @@ impl<'a> Deriver<'a> {
         let results = self.results(&benchmarks, &datasets, &approved);
         let (releases, leaderboards) = self.releases(&benchmarks, &containers, &approved);
 
-        self.ignored.sort_by(|a, b| a.id.cmp(&b.id));
+        self.ignored.sort_by_key(|a| a.id);
         self.ignored.dedup_by(|a, b| a.id == b.id);
         let mut state = State {
             network: l.network,
