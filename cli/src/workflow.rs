@@ -589,8 +589,11 @@ pub fn open_result(
 }
 
 /// A committee member opens every counting result of a benchmark and publishes
-/// the release the sharing policy allows. Members holding the same results sign
-/// identical content; the threshold of them makes it shown.
+/// the release the sharing policy allows, as the round after the one shown.
+/// Members holding the same results sign identical content; the threshold of
+/// them makes it shown. A result this member cannot open (not sealed to its key,
+/// tampered) is skipped and reported on stderr, so one bad result cannot stop a
+/// release.
 pub fn release(s: &Session, benchmark: &RecordId) -> anyhow::Result<Record> {
     let state = s.state()?;
     let view = state
@@ -604,15 +607,44 @@ pub fn release(s: &Session, benchmark: &RecordId) -> anyhow::Result<Record> {
         bail!("benchmark {} is not approved", benchmark.short());
     }
     let mut opened = Vec::new();
+    let mut skipped = 0usize;
     for r in state.results.iter().filter(|r| r.benchmark == *benchmark && r.counts) {
-        let (_, metrics) = open_result(s, &r.id)?;
-        opened.push(OpenedResult { model: r.model, dataset: r.dataset, metrics });
+        match open_result(s, &r.id) {
+            Ok((_, metrics)) => {
+                opened.push(OpenedResult { model: r.model, dataset: r.dataset, metrics })
+            }
+            // The result itself is at fault (not sealed to this key, tampered, not
+            // a result): skip it. Anything else (the node, the network) is an error.
+            Err(e)
+                if e.downcast_ref::<seal::SealError>().is_some()
+                    || e.downcast_ref::<protocol::RecordError>().is_some() =>
+            {
+                skipped += 1;
+                eprintln!(
+                    "warning: skipped result {} (model {}, dataset {}): {e:#}",
+                    r.id.short(),
+                    r.model.short(),
+                    r.dataset.short()
+                );
+            }
+            Err(e) => return Err(e),
+        }
     }
     if opened.is_empty() {
+        if skipped > 0 {
+            bail!(
+                "could open none of the {skipped} results of benchmark {} that count; check that your profile's encryption key is the one in your keys folder",
+                benchmark.short()
+            );
+        }
         bail!("benchmark {} has no results to release yet", benchmark.short());
     }
+    let shown = state.releases.get(benchmark).map(|r| r.release.round);
+    let round = leaderboard::next_round(shown).ok_or_else(|| {
+        anyhow!("the shown release of benchmark {} is at the last round", benchmark.short())
+    })?;
     let datasets: BTreeMap<RecordId, Dataset> =
         state.datasets.iter().map(|(k, v)| (*k, v.dataset.clone())).collect();
-    let rel = leaderboard::build_release(*benchmark, &view.benchmark, &datasets, &opened);
+    let rel = leaderboard::build_release(*benchmark, &view.benchmark, &datasets, &opened, round);
     s.publish(Body::Release(rel))
 }

@@ -21,7 +21,8 @@ fn tricky() -> Workflow {
     // Member 0 withdraws its approval of model 1: with member 1 alone it is pending.
     w.push(|w| &mut w.committee[0], testkit::decide(b, Subject::Model(m1), Decision::Reject, None));
     // Hospital 0 resubmits a result; the later one counts.
-    w.push(|w| &mut w.hospitals[0], testkit::result(b, m0, d0, 77));
+    let resubmitted = w.result(0, m0, d0, 77);
+    w.push(|w| &mut w.hospitals[0], resubmitted);
     // Model owner 1 equivocates.
     let mo = w.modelers[1].clone();
     let fork = mo.sign_at(0, None, testkit::container("fork", &["infer"]));

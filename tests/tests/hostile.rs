@@ -544,7 +544,7 @@ async fn a_revoked_keys_decision_and_release_signature_change_nothing() {
     // (two signatures would meet the threshold and replace the leaderboard), and
     // approves the model that member 0 approved (two approvals would approve it).
     let decision = a.w.committee[2].sign_at(
-        1,
+        revoked_signature.seq + 1,
         Some(revoked_signature.id),
         decide(b, Subject::Model(model), Decision::Approve, Some(3)),
     );

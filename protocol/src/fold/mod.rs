@@ -29,10 +29,21 @@
 //! - Datasets: operational when registered so or marked so by their owner.
 //! - Results count only when signed by the dataset's owner, for an approved
 //!   benchmark, approved dataset and model associations and an operational
-//!   dataset; the owner's latest result per (benchmark, model, dataset) counts.
+//!   dataset, with metrics sealed (scheme [`crate::seal::SCHEME`]) to a key that
+//!   every committee member whose key is not revoked, and the data owner,
+//!   published in a profile with authority (any such profile, so a new key voids
+//!   nothing); a member without a profile blocks results until it publishes one.
+//!   The owner's latest such result per (benchmark, model, dataset) counts;
+//!   every other carries its reason.
 //! - Releases show once `threshold` distinct committee members signed identical
-//!   content that matches the benchmark's sharing policy; the highest round wins.
-//!   The leaderboard is computed from the shown release.
+//!   content that matches the benchmark's sharing policy and is backed by the
+//!   results that count: each per-dataset entry names a counting result of that
+//!   model (by its dataset label, each once), each aggregate claims no more
+//!   datasets than the model has counting results. Content that breaks either
+//!   rule is ignored with its reason. Rounds strictly increase per benchmark (a
+//!   member releases the round after the one shown); the highest complete round
+//!   wins, the smallest content hash on a tie. The leaderboard is computed from
+//!   the shown release.
 
 mod associations;
 mod authority;
@@ -47,7 +58,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::cbor;
 use crate::envelope::Record;
-use crate::ids::{Hash32, NetworkId, PublicKey, RecordId};
+use crate::ids::{Hash32, NetworkId, PublicKey, RecordId, X25519Key};
 use crate::record::*;
 use crate::root::NetworkRoot;
 
@@ -111,7 +122,16 @@ struct ResultEntry {
     id: RecordId,
     author: PublicKey,
     seq: u64,
+    /// Index of the keys its metrics are sealed to in `Ledger::recipient_sets`, or
+    /// [`UNKNOWN_SCHEME`] when they are sealed with a scheme nobody can open.
+    recipients: u32,
 }
+
+/// `ResultEntry::recipients` of metrics sealed with an unknown scheme.
+const UNKNOWN_SCHEME: u32 = u32::MAX;
+
+/// The X25519 keys a result is sealed to, sorted and without duplicates.
+type RecipientSet = Box<[X25519Key]>;
 
 /// The record indexes. Insert in any order; derive with [`Ledger::state`].
 #[derive(Clone, Debug)]
@@ -131,6 +151,10 @@ pub struct Ledger {
     /// Append-only; grouped by (benchmark, model, dataset) when deriving. Results
     /// are most of a large record set, so insertion is a push, not a hash insert.
     results: Vec<ResultEntry>,
+    /// Each distinct set of result recipients once: results of one benchmark
+    /// mostly share one set (its committee and an owner).
+    recipient_sets: Vec<RecipientSet>,
+    recipient_index: BTreeMap<RecipientSet, u32>,
     releases: Map<RecordId, Map<Hash32, Cosigned<Release>>>,
     revocations: Map<Hash32, Cosigned<KeyRevocation>>,
     rotations: BTreeMap<u64, Map<Hash32, Cosigned<AdminRotation>>>,
@@ -172,6 +196,8 @@ impl Ledger {
             requests: BTreeMap::new(),
             association_votes: Map::default(),
             results: Vec::new(),
+            recipient_sets: Vec::new(),
+            recipient_index: BTreeMap::new(),
             releases: Map::default(),
             revocations: Map::default(),
             rotations: BTreeMap::new(),
@@ -274,11 +300,13 @@ impl Ledger {
                     .insert(r.seq, (r.id, (d.decision, d.priority)));
             }
             Body::Result(x) => {
+                let recipients = self.intern_recipients(&x.metrics);
                 self.results.push(ResultEntry {
                     key: (x.benchmark, x.model, x.dataset),
                     id: r.id,
                     author: r.signer,
                     seq: r.seq,
+                    recipients,
                 });
             }
             Body::Release(x) => {
@@ -292,6 +320,24 @@ impl Ledger {
             }
         }
         true
+    }
+
+    fn intern_recipients(&mut self, sealed: &Sealed) -> u32 {
+        if sealed.scheme != crate::seal::SCHEME {
+            return UNKNOWN_SCHEME;
+        }
+        let mut keys: Vec<X25519Key> = sealed.recipients.iter().map(|s| s.recipient).collect();
+        keys.sort();
+        keys.dedup();
+        let keys = keys.into_boxed_slice();
+        if let Some(i) = self.recipient_index.get(&keys) {
+            return *i;
+        }
+        // Fewer distinct sets than results, and results are counted in u32.
+        let i = self.recipient_sets.len() as u32;
+        self.recipient_sets.push(keys.clone());
+        self.recipient_index.insert(keys, i);
+        i
     }
 
     /// Derive the state from everything inserted.
@@ -398,7 +444,8 @@ impl<'a> Deriver<'a> {
             .map(|a| (a.benchmark, a.subject))
             .collect();
         let results = self.results(&benchmarks, &datasets, &approved);
-        let (releases, leaderboards) = self.releases(&benchmarks, &containers, &approved);
+        let (releases, leaderboards) =
+            self.releases(&benchmarks, &containers, &datasets, &approved, &results);
 
         self.ignored.sort_by_key(|a| a.id);
         self.ignored.dedup_by(|a, b| a.id == b.id);

@@ -5,10 +5,10 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::{
-    BenchmarkView, ContainerView, DatasetView, Deriver, Leaderboard, ReleaseView, ResultEntry,
+    BenchmarkView, ContainerView, DatasetView, Deriver, Leaderboard, Map, ReleaseView, ResultEntry,
     ResultView, Set, Status,
 };
-use crate::ids::{Hash32, PublicKey, RecordId};
+use crate::ids::{Hash32, PublicKey, RecordId, X25519Key};
 use crate::record::*;
 
 impl Deriver<'_> {
@@ -22,6 +22,10 @@ impl Deriver<'_> {
     ) -> Vec<ResultView> {
         let l = self.l;
         let assoc_approved = |b: &RecordId, s: Subject| approved.contains(&(*b, s));
+        let sealable = self.sealable();
+        // Most results share a recipient set, a benchmark and an owner: check once.
+        let mut sealed_right: Map<(u32, RecordId, PublicKey), Option<Cow<'static, str>>> =
+            Map::default();
         let mut results: Vec<ResultView> = Vec::with_capacity(l.results.len());
         // Sort a compact index on an inline prefix of the key, falling back to the
         // full key and then the id: moving or dereferencing the entries themselves
@@ -70,12 +74,20 @@ impl Deriver<'_> {
             let start = results.len();
             let mut latest_counting: Option<&ResultEntry> = None;
             for r in subs {
-                let reason = if !self.valid(&r.author, r.seq) {
-                    Some("signer's key is revoked")
+                let reason: Option<Cow<'static, str>> = if !self.valid(&r.author, r.seq) {
+                    Some(Cow::Borrowed("signer's key is revoked"))
                 } else if dataset.is_some_and(|d| d.owner != r.author) {
-                    Some("only the dataset's owner can submit its results")
+                    Some(Cow::Borrowed("only the dataset's owner can submit its results"))
+                } else if let Some(why) = key_reason {
+                    Some(Cow::Borrowed(why))
                 } else {
-                    key_reason
+                    let committee = benchmarks.get(bench_id).map(|b| &b.benchmark.committee[..]);
+                    sealed_right
+                        .entry((r.recipients, *bench_id, r.author))
+                        .or_insert_with(|| {
+                            self.seal_problem(r, committee.unwrap_or_default(), &sealable)
+                        })
+                        .clone()
                 };
                 if reason.is_none() && latest_counting.is_none_or(|l| (r.seq, r.id) > (l.seq, l.id))
                 {
@@ -88,7 +100,7 @@ impl Deriver<'_> {
                     dataset: *dataset_id,
                     submitter: r.author,
                     counts: false,
-                    reason: reason.map(Cow::Borrowed),
+                    reason,
                 });
             }
             let views = &mut results[start..];
@@ -103,25 +115,91 @@ impl Deriver<'_> {
         results
     }
 
-    /// The shown release of each approved benchmark and its leaderboard.
+    /// Every X25519 key each participant published in a profile that still has
+    /// authority, sorted: a result sealed to any of them reaches that participant,
+    /// so publishing a new profile never voids the results sealed before it.
+    fn sealable(&self) -> Map<PublicKey, Vec<X25519Key>> {
+        let mut out: Map<PublicKey, Vec<X25519Key>> = Map::default();
+        for (key, by_seq) in &self.l.profiles {
+            let mut keys: Vec<X25519Key> = by_seq
+                .iter()
+                .filter(|(seq, _)| self.valid(key, **seq))
+                .map(|(_, (_, p))| p.x25519)
+                .collect();
+            keys.sort();
+            keys.dedup();
+            if !keys.is_empty() {
+                out.insert(*key, keys);
+            }
+        }
+        out
+    }
+
+    /// Why `r`'s metrics cannot be read by everyone who must read them: every
+    /// committee member whose key is not revoked, and the data owner.
+    fn seal_problem(
+        &self,
+        r: &ResultEntry,
+        committee: &[PublicKey],
+        sealable: &Map<PublicKey, Vec<X25519Key>>,
+    ) -> Option<Cow<'static, str>> {
+        let Some(sealed_to) = self.l.recipient_sets.get(r.recipients as usize) else {
+            return Some(Cow::Borrowed("metrics are sealed with an unknown scheme"));
+        };
+        if sealed_to.is_empty() {
+            return Some(Cow::Borrowed("metrics are sealed to nobody"));
+        }
+        let members = committee.iter().filter(|k| !self.revoked.contains_key(k));
+        let readers = members.map(|k| ("committee member", k)).chain([("data owner", &r.author)]);
+        for (role, k) in readers {
+            let Some(keys) = sealable.get(k) else {
+                return Some(Cow::Owned(format!(
+                    "{role} {} has published no profile with a key to seal results to",
+                    k.short()
+                )));
+            };
+            if !keys.iter().any(|x| sealed_to.binary_search(x).is_ok()) {
+                return Some(Cow::Owned(format!(
+                    "metrics are not sealed to the {role} {}",
+                    k.short()
+                )));
+            }
+        }
+        None
+    }
+
+    /// The shown release of each approved benchmark and its leaderboard: of the
+    /// contents that fit the sharing policy, are backed by the results that count
+    /// and are signed by `threshold` members, the highest round (the smallest
+    /// content hash on a tie).
     pub(super) fn releases(
         &mut self,
         benchmarks: &BTreeMap<RecordId, BenchmarkView>,
         containers: &BTreeMap<RecordId, ContainerView>,
+        datasets: &BTreeMap<RecordId, DatasetView>,
         approved: &Set<(RecordId, Subject)>,
+        results: &[ResultView],
     ) -> (BTreeMap<RecordId, ReleaseView>, BTreeMap<RecordId, Leaderboard>) {
         let l = self.l;
         let assoc_approved = |b: &RecordId, s: Subject| approved.contains(&(*b, s));
         let mut releases = BTreeMap::new();
         let mut leaderboards = BTreeMap::new();
+        let backings = Backing::of_all(l, results, datasets);
+        let no_results = Backing { labels: BTreeMap::new() };
         for (bench_id, contents) in &l.releases {
             let Some(bench) = benchmarks.get(bench_id).filter(|b| b.status == Status::Approved)
             else {
                 continue;
             };
             let b = &bench.benchmark;
+            let backing = backings.get(bench_id).unwrap_or(&no_results);
             let mut best: Option<(u64, Hash32, &Release, Vec<PublicKey>)> = None;
             for (hash, c) in contents {
+                let problem = if !release_fits_policy(&c.body, &b.sharing) {
+                    Some("release breaks the benchmark's sharing policy")
+                } else {
+                    backing.check(&c.body).err()
+                };
                 for (k, sigs) in &c.signers {
                     for (seq, id) in sigs {
                         if !b.committee.contains(k) {
@@ -134,13 +212,13 @@ impl Deriver<'_> {
                                 *id,
                                 "signer has no authority (revoked key or equivocation)",
                             );
+                        } else if let Some(why) = problem {
+                            self.ignore(*id, why);
                         }
                     }
                 }
                 let signers = self.cosigners(c, &b.committee);
-                if signers.len() < usize::from(b.threshold)
-                    || !release_fits_policy(&c.body, &b.sharing)
-                {
+                if signers.len() < usize::from(b.threshold) || problem.is_some() {
                     continue;
                 }
                 let better = match &best {
@@ -174,6 +252,68 @@ impl Deriver<'_> {
             }
         }
         (releases, leaderboards)
+    }
+}
+
+/// The results that count for one benchmark, as a release names them: per model,
+/// the labels of the datasets it has a counting result for.
+struct Backing {
+    labels: BTreeMap<RecordId, Vec<String>>,
+}
+
+impl Backing {
+    /// The backing of every benchmark with a release, in one pass over the results.
+    fn of_all(
+        l: &super::Ledger,
+        results: &[ResultView],
+        datasets: &BTreeMap<RecordId, DatasetView>,
+    ) -> BTreeMap<RecordId, Backing> {
+        let mut out: BTreeMap<RecordId, Backing> = BTreeMap::new();
+        for r in results.iter().filter(|r| r.counts && l.releases.contains_key(&r.benchmark)) {
+            let d = datasets.get(&r.dataset).map(|d| &d.dataset);
+            let label = crate::leaderboard::dataset_label(&r.benchmark, &r.dataset, d);
+            let backing =
+                out.entry(r.benchmark).or_insert_with(|| Backing { labels: BTreeMap::new() });
+            backing.labels.entry(r.model).or_default().push(label);
+        }
+        out
+    }
+
+    /// A release is backed when every figure it shows stands on results that
+    /// count: each per-dataset entry on a result for that model and dataset (each
+    /// result once), each aggregate on at least as many datasets as it claims.
+    /// A release built before more results arrived stays backed; one that names
+    /// results that no longer count, or claims more than exist, is not.
+    fn check(&self, release: &Release) -> Result<(), &'static str> {
+        let mut used: BTreeMap<(RecordId, &str), usize> = BTreeMap::new();
+        let mut models: BTreeMap<RecordId, usize> = BTreeMap::new();
+        for e in &release.entries {
+            let Some(labels) = self.labels.get(&e.model) else {
+                return Err("release names a model that has no result that counts");
+            };
+            *models.entry(e.model).or_default() += 1;
+            match &e.dataset {
+                Some(label) => {
+                    let n = used.entry((e.model, label.as_str())).or_default();
+                    *n += 1;
+                    let held = labels.iter().filter(|l| *l == label).count();
+                    if *n > held {
+                        return Err("release names a dataset that has no result that counts");
+                    }
+                }
+                None => {
+                    if models[&e.model] > 1 {
+                        return Err("release lists a model's aggregate twice");
+                    }
+                    if usize::from(e.datasets) > labels.len() {
+                        return Err(
+                            "release claims more datasets for a model than it has results that count",
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
