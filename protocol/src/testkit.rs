@@ -222,8 +222,29 @@ pub fn sealed_result(
     Body::Result(r)
 }
 
+/// A result body that names `recipients` under the real scheme but holds opaque
+/// bytes nobody can open: the fold counts it (it cannot tell), so benches can
+/// build millions without paying for HPKE. Never for tests that open results.
+pub fn result_to(
+    benchmark: RecordId,
+    model: RecordId,
+    dataset: RecordId,
+    salt: u64,
+    recipients: &[X25519Key],
+) -> Body {
+    let Body::Result(mut r) = result(benchmark, model, dataset, salt) else {
+        unreachable!("result() builds a result")
+    };
+    r.metrics.scheme = crate::seal::SCHEME.into();
+    r.metrics.recipients = recipients
+        .iter()
+        .map(|k| SealedFor { recipient: *k, encapsulated: Bytes(vec![1; 48]) })
+        .collect();
+    Body::Result(r)
+}
+
 /// A result body with an opaque sealed blob (an unknown scheme, so it never
-/// counts): for tests of everything but counting, and benches.
+/// counts): for tests of everything but counting.
 pub fn result(benchmark: RecordId, model: RecordId, dataset: RecordId, salt: u64) -> Body {
     Body::Result(ResultRecord {
         benchmark,
