@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
-use protocol::fold::Status;
+use protocol::fold::{ResultView, Status};
 use protocol::leaderboard::{self, OpenedResult};
 use protocol::record::*;
 use protocol::seal::{self, Binding};
@@ -592,9 +592,41 @@ pub fn open_result(
     Ok((x, metrics))
 }
 
+/// A result this member could not open, and why.
+type Skipped<'a> = (&'a ResultView, anyhow::Error);
+
+/// Open each result with `open`. A result at fault (not sealed to this key,
+/// tampered, not a valid record) is skipped and returned with why; any other
+/// failure (the node, the network) stops the whole.
+fn open_counting<'a>(
+    results: impl IntoIterator<Item = &'a ResultView>,
+    open: impl Fn(&RecordId) -> anyhow::Result<BTreeMap<String, i64>>,
+) -> anyhow::Result<(Vec<OpenedResult>, Vec<Skipped<'a>>)> {
+    let mut opened = Vec::new();
+    let mut skipped = Vec::new();
+    for r in results {
+        match open(&r.id) {
+            Ok(metrics) => {
+                opened.push(OpenedResult { model: r.model, dataset: r.dataset, metrics })
+            }
+            Err(e)
+                if e.downcast_ref::<seal::SealError>().is_some()
+                    || e.downcast_ref::<protocol::RecordError>().is_some() =>
+            {
+                skipped.push((r, e))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((opened, skipped))
+}
+
 /// A committee member opens every counting result of a benchmark and publishes
-/// the release the sharing policy allows. Members holding the same results sign
-/// identical content; the threshold of them makes it shown.
+/// the release the sharing policy allows, as the round after the one shown.
+/// Members holding the same results sign identical content; the threshold of
+/// them makes it shown. A result this member cannot open (not sealed to its key,
+/// tampered) is skipped and reported on stderr, so one bad result cannot stop a
+/// release.
 pub fn release(s: &Session, benchmark: &RecordId) -> anyhow::Result<Record> {
     let state = s.state()?;
     let view = state
@@ -607,16 +639,73 @@ pub fn release(s: &Session, benchmark: &RecordId) -> anyhow::Result<Record> {
     if view.status != Status::Approved {
         bail!("benchmark {} is not approved", benchmark.short());
     }
-    let mut opened = Vec::new();
-    for r in state.results.iter().filter(|r| r.benchmark == *benchmark && r.counts) {
-        let (_, metrics) = open_result(s, &r.id)?;
-        opened.push(OpenedResult { model: r.model, dataset: r.dataset, metrics });
+    let counting = state.results.iter().filter(|r| r.benchmark == *benchmark && r.counts);
+    let (opened, skipped) = open_counting(counting, |id| Ok(open_result(s, id)?.1))?;
+    for (r, e) in &skipped {
+        eprintln!(
+            "warning: skipped result {} (model {}, dataset {}): {e:#}",
+            r.id.short(),
+            r.model.short(),
+            r.dataset.short()
+        );
     }
+    let skipped = skipped.len();
     if opened.is_empty() {
+        if skipped > 0 {
+            bail!(
+                "could open none of the {skipped} results of benchmark {} that count; check that your profile's encryption key is the one in your keys folder",
+                benchmark.short()
+            );
+        }
         bail!("benchmark {} has no results to release yet", benchmark.short());
     }
+    let shown = state.releases.get(benchmark).map(|r| r.release.round);
+    let round = leaderboard::next_round(shown).ok_or_else(|| {
+        anyhow!("the shown release of benchmark {} is at the last round", benchmark.short())
+    })?;
     let datasets: BTreeMap<RecordId, Dataset> =
         state.datasets.iter().map(|(k, v)| (*k, v.dataset.clone())).collect();
-    let rel = leaderboard::build_release(*benchmark, &view.benchmark, &datasets, &opened);
+    let rel = leaderboard::build_release(*benchmark, &view.benchmark, &datasets, &opened, round);
     s.publish(Body::Release(rel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(n: u8) -> ResultView {
+        ResultView {
+            id: RecordId::from_bytes([n; 32]),
+            benchmark: RecordId::from_bytes([100; 32]),
+            model: RecordId::from_bytes([101; 32]),
+            dataset: RecordId::from_bytes([n + 10; 32]),
+            submitter: PublicKey::from(&protocol::testkit::key("owner")),
+            counts: true,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_result_this_member_cannot_open_is_skipped_and_the_rest_released() {
+        let results = [view(1), view(2), view(3)];
+        let (opened, skipped) = open_counting(&results, |id| match id.as_bytes()[0] {
+            2 => Err(seal::SealError::NotARecipient.into()),
+            3 => Err(seal::SealError::Tampered.into()),
+            _ => Ok([("auc".to_string(), 900_000)].into_iter().collect()),
+        })
+        .expect("results at fault are skipped, not fatal");
+        assert_eq!(opened.len(), 1);
+        assert_eq!(opened[0].dataset, results[0].dataset);
+        let ids: Vec<_> = skipped.iter().map(|(r, _)| r.id).collect();
+        assert_eq!(ids, vec![results[1].id, results[2].id]);
+        assert!(format!("{:#}", skipped[0].1).contains("not among the recipients"));
+    }
+
+    #[test]
+    fn a_failure_of_the_node_is_not_mistaken_for_a_bad_result() {
+        let results = [view(1)];
+        let err = open_counting(&results, |_| Err(anyhow!("connection refused")))
+            .expect_err("the node's failure stops the release");
+        assert!(format!("{err:#}").contains("connection refused"));
+    }
 }

@@ -28,6 +28,12 @@ fn federation(hospitals: usize) -> (NetworkRoot, Vec<Record>) {
     let mut owner = Author::new("owner", net);
     let mut committee: Vec<Author> = (0..3).map(|i| Author::new(&format!("c{i}"), net)).collect();
     let mut records = Vec::new();
+    // Results count only when sealed to every member and the owner, by profile.
+    let mut readers = Vec::new();
+    for c in &mut committee {
+        readers.push(c.opening().public());
+        records.push(c.sign(c.profile("member")));
+    }
     let mut benches = Vec::new();
     for b in 0..BENCHMARKS {
         let ids: Vec<RecordId> = ["prep", "ref", "metrics"]
@@ -83,18 +89,21 @@ fn federation(hospitals: usize) -> (NetworkRoot, Vec<Record>) {
         let handles: Vec<_> = chunks
             .iter()
             .map(|chunk| {
-                let (benches, models) = (&benches, &models);
+                let (benches, models, readers) = (&benches, &models, &readers);
                 s.spawn(move || {
                     chunk
                         .iter()
                         .map(|&h| {
                             let mut hosp = Author::new(&format!("h{h}"), net);
+                            let mut to = readers.clone();
+                            to.push(hosp.opening().public());
+                            let profile = hosp.sign(hosp.profile("hospital"));
                             let d = hosp.sign(testkit::dataset(
                                 &format!("d{h}"),
                                 benches[0].1,
                                 DatasetState::Operation,
                             ));
-                            let mut mine = Vec::new();
+                            let mut mine = vec![profile];
                             for (b, _) in benches {
                                 mine.push(hosp.sign(testkit::request(
                                     *b,
@@ -102,7 +111,9 @@ fn federation(hospitals: usize) -> (NetworkRoot, Vec<Record>) {
                                     true,
                                 )));
                                 for m in models {
-                                    mine.push(hosp.sign(testkit::result(*b, *m, d.id, h as u64)));
+                                    mine.push(
+                                        hosp.sign(testkit::result_to(*b, *m, d.id, h as u64, &to)),
+                                    );
                                 }
                             }
                             (d, mine)
@@ -147,11 +158,12 @@ fn main() {
             let i = t.elapsed();
             let state = ledger.state();
             println!(
-                "fold {} records: insert {:.3} s, total {:.3} s ({})",
+                "fold {} records: insert {:.3} s, total {:.3} s ({}, {} results count)",
                 records.len(),
                 i.as_secs_f64(),
                 t.elapsed().as_secs_f64(),
-                state.hash.short()
+                state.hash.short(),
+                state.results.iter().filter(|r| r.counts).count()
             );
         }
         return;

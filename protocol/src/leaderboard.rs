@@ -4,8 +4,9 @@
 //! - [`build_release`]: a committee member turns the results it opened into the
 //!   release its benchmark's sharing policy allows. The function is deterministic,
 //!   so members holding the same results sign identical content, which is what the
-//!   threshold counts. `round` is the number of results released, so a release
-//!   covering more results supersedes an earlier one.
+//!   threshold counts. `round` is one above the round shown now
+//!   ([`next_round`]), so rounds strictly increase per benchmark and a release of
+//!   re-run results supersedes the one shown, even when it covers as many results.
 //! - [`compute`]: the leaderboard of a shown release: the mean of each metric per
 //!   model, ranked by the benchmark's metric (equal values share a rank, ties by
 //!   model id); with per-dataset values also FeTS-style rank-then-mean and a 95%
@@ -55,19 +56,27 @@ fn mean(values: impl IntoIterator<Item = i64>) -> Option<i64> {
     (n > 0).then(|| i64::try_from(sum.div_euclid(n)).unwrap_or(i64::MAX))
 }
 
-/// The release the policy allows for these opened results. `datasets` gives each
-/// dataset's record (for its name and whether it may be shown).
+/// The round a new release takes: one above `shown`, the round of the release
+/// the fold shows now (`None` before the first). `None` when `shown` is the last
+/// round there is, which only a committee at its threshold could have signed.
+pub fn next_round(shown: Option<u64>) -> Option<u64> {
+    shown.map_or(Some(1), |r| r.checked_add(1))
+}
+
+/// The release the policy allows for these opened results, as round `round`.
+/// `datasets` gives each dataset's record (for its name and whether it may be
+/// shown).
 pub fn build_release(
     benchmark_id: RecordId,
     benchmark: &Benchmark,
     datasets: &BTreeMap<RecordId, Dataset>,
     opened: &[OpenedResult],
+    round: u64,
 ) -> Release {
     let mut unique: BTreeMap<(RecordId, RecordId), &OpenedResult> = BTreeMap::new();
     for o in opened {
         unique.insert((o.model, o.dataset), o);
     }
-    let round = unique.len() as u64;
     let seed = {
         let mut h = blake3::Hasher::new();
         h.update(b"medmesh/release-seed/v1");

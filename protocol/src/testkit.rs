@@ -11,6 +11,7 @@ use crate::envelope::Record;
 use crate::ids::{Hash32, NetworkId, PublicKey, RecordId, X25519Key};
 use crate::record::*;
 use crate::root::NetworkRoot;
+use crate::seal::{Binding, OpeningKey, SeededRng, seal};
 
 /// A signing key derived from a label: the same label gives the same key.
 pub fn key(label: &str) -> SigningKey {
@@ -33,6 +34,20 @@ impl Author {
 
     pub fn public(&self) -> PublicKey {
         PublicKey::from(&self.key)
+    }
+
+    /// The X25519 key pair this author opens results with, derived from its key.
+    pub fn opening(&self) -> OpeningKey {
+        OpeningKey::from_secret(blake3::derive_key("medmesh testkit x25519", self.key.as_bytes()))
+    }
+
+    /// A profile publishing [`Author::opening`]'s public key.
+    pub fn profile(&self, name: &str) -> Body {
+        Body::Profile(Profile {
+            name: name.into(),
+            organisation: "testkit".into(),
+            x25519: self.opening().public(),
+        })
     }
 
     /// Sign `body` as the next record of this author's chain.
@@ -181,7 +196,55 @@ pub fn decide(
     Body::AssociationDecision(AssociationDecision { benchmark, subject, decision, priority })
 }
 
-/// A result body with an opaque sealed blob.
+/// A result body whose `auc` is sealed (for real, with a seeded RNG) to
+/// `recipients`.
+pub fn sealed_result(
+    benchmark: RecordId,
+    model: RecordId,
+    dataset: RecordId,
+    auc: i64,
+    recipients: &[X25519Key],
+) -> Body {
+    let Body::Result(mut r) = result(benchmark, model, dataset, auc as u64) else {
+        unreachable!("result() builds a result")
+    };
+    let metrics: BTreeMap<String, i64> = [("auc".to_string(), auc)].into_iter().collect();
+    let binding = Binding { benchmark, model, dataset };
+    let mut rng = SeededRng::new(
+        &[&benchmark.as_bytes()[..], &model.as_bytes()[..], &dataset.as_bytes()[..]].concat(),
+    );
+    r.metrics = seal(&metrics, recipients, binding, &mut rng).unwrap_or_else(|_| Sealed {
+        // Sealed to nobody: what a hostile owner may publish.
+        scheme: crate::seal::SCHEME.into(),
+        recipients: Vec::new(),
+        ciphertext: Bytes(vec![0; 32]),
+    });
+    Body::Result(r)
+}
+
+/// A result body that names `recipients` under the real scheme but holds opaque
+/// bytes nobody can open: the fold counts it (it cannot tell), so benches can
+/// build millions without paying for HPKE. Never for tests that open results.
+pub fn result_to(
+    benchmark: RecordId,
+    model: RecordId,
+    dataset: RecordId,
+    salt: u64,
+    recipients: &[X25519Key],
+) -> Body {
+    let Body::Result(mut r) = result(benchmark, model, dataset, salt) else {
+        unreachable!("result() builds a result")
+    };
+    r.metrics.scheme = crate::seal::SCHEME.into();
+    r.metrics.recipients = recipients
+        .iter()
+        .map(|k| SealedFor { recipient: *k, encapsulated: Bytes(vec![1; 48]) })
+        .collect();
+    Body::Result(r)
+}
+
+/// A result body with an opaque sealed blob (an unknown scheme, so it never
+/// counts): for tests of everything but counting.
 pub fn result(benchmark: RecordId, model: RecordId, dataset: RecordId, salt: u64) -> Body {
     Body::Result(ResultRecord {
         benchmark,
@@ -248,6 +311,13 @@ impl Workflow {
             datasets: Vec::new(),
             records: Vec::new(),
         };
+        // Committee members and data owners publish the keys results are sealed to.
+        for i in 0..w.committee.len() {
+            w.push(|w| &mut w.committee[i], w.committee[i].profile(&format!("committee-{i}")));
+        }
+        for i in 0..w.hospitals.len() {
+            w.push(|w| &mut w.hospitals[i], w.hospitals[i].profile(&format!("hospital-{i}")));
+        }
         w.prep = w.push_owner(container("prep", &["prepare", "sanity_check", "statistics"]));
         w.reference = w.push_owner(container("reference-model", &["infer"]));
         w.metrics = w.push_owner(container("metrics", &["evaluate"]));
@@ -338,39 +408,60 @@ impl Workflow {
         self
     }
 
+    /// Who must be able to read hospital `i`'s results: the committee and `i`.
+    pub fn readers(&self, hospital: usize) -> Vec<X25519Key> {
+        self.committee
+            .iter()
+            .chain([&self.hospitals[hospital]])
+            .map(|a| a.opening().public())
+            .collect()
+    }
+
+    /// Hospital `i`'s result for `model` on `dataset`, sealed to [`Workflow::readers`].
+    pub fn result(&self, hospital: usize, model: RecordId, dataset: RecordId, auc: i64) -> Body {
+        sealed_result(self.benchmark, model, dataset, auc, &self.readers(hospital))
+    }
+
     /// Each hospital submits a result for each model.
     pub fn submit_results(mut self) -> Self {
-        let b = self.benchmark;
         for i in 0..self.hospitals.len() {
             for m in self.models.clone() {
-                let d = self.datasets[i];
-                self.push(|w| &mut w.hospitals[i], result(b, m, d, i as u64));
+                let body = self.result(i, m, self.datasets[i], 500_000 + i as i64);
+                self.push(|w| &mut w.hospitals[i], body);
             }
         }
         self
     }
 
-    /// A per-dataset release with `auc` values `value(model index, dataset index)`,
-    /// signed by committee members `signers`.
+    /// A per-dataset release of the results that count now, with `auc` values
+    /// `value(model index, dataset index)`, signed by committee members `signers`.
     pub fn release(
         mut self,
         round: u64,
         signers: &[usize],
         value: impl Fn(usize, usize) -> i64,
     ) -> Self {
+        let state = crate::fold::fold(&self.root, &self.records);
         let mut entries = Vec::new();
-        for (mi, m) in self.models.iter().enumerate() {
-            for di in 0..self.datasets.len() {
-                let mut metrics = BTreeMap::new();
-                metrics.insert("auc".to_string(), value(mi, di));
-                entries.push(ReleaseEntry {
-                    model: *m,
-                    dataset: Some(format!("site-{di}")),
-                    datasets: 1,
-                    metrics,
-                });
-            }
+        for r in state.results.iter().filter(|r| r.counts && r.benchmark == self.benchmark) {
+            let mi = self.models.iter().position(|m| *m == r.model);
+            let di = self.datasets.iter().position(|d| *d == r.dataset);
+            let (Some(mi), Some(di)) = (mi, di) else { continue };
+            let mut metrics = BTreeMap::new();
+            metrics.insert("auc".to_string(), value(mi, di));
+            let dataset = state.datasets.get(&r.dataset).map(|d| &d.dataset);
+            entries.push(ReleaseEntry {
+                model: r.model,
+                dataset: Some(crate::leaderboard::dataset_label(
+                    &self.benchmark,
+                    &r.dataset,
+                    dataset,
+                )),
+                datasets: 1,
+                metrics,
+            });
         }
+        entries.sort_by(|a, b| (a.model, &a.dataset).cmp(&(b.model, &b.dataset)));
         let release = Release {
             benchmark: self.benchmark,
             round,

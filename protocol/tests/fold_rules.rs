@@ -350,7 +350,8 @@ fn results_count_only_for_operational_datasets_and_the_owner_can_make_one_operat
     let w = w.request_models().approve_all();
     let mut w = w;
     let m = w.models[0];
-    w.push(|w| &mut w.hospitals[0], testkit::result(b, m, d, 1));
+    let body = w.result(0, m, d, 1);
+    w.push(|w| &mut w.hospitals[0], body);
     let s = state(&w);
     assert_eq!(counted_results(&s), 0);
     assert_eq!(s.results[0].reason.as_deref(), Some("dataset is not operational"));
@@ -375,8 +376,9 @@ fn results_count_only_for_operational_datasets_and_the_owner_can_make_one_operat
 #[test]
 fn the_owners_latest_result_supersedes_earlier_ones() {
     let mut w = Workflow::complete();
-    let (b, m, d) = (w.benchmark, w.models[0], w.datasets[0]);
-    let newer = w.push(|w| &mut w.hospitals[0], testkit::result(b, m, d, 42));
+    let (m, d) = (w.models[0], w.datasets[0]);
+    let body = w.result(0, m, d, 42);
+    let newer = w.push(|w| &mut w.hospitals[0], body);
     let s = state(&w);
     let for_pair: Vec<_> = s.results.iter().filter(|r| r.model == m && r.dataset == d).collect();
     assert_eq!(for_pair.len(), 2);
@@ -436,6 +438,82 @@ fn a_rotated_out_admin_loses_authority_and_the_new_admin_gains_it() {
     w.admin = new_admin;
     let w = w.approve_benchmark();
     assert_eq!(bench_status(&state(&w), &w), Status::Approved);
+}
+
+#[test]
+fn a_rotation_does_not_unrevoke_keys_the_previous_admins_revoked() {
+    // Regression: rotations were computed first and revocations counted under the
+    // last admins only, so handing over silently restored every revoked key.
+    let mut w = Workflow::people()
+        .with_benchmark(|_| {})
+        .approve_benchmark()
+        .request_models()
+        .approve_all();
+    let key = w.committee[1].public();
+    w.push(
+        |w| &mut w.admin,
+        Body::KeyRevocation(KeyRevocation { key, from_seq: 0, reason: "lost laptop".into() }),
+    );
+    let new_admin = Author::new("admin-2", w.root.network_id());
+    let rotation = AdminRotation { epoch: 1, admins: vec![new_admin.public()], threshold: 1 };
+    w.push(|w| &mut w.admin, Body::AdminRotation(rotation));
+    let s = state(&w);
+    assert_eq!(s.admin_epoch, 1);
+    assert_eq!(s.revoked.get(&key), Some(&0), "the revocation carries into epoch 1");
+    assert_eq!(assoc(&s, &w, model(&w, 0)), Status::Pending);
+}
+
+#[test]
+fn an_epochs_revocations_apply_before_its_rotation_so_a_revoked_admins_signature_does_not_count() {
+    // Two root admins, threshold one. Admin A revokes admin B; B, revoked, signs a
+    // rotation that would hand the network to B alone.
+    let keys = [testkit::key("admin-a"), testkit::key("admin-b")];
+    let pubs: Vec<PublicKey> = keys.iter().map(PublicKey::from).collect();
+    let root = testkit::root(&pubs, 1);
+    let net = root.network_id();
+    let (mut a, mut b) = (Author::new("admin-a", net), Author::new("admin-b", net));
+    let coup = AdminRotation { epoch: 1, admins: vec![b.public()], threshold: 1 };
+    let rotation = b.sign(Body::AdminRotation(coup));
+    let revocation = a.sign(Body::KeyRevocation(KeyRevocation {
+        key: b.public(),
+        from_seq: 0,
+        reason: "stolen".into(),
+    }));
+    for records in [vec![rotation.clone(), revocation.clone()], vec![revocation, rotation.clone()]]
+    {
+        let s = fold(&root, &records);
+        assert_eq!((s.admin_epoch, s.admins.len()), (0, 2), "the rotation took effect");
+        assert_eq!(s.revoked.get(&b.public()), Some(&0));
+        let why = s.ignored.iter().find(|i| i.id == rotation.id).expect("the rotation is reported");
+        assert!(why.reason.contains("revoked"), "{}", why.reason);
+    }
+}
+
+#[test]
+fn a_later_epochs_revocations_join_the_earlier_ones() {
+    let mut w = Workflow::people().with_benchmark(|_| {});
+    let mut new_admin = Author::new("admin-2", w.root.network_id());
+    let (h0, h1) = (w.hospitals[0].public(), w.hospitals[1].public());
+    w.push(
+        |w| &mut w.admin,
+        Body::KeyRevocation(KeyRevocation { key: h0, from_seq: 0, reason: "epoch 0".into() }),
+    );
+    let rotation = AdminRotation { epoch: 1, admins: vec![new_admin.public()], threshold: 1 };
+    w.push(|w| &mut w.admin, Body::AdminRotation(rotation));
+    // A revocation by someone who is no admin in any epoch changes nothing.
+    w.push(
+        |w| &mut w.owner,
+        Body::KeyRevocation(KeyRevocation { key: h1, from_seq: 0, reason: "not mine".into() }),
+    );
+    let s = state(&w);
+    assert_eq!(s.revoked.keys().copied().collect::<Vec<_>>(), vec![h0]);
+    w.records.push(new_admin.sign(Body::KeyRevocation(KeyRevocation {
+        key: h1,
+        from_seq: 2,
+        reason: "epoch 1".into(),
+    })));
+    let s = state(&w);
+    assert_eq!((s.admin_epoch, s.revoked.get(&h0), s.revoked.get(&h1)), (1, Some(&0), Some(&2)));
 }
 
 #[test]
@@ -605,4 +683,304 @@ fn a_revoked_members_release_signature_counts_for_nothing_and_is_reported() {
         "{:?}",
         s.ignored
     );
+}
+
+// ----- results must reach every reader -------------------------------------------
+
+fn reason_of<'a>(s: &'a State, id: &protocol::RecordId) -> Option<&'a str> {
+    s.results.iter().find(|r| r.id == *id).and_then(|r| r.reason.as_deref())
+}
+
+#[test]
+fn a_result_not_sealed_to_every_committee_member_and_the_owner_is_ignored_with_its_reason() {
+    // Regression: a result sealed to nobody counted, and every member's release
+    // then failed to open it, freezing the leaderboard.
+    let w = Workflow::complete();
+    let (c, h) = (&w.committee, &w.hospitals[0]);
+    let x = |a: &Author| a.opening().public();
+    let outsider = Author::new("outsider", w.root.network_id());
+    let cases: Vec<(&str, Option<Vec<protocol::X25519Key>>, String)> = vec![
+        ("sealed to nobody", Some(vec![]), "metrics are sealed to nobody".into()),
+        (
+            "missing one member",
+            Some(vec![x(&c[0]), x(&c[1]), x(h)]),
+            format!("metrics are not sealed to the committee member {}", c[2].public().short()),
+        ),
+        (
+            "missing the owner",
+            Some(vec![x(&c[0]), x(&c[1]), x(&c[2])]),
+            format!("metrics are not sealed to the data owner {}", h.public().short()),
+        ),
+        (
+            "sealed to an outsider",
+            Some(vec![x(&outsider)]),
+            format!("metrics are not sealed to the committee member {}", c[0].public().short()),
+        ),
+        ("an unknown scheme", None, "metrics are sealed with an unknown scheme".into()),
+    ];
+    let before = state(&w);
+    for (case, recipients, reason) in cases {
+        let mut w = w.clone();
+        let (b, m, d) = (w.benchmark, w.models[0], w.datasets[0]);
+        let body = match &recipients {
+            Some(to) => testkit::sealed_result(b, m, d, 999_999, to),
+            None => testkit::result(b, m, d, 999_999),
+        };
+        let bad = w.push(|w| &mut w.hospitals[0], body);
+        let s = state(&w);
+        assert_eq!(reason_of(&s, &bad.id), Some(reason.as_str()), "{case}");
+        // The owner's earlier, well-sealed result still counts; nothing else moves.
+        assert_eq!(counted_results(&s), 6, "{case}");
+        assert_eq!(s.leaderboards, before.leaderboards, "{case}");
+    }
+}
+
+#[test]
+fn a_result_cannot_count_while_a_committee_member_has_no_profile_to_seal_to() {
+    let w = Workflow::complete();
+    let c2 = w.committee[2].public();
+    let without: Vec<Record> = w
+        .records
+        .iter()
+        .filter(|r| !(r.signer == c2 && matches!(r.body, Body::Profile(_))))
+        .cloned()
+        .collect();
+    let s = fold(&w.root, &without);
+    assert_eq!(counted_results(&s), 0);
+    let why = format!(
+        "committee member {} has published no profile with a key to seal results to",
+        c2.short()
+    );
+    assert!(s.results.iter().all(|r| r.reason.as_deref() == Some(why.as_str())));
+}
+
+#[test]
+fn a_revoked_member_need_not_be_a_recipient_and_a_new_profile_voids_nothing() {
+    let mut w = Workflow::complete();
+    // Member 0 publishes a new encryption key: results sealed to the old one stay.
+    let fresh = Author::new("committee-0-new-key", w.root.network_id());
+    let profile = fresh.profile("committee-0");
+    w.push(|w| &mut w.committee[0], profile);
+    assert_eq!(counted_results(&state(&w)), 6);
+    // Member 2's key is revoked: a result need not (and should not) reach it.
+    let c2 = w.committee[2].public();
+    w.push(
+        |w| &mut w.admin,
+        Body::KeyRevocation(KeyRevocation { key: c2, from_seq: 0, reason: "stolen".into() }),
+    );
+    let (b, m, d) = (w.benchmark, w.models[0], w.datasets[0]);
+    let to: Vec<_> =
+        [&w.committee[0], &w.committee[1], &w.hospitals[0]].map(|a| a.opening().public()).into();
+    let rerun = w.push(|w| &mut w.hospitals[0], testkit::sealed_result(b, m, d, 1, &to));
+    let s = state(&w);
+    assert!(s.results.iter().find(|r| r.id == rerun.id).is_some_and(|r| r.counts));
+}
+
+// ----- releases must match the results that count ----------------------------------
+
+/// `w` with `release` signed by committee members 0 and 1 (the threshold).
+fn signed_by_two(mut w: Workflow, release: &Release) -> (Workflow, Vec<Record>) {
+    let sigs = [0, 1].map(|c| w.push(|w| &mut w.committee[c], Body::Release(release.clone())));
+    (w, sigs.into())
+}
+
+/// The release `Workflow::release` would build now, as a value.
+fn honest_release(w: &Workflow, round: u64) -> Release {
+    let w = w.clone().release(round, &[0], |m, d| 600_000 + 1_000 * (m + d) as i64);
+    match &w.records.last().expect("a release").body {
+        Body::Release(r) => r.clone(),
+        _ => unreachable!("the last record is the release"),
+    }
+}
+
+#[test]
+fn a_release_that_does_not_match_the_results_that_count_is_ignored_with_its_reason() {
+    let w = Workflow::complete();
+    let shown = state(&w).leaderboards[&w.benchmark].clone();
+    let honest = honest_release(&w, 2);
+    let unapproved = w.models[0].as_bytes().map(|b| b ^ 1);
+    type Lie = fn(&mut Release, protocol::RecordId);
+    let cases: [(&str, Lie, &str); 3] = [
+        (
+            "a dataset without a result",
+            |r, _| r.entries[0].dataset = Some("site-00000000".into()),
+            "release names a dataset that has no result that counts",
+        ),
+        (
+            "a cell twice",
+            |r, _| {
+                let again = r.entries[0].clone();
+                r.entries.push(again);
+            },
+            "release names a dataset that has no result that counts",
+        ),
+        (
+            "a model without results",
+            |r, m| r.entries[0].model = m,
+            "release names a model that has no result that counts",
+        ),
+    ];
+    for (case, lie, reason) in cases {
+        let mut release = honest.clone();
+        lie(&mut release, protocol::RecordId::from_bytes(unapproved));
+        let (w, sigs) = signed_by_two(w.clone(), &release);
+        let s = state(&w);
+        assert_eq!(s.leaderboards[&w.benchmark], shown, "{case}: round 1 stays shown");
+        for sig in &sigs {
+            let why = s.ignored.iter().find(|i| i.id == sig.id).map(|i| i.reason.as_str());
+            assert_eq!(why, Some(reason), "{case}");
+        }
+    }
+    // The honest release of the same round shows.
+    let (w, _) = signed_by_two(w, &honest);
+    assert_eq!(state(&w).leaderboards[&w.benchmark].release_round, 2);
+}
+
+/// A workflow whose benchmark shares aggregates over at least two datasets, every
+/// result counted, and no release yet.
+fn aggregate_workflow() -> Workflow {
+    Workflow::people()
+        .with_benchmark(|b| b.sharing = SharingPolicy::Aggregate { min_datasets: 2 })
+        .approve_benchmark()
+        .register_datasets()
+        .request_models()
+        .approve_all()
+        .submit_results()
+}
+
+fn aggregate(w: &Workflow, datasets: u16) -> Release {
+    Release {
+        benchmark: w.benchmark,
+        round: 1,
+        policy: SharingPolicy::Aggregate { min_datasets: 2 },
+        entries: w
+            .models
+            .iter()
+            .map(|m| ReleaseEntry {
+                model: *m,
+                dataset: None,
+                datasets,
+                metrics: [("auc".to_string(), 700_000)].into_iter().collect(),
+            })
+            .collect(),
+        seed: 3,
+    }
+}
+
+#[test]
+fn a_release_that_lies_about_its_dataset_counts_is_ignored() {
+    let w = aggregate_workflow();
+    // Three datasets count per model: claiming four is a lie; three is true.
+    let (lying, sigs) = signed_by_two(w.clone(), &aggregate(&w, 4));
+    let s = state(&lying);
+    assert!(s.leaderboards.is_empty());
+    let why = "release claims more datasets for a model than it has results that count";
+    assert!(sigs.iter().all(|r| s.ignored.iter().any(|i| i.id == r.id && i.reason == why)));
+    let mut twice = aggregate(&w, 3);
+    twice.entries.push(twice.entries[0].clone());
+    let (w2, sigs) = signed_by_two(w.clone(), &twice);
+    let s = state(&w2);
+    assert!(s.leaderboards.is_empty());
+    let why = "release lists a model's aggregate twice";
+    assert!(sigs.iter().all(|r| s.ignored.iter().any(|i| i.id == r.id && i.reason == why)));
+    let (honest, _) = signed_by_two(w.clone(), &aggregate(&w, 3));
+    assert_eq!(state(&honest).leaderboards[&w.benchmark].rows[0].datasets, 3);
+}
+
+#[test]
+fn a_committee_member_signing_a_release_the_policy_forbids_is_ignored_with_its_reason() {
+    let w = aggregate_workflow();
+    // Aggregates over one dataset reveal that dataset's value: the policy forbids it,
+    // as it forbids per-dataset cells.
+    let per_dataset = {
+        let mut r = honest_release(&w, 1);
+        r.policy = SharingPolicy::Aggregate { min_datasets: 2 };
+        r
+    };
+    let forbidden = [("one dataset", aggregate(&w, 1)), ("per-dataset cells", per_dataset)];
+    for (case, release) in forbidden {
+        let (w, sigs) = signed_by_two(w.clone(), &release);
+        let s = state(&w);
+        assert!(s.releases.is_empty(), "{case}");
+        for sig in &sigs {
+            let why = s.ignored.iter().find(|i| i.id == sig.id).map(|i| i.reason.as_str());
+            assert_eq!(why, Some("release breaks the benchmark's sharing policy"), "{case}");
+        }
+    }
+}
+
+// ----- release rounds ----------------------------------------------------------------
+
+/// What members 1 and 2 sign with `build_release` after opening every counting
+/// result (whose `auc` is `value(result)`), as the next round.
+fn members_release(w: Workflow, value: impl Fn(&protocol::fold::ResultView) -> i64) -> Workflow {
+    use protocol::leaderboard::{OpenedResult, build_release, next_round};
+    let s = state(&w);
+    let opened: Vec<OpenedResult> = s
+        .results
+        .iter()
+        .filter(|r| r.counts)
+        .map(|r| OpenedResult {
+            model: r.model,
+            dataset: r.dataset,
+            metrics: [("auc".to_string(), value(r))].into_iter().collect(),
+        })
+        .collect();
+    let datasets = s.datasets.iter().map(|(k, v)| (*k, v.dataset.clone())).collect();
+    let round = next_round(s.releases.get(&w.benchmark).map(|r| r.release.round)).unwrap();
+    let b = &s.benchmarks[&w.benchmark].benchmark;
+    let release = build_release(w.benchmark, b, &datasets, &opened, round);
+    let mut w = w;
+    for c in [1, 2] {
+        w.push(|w| &mut w.committee[c], Body::Release(release.clone()));
+    }
+    w
+}
+
+#[test]
+fn a_rerun_released_as_the_next_round_replaces_the_stale_values() {
+    // Regression: a release's round was the number of results it covered, so the
+    // release of a re-run had the round of the release it should replace, and the
+    // content-hash tie-break could keep the stale values.
+    let w = members_release(Workflow::complete(), |_| 400_000);
+    let first = state(&w).leaderboards[&w.benchmark].clone();
+    assert_eq!(first.release_round, 2, "after the testkit's round 1");
+    let mut w = w;
+    let (m, d) = (w.models[0], w.datasets[0]);
+    let rerun = w.result(0, m, d, 111_111);
+    let rerun = w.push(|w| &mut w.hospitals[0], rerun).id;
+    let w = members_release(w, |r| if r.id == rerun { 111_111 } else { 400_000 });
+    let lb = &state(&w).leaderboards[&w.benchmark];
+    assert_eq!(lb.release_round, 3);
+    let cell = lb.cells.iter().find(|c| c.model == m && c.value == 111_111);
+    assert!(cell.is_some(), "the re-run's value is shown: {:?}", lb.cells);
+}
+
+#[test]
+fn the_highest_complete_round_wins_and_an_incomplete_higher_one_changes_nothing() {
+    let w = Workflow::complete();
+    let shown = state(&w).leaderboards[&w.benchmark].clone();
+    let w = w.release(7, &[2], |_, _| 1);
+    assert_eq!(state(&w).leaderboards[&w.benchmark], shown, "round 7 has one signature of two");
+    let w = w.release(3, &[0, 2], |_, _| 2);
+    assert_eq!(state(&w).leaderboards[&w.benchmark].release_round, 3);
+    let w = w.release(7, &[1], |_, _| 1);
+    assert_eq!(state(&w).leaderboards[&w.benchmark].release_round, 7);
+}
+
+#[test]
+fn a_release_stops_showing_once_its_results_stop_counting() {
+    let mut w = Workflow::complete();
+    // Hospital 2's key is revoked: its results, and the release that used them, go.
+    let key = w.hospitals[2].public();
+    w.push(
+        |w| &mut w.admin,
+        Body::KeyRevocation(KeyRevocation { key, from_seq: 0, reason: "breach".into() }),
+    );
+    let s = state(&w);
+    assert!(s.leaderboards.is_empty());
+    // The committee releases what still counts, and it shows.
+    let w = w.release(2, &[0, 1], |_, _| 650_000);
+    let lb = &state(&w).leaderboards[&w.benchmark];
+    assert_eq!((lb.release_round, lb.rows[0].datasets), (2, 2));
 }

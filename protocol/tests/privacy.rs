@@ -9,13 +9,17 @@ use protocol::seal::{self, Binding, OpeningKey, SealError, SeededRng};
 use protocol::testkit::{self, Workflow};
 use protocol::{Record, fold};
 
+/// The key the testkit author `label` opens results with (and publishes).
 fn opening(label: &str) -> OpeningKey {
-    OpeningKey::from_secret(*blake3::hash(label.as_bytes()).as_bytes())
+    testkit::Author::new(label, protocol::NetworkId::from_bytes([0; 32])).opening()
 }
+
+/// A result record and the metrics sealed in it.
+type SealedResult = (Record, BTreeMap<String, i64>);
 
 /// The complete workflow, but with results sealed for real to the committee and
 /// each dataset's owner, carrying distinctive metric values.
-fn sealed_workflow() -> (Workflow, Vec<(Record, BTreeMap<String, i64>)>) {
+fn sealed_workflow() -> (Workflow, Vec<SealedResult>) {
     let mut w = Workflow::people()
         .with_benchmark(|_| {})
         .approve_benchmark()

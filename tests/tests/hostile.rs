@@ -13,7 +13,7 @@
 use node::{Client, Node, PeerId, Source};
 use protocol::fold::Status;
 use protocol::record::{Body, Decision, KeyRevocation, Subject};
-use protocol::testkit::{Author, Workflow, container, decide, request, result};
+use protocol::testkit::{Author, Workflow, container, decide, request, result, sealed_result};
 use protocol::{Record, State};
 use tests::*;
 
@@ -537,6 +537,62 @@ async fn a_result_for_someone_elses_dataset_is_kept_but_never_counts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_result_sealed_to_nobody_is_kept_but_never_counts() {
+    let (mut a, _, _) = Arena::start().await;
+    let (b, m, d) = (a.w.benchmark, a.w.models[0], a.w.datasets[0]);
+    // Hospital 0 re-submits its own result, readable by nobody: counted, it would
+    // stop every committee member's release.
+    let unreadable = a.w.hospitals[0].clone().sign(sealed_result(b, m, d, 999_999, &[]));
+    a.send(unreadable.bytes.to_vec()).await;
+    a.held_everywhere(&unreadable.id).await;
+    a.unchanged(1);
+    for c in &a.honest {
+        let s = c.state();
+        let v = s.results.iter().find(|r| r.id == unreadable.id).expect("the result is listed");
+        assert!(!v.counts, "a result sealed to nobody counts: {v:?}");
+        assert_eq!(v.reason.as_deref(), Some("metrics are sealed to nobody"));
+    }
+    a.nothing_refused();
+    a.still_serving().await;
+    a.unchanged(1);
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_release_naming_results_that_do_not_count_is_kept_but_never_shown() {
+    let (mut a, _, _) = Arena::start().await;
+    // Members 0 and 1 (the threshold) sign a round-9 release with a cell for a
+    // dataset that has no result: signed, valid, and a lie.
+    let mut lie = match &a.w.records.last().expect("member 0's round 2").body {
+        Body::Release(r) => r.clone(),
+        other => panic!("the baseline ends with a release, not {}", other.kind()),
+    };
+    lie.round = 9;
+    lie.entries[0].dataset = Some("site-00000000".into());
+    let sigs: Vec<Record> =
+        [0, 1].map(|c| a.w.committee[c].clone().sign(Body::Release(lie.clone()))).into();
+    for sig in &sigs {
+        a.send(sig.bytes.to_vec()).await;
+    }
+    for sig in &sigs {
+        a.held_everywhere(&sig.id).await;
+    }
+    a.unchanged(2);
+    for c in &a.honest {
+        let s = c.state();
+        assert_eq!(s.releases[&a.w.benchmark].release.round, 1, "round 1 stays shown");
+        for sig in &sigs {
+            let why = s.ignored.iter().find(|i| i.id == sig.id).expect("the signature is reported");
+            assert_eq!(why.reason, "release names a dataset that has no result that counts");
+        }
+    }
+    a.nothing_refused();
+    a.still_serving().await;
+    a.unchanged(2);
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revoked_keys_decision_and_release_signature_change_nothing() {
     let (mut a, revoked_signature, model) = Arena::start().await;
     let b = a.w.benchmark;
@@ -544,7 +600,7 @@ async fn a_revoked_keys_decision_and_release_signature_change_nothing() {
     // (two signatures would meet the threshold and replace the leaderboard), and
     // approves the model that member 0 approved (two approvals would approve it).
     let decision = a.w.committee[2].sign_at(
-        1,
+        revoked_signature.seq + 1,
         Some(revoked_signature.id),
         decide(b, Subject::Model(model), Decision::Approve, Some(3)),
     );

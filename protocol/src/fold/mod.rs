@@ -1,0 +1,475 @@
+//! The fold: a pure, order-independent function from a record SET to [`State`].
+//!
+//! [`Ledger`] indexes records as they arrive ([`Ledger::insert`] is O(log n) and
+//! idempotent); [`Ledger::state`] derives the views from those indexes. Nothing
+//! depends on arrival order: every rule below is a function of the set, and every
+//! "latest" means the highest `seq` in an author's own chain, never arrival time.
+//!
+//! Rules (MedPerf's, made peer to peer):
+//! - Admin authority starts at the network root and is evaluated one epoch at a
+//!   time. In each epoch its [`KeyRevocation`]s apply first: one takes effect
+//!   once `threshold(e)` distinct epoch-`e` admins with authority signed it (in
+//!   content-hash order, each counted after those applied before it), and the
+//!   key's records from `from_seq` on then have no authority and no effect, of
+//!   every kind (profiles, containers, benchmarks, datasets, requests, decisions,
+//!   results, releases, revocations, rotations). Then an [`AdminRotation`] for
+//!   epoch `e + 1` takes effect once `threshold(e)` epoch-`e` admins still with
+//!   authority signed the same content (smallest content hash wins a tie).
+//!   Revocations carry into every later epoch; a rotation never un-revokes a key.
+//! - A signer with two records at one `seq` is an equivocator: it is reported and
+//!   its decisions (benchmark and association decisions, release signatures,
+//!   revocations, rotations) count for nothing.
+//! - Benchmarks: approved once `threshold` admins' latest decisions approve and its
+//!   three containers are known; rejected once approval can no longer be reached.
+//! - Associations: requested by the owner of the dataset or model, with a passed
+//!   compatibility test; approved by `threshold` committee members' latest decisions
+//!   (the initiator's own decisions are ignored), or by the benchmark's
+//!   auto-approval mode unless `threshold` members reject; a later rejection
+//!   revokes a member's approval.
+//! - Datasets: operational when registered so or marked so by their owner.
+//! - Results count only when signed by the dataset's owner, for an approved
+//!   benchmark, approved dataset and model associations and an operational
+//!   dataset, with metrics sealed (scheme [`crate::seal::SCHEME`]) to a key that
+//!   every committee member whose key is not revoked, and the data owner,
+//!   published in a profile with authority (any such profile, so a new key voids
+//!   nothing); a member without a profile blocks results until it publishes one.
+//!   The owner's latest such result per (benchmark, model, dataset) counts;
+//!   every other carries its reason.
+//! - Releases show once `threshold` distinct committee members signed identical
+//!   content that matches the benchmark's sharing policy and is backed by the
+//!   results that count: each per-dataset entry names a counting result of that
+//!   model (by its dataset label, each once), each aggregate claims no more
+//!   datasets than the model has counting results. Content that breaks either
+//!   rule is ignored with its reason. Rounds strictly increase per benchmark (a
+//!   member releases the round after the one shown); the highest complete round
+//!   wins, the smallest content hash on a tie. The leaderboard is computed from
+//!   the shown release.
+
+mod associations;
+mod authority;
+mod catalog;
+mod results;
+mod state;
+
+pub use state::*;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::cbor;
+use crate::envelope::Record;
+use crate::ids::{Hash32, NetworkId, PublicKey, RecordId, X25519Key};
+use crate::record::*;
+use crate::root::NetworkRoot;
+
+/// Hashes keys that are already uniformly distributed (BLAKE3 ids, Ed25519 keys)
+/// by mixing the leading bytes of each write: several times faster than SipHash,
+/// which matters at a million records. Keys come from hashes nobody can choose
+/// cheaply, so flooding one bucket would need a preimage search.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut buf = [0u8; 8];
+        let n = bytes.len().min(8);
+        buf[..n].copy_from_slice(&bytes[..n]);
+        self.0 =
+            (self.0.rotate_left(23) ^ u64::from_le_bytes(buf)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+type Set<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
+
+/// The ids an author signed at one seq: one, unless it equivocated.
+#[derive(Clone, Debug)]
+struct Slot {
+    first: RecordId,
+    more: Vec<RecordId>,
+}
+
+/// A record's content as the fold keeps it, with who signed it where.
+#[derive(Clone, Debug)]
+struct Authored<T> {
+    id: RecordId,
+    author: PublicKey,
+    seq: u64,
+    body: T,
+}
+
+/// Signatures of identical content (releases, revocations, rotations).
+#[derive(Clone, Debug)]
+struct Cosigned<T> {
+    body: T,
+    /// Signer -> the (seq, id) of each record in which it signed this content.
+    signers: Map<PublicKey, Vec<(u64, RecordId)>>,
+}
+
+/// Per-signer decisions on one subject, by seq.
+type Votes<T> = Map<PublicKey, BTreeMap<u64, (RecordId, T)>>;
+
+/// A committee member's decision on an association, with the priority it gives.
+type AssociationVote = (Decision, Option<i32>);
+
+/// A result as the fold keeps it (the sealed metrics stay in the store).
+#[derive(Clone, Debug)]
+struct ResultEntry {
+    key: (RecordId, RecordId, RecordId),
+    id: RecordId,
+    author: PublicKey,
+    seq: u64,
+    /// Index of the keys its metrics are sealed to in `Ledger::recipient_sets`, or
+    /// [`UNKNOWN_SCHEME`] when they are sealed with a scheme nobody can open.
+    recipients: u32,
+}
+
+/// `ResultEntry::recipients` of metrics sealed with an unknown scheme.
+const UNKNOWN_SCHEME: u32 = u32::MAX;
+
+/// The X25519 keys a result is sealed to, sorted and without duplicates.
+type RecipientSet = Box<[X25519Key]>;
+
+/// The record indexes. Insert in any order; derive with [`Ledger::state`].
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    root: NetworkRoot,
+    network: NetworkId,
+    ids: Set<RecordId>,
+    chains: Map<PublicKey, BTreeMap<u64, Slot>>,
+    profiles: Map<PublicKey, BTreeMap<u64, (RecordId, Profile)>>,
+    containers: BTreeMap<RecordId, Authored<Container>>,
+    benchmarks: BTreeMap<RecordId, Authored<Benchmark>>,
+    benchmark_votes: Map<RecordId, Votes<Decision>>,
+    datasets: BTreeMap<RecordId, Authored<Dataset>>,
+    operational: Map<RecordId, Vec<Authored<Hash32>>>,
+    requests: BTreeMap<(RecordId, Subject), Vec<Authored<AssociationRequest>>>,
+    association_votes: Map<(RecordId, Subject), Votes<AssociationVote>>,
+    /// Append-only; grouped by (benchmark, model, dataset) when deriving. Results
+    /// are most of a large record set, so insertion is a push, not a hash insert.
+    results: Vec<ResultEntry>,
+    /// Each distinct set of result recipients once: results of one benchmark
+    /// mostly share one set (its committee and an owner).
+    recipient_sets: Vec<RecipientSet>,
+    recipient_index: BTreeMap<RecipientSet, u32>,
+    releases: Map<RecordId, Map<Hash32, Cosigned<Release>>>,
+    revocations: Map<Hash32, Cosigned<KeyRevocation>>,
+    rotations: BTreeMap<u64, Map<Hash32, Cosigned<AdminRotation>>>,
+}
+
+impl<T> Authored<T> {
+    fn of(r: &Record, body: T) -> Self {
+        Self { id: r.id, author: r.signer, seq: r.seq, body }
+    }
+}
+
+fn content_hash<T: serde::Serialize>(body: &T) -> Hash32 {
+    Hash32::of(&cbor::to_canonical(body).expect("decoded records re-encode"))
+}
+
+fn cosign<T: Clone>(map: &mut Map<Hash32, Cosigned<T>>, hash: Hash32, body: &T, r: &Record) {
+    map.entry(hash)
+        .or_insert_with(|| Cosigned { body: body.clone(), signers: Map::default() })
+        .signers
+        .entry(r.signer)
+        .or_default()
+        .push((r.seq, r.id));
+}
+
+impl Ledger {
+    /// An empty ledger for the network `root` anchors.
+    pub fn new(root: NetworkRoot) -> Self {
+        Self {
+            network: root.network_id(),
+            root,
+            ids: Set::default(),
+            chains: Map::default(),
+            profiles: Map::default(),
+            containers: BTreeMap::new(),
+            benchmarks: BTreeMap::new(),
+            benchmark_votes: Map::default(),
+            datasets: BTreeMap::new(),
+            operational: Map::default(),
+            requests: BTreeMap::new(),
+            association_votes: Map::default(),
+            results: Vec::new(),
+            recipient_sets: Vec::new(),
+            recipient_index: BTreeMap::new(),
+            releases: Map::default(),
+            revocations: Map::default(),
+            rotations: BTreeMap::new(),
+        }
+    }
+
+    /// The network this ledger folds.
+    pub fn network_id(&self) -> NetworkId {
+        self.network
+    }
+
+    /// The root document.
+    pub fn root(&self) -> &NetworkRoot {
+        &self.root
+    }
+
+    /// How many distinct records were inserted.
+    pub fn len(&self) -> u64 {
+        self.ids.len() as u64
+    }
+
+    /// Make room for `additional` more records (a node knows its store's size).
+    pub fn reserve(&mut self, additional: usize) {
+        self.ids.reserve(additional);
+    }
+
+    /// True when no record was inserted.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// True when a record with this id was inserted.
+    pub fn contains(&self, id: &RecordId) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// The id the signer's chain holds at `seq`, if exactly one.
+    pub fn chain_at(&self, signer: &PublicKey, seq: u64) -> Option<RecordId> {
+        let slot = self.chains.get(signer)?.get(&seq)?;
+        slot.more.is_empty().then_some(slot.first)
+    }
+
+    /// The highest seq held for `signer` and its id (where a client resumes its chain).
+    pub fn head(&self, signer: &PublicKey) -> Option<(u64, RecordId)> {
+        let (seq, slot) = self.chains.get(signer)?.iter().next_back()?;
+        Some((*seq, slot.more.iter().copied().fold(slot.first, RecordId::min)))
+    }
+
+    /// Index a verified record. Returns false if it was already present. The record
+    /// must have been verified for this ledger's network.
+    pub fn insert(&mut self, r: &Record) -> bool {
+        if !self.ids.insert(r.id) {
+            return false;
+        }
+        match self.chains.entry(r.signer).or_default().entry(r.seq) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(Slot { first: r.id, more: Vec::new() });
+            }
+            std::collections::btree_map::Entry::Occupied(mut o) => o.get_mut().more.push(r.id),
+        }
+        match &r.body {
+            Body::Profile(p) => {
+                self.profiles.entry(r.signer).or_default().insert(r.seq, (r.id, p.clone()));
+            }
+            Body::Container(c) => {
+                self.containers.insert(r.id, Authored::of(r, c.clone()));
+            }
+            Body::Benchmark(b) => {
+                self.benchmarks.insert(r.id, Authored::of(r, b.clone()));
+            }
+            Body::BenchmarkDecision(d) => {
+                self.benchmark_votes
+                    .entry(d.benchmark)
+                    .or_default()
+                    .entry(r.signer)
+                    .or_default()
+                    .insert(r.seq, (r.id, d.decision));
+            }
+            Body::Dataset(d) => {
+                self.datasets.insert(r.id, Authored::of(r, d.clone()));
+            }
+            Body::DatasetOperational(o) => {
+                self.operational
+                    .entry(o.dataset)
+                    .or_default()
+                    .push(Authored::of(r, o.prepared_hash));
+            }
+            Body::AssociationRequest(a) => {
+                self.requests
+                    .entry((a.benchmark, a.subject))
+                    .or_default()
+                    .push(Authored::of(r, a.clone()));
+            }
+            Body::AssociationDecision(d) => {
+                self.association_votes
+                    .entry((d.benchmark, d.subject))
+                    .or_default()
+                    .entry(r.signer)
+                    .or_default()
+                    .insert(r.seq, (r.id, (d.decision, d.priority)));
+            }
+            Body::Result(x) => {
+                let recipients = self.intern_recipients(&x.metrics);
+                self.results.push(ResultEntry {
+                    key: (x.benchmark, x.model, x.dataset),
+                    id: r.id,
+                    author: r.signer,
+                    seq: r.seq,
+                    recipients,
+                });
+            }
+            Body::Release(x) => {
+                let map = self.releases.entry(x.benchmark).or_default();
+                cosign(map, content_hash(x), x, r);
+            }
+            Body::KeyRevocation(x) => cosign(&mut self.revocations, content_hash(x), x, r),
+            Body::AdminRotation(x) => {
+                let map = self.rotations.entry(x.epoch).or_default();
+                cosign(map, content_hash(x), x, r);
+            }
+        }
+        true
+    }
+
+    fn intern_recipients(&mut self, sealed: &Sealed) -> u32 {
+        if sealed.scheme != crate::seal::SCHEME {
+            return UNKNOWN_SCHEME;
+        }
+        let mut keys: Vec<X25519Key> = sealed.recipients.iter().map(|s| s.recipient).collect();
+        keys.sort();
+        keys.dedup();
+        let keys = keys.into_boxed_slice();
+        if let Some(i) = self.recipient_index.get(&keys) {
+            return *i;
+        }
+        // Fewer distinct sets than results, and results are counted in u32.
+        let i = self.recipient_sets.len() as u32;
+        self.recipient_sets.push(keys.clone());
+        self.recipient_index.insert(keys, i);
+        i
+    }
+
+    /// Derive the state from everything inserted.
+    pub fn state(&self) -> State {
+        Deriver::new(self).run()
+    }
+}
+
+/// Fold a set of verified records into the state. Order and duplicates do not matter.
+pub fn fold<'a>(root: &NetworkRoot, records: impl IntoIterator<Item = &'a Record>) -> State {
+    let mut ledger = Ledger::new(root.clone());
+    for r in records {
+        ledger.insert(r);
+    }
+    ledger.state()
+}
+
+// ---------------------------------------------------------------------------
+// Derivation.
+
+struct Deriver<'a> {
+    l: &'a Ledger,
+    equivocators: Set<PublicKey>,
+    revoked: BTreeMap<PublicKey, u64>,
+    admins: Vec<PublicKey>,
+    admin_threshold: u16,
+    admin_epoch: u64,
+    ignored: Vec<Ignored>,
+}
+
+impl<'a> Deriver<'a> {
+    fn new(l: &'a Ledger) -> Self {
+        Self {
+            l,
+            equivocators: Set::default(),
+            revoked: BTreeMap::new(),
+            admins: l.root.admins.clone(),
+            admin_threshold: l.root.threshold,
+            admin_epoch: 0,
+            ignored: Vec::new(),
+        }
+    }
+
+    /// The record at `seq` of `author` still has authority (not revoked).
+    fn valid(&self, author: &PublicKey, seq: u64) -> bool {
+        self.revoked.get(author).is_none_or(|from| seq < *from)
+    }
+
+    /// May `author`'s record at `seq` count as a decision?
+    fn may_decide(&self, author: &PublicKey, seq: u64) -> bool {
+        !self.equivocators.contains(author) && self.valid(author, seq)
+    }
+
+    fn ignore(&mut self, id: RecordId, reason: impl Into<String>) {
+        self.ignored.push(Ignored { id, reason: reason.into() });
+    }
+
+    /// Distinct signers in `eligible` whose signature of this content may count.
+    fn cosigners<T>(&self, c: &Cosigned<T>, eligible: &[PublicKey]) -> Vec<PublicKey> {
+        let mut out: Vec<PublicKey> = c
+            .signers
+            .iter()
+            .filter(|(k, seqs)| {
+                eligible.contains(k) && seqs.iter().any(|(s, _)| self.may_decide(k, *s))
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Each eligible voter's latest decision with authority.
+    fn tally<T: Copy>(
+        &self,
+        votes: Option<&Votes<T>>,
+        eligible: &[PublicKey],
+    ) -> Vec<(PublicKey, T)> {
+        let Some(votes) = votes else { return Vec::new() };
+        let mut out = Vec::new();
+        for k in eligible {
+            if let Some(by_seq) = votes.get(k)
+                && let Some((_, (_, v))) =
+                    by_seq.iter().rev().find(|(s, _)| self.may_decide(k, **s))
+            {
+                out.push((*k, *v));
+            }
+        }
+        out.sort_by_key(|a| a.0);
+        out
+    }
+
+    fn run(mut self) -> State {
+        let l = self.l;
+        let (equivocations, gaps) = self.chains();
+        self.authority();
+        let profiles = self.profiles();
+        let containers = self.containers();
+        let benchmarks = self.benchmarks(&containers);
+        let datasets = self.datasets();
+        let associations = self.associations(&benchmarks, &containers, &datasets);
+        let approved: Set<(RecordId, Subject)> = associations
+            .iter()
+            .filter(|a| a.status == Status::Approved)
+            .map(|a| (a.benchmark, a.subject))
+            .collect();
+        let results = self.results(&benchmarks, &datasets, &approved);
+        let (releases, leaderboards) =
+            self.releases(&benchmarks, &containers, &datasets, &approved, &results);
+
+        self.ignored.sort_by_key(|a| a.id);
+        self.ignored.dedup_by(|a, b| a.id == b.id);
+        let mut state = State {
+            network: l.network,
+            records: l.ids.len() as u64,
+            admin_epoch: self.admin_epoch,
+            admins: self.admins,
+            admin_threshold: self.admin_threshold,
+            revoked: self.revoked,
+            equivocations,
+            gaps,
+            profiles,
+            containers,
+            benchmarks,
+            datasets,
+            associations,
+            results,
+            releases,
+            leaderboards,
+            ignored: self.ignored,
+            hash: Hash32::from_bytes([0; 32]),
+        };
+        state.hash = state.compute_hash();
+        state
+    }
+}

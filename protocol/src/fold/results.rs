@@ -1,0 +1,332 @@
+//! Results (which count toward a benchmark) and releases (what the committee
+//! shows), with the leaderboard of the shown release.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use super::{
+    BenchmarkView, ContainerView, DatasetView, Deriver, Leaderboard, Map, ReleaseView, ResultEntry,
+    ResultView, Set, Status,
+};
+use crate::ids::{Hash32, PublicKey, RecordId, X25519Key};
+use crate::record::*;
+
+impl Deriver<'_> {
+    /// Every result with whether it counts and why not, grouped by (benchmark,
+    /// model, dataset).
+    pub(super) fn results(
+        &mut self,
+        benchmarks: &BTreeMap<RecordId, BenchmarkView>,
+        datasets: &BTreeMap<RecordId, DatasetView>,
+        approved: &Set<(RecordId, Subject)>,
+    ) -> Vec<ResultView> {
+        let l = self.l;
+        let assoc_approved = |b: &RecordId, s: Subject| approved.contains(&(*b, s));
+        let sealable = self.sealable();
+        // Most results share a recipient set, a benchmark and an owner: check once.
+        let mut sealed_right: Map<(u32, RecordId, PublicKey), Option<Cow<'static, str>>> =
+            Map::default();
+        let mut results: Vec<ResultView> = Vec::with_capacity(l.results.len());
+        // Sort a compact index on an inline prefix of the key, falling back to the
+        // full key and then the id: moving or dereferencing the entries themselves
+        // would miss the cache on every comparison.
+        let prefix = |id: &RecordId| {
+            u64::from_be_bytes(id.as_bytes()[..8].try_into().expect("8 of 32 bytes"))
+        };
+        let mut order: Vec<(u64, u64, u64, u32)> = l
+            .results
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (prefix(&e.key.0), prefix(&e.key.1), prefix(&e.key.2), i as u32))
+            .collect();
+        order.sort_unstable_by(|a, b| {
+            (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)).then_with(|| {
+                let (x, y) = (&l.results[a.3 as usize], &l.results[b.3 as usize]);
+                (x.key, x.id).cmp(&(y.key, y.id))
+            })
+        });
+        let mut groups: Vec<&[(u64, u64, u64, u32)]> = Vec::new();
+        let mut rest = order.as_slice();
+        while let Some(first) = rest.first() {
+            let key = &l.results[first.3 as usize].key;
+            let n = rest.iter().take_while(|o| l.results[o.3 as usize].key == *key).count();
+            groups.push(&rest[..n]);
+            rest = &rest[n..];
+        }
+        for group in groups {
+            let subs = group.iter().map(|o| &l.results[o.3 as usize]);
+            let (bench_id, model, dataset_id) = &l.results[group[0].3 as usize].key;
+            let dataset = datasets.get(dataset_id);
+            // What does not depend on the individual record, checked once per key.
+            let key_reason = if dataset.is_none() {
+                Some("dataset is unknown")
+            } else if benchmarks.get(bench_id).is_none_or(|b| b.status != Status::Approved) {
+                Some("benchmark is not approved")
+            } else if !assoc_approved(bench_id, Subject::Dataset(*dataset_id)) {
+                Some("dataset association is not approved")
+            } else if !assoc_approved(bench_id, Subject::Model(*model)) {
+                Some("model association is not approved")
+            } else if dataset.is_some_and(|d| d.state != DatasetState::Operation) {
+                Some("dataset is not operational")
+            } else {
+                None
+            };
+            let start = results.len();
+            let mut latest_counting: Option<&ResultEntry> = None;
+            for r in subs {
+                let reason: Option<Cow<'static, str>> = if !self.valid(&r.author, r.seq) {
+                    Some(Cow::Borrowed("signer's key is revoked"))
+                } else if dataset.is_some_and(|d| d.owner != r.author) {
+                    Some(Cow::Borrowed("only the dataset's owner can submit its results"))
+                } else if let Some(why) = key_reason {
+                    Some(Cow::Borrowed(why))
+                } else {
+                    let committee = benchmarks.get(bench_id).map(|b| &b.benchmark.committee[..]);
+                    sealed_right
+                        .entry((r.recipients, *bench_id, r.author))
+                        .or_insert_with(|| {
+                            self.seal_problem(r, committee.unwrap_or_default(), &sealable)
+                        })
+                        .clone()
+                };
+                if reason.is_none() && latest_counting.is_none_or(|l| (r.seq, r.id) > (l.seq, l.id))
+                {
+                    latest_counting = Some(r);
+                }
+                results.push(ResultView {
+                    id: r.id,
+                    benchmark: *bench_id,
+                    model: *model,
+                    dataset: *dataset_id,
+                    submitter: r.author,
+                    counts: false,
+                    reason,
+                });
+            }
+            let views = &mut results[start..];
+            for v in views.iter_mut() {
+                if latest_counting.is_some_and(|l| l.id == v.id) {
+                    v.counts = true;
+                } else if v.reason.is_none() {
+                    v.reason = Some(Cow::Borrowed("superseded by the owner's later result"));
+                }
+            }
+        }
+        results
+    }
+
+    /// Every X25519 key each participant published in a profile that still has
+    /// authority, sorted: a result sealed to any of them reaches that participant,
+    /// so publishing a new profile never voids the results sealed before it.
+    fn sealable(&self) -> Map<PublicKey, Vec<X25519Key>> {
+        let mut out: Map<PublicKey, Vec<X25519Key>> = Map::default();
+        for (key, by_seq) in &self.l.profiles {
+            let mut keys: Vec<X25519Key> = by_seq
+                .iter()
+                .filter(|(seq, _)| self.valid(key, **seq))
+                .map(|(_, (_, p))| p.x25519)
+                .collect();
+            keys.sort();
+            keys.dedup();
+            if !keys.is_empty() {
+                out.insert(*key, keys);
+            }
+        }
+        out
+    }
+
+    /// Why `r`'s metrics cannot be read by everyone who must read them: every
+    /// committee member whose key is not revoked, and the data owner.
+    fn seal_problem(
+        &self,
+        r: &ResultEntry,
+        committee: &[PublicKey],
+        sealable: &Map<PublicKey, Vec<X25519Key>>,
+    ) -> Option<Cow<'static, str>> {
+        let Some(sealed_to) = self.l.recipient_sets.get(r.recipients as usize) else {
+            return Some(Cow::Borrowed("metrics are sealed with an unknown scheme"));
+        };
+        if sealed_to.is_empty() {
+            return Some(Cow::Borrowed("metrics are sealed to nobody"));
+        }
+        let members = committee.iter().filter(|k| !self.revoked.contains_key(k));
+        let readers = members.map(|k| ("committee member", k)).chain([("data owner", &r.author)]);
+        for (role, k) in readers {
+            let Some(keys) = sealable.get(k) else {
+                return Some(Cow::Owned(format!(
+                    "{role} {} has published no profile with a key to seal results to",
+                    k.short()
+                )));
+            };
+            if !keys.iter().any(|x| sealed_to.binary_search(x).is_ok()) {
+                return Some(Cow::Owned(format!(
+                    "metrics are not sealed to the {role} {}",
+                    k.short()
+                )));
+            }
+        }
+        None
+    }
+
+    /// The shown release of each approved benchmark and its leaderboard: of the
+    /// contents that fit the sharing policy, are backed by the results that count
+    /// and are signed by `threshold` members, the highest round (the smallest
+    /// content hash on a tie).
+    pub(super) fn releases(
+        &mut self,
+        benchmarks: &BTreeMap<RecordId, BenchmarkView>,
+        containers: &BTreeMap<RecordId, ContainerView>,
+        datasets: &BTreeMap<RecordId, DatasetView>,
+        approved: &Set<(RecordId, Subject)>,
+        results: &[ResultView],
+    ) -> (BTreeMap<RecordId, ReleaseView>, BTreeMap<RecordId, Leaderboard>) {
+        let l = self.l;
+        let assoc_approved = |b: &RecordId, s: Subject| approved.contains(&(*b, s));
+        let mut releases = BTreeMap::new();
+        let mut leaderboards = BTreeMap::new();
+        let backings = Backing::of_all(l, results, datasets);
+        let no_results = Backing { labels: BTreeMap::new() };
+        for (bench_id, contents) in &l.releases {
+            let Some(bench) = benchmarks.get(bench_id).filter(|b| b.status == Status::Approved)
+            else {
+                continue;
+            };
+            let b = &bench.benchmark;
+            let backing = backings.get(bench_id).unwrap_or(&no_results);
+            let mut best: Option<(u64, Hash32, &Release, Vec<PublicKey>)> = None;
+            for (hash, c) in contents {
+                let problem = if !release_fits_policy(&c.body, &b.sharing) {
+                    Some("release breaks the benchmark's sharing policy")
+                } else {
+                    backing.check(&c.body).err()
+                };
+                for (k, sigs) in &c.signers {
+                    for (seq, id) in sigs {
+                        if !b.committee.contains(k) {
+                            self.ignore(
+                                *id,
+                                "release signed by a key outside the benchmark's committee",
+                            );
+                        } else if !self.may_decide(k, *seq) {
+                            self.ignore(
+                                *id,
+                                "signer has no authority (revoked key or equivocation)",
+                            );
+                        } else if let Some(why) = problem {
+                            self.ignore(*id, why);
+                        }
+                    }
+                }
+                let signers = self.cosigners(c, &b.committee);
+                if signers.len() < usize::from(b.threshold) || problem.is_some() {
+                    continue;
+                }
+                let better = match &best {
+                    None => true,
+                    Some((round, h, _, _)) => {
+                        (c.body.round, std::cmp::Reverse(*hash)) > (*round, std::cmp::Reverse(*h))
+                    }
+                };
+                if better {
+                    best = Some((c.body.round, *hash, &c.body, signers));
+                }
+            }
+            if let Some((_, hash, release, signers)) = best {
+                let name = |m: &RecordId| {
+                    containers.get(m).map(|c| c.container.name.clone()).unwrap_or_default()
+                };
+                let include = |m: &RecordId| assoc_approved(bench_id, Subject::Model(*m));
+                leaderboards.insert(
+                    *bench_id,
+                    crate::leaderboard::compute(*bench_id, b, release, &name, &include),
+                );
+                releases.insert(
+                    *bench_id,
+                    ReleaseView {
+                        benchmark: *bench_id,
+                        content_hash: hash,
+                        release: release.clone(),
+                        signers,
+                    },
+                );
+            }
+        }
+        (releases, leaderboards)
+    }
+}
+
+/// The results that count for one benchmark, as a release names them: per model,
+/// the labels of the datasets it has a counting result for.
+struct Backing {
+    labels: BTreeMap<RecordId, Vec<String>>,
+}
+
+impl Backing {
+    /// The backing of every benchmark with a release, in one pass over the results.
+    fn of_all(
+        l: &super::Ledger,
+        results: &[ResultView],
+        datasets: &BTreeMap<RecordId, DatasetView>,
+    ) -> BTreeMap<RecordId, Backing> {
+        let mut out: BTreeMap<RecordId, Backing> = BTreeMap::new();
+        for r in results.iter().filter(|r| r.counts && l.releases.contains_key(&r.benchmark)) {
+            let d = datasets.get(&r.dataset).map(|d| &d.dataset);
+            let label = crate::leaderboard::dataset_label(&r.benchmark, &r.dataset, d);
+            let backing =
+                out.entry(r.benchmark).or_insert_with(|| Backing { labels: BTreeMap::new() });
+            backing.labels.entry(r.model).or_default().push(label);
+        }
+        out
+    }
+
+    /// A release is backed when every figure it shows stands on results that
+    /// count: each per-dataset entry on a result for that model and dataset (each
+    /// result once), each aggregate on at least as many datasets as it claims.
+    /// A release built before more results arrived stays backed; one that names
+    /// results that no longer count, or claims more than exist, is not.
+    fn check(&self, release: &Release) -> Result<(), &'static str> {
+        let mut used: BTreeMap<(RecordId, &str), usize> = BTreeMap::new();
+        let mut models: BTreeMap<RecordId, usize> = BTreeMap::new();
+        for e in &release.entries {
+            let Some(labels) = self.labels.get(&e.model) else {
+                return Err("release names a model that has no result that counts");
+            };
+            *models.entry(e.model).or_default() += 1;
+            match &e.dataset {
+                Some(label) => {
+                    let n = used.entry((e.model, label.as_str())).or_default();
+                    *n += 1;
+                    let held = labels.iter().filter(|l| *l == label).count();
+                    if *n > held {
+                        return Err("release names a dataset that has no result that counts");
+                    }
+                }
+                None => {
+                    if models[&e.model] > 1 {
+                        return Err("release lists a model's aggregate twice");
+                    }
+                    if usize::from(e.datasets) > labels.len() {
+                        return Err(
+                            "release claims more datasets for a model than it has results that count",
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn release_fits_policy(r: &Release, policy: &SharingPolicy) -> bool {
+    if r.policy != *policy {
+        return false;
+    }
+    match policy {
+        SharingPolicy::Aggregate { min_datasets } => {
+            r.entries.iter().all(|e| e.dataset.is_none() && e.datasets >= *min_datasets)
+        }
+        SharingPolicy::PerDataset => {
+            r.entries.iter().all(|e| e.dataset.is_some() && e.datasets == 1)
+        }
+    }
+}
