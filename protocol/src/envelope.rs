@@ -11,6 +11,12 @@
 //! and the record id is `BLAKE3(tbs)`: it covers the author, the network and the
 //! content but not the signature, so re-signing cannot mint a second id. Received
 //! bytes are verified as received and never re-encoded.
+//!
+//! One signature rule on every path: decoding refuses a signer key or a
+//! signature `R` that is not a canonical point of the prime-order subgroup, and an
+//! unreduced `s`, so that [`Unverified::verify`] (`verify_strict`) and
+//! [`verify_batch`] accept exactly the same records, whether they came by gossip,
+//! a submission, sync, an import or the reload at start.
 
 use std::sync::Arc;
 
@@ -18,7 +24,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 
 use crate::cbor;
-use crate::error::{CborError, RecordError};
+use crate::curve::{self, PointFault};
+use crate::error::{CborError, RecordError, SignatureError};
 use crate::ids::{NetworkId, PublicKey, RecordId, SignatureBytes};
 use crate::limits::ENVELOPE_BYTES_MAX;
 use crate::record::{Body, PAYLOAD_VERSION, Payload};
@@ -69,7 +76,7 @@ pub struct Unverified {
     tbs: Vec<u8>,
 }
 
-fn tbs(network: &NetworkId, signer: &[u8; 32], payload: &[u8]) -> Vec<u8> {
+pub(crate) fn tbs(network: &NetworkId, signer: &[u8; 32], payload: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(TBS_CONTEXT.len() + 64 + payload.len());
     m.extend_from_slice(TBS_CONTEXT);
     m.extend_from_slice(network.as_bytes());
@@ -87,12 +94,23 @@ pub(crate) fn sign_unchecked(
 ) -> Result<Vec<u8>, CborError> {
     let signer = PublicKey::from(key);
     let signature = key.sign(&tbs(&network, signer.as_bytes(), &payload_bytes));
+    envelope_unchecked(network, signer, payload_bytes, signature.to_bytes())
+}
+
+/// An envelope around payload bytes and signature bytes as given (for
+/// [`crate::testkit`]: hand-made signatures that honest signers never produce).
+pub(crate) fn envelope_unchecked(
+    network: NetworkId,
+    signer: PublicKey,
+    payload_bytes: Vec<u8>,
+    signature: [u8; 64],
+) -> Result<Vec<u8>, CborError> {
     let wire = Wire(
         ENVELOPE_VERSION,
         network,
         RawKey(*signer.as_bytes()),
         crate::record::Bytes(payload_bytes),
-        SignatureBytes::from_bytes(signature.to_bytes()),
+        SignatureBytes::from_bytes(signature),
     );
     cbor::to_canonical(&wire)
 }
@@ -141,7 +159,7 @@ impl Record {
     }
 
     /// Decode and verify received bytes, cheapest check first: size, envelope,
-    /// version, network, signer key, payload, signature.
+    /// version, network, signer key, payload, signature encoding, signature.
     pub fn verify(bytes: &[u8], network: &NetworkId) -> Result<Record, RecordError> {
         Unverified::decode(bytes, network)?.verify()
     }
@@ -167,7 +185,9 @@ impl Record {
 }
 
 impl Unverified {
-    /// Every check but the signature.
+    /// Every check but the signature equation: size, envelope, version, network,
+    /// signer key (canonical, torsion-free), payload, and the signature's encoding
+    /// (`R` canonical and torsion-free, not of small order; `s` reduced).
     pub fn decode(bytes: &[u8], network: &NetworkId) -> Result<Unverified, RecordError> {
         if bytes.len() > ENVELOPE_BYTES_MAX {
             return Err(RecordError::TooLarge {
@@ -191,6 +211,7 @@ impl Unverified {
             other => RecordError::Payload(other),
         })?;
         payload.validate()?;
+        check_signature_encoding(signature.as_bytes()).map_err(RecordError::MalformedSignature)?;
         let message = tbs(network, &signer.0, &payload_bytes.0);
         Ok(Unverified {
             record: Record {
@@ -227,9 +248,25 @@ impl Unverified {
     }
 }
 
-/// Verify many records at once. Signer keys were refused at decode time if weak, so
-/// batch verification (which skips the weak-key checks) is safe; a failed batch
-/// falls back to `verify_strict` one by one to name the culprits.
+/// The signature's `R` and `s` as an honest signer writes them (see `curve`).
+fn check_signature_encoding(signature: &[u8; 64]) -> Result<(), SignatureError> {
+    let (r, s) = signature.split_at(32);
+    let r: &[u8; 32] = r.try_into().expect("a 64-byte signature has a 32-byte R");
+    let s: &[u8; 32] = s.try_into().expect("a 64-byte signature has a 32-byte s");
+    curve::prime_order_point(r).map_err(|f| match f {
+        PointFault::NotAPoint => SignatureError::RNotAPoint,
+        PointFault::NonCanonical => SignatureError::RNonCanonical,
+        PointFault::SmallOrder => SignatureError::RSmallOrder,
+        PointFault::MixedOrder => SignatureError::RMixedOrder,
+    })?;
+    curve::canonical_scalar(s).ok_or(SignatureError::SNonCanonical)?;
+    Ok(())
+}
+
+/// Verify many records at once. Decoding refused signer keys and signature `R`s
+/// outside the prime-order subgroup (and weak keys, second spellings, unreduced
+/// `s`), so the batch equation accepts exactly what `verify_strict` accepts; a
+/// failed batch falls back to `verify_strict` one by one to name the culprits.
 pub fn verify_batch(items: Vec<Unverified>) -> Vec<Result<Record, RecordError>> {
     if items.is_empty() {
         return Vec::new();

@@ -16,6 +16,36 @@ pub enum IdError {
     /// A small-order point: signatures under it prove nothing.
     #[error("public key is a weak (small-order) Ed25519 point; generate a new key")]
     WeakKey,
+    /// A point written in a second, non-canonical way (a y coordinate of p or more,
+    /// or the sign bit set on x = 0): one key would have two spellings.
+    #[error("public key is not the canonical encoding of its Ed25519 point; re-encode it")]
+    NonCanonicalKey,
+    /// A point with a small-order component: verifiers that multiply by the
+    /// cofactor and those that do not would disagree on its signatures.
+    #[error("public key has a small-order component (it is not torsion-free); generate a new key")]
+    MixedOrderKey,
+}
+
+/// A signature no honest Ed25519 signer produces, refused when the envelope is
+/// decoded so that every verifier (single or batch) sees the same signatures.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureError {
+    /// R is not a curve point.
+    #[error("its R is not an Ed25519 point")]
+    RNotAPoint,
+    /// R written in a second, non-canonical way.
+    #[error("its R is not the canonical encoding of its point")]
+    RNonCanonical,
+    /// R of small order (the identity among them).
+    #[error("its R is of small order")]
+    RSmallOrder,
+    /// R with a small-order component (`rB + T`): accepted by a batch or a
+    /// cofactored check for some batches, refused by a strict one.
+    #[error("its R has a small-order component (it is not torsion-free)")]
+    RMixedOrder,
+    /// s not reduced modulo the group order (a second spelling of a signature).
+    #[error("its s is not reduced modulo the group order")]
+    SNonCanonical,
 }
 
 /// Strict canonical CBOR encoding or decoding failed.
@@ -69,6 +99,8 @@ pub enum RecordError {
     Payload(CborError),
     #[error("field `{field}` is not valid: {reason}")]
     Invalid { field: &'static str, reason: String },
+    #[error("signature is malformed: {0}; no honest signer produces it")]
+    MalformedSignature(SignatureError),
     #[error("signature does not verify for this signer, network and payload")]
     BadSignature,
 }
@@ -84,6 +116,7 @@ impl RecordError {
             RecordError::BadSignerKey(_) => "bad_signer_key",
             RecordError::Payload(_) => "bad_payload",
             RecordError::Invalid { .. } => "invalid_field",
+            RecordError::MalformedSignature(_) => "malformed_signature",
             RecordError::BadSignature => "bad_signature",
         }
     }

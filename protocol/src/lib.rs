@@ -19,6 +19,7 @@
 
 pub mod cbor;
 pub mod contract;
+mod curve;
 pub mod envelope;
 pub mod error;
 pub mod fold;
@@ -32,7 +33,7 @@ pub mod testkit;
 
 pub use ed25519_dalek::SigningKey;
 pub use envelope::{Record, Unverified, verify_batch};
-pub use error::{CborError, IdError, RecordError, RootError};
+pub use error::{CborError, IdError, RecordError, RootError, SignatureError};
 pub use fold::{Ledger, State, fold};
 pub use ids::{Hash32, NetworkId, PublicKey, RecordId, SignatureBytes, X25519Key};
 pub use root::NetworkRoot;

@@ -4,6 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
 use ed25519_dalek::SigningKey;
 
 use crate::contract::{Role, TaskKind};
@@ -73,6 +76,78 @@ impl Author {
         crate::envelope::sign_unchecked(&self.key, self.network, payload)
             .expect("an envelope encodes")
     }
+
+    /// The envelope bytes of `body` at `seq` with a hand-made signature whose
+    /// nonce commitment is `R' = rB + offset` (`r` derived from `label`), and
+    /// `s = r + H(R' || A || M) a`. With `offset` a torsion point ([`torsion`]) of
+    /// order 2, 4 or 8 this is the signature that passes a cofactorless batch
+    /// equation whenever the batch's random coefficient for it is a multiple of
+    /// that order (and a cofactored check always) but fails `verify_strict`. Nodes
+    /// must refuse it on every path.
+    pub fn sign_with_nonce_offset(
+        &self,
+        seq: u64,
+        prev: Option<RecordId>,
+        body: Body,
+        label: &str,
+        offset: EdwardsPoint,
+    ) -> Vec<u8> {
+        let r = nonce(label);
+        let big_r = (ED25519_BASEPOINT_POINT * r + offset).compress();
+        self.sign_with_raw_r(seq, prev, body, r, *big_r.as_bytes())
+    }
+
+    /// The envelope bytes of `body` at `seq` signed as `R || r + H(R || A || M) a`
+    /// with `R` written exactly as given (any spelling, any point) and `r` the
+    /// caller's: for signatures that only a hostile signer would make.
+    pub fn sign_with_raw_r(
+        &self,
+        seq: u64,
+        prev: Option<RecordId>,
+        body: Body,
+        r: Scalar,
+        big_r: [u8; 32],
+    ) -> Vec<u8> {
+        use sha2::Digest as _;
+        let payload = crate::cbor::to_canonical(&Payload { v: PAYLOAD_VERSION, seq, prev, body })
+            .expect("a payload encodes");
+        let message = crate::envelope::tbs(&self.network, self.public().as_bytes(), &payload);
+        let mut h = sha2::Sha512::new();
+        h.update(big_r);
+        h.update(self.public().as_bytes());
+        h.update(&message);
+        let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+        let s = r + k * self.key.to_scalar();
+        let mut signature = [0u8; 64];
+        signature[..32].copy_from_slice(&big_r);
+        signature[32..].copy_from_slice(s.as_bytes());
+        crate::envelope::envelope_unchecked(self.network, self.public(), payload, signature)
+            .expect("an envelope encodes")
+    }
+}
+
+/// A nonce scalar derived from a label (deterministic, like the keys).
+pub fn nonce(label: &str) -> Scalar {
+    Scalar::from_bytes_mod_order(blake3::derive_key("medmesh testkit nonce", label.as_bytes()))
+}
+
+/// A torsion point of exactly `order` (1, 2, 4 or 8; anything else is taken as 8).
+pub fn torsion(order: u8) -> EdwardsPoint {
+    // A point of order 8; its multiples by 2 and 4 have order 4 and 2.
+    let t8 = CompressedEdwardsY([
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ])
+    .decompress()
+    .expect("a point of order 8");
+    let times = match order {
+        1 => 8u8,
+        2 => 4,
+        4 => 2,
+        _ => 1,
+    };
+    t8 * Scalar::from(times)
 }
 
 /// A network root with the given admins.
