@@ -11,9 +11,10 @@ use protocol::{
     Hash32, Ledger, NetworkId, NetworkRoot, PublicKey, Record, RecordId, State, Unverified,
     verify_batch,
 };
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::error::StoreError;
+use crate::refusals::{Origin, RefusalLog, Source};
 use crate::store::Store;
 use crate::sync::IdIndex;
 
@@ -25,31 +26,48 @@ pub(crate) struct Core {
     ledger: Ledger,
     ids: IdIndex,
     state: Option<Arc<State>>,
+    /// Stored records refused when the store was read back, until the refusal
+    /// log takes them.
+    load_refusals: RefusalLog,
 }
 
 impl Core {
-    /// Load every stored record, checking each one's id and signature again.
+    /// Load every stored record, checking each one's id and signature again with
+    /// the same rule as every other path (decode, then batch verification). What
+    /// fails is skipped and kept for the refusal log (source `store`).
     pub(crate) fn load(store: Store, root: NetworkRoot) -> Result<Core, StoreError> {
         let network = root.network_id();
         let mut ledger = Ledger::new(root);
         let mut ids = IdIndex::default();
+        let mut refusals = RefusalLog::default();
         let count = store.len()?;
         ledger.reserve(count as usize);
         let mut batch: Vec<(RecordId, Unverified)> = Vec::with_capacity(LOAD_BATCH_RECORDS);
         let mut bad = 0u64;
+        let origin = Origin::new(Source::Store, None);
         let flush = |batch: &mut Vec<(RecordId, Unverified)>,
                      ledger: &mut Ledger,
-                     ids: &mut IdIndex|
+                     ids: &mut IdIndex,
+                     refusals: &mut RefusalLog|
          -> u64 {
             let mut bad = 0;
+            let claimed: Vec<PublicKey> = batch.iter().map(|(_, u)| u.signer()).collect();
             let (keys, items): (Vec<RecordId>, Vec<Unverified>) = batch.drain(..).unzip();
-            for (key, r) in keys.into_iter().zip(verify_batch(items)) {
+            for ((key, r), signer) in keys.into_iter().zip(verify_batch(items)).zip(claimed) {
                 match r {
                     Ok(r) if r.id == key => {
                         ledger.insert(&r);
                         ids.push(r.id);
                     }
-                    _ => bad += 1,
+                    Ok(r) => {
+                        bad += 1;
+                        warn!(target: "medmesh::audit", key = %key.short(), id = %r.id.short(), "a stored record is filed under another id; skipped");
+                    }
+                    Err(e) => {
+                        bad += 1;
+                        debug!(target: "medmesh::audit", source = "store", id = %key.short(), reason = e.kind(), error = %e, "record refused");
+                        refusals.refuse(origin, Some(key), Some(signer), &e);
+                    }
                 }
             }
             bad
@@ -58,16 +76,25 @@ impl Core {
             Ok(u) => {
                 batch.push((id, u));
                 if batch.len() >= LOAD_BATCH_RECORDS {
-                    bad += flush(&mut batch, &mut ledger, &mut ids);
+                    bad += flush(&mut batch, &mut ledger, &mut ids, &mut refusals);
                 }
             }
-            Err(_) => bad += 1,
+            Err(e) => {
+                bad += 1;
+                debug!(target: "medmesh::audit", source = "store", id = %id.short(), reason = e.kind(), error = %e, "record refused");
+                refusals.refuse(origin, Some(id), None, &e);
+            }
         })?;
-        bad += flush(&mut batch, &mut ledger, &mut ids);
+        bad += flush(&mut batch, &mut ledger, &mut ids, &mut refusals);
         if bad > 0 {
-            warn!(target: "medmesh::audit", bad, "stored records failed verification on load and were skipped");
+            warn!(target: "medmesh::audit", bad, "stored records failed verification on load and were skipped (see GET /v1/refusals, source store)");
         }
-        Ok(Core { store: Some(store), ledger, ids, state: None })
+        Ok(Core { store: Some(store), ledger, ids, state: None, load_refusals: refusals })
+    }
+
+    /// The refusals of the load, once (the shared refusal log starts with them).
+    pub(crate) fn take_load_refusals(&mut self) -> RefusalLog {
+        std::mem::take(&mut self.load_refusals)
     }
 
     pub(crate) fn network_id(&self) -> NetworkId {

@@ -61,14 +61,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn new(core: core::Core) -> Self {
+    fn new(mut core: core::Core) -> Self {
         let (stored, _) = broadcast::channel(STORED_EVENTS_LEN);
-        Shared {
-            network: core.network_id(),
-            core: Mutex::new(core),
-            stored,
-            refusals: Mutex::default(),
-        }
+        // Stored records refused when the store was read back start the log.
+        let refusals = Mutex::new(core.take_load_refusals());
+        Shared { network: core.network_id(), core: Mutex::new(core), stored, refusals }
     }
 
     fn lock(&self) -> MutexGuard<'_, core::Core> {
@@ -91,8 +88,8 @@ impl Shared {
         let peer = origin.peer.map(|p| p.to_string());
         let short_id = id.map(|i| i.short());
         match origin.source {
-            // A bad sync page or import is summarised by the caller.
-            refusals::Source::Sync | refusals::Source::Import => {
+            // A bad sync page, import or store is summarised by the caller.
+            refusals::Source::Sync | refusals::Source::Import | refusals::Source::Store => {
                 debug!(target: "medmesh::audit", source = ?origin.source, peer, id = short_id, reason = error.kind(), %error, "record refused")
             }
             refusals::Source::Gossip | refusals::Source::Control => {

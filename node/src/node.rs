@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId, Swarm, noise, tcp, yamux};
-use protocol::{Hash32, NetworkId, NetworkRoot, PublicKey, RecordId, State};
+use protocol::{Hash32, NetworkId, NetworkRoot, PublicKey, Record, RecordId, State};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -355,6 +355,15 @@ impl Client {
     #[doc(hidden)]
     pub async fn publish_unchecked(&self, bytes: Vec<u8>) -> Result<Gossiped, Stopped> {
         self.ask(|reply| Command::Publish { bytes, reply }).await
+    }
+
+    /// Store and index records as given, without verifying them, so that this
+    /// node serves them to sync like any record it holds. For tests of hostile
+    /// peers only (a peer whose store holds what honest nodes refuse): honest code
+    /// stores through [`Client::submit`] and [`Client::import`].
+    #[doc(hidden)]
+    pub fn store_unchecked(&self, records: Vec<Record>) -> Result<u64, StoreError> {
+        self.shared.insert_owned(records)
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Stopped> {

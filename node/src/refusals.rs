@@ -2,7 +2,7 @@
 //!
 //! Every place a record is refused (gossip precheck and verification, sync
 //! ingestion, a submission through the control API or [`crate::Client::submit`],
-//! an import) records one [`Refusal`]: when, from where, the peer if any, the
+//! an import, the node's own store read back at start) records one [`Refusal`]: when, from where, the peer if any, the
 //! record id if the bytes had the shape to compute one, the signer if it was
 //! decoded, the reason's stable name ([`protocol::RecordError::kind`]) and a short
 //! message. The log keeps the last [`REFUSALS_LEN`] refusals and a counter per
@@ -51,6 +51,8 @@ pub enum Source {
     Control,
     /// Handed to [`crate::Client::import`].
     Import,
+    /// Read back from this node's own store at start (and found invalid).
+    Store,
 }
 
 /// One refused (or held) record.

@@ -97,6 +97,15 @@ impl Author {
         self.sign_with_raw_r(seq, prev, body, r, *big_r.as_bytes())
     }
 
+    /// The envelope bytes of `body` at `seq` with `R` the identity and `s = ka`:
+    /// the signature equation holds exactly, so every batch accepts it, while
+    /// `verify_strict` refuses an `R` of small order. Nodes must refuse it on
+    /// every path.
+    pub fn sign_with_identity_r(&self, seq: u64, prev: Option<RecordId>, body: Body) -> Vec<u8> {
+        let identity = EdwardsPoint::default().compress().to_bytes();
+        self.sign_with_raw_r(seq, prev, body, Scalar::ZERO, identity)
+    }
+
     /// The envelope bytes of `body` at `seq` signed as `R || r + H(R || A || M) a`
     /// with `R` written exactly as given (any spelling, any point) and `r` the
     /// caller's: for signatures that only a hostile signer would make.

@@ -296,8 +296,7 @@ fn a_signature_whose_r_has_a_small_order_component_is_refused_at_decode_though_s
 fn a_signature_whose_r_is_the_identity_passes_every_batch_and_is_refused_at_decode() {
     let mallory = Author::new("mallory", net());
     // R = 0B, s = r + ka with r = 0: the equation sB = R + kA holds exactly.
-    let identity = EdwardsPoint::default().compress().to_bytes();
-    let bytes = mallory.sign_with_raw_r(0, None, profile("M"), Scalar::ZERO, identity);
+    let bytes = mallory.sign_with_identity_r(0, None, profile("M"));
     let (message, signature, key) = parts(&bytes);
     assert_eq!(signature.r_bytes(), EdwardsPoint::default().compress().as_bytes());
     assert!(key.verify_strict(&message, &signature).is_err());
