@@ -20,29 +20,19 @@ pub enum IdError {
     /// or the sign bit set on x = 0): one key would have two spellings.
     #[error("public key is not the canonical encoding of its Ed25519 point; re-encode it")]
     NonCanonicalKey,
-    /// A point with a small-order component: verifiers that multiply by the
-    /// cofactor and those that do not would disagree on its signatures.
-    #[error("public key has a small-order component (it is not torsion-free); generate a new key")]
-    MixedOrderKey,
 }
 
-/// A signature no honest Ed25519 signer produces, refused when the envelope is
-/// decoded so that every verifier (single or batch) sees the same signatures.
+/// A signature no honest Ed25519 signer writes, refused by its bytes when the
+/// envelope is decoded (`verify_strict` would refuse it too, as a bad signature).
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
 pub enum SignatureError {
-    /// R is not a curve point.
-    #[error("its R is not an Ed25519 point")]
-    RNotAPoint,
     /// R written in a second, non-canonical way.
-    #[error("its R is not the canonical encoding of its point")]
+    #[error("its R is not the canonical encoding of a point")]
     RNonCanonical,
-    /// R of small order (the identity among them).
+    /// R of small order (the identity among them): with `s = ka` the equation
+    /// holds, so a batch check would take it; `verify_strict` does not.
     #[error("its R is of small order")]
     RSmallOrder,
-    /// R with a small-order component (`rB + T`): accepted by a batch or a
-    /// cofactored check for some batches, refused by a strict one.
-    #[error("its R has a small-order component (it is not torsion-free)")]
-    RMixedOrder,
     /// s not reduced modulo the group order (a second spelling of a signature).
     #[error("its s is not reduced modulo the group order")]
     SNonCanonical,

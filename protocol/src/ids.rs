@@ -1,7 +1,7 @@
 //! Identity types: public keys, record ids, content hashes and signatures.
 //!
-//! Every type here is validated when it is built (a [`PublicKey`] is a canonical,
-//! torsion-free Ed25519 point, not the identity; a [`RecordId`] is exactly 32 bytes) and serializes as a
+//! Every type here is validated when it is built (a [`PublicKey`] is the canonical
+//! encoding of an Ed25519 point, not of small order; a [`RecordId`] is exactly 32 bytes) and serializes as a
 //! CBOR byte string. `Display` prints the full hex; `Debug` prints a short prefix so
 //! that logs stay readable.
 
@@ -111,8 +111,8 @@ bytes_newtype!(
     32
 );
 bytes_newtype!(
-    /// An Ed25519 public key: the canonical encoding of a point of the prime-order
-    /// subgroup, other than the identity.
+    /// An Ed25519 public key: the canonical encoding of a curve point that is not
+    /// of small order.
     PublicKey,
     32
 );
@@ -188,18 +188,17 @@ impl SignatureBytes {
 
 impl PublicKey {
     fn try_from_bytes(b: [u8; 32]) -> Result<Self, IdError> {
-        use crate::curve::{PointFault, prime_order_point};
-        prime_order_point(&b).map_err(|f| match f {
-            PointFault::NotAPoint => IdError::NotACurvePoint,
+        use crate::curve::{PointFault, check_encoding};
+        check_encoding(&b).map_err(|f| match f {
             PointFault::NonCanonical => IdError::NonCanonicalKey,
             PointFault::SmallOrder => IdError::WeakKey,
-            PointFault::MixedOrder => IdError::MixedOrderKey,
         })?;
+        ed25519_dalek::VerifyingKey::from_bytes(&b).map_err(|_| IdError::NotACurvePoint)?;
         Ok(Self(b))
     }
 
-    /// Validate 32 bytes as an Ed25519 key: the canonical encoding of a point of
-    /// the prime-order subgroup, not the identity (see `curve`).
+    /// Validate 32 bytes as an Ed25519 key: the canonical encoding of a curve
+    /// point, not of small order (see `curve`).
     pub fn from_bytes(b: [u8; 32]) -> Result<Self, IdError> {
         Self::try_from_bytes(b)
     }

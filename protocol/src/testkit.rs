@@ -82,8 +82,8 @@ impl Author {
     /// `s = r + H(R' || A || M) a`. With `offset` a torsion point ([`torsion`]) of
     /// order 2, 4 or 8 this is the signature that passes a cofactorless batch
     /// equation whenever the batch's random coefficient for it is a multiple of
-    /// that order (and a cofactored check always) but fails `verify_strict`. Nodes
-    /// must refuse it on every path.
+    /// that order (and a cofactored check always) but fails `verify_strict`. Its
+    /// bytes look honest; nodes must refuse it on every path.
     pub fn sign_with_nonce_offset(
         &self,
         seq: u64,
@@ -135,6 +135,15 @@ impl Author {
     }
 }
 
+/// Whether a batch equation (as ed25519-dalek's `verify_batch` computes it) would
+/// accept these envelopes of `network` together; false if one does not decode.
+/// For tests that show what batch verification would have let in.
+pub fn batch_equation_accepts(network: &NetworkId, envelopes: &[&[u8]]) -> bool {
+    let items: Result<Vec<_>, _> =
+        envelopes.iter().map(|b| crate::envelope::Unverified::decode(b, network)).collect();
+    items.is_ok_and(|items| crate::envelope::batch_equation_accepts(&items))
+}
+
 /// A nonce scalar derived from a label (deterministic, like the keys).
 pub fn nonce(label: &str) -> Scalar {
     Scalar::from_bytes_mod_order(blake3::derive_key("medmesh testkit nonce", label.as_bytes()))
@@ -143,13 +152,8 @@ pub fn nonce(label: &str) -> Scalar {
 /// A torsion point of exactly `order` (1, 2, 4 or 8; anything else is taken as 8).
 pub fn torsion(order: u8) -> EdwardsPoint {
     // A point of order 8; its multiples by 2 and 4 have order 4 and 2.
-    let t8 = CompressedEdwardsY([
-        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
-        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
-        0xfc, 0x05,
-    ])
-    .decompress()
-    .expect("a point of order 8");
+    let t8 =
+        CompressedEdwardsY(crate::curve::ORDER_8_POINT).decompress().expect("a point of order 8");
     let times = match order {
         1 => 8u8,
         2 => 4,
