@@ -34,6 +34,11 @@ struct Args {
     /// Writes still need the token in control.token.
     #[arg(long)]
     control_public: bool,
+    /// A host name clients use to reach a public control API (repeatable);
+    /// requests naming any other host are refused (DNS rebinding). IP literals
+    /// and localhost are always accepted. Needs --control-public.
+    #[arg(long = "control-host", value_name = "NAME")]
+    control_hosts: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -56,6 +61,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     config.bootstrap = args.bootstrap;
     config.control = args.control;
     config.control_public = args.control_public;
+    config.control_hosts = args.control_hosts;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async {
         let node = Node::start(config).await?;

@@ -49,6 +49,12 @@ pub struct StartArgs {
     /// can reach the address.
     #[arg(long)]
     pub control_public: bool,
+    /// A host name clients use to reach a public control API (repeatable, e.g.
+    /// node1.hospital.example); requests naming any other host are refused, so
+    /// web pages cannot reach the API by DNS rebinding. IP literals and
+    /// localhost are always accepted. Needs --control-public.
+    #[arg(long = "control-host", value_name = "NAME")]
+    pub control_hosts: Vec<String>,
 }
 
 /// Run `medmesh node ...`.
@@ -137,6 +143,7 @@ fn start(a: StartArgs) -> anyhow::Result<()> {
     config.bootstrap = a.bootstrap;
     config.control = Some(a.control);
     config.control_public = a.control_public;
+    config.control_hosts = a.control_hosts;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async {
         let node = Node::start(config).await?;

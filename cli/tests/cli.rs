@@ -136,6 +136,16 @@ impl Drop for NodeProcess {
 }
 
 fn start_node(home: &Path, root: &Path) -> NodeProcess {
+    start_node_with(home, root, &[], std::process::Stdio::null())
+}
+
+/// Start a node with `extra` flags, its log going to `stderr`.
+fn start_node_with(
+    home: &Path,
+    root: &Path,
+    extra: &[&str],
+    stderr: impl Into<std::process::Stdio>,
+) -> NodeProcess {
     let dir = home.join("node");
     let child = Command::new(env!("CARGO_BIN_EXE_medmesh"))
         .args(["node", "start", "--data-dir"])
@@ -143,8 +153,9 @@ fn start_node(home: &Path, root: &Path) -> NodeProcess {
         .arg("--root")
         .arg(root)
         .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+        .args(extra)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("node starts");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -207,4 +218,106 @@ fn an_unknown_id_and_a_refused_record_are_explained() {
     for d in [h, other] {
         std::fs::remove_dir_all(d).ok();
     }
+}
+
+/// One HTTP/1.1 GET with the given `Host` header: the status and the body.
+fn get_with_host(addr: &str, host: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("the control API accepts");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).expect("a timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").expect("sent");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("an answer");
+    let status = answer.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("a status line");
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn the_control_api_refuses_a_foreign_host_and_the_cli_still_works() {
+    let h = home("host");
+    assert!(medmesh(&h, &["keys", "generate"]).status.success());
+    let root = h.join("root-host.cbor");
+    let o = medmesh(&h, &["network", "create", "--name", "host", "--out", root.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(medmesh(&h, &["network", "join", "--root", root.to_str().unwrap()]).status.success());
+    let _node = start_node(&h, &root);
+    let addr = std::fs::read_to_string(h.join("node/control.addr")).expect("control.addr");
+    let addr = addr.trim();
+
+    // A web page that rebound evil.example to this address is refused, reads
+    // included; what a browser or client sends for the real address is served.
+    let (status, body) = get_with_host(addr, "evil.example:80", "/v1/status");
+    assert_eq!(status, 403, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
+    assert_eq!(v["error"], "bad_host");
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("evil.example")), "{v}");
+    assert_eq!(get_with_host(addr, "evil.example", "/").0, 403);
+    assert_eq!(get_with_host(addr, addr, "/v1/status").0, 200);
+    let port = addr.rsplit_once(':').expect("host:port").1;
+    assert_eq!(get_with_host(addr, &format!("localhost:{port}"), "/v1/status").0, 200);
+
+    // The CLI's own requests pass: a read, a signed write, the refusal log.
+    let o = medmesh(&h, &["-y", "profile", "publish", "--name", "Alice"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = medmesh(&h, &["benchmark", "ls"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let node_dir = h.join("node");
+    let o = medmesh(&h, &["node", "refusals", "--json", "--data-dir", node_dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("refusals as JSON");
+    assert_eq!(v["refused_total"], 0, "{v}");
+    std::fs::remove_dir_all(h).ok();
+}
+
+#[test]
+fn a_public_control_api_warns_at_start_and_answers_to_its_configured_names_only() {
+    let h = home("public");
+    assert!(medmesh(&h, &["keys", "generate"]).status.success());
+    let root = h.join("root-public.cbor");
+    let o = medmesh(&h, &["network", "create", "--name", "pub", "--out", root.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::create_dir_all(&h).expect("home");
+    let log_path = h.join("node.log");
+    let log = std::fs::File::create(&log_path).expect("a log file");
+    let _node = start_node_with(
+        &h,
+        &root,
+        &["--control-public", "--control-host", "node1.hospital.example"],
+        log,
+    );
+    let addr = std::fs::read_to_string(h.join("node/control.addr")).expect("control.addr");
+    let addr = addr.trim();
+    assert_eq!(get_with_host(addr, "node1.hospital.example:8080", "/v1/status").0, 200);
+    assert_eq!(get_with_host(addr, "10.1.2.3:8080", "/v1/status").0, 200);
+    let (status, body) = get_with_host(addr, "evil.example", "/v1/status");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("--control-host evil.example"), "{body}");
+    // The warning that the token travels in clear, logged at start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if text.contains("travel in clear") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no warning in the log: {text}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Host names only make sense for a public API.
+    let o = medmesh(
+        &h,
+        &[
+            "node",
+            "start",
+            "--data-dir",
+            h.join("node2").to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+            "--control-host",
+            "x.example",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--control-public"), "{}", stderr(&o));
+    std::fs::remove_dir_all(h).ok();
 }

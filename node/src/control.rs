@@ -3,7 +3,11 @@
 //!
 //! Writes need `Authorization: Bearer <token>`, the token kept in the data
 //! directory's `control.token` (owner-only). Reads reveal only what every peer
-//! already holds and are open.
+//! already holds and are open. Every request must carry a `Host` this API
+//! answers to ([`HostPolicy`]: loopback forms and the listening address, plus IP
+//! literals and `--control-host` names when public), or gets 403 `bad_host`: a
+//! web page cannot reach it by DNS rebinding. It speaks plain HTTP: served with
+//! `--control-public`, it logs [`CONTROL_PUBLIC_WARNING`] at start.
 //!
 //! | route | answer |
 //! | --- | --- |
@@ -27,11 +31,12 @@
 //!
 //! `GET /v1/refusals` is the node's log of records it refused ([`crate::refusals`]):
 //! `refused`, the last 256 newest first, each `{at_ms, source, peer, id, signer,
-//! reason, message}` with `source` one of `gossip`, `sync`, `control`, `import` and
-//! `reason` the same stable name a refused `POST /v1/records` answers in `error`
-//! (`too_large`, `bad_envelope`, `unsupported_version`, `wrong_network`,
-//! `bad_signer_key`, `bad_payload`, `invalid_field`, `bad_signature`); `counts`,
-//! refusals per reason since the node started; `held` and `held_total`, gossip
+//! reason, message}` with `source` one of `gossip`, `sync`, `control`, `import`,
+//! `store` (the node's own store, read back at start) and `reason` the same
+//! stable name a refused `POST /v1/records` answers in `error` (`too_large`,
+//! `bad_envelope`, `unsupported_version`, `wrong_network`, `bad_signer_key`,
+//! `bad_payload`, `invalid_field`, `malformed_signature`, `bad_signature`);
+//! `counts`, refusals per reason since the node started; `held` and `held_total`, gossip
 //! records held back, not refused (reason `rate_limited` for the per-signer rate
 //! limit, `busy` when verification is at capacity), which sync fetches later.
 //! Valid records the fold keeps without effect are not refusals: `fold` counts
@@ -39,12 +44,14 @@
 //! (`/v1/state/ignored`, and `/v1/state/results` for results that do not count);
 //! `fold` is null when the state cannot be computed, and the log is served anyway.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -64,6 +71,108 @@ pub const CONTROL_BODY_BYTES_MAX: usize = ENVELOPE_BYTES_MAX + 4096;
 pub const LIST_IDS_MAX: u64 = 10_000;
 /// Bytes of randomness in a control token.
 pub const TOKEN_BYTES_LEN: usize = 32;
+
+/// Longest `Host` header value considered (a DNS name is at most 253 bytes, plus
+/// a port).
+pub const HOST_HEADER_BYTES_MAX: usize = 300;
+
+/// The warning a node logs when its control API is served with `--control-public`.
+pub const CONTROL_PUBLIC_WARNING: &str = "the control API is public and speaks plain HTTP: its bearer token and everything it serves travel in clear; reach it through TLS (an ssh tunnel or a reverse proxy with TLS, see README) or only on a private network";
+
+/// Which `Host` headers the control API answers, so that a web page cannot reach
+/// it through DNS rebinding (a name of the attacker's that resolves to this
+/// address: the browser then sends that name as `Host`). Always accepted:
+/// `localhost` and loopback IP literals, and the listening IP. With
+/// `--control-public`, also any IP literal (a page served from an IP literal has
+/// that IP as its origin, so no rebinding is possible through one; the address a
+/// client uses may differ from the listener's behind NAT or a port mapping) and
+/// the host names given with `--control-host`. The port is not compared, so that
+/// ssh tunnels and port mappings work.
+#[derive(Clone, Debug)]
+pub struct HostPolicy {
+    public: bool,
+    listen: IpAddr,
+    names: Vec<String>,
+}
+
+impl HostPolicy {
+    /// The policy of a control API listening on `listen`, public or not, with the
+    /// extra host `names` (used only when public).
+    pub fn new(listen: IpAddr, public: bool, names: &[String]) -> Self {
+        let names = names.iter().map(|n| normalize(n)).collect();
+        HostPolicy { public, listen, names }
+    }
+
+    /// Whether a request with this `Host` header value is answered.
+    pub fn allows(&self, host: &str) -> bool {
+        if host.len() > HOST_HEADER_BYTES_MAX {
+            return false;
+        }
+        let name = normalize(strip_port(host));
+        if name == "localhost" {
+            return true;
+        }
+        let literal = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(&name);
+        if let Ok(ip) = literal.parse::<IpAddr>() {
+            return ip.is_loopback()
+                || (ip == self.listen && !ip.is_unspecified())
+                || (self.public && !name.is_empty());
+        }
+        self.public && self.names.iter().any(|n| *n == name)
+    }
+}
+
+/// `host` without a trailing `:port` (an IPv6 literal keeps its brackets).
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+/// Lowercase, without the trailing dot of a fully qualified name.
+fn normalize(name: &str) -> String {
+    name.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Refuse a request whose `Host` the policy does not allow (403, JSON error).
+async fn check_host(
+    State(policy): State<Arc<HostPolicy>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let host = request.headers().get(header::HOST).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    match host {
+        Some(h) if policy.allows(h) => next.run(request).await,
+        Some(h) => {
+            let shown: String = h.chars().take(64).collect();
+            tracing::warn!(host = %shown, "control API request refused: Host not allowed");
+            let fix = if policy.public {
+                format!("or start the node with --control-host {}", normalize(strip_port(&shown)))
+            } else {
+                "or, for a node reached from elsewhere, start it with --control-public and --control-host NAME".to_string()
+            };
+            error(
+                StatusCode::FORBIDDEN,
+                "bad_host",
+                format!(
+                    "this control API does not answer to Host `{shown}` (protection against DNS rebinding); use http://127.0.0.1:PORT or http://localhost:PORT, {fix}"
+                ),
+            )
+        }
+        None => error(
+            StatusCode::FORBIDDEN,
+            "bad_host",
+            "the request has no Host header; send Host: 127.0.0.1:PORT (HTTP/1.1 clients do)",
+        ),
+    }
+}
 
 #[derive(Clone)]
 struct Ctx {
@@ -96,6 +205,8 @@ pub(crate) async fn serve(
     dir: &Path,
     addr: SocketAddr,
     client: Client,
+    public: bool,
+    hosts: &[String],
 ) -> Result<(SocketAddr, oneshot::Sender<()>, JoinHandle<()>), StartError> {
     let token = load_or_create_token(dir)?;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -104,7 +215,7 @@ pub(crate) async fn serve(
     let bound = listener.local_addr().map_err(|source| StartError::Control { addr, source })?;
     std::fs::write(dir.join(CONTROL_ADDR_FILE), bound.to_string())
         .map_err(|source| StartError::Token { path: dir.join(CONTROL_ADDR_FILE), source })?;
-    let app = router(client, token);
+    let app = router(client, token, HostPolicy::new(bound.ip(), public, hosts));
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let r = axum::serve(listener, app)
@@ -119,8 +230,9 @@ pub(crate) async fn serve(
     Ok((bound, tx, task))
 }
 
-/// The control API's routes over a client (also usable in tests without a socket).
-pub fn router(client: Client, token: String) -> Router {
+/// The control API's routes over a client (also usable in tests without a socket),
+/// answering only requests whose `Host` the policy allows.
+pub fn router(client: Client, token: String, hosts: HostPolicy) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/records", get(list_records).post(submit))
@@ -138,6 +250,7 @@ pub fn router(client: Client, token: String) -> Router {
         .route("/benchmarks/{id}/leaderboard.json", get(leaderboard_json))
         .route("/v1/benchmarks/{id}/leaderboard", get(leaderboard_json))
         .layer(DefaultBodyLimit::max(CONTROL_BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(hosts), check_host))
         .with_state(Ctx { client, token })
 }
 
@@ -440,4 +553,66 @@ async fn verdict(State(ctx): State<Ctx>, UrlPath(id): UrlPath<String>) -> Respon
     };
     let reason = s.ignored.iter().find(|i| i.id == id).map(|i| &i.reason);
     Json(json!({ "id": id, "ignored": reason.is_some(), "reason": reason })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HostPolicy;
+
+    #[test]
+    fn a_loopback_control_api_answers_only_to_loopback_forms() {
+        let p = HostPolicy::new("127.0.0.1".parse().unwrap(), false, &[]);
+        for ok in [
+            "127.0.0.1:8080",
+            "127.0.0.1",
+            "localhost:8080",
+            "LOCALHOST",
+            "localhost.",
+            "[::1]:9",
+            "127.0.0.2:1",
+        ] {
+            assert!(p.allows(ok), "{ok}");
+        }
+        for refused in [
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "10.0.0.5:8080",
+            "[fe80::1]:8080",
+            "",
+            ":8080",
+            "127.0.0.1.evil.example",
+        ] {
+            assert!(!p.allows(refused), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_public_control_api_also_answers_to_ip_literals_and_its_configured_names() {
+        let names = vec!["Node1.Hospital.example.".to_string()];
+        let p = HostPolicy::new("0.0.0.0".parse().unwrap(), true, &names);
+        for ok in [
+            "node1.hospital.example:8080",
+            "NODE1.hospital.example",
+            "172.18.0.5:8080",
+            "[2001:db8::5]:80",
+            "localhost",
+        ] {
+            assert!(p.allows(ok), "{ok}");
+        }
+        for refused in
+            ["evil.example:8080", "hospital.example", "node1.hospital.example.evil", "0.0.0.0.evil"]
+        {
+            assert!(!p.allows(refused), "{refused}");
+        }
+        // Names count only for a public API.
+        let private = HostPolicy::new("127.0.0.1".parse().unwrap(), false, &names);
+        assert!(!private.allows("node1.hospital.example"));
+    }
+
+    #[test]
+    fn an_overlong_host_is_refused() {
+        let p = HostPolicy::new("0.0.0.0".parse().unwrap(), true, &[]);
+        assert!(!p.allows(&format!("{}.example", "a".repeat(super::HOST_HEADER_BYTES_MAX))));
+    }
 }

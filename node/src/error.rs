@@ -50,6 +50,10 @@ pub enum StartError {
         "control API address {0} is not a loopback address; use 127.0.0.1:<port>, or pass --control-public to serve it on this address (writes still need the token)"
     )]
     ControlNotLoopback(std::net::SocketAddr),
+    #[error(
+        "--control-host names the hosts of a public control API; add --control-public, or drop --control-host (a loopback control API answers to localhost and 127.0.0.1)"
+    )]
+    ControlHostsNotPublic,
     #[error("no network root: pass the root file (--root) on first start")]
     NoRoot,
     #[error(

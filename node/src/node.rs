@@ -49,6 +49,10 @@ pub struct NodeConfig {
     /// Allow `control` on a non-loopback address (a node in a container, driven from
     /// its host). Writes still need the token; reads are open to whoever can reach it.
     pub control_public: bool,
+    /// Host names (besides loopback forms and IP literals) under which clients
+    /// reach a public control API; requests with any other `Host` are refused
+    /// (DNS rebinding). Needs `control_public`.
+    pub control_hosts: Vec<String>,
     /// Interval between background sync sessions with a connected peer.
     pub sync_interval: Duration,
     /// How often each connection is pinged.
@@ -69,6 +73,7 @@ impl NodeConfig {
             bootstrap: Vec::new(),
             control: None,
             control_public: false,
+            control_hosts: Vec::new(),
             sync_interval: Duration::from_millis(SYNC_INTERVAL_MS),
             ping_interval: Duration::from_millis(swarm::PING_INTERVAL_MS),
             ping_timeout: Duration::from_millis(swarm::PING_TIMEOUT_MS),
@@ -116,6 +121,9 @@ impl Node {
             && !config.control_public
         {
             return Err(StartError::ControlNotLoopback(addr));
+        }
+        if !config.control_hosts.is_empty() && !config.control_public {
+            return Err(StartError::ControlHostsNotPublic);
         }
         create_private_dir(&dir)
             .map_err(|source| StartError::DataDir { path: dir.clone(), source })?;
@@ -201,12 +209,23 @@ impl Node {
             control_task: None,
         };
         if let Some(addr) = config.control {
-            match crate::control::serve(&dir, addr, node.client.clone()).await {
+            let served = crate::control::serve(
+                &dir,
+                addr,
+                node.client.clone(),
+                config.control_public,
+                &config.control_hosts,
+            )
+            .await;
+            match served {
                 Ok((bound, stop, task)) => {
                     node.control = Some(bound);
                     node.stop_control = Some(stop);
                     node.control_task = Some(task);
                     info!(%bound, "control API listening");
+                    if config.control_public {
+                        warn!(%bound, hosts = ?config.control_hosts, "{}", crate::control::CONTROL_PUBLIC_WARNING);
+                    }
                 }
                 Err(e) => {
                     node.shutdown().await;
