@@ -33,7 +33,7 @@ pub(crate) struct Core {
 
 impl Core {
     /// Load every stored record, checking each one's id and signature again with
-    /// the same rule as every other path (decode, then batch verification). What
+    /// the same rule as every other path (decode, then `verify_strict`). What
     /// fails is skipped and kept for the refusal log (source `store`).
     pub(crate) fn load(store: Store, root: NetworkRoot) -> Result<Core, StoreError> {
         let network = root.network_id();

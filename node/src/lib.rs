@@ -178,7 +178,7 @@ impl Shared {
     }
 
     /// Verify a page of fetched records and store the good ones: decode each
-    /// once, drop those already held (one lock for the page), batch-verify the
+    /// once, drop those already held (one lock for the page), verify the
     /// rest, store them in one transaction. Each refused record goes to the
     /// refusal log with `origin`.
     pub(crate) fn ingest_batch(
