@@ -118,7 +118,7 @@ impl HostPolicy {
                 || (ip == self.listen && !ip.is_unspecified())
                 || (self.public && !name.is_empty());
         }
-        self.public && self.names.iter().any(|n| *n == name)
+        self.public && self.names.contains(&name)
     }
 }
 
