@@ -570,6 +570,15 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync_event(ev),
+            // A connection limit or the block list refused a connection.
+            SwarmEvent::IncomingConnectionError {
+                peer_id,
+                send_back_addr,
+                error: libp2p::swarm::ListenError::Denied { cause },
+                ..
+            } => {
+                debug!(peer = ?peer_id, %send_back_addr, %cause, "incoming connection denied");
+            }
             // Liveness: libp2p no longer closes a connection whose pings fail, so a
             // peer that vanished without a close (cut cable, paused container) would
             // look connected and swallow gossip. The ping handler reports a failure

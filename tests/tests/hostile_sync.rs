@@ -37,6 +37,25 @@ const STALL_REQUEST_TIMEOUT_MS: u64 = 3_000;
 /// while under attack (it answers in milliseconds when idle).
 const RESPONSIVE_WITHIN_MS: u64 = 5_000;
 
+type SyncBehaviour = request_response::cbor::Behaviour<SyncRequest, SyncResponse>;
+
+/// A bare swarm (TCP, noise, yamux) that speaks only the node's sync protocol.
+fn raw_sync_swarm() -> libp2p::Swarm<SyncBehaviour> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .expect("tcp transport")
+        .with_behaviour(|_| {
+            SyncBehaviour::new(
+                [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
+                request_response::Config::default(),
+            )
+        })
+        .expect("sync behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .build()
+}
+
 /// How the attacker answers a fetch.
 #[derive(Clone)]
 enum OnFetch {
@@ -73,19 +92,7 @@ impl Attacker {
     /// Dial `target` and answer its sync requests: reconciliation as a responder
     /// holding `claimed` (frames up to `frame_bytes`), fetches per `on_fetch`.
     fn start(target: Multiaddr, claimed: IdSnapshot, frame_bytes: u64, on_fetch: OnFetch) -> Self {
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-            .expect("tcp transport")
-            .with_behaviour(|_| {
-                request_response::cbor::Behaviour::<SyncRequest, SyncResponse>::new(
-                    [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
-                    request_response::Config::default(),
-                )
-            })
-            .expect("sync behaviour")
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
-            .build();
+        let mut swarm = raw_sync_swarm();
         let peer = *swarm.local_peer_id();
         swarm.dial(target).expect("dial the honest node");
         let asked = Arc::new(Mutex::new(Asked::default()));
@@ -199,6 +206,21 @@ impl Honest {
         )
         .await;
         r.id
+    }
+
+    /// A record only the node under attack holds (imported) reaches the honest
+    /// peer by sync: the node still serves honest peers.
+    async fn honest_peer_served(&self, root: &NetworkRoot) {
+        let r = Author::new("served", root.network_id()).sign(container("served", &["infer"]));
+        let (stored, _) = self.a.client().import(vec![r.bytes.to_vec()]).await.expect("import");
+        assert_eq!(stored, 1);
+        let b = self.b.client();
+        eventually(
+            "a record held only by the node under attack to reach the honest peer by sync",
+            CONVERGE_TIMEOUT_MS,
+            || async { b.contains(&r.id) },
+        )
+        .await;
     }
 
     /// The node under attack answers a query that goes through its swarm task
@@ -369,5 +391,147 @@ async fn a_responder_that_stalls_mid_page_is_timed_out_and_sync_goes_on_with_oth
     let peers: HashSet<String> =
         a.peers().await.expect("node runs").into_iter().map(|p| p.peer_id).collect();
     assert!(peers.contains(&h.b.peer_id().to_string()), "the honest peer is still connected");
+    h.stop().await;
+}
+
+/// Requests in one burst of the flooding requester (under the node's 100
+/// concurrent streams per connection).
+const FLOOD_BURST_REQUESTS: usize = 64;
+
+/// Send `n` reconciliation requests to `peer` in bursts, and count the answers:
+/// (answered, refused over budget, refused otherwise or failed).
+async fn flood_requests(
+    swarm: &mut libp2p::Swarm<SyncBehaviour>,
+    peer: PeerId,
+    request: &SyncRequest,
+    n: usize,
+) -> (u64, u64, u64) {
+    let (mut answered, mut over, mut other) = (0, 0, 0);
+    let mut sent = 0;
+    while sent < n {
+        let burst = FLOOD_BURST_REQUESTS.min(n - sent);
+        for _ in 0..burst {
+            swarm.behaviour_mut().send_request(&peer, request.clone());
+        }
+        sent += burst;
+        let mut pending = burst;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(REACTION_TIMEOUT_MS);
+        while pending > 0 {
+            let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
+                .await
+                .expect("the node answers every request (or refuses it) in time");
+            match event {
+                SwarmEvent::Behaviour(request_response::Event::Message {
+                    message: request_response::Message::Response { response, .. },
+                    ..
+                }) => {
+                    pending -= 1;
+                    match response {
+                        SyncResponse::Reconcile { .. } => answered += 1,
+                        SyncResponse::Refused { reason } if reason == node::serve::OVER_BUDGET => {
+                            over += 1
+                        }
+                        _ => other += 1,
+                    }
+                }
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure { .. }) => {
+                    pending -= 1;
+                    other += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    (answered, over, other)
+}
+
+/// Dial `addr` (of `peer`) and wait for the connection.
+async fn connect(swarm: &mut libp2p::Swarm<SyncBehaviour>, addr: Multiaddr, peer: PeerId) {
+    swarm.dial(addr).expect("dial");
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(REACTION_TIMEOUT_MS);
+    while !swarm.is_connected(&peer) {
+        tokio::time::timeout_at(deadline, swarm.select_next_some()).await.expect("connected");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_requester_over_its_budget_is_refused_while_honest_peers_are_served() {
+    use node::serve::{SERVE_REQUESTS_PER_WINDOW, SERVE_WINDOW_MS};
+    let root = Workflow::people().root;
+    let h = Honest::start(&root, None).await;
+    let a = h.a.client();
+    let mut evil = raw_sync_swarm();
+    connect(&mut evil, h.a.addresses()[0].clone(), h.a.peer_id()).await;
+    // A valid first reconciliation message, as an honest initiator sends it.
+    let (_, msg) = node::sync::Initiator::start(IdSnapshot::from_ids([])).expect("initiate");
+    let request = SyncRequest::Reconcile { network: root.network_id().as_bytes().to_vec(), msg };
+    let budget = u64::from(SERVE_REQUESTS_PER_WINDOW);
+    let n = (budget + budget / 4) as usize;
+    let t = std::time::Instant::now();
+    let (answered, over, other) = flood_requests(&mut evil, h.a.peer_id(), &request, n).await;
+    let elapsed_ms = t.elapsed().as_millis() as u64;
+    eprintln!(
+        "{n} requests in {elapsed_ms} ms: {answered} answered, {over} refused over budget, {other} otherwise"
+    );
+    // Each window of the flood answered at most the budget; the rest was refused.
+    let windows = elapsed_ms / SERVE_WINDOW_MS + 1;
+    assert!(answered <= budget * windows, "{answered} answered in {windows} windows");
+    assert!(over >= 1 && answered + over + other == n as u64);
+    if windows == 1 {
+        assert_eq!((answered, over), (budget, n as u64 - budget));
+    }
+    assert!(a.sync_status().await.expect("node runs").refused_requests >= over);
+
+    // Honest peers are served meanwhile, and the flooder is still refused.
+    h.honest_peer_served(&root).await;
+    h.honest_work_arrives(&root).await;
+    h.responsive().await;
+    if t.elapsed().as_millis() < u128::from(SERVE_WINDOW_MS) {
+        let (answered, over, _) = flood_requests(&mut evil, h.a.peer_id(), &request, 1).await;
+        assert_eq!((answered, over), (0, 1), "the flooder is refused until its window ends");
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_opening_many_connections_keeps_at_most_the_per_peer_limit() {
+    use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+    use node::swarm::CONNECTIONS_PER_PEER_MAX;
+    let root = Workflow::people().root;
+    let h = Honest::start(&root, None).await;
+    let mut evil = raw_sync_swarm();
+    let target = h.a.peer_id();
+    let attempts = CONNECTIONS_PER_PEER_MAX * 3;
+    for _ in 0..attempts {
+        let opts = DialOpts::peer_id(target)
+            .condition(PeerCondition::Always)
+            .addresses(vec![h.a.addresses()[0].clone()])
+            .build();
+        evil.dial(opts).expect("dial");
+    }
+    // Every attempt ends: established (and kept, or closed by the node), or failed.
+    let (mut established, mut closed, mut failed) = (0u32, 0u32, 0u32);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(REACTION_TIMEOUT_MS);
+    while established + failed < attempts || established - closed > CONNECTIONS_PER_PEER_MAX {
+        let event =
+            tokio::time::timeout_at(deadline, evil.select_next_some()).await.unwrap_or_else(|_| {
+                panic!("{established} established, {closed} closed, {failed} failed")
+            });
+        match event {
+            SwarmEvent::ConnectionEstablished { .. } => established += 1,
+            SwarmEvent::ConnectionClosed { .. } => closed += 1,
+            SwarmEvent::OutgoingConnectionError { .. } => failed += 1,
+            _ => {}
+        }
+    }
+    eprintln!(
+        "{attempts} connections attempted: {established} established, {closed} closed by the node, {failed} failed"
+    );
+    let open = evil.network_info().connection_counters().num_established();
+    assert!(open >= 1 && open <= CONNECTIONS_PER_PEER_MAX, "{open} connections open");
+    assert!(closed + failed >= attempts - CONNECTIONS_PER_PEER_MAX);
+    // Honest work goes on.
+    h.honest_work_arrives(&root).await;
+    h.honest_peer_served(&root).await;
     h.stop().await;
 }
