@@ -35,7 +35,8 @@ pub const SERVE_REQUESTS_PER_WINDOW: u32 = 512;
 /// Response bytes served to one peer in a window (an honest catch-up of 100,000
 /// records measured about 4 MB/s).
 pub const SERVE_BYTES_PER_WINDOW: u64 = 256 * 1024 * 1024;
-/// Peers whose budget is tracked at once; beyond it, finished windows are forgotten.
+/// Peers whose budget is tracked at once; beyond it, finished windows are
+/// forgotten, and while every tracked window is current a new peer is refused.
 pub const SERVE_PEERS_TRACKED_MAX: usize = 4096;
 
 /// The reason a request over its peer's budget is refused with.
@@ -173,24 +174,30 @@ impl Budget {
         Budget { requests_max, bytes_max, window, peers: HashMap::new() }
     }
 
-    fn current(&mut self, peer: PeerId, now: Instant) -> &mut Window {
+    /// The peer's current window; None when [`SERVE_PEERS_TRACKED_MAX`] other
+    /// peers have current windows.
+    fn current(&mut self, peer: PeerId, now: Instant) -> Option<&mut Window> {
         if !self.peers.contains_key(&peer) && self.peers.len() >= SERVE_PEERS_TRACKED_MAX {
             let window = self.window;
             self.peers.retain(|_, w| now.saturating_duration_since(w.started) < window);
+            if self.peers.len() >= SERVE_PEERS_TRACKED_MAX {
+                return None;
+            }
         }
         let fresh = Window { started: now, requests: 0, bytes: 0, warned: false };
         let w = self.peers.entry(peer).or_insert(fresh);
         if now.saturating_duration_since(w.started) >= self.window {
             *w = fresh;
         }
-        w
+        Some(w)
     }
 
     /// Count one request from `peer` at `now`, or refuse it: the peer made
-    /// `requests_max` requests or was served `bytes_max` bytes in this window.
+    /// `requests_max` requests or was served `bytes_max` bytes in this window
+    /// (or too many other peers are being tracked).
     pub(crate) fn admit(&mut self, peer: PeerId, now: Instant) -> Result<(), OverBudget> {
         let (requests_max, bytes_max) = (self.requests_max, self.bytes_max);
-        let w = self.current(peer, now);
+        let Some(w) = self.current(peer, now) else { return Err(OverBudget { first: false }) };
         if w.requests >= requests_max || w.bytes >= bytes_max {
             let first = !w.warned;
             w.warned = true;
@@ -202,8 +209,9 @@ impl Budget {
 
     /// Charge the bytes of a response served to `peer`.
     pub(crate) fn charge(&mut self, peer: PeerId, bytes: u64, now: Instant) {
-        let w = self.current(peer, now);
-        w.bytes = w.bytes.saturating_add(bytes);
+        if let Some(w) = self.current(peer, now) {
+            w.bytes = w.bytes.saturating_add(bytes);
+        }
     }
 }
 
@@ -223,6 +231,20 @@ mod tests {
         assert_eq!(b.admit(greedy, t0), Err(OverBudget { first: false }));
         assert_eq!(b.admit(other, t0), Ok(()), "another peer has its own budget");
         assert_eq!(b.admit(greedy, t0 + Duration::from_secs(10)), Ok(()), "a new window");
+    }
+
+    #[test]
+    fn tracked_peers_are_bounded_and_finished_windows_make_room() {
+        let mut b = Budget::new(1, u64::MAX, Duration::from_secs(10));
+        let t0 = Instant::now();
+        for _ in 0..SERVE_PEERS_TRACKED_MAX {
+            assert_eq!(b.admit(PeerId::random(), t0), Ok(()));
+        }
+        let late = PeerId::random();
+        assert!(b.admit(late, t0).is_err(), "every tracked window is current");
+        assert_eq!(b.peers.len(), SERVE_PEERS_TRACKED_MAX);
+        assert_eq!(b.admit(late, t0 + Duration::from_secs(10)), Ok(()));
+        assert_eq!(b.peers.len(), 1, "finished windows were forgotten");
     }
 
     #[test]
