@@ -338,6 +338,11 @@ async fn records_a_responder_returns_unasked_are_dropped_and_logged_as_unrequest
         a.contains(&claimed.id)
     })
     .await;
+    // The page's refusals are logged while it is ingested; the session ends after.
+    eventually("the session with the attacker to end", REACTION_TIMEOUT_MS, || async {
+        !h.sessions_with(&evil.peer).await.is_empty()
+    })
+    .await;
     let sessions = h.sessions_with(&evil.peer).await;
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     assert_eq!((sessions[0].stored, sessions[0].unrequested), (1, 1), "{sessions:?}");
