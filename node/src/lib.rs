@@ -13,6 +13,8 @@
 //! - [`peers`]: the address book on disk and the redial schedule that reconnects
 //!   lost peers.
 //! - [`refusals`]: the bounded log of refused records and their reasons.
+//! - `serve`: answering peers' sync requests off the swarm task, within a budget
+//!   per peer.
 //!
 //! Data directory layout: `store.redb` (records and root), `peer.key` (the libp2p
 //! identity, owner-only), `control.token` (bearer token for control API writes,
@@ -30,6 +32,7 @@ pub mod node;
 pub mod peers;
 pub mod ratelimit;
 pub mod refusals;
+pub mod serve;
 pub mod store;
 pub mod swarm;
 pub mod sync;
@@ -97,6 +100,20 @@ impl Shared {
             }
         }
         self.refusal_log().refuse(origin, id, signer, error);
+    }
+
+    /// Log a record a sync peer returned in a page that did not ask for it
+    /// ([`refusals::UNREQUESTED`]).
+    pub(crate) fn refuse_unrequested(&self, peer: &libp2p::PeerId, id: RecordId) {
+        let origin = refusals::Origin::new(refusals::Source::Sync, Some(peer));
+        debug!(target: "medmesh::audit", %peer, id = %id.short(), reason = refusals::UNREQUESTED, "record refused");
+        self.refusal_log().refuse_for(
+            origin,
+            Some(id),
+            None,
+            refusals::UNREQUESTED,
+            "a sync peer returned this record in a page that did not ask for it; dropped unread",
+        );
     }
 
     /// Decode `bytes` as an envelope of this network (every check but the
@@ -213,6 +230,33 @@ impl Shared {
         }
         let stored = self.insert_owned(ok)?;
         Ok((stored, rejected))
+    }
+
+    /// Ingest a fetched sync page: only records whose id was asked for in that page
+    /// (each once) go on to [`Shared::ingest_batch`]; the others are dropped unread
+    /// and logged as [`refusals::UNREQUESTED`]. Bytes without the shape of an
+    /// envelope go on too, to be refused for what they are. Returns (stored,
+    /// rejected, unrequested).
+    pub(crate) fn ingest_page(
+        &self,
+        records: Vec<Vec<u8>>,
+        mut asked: std::collections::HashSet<RecordId>,
+        peer: &libp2p::PeerId,
+    ) -> Result<(u64, u64, u64), StoreError> {
+        let mut unrequested = 0;
+        let mut kept = Vec::with_capacity(records.len());
+        for bytes in records {
+            match Record::peek_id(&bytes) {
+                Ok(id) if !asked.remove(&id) => {
+                    unrequested += 1;
+                    self.refuse_unrequested(peer, id);
+                }
+                _ => kept.push(bytes),
+            }
+        }
+        let origin = refusals::Origin::new(refusals::Source::Sync, Some(peer));
+        let (stored, rejected) = self.ingest_batch(kept, origin)?;
+        Ok((stored, rejected, unrequested))
     }
 
     pub(crate) fn id_snapshot(&self) -> Result<sync::IdSnapshot, StoreError> {

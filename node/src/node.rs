@@ -60,6 +60,9 @@ pub struct NodeConfig {
     /// How long a ping may go unanswered; two failures in a row close the
     /// connection (a peer that vanished without closing it).
     pub ping_timeout: Duration,
+    /// How long one sync request may go unanswered before its session fails (a
+    /// peer that stalls mid-page).
+    pub sync_request_timeout: Duration,
 }
 
 impl NodeConfig {
@@ -77,6 +80,7 @@ impl NodeConfig {
             sync_interval: Duration::from_millis(SYNC_INTERVAL_MS),
             ping_interval: Duration::from_millis(swarm::PING_INTERVAL_MS),
             ping_timeout: Duration::from_millis(swarm::PING_TIMEOUT_MS),
+            sync_request_timeout: Duration::from_millis(swarm::SYNC_REQUEST_TIMEOUT_MS),
         }
     }
 }
@@ -154,7 +158,7 @@ impl Node {
         let ping = libp2p::ping::Config::new()
             .with_interval(config.ping_interval)
             .with_timeout(config.ping_timeout);
-        let mut swarm = build_swarm(key, &network, ping)?;
+        let mut swarm = build_swarm(key, &network, ping, config.sync_request_timeout)?;
         let listen = listen_all(&mut swarm, &config.listen).await;
         let listen = match listen {
             Ok(l) => l,
@@ -477,6 +481,7 @@ pub(crate) fn build_swarm(
     key: libp2p::identity::Keypair,
     network: &NetworkId,
     ping: libp2p::ping::Config,
+    sync_timeout: Duration,
 ) -> Result<Swarm<Behaviour>, StartError> {
     let network = *network;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
@@ -485,7 +490,7 @@ pub(crate) fn build_swarm(
         .map_err(|e| StartError::Swarm(e.to_string()))?
         .with_quic()
         .with_behaviour(|key| {
-            swarm::build_behaviour(key, &network, ping)
+            swarm::build_behaviour(key, &network, ping, sync_timeout)
                 .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })
         })
         .map_err(|e| StartError::Swarm(e.to_string()))?

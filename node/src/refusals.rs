@@ -38,6 +38,9 @@ pub const RATE_LIMITED: &str = "rate_limited";
 /// The reason name of a gossip record not verified because the node was already
 /// verifying as many as it takes at once.
 pub const BUSY: &str = "busy";
+/// The reason name of a record a sync peer returned in a page that did not ask for
+/// it (dropped unread, and counted against the peer).
+pub const UNREQUESTED: &str = "unrequested";
 
 /// Where a refused record came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,8 +70,8 @@ pub struct Refusal {
     pub id: Option<RecordId>,
     /// The signer, when the envelope was decoded that far.
     pub signer: Option<PublicKey>,
-    /// A short stable name: [`RecordError::kind`], or [`RATE_LIMITED`] or [`BUSY`]
-    /// for a held record.
+    /// A short stable name: [`RecordError::kind`], [`UNREQUESTED`] for a record a
+    /// sync peer sent unasked, or [`RATE_LIMITED`] or [`BUSY`] for a held record.
     pub reason: Cow<'static, str>,
     /// What was wrong, for people (at most [`REFUSAL_MESSAGE_BYTES_MAX`] bytes).
     pub message: String,
@@ -123,14 +126,22 @@ impl RefusalLog {
         signer: Option<PublicKey>,
         error: &RecordError,
     ) {
-        let reason = error.kind();
+        self.refuse_for(origin, id, signer, error.kind(), &error.to_string());
+    }
+
+    /// Record a refusal for a reason that is not a [`RecordError`] (a record
+    /// refused for how it came, [`UNREQUESTED`], not for what it is).
+    pub(crate) fn refuse_for(
+        &mut self,
+        origin: Origin<'_>,
+        id: Option<RecordId>,
+        signer: Option<PublicKey>,
+        reason: &'static str,
+        message: &str,
+    ) {
         *self.counts.entry(reason).or_insert(0) += 1;
         self.refused_total += 1;
-        push_bounded(
-            &mut self.refused,
-            REFUSALS_LEN,
-            entry(origin, id, signer, reason, &error.to_string()),
-        );
+        push_bounded(&mut self.refused, REFUSALS_LEN, entry(origin, id, signer, reason, message));
     }
 
     /// Record a gossip record held back: `reason` is [`RATE_LIMITED`] or [`BUSY`].

@@ -16,7 +16,10 @@ use libp2p::gossipsub::{
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, identify, kad, ping};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, identify, kad,
+    ping,
+};
 use protocol::limits::ENVELOPE_BYTES_MAX;
 use protocol::{Hash32, Record, RecordId};
 use serde::Serialize;
@@ -25,17 +28,31 @@ use tracing::{debug, info, warn};
 
 use crate::Shared;
 use crate::refusals::{Origin, Source};
-use crate::sync::{
-    self, FETCH_PAGE_RECORDS, FETCH_REQUEST_IDS_MAX, FETCH_RESPONSE_BYTES_MAX, Initiator,
-    ROUNDS_MAX, SyncRequest, SyncResponse,
-};
+use crate::serve::{self, Budget, Job, Served};
+use crate::sync::{FETCH_PAGE_RECORDS, Initiator, ROUNDS_MAX, SyncRequest, SyncResponse};
 
 /// Largest gossipsub message: one envelope plus framing.
 pub const GOSSIP_MESSAGE_BYTES_MAX: usize = ENVELOPE_BYTES_MAX + 8 * 1024;
 /// Fetch requests (and pages being verified) in flight per sync session.
 pub const SYNC_PIPELINE_PAGES_MAX: usize = 8;
-/// Timeout for one sync request.
+/// Timeout for one sync request (the default of
+/// [`crate::NodeConfig::sync_request_timeout`]).
 pub const SYNC_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Sync sessions this node runs at once (at most one per peer); a peer that
+/// connects while this many run is synced with later, in its periodic turn.
+pub const SYNC_SESSIONS_MAX: usize = 16;
+/// A peer that returned records it was not asked for is not synced from for this
+/// long (it is still served, and its gossip still counts).
+pub const SYNC_OFFENDER_BACKOFF_MS: u64 = 60_000;
+/// Peers remembered as sync offenders at once (the oldest are forgotten first).
+pub const SYNC_OFFENDERS_MAX: usize = 1024;
+/// Established connections, in and out, in total.
+pub const CONNECTIONS_ESTABLISHED_MAX: u32 = 256;
+/// Established connections with one peer (a dial race with Kademlia, TCP and
+/// QUIC both, and a redial can each add one).
+pub const CONNECTIONS_PER_PEER_MAX: u32 = 4;
+/// Incoming connections still in their handshake.
+pub const CONNECTIONS_PENDING_INCOMING_MAX: u32 = 64;
 /// Connections kept open without traffic.
 pub const IDLE_CONNECTION_TIMEOUT_MS: u64 = 600_000;
 /// How often a connection is pinged (the default of [`crate::NodeConfig::ping_interval`]).
@@ -57,12 +74,12 @@ pub const GOSSIP_VALIDATIONS_MAX: usize = 256;
 /// Score penalty weight for one invalid record delivered on gossip.
 pub const INVALID_RECORD_SCORE_WEIGHT: f64 = -100.0;
 
-const SYNC_PROTOCOL: &str = "/medmesh/sync/1";
 const KAD_PROTOCOL: &str = "/medmesh/kad/1.0.0";
 const IDENTIFY_PROTOCOL: &str = "/medmesh/id/1";
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    limits: connection_limits::Behaviour,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
     identify: identify::Behaviour,
@@ -80,6 +97,7 @@ pub(crate) fn build_behaviour(
     key: &libp2p::identity::Keypair,
     network: &protocol::NetworkId,
     ping: ping::Config,
+    sync_timeout: Duration,
 ) -> Result<Behaviour, String> {
     let peer_id = key.public().to_peer_id();
     let config = gossipsub::ConfigBuilder::default()
@@ -128,11 +146,17 @@ pub(crate) fn build_behaviour(
     let identify =
         identify::Behaviour::new(identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()));
     let sync = request_response::cbor::Behaviour::new(
-        [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
-        request_response::Config::default()
-            .with_request_timeout(Duration::from_millis(SYNC_REQUEST_TIMEOUT_MS)),
+        [(StreamProtocol::new(crate::sync::PROTOCOL), ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(sync_timeout),
+    );
+    let limits = connection_limits::Behaviour::new(
+        connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(CONNECTIONS_ESTABLISHED_MAX))
+            .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER_MAX))
+            .with_max_pending_incoming(Some(CONNECTIONS_PENDING_INCOMING_MAX)),
     );
     Ok(Behaviour {
+        limits,
         gossipsub,
         kad,
         identify,
@@ -169,6 +193,11 @@ pub struct SyncSession {
     pub fetched: u64,
     pub stored: u64,
     pub rejected: u64,
+    /// Records the peer returned without being asked for them (dropped).
+    pub unrequested: u64,
+    /// Ids the peer claimed beyond [`crate::sync::SESSION_IDS_MAX`] in the round
+    /// that filled the session, left to the next session (it may hold more).
+    pub left: u64,
     pub duration_ms: u64,
     pub error: Option<String>,
 }
@@ -181,6 +210,10 @@ pub struct SyncStatus {
     pub stored: u64,
     /// Records fetched through sync that failed verification.
     pub rejected: u64,
+    /// Records sync peers returned without being asked for them (dropped).
+    pub unrequested: u64,
+    /// Sync requests from peers refused (over their budget, or the queue full).
+    pub refused_requests: u64,
     pub in_progress: Vec<String>,
     pub completed: u64,
     pub failed: u64,
@@ -219,7 +252,16 @@ struct Session {
     queue: VecDeque<RecordId>,
     in_flight: usize,
     ingesting: usize,
+    /// Reconciliation stopped at [`crate::sync::SESSION_IDS_MAX`] ids.
+    full: bool,
     report: SyncSession,
+}
+
+/// A sync request this node sent.
+struct Outbound {
+    /// For a fetch, the ids it asked for: a record returned that is not one of
+    /// them is dropped.
+    asked: Option<HashSet<RecordId>>,
 }
 
 struct IngestDone {
@@ -227,6 +269,7 @@ struct IngestDone {
     fetched: u64,
     stored: u64,
     rejected: u64,
+    unrequested: u64,
     error: Option<String>,
 }
 
@@ -237,7 +280,13 @@ pub(crate) struct EventLoop {
     commands: mpsc::Receiver<Command>,
     shutdown: oneshot::Receiver<()>,
     sessions: HashMap<PeerId, Session>,
-    requests: HashMap<OutboundRequestId, PeerId>,
+    requests: HashMap<OutboundRequestId, Outbound>,
+    /// Inbound sync requests to the serving worker, and its answers.
+    serve_tx: mpsc::Sender<Job>,
+    served_rx: mpsc::Receiver<Served>,
+    serve_budget: Budget,
+    /// Peers that returned records they were not asked for, and when.
+    offenders: HashMap<PeerId, Instant>,
     ingest_tx: mpsc::Sender<IngestDone>,
     ingest_rx: mpsc::Receiver<IngestDone>,
     verdict_tx: mpsc::Sender<(MessageId, PeerId, MessageAcceptance)>,
@@ -267,6 +316,10 @@ impl EventLoop {
     ) -> Self {
         let (ingest_tx, ingest_rx) = mpsc::channel(64);
         let (verdict_tx, verdict_rx) = mpsc::channel(GOSSIP_VALIDATIONS_MAX);
+        let (serve_tx, serve_rx) = mpsc::channel(serve::SERVE_QUEUE_LEN);
+        let (served_tx, served_rx) =
+            mpsc::channel(serve::SERVE_QUEUE_LEN + serve::SERVE_CONCURRENT_MAX);
+        serve::spawn_worker(shared.clone(), serve_rx, served_tx);
         let topic = topic(&shared.network);
         EventLoop {
             swarm,
@@ -276,6 +329,10 @@ impl EventLoop {
             shutdown,
             sessions: HashMap::new(),
             requests: HashMap::new(),
+            serve_tx,
+            served_rx,
+            serve_budget: Budget::default(),
+            offenders: HashMap::new(),
             ingest_tx,
             ingest_rx,
             verdict_tx,
@@ -307,6 +364,7 @@ impl EventLoop {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(cmd) = self.commands.recv() => self.on_command(cmd),
                 Some(done) = self.ingest_rx.recv() => self.on_ingested(done),
+                Some(served) = self.served_rx.recv() => self.on_served(served),
                 Some((id, from, verdict)) = self.verdict_rx.recv() => {
                     self.validating = self.validating.saturating_sub(1);
                     self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &from, verdict);
@@ -512,6 +570,15 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync_event(ev),
+            // A connection limit or the block list refused a connection.
+            SwarmEvent::IncomingConnectionError {
+                peer_id,
+                send_back_addr,
+                error: libp2p::swarm::ListenError::Denied { cause },
+                ..
+            } => {
+                debug!(peer = ?peer_id, %send_back_addr, %cause, "incoming connection denied");
+            }
             // Liveness: libp2p no longer closes a connection whose pings fail, so a
             // peer that vanished without a close (cut cable, paused container) would
             // look connected and swallow gossip. The ping handler reports a failure
@@ -578,9 +645,18 @@ impl EventLoop {
         });
     }
 
+    /// Start a sync session with `peer`, unless one with it is running, this node
+    /// runs [`SYNC_SESSIONS_MAX`] already, or the peer is a recent offender.
     fn start_sync(&mut self, peer: PeerId) -> bool {
-        if self.sessions.contains_key(&peer) {
+        if self.sessions.contains_key(&peer) || self.sessions.len() >= SYNC_SESSIONS_MAX {
             return false;
+        }
+        if let Some(at) = self.offenders.get(&peer) {
+            if at.elapsed() < Duration::from_millis(SYNC_OFFENDER_BACKOFF_MS) {
+                debug!(%peer, "not syncing from a peer that sent records it was not asked for");
+                return false;
+            }
+            self.offenders.remove(&peer);
         }
         let snapshot = match self.shared.id_snapshot() {
             Ok(s) => s,
@@ -597,8 +673,7 @@ impl EventLoop {
             }
         };
         let req = SyncRequest::Reconcile { network: self.shared.network.as_bytes().to_vec(), msg };
-        let rid = self.swarm.behaviour_mut().sync.send_request(&peer, req);
-        self.requests.insert(rid, peer);
+        self.send_request(peer, req, None);
         let report = SyncSession {
             peer_id: peer.to_string(),
             rounds: 0,
@@ -609,6 +684,8 @@ impl EventLoop {
             fetched: 0,
             stored: 0,
             rejected: 0,
+            unrequested: 0,
+            left: 0,
             duration_ms: 0,
             error: None,
         };
@@ -620,10 +697,21 @@ impl EventLoop {
                 queue: VecDeque::new(),
                 in_flight: 1,
                 ingesting: 0,
+                full: false,
                 report,
             },
         );
         true
+    }
+
+    fn send_request(
+        &mut self,
+        peer: PeerId,
+        request: SyncRequest,
+        asked: Option<HashSet<RecordId>>,
+    ) {
+        let rid = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+        self.requests.insert(rid, Outbound { asked });
     }
 
     /// Sync with the next connected peer in turn; whether a session started.
@@ -643,8 +731,8 @@ impl EventLoop {
                     self.serve(peer, request, channel)
                 }
                 request_response::Message::Response { request_id, response } => {
-                    self.requests.remove(&request_id);
-                    self.on_response(peer, response);
+                    let asked = self.requests.remove(&request_id).and_then(|o| o.asked);
+                    self.on_response(peer, response, asked);
                 }
             },
             request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
@@ -660,79 +748,95 @@ impl EventLoop {
         }
     }
 
+    /// Admit an inbound request against the peer's budget and queue it for the
+    /// serving worker ([`crate::serve`]); refuse it at once when over budget or
+    /// when the queue is full.
     fn serve(
         &mut self,
         peer: PeerId,
         request: SyncRequest,
         channel: ResponseChannel<SyncResponse>,
     ) {
-        let response = match request {
-            SyncRequest::Reconcile { network, msg } => {
-                if network.as_slice() != self.shared.network.as_bytes() {
-                    SyncResponse::Refused { reason: "wrong network".into() }
+        let reason = match self.serve_budget.admit(peer, Instant::now()) {
+            Err(over) => {
+                if over.first {
+                    warn!(target: "medmesh::audit", %peer, requests_max = serve::SERVE_REQUESTS_PER_WINDOW, bytes_max = serve::SERVE_BYTES_PER_WINDOW, window_ms = serve::SERVE_WINDOW_MS, "sync peer over its serving budget: its requests are refused until the window ends");
                 } else {
-                    match self
-                        .shared
-                        .id_snapshot()
-                        .map_err(|e| e.to_string())
-                        .and_then(|s| sync::respond(&s, &msg).map_err(|e| e.to_string()))
-                    {
-                        Ok(msg) => SyncResponse::Reconcile { msg },
-                        Err(e) => SyncResponse::Refused { reason: e },
-                    }
+                    debug!(%peer, "sync request refused: peer over its serving budget");
                 }
+                serve::OVER_BUDGET
             }
-            SyncRequest::Fetch { ids } => {
-                if ids.len() > FETCH_REQUEST_IDS_MAX {
-                    SyncResponse::Refused {
-                        reason: format!("at most {FETCH_REQUEST_IDS_MAX} ids per fetch"),
-                    }
-                } else {
-                    let ids: Vec<RecordId> = ids
-                        .iter()
-                        .filter_map(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-                        .map(RecordId::from_bytes)
-                        .collect();
-                    match self.shared.get_many(&ids, FETCH_RESPONSE_BYTES_MAX) {
-                        Ok((records, truncated)) => SyncResponse::Records {
-                            records: records.into_iter().map(serde_bytes::ByteBuf::from).collect(),
-                            truncated,
-                        },
-                        Err(e) => SyncResponse::Refused { reason: e.to_string() },
-                    }
+            Ok(()) => match self.serve_tx.try_send(Job { peer, request, channel }) {
+                Ok(()) => return,
+                Err(
+                    mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job),
+                ) => {
+                    debug!(%peer, "sync request refused: serving queue full");
+                    return self.refuse_request(job.peer, job.channel, serve::BUSY);
                 }
-            }
+            },
         };
+        self.refuse_request(peer, channel, reason);
+    }
+
+    fn refuse_request(
+        &mut self,
+        peer: PeerId,
+        channel: ResponseChannel<SyncResponse>,
+        reason: &str,
+    ) {
+        self.status.refused_requests += 1;
+        let response = SyncResponse::Refused { reason: reason.into() };
+        if self.swarm.behaviour_mut().sync.send_response(channel, response).is_err() {
+            debug!(%peer, "sync refusal not sent: peer gone");
+        }
+    }
+
+    /// Send an answer the serving worker prepared, and charge its bytes.
+    fn on_served(&mut self, served: Served) {
+        let Served { peer, channel, response, bytes } = served;
+        self.serve_budget.charge(peer, bytes, Instant::now());
         if self.swarm.behaviour_mut().sync.send_response(channel, response).is_err() {
             debug!(%peer, "sync response not sent: peer gone");
         }
     }
 
-    fn on_response(&mut self, peer: PeerId, response: SyncResponse) {
+    fn on_response(
+        &mut self,
+        peer: PeerId,
+        response: SyncResponse,
+        asked: Option<HashSet<RecordId>>,
+    ) {
         let Some(mut s) = self.sessions.remove(&peer) else {
             // The session ended (a failed request, a disconnect) while this page
             // was in flight: keep what it brought.
-            if let SyncResponse::Records { records, .. } = response {
-                self.ingest(peer, records.into_iter().map(|b| b.into_vec()).collect());
+            if let (SyncResponse::Records { records, .. }, Some(asked)) = (response, asked) {
+                self.ingest(peer, records.into_iter().map(|b| b.into_vec()).collect(), asked);
             }
             return;
         };
         s.in_flight = s.in_flight.saturating_sub(1);
         match (response, &mut s.phase) {
             (SyncResponse::Reconcile { msg }, Phase::Reconciling(init)) => match init.step(&msg) {
-                Ok(Some(next)) if init.rounds <= ROUNDS_MAX => {
+                Ok(Some(next)) if init.rounds <= ROUNDS_MAX && !init.is_full() => {
                     let req = SyncRequest::Reconcile {
                         network: self.shared.network.as_bytes().to_vec(),
                         msg: next,
                     };
-                    let rid = self.swarm.behaviour_mut().sync.send_request(&peer, req);
-                    self.requests.insert(rid, peer);
+                    self.send_request(peer, req, None);
                     s.in_flight += 1;
                 }
-                Ok(Some(_)) => {
+                Ok(Some(_)) if !init.is_full() => {
                     return self.finish(peer, s, Some("too many reconciliation rounds".into()));
                 }
-                Ok(None) => {
+                // Done, or holding as many ids as a session fetches: fetch those,
+                // and leave the rest to the next session.
+                Ok(_) => {
+                    s.report.left = init.dropped;
+                    s.full = init.is_full();
+                    if s.full {
+                        debug!(%peer, ids = init.need.len(), dropped = init.dropped, "sync session full: the rest is left to the next session");
+                    }
                     s.report.rounds = init.rounds;
                     s.report.bytes_sent = init.bytes_sent;
                     s.report.bytes_received = init.bytes_received;
@@ -747,7 +851,8 @@ impl EventLoop {
             (SyncResponse::Records { records, truncated: _ }, Phase::Fetching) => {
                 s.report.fetched += records.len() as u64;
                 s.ingesting += 1;
-                self.ingest(peer, records.into_iter().map(|b| b.into_vec()).collect());
+                let asked = asked.unwrap_or_default();
+                self.ingest(peer, records.into_iter().map(|b| b.into_vec()).collect(), asked);
             }
             (SyncResponse::Refused { reason }, _) => {
                 return self.finish(peer, s, Some(format!("peer refused: {reason}")));
@@ -762,43 +867,53 @@ impl EventLoop {
         if matches!(s.phase, Phase::Fetching) {
             while s.in_flight + s.ingesting < SYNC_PIPELINE_PAGES_MAX && !s.queue.is_empty() {
                 let n = s.queue.len().min(FETCH_PAGE_RECORDS);
-                let ids: Vec<serde_bytes::ByteBuf> = s
-                    .queue
-                    .drain(..n)
+                let asked: HashSet<RecordId> = s.queue.drain(..n).collect();
+                let ids: Vec<serde_bytes::ByteBuf> = asked
+                    .iter()
                     .map(|id| serde_bytes::ByteBuf::from(id.as_bytes().to_vec()))
                     .collect();
-                let rid =
-                    self.swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Fetch { ids });
-                self.requests.insert(rid, peer);
+                self.send_request(peer, SyncRequest::Fetch { ids }, Some(asked));
                 s.in_flight += 1;
             }
             if s.queue.is_empty() && s.in_flight == 0 && s.ingesting == 0 {
-                return self.finish(peer, s, None);
+                // A session that left ids to the next one and brought records goes
+                // on with a new session at once (a node far behind an honest
+                // peer); one that brought nothing waits for its periodic turn.
+                let again = s.full && s.report.stored > 0;
+                self.finish(peer, s, None);
+                if again {
+                    self.start_sync(peer);
+                }
+                return;
             }
         }
         self.sessions.insert(peer, s);
     }
 
-    /// Verify and store a fetched page off the swarm task.
-    fn ingest(&mut self, peer: PeerId, records: Vec<Vec<u8>>) {
+    /// Verify and store a fetched page off the swarm task: only the records the
+    /// page asked for (`asked`); the others are dropped and logged.
+    fn ingest(&mut self, peer: PeerId, records: Vec<Vec<u8>>, asked: HashSet<RecordId>) {
         let shared = self.shared.clone();
         let tx = self.ingest_tx.clone();
         tokio::spawn(async move {
             let fetched = records.len() as u64;
-            let work = tokio::task::spawn_blocking(move || {
-                shared.ingest_batch(records, Origin::new(Source::Sync, Some(&peer)))
-            })
-            .await;
+            let work =
+                tokio::task::spawn_blocking(move || shared.ingest_page(records, asked, &peer))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
             let done = match work {
-                Ok(Ok((stored, rejected))) => {
-                    IngestDone { peer, fetched, stored, rejected, error: None }
+                Ok((stored, rejected, unrequested)) => {
+                    IngestDone { peer, fetched, stored, rejected, unrequested, error: None }
                 }
-                Ok(Err(e)) => {
-                    IngestDone { peer, fetched, stored: 0, rejected: 0, error: Some(e.to_string()) }
-                }
-                Err(e) => {
-                    IngestDone { peer, fetched, stored: 0, rejected: 0, error: Some(e.to_string()) }
-                }
+                Err(e) => IngestDone {
+                    peer,
+                    fetched,
+                    stored: 0,
+                    rejected: 0,
+                    unrequested: 0,
+                    error: Some(e),
+                },
             };
             let _ = tx.send(done).await;
         });
@@ -810,15 +925,41 @@ impl EventLoop {
         }
         self.status.stored += done.stored;
         self.status.rejected += done.rejected;
+        self.status.unrequested += done.unrequested;
+        if done.unrequested > 0 {
+            warn!(target: "medmesh::audit", peer = %done.peer, unrequested = done.unrequested, backoff_ms = SYNC_OFFENDER_BACKOFF_MS, "sync peer returned records it was not asked for: dropped, and the peer is not synced from for a while");
+            self.offend(done.peer);
+        }
         let Some(mut s) = self.sessions.remove(&done.peer) else { return };
         s.ingesting = s.ingesting.saturating_sub(1);
         s.report.stored += done.stored;
         s.report.rejected += done.rejected;
+        s.report.unrequested += done.unrequested;
         debug!(peer = %done.peer, fetched = done.fetched, stored = done.stored, "sync page ingested");
         if let Some(e) = done.error {
             return self.finish(done.peer, s, Some(e));
         }
+        if done.unrequested > 0 {
+            let e = format!("peer returned {} records not asked for", done.unrequested);
+            return self.finish(done.peer, s, Some(e));
+        }
         self.pump(done.peer, s);
+    }
+
+    /// Count a peer's offence: it is not synced from for [`SYNC_OFFENDER_BACKOFF_MS`].
+    fn offend(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        if !self.offenders.contains_key(&peer) && self.offenders.len() >= SYNC_OFFENDERS_MAX {
+            let backoff = Duration::from_millis(SYNC_OFFENDER_BACKOFF_MS);
+            self.offenders.retain(|_, at| now.saturating_duration_since(*at) < backoff);
+            if self.offenders.len() >= SYNC_OFFENDERS_MAX
+                && let Some(oldest) =
+                    self.offenders.iter().min_by_key(|(_, at)| **at).map(|(p, _)| *p)
+            {
+                self.offenders.remove(&oldest);
+            }
+        }
+        self.offenders.insert(peer, now);
     }
 
     fn finish(&mut self, peer: PeerId, mut s: Session, error: Option<String>) {
@@ -914,7 +1055,13 @@ mod tests {
         let shared = Arc::new(Shared::new(crate::core::Core::load(store, root.clone()).unwrap()));
         let key = libp2p::identity::Keypair::generate_ed25519();
         let local = key.public().to_peer_id();
-        let swarm = crate::node::build_swarm(key, &shared.network, ping::Config::new()).unwrap();
+        let swarm = crate::node::build_swarm(
+            key,
+            &shared.network,
+            ping::Config::new(),
+            Duration::from_millis(SYNC_REQUEST_TIMEOUT_MS),
+        )
+        .unwrap();
         let book =
             crate::peers::AddressBook::empty(dir.join(crate::peers::PEERS_FILE), local, true);
         let (_commands, commands_rx) = mpsc::channel(1);
@@ -934,8 +1081,10 @@ mod tests {
     async fn drive(el: &mut EventLoop, what: &str, done: impl Fn(&EventLoop) -> bool) {
         let run = async {
             while !done(el) {
-                let event = el.swarm.select_next_some().await;
-                el.on_swarm_event(event);
+                tokio::select! {
+                    event = el.swarm.select_next_some() => el.on_swarm_event(event),
+                    Some(served) = el.served_rx.recv() => el.on_served(served),
+                }
             }
         };
         tokio::time::timeout(Duration::from_secs(20), run)

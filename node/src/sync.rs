@@ -9,6 +9,13 @@
 //!
 //! Fetched records go through the same checks as gossip (decode, network,
 //! signature) before they are stored. Cost is proportional to the difference.
+//!
+//! Every peer may be hostile, so what a responder can make us do is bounded: one
+//! session fetches at most [`SESSION_IDS_MAX`] ids however many the responder
+//! claims (the rest is left to the next session), a returned record that was not
+//! asked for in its page is dropped (and logged as
+//! [`crate::refusals::UNREQUESTED`]), and requests are served off the swarm task
+//! within a budget per peer ([`crate::serve`]).
 
 use std::sync::Arc;
 
@@ -26,6 +33,13 @@ pub const FETCH_RESPONSE_BYTES_MAX: u64 = 8 * 1024 * 1024;
 pub const FETCH_REQUEST_IDS_MAX: usize = 4096;
 /// Reconciliation rounds before a session is abandoned.
 pub const ROUNDS_MAX: u32 = 64;
+/// Ids one sync session fetches at most, whatever the responder claims to hold;
+/// reconciliation stops once this many are found, and the rest is left to the
+/// next session (with the same peer at once if this one brought records, or
+/// with the next peer in turn).
+pub const SESSION_IDS_MAX: usize = 32 * 1024;
+/// The sync protocol's name on the wire.
+pub const PROTOCOL: &str = "/medmesh/sync/1";
 
 /// A sync request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,8 +176,11 @@ pub fn respond(snapshot: &IdSnapshot, msg: &[u8]) -> Result<Vec<u8>, negentropy:
 /// The initiator's side of one reconciliation.
 pub struct Initiator {
     neg: Negentropy<'static, IdSnapshot>,
-    /// Ids the peer holds and we lack.
+    /// Ids the peer holds and we lack (at most `ids_max`).
     pub need: Vec<RecordId>,
+    ids_max: usize,
+    /// Ids the peer claimed beyond `ids_max` (not kept).
+    pub dropped: u64,
     /// Ids we hold and the peer lacks.
     pub have: u64,
     pub rounds: u32,
@@ -172,13 +189,24 @@ pub struct Initiator {
 }
 
 impl Initiator {
-    /// Start: returns the session and the first message.
+    /// Start: returns the session and the first message. The session keeps at
+    /// most [`SESSION_IDS_MAX`] needed ids.
     pub fn start(snapshot: IdSnapshot) -> Result<(Initiator, Vec<u8>), negentropy::Error> {
+        Self::start_with_ids_max(snapshot, SESSION_IDS_MAX)
+    }
+
+    /// As [`Initiator::start`], keeping at most `ids_max` needed ids.
+    pub fn start_with_ids_max(
+        snapshot: IdSnapshot,
+        ids_max: usize,
+    ) -> Result<(Initiator, Vec<u8>), negentropy::Error> {
         let mut neg = Negentropy::owned(snapshot, FRAME_BYTES_MAX)?;
         let msg = neg.initiate()?;
         let s = Initiator {
             neg,
             need: Vec::new(),
+            ids_max,
+            dropped: 0,
             have: 0,
             rounds: 1,
             bytes_sent: msg.len() as u64,
@@ -194,12 +222,20 @@ impl Initiator {
         let mut need = Vec::new();
         let next = self.neg.reconcile_with_ids(answer, &mut have, &mut need)?;
         self.have += have.len() as u64;
-        self.need.extend(need.into_iter().map(|id| RecordId::from_bytes(id.to_bytes())));
+        let room = self.ids_max.saturating_sub(self.need.len());
+        self.dropped += need.len().saturating_sub(room) as u64;
+        self.need.extend(need.into_iter().take(room).map(|id| RecordId::from_bytes(id.to_bytes())));
         if let Some(m) = &next {
             self.rounds += 1;
             self.bytes_sent += m.len() as u64;
         }
         Ok(next)
+    }
+
+    /// Whether the session holds as many needed ids as it fetches: reconciling
+    /// further would only find ids it leaves to the next session.
+    pub fn is_full(&self) -> bool {
+        self.need.len() >= self.ids_max
     }
 }
 
@@ -209,7 +245,7 @@ pub fn reconcile_local(
     ours: IdSnapshot,
     theirs: &IdSnapshot,
 ) -> Result<(Vec<RecordId>, u64, u32, u64), negentropy::Error> {
-    let (mut init, mut msg) = Initiator::start(ours)?;
+    let (mut init, mut msg) = Initiator::start_with_ids_max(ours, usize::MAX)?;
     loop {
         let answer = respond(theirs, &msg)?;
         match init.step(&answer)? {
@@ -244,6 +280,20 @@ mod tests {
         assert_eq!(need, want);
         assert_eq!(have, 10);
         assert!(rounds <= 4, "{rounds} rounds");
+    }
+
+    #[test]
+    fn a_session_keeps_at_most_its_cap_of_ids_however_many_the_responder_claims() {
+        let theirs = IdSnapshot::from_ids((0..200_000).map(id));
+        // A responder with no frame limit lists every id it holds in one answer.
+        let mut responder = Negentropy::borrowed(&theirs, 0).unwrap();
+        let (mut init, first) =
+            Initiator::start_with_ids_max(IdSnapshot::from_ids([]), 1000).unwrap();
+        let answer = responder.reconcile(&first).unwrap();
+        init.step(&answer).unwrap();
+        assert_eq!(init.need.len(), 1000);
+        assert!(init.is_full());
+        assert_eq!(init.dropped, 200_000 - 1000);
     }
 
     #[test]
