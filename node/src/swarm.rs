@@ -522,13 +522,11 @@ impl EventLoop {
                     self.start_sync(peer_id);
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
-                if num_established == 0 {
-                    debug!(peer = %peer_id, "disconnected");
-                    self.addresses.remove(&peer_id);
-                    if let Some(s) = self.sessions.remove(&peer_id) {
-                        self.finish(peer_id, s, Some("peer disconnected".into()));
-                    }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                debug!(peer = %peer_id, "disconnected");
+                self.addresses.remove(&peer_id);
+                if let Some(s) = self.sessions.remove(&peer_id) {
+                    self.finish(peer_id, s, Some("peer disconnected".into()));
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -559,14 +557,12 @@ impl EventLoop {
                 peer,
                 addresses,
                 ..
-            })) => {
-                if !self.swarm.is_connected(&peer)
-                    && self.swarm.connected_peers().count() < DISCOVERED_PEERS_TARGET
-                {
-                    let opts = DialOpts::peer_id(peer).addresses(addresses.into_vec()).build();
-                    if let Err(e) = self.swarm.dial(opts) {
-                        debug!(%peer, error = %e, "dial of discovered peer failed");
-                    }
+            })) if !self.swarm.is_connected(&peer)
+                && self.swarm.connected_peers().count() < DISCOVERED_PEERS_TARGET =>
+            {
+                let opts = DialOpts::peer_id(peer).addresses(addresses.into_vec()).build();
+                if let Err(e) = self.swarm.dial(opts) {
+                    debug!(%peer, error = %e, "dial of discovered peer failed");
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync_event(ev),

@@ -235,7 +235,8 @@ async fn sigkill_while_ingesting_10000_records_loses_no_acknowledged_record() {
         }
     }
     let (_proc, addr, _) = start(&exe, &dir, &root, &log).await;
-    let held = check_acknowledged(addr, &ids, &acked.lock().expect("acked")).await;
+    let acked_now = acked.lock().expect("acked").clone();
+    let held = check_acknowledged(addr, &ids, &acked_now).await;
     assert_eq!(held, RECORDS as u64, "exactly the submitted records are held");
     eprintln!(
         "{RECORDS} records, {} SIGKILLs, 0 acknowledged records lost, {:.1} s",
