@@ -289,12 +289,19 @@ fn error_messages_do_not_repeat_their_cause() {
     let err = stderr(&o);
     assert!(err.contains("/nonexistent/root.cbor"), "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
-    // Keys that were never generated: the key file's path once, the reason once
-    // (the error's text used to repeat its source's).
+    // A key file that cannot be read (a folder in its place): its path once, the
+    // reason once (the error's text used to repeat its source's).
+    use std::os::unix::fs::PermissionsExt;
+    let keys = h.join("keys");
+    std::fs::create_dir_all(keys.join("signing.key")).unwrap();
+    for d in [keys.clone(), keys.join("signing.key")] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
     let o = medmesh(&h, &["keys", "show"]);
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(err.contains("signing.key"), "{err}");
-    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    let cause = std::io::Error::from_raw_os_error(21).to_string();
+    assert_eq!(err.matches(cause.as_str()).count(), 1, "{err}");
     std::fs::remove_dir_all(&h).ok();
 }

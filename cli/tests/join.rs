@@ -42,6 +42,10 @@ fn a_node_started_after_join_bootstraps_from_the_remembered_peer() {
     eventually(
         "the member's node to catch up from the remembered peer",
         CONVERGE_TIMEOUT_MS,
-        || b.control().status().is_ok_and(|s| s.records >= records),
+        || {
+            medmesh_cli::control::Control::for_node_dir(&b.dir)
+                .and_then(|c| c.status())
+                .is_ok_and(|s| s.records >= records)
+        },
     );
 }

@@ -34,7 +34,7 @@ pub fn run(ctx: &Ctx, r: ResultCmd) -> anyhow::Result<()> {
             let d = resolve(&data, datasets(&st), "dataset")?;
             let rep = workflow::run_benchmark(&s, &b, &d, None, true, false)?;
             for f in &rep.failed {
-                ecrate::say!("model {} did not finish: {}", f.model.short(), f.reason)?;
+                eprintln!("model {} did not finish: {}", f.model.short(), f.reason);
             }
             let mut ids = Vec::new();
             for (m, run) in
