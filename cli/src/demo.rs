@@ -385,8 +385,15 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             approved(st, &bench, Subject::Dataset(*d))
                 && models.iter().all(|m| approved(st, &bench, Subject::Model(*m)))
         })?;
-        let report = workflow::run_benchmark(p.s(), &bench, d, false, false)?;
-        for (m, run) in &report.completed {
+        let report = workflow::run_benchmark(p.s(), &bench, d, None, false, false)?;
+        if let Some(f) = report.failed.first() {
+            bail!("model {} failed on dataset {}: {}", f.model.short(), d.short(), f.reason);
+        }
+        let st = p.s().state()?;
+        // The reference model runs too; its results count only if it is approved.
+        for (m, run) in
+            report.completed.iter().filter(|(m, _)| workflow::model_approved(&st, &bench, m))
+        {
             workflow::submit_result(p.s(), &bench, d, m, run)?;
         }
     }

@@ -4,6 +4,8 @@
 //! <home>/keys/signing.key, x25519.key   owner-only key files
 //! <home>/root.cbor                       the network root (trust anchor)
 //! <home>/profile.json                    node data directory, bootstrap peers
+//!                                        (`network join --bootstrap`, used by
+//!                                        `node start` when it is given none)
 //! <home>/chain.json, chain.lock          the last seq and id signed ([`crate::chain`])
 //! <home>/node/                           the node's data directory (default)
 //! <home>/work/                           prepared datasets, executions, logs
@@ -36,10 +38,12 @@ pub struct Home {
 }
 
 impl Home {
-    /// `--home`, else `$MEDMESH_HOME`, else `~/.medmesh`.
+    /// `--home`, else `$MEDMESH_HOME`, else `~/.medmesh`, made absolute (containers
+    /// mount folders under it, and Docker takes only absolute paths).
     pub fn resolve(flag: Option<PathBuf>) -> anyhow::Result<Self> {
         let dir = match flag {
-            Some(d) => d,
+            Some(d) => std::path::absolute(&d)
+                .with_context(|| format!("cannot make the home {} absolute", d.display()))?,
             None => {
                 let home = std::env::var_os("HOME").context("HOME is not set; pass --home DIR")?;
                 PathBuf::from(home).join(".medmesh")

@@ -34,7 +34,7 @@ pub enum KeyError {
     Malformed { path: PathBuf, kind: &'static str },
     #[error("the signing key in {path} is weak; generate new keys")]
     Weak { path: PathBuf },
-    #[error("cannot read or write {path}: {source}")]
+    #[error("cannot read or write {path}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("the operating system's random source failed: {0}")]
     Random(String),

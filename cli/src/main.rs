@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     let matches = command.get_matches();
     let result = match matches.subcommand() {
         Some(("node", m)) => match node_cmd::NodeCmd::from_arg_matches(m) {
-            Ok(cmd) => node_cmd::run(cmd),
+            Ok(cmd) => node_cmd::run(cmd, matches.get_one::<std::path::PathBuf>("home").cloned()),
             Err(e) => e.exit(),
         },
         _ => match Cli::from_arg_matches(&matches) {
@@ -31,9 +31,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if let Some(io) = e.downcast_ref::<std::io::Error>()
-                && io.kind() == std::io::ErrorKind::BrokenPipe
-            {
+            if medmesh_cli::output::is_closed_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {e:#}");

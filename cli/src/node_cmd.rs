@@ -37,7 +37,8 @@ pub struct StartArgs {
     /// Address to listen on (repeatable), e.g. /ip4/0.0.0.0/tcp/4002.
     #[arg(long = "listen", default_values = ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"])]
     pub listen: Vec<Multiaddr>,
-    /// A bootstrap peer, ending in /p2p/<peer id> (repeatable).
+    /// A bootstrap peer, ending in /p2p/<peer id> (repeatable). Default: the ones
+    /// `medmesh network join --bootstrap` remembered in the home.
     #[arg(long)]
     pub bootstrap: Vec<Multiaddr>,
     /// Address of the control API, loopback unless --control-public (port 0 picks one; it is written to
@@ -57,10 +58,10 @@ pub struct StartArgs {
     pub control_hosts: Vec<String>,
 }
 
-/// Run `medmesh node ...`.
-pub fn run(cmd: NodeCmd) -> anyhow::Result<()> {
+/// Run `medmesh node ...`; `home` is the global `--home`, if given.
+pub fn run(cmd: NodeCmd, home: Option<PathBuf>) -> anyhow::Result<()> {
     match cmd {
-        NodeCmd::Start(a) => start(a),
+        NodeCmd::Start(a) => start(a, home),
         NodeCmd::Refusals(a) => refusals(a),
     }
 }
@@ -134,13 +135,33 @@ fn refusals(a: RefusalsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start(a: StartArgs) -> anyhow::Result<()> {
+/// The bootstrap peers `network join --bootstrap` remembered in the home.
+fn remembered_bootstrap(home: Option<PathBuf>) -> anyhow::Result<Vec<Multiaddr>> {
+    let Ok(home) = medmesh_cli::home::Home::resolve(home) else { return Ok(Vec::new()) };
+    let path = home.profile_path();
+    let mut out = Vec::new();
+    for b in home.profile()?.bootstrap {
+        out.push(b.parse::<Multiaddr>().with_context(|| {
+            format!(
+                "the bootstrap peer `{b}` in {} is not a multiaddress; fix or remove it",
+                path.display()
+            )
+        })?);
+    }
+    if !out.is_empty() {
+        tracing::info!(peers = out.len(), profile = %path.display(), "bootstrap peers remembered by `network join`");
+    }
+    Ok(out)
+}
+
+fn start(a: StartArgs, home: Option<PathBuf>) -> anyhow::Result<()> {
     node::logging::init();
     let root = a.root.as_deref().map(node::load_root_file).transpose()?;
+    let bootstrap = if a.bootstrap.is_empty() { remembered_bootstrap(home)? } else { a.bootstrap };
     let mut config = NodeConfig::new(&a.data_dir);
     config.root = root;
     config.listen = a.listen;
-    config.bootstrap = a.bootstrap;
+    config.bootstrap = bootstrap;
     config.control = Some(a.control);
     config.control_public = a.control_public;
     config.control_hosts = a.control_hosts;

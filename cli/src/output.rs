@@ -6,6 +6,16 @@ use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{ContentArrangement, Table};
 use serde::Serialize;
 
+/// `println!` that returns the write error instead of panicking (a closed pipe,
+/// as in `medmesh keys show | head -1`, is then a quiet exit 0 in `main`).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 /// Print `value` as pretty JSON on stdout.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -14,7 +24,16 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Print a table with a header row.
+/// The error is a write to a closed stdout (the reader of a pipe went away).
+pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().map(std::io::Error::kind).or_else(|| {
+            c.downcast_ref::<serde_json::Error>().and_then(serde_json::Error::io_error_kind)
+        }) == Some(std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Print a table with a header row (it ends with a newline).
 pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<()> {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY)

@@ -239,19 +239,25 @@ pub fn pack_demo(s: &Session, demo: &Path) -> anyhow::Result<(PathBuf, Hash32)> 
             "demo",
             &format!("{}.tar", demo.file_name().and_then(|n| n.to_str()).unwrap_or("demo")),
         ]);
-        std::fs::create_dir_all(out.parent().expect("has a parent"))
-            .context("cannot create the work folder")?;
+        let parent = out.parent().expect("has a parent");
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
         let f = std::fs::File::create(&out)
             .with_context(|| format!("cannot write {}", out.display()))?;
         let mut b = tar::Builder::new(f);
         b.mode(tar::HeaderMode::Deterministic);
         b.append_dir_all(".", demo).with_context(|| format!("cannot pack {}", demo.display()))?;
-        b.finish()?;
+        b.finish().with_context(|| format!("cannot write {}", out.display()))?;
         out
     } else {
         demo.to_path_buf()
     };
-    let tarball = tarball.canonicalize()?;
+    let tarball = tarball.canonicalize().with_context(|| {
+        format!(
+            "cannot find the demo dataset {}; give a folder with paths.yaml or a tarball of one on this machine (URLs are not fetched)",
+            demo.display()
+        )
+    })?;
     let bytes =
         std::fs::read(&tarball).with_context(|| format!("cannot read {}", tarball.display()))?;
     Ok((tarball, Hash32::of(&bytes)))
@@ -388,8 +394,11 @@ fn remember_dataset(s: &Session, id: &RecordId, root: &Path) -> anyhow::Result<(
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
     map.insert(id.to_hex(), root.to_path_buf());
-    std::fs::create_dir_all(index.parent().expect("has a parent"))?;
-    std::fs::write(&index, serde_json::to_string_pretty(&map)?)?;
+    let parent = index.parent().expect("has a parent");
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    std::fs::write(&index, serde_json::to_string_pretty(&map)?)
+        .with_context(|| format!("cannot write {}", index.display()))?;
     Ok(())
 }
 
@@ -485,14 +494,76 @@ pub fn decide_association(
 // ---------------------------------------------------------------------------
 // Execution and results.
 
-/// Run every approved model of a benchmark on a local operational dataset.
+/// The model's association with the benchmark is approved (so its results count).
+pub fn model_approved(state: &State, benchmark: &RecordId, model: &RecordId) -> bool {
+    state.approved_models(benchmark).iter().any(|a| a.subject == Subject::Model(*model))
+}
+
+/// A model that did not finish, and why.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ModelFailure {
+    pub model: RecordId,
+    /// The error with its causes, as printed.
+    pub reason: String,
+    /// The container log to read, when a container ran.
+    pub log: Option<PathBuf>,
+}
+
+/// What `benchmark run` did, model by model.
+#[derive(Debug, Default)]
+pub struct BenchmarkRun {
+    /// The benchmark's reference model (run alongside the approved models).
+    pub reference: Option<RecordId>,
+    pub completed: Vec<(RecordId, runner::execution::ModelRun)>,
+    /// Models that could not be made runnable here, or whose run failed.
+    pub failed: Vec<ModelFailure>,
+    /// Models not run because an earlier one failed (without --ignore-model-errors).
+    pub not_run: Vec<RecordId>,
+}
+
+/// The models `benchmark run` runs: the reference model, then every approved
+/// model, or only `only` (which must be one of them).
+pub fn models_to_run(
+    state: &State,
+    benchmark: &RecordId,
+    only: Option<RecordId>,
+) -> anyhow::Result<Vec<(RecordId, i32)>> {
+    let b = benchmark_of(state, benchmark)?;
+    // The reference model runs first: when it fails, the benchmark itself is at fault.
+    let mut models = vec![(b.reference_model, i32::MAX)];
+    for a in state.approved_models(benchmark) {
+        let id = a.subject.id();
+        if id != b.reference_model {
+            models.push((id, a.priority));
+        }
+    }
+    match only {
+        None => Ok(models),
+        Some(m) => match models.iter().find(|(id, _)| *id == m) {
+            Some(one) => Ok(vec![*one]),
+            None => bail!(
+                "model {} is neither the reference model nor approved in benchmark {}; the models it runs are {}",
+                m.short(),
+                benchmark.short(),
+                models.iter().map(|(id, _)| id.short()).collect::<Vec<_>>().join(", ")
+            ),
+        },
+    }
+}
+
+/// Run the reference model and every approved model of a benchmark (or only
+/// `only`) on a local operational dataset. A model that cannot be made runnable
+/// here (its additional files changed, say) fails alone when
+/// `ignore_model_errors`; otherwise the first failure stops the run. Either way
+/// the failures are in the report, with what finished before them.
 pub fn run_benchmark(
     s: &Session,
     benchmark: &RecordId,
     dataset: &RecordId,
+    only: Option<RecordId>,
     ignore_model_errors: bool,
     force: bool,
-) -> anyhow::Result<runner::execution::ExecutionReport> {
+) -> anyhow::Result<BenchmarkRun> {
     let state = s.state()?;
     let b = benchmark_of(&state, benchmark)?;
     let root = local_dataset(s, dataset)?;
@@ -500,22 +571,36 @@ pub fn run_benchmark(
         .datasets
         .get(dataset)
         .ok_or_else(|| anyhow!("dataset {} is unknown to the node", dataset.short()))?;
+    let wanted = models_to_run(&state, benchmark, only)?;
+    let metrics = runnable(s, &state, &b.metrics)
+        .with_context(|| format!("the metrics container {} cannot run here", b.metrics.short()))?;
+    let mut out = BenchmarkRun { reference: Some(b.reference_model), ..Default::default() };
     let mut models = Vec::new();
-    for a in state.approved_models(benchmark) {
-        models.push(runner::execution::ModelEntry {
-            id: a.subject.id(),
-            priority: a.priority,
-            container: runnable(s, &state, &a.subject.id())?,
-        });
+    for (i, (id, priority)) in wanted.iter().enumerate() {
+        match runnable(s, &state, id) {
+            Ok(container) => models.push(runner::execution::ModelEntry {
+                id: *id,
+                priority: *priority,
+                container,
+            }),
+            Err(e) => {
+                tracing::warn!(model = %id.short(), error = %format!("{e:#}"), "model cannot run here");
+                out.failed.push(ModelFailure { model: *id, reason: format!("{e:#}"), log: None });
+                if !ignore_model_errors {
+                    // The models before it (by priority) still run.
+                    out.not_run = wanted[i + 1..].iter().map(|(id, _)| *id).collect();
+                    break;
+                }
+            }
+        }
     }
     if models.is_empty() {
-        bail!("benchmark {} has no approved models yet", benchmark.short());
+        return Ok(out);
     }
-    let metrics = runnable(s, &state, &b.metrics)?;
     let (engine, limits) = site_engine(s)?;
     let options = runner::execution::ExecutionOptions { ignore_model_errors, force, limits };
     let dir = s.work(&["executions", &benchmark.to_hex(), &dataset.to_hex()]);
-    Ok(block_on(runner::execution::run_benchmark(
+    let report = block_on(runner::execution::run_benchmark(
         &engine,
         &root,
         view.prepared_hash,
@@ -523,7 +608,15 @@ pub fn run_benchmark(
         &metrics,
         &dir,
         &options,
-    ))??)
+    ))??;
+    out.completed = report.completed;
+    out.failed.extend(report.failed.into_iter().map(|(model, e)| ModelFailure {
+        model,
+        reason: runner::error::describe(&e),
+        log: e.log_path().map(Path::to_path_buf),
+    }));
+    out.not_run.extend(report.not_run);
+    Ok(out)
 }
 
 /// Metric values as signed data carries them: millionths.

@@ -321,3 +321,100 @@ fn a_public_control_api_warns_at_start_and_answers_to_its_configured_names_only(
     assert!(stderr(&o).contains("--control-public"), "{}", stderr(&o));
     std::fs::remove_dir_all(h).ok();
 }
+
+#[test]
+fn a_closed_pipe_ends_the_command_quietly_with_exit_0() {
+    // `medmesh keys show | head -1`, with the reader gone before the first write.
+    let h = home("pipe");
+    assert!(medmesh(&h, &["keys", "generate"]).status.success());
+    for args in [&["keys", "show"][..], &["--json", "keys", "show"], &["network", "show"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = Command::new(env!("CARGO_BIN_EXE_medmesh"))
+            .arg("--home")
+            .arg(&h)
+            .args(args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        if args != ["network", "show"] {
+            assert!(o.status.success(), "{args:?}: {err}");
+            assert!(err.is_empty(), "{args:?}: {err}");
+        }
+    }
+    std::fs::remove_dir_all(&h).ok();
+}
+
+#[test]
+fn a_relative_home_is_made_absolute() {
+    let base = home("relative");
+    std::fs::create_dir_all(&base).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_medmesh"))
+        .current_dir(&base)
+        .args(["--home", "site", "--json", "keys", "generate"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let dir = PathBuf::from(v["keys_dir"].as_str().unwrap());
+    assert!(dir.is_absolute(), "{}", dir.display());
+    assert_eq!(dir, base.join("site").join("keys"));
+    std::fs::remove_dir_all(&base).ok();
+}
+
+#[test]
+fn network_join_remembers_its_bootstrap_peers_and_refuses_a_malformed_one() {
+    let admin = home("join-admin");
+    let member = home("join-member");
+    assert!(medmesh(&admin, &["keys", "generate"]).status.success());
+    let root = admin.join("handout.cbor");
+    let o = medmesh(&admin, &["network", "create", "--name", "n", "--out", root.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = medmesh(
+        &member,
+        &["network", "join", "--root", root.to_str().unwrap(), "--bootstrap", "https://peer"],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("`https://peer` is not a multiaddress"), "{}", stderr(&o));
+    let peer = "/ip4/127.0.0.1/tcp/4002/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+    for _ in 0..2 {
+        let o = medmesh(
+            &member,
+            &["network", "join", "--root", root.to_str().unwrap(), "--bootstrap", peer],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let profile: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(member.join("profile.json")).unwrap()).unwrap();
+    assert_eq!(profile["bootstrap"], serde_json::json!([peer]));
+    std::fs::remove_dir_all(&admin).ok();
+    std::fs::remove_dir_all(&member).ok();
+}
+
+#[test]
+fn error_messages_do_not_repeat_their_cause() {
+    // A root file that does not exist: the OS's reason appears once.
+    let h = home("doubled");
+    let o = medmesh(&h, &["network", "join", "--root", "/nonexistent/root.cbor"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("/nonexistent/root.cbor"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    // A key file that cannot be read (a folder in its place): its path once, the
+    // reason once (the error's text used to repeat its source's).
+    use std::os::unix::fs::PermissionsExt;
+    let keys = h.join("keys");
+    std::fs::create_dir_all(keys.join("signing.key")).unwrap();
+    for d in [keys.clone(), keys.join("signing.key")] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let o = medmesh(&h, &["keys", "show"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("signing.key"), "{err}");
+    let cause = std::io::Error::from_raw_os_error(21).to_string();
+    assert_eq!(err.matches(cause.as_str()).count(), 1, "{err}");
+    std::fs::remove_dir_all(&h).ok();
+}

@@ -12,7 +12,7 @@ pub enum StoreError {
         "data directory is in use by another node (store {0} is locked); stop that node or choose another --data-dir"
     )]
     Locked(PathBuf),
-    #[error("cannot open store {path}: {source}")]
+    #[error("cannot open store {path}")]
     Open { path: PathBuf, source: Box<redb::Error> },
     #[error("store has unknown format {0:?}; upgrade medmesh")]
     Format(Vec<u8>),
@@ -40,7 +40,7 @@ from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::C
 /// Starting a node failed.
 #[derive(Debug, Error)]
 pub enum StartError {
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create data directory {path}")]
     DataDir { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -62,13 +62,11 @@ pub enum StartError {
     RootMismatch { given: String, stored: String },
     #[error("peer key {path}: {reason}")]
     PeerKey { path: PathBuf, reason: String },
-    #[error("control token {path}: {source}")]
+    #[error("control token {path}")]
     Token { path: PathBuf, source: std::io::Error },
     #[error("cannot listen on {addr}: {reason} (is the port taken by another process?)")]
     Listen { addr: String, reason: String },
-    #[error(
-        "cannot serve the control API on {addr}: {source} (is the port taken by another process?)"
-    )]
+    #[error("cannot serve the control API on {addr} (is the port taken by another process?)")]
     Control { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("cannot build the libp2p swarm: {0}")]
     Swarm(String),

@@ -42,7 +42,7 @@ pub enum ManifestError {
     ContainerType { found: String, known: bool, suggestion: Option<&'static str> },
     /// The manifest disagrees with MedPerf's container contract (a known input
     /// declared as an output, an unknown task or parameter, overlapping mounts).
-    #[error("{0}")]
+    #[error(transparent)]
     Contract(#[from] protocol::contract::ContractError),
 }
 
@@ -53,7 +53,8 @@ pub enum RunnerError {
         "no Docker engine: {reason}; start the Docker daemon (or set DOCKER_HOST) and try again"
     )]
     NoEngine { reason: String },
-    #[error("the Docker engine failed while {during}: {source}")]
+    // The source's text is not repeated here: `{:#}` prints it after a colon.
+    #[error("the Docker engine failed while {during}")]
     Engine {
         during: String,
         #[source]
@@ -67,7 +68,9 @@ pub enum RunnerError {
         "image `{reference}` is {actual}, but the container record pins {expected}; refusing to run it: load the exact image the record names"
     )]
     DigestMismatch { reference: String, expected: String, actual: String },
-    #[error("malformed manifest: {0}")]
+    // Transparent: every ManifestError names the manifest, and a prefix with `{0}`
+    // would print the message twice under `{:#}` (once here, once as the source).
+    #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("task `{task}` needs `{param}`, but no path was given for it")]
     MissingParam { task: String, param: String },
@@ -101,7 +104,7 @@ pub enum RunnerError {
     HashMismatch { path: PathBuf, expected: String, actual: String },
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
-    #[error("{path}: {source}")]
+    #[error("i/o error on {path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -115,6 +118,18 @@ pub enum RunnerError {
         "building the example binaries failed: {0}; run the cargo command in examples/README.md to see why"
     )]
     Build(String),
+}
+
+/// An error and its sources, as `anyhow`'s `{:#}` prints them: "what: why: why".
+pub fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 impl RunnerError {
@@ -141,5 +156,29 @@ impl RunnerError {
             | RunnerError::BadResults { log, .. } => Some(log),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_io_error_names_its_path_and_says_its_cause_once() {
+        let e = RunnerError::Io {
+            path: "/data/hospital_a/paths.yaml".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        let text = describe(&e);
+        assert!(text.contains("/data/hospital_a/paths.yaml"), "{text}");
+        let cause = std::io::Error::from(std::io::ErrorKind::NotFound).to_string();
+        assert_eq!(text.matches(&cause).count(), 1, "{text}");
+    }
+
+    #[test]
+    fn a_manifest_error_is_said_once() {
+        let e = RunnerError::from(ManifestError::NoTasks);
+        let text = describe(&e);
+        assert_eq!(text.matches("manifest has no tasks").count(), 1, "{text}");
     }
 }

@@ -1,7 +1,8 @@
 //! Benchmark execution on one prepared dataset: each model by priority (highest
 //! first), `infer`, then the metrics container's `evaluate`; a results map and an
-//! execution receipt per model. A model that fails stops the run unless
-//! `ignore_model_errors`; a finished execution (same dataset hash and image digests)
+//! execution receipt per model. A model that fails is reported in
+//! [`ExecutionReport::failed`] and stops the run (the models after it are not run)
+//! unless `ignore_model_errors`; a finished execution (same dataset hash and image digests)
 //! is reused unless `force`.
 //!
 //! Per model, under the execution folder: `<model id>/predictions/`,
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::{self, SUMMARY_YAML_BYTES_MAX, parse_results};
 use crate::engine::{Engine, RunLimits, Runnable, TaskRun};
-use crate::error::RunnerError;
+use crate::error::{RunnerError, describe};
 use crate::treehash::tree_hash;
 
 /// A model to run, with its effective priority (higher first).
@@ -55,6 +56,8 @@ pub struct ModelRun {
 pub struct ExecutionReport {
     pub completed: Vec<(RecordId, ModelRun)>,
     pub failed: Vec<(RecordId, RunnerError)>,
+    /// Models not run because an earlier one failed without `ignore_model_errors`.
+    pub not_run: Vec<RecordId>,
 }
 
 /// Run every model on the prepared dataset at `dataset_root`, whose registered hash
@@ -73,7 +76,7 @@ pub async fn run_benchmark(
     let mut order: Vec<&ModelEntry> = models.iter().collect();
     order.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
     let mut report = ExecutionReport::default();
-    for m in order {
+    for (i, m) in order.iter().enumerate() {
         let dir = execution_dir.join(m.id.to_hex());
         if let Some(done) =
             finished(&dir, dataset_hash, &m.container, metrics).filter(|_| !options.force)
@@ -95,10 +98,15 @@ pub async fn run_benchmark(
         {
             Ok(run) => report.completed.push((m.id, run)),
             Err(e) if options.ignore_model_errors => {
-                tracing::warn!(model = %m.id.short(), error = %e, "model failed; continuing");
+                tracing::warn!(model = %m.id.short(), error = %describe(&e), "model failed; continuing");
                 report.failed.push((m.id, e));
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                tracing::warn!(model = %m.id.short(), error = %describe(&e), "model failed; stopping");
+                report.failed.push((m.id, e));
+                report.not_run = order[i + 1..].iter().map(|m| m.id).collect();
+                break;
+            }
         }
     }
     Ok(report)

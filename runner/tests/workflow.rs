@@ -186,7 +186,7 @@ async fn a_failing_model_stops_the_run_unless_model_errors_are_ignored() {
         },
     ];
     let strict = ExecutionOptions { limits: limits.clone(), ..Default::default() };
-    let err = run_benchmark(
+    let stopped = run_benchmark(
         &engine,
         &root,
         prepared.prepared_hash,
@@ -196,8 +196,15 @@ async fn a_failing_model_stops_the_run_unless_model_errors_are_ignored() {
         &strict,
     )
     .await
-    .unwrap_err();
-    assert!(matches!(err, RunnerError::NonZeroExit { ref task, .. } if task == "infer"), "{err}");
+    .unwrap();
+    // The failure is reported, not dropped, and the run stops at it.
+    assert_eq!(stopped.failed.len(), 1);
+    let (failed, err) = &stopped.failed[0];
+    assert_eq!(*failed, RecordId::from_bytes([1; 32]));
+    assert!(matches!(err, RunnerError::NonZeroExit { task, .. } if task == "infer"), "{err}");
+    assert!(err.log_path().is_some_and(|p| p.exists()), "{err}");
+    assert!(stopped.completed.is_empty());
+    assert_eq!(stopped.not_run, vec![RecordId::from_bytes([2; 32])]);
     let lenient = ExecutionOptions { ignore_model_errors: true, ..strict };
     let report = run_benchmark(
         &engine,

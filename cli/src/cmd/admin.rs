@@ -55,7 +55,7 @@ pub fn run(ctx: &Ctx, a: AdminCmd) -> anyhow::Result<()> {
                     "revoked_from_seq": st.revoked.get(&key),
                 }));
             }
-            println!("{status}: {}", r.id.short());
+            crate::say!("{status}: {}", r.id.short())?;
             Ok(())
         }
     }

@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use protocol::record::{Decision, Subject};
 use protocol::{RecordId, State};
 
-use super::{Ctx, containers, report};
+use super::{Ctx, benchmarks, containers, datasets, report};
 use crate::ids::resolve;
 use crate::output::{json, table};
 use crate::workflow;
@@ -53,9 +53,9 @@ pub enum AssociationCmd {
 }
 
 fn target(st: &State, t: &AssocTarget) -> anyhow::Result<(RecordId, Subject)> {
-    let b = resolve(&t.benchmark, st.benchmarks.keys().copied(), "benchmark")?;
+    let b = resolve(&t.benchmark, benchmarks(st), "benchmark")?;
     let subject = match (&t.data, &t.model) {
-        (Some(d), _) => Subject::Dataset(resolve(d, st.datasets.keys().copied(), "dataset")?),
+        (Some(d), _) => Subject::Dataset(resolve(d, datasets(st), "dataset")?),
         (None, Some(m)) => Subject::Model(resolve(m, containers(st), "container")?),
         (None, None) => bail!("give --data or --model"),
     };
@@ -67,9 +67,7 @@ pub fn run(ctx: &Ctx, a: AssociationCmd) -> anyhow::Result<()> {
     let st = s.state()?;
     match a {
         AssociationCmd::Ls { benchmark } => {
-            let b = benchmark
-                .map(|b| resolve(&b, st.benchmarks.keys().copied(), "benchmark"))
-                .transpose()?;
+            let b = benchmark.map(|b| resolve(&b, benchmarks(&st), "benchmark")).transpose()?;
             let list: Vec<_> =
                 st.associations.iter().filter(|a| b.is_none_or(|b| a.benchmark == b)).collect();
             if ctx.json {

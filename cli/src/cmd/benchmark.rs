@@ -1,11 +1,13 @@
 //! `medmesh benchmark`: submit, list, decide (admin), run, release (committee).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::{Subcommand, ValueEnum};
 use protocol::record::{Decision, SharingPolicy};
+use protocol::{RecordId, State};
 
-use super::{Ctx, containers, parse_auto, parse_key, report};
+use super::{Ctx, benchmarks, containers, datasets, parse_auto, parse_key, report};
 use crate::ids::resolve;
 use crate::output::{json, spinner, table};
 use crate::workflow::{self, BenchmarkArgs};
@@ -72,13 +74,18 @@ pub enum BenchmarkCmd {
     Approve { id: String },
     /// Reject a benchmark (admin).
     Reject { id: String },
-    /// Run every approved model on one of your datasets and submit the results.
+    /// Run the reference model and every approved model on one of your datasets and
+    /// submit the results.
     Run {
         #[arg(short, long)]
         benchmark: String,
         #[arg(short, long)]
         data: String,
-        /// Keep going when a model fails.
+        /// Run only this model (an id, id prefix or name): the reference model or an
+        /// approved one.
+        #[arg(short, long)]
+        model: Option<String>,
+        /// Keep going when a model fails (its failure is reported).
         #[arg(long)]
         ignore_model_errors: bool,
         /// Run again even if finished.
@@ -183,74 +190,82 @@ pub fn run(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
         }
         BenchmarkCmd::View { id } => {
             let st = s.state()?;
-            let id = resolve(&id, st.benchmarks.keys().copied(), "benchmark")?;
+            let id = resolve(&id, benchmarks(&st), "benchmark")?;
             json(&st.benchmarks[&id])
         }
         BenchmarkCmd::Approve { id } => {
             let st = s.state()?;
-            let id = resolve(&id, st.benchmarks.keys().copied(), "benchmark")?;
+            let id = resolve(&id, benchmarks(&st), "benchmark")?;
             let r = workflow::decide_benchmark(&s, id, Decision::Approve)?;
             report(ctx, "approval published", &r.id, &serde_json::Value::Null)
         }
         BenchmarkCmd::Reject { id } => {
             let st = s.state()?;
-            let id = resolve(&id, st.benchmarks.keys().copied(), "benchmark")?;
+            let id = resolve(&id, benchmarks(&st), "benchmark")?;
             let r = workflow::decide_benchmark(&s, id, Decision::Reject)?;
             report(ctx, "rejection published", &r.id, &serde_json::Value::Null)
         }
-        BenchmarkCmd::Run { benchmark, data, ignore_model_errors, force, no_submit } => {
+        BenchmarkCmd::Run { benchmark, data, model, ignore_model_errors, force, no_submit } => {
             let st = s.state()?;
-            let b = resolve(&benchmark, st.benchmarks.keys().copied(), "benchmark")?;
-            let d = resolve(&data, st.datasets.keys().copied(), "dataset")?;
-            let pb = spinner("running every approved model, then the metrics");
-            let rep = workflow::run_benchmark(&s, &b, &d, ignore_model_errors, force);
+            let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
+            let d = resolve(&data, datasets(&st), "dataset")?;
+            let only = model.map(|m| resolve(&m, containers(&st), "container")).transpose()?;
+            let pb =
+                spinner("running the reference model and every approved model, then the metrics");
+            let rep = workflow::run_benchmark(&s, &b, &d, only, ignore_model_errors, force);
             pb.finish_and_clear();
             let rep = rep?;
-            let mut rows = Vec::new();
-            for (m, run) in &rep.completed {
-                let id = if no_submit {
-                    None
-                } else {
-                    Some(workflow::submit_result(&s, &b, &d, m, run)?.id)
-                };
-                rows.push(serde_json::json!({ "model": m, "results": run.results, "result_record": id, "reused": run.reused }));
-            }
-            for (m, e) in &rep.failed {
-                rows.push(serde_json::json!({ "model": m, "error": format!("{e:#}") }));
-            }
+            let rows = run_rows(&s, &st, &b, &d, &rep, no_submit);
+            let unfinished = rows.iter().filter(|r| r.status != "completed").count();
             if ctx.json {
-                return json(&rows);
+                json(&rows)?;
+            } else {
+                table(
+                    &["model", "name", "outcome", "execution", "result"],
+                    rows.iter()
+                        .map(|r| {
+                            vec![
+                                format!(
+                                    "{}{}",
+                                    r.model.short(),
+                                    if r.reference { " (reference)" } else { "" }
+                                ),
+                                r.name.clone(),
+                                match (&r.error, &r.results) {
+                                    (Some(e), _) => format!("{}: {e}", r.status.replace('_', " ")),
+                                    (None, Some(res)) => res
+                                        .iter()
+                                        .map(|(k, v)| format!("{k}={v:.3}"))
+                                        .collect::<Vec<_>>()
+                                        .join(" "),
+                                    (None, None) => r.status.replace('_', " "),
+                                },
+                                match (&r.execution_dir, r.reused) {
+                                    (Some(dir), true) => format!("reused {}", dir.display()),
+                                    (Some(dir), false) => format!("ran into {}", dir.display()),
+                                    (None, _) => r
+                                        .log
+                                        .as_ref()
+                                        .map(|l| format!("log {}", l.display()))
+                                        .unwrap_or_default(),
+                                },
+                                r.publication.clone(),
+                            ]
+                        })
+                        .collect(),
+                )?;
             }
-            table(
-                &["model", "outcome", "result"],
-                rep.completed
-                    .iter()
-                    .zip(rows.iter())
-                    .map(|((m, run), row)| {
-                        vec![
-                            m.short(),
-                            run.results
-                                .iter()
-                                .map(|(k, v)| format!("{k}={v:.3}"))
-                                .collect::<Vec<_>>()
-                                .join(" "),
-                            row["result_record"]
-                                .as_str()
-                                .map(|s| s[..12].to_string())
-                                .unwrap_or_else(|| "not submitted".into()),
-                        ]
-                    })
-                    .chain(
-                        rep.failed
-                            .iter()
-                            .map(|(m, e)| vec![m.short(), format!("failed: {e}"), String::new()]),
-                    )
-                    .collect(),
-            )
+            if unfinished > 0 && !ignore_model_errors {
+                anyhow::bail!(
+                    "{unfinished} of {} models did not finish (see above); fix them, or pass --ignore-model-errors to run the others anyway",
+                    rows.len()
+                );
+            }
+            Ok(())
         }
         BenchmarkCmd::Release { benchmark, auto_release, interval_ms } => {
             let st = s.state()?;
-            let b = resolve(&benchmark, st.benchmarks.keys().copied(), "benchmark")?;
+            let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
             if !auto_release {
                 let r = workflow::release(&s, &b)?;
                 return report(ctx, "release signed", &r.id, &serde_json::Value::Null);
@@ -273,4 +288,104 @@ pub fn run(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// One model's line in `benchmark run`'s report (its `--json` is a list of these).
+#[derive(Debug, serde::Serialize)]
+struct RunRow {
+    model: RecordId,
+    name: String,
+    /// The benchmark's reference model.
+    reference: bool,
+    /// `completed`, `failed` or `not_run` (an earlier model failed).
+    status: &'static str,
+    results: Option<BTreeMap<String, f64>>,
+    /// Where the execution's results, receipt and logs are.
+    execution_dir: Option<PathBuf>,
+    /// The finished execution on disk was reused instead of running again.
+    reused: bool,
+    error: Option<String>,
+    log: Option<PathBuf>,
+    /// The result record published for it.
+    result_record: Option<RecordId>,
+    /// This site had published a result for this model and dataset before.
+    published_again: bool,
+    /// What happened to its result, in words.
+    publication: String,
+}
+
+/// Publish what finished (unless `no_submit`) and describe every model.
+fn run_rows(
+    s: &workflow::Session,
+    st: &State,
+    b: &RecordId,
+    d: &RecordId,
+    rep: &workflow::BenchmarkRun,
+    no_submit: bool,
+) -> Vec<RunRow> {
+    let name =
+        |m: &RecordId| st.containers.get(m).map(|c| c.container.name.clone()).unwrap_or_default();
+    let row = |m: &RecordId, status| RunRow {
+        model: *m,
+        name: name(m),
+        reference: rep.reference == Some(*m),
+        status,
+        results: None,
+        execution_dir: None,
+        reused: false,
+        error: None,
+        log: None,
+        result_record: None,
+        published_again: false,
+        publication: String::new(),
+    };
+    let mut rows = Vec::new();
+    for (m, run) in &rep.completed {
+        let mut r = row(m, "completed");
+        r.results = Some(run.results.clone());
+        r.execution_dir = Some(run.dir.clone());
+        r.reused = run.reused;
+        r.published_again = st.results.iter().any(|x| {
+            x.benchmark == *b && x.model == *m && x.dataset == *d && x.submitter == s.me()
+        });
+        if no_submit {
+            r.publication = "not submitted (--no-submit)".into();
+        } else if !workflow::model_approved(st, b, m) {
+            // The fold counts results of approved models only: a result of a
+            // reference model that was never associated would be ignored.
+            r.publication =
+                "not published: the model's association with the benchmark is not approved".into();
+        } else {
+            match workflow::submit_result(s, b, d, m, run) {
+                Ok(rec) => {
+                    r.result_record = Some(rec.id);
+                    r.publication = format!(
+                        "{} {}",
+                        if r.published_again { "published again" } else { "published" },
+                        rec.id.short()
+                    );
+                }
+                Err(e) => {
+                    r.status = "failed";
+                    r.error = Some(format!("its result could not be published: {e:#}"));
+                    r.publication = "not published".into();
+                }
+            }
+        }
+        rows.push(r);
+    }
+    for f in &rep.failed {
+        let mut r = row(&f.model, "failed");
+        r.error = Some(f.reason.clone());
+        r.log = f.log.clone();
+        r.publication = "nothing to publish".into();
+        rows.push(r);
+    }
+    for m in &rep.not_run {
+        let mut r = row(m, "not_run");
+        r.error = Some("not run: an earlier model failed".into());
+        r.publication = "nothing to publish".into();
+        rows.push(r);
+    }
+    rows
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use protocol::record::Subject;
 
-use super::{Ctx, report};
+use super::{Ctx, benchmarks, datasets, report};
 use crate::ids::resolve;
 use crate::output::{json, spinner, table};
 use crate::workflow;
@@ -73,7 +73,7 @@ pub fn run(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
     match d {
         DatasetCmd::Prepare { benchmark, name, data_path, labels_path } => {
             let st = s.state()?;
-            let b = resolve(&benchmark, st.benchmarks.keys().copied(), "benchmark")?;
+            let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
             let pb = spinner("prepare, sanity check, statistics, hash");
             let p = workflow::prepare_dataset(&s, &b, &name, &data_path, &labels_path);
             pb.finish_and_clear();
@@ -82,30 +82,30 @@ pub fn run(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
             if ctx.json {
                 return json(&v);
             }
-            println!(
+            crate::say!(
                 "prepared {name} ({}) in {}; register it with `medmesh dataset submit -b {} --name {name}`",
                 p.prepared_hash.short(),
                 p.root.display(),
                 b.short()
-            );
+            )?;
             Ok(())
         }
         DatasetCmd::Submit { benchmark, name, description, location, public_name } => {
             let st = s.state()?;
-            let b = resolve(&benchmark, st.benchmarks.keys().copied(), "benchmark")?;
+            let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
             let r = workflow::submit_dataset(&s, &b, &name, &description, &location, public_name)?;
             report(ctx, "dataset registered", &r.id, &serde_json::Value::Null)
         }
         DatasetCmd::SetOperational { id } => {
             let st = s.state()?;
-            let id = resolve(&id, st.datasets.keys().copied(), "dataset")?;
+            let id = resolve(&id, datasets(&st), "dataset")?;
             let r = workflow::set_operational(&s, &id)?;
             report(ctx, "dataset operational", &r.id, &serde_json::Value::Null)
         }
         DatasetCmd::Associate { benchmark, data } => {
             let st = s.state()?;
-            let b = resolve(&benchmark, st.benchmarks.keys().copied(), "benchmark")?;
-            let d = resolve(&data, st.datasets.keys().copied(), "dataset")?;
+            let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
+            let d = resolve(&data, datasets(&st), "dataset")?;
             let pb = spinner("running the compatibility test on your prepared data");
             let out = workflow::associate(&s, &b, Subject::Dataset(d));
             pb.finish_and_clear();
@@ -119,14 +119,14 @@ pub fn run(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
         }
         DatasetCmd::Check { id } => {
             let st = s.state()?;
-            let id = resolve(&id, st.datasets.keys().copied(), "dataset")?;
+            let id = resolve(&id, datasets(&st), "dataset")?;
             let root = workflow::local_dataset(&s, &id)?;
             runner::dataset::check_dataset(&root, &st.datasets[&id].prepared_hash)?;
             report(ctx, "dataset matches its registered hash", &id, &serde_json::Value::Null)
         }
         DatasetCmd::Export { id, out } => {
             let st = s.state()?;
-            let id = resolve(&id, st.datasets.keys().copied(), "dataset")?;
+            let id = resolve(&id, datasets(&st), "dataset")?;
             let root = workflow::local_dataset(&s, &id)?;
             let h = runner::dataset::export_dataset(&root, &out)?;
             report(
@@ -139,7 +139,7 @@ pub fn run(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
         DatasetCmd::Import { tarball, name } => {
             let root = workflow::dataset_root(&s, &name);
             let p = runner::dataset::import_dataset(&tarball, &root, None)?;
-            println!("imported {name} ({}) into {}", p.prepared_hash.short(), root.display());
+            crate::say!("imported {name} ({}) into {}", p.prepared_hash.short(), root.display())?;
             Ok(())
         }
         DatasetCmd::Ls => {
@@ -165,7 +165,7 @@ pub fn run(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
         }
         DatasetCmd::View { id } => {
             let st = s.state()?;
-            let id = resolve(&id, st.datasets.keys().copied(), "dataset")?;
+            let id = resolve(&id, datasets(&st), "dataset")?;
             json(&st.datasets[&id])
         }
     }

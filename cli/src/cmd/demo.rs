@@ -35,30 +35,30 @@ pub fn run(ctx: &Ctx, dir: PathBuf, keep_running: bool) -> anyhow::Result<()> {
         serde_json::from_str(&out.leaderboard_json)?;
     let lb =
         lbs.get(&out.benchmark).ok_or_else(|| anyhow!("the demo ended without a leaderboard"))?;
-    println!("every node shows the same leaderboard (state hash {}):", out.state_hash.short());
+    crate::say!("every node shows the same leaderboard (state hash {}):", out.state_hash.short())?;
     leaderboard_table(lb, false)?;
 
-    println!("\nParticipants' homes are in {}. Look around, e.g.:", opts.dir.display());
+    crate::say!("\nParticipants' homes are in {}. Look around, e.g.:", opts.dir.display())?;
     if keep_running {
-        println!("  medmesh --home {} benchmark ls", hospital.display());
-        println!("  medmesh --home {} association ls", hospital.display());
-        println!(
+        crate::say!("  medmesh --home {} benchmark ls", hospital.display())?;
+        crate::say!("  medmesh --home {} association ls", hospital.display())?;
+        crate::say!(
             "  medmesh --home {} leaderboard -b {}",
             hospital.display(),
             out.benchmark.short()
-        );
+        )?;
     } else {
-        println!(
+        crate::say!(
             "  medmesh node start --data-dir {}/node --root {}/root.cbor   (then, in another shell)",
             hospital.display(),
             hospital.display()
-        );
-        println!(
+        )?;
+        crate::say!(
             "  medmesh --home {} leaderboard -b {}",
             hospital.display(),
             out.benchmark.short()
-        );
-        println!("Run `medmesh demo --keep-running` to leave the nodes up.");
+        )?;
+        crate::say!("Run `medmesh demo --keep-running` to leave the nodes up.")?;
     }
     Ok(())
 }

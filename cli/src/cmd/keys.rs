@@ -25,11 +25,11 @@ pub fn run(ctx: &Ctx, k: KeysCmd) -> anyhow::Result<()> {
     if ctx.json || matches!(k, KeysCmd::Export) {
         return json(&v);
     }
-    println!(
+    crate::say!(
         "signing key:    {}\nencryption key: {}\nkept in:        {}",
         keys.public(),
         keys.x25519(),
         dir.display()
-    );
+    )?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use protocol::{RecordId, State};
 
-use super::Ctx;
+use super::{Ctx, benchmarks};
 use crate::ids::resolve;
 use crate::output::{json, millionths, table};
 
@@ -10,7 +10,7 @@ use crate::output::{json, millionths, table};
 pub fn run(ctx: &Ctx, benchmark: &str) -> anyhow::Result<()> {
     let s = ctx.session()?;
     let st = s.state()?;
-    let b = resolve(benchmark, st.benchmarks.keys().copied(), "benchmark")?;
+    let b = resolve(benchmark, benchmarks(&st), "benchmark")?;
     leaderboard(ctx, &st, &b)
 }
 
@@ -20,22 +20,22 @@ pub fn leaderboard(ctx: &Ctx, st: &State, b: &RecordId) -> anyhow::Result<()> {
         if ctx.json {
             return json(&serde_json::Value::Null);
         }
-        println!(
+        crate::say!(
             "no results released yet for benchmark {}; the committee publishes them with `medmesh benchmark release`",
             b.short()
-        );
+        )?;
         return Ok(());
     };
     if ctx.json {
         return json(lb);
     }
-    println!(
+    crate::say!(
         "leaderboard of {} by {} ({}), release round {}",
         st.benchmarks.get(b).map(|v| v.benchmark.name.as_str()).unwrap_or("?"),
         lb.metric,
         if lb.higher_is_better { "higher is better" } else { "lower is better" },
         lb.release_round
-    );
+    )?;
     leaderboard_table(lb, true)
 }
 

@@ -69,8 +69,19 @@ impl Ctx {
     }
 }
 
-pub(crate) fn containers(state: &State) -> impl Iterator<Item = RecordId> + '_ {
-    state.containers.keys().copied()
+/// Containers as a command line may name them: by id prefix or by name.
+pub(crate) fn containers(state: &State) -> impl Iterator<Item = (RecordId, &str)> + '_ {
+    state.containers.iter().map(|(id, c)| (*id, c.container.name.as_str()))
+}
+
+/// Benchmarks by id prefix or by name.
+pub(crate) fn benchmarks(state: &State) -> impl Iterator<Item = (RecordId, &str)> + '_ {
+    state.benchmarks.iter().map(|(id, b)| (*id, b.benchmark.name.as_str()))
+}
+
+/// Datasets by id prefix or by name.
+pub(crate) fn datasets(state: &State) -> impl Iterator<Item = (RecordId, &str)> + '_ {
+    state.datasets.iter().map(|(id, d)| (*id, d.dataset.name.as_str()))
 }
 
 pub(crate) fn report(
@@ -86,6 +97,6 @@ pub(crate) fn report(
         }
         return json(&v);
     }
-    println!("{what}: {}", id.short());
+    crate::say!("{what}: {}", id.short())?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use protocol::record::Subject;
 
-use super::{Ctx, containers, report};
+use super::{Ctx, benchmarks, containers, report};
 use crate::ids::resolve;
 use crate::output::spinner;
 use crate::workflow;
@@ -25,7 +25,7 @@ pub fn run(ctx: &Ctx, m: ModelCmd) -> anyhow::Result<()> {
         ModelCmd::Associate { benchmark, model } => {
             let s = ctx.session()?;
             let st = s.state()?;
-            let b = resolve(&benchmark, st.benchmarks.keys().copied(), "benchmark")?;
+            let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
             let m = resolve(&model, containers(&st), "container")?;
             let pb = spinner("running the compatibility test on the demo dataset");
             let out = workflow::associate(&s, &b, Subject::Model(m));

@@ -27,7 +27,8 @@ pub enum NetworkCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Join a network from its root file.
+    /// Join a network from its root file (the bootstrap peers are remembered in the
+    /// home, for `medmesh node start`).
     Join {
         /// The network root file the admin gave you.
         #[arg(long)]
@@ -59,11 +60,19 @@ pub fn run(ctx: &Ctx, n: NetworkCmd) -> anyhow::Result<()> {
             root
         }
         NetworkCmd::Join { root, bootstrap } => {
+            for b in &bootstrap {
+                b.parse::<node::Multiaddr>().map_err(|e| {
+                    anyhow!("--bootstrap `{b}` is not a multiaddress ({e}); give one like /ip4/1.2.3.4/tcp/4002/p2p/<peer id>")
+                })?;
+            }
             let root = read_root(&root)?;
             ctx.home.install_root(&root)?;
             let mut p = ctx.home.profile()?;
-            p.bootstrap.extend(bootstrap);
-            p.bootstrap.dedup();
+            for b in bootstrap {
+                if !p.bootstrap.contains(&b) {
+                    p.bootstrap.push(b);
+                }
+            }
             ctx.home.save_profile(&p)?;
             root
         }
@@ -76,13 +85,13 @@ pub fn run(ctx: &Ctx, n: NetworkCmd) -> anyhow::Result<()> {
     if ctx.json {
         return json(&v);
     }
-    println!(
+    crate::say!(
         "network {} ({})\nadmins: {} of {}\nroot file: {}",
         root.name,
         root.network_id(),
         root.threshold,
         root.admins.len(),
         ctx.home.root_path().display()
-    );
+    )?;
     Ok(())
 }

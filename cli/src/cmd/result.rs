@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 
-use super::Ctx;
+use super::{Ctx, benchmarks, datasets};
 use crate::ids::resolve;
 use crate::output::{json, millionths, table};
 use crate::workflow;
@@ -30,23 +30,26 @@ pub fn run(ctx: &Ctx, r: ResultCmd) -> anyhow::Result<()> {
     let st = s.state()?;
     match r {
         ResultCmd::Submit { benchmark, data } => {
-            let b = resolve(&benchmark, st.benchmarks.keys().copied(), "benchmark")?;
-            let d = resolve(&data, st.datasets.keys().copied(), "dataset")?;
-            let rep = workflow::run_benchmark(&s, &b, &d, true, false)?;
+            let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
+            let d = resolve(&data, datasets(&st), "dataset")?;
+            let rep = workflow::run_benchmark(&s, &b, &d, None, true, false)?;
+            for f in &rep.failed {
+                eprintln!("model {} did not finish: {}", f.model.short(), f.reason);
+            }
             let mut ids = Vec::new();
-            for (m, run) in &rep.completed {
+            for (m, run) in
+                rep.completed.iter().filter(|(m, _)| workflow::model_approved(&st, &b, m))
+            {
                 ids.push(workflow::submit_result(&s, &b, &d, m, run)?.id);
             }
             if ctx.json {
                 return json(&ids);
             }
-            println!("{} results submitted", ids.len());
+            crate::say!("{} results submitted", ids.len())?;
             Ok(())
         }
         ResultCmd::Ls { benchmark } => {
-            let b = benchmark
-                .map(|b| resolve(&b, st.benchmarks.keys().copied(), "benchmark"))
-                .transpose()?;
+            let b = benchmark.map(|b| resolve(&b, benchmarks(&st), "benchmark")).transpose()?;
             let list: Vec<_> =
                 st.results.iter().filter(|r| b.is_none_or(|b| r.benchmark == b)).collect();
             if ctx.json {

@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 
-use super::{Ctx, containers};
+use super::{Ctx, benchmarks, containers};
 use crate::ids::resolve;
 use crate::output::{json, spinner, table};
 use crate::workflow;
@@ -25,7 +25,7 @@ pub fn run(ctx: &Ctx, t: TestCmd) -> anyhow::Result<()> {
         TestCmd::Run { benchmark, model } => {
             let s = ctx.session()?;
             let st = s.state()?;
-            let b = resolve(&benchmark, st.benchmarks.keys().copied(), "benchmark")?;
+            let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
             let bench = st.benchmarks[&b].benchmark.clone();
             let m = match model {
                 Some(m) => resolve(&m, containers(&st), "container")?,
@@ -40,7 +40,7 @@ pub fn run(ctx: &Ctx, t: TestCmd) -> anyhow::Result<()> {
                     &serde_json::json!({ "passed": true, "results": outcome.results, "results_hash": outcome.results_hash }),
                 );
             }
-            println!("compatibility test passed");
+            crate::say!("compatibility test passed")?;
             table(
                 &["metric", "value"],
                 outcome.results.iter().map(|(k, v)| vec![k.clone(), format!("{v:.4}")]).collect(),
