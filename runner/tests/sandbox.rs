@@ -38,6 +38,28 @@ fn probe_yaml(
 const DATA: &str = "/mlcommons/volumes/data";
 const OUTPUT: &str = "/mlcommons/volumes/output";
 
+/// Run the probe as a model doing `behaviour`, with `inputs` declared (and given by
+/// the runner's defaults) and `output_path` where it writes its outcome; the outcome.
+async fn outcome_of(
+    engine: &runner::Engine,
+    images: &runner::examples::ExampleImages,
+    behaviour: &str,
+    inputs: &[(&str, &str)],
+    limits: &runner::RunLimits,
+) -> String {
+    let probe = common::inline(
+        &probe_yaml("infer", behaviour, inputs, &[("output_path", OUTPUT)]),
+        &images.probe,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    engine
+        .run_task(&task(&probe, "infer", dir.path(), &[("output_path", &out)]), limits)
+        .await
+        .unwrap();
+    std::fs::read_to_string(out.join("outcome")).unwrap()
+}
+
 /// The probe as a model doing `behaviour`, with no volumes.
 fn probe(images: &runner::examples::ExampleImages, behaviour: &str) -> runner::Runnable {
     common::inline(&probe_yaml("infer", behaviour, &[], &[]), &images.probe)
@@ -230,64 +252,25 @@ async fn a_manifest_that_declares_an_input_as_an_output_never_runs_even_when_bui
 #[tokio::test]
 async fn a_container_cannot_write_its_root_filesystem() {
     let Some((engine, images)) = common::setup().await else { return };
-    let probe = common::inline(
-        &probe_yaml("infer", "write_rootfs", &[], &[("output_path", OUTPUT)]),
-        &images.probe,
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    engine
-        .run_task(
-            &task(&probe, "infer", dir.path(), &[("output_path", &out)]),
-            &common::quick_limits(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(std::fs::read_to_string(out.join("outcome")).unwrap(), "rootfs read-only");
+    let outcome = outcome_of(&engine, &images, "write_rootfs", &[], &common::quick_limits()).await;
+    assert_eq!(outcome, "rootfs read-only");
 }
 
 #[tokio::test]
 async fn a_model_without_additional_files_gets_an_empty_folder_and_a_writable_home() {
     let Some((engine, images)) = common::setup().await else { return };
-    let files = "/mlcommons/volumes/additional_files";
-    let probe = common::inline(
-        &probe_yaml(
-            "infer",
-            "home_and_files",
-            &[("additional_files", files)],
-            &[("output_path", OUTPUT)],
-        ),
-        &images.probe,
-    );
-    assert!(probe.additional_files.is_none());
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    engine
-        .run_task(
-            &task(&probe, "infer", dir.path(), &[("output_path", &out)]),
-            &common::quick_limits(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        std::fs::read_to_string(out.join("outcome")).unwrap(),
-        "home writable; additional_files 0 entries"
-    );
+    // `common::inline` gives the runnable no additional files.
+    let files = [("additional_files", "/mlcommons/volumes/additional_files")];
+    let outcome =
+        outcome_of(&engine, &images, "home_and_files", &files, &common::quick_limits()).await;
+    assert_eq!(outcome, "home writable; additional_files 0 entries");
 }
 
 #[tokio::test]
 async fn a_task_gets_the_shared_memory_the_site_allows() {
     let Some((engine, images)) = common::setup().await else { return };
-    let probe =
-        common::inline(&probe_yaml("infer", "shm", &[], &[("output_path", OUTPUT)]), &images.probe);
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
     let limits = runner::RunLimits { shm_bytes: 96 * 1024 * 1024, ..common::quick_limits() };
-    engine
-        .run_task(&task(&probe, "infer", dir.path(), &[("output_path", &out)]), &limits)
-        .await
-        .unwrap();
-    assert_eq!(std::fs::read_to_string(out.join("outcome")).unwrap(), "shm 98304k");
+    assert_eq!(outcome_of(&engine, &images, "shm", &[], &limits).await, "shm 98304k");
 }
 
 #[test]
@@ -315,18 +298,8 @@ async fn a_task_given_all_gpus_sees_them_where_there_are_any() {
         eprintln!("GPU test did not run: no NVIDIA GPU and runtime on this machine");
         return;
     }
-    let probe = common::inline(
-        &probe_yaml("infer", "gpus", &[], &[("output_path", OUTPUT)]),
-        &images.probe,
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
     let limits = runner::RunLimits { gpus: runner::site::Gpus::All, ..common::quick_limits() };
-    engine
-        .run_task(&task(&probe, "infer", dir.path(), &[("output_path", &out)]), &limits)
-        .await
-        .unwrap();
-    let outcome = std::fs::read_to_string(out.join("outcome")).unwrap();
+    let outcome = outcome_of(&engine, &images, "gpus", &[], &limits).await;
     assert_ne!(outcome, "gpu devices 0", "{outcome}");
 }
 
