@@ -34,6 +34,6 @@ pub mod testkit;
 pub use ed25519_dalek::SigningKey;
 pub use envelope::{Record, Unverified, verify_batch};
 pub use error::{CborError, IdError, RecordError, RootError, SignatureError};
-pub use fold::{Ledger, State, fold};
+pub use fold::{Admitted, Ledger, State, fold};
 pub use ids::{Hash32, NetworkId, PublicKey, RecordId, SignatureBytes, X25519Key};
-pub use root::NetworkRoot;
+pub use root::{AdmissionMode, NetworkRoot};

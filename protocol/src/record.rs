@@ -88,6 +88,8 @@ pub enum Body {
     Release(Release),
     KeyRevocation(KeyRevocation),
     AdminRotation(AdminRotation),
+    JoinRequest(JoinRequest),
+    Admission(Admission),
 }
 
 impl Body {
@@ -106,6 +108,8 @@ impl Body {
             Body::Release(_) => "release",
             Body::KeyRevocation(_) => "key_revocation",
             Body::AdminRotation(_) => "admin_rotation",
+            Body::JoinRequest(_) => "join_request",
+            Body::Admission(_) => "admission",
         }
     }
 }
@@ -466,6 +470,109 @@ pub struct KeyRevocation {
     pub reason: String,
 }
 
+/// What an admitted key may do beyond taking part (profiles, committee decisions,
+/// releases), as MedPerf's administration grants it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    /// Registers datasets and publishes their results.
+    DataOwner,
+    /// Registers model containers.
+    ModelOwner,
+    /// Creates benchmarks (and their preparation and metrics containers).
+    BenchmarkOwner,
+}
+
+impl MemberRole {
+    pub const ALL: [MemberRole; 3] =
+        [MemberRole::DataOwner, MemberRole::ModelOwner, MemberRole::BenchmarkOwner];
+
+    /// The name used in records, flags and JSON.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MemberRole::DataOwner => "data_owner",
+            MemberRole::ModelOwner => "model_owner",
+            MemberRole::BenchmarkOwner => "benchmark_owner",
+        }
+    }
+
+    /// This role as a bit of a [`MemberRoles`] set.
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl std::fmt::Display for MemberRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for MemberRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let norm = s.trim().replace('-', "_");
+        MemberRole::ALL.into_iter().find(|r| r.as_str() == norm).ok_or_else(|| {
+            format!("unknown role {s:?}: expected data_owner, model_owner or benchmark_owner")
+        })
+    }
+}
+
+/// A set of roles, as the fold keeps it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MemberRoles(u8);
+
+impl MemberRoles {
+    /// Every role (admins have them all; so does every key of an open network).
+    pub const ALL: MemberRoles = MemberRoles(0b111);
+
+    pub fn of(roles: &[MemberRole]) -> Self {
+        MemberRoles(roles.iter().fold(0, |acc, r| acc | r.bit()))
+    }
+    pub fn contains(&self, r: MemberRole) -> bool {
+        self.0 & r.bit() != 0
+    }
+    pub fn insert(&mut self, r: MemberRole) {
+        self.0 |= r.bit();
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+    /// The roles in their fixed order.
+    pub fn to_vec(&self) -> Vec<MemberRole> {
+        MemberRole::ALL.into_iter().filter(|r| self.contains(*r)).collect()
+    }
+}
+
+/// A key asks to join an admitted network. Honest nodes keep it in a bounded pool
+/// (not the store) until the admins admit the key; the admins read it with
+/// `medmesh network requests`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    pub name: String,
+    pub organisation: String,
+    /// The roles asked for, sorted, each once.
+    pub roles: Vec<MemberRole>,
+    /// Why, and how the admins can check who is asking (free text).
+    pub message: String,
+}
+
+/// An admin admits `key` to an admitted network with `roles`. The key is a member
+/// once `threshold(epoch)` admins of `epoch` have signed an admission of it with
+/// that epoch (each admin's latest admission of the key counts); a role is granted
+/// once that many of them grant it. Admissions outlive the epoch that signed them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admission {
+    pub key: PublicKey,
+    /// The admin epoch whose admins sign (the current one when signing).
+    pub epoch: u64,
+    /// Sorted, each once; empty admits a key that only takes part (a committee
+    /// member, say).
+    pub roles: Vec<MemberRole>,
+}
+
 /// The admins of epoch `epoch - 1` (at their threshold) hand over to a new set.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -477,6 +584,18 @@ pub struct AdminRotation {
 
 // ---------------------------------------------------------------------------
 // Bounds. Checked on every decoded payload and before every signature.
+
+/// A role list: sorted, each once (so one set of roles has one encoding).
+fn roles(field: &'static str, roles: &[MemberRole]) -> Result<(), RecordError> {
+    if roles.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(RecordError::Invalid {
+            field,
+            reason: "roles must be sorted (data_owner, model_owner, benchmark_owner) and each given once"
+                .into(),
+        });
+    }
+    Ok(())
+}
 
 fn text(field: &'static str, s: &str, max: usize) -> Result<(), RecordError> {
     if s.len() > max {
@@ -709,6 +828,13 @@ impl Body {
                 Ok(())
             }
             Body::KeyRevocation(k) => text("key_revocation.reason", &k.reason, TEXT_BYTES_MAX),
+            Body::JoinRequest(j) => {
+                name("join_request.name", &j.name)?;
+                text("join_request.organisation", &j.organisation, NAME_BYTES_MAX)?;
+                text("join_request.message", &j.message, TEXT_BYTES_MAX)?;
+                roles("join_request.roles", &j.roles)
+            }
+            Body::Admission(a) => roles("admission.roles", &a.roles),
             Body::AdminRotation(a) => {
                 if a.epoch == 0 {
                     return Err(RecordError::Invalid {

@@ -24,6 +24,39 @@ pub struct NetworkRoot {
     pub threshold: u16,
     /// Makes two networks with the same admins distinct.
     pub nonce: Hash32,
+    /// How keys join. Absent in the bytes means [`AdmissionMode::Open`], so roots
+    /// written before admission existed keep their meaning (and their id).
+    #[serde(default, skip_serializing_if = "AdmissionMode::is_open")]
+    pub admission: AdmissionMode,
+}
+
+/// How keys join a network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdmissionMode {
+    /// A key's records count, and honest nodes store and forward them, only once
+    /// the admins at their threshold have signed its admission
+    /// ([`crate::record::Admission`]). Until then nodes keep only its join
+    /// request, in a bounded pool. The default of `medmesh network create`.
+    Admitted,
+    /// Any key takes part (public challenges); nodes bound what each key and the
+    /// whole store may hold.
+    #[default]
+    Open,
+}
+
+impl AdmissionMode {
+    pub fn is_open(&self) -> bool {
+        *self == AdmissionMode::Open
+    }
+
+    /// The name used in files, flags and JSON.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AdmissionMode::Admitted => "admitted",
+            AdmissionMode::Open => "open",
+        }
+    }
 }
 
 impl NetworkRoot {
@@ -34,9 +67,22 @@ impl NetworkRoot {
         threshold: u16,
         nonce: Hash32,
     ) -> Result<Self, RootError> {
-        let root = Self { v: 1, name: name.into(), admins, threshold, nonce };
+        let root = Self {
+            v: 1,
+            name: name.into(),
+            admins,
+            threshold,
+            nonce,
+            admission: AdmissionMode::Open,
+        };
         root.validate()?;
         Ok(root)
+    }
+
+    /// The same root with another admission mode (a different network id).
+    pub fn with_admission(mut self, admission: AdmissionMode) -> Self {
+        self.admission = admission;
+        self
     }
 
     fn validate(&self) -> Result<(), RootError> {

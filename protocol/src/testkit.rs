@@ -163,6 +163,27 @@ pub fn torsion(order: u8) -> EdwardsPoint {
     t8 * Scalar::from(times)
 }
 
+/// An admission of `key` for `epoch` with `roles` (sorted here).
+pub fn admission(key: PublicKey, epoch: u64, roles: &[MemberRole]) -> Body {
+    let mut roles = roles.to_vec();
+    roles.sort();
+    roles.dedup();
+    Body::Admission(Admission { key, epoch, roles })
+}
+
+/// A join request asking for `roles` (sorted here).
+pub fn join_request(name: &str, roles: &[MemberRole]) -> Body {
+    let mut roles = roles.to_vec();
+    roles.sort();
+    roles.dedup();
+    Body::JoinRequest(JoinRequest {
+        name: name.into(),
+        organisation: format!("{name} organisation"),
+        roles,
+        message: "please admit us".into(),
+    })
+}
+
 /// A network root with the given admins.
 pub fn root(admins: &[PublicKey], threshold: u16) -> NetworkRoot {
     NetworkRoot::new("testnet", admins.to_vec(), threshold, Hash32::of(b"testkit"))
@@ -381,8 +402,15 @@ pub struct Workflow {
 impl Workflow {
     /// Network, people and containers; no benchmark yet.
     pub fn people() -> Self {
+        Self::people_in(crate::root::AdmissionMode::Open)
+    }
+
+    /// As [`Workflow::people`] in a network with the given admission mode. In an
+    /// admitted network the admin first admits everyone with the roles their part
+    /// needs (the committee with none).
+    pub fn people_in(mode: crate::root::AdmissionMode) -> Self {
         let admin_key = key("admin");
-        let root = root(&[PublicKey::from(&admin_key)], 1);
+        let root = root(&[PublicKey::from(&admin_key)], 1).with_admission(mode);
         let net = root.network_id();
         let mut w = Workflow {
             admin: Author::new("admin", net),
@@ -399,6 +427,16 @@ impl Workflow {
             datasets: Vec::new(),
             records: Vec::new(),
         };
+        if !mode.is_open() {
+            let mut grants: Vec<(PublicKey, &[MemberRole])> = Vec::new();
+            grants.extend(w.committee.iter().map(|a| (a.public(), &[][..])));
+            grants.push((w.owner.public(), &[MemberRole::BenchmarkOwner]));
+            grants.extend(w.hospitals.iter().map(|a| (a.public(), &[MemberRole::DataOwner][..])));
+            grants.extend(w.modelers.iter().map(|a| (a.public(), &[MemberRole::ModelOwner][..])));
+            for (key, roles) in grants {
+                w.push(|w| &mut w.admin, admission(key, 0, roles));
+            }
+        }
         // Committee members and data owners publish the keys results are sealed to.
         for i in 0..w.committee.len() {
             w.push(|w| &mut w.committee[i], w.committee[i].profile(&format!("committee-{i}")));

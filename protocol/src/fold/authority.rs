@@ -46,6 +46,7 @@ impl Deriver<'_> {
     pub(super) fn authority(&mut self) {
         let l = self.l;
         self.admins.sort();
+        self.epochs = vec![(self.admins.clone(), self.admin_threshold)];
         let mut revocations: Vec<_> = l.revocations.iter().collect();
         revocations.sort_by_key(|(hash, _)| **hash);
         let mut applied = vec![false; revocations.len()];
@@ -77,6 +78,7 @@ impl Deriver<'_> {
             self.admins.sort();
             self.admin_threshold = rotation.body.threshold;
             self.admin_epoch += 1;
+            self.epochs.push((self.admins.clone(), self.admin_threshold));
         }
         // Report the void signatures of revocations and rotations without effect.
         let rotations = l.rotations.iter().flat_map(|(epoch, m)| {

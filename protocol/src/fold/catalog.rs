@@ -29,13 +29,20 @@ impl Deriver<'_> {
         let l = self.l;
         let mut containers = BTreeMap::new();
         for (id, c) in &l.containers {
-            if self.valid(&c.author, c.seq) {
+            if !self.valid(&c.author, c.seq) {
+                self.ignore(*id, "signer's key is revoked");
+            } else if !self.permitted(&c.author, MemberRole::ModelOwner)
+                && !self.permitted(&c.author, MemberRole::BenchmarkOwner)
+            {
+                self.ignore(
+                    *id,
+                    "signer is admitted without the model_owner or benchmark_owner role",
+                );
+            } else {
                 containers.insert(
                     *id,
                     ContainerView { id: *id, owner: c.author, container: c.body.clone() },
                 );
-            } else {
-                self.ignore(*id, "signer's key is revoked");
             }
         }
         containers
@@ -53,6 +60,10 @@ impl Deriver<'_> {
         for (id, b) in &l.benchmarks {
             if !self.valid(&b.author, b.seq) {
                 self.ignore(*id, "signer's key is revoked");
+                continue;
+            }
+            if !self.permitted(&b.author, MemberRole::BenchmarkOwner) {
+                self.ignore(*id, "signer is admitted without the benchmark_owner role");
                 continue;
             }
             let votes = self.tally(l.benchmark_votes.get(id), &admins);
@@ -107,6 +118,10 @@ impl Deriver<'_> {
         for (id, d) in &l.datasets {
             if !self.valid(&d.author, d.seq) {
                 self.ignore(*id, "signer's key is revoked");
+                continue;
+            }
+            if !self.permitted(&d.author, MemberRole::DataOwner) {
+                self.ignore(*id, "signer is admitted without the data_owner role");
                 continue;
             }
             let mut state = d.body.state;

@@ -45,6 +45,7 @@
 //!   wins, the smallest content hash on a tie. The leaderboard is computed from
 //!   the shown release.
 
+mod admission;
 mod associations;
 mod authority;
 mod catalog;
@@ -158,6 +159,8 @@ pub struct Ledger {
     releases: Map<RecordId, Map<Hash32, Cosigned<Release>>>,
     revocations: Map<Hash32, Cosigned<KeyRevocation>>,
     rotations: BTreeMap<u64, Map<Hash32, Cosigned<AdminRotation>>>,
+    /// Admitted key -> each admin's admissions of it, by seq: (epoch, roles).
+    admissions: Map<PublicKey, Votes<(u64, MemberRoles)>>,
 }
 
 impl<T> Authored<T> {
@@ -201,6 +204,7 @@ impl Ledger {
             releases: Map::default(),
             revocations: Map::default(),
             rotations: BTreeMap::new(),
+            admissions: Map::default(),
         }
     }
 
@@ -318,6 +322,16 @@ impl Ledger {
                 let map = self.rotations.entry(x.epoch).or_default();
                 cosign(map, content_hash(x), x, r);
             }
+            Body::Admission(x) => {
+                self.admissions
+                    .entry(x.key)
+                    .or_default()
+                    .entry(r.signer)
+                    .or_default()
+                    .insert(r.seq, (r.id, (x.epoch, MemberRoles::of(&x.roles))));
+            }
+            // A join request only asks; its chain slot is all the fold keeps.
+            Body::JoinRequest(_) => {}
         }
         true
     }
@@ -344,6 +358,45 @@ impl Ledger {
     pub fn state(&self) -> State {
         Deriver::new(self).run()
     }
+
+    /// Who may take part, for a node deciding what to store: the fold's admission
+    /// rule over authority records only (no chain scan, so it is cheap to run after
+    /// every admission, rotation or revocation). It ignores equivocations, so it
+    /// admits at least every key the fold admits.
+    pub fn admitted(&self) -> Admitted {
+        let mut d = Deriver::new(self);
+        d.authority();
+        d.admission_only();
+        Admitted { members: d.members }
+    }
+}
+
+/// The keys a node stores records of ([`Ledger::admitted`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Admitted {
+    /// `None`: an open network, every key takes part.
+    members: Option<Map<PublicKey, MemberRoles>>,
+}
+
+impl Admitted {
+    /// May this key's records be stored and forwarded?
+    pub fn admits(&self, key: &PublicKey) -> bool {
+        self.members.as_ref().is_none_or(|m| m.contains_key(key))
+    }
+
+    /// Is this an open network?
+    pub fn is_open(&self) -> bool {
+        self.members.is_none()
+    }
+
+    /// How many keys take part (admins of every epoch included); 0 when open.
+    pub fn len(&self) -> usize {
+        self.members.as_ref().map_or(0, |m| m.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Fold a set of verified records into the state. Order and duplicates do not matter.
@@ -365,6 +418,10 @@ struct Deriver<'a> {
     admins: Vec<PublicKey>,
     admin_threshold: u16,
     admin_epoch: u64,
+    /// Every epoch's admins (sorted) and threshold, from the root to `admin_epoch`.
+    epochs: Vec<(Vec<PublicKey>, u16)>,
+    /// Who may take part and with which roles; `None` in an open network.
+    members: Option<Map<PublicKey, MemberRoles>>,
     ignored: Vec<Ignored>,
 }
 
@@ -377,13 +434,16 @@ impl<'a> Deriver<'a> {
             admins: l.root.admins.clone(),
             admin_threshold: l.root.threshold,
             admin_epoch: 0,
+            epochs: Vec::new(),
+            members: None,
             ignored: Vec::new(),
         }
     }
 
-    /// The record at `seq` of `author` still has authority (not revoked).
+    /// The record at `seq` of `author` still has authority: its key is admitted
+    /// (or the network is open) and not revoked at that seq.
     fn valid(&self, author: &PublicKey, seq: u64) -> bool {
-        self.revoked.get(author).is_none_or(|from| seq < *from)
+        self.admitted(author) && self.revoked.get(author).is_none_or(|from| seq < *from)
     }
 
     /// May `author`'s record at `seq` count as a decision?
@@ -433,6 +493,8 @@ impl<'a> Deriver<'a> {
         let l = self.l;
         let (equivocations, gaps) = self.chains();
         self.authority();
+        self.admission();
+        let members = self.member_list();
         let profiles = self.profiles();
         let containers = self.containers();
         let benchmarks = self.benchmarks(&containers);
@@ -455,6 +517,8 @@ impl<'a> Deriver<'a> {
             admin_epoch: self.admin_epoch,
             admins: self.admins,
             admin_threshold: self.admin_threshold,
+            admission: l.root.admission,
+            members,
             revoked: self.revoked,
             equivocations,
             gaps,

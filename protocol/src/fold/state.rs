@@ -131,6 +131,30 @@ pub struct Ignored {
     pub reason: String,
 }
 
+/// A key admitted to an admitted network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub key: PublicKey,
+    pub roles: Vec<crate::record::MemberRole>,
+    /// The earliest epoch whose admins admitted it at their threshold.
+    pub epoch: u64,
+    /// The admins whose admissions of that epoch count, sorted (empty for a key
+    /// that was an admin of an earlier epoch: it keeps every role).
+    pub admitted_by: Vec<PublicKey>,
+}
+
+impl State {
+    /// The member entry of `key`, if it was admitted (admins are not listed).
+    pub fn member(&self, key: &PublicKey) -> Option<&Member> {
+        self.members.binary_search_by(|m| m.key.cmp(key)).ok().map(|i| &self.members[i])
+    }
+
+    /// May `key`'s records count here: an open network, an admin, or a member.
+    pub fn admits(&self, key: &PublicKey) -> bool {
+        self.admission.is_open() || self.admins.contains(key) || self.member(key).is_some()
+    }
+}
+
 /// Everything the fold derives. Identical on every node that holds the same set.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -139,6 +163,10 @@ pub struct State {
     pub admin_epoch: u64,
     pub admins: Vec<PublicKey>,
     pub admin_threshold: u16,
+    /// How keys join this network (from its root).
+    pub admission: crate::root::AdmissionMode,
+    /// The admitted keys other than admins, by key (empty in an open network).
+    pub members: Vec<Member>,
     /// Key -> first seq without authority.
     pub revoked: BTreeMap<PublicKey, u64>,
     pub equivocations: Vec<Equivocation>,
@@ -195,6 +223,13 @@ impl State {
         h.update(&self.admin_threshold.to_le_bytes());
         for k in &self.admins {
             id(&mut h, k.as_bytes());
+        }
+        h.update(self.admission.as_str().as_bytes());
+        h.update(b"members");
+        for m in &self.members {
+            id(&mut h, m.key.as_bytes());
+            h.update(&[m.roles.iter().fold(0u8, |acc, r| acc | (1 << (*r as u8)))]);
+            h.update(&m.epoch.to_le_bytes());
         }
         h.update(b"revoked");
         for (k, s) in &self.revoked {
