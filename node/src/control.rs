@@ -12,7 +12,7 @@
 //! | route | answer |
 //! | --- | --- |
 //! | `GET /v1/status` | `{peer_id, network_id, records, state_hash, listen}` |
-//! | `POST /v1/records` (raw envelope bytes) | `{id, new, gossiped}`, or 422 `{error, message}` |
+//! | `POST /v1/records` (raw envelope bytes) | `{id, new, pooled?, gossiped}`, or 422 `{error, message}` (invalid), or 403 (`not_admitted`, `key_quota`, `store_quota`: valid, not stored) |
 //! | `GET /v1/records?after=<id>&limit=<n>` | `{ids, next}` |
 //! | `GET /v1/records/{id}` | the exact envelope bytes (`application/cbor`) |
 //! | `GET /v1/state` | `{network, records, hash, admin_epoch, counts}` |
@@ -20,6 +20,8 @@
 //! | `GET /v1/heads/{signer}` | `{seq, id}` of the signer's chain head |
 //! | `GET /v1/heads/{signer}/record` | the exact envelope bytes of that head record, which the CLI verifies (a claim it can check, unlike `{seq, id}`) |
 //! | `GET /v1/records/{id}/verdict` | `{id, ignored, reason}`: whether the fold keeps the record without effect, and why |
+//! | `GET /v1/join-requests` | the pool of join requests from keys not admitted yet, newest first: `[{id, key, seq, name, organisation, roles, message, received_at}]` |
+//! | `GET /v1/admission` | `{mode, admitted_keys, pool_requests, pool_bytes, deferred_ids, store_bytes, quotas}` |
 //! | `GET /v1/peers` | `[{peer_id, addresses, score, mesh}]` |
 //! | `GET /v1/sync` | sync status |
 //! | `GET /v1/refusals` | `{refused, counts, refused_total, held, held_total, fold}`: see below |
@@ -242,6 +244,8 @@ pub fn router(client: Client, token: String, hosts: HostPolicy) -> Router {
         .route("/v1/heads/{signer}", get(head))
         .route("/v1/heads/{signer}/record", get(head_record))
         .route("/v1/records/{id}/verdict", get(verdict))
+        .route("/v1/join-requests", get(join_requests))
+        .route("/v1/admission", get(admission))
         .route("/v1/peers", get(peers))
         .route("/v1/sync", get(sync_status))
         .route("/v1/refusals", get(refusals))
@@ -287,6 +291,14 @@ async fn status(State(ctx): State<Ctx>) -> Response {
     .into_response()
 }
 
+async fn join_requests(State(ctx): State<Ctx>) -> Response {
+    Json(ctx.client.join_requests()).into_response()
+}
+
+async fn admission(State(ctx): State<Ctx>) -> Response {
+    Json(ctx.client.admission_status()).into_response()
+}
+
 async fn submit(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Response {
     if !authorized(&ctx, &headers) {
         return error(
@@ -301,6 +313,9 @@ async fn submit(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Resp
         Ok(s) => Json(s).into_response(),
         Err(e @ crate::SubmitError::Invalid(_)) => {
             error(StatusCode::UNPROCESSABLE_ENTITY, e.kind(), e)
+        }
+        Err(crate::SubmitError::NotStored { reason, message }) => {
+            error(StatusCode::FORBIDDEN, reason, message)
         }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.kind(), e),
     }

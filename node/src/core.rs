@@ -13,6 +13,9 @@ use protocol::{
 };
 use tracing::{debug, warn};
 
+use crate::admission::{
+    Deferred, JoinPool, NOT_ADMITTED, PendingJoin, Pooled, Quotas, Usage, is_authority,
+};
 use crate::error::StoreError;
 use crate::refusals::{Origin, RefusalLog, Source};
 use crate::store::Store;
@@ -29,17 +32,61 @@ pub(crate) struct Core {
     /// Stored records refused when the store was read back, until the refusal
     /// log takes them.
     load_refusals: RefusalLog,
+    /// Who may take part ([`Ledger::admitted`]), computed again after an
+    /// admission, rotation or revocation is stored.
+    admitted: protocol::Admitted,
+    pool: JoinPool,
+    deferred: Deferred,
+    usage: Usage,
+    quotas: Quotas,
+}
+
+/// A record the node would not store, and why (a refusal-log reason name).
+pub(crate) struct Refused {
+    pub(crate) id: RecordId,
+    pub(crate) signer: PublicKey,
+    pub(crate) reason: &'static str,
+    pub(crate) message: String,
+}
+
+/// What [`Core::insert`] did with a set of records.
+#[derive(Default)]
+pub(crate) struct Inserted {
+    /// Records stored (including join requests promoted from the pool).
+    pub(crate) stored: Vec<RecordId>,
+    /// Join requests newly pooled (and worth forwarding).
+    pub(crate) pooled: Vec<RecordId>,
+    /// Join requests already pooled.
+    pub(crate) known: u64,
+    pub(crate) refused: Vec<Refused>,
+}
+
+impl Inserted {
+    pub(crate) fn stored(&self) -> u64 {
+        self.stored.len() as u64
+    }
 }
 
 impl Core {
     /// Load every stored record, checking each one's id and signature again with
     /// the same rule as every other path (decode, then `verify_strict`). What
     /// fails is skipped and kept for the refusal log (source `store`).
+    #[cfg(test)]
     pub(crate) fn load(store: Store, root: NetworkRoot) -> Result<Core, StoreError> {
+        Self::load_with(store, root, Quotas::default())
+    }
+
+    /// As [`Core::load`], with the node's quotas.
+    pub(crate) fn load_with(
+        store: Store,
+        root: NetworkRoot,
+        quotas: Quotas,
+    ) -> Result<Core, StoreError> {
         let network = root.network_id();
         let mut ledger = Ledger::new(root);
         let mut ids = IdIndex::default();
         let mut refusals = RefusalLog::default();
+        let mut usage = Usage::default();
         let count = store.len()?;
         ledger.reserve(count as usize);
         let mut batch: Vec<(RecordId, Unverified)> = Vec::with_capacity(LOAD_BATCH_RECORDS);
@@ -48,6 +95,7 @@ impl Core {
         let flush = |batch: &mut Vec<(RecordId, Unverified)>,
                      ledger: &mut Ledger,
                      ids: &mut IdIndex,
+                     usage: &mut Usage,
                      refusals: &mut RefusalLog|
          -> u64 {
             let mut bad = 0;
@@ -58,6 +106,7 @@ impl Core {
                     Ok(r) if r.id == key => {
                         ledger.insert(&r);
                         ids.push(r.id);
+                        usage.add(r.signer, r.bytes.len());
                     }
                     Ok(r) => {
                         bad += 1;
@@ -76,7 +125,7 @@ impl Core {
             Ok(u) => {
                 batch.push((id, u));
                 if batch.len() >= LOAD_BATCH_RECORDS {
-                    bad += flush(&mut batch, &mut ledger, &mut ids, &mut refusals);
+                    bad += flush(&mut batch, &mut ledger, &mut ids, &mut usage, &mut refusals);
                 }
             }
             Err(e) => {
@@ -85,11 +134,23 @@ impl Core {
                 refusals.refuse(origin, Some(id), None, &e);
             }
         })?;
-        bad += flush(&mut batch, &mut ledger, &mut ids, &mut refusals);
+        bad += flush(&mut batch, &mut ledger, &mut ids, &mut usage, &mut refusals);
         if bad > 0 {
             warn!(target: "medmesh::audit", bad, "stored records failed verification on load and were skipped (see GET /v1/refusals, source store)");
         }
-        Ok(Core { store: Some(store), ledger, ids, state: None, load_refusals: refusals })
+        let admitted = ledger.admitted();
+        Ok(Core {
+            store: Some(store),
+            ledger,
+            ids,
+            state: None,
+            load_refusals: refusals,
+            admitted,
+            pool: JoinPool::default(),
+            deferred: Deferred::default(),
+            usage,
+            quotas,
+        })
     }
 
     /// The refusals of the load, once (the shared refusal log starts with them).
@@ -114,24 +175,130 @@ impl Core {
         self.ledger.contains(id)
     }
 
-    /// Durably store the records not yet held, then index them. Returns how many
-    /// were new.
-    pub(crate) fn insert(&mut self, records: Vec<Record>) -> Result<u64, StoreError> {
-        let fresh: Vec<Record> =
-            records.into_iter().filter(|r| !self.ledger.contains(&r.id)).collect();
-        if fresh.is_empty() {
-            return Ok(0);
+    /// Durably store the records not yet held whose signers may take part, then
+    /// index them. Records that change who is admitted (admissions, rotations,
+    /// revocations) go first, so a page holding an admission and the new member's
+    /// records stores both whatever their order. A join request from a key not
+    /// admitted goes to the pool; any other record of such a key is refused
+    /// (`not_admitted`) and its id remembered until the admissions change. Each
+    /// record must also fit the quotas.
+    pub(crate) fn insert(&mut self, records: Vec<Record>) -> Result<Inserted, StoreError> {
+        let mut out = Inserted::default();
+        let (first, then): (Vec<Record>, Vec<Record>) = records
+            .into_iter()
+            .filter(|r| !self.ledger.contains(&r.id))
+            .partition(is_authority);
+        for phase in [first, then] {
+            if phase.is_empty() {
+                continue;
+            }
+            let mut keep = Vec::with_capacity(phase.len());
+            for r in phase {
+                if !self.admitted.admits(&r.signer) {
+                    if matches!(r.body, protocol::record::Body::JoinRequest(_)) {
+                        let id = r.id;
+                        match self.pool.offer(r) {
+                            Pooled::Added => out.pooled.push(id),
+                            Pooled::Known => out.known += 1,
+                        }
+                    } else {
+                        self.deferred.insert(r.id);
+                        out.refused.push(Refused {
+                            id: r.id,
+                            signer: r.signer,
+                            reason: NOT_ADMITTED,
+                            message: format!(
+                                "key {} is not admitted to this network: it may send a join request (`medmesh network apply`), and its records count once the admins admit it (`medmesh network admit {}`)",
+                                r.signer.short(),
+                                r.signer
+                            ),
+                        });
+                    }
+                    continue;
+                }
+                let admin = self.ledger.root().admins.contains(&r.signer);
+                if let Some((reason, message)) =
+                    self.usage.check(&self.quotas, &r.signer, r.bytes.len(), admin)
+                {
+                    out.refused.push(Refused { id: r.id, signer: r.signer, reason, message });
+                    continue;
+                }
+                self.usage.add(r.signer, r.bytes.len());
+                keep.push(r);
+            }
+            let authority = keep.iter().any(is_authority);
+            self.store_and_index(keep, &mut out)?;
+            if authority {
+                self.refresh_admitted(&mut out)?;
+            }
         }
-        self.store()?.put(&fresh)?;
-        let mut n = 0;
-        for r in &fresh {
+        Ok(out)
+    }
+
+    /// Store and index records that passed the gate.
+    fn store_and_index(&mut self, keep: Vec<Record>, out: &mut Inserted) -> Result<(), StoreError> {
+        if keep.is_empty() {
+            return Ok(());
+        }
+        self.store()?.put(&keep)?;
+        for r in &keep {
             if self.ledger.insert(r) {
                 self.ids.push(r.id);
-                n += 1;
+                out.stored.push(r.id);
             }
         }
         self.state = None;
-        Ok(n)
+        Ok(())
+    }
+
+    /// After authority records: who is admitted now; if that changed, forget the
+    /// refused ids (sync fetches them again) and store the pooled requests of the
+    /// keys now admitted.
+    fn refresh_admitted(&mut self, out: &mut Inserted) -> Result<(), StoreError> {
+        let admitted = self.ledger.admitted();
+        if admitted == self.admitted {
+            return Ok(());
+        }
+        self.admitted = admitted;
+        self.deferred.clear();
+        let promoted = self.pool.take_admitted(&self.admitted);
+        for r in &promoted {
+            self.usage.add(r.signer, r.bytes.len());
+        }
+        self.store_and_index(promoted, out)
+    }
+
+    /// Store and index records as given, past every gate (tests of hostile peers).
+    pub(crate) fn insert_unchecked(&mut self, records: Vec<Record>) -> Result<u64, StoreError> {
+        let fresh: Vec<Record> =
+            records.into_iter().filter(|r| !self.ledger.contains(&r.id)).collect();
+        let mut out = Inserted::default();
+        self.store_and_index(fresh, &mut out)?;
+        Ok(out.stored())
+    }
+
+    /// Was this id refused as `not_admitted` since the admissions last changed, or
+    /// is it a pooled join request? Sync does not fetch such ids.
+    pub(crate) fn deferred(&self, id: &RecordId) -> bool {
+        self.deferred.contains(id) || self.pool.contains(id)
+    }
+
+    /// The join requests waiting in the pool, newest first.
+    pub(crate) fn join_requests(&self) -> Vec<PendingJoin> {
+        self.pool.list()
+    }
+
+    /// Admission and quota figures for the status endpoint.
+    pub(crate) fn admission_status(&self) -> crate::admission::AdmissionStatus {
+        crate::admission::AdmissionStatus {
+            mode: self.ledger.root().admission,
+            admitted_keys: self.admitted.len() as u64,
+            pool_requests: self.pool.len() as u64,
+            pool_bytes: self.pool.bytes() as u64,
+            deferred_ids: self.deferred.len() as u64,
+            store_bytes: self.usage.total_bytes(),
+            quotas: self.quotas,
+        }
     }
 
     pub(crate) fn len(&self) -> u64 {

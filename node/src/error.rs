@@ -83,6 +83,10 @@ pub enum SubmitError {
     Store(#[from] StoreError),
     #[error("node is stopped")]
     Closed,
+    /// The record is valid, but this node does not store it (its signer is not
+    /// admitted, or it would break a quota); `reason` names why.
+    #[error("record not stored ({reason}): {message}")]
+    NotStored { reason: &'static str, message: String },
 }
 
 impl SubmitError {
@@ -92,6 +96,7 @@ impl SubmitError {
             SubmitError::Invalid(e) => e.kind(),
             SubmitError::Store(_) => "store_failed",
             SubmitError::Closed => "node_stopped",
+            SubmitError::NotStored { reason, .. } => reason,
         }
     }
 }

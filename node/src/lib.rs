@@ -24,6 +24,7 @@
 //! Architecture invariants: a record is verified and durably stored before it is
 //! forwarded on gossip or acknowledged; stored bytes are the bytes received.
 
+pub mod admission;
 pub mod control;
 mod core;
 pub mod error;
@@ -177,21 +178,68 @@ impl Shared {
         self.lock().len()
     }
 
-    /// Store verified records (durably), index them, announce the new ones.
-    pub(crate) fn insert(&self, records: &[Record]) -> Result<u64, StoreError> {
-        self.insert_owned(records.to_vec())
+    /// Store verified records (durably) whose signers may take part, index them,
+    /// announce the new ones; log those the node does not store (not admitted,
+    /// over a quota) with `origin`.
+    pub(crate) fn insert(
+        &self,
+        records: &[Record],
+        origin: refusals::Origin<'_>,
+    ) -> Result<core::Inserted, StoreError> {
+        self.insert_owned(records.to_vec(), origin)
     }
 
     /// As [`Shared::insert`], without copying the records.
-    pub(crate) fn insert_owned(&self, records: Vec<Record>) -> Result<u64, StoreError> {
-        let ids: Vec<RecordId> = records.iter().map(|r| r.id).collect();
-        let n = self.lock().insert(records)?;
-        if n > 0 && self.stored.receiver_count() > 0 {
+    pub(crate) fn insert_owned(
+        &self,
+        records: Vec<Record>,
+        origin: refusals::Origin<'_>,
+    ) -> Result<core::Inserted, StoreError> {
+        let out = self.lock().insert(records)?;
+        self.announce(&out.stored);
+        for r in &out.refused {
+            let peer = origin.peer.map(|p| p.to_string());
+            if origin.source == refusals::Source::Control {
+                warn!(target: "medmesh::audit", source = ?origin.source, id = %r.id.short(), signer = %r.signer.short(), reason = r.reason, "record refused");
+            } else {
+                debug!(target: "medmesh::audit", source = ?origin.source, peer, id = %r.id.short(), signer = %r.signer.short(), reason = r.reason, "record refused");
+            }
+            self.refusal_log().refuse_for(origin, Some(r.id), Some(r.signer), r.reason, &r.message);
+        }
+        Ok(out)
+    }
+
+    fn announce(&self, ids: &[RecordId]) {
+        if !ids.is_empty() && self.stored.receiver_count() > 0 {
             for id in ids {
-                let _ = self.stored.send(id);
+                let _ = self.stored.send(*id);
             }
         }
+    }
+
+    /// Store records as given, past every check (tests of hostile peers).
+    pub(crate) fn insert_unchecked(&self, records: Vec<Record>) -> Result<u64, StoreError> {
+        let ids: Vec<RecordId> = records.iter().map(|r| r.id).collect();
+        let n = self.lock().insert_unchecked(records)?;
+        if n > 0 {
+            self.announce(&ids);
+        }
         Ok(n)
+    }
+
+    /// The ids of `ids` worth fetching: not held, not refused as not admitted since
+    /// the admissions last changed, not a pooled join request.
+    pub(crate) fn wanted(&self, ids: Vec<RecordId>) -> Vec<RecordId> {
+        let core = self.lock();
+        ids.into_iter().filter(|id| !core.contains(id) && !core.deferred(id)).collect()
+    }
+
+    pub(crate) fn join_requests(&self) -> Vec<admission::PendingJoin> {
+        self.lock().join_requests()
+    }
+
+    pub(crate) fn admission_status(&self) -> admission::AdmissionStatus {
+        self.lock().admission_status()
     }
 
     /// Verify a page of fetched records and store the good ones: decode each
@@ -228,7 +276,7 @@ impl Shared {
                 }
             }
         }
-        let stored = self.insert_owned(ok)?;
+        let stored = self.insert_owned(ok, origin)?.stored();
         Ok((stored, rejected))
     }
 

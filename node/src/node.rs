@@ -63,6 +63,8 @@ pub struct NodeConfig {
     /// How long one sync request may go unanswered before its session fails (a
     /// peer that stalls mid-page).
     pub sync_request_timeout: Duration,
+    /// What this node stores per key and in all ([`crate::admission::Quotas`]).
+    pub quotas: crate::admission::Quotas,
 }
 
 impl NodeConfig {
@@ -81,6 +83,7 @@ impl NodeConfig {
             ping_interval: Duration::from_millis(swarm::PING_INTERVAL_MS),
             ping_timeout: Duration::from_millis(swarm::PING_TIMEOUT_MS),
             sync_request_timeout: Duration::from_millis(swarm::SYNC_REQUEST_TIMEOUT_MS),
+            quotas: crate::admission::Quotas::default(),
         }
     }
 }
@@ -103,6 +106,10 @@ pub struct Submitted {
     pub id: RecordId,
     /// False when the node already held it.
     pub new: bool,
+    /// A join request from a key not admitted yet: kept in the pool (not the
+    /// store) and gossiped, until the admins admit the key.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pooled: bool,
     pub gossiped: Option<Gossiped>,
 }
 
@@ -147,7 +154,8 @@ impl Node {
             (None, None) => return Err(StartError::NoRoot),
         };
         let network = root.network_id();
-        let core = tokio::task::spawn_blocking(move || Core::load(store, root))
+        let quotas = config.quotas;
+        let core = tokio::task::spawn_blocking(move || Core::load_with(store, root, quotas))
             .await
             .map_err(|e| StoreError::Corrupt(format!("loading the store panicked: {e}")))??;
         let shared = Arc::new(Shared::new(core));
@@ -352,12 +360,20 @@ impl Client {
     pub async fn submit(&self, bytes: &[u8]) -> Result<Submitted, SubmitError> {
         let record = self.shared.verify_or_refuse(Origin::new(Source::Control, None), bytes)?;
         if self.shared.contains(&record.id) {
-            return Ok(Submitted { id: record.id, new: false, gossiped: None });
+            return Ok(Submitted { id: record.id, new: false, pooled: false, gossiped: None });
         }
-        self.shared.insert(std::slice::from_ref(&record))?;
-        tracing::info!(target: "medmesh::audit", id = %record.id.short(), kind = record.kind(), signer = %record.signer.short(), "record accepted from a client");
+        let origin = Origin::new(Source::Control, None);
+        let out = self.shared.insert(std::slice::from_ref(&record), origin)?;
+        if let Some(r) = out.refused.into_iter().next() {
+            return Err(SubmitError::NotStored { reason: r.reason, message: r.message });
+        }
+        let pooled = !out.pooled.is_empty();
+        if out.known > 0 {
+            return Ok(Submitted { id: record.id, new: false, pooled: true, gossiped: None });
+        }
+        tracing::info!(target: "medmesh::audit", id = %record.id.short(), kind = record.kind(), signer = %record.signer.short(), pooled, "record accepted from a client");
         let gossiped = self.publish_unchecked(record.bytes.to_vec()).await.ok();
-        Ok(Submitted { id: record.id, new: true, gossiped })
+        Ok(Submitted { id: record.id, new: true, pooled, gossiped })
     }
 
     /// Verify many records as a batch and store the valid ones in one transaction
@@ -386,7 +402,17 @@ impl Client {
     /// stores through [`Client::submit`] and [`Client::import`].
     #[doc(hidden)]
     pub fn store_unchecked(&self, records: Vec<Record>) -> Result<u64, StoreError> {
-        self.shared.insert_owned(records)
+        self.shared.insert_unchecked(records)
+    }
+
+    /// Join requests from keys not admitted yet, newest first (the pool).
+    pub fn join_requests(&self) -> Vec<crate::admission::PendingJoin> {
+        self.shared.join_requests()
+    }
+
+    /// Admission mode, pool and quota figures.
+    pub fn admission_status(&self) -> crate::admission::AdmissionStatus {
+        self.shared.admission_status()
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Stopped> {

@@ -300,6 +300,8 @@ pub(crate) struct EventLoop {
     held_seen: u64,
     status: SyncStatus,
     signer_limit: Arc<std::sync::Mutex<crate::ratelimit::SignerLimiter>>,
+    /// Join requests from keys not admitted are forwarded at a bounded rate.
+    join_forward: Arc<std::sync::Mutex<crate::admission::ForwardBudget>>,
     /// The address book and the redial schedule.
     peers: crate::peers::Peers,
 }
@@ -345,6 +347,7 @@ impl EventLoop {
             held_seen: 0,
             status: SyncStatus::default(),
             signer_limit: Default::default(),
+            join_forward: Default::default(),
             peers,
         }
     }
@@ -630,10 +633,11 @@ impl EventLoop {
         self.validating += 1;
         let shared = self.shared.clone();
         let limit = self.signer_limit.clone();
+        let join_forward = self.join_forward.clone();
         let tx = self.verdict_tx.clone();
         tokio::spawn(async move {
             let verdict = tokio::task::spawn_blocking(move || {
-                verify_and_store(&shared, &limit, &data, &from)
+                verify_and_store(&shared, &limit, &join_forward, &data, &from)
             })
             .await
             .unwrap_or(MessageAcceptance::Ignore);
@@ -839,7 +843,7 @@ impl EventLoop {
                     s.report.offered = init.have;
                     let need = std::mem::take(&mut init.need);
                     s.report.needed = need.len() as u64;
-                    s.queue = need.into_iter().filter(|id| !self.shared.contains(id)).collect();
+                    s.queue = self.shared.wanted(need).into();
                     s.phase = Phase::Fetching;
                 }
                 Err(e) => return self.finish(peer, s, Some(format!("reconciliation failed: {e}"))),
@@ -980,6 +984,7 @@ impl EventLoop {
 fn verify_and_store(
     shared: &Shared,
     limit: &std::sync::Mutex<crate::ratelimit::SignerLimiter>,
+    join_forward: &std::sync::Mutex<crate::admission::ForwardBudget>,
     data: &[u8],
     from: &PeerId,
 ) -> MessageAcceptance {
@@ -993,11 +998,24 @@ fn verify_and_store(
         shared.hold(origin, record.id, Some(record.signer), crate::refusals::RATE_LIMITED);
         return MessageAcceptance::Ignore;
     }
-    match shared.insert(std::slice::from_ref(&record)) {
-        Ok(_) => {
+    match shared.insert(std::slice::from_ref(&record), origin) {
+        Ok(out) if !out.stored.is_empty() => {
             info!(target: "medmesh::audit", id = %record.id.short(), kind = record.kind(), signer = %record.signer.short(), peer = %from, "record accepted from gossip");
             MessageAcceptance::Accept
         }
+        // A join request new to the pool travels on, at a bounded rate.
+        Ok(out) if !out.pooled.is_empty() => {
+            if join_forward.lock().unwrap_or_else(|p| p.into_inner()).allow(Instant::now()) {
+                debug!(target: "medmesh::audit", id = %record.id.short(), signer = %record.signer.short(), peer = %from, "join request pooled and forwarded");
+                MessageAcceptance::Accept
+            } else {
+                shared.hold(origin, record.id, Some(record.signer), crate::refusals::RATE_LIMITED);
+                MessageAcceptance::Ignore
+            }
+        }
+        // Known, or not stored (logged by `insert`): not forwarded, and no
+        // penalty, since an honest peer may have seen the admission first.
+        Ok(_) => MessageAcceptance::Ignore,
         Err(e) => {
             warn!(error = %e, "cannot store a gossiped record");
             MessageAcceptance::Ignore
