@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use protocol::fold::Status;
-use protocol::record::{AutoApproval, Decision, SharingPolicy, Subject};
-use protocol::{Hash32, NetworkRoot, RecordId, State};
+use protocol::record::{
+    Admission, AutoApproval, Body, Decision, JoinRequest, MemberRole, SharingPolicy, Subject,
+};
+use protocol::{AdmissionMode, Hash32, NetworkRoot, RecordId, State};
 
 use crate::control::Control;
 use crate::home::{Home, Profile};
@@ -160,7 +162,7 @@ fn approved(st: &State, b: &RecordId, s: Subject) -> bool {
 
 /// Run the demo.
 pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
-    const STEPS: u64 = 13;
+    const STEPS: u64 = 14;
     let bar = ProgressBar::new(STEPS);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg} {elapsed}")
@@ -210,7 +212,8 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     let admin_key = people[0].home.keys()?.public();
     let mut nonce = [0u8; 32];
     getrandom::fill(&mut nonce).map_err(|e| anyhow!("no randomness: {e}"))?;
-    let root = NetworkRoot::new("medmesh-demo", vec![admin_key], 1, Hash32::from_bytes(nonce))?;
+    let root = NetworkRoot::new("medmesh-demo", vec![admin_key], 1, Hash32::from_bytes(nonce))?
+        .with_admission(AdmissionMode::Admitted);
     let root_file = dir.join("root.cbor");
     std::fs::write(&root_file, root.to_bytes())?;
     for p in &people {
@@ -257,6 +260,52 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             confirm: Confirm::Yes,
             site: Default::default(),
         });
+    }
+
+    step("each participant asks to join; the admin admits it with the roles it needs");
+    // The admitted network's gate: nothing but a join request from a key counts,
+    // or is even stored, before the admin admits it.
+    let role_of = |name: &str| -> Vec<MemberRole> {
+        match name {
+            // committee-1 also owns the benchmark.
+            "committee-1" => vec![MemberRole::BenchmarkOwner],
+            n if n.starts_with("hospital") => vec![MemberRole::DataOwner],
+            n if n.starts_with("model-owner") => vec![MemberRole::ModelOwner],
+            _ => Vec::new(),
+        }
+    };
+    for p in &people[1..] {
+        p.s().publish(Body::JoinRequest(JoinRequest {
+            name: p.name.clone(),
+            organisation: "MedMesh demo".into(),
+            roles: role_of(&p.name),
+            message: "demo participant".into(),
+        }))?;
+    }
+    let admin_ctl = Control::for_node_dir(&people[0].home.dir.join("node"))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let requests = loop {
+        let pool: Vec<node::admission::PendingJoin> =
+            admin_ctl.get_json("/v1/join-requests")?.unwrap_or_default();
+        if pool.len() >= people.len() - 1 {
+            break pool;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the admin's node received {} of {} join requests within 60 s",
+                pool.len(),
+                people.len() - 1
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for r in requests {
+        let epoch = people[0].s().state()?.admin_epoch;
+        people[0].s().publish(Body::Admission(Admission { key: r.key, epoch, roles: r.roles }))?;
+    }
+    let members = people.len() - 1;
+    for p in &people {
+        wait_for(p, "every admission", |st| st.members.len() >= members)?;
     }
 
     step("every participant publishes its profile (with its encryption key)");

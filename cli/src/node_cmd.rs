@@ -56,6 +56,16 @@ pub struct StartArgs {
     /// localhost are always accepted. Needs --control-public.
     #[arg(long = "control-host", value_name = "NAME")]
     pub control_hosts: Vec<String>,
+    /// Bytes of records this node stores at most; past it, records are refused
+    /// (`store_quota`).
+    #[arg(long, value_name = "BYTES", default_value_t = node::admission::Quotas::default().store_bytes_max)]
+    pub store_quota: u64,
+    /// Records one key (not an admin) may have stored here (`key_quota`).
+    #[arg(long, value_name = "N", default_value_t = node::admission::Quotas::default().key_records_max)]
+    pub key_quota_records: u64,
+    /// Bytes of records one key (not an admin) may have stored here (`key_quota`).
+    #[arg(long, value_name = "BYTES", default_value_t = node::admission::Quotas::default().key_bytes_max)]
+    pub key_quota_bytes: u64,
 }
 
 /// Run `medmesh node ...`; `home` is the global `--home`, if given.
@@ -165,6 +175,11 @@ fn start(a: StartArgs, home: Option<PathBuf>) -> anyhow::Result<()> {
     config.control = Some(a.control);
     config.control_public = a.control_public;
     config.control_hosts = a.control_hosts;
+    config.quotas = node::admission::Quotas {
+        key_records_max: a.key_quota_records,
+        key_bytes_max: a.key_quota_bytes,
+        store_bytes_max: a.store_quota,
+    };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async {
         let node = Node::start(config).await?;

@@ -107,7 +107,9 @@ pub fn publish(
             record.id.short()
         );
     }
-    if let Some(reason) = api.ignored(&record.id)? {
+    // A join request from a key not admitted waits in the pool, outside the fold.
+    let pooled = matches!(record.body, Body::JoinRequest(_));
+    if !pooled && let Some(reason) = api.ignored(&record.id)? {
         return Err(IgnoredByFold { id: record.id, kind: record.kind(), reason }.into());
     }
     Ok(record)

@@ -184,10 +184,8 @@ impl Core {
     /// record must also fit the quotas.
     pub(crate) fn insert(&mut self, records: Vec<Record>) -> Result<Inserted, StoreError> {
         let mut out = Inserted::default();
-        let (first, then): (Vec<Record>, Vec<Record>) = records
-            .into_iter()
-            .filter(|r| !self.ledger.contains(&r.id))
-            .partition(is_authority);
+        let (first, then): (Vec<Record>, Vec<Record>) =
+            records.into_iter().filter(|r| !self.ledger.contains(&r.id)).partition(is_authority);
         for phase in [first, then] {
             if phase.is_empty() {
                 continue;

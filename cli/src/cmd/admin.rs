@@ -2,7 +2,7 @@
 
 use anyhow::bail;
 use clap::Subcommand;
-use protocol::record::{Body, KeyRevocation};
+use protocol::record::{AdminRotation, Body, KeyRevocation};
 
 use super::{Ctx, parse_key};
 use crate::output::json;
@@ -23,11 +23,66 @@ pub enum AdminCmd {
         #[arg(long)]
         reason: String,
     },
+    /// Hand authority to a new set of admins: the next epoch starts once the
+    /// current admins' threshold have signed the same rotation. Revocations carry
+    /// over, and members stay admitted.
+    Rotate {
+        /// A new admin's public signing key (hex); repeat for each.
+        #[arg(long = "admin", required = true)]
+        admins: Vec<String>,
+        /// Distinct new admins needed for a decision from then on.
+        #[arg(long)]
+        threshold: u16,
+    },
 }
 
 /// Run `medmesh admin ...`.
 pub fn run(ctx: &Ctx, a: AdminCmd) -> anyhow::Result<()> {
     match a {
+        AdminCmd::Rotate { admins, threshold } => {
+            let mut admins: Vec<_> =
+                admins.iter().map(|a| parse_key(a)).collect::<anyhow::Result<_>>()?;
+            admins.sort();
+            admins.dedup();
+            if threshold == 0 || usize::from(threshold) > admins.len() {
+                bail!(
+                    "--threshold {threshold} must be between 1 and the number of new admins ({})",
+                    admins.len()
+                );
+            }
+            let s = ctx.session()?;
+            let st = s.state()?;
+            if !st.admins.contains(&s.me()) {
+                bail!(
+                    "only the current admins (epoch {}) can rotate, and {} is not one of them",
+                    st.admin_epoch,
+                    s.me().short()
+                );
+            }
+            let epoch = st.admin_epoch + 1;
+            let r = s.publish(Body::AdminRotation(AdminRotation { epoch, admins, threshold }))?;
+            let st = s.state()?;
+            let effective = st.admin_epoch >= epoch;
+            let status = if effective {
+                format!(
+                    "epoch {epoch} started: {} admins, threshold {}",
+                    st.admins.len(),
+                    threshold
+                )
+            } else {
+                format!(
+                    "rotation to epoch {epoch} signed; it takes effect once {} admins have signed the same one",
+                    st.admin_threshold
+                )
+            };
+            if ctx.json {
+                return json(&serde_json::json!({
+                    "id": r.id, "epoch": epoch, "effective": effective, "status": status,
+                }));
+            }
+            crate::say!("{status}: {}", r.id.short())?;
+            Ok(())
+        }
         AdminCmd::Revoke { key, from_seq, reason } => {
             let key = parse_key(&key)?;
             let s = ctx.session()?;

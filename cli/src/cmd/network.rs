@@ -2,13 +2,15 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use clap::Subcommand;
-use protocol::{Hash32, NetworkRoot};
+use node::admission::PendingJoin;
+use protocol::record::{Admission, Body, JoinRequest, MemberRole};
+use protocol::{AdmissionMode, Hash32, NetworkRoot, PublicKey};
 
 use super::{Ctx, parse_key};
 use crate::home::read_root;
-use crate::output::json;
+use crate::output::{json, table};
 
 #[derive(Debug, Subcommand)]
 pub enum NetworkCmd {
@@ -26,6 +28,10 @@ pub enum NetworkCmd {
         /// Also write the root file here, to hand to participants.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Let any key take part (a public challenge). Default: keys take part
+        /// once the admins admit them (`medmesh network admit`).
+        #[arg(long)]
+        open: bool,
     },
     /// Join a network from its root file (the bootstrap peers are remembered in the
     /// home, for `medmesh node start`).
@@ -39,11 +45,52 @@ pub enum NetworkCmd {
     },
     /// Show the network this home belongs to.
     Show,
+    /// Ask the admins of an admitted network to admit your key (a join request,
+    /// kept by every node in a bounded pool until they do).
+    Apply {
+        /// A role you need; repeat for several: data_owner (register datasets, run
+        /// benchmarks), model_owner (register models), benchmark_owner (create
+        /// benchmarks). None: you only take part (a committee member).
+        #[arg(long = "role")]
+        roles: Vec<MemberRole>,
+        /// Your name, as the admins will see it.
+        #[arg(long)]
+        name: String,
+        /// Your organisation.
+        #[arg(long, default_value = "")]
+        organisation: String,
+        /// How the admins can check it is you (free text).
+        #[arg(long, default_value = "")]
+        message: String,
+    },
+    /// The join requests waiting for the admins (admin).
+    Requests,
+    /// Admit a key to this admitted network with its roles (admin). It is a member
+    /// once the admins' threshold have admitted it.
+    Admit {
+        /// The key to admit (hex), as `network requests` lists it.
+        key: String,
+        /// A role to grant; repeat for several. Default: the roles its join request
+        /// asks for.
+        #[arg(long = "role")]
+        roles: Vec<MemberRole>,
+        /// Admit it with no role beyond taking part (a committee member).
+        #[arg(long, conflicts_with = "roles")]
+        no_roles: bool,
+    },
+    /// The admitted keys and their roles.
+    Members,
 }
 
 pub fn run(ctx: &Ctx, n: NetworkCmd) -> anyhow::Result<()> {
     let root = match n {
-        NetworkCmd::Create { name, admins, threshold, out } => {
+        NetworkCmd::Apply { roles, name, organisation, message } => {
+            return apply(ctx, roles, name, organisation, message);
+        }
+        NetworkCmd::Requests => return requests(ctx),
+        NetworkCmd::Admit { key, roles, no_roles } => return admit(ctx, &key, roles, no_roles),
+        NetworkCmd::Members => return members(ctx),
+        NetworkCmd::Create { name, admins, threshold, out, open } => {
             let admins = if admins.is_empty() {
                 vec![ctx.home.keys()?.public()]
             } else {
@@ -51,7 +98,9 @@ pub fn run(ctx: &Ctx, n: NetworkCmd) -> anyhow::Result<()> {
             };
             let mut nonce = [0u8; 32];
             getrandom::fill(&mut nonce).map_err(|e| anyhow!("no randomness: {e}"))?;
-            let root = NetworkRoot::new(name, admins, threshold, Hash32::from_bytes(nonce))?;
+            let mode = if open { AdmissionMode::Open } else { AdmissionMode::Admitted };
+            let root = NetworkRoot::new(name, admins, threshold, Hash32::from_bytes(nonce))?
+                .with_admission(mode);
             ctx.home.install_root(&root)?;
             if let Some(out) = out {
                 std::fs::write(&out, root.to_bytes())
@@ -80,13 +129,18 @@ pub fn run(ctx: &Ctx, n: NetworkCmd) -> anyhow::Result<()> {
     };
     let v = serde_json::json!({
         "network_id": root.network_id(), "name": root.name, "admins": root.admins,
-        "threshold": root.threshold, "root_file": ctx.home.root_path(),
+        "threshold": root.threshold, "admission": root.admission.as_str(),
+        "root_file": ctx.home.root_path(),
     });
     if ctx.json {
         return json(&v);
     }
+    let admission = match root.admission {
+        AdmissionMode::Admitted => "admitted (keys take part once the admins admit them)",
+        AdmissionMode::Open => "open (any key takes part)",
+    };
     crate::say!(
-        "network {} ({})\nadmins: {} of {}\nroot file: {}",
+        "network {} ({})\nadmins: {} of {}\nadmission: {admission}\nroot file: {}",
         root.name,
         root.network_id(),
         root.threshold,
@@ -94,4 +148,158 @@ pub fn run(ctx: &Ctx, n: NetworkCmd) -> anyhow::Result<()> {
         ctx.home.root_path().display()
     )?;
     Ok(())
+}
+
+fn sorted(mut roles: Vec<MemberRole>) -> Vec<MemberRole> {
+    roles.sort();
+    roles.dedup();
+    roles
+}
+
+fn role_list(roles: &[MemberRole]) -> String {
+    if roles.is_empty() {
+        return "-".into();
+    }
+    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+}
+
+fn apply(
+    ctx: &Ctx,
+    roles: Vec<MemberRole>,
+    name: String,
+    organisation: String,
+    message: String,
+) -> anyhow::Result<()> {
+    let root = ctx.home.root()?;
+    let s = ctx.session()?;
+    if root.admission.is_open() {
+        bail!("network {} is open: every key takes part, there is nothing to apply for", root.name);
+    }
+    let st = s.state()?;
+    if st.admits(&s.me()) {
+        bail!(
+            "your key {} is already admitted (roles: {}); see `medmesh network members`",
+            s.me().short(),
+            st.member(&s.me()).map(|m| role_list(&m.roles)).unwrap_or_else(|| "admin".into())
+        );
+    }
+    let roles = sorted(roles);
+    let body = Body::JoinRequest(JoinRequest { name, organisation, roles: roles.clone(), message });
+    let r = s.publish(body)?;
+    if ctx.json {
+        return json(&serde_json::json!({ "id": r.id, "key": s.me(), "roles": roles }));
+    }
+    crate::say!(
+        "join request {} sent for key {} (roles: {}).\nAn admin admits you with: medmesh network admit {}",
+        r.id.short(),
+        s.me().short(),
+        role_list(&roles),
+        s.me()
+    )?;
+    Ok(())
+}
+
+fn pending(ctx: &Ctx) -> anyhow::Result<Vec<PendingJoin>> {
+    let control = crate::control::Control::for_node_dir(&ctx.home.node_dir()?)?;
+    Ok(control.get_json("/v1/join-requests")?.unwrap_or_default())
+}
+
+fn requests(ctx: &Ctx) -> anyhow::Result<()> {
+    let list = pending(ctx)?;
+    if ctx.json {
+        return json(&list);
+    }
+    if list.is_empty() {
+        crate::say!("no join requests waiting")?;
+        return Ok(());
+    }
+    let rows = list
+        .iter()
+        .map(|p| {
+            vec![
+                p.key.to_hex(),
+                p.name.clone(),
+                p.organisation.clone(),
+                role_list(&p.roles),
+                p.message.clone(),
+            ]
+        })
+        .collect();
+    table(&["KEY", "NAME", "ORGANISATION", "ROLES", "MESSAGE"], rows)
+}
+
+fn admit(ctx: &Ctx, key: &str, roles: Vec<MemberRole>, no_roles: bool) -> anyhow::Result<()> {
+    let key: PublicKey = parse_key(key)?;
+    let s = ctx.session()?;
+    let st = s.state()?;
+    if st.admission.is_open() {
+        bail!("this network is open: every key takes part without admission");
+    }
+    if !st.admins.contains(&s.me()) {
+        bail!(
+            "only the network's admins can admit a key, and {} is not one of them",
+            s.me().short()
+        );
+    }
+    let roles = if no_roles || !roles.is_empty() {
+        sorted(roles)
+    } else {
+        match pending(ctx)?.into_iter().find(|p| p.key == key) {
+            Some(p) => p.roles,
+            None => bail!(
+                "no join request from {} reached this node, so its roles are not known: name them with --role (data_owner, model_owner, benchmark_owner), or --no-roles",
+                key.short()
+            ),
+        }
+    };
+    let r =
+        s.publish(Body::Admission(Admission { key, epoch: st.admin_epoch, roles: roles.clone() }))?;
+    let st = s.state()?;
+    let member = st.member(&key);
+    let status = match member {
+        Some(m) => format!("key {} is a member (roles: {})", key.short(), role_list(&m.roles)),
+        None => format!(
+            "admission signed; key {} is a member once {} admins have admitted it",
+            key.short(),
+            st.admin_threshold
+        ),
+    };
+    if ctx.json {
+        return json(&serde_json::json!({
+            "id": r.id, "key": key, "roles": roles, "member": member.is_some(),
+            "granted": member.map(|m| m.roles.clone()), "status": status,
+        }));
+    }
+    crate::say!("{status}: {}", r.id.short())?;
+    Ok(())
+}
+
+fn members(ctx: &Ctx) -> anyhow::Result<()> {
+    let s = ctx.session()?;
+    let st = s.state()?;
+    let name = |k: &PublicKey| st.profiles.get(k).map(|p| p.profile.name.clone());
+    if ctx.json {
+        return json(&serde_json::json!({
+            "admission": st.admission.as_str(), "admins": st.admins,
+            "admin_threshold": st.admin_threshold, "members": st.members,
+        }));
+    }
+    if st.admission.is_open() {
+        crate::say!("this network is open: every key takes part")?;
+        return Ok(());
+    }
+    let mut rows: Vec<Vec<String>> = st
+        .admins
+        .iter()
+        .map(|k| vec![k.to_hex(), name(k).unwrap_or_default(), "admin".into(), "all".into()])
+        .collect();
+    rows.extend(st.members.iter().map(|m| {
+        vec![
+            m.key.to_hex(),
+            name(&m.key).unwrap_or_default(),
+            format!("member since epoch {}", m.epoch),
+            role_list(&m.roles),
+        ]
+    }));
+    table(&["KEY", "NAME", "STATUS", "ROLES"], rows)
 }

@@ -117,13 +117,15 @@ pub fn eventually(what: &str, timeout_ms: u64, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A home with keys, on the network of `root` (created when `None`), using the
-/// node in `node_dir`. Returns the signing key in hex.
+/// A home with keys, on the network of `root` (created when `None`: an open
+/// network, so that tests about other things need no admission step; admission is
+/// tested in `admission.rs`), using the node in `node_dir`. Returns the signing
+/// key in hex.
 pub fn home(dir: &Path, root: Option<&Path>, node_dir: &Path) -> String {
     ok(dir, &["keys", "generate"]);
     match root {
         Some(r) => ok(dir, &["network", "join", "--root", r.to_str().unwrap()]),
-        None => ok(dir, &["network", "create", "--name", "test-net"]),
+        None => ok(dir, &["network", "create", "--name", "test-net", "--open"]),
     };
     ok(dir, &["profile", "set", "--node-dir", node_dir.to_str().unwrap()]);
     let v = json(&ok(dir, &["--json", "keys", "show"]));
