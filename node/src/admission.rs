@@ -308,7 +308,8 @@ mod tests {
 
     fn request(label: &str, seq: u64) -> Record {
         let a = Author::new(label, protocol::NetworkId::from_bytes([7; 32]));
-        a.sign_at(seq, None, testkit::join_request(label, &[MemberRole::DataOwner]))
+        let prev = (seq > 0).then(|| RecordId::from_bytes([1; 32]));
+        a.sign_at(seq, prev, testkit::join_request(label, &[MemberRole::DataOwner]))
     }
 
     #[test]
