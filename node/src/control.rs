@@ -22,6 +22,7 @@
 //! | `GET /v1/records/{id}/verdict` | `{id, ignored, reason}`: whether the fold keeps the record without effect, and why |
 //! | `GET /v1/join-requests` | the pool of join requests from keys not admitted yet, newest first: `[{id, key, seq, name, organisation, roles, message, received_at}]` |
 //! | `GET /v1/admission` | `{mode, admitted_keys, pool_requests, pool_bytes, deferred_ids, store_bytes, quotas}` |
+//! | `GET /metrics` | Prometheus text format ([`crate::metrics`]) |
 //! | `GET /v1/peers` | `[{peer_id, addresses, score, mesh}]` |
 //! | `GET /v1/sync` | sync status |
 //! | `GET /v1/refusals` | `{refused, counts, refused_total, held, held_total, fold}`: see below |
@@ -244,6 +245,7 @@ pub fn router(client: Client, token: String, hosts: HostPolicy) -> Router {
         .route("/v1/heads/{signer}", get(head))
         .route("/v1/heads/{signer}/record", get(head_record))
         .route("/v1/records/{id}/verdict", get(verdict))
+        .route("/metrics", get(metrics))
         .route("/v1/join-requests", get(join_requests))
         .route("/v1/admission", get(admission))
         .route("/v1/peers", get(peers))
@@ -289,6 +291,14 @@ async fn status(State(ctx): State<Ctx>) -> Response {
         "listen": listen.iter().map(|a| a.clone().with(libp2p::multiaddr::Protocol::P2p(peer)).to_string()).collect::<Vec<_>>(),
     }))
     .into_response()
+}
+
+async fn metrics(State(ctx): State<Ctx>) -> Response {
+    match ctx.client.metrics().await {
+        Ok(m) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render())
+            .into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "node_stopped", e),
+    }
 }
 
 async fn join_requests(State(ctx): State<Ctx>) -> Response {

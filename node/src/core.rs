@@ -39,6 +39,10 @@ pub(crate) struct Core {
     deferred: Deferred,
     usage: Usage,
     quotas: Quotas,
+    /// Records held per kind, for `/metrics`.
+    kinds: std::collections::BTreeMap<&'static str, u64>,
+    fold_runs: u64,
+    fold_micros: u64,
 }
 
 /// A record the node would not store, and why (a refusal-log reason name).
@@ -87,6 +91,7 @@ impl Core {
         let mut ids = IdIndex::default();
         let mut refusals = RefusalLog::default();
         let mut usage = Usage::default();
+        let mut kinds = std::collections::BTreeMap::new();
         let count = store.len()?;
         ledger.reserve(count as usize);
         let mut batch: Vec<(RecordId, Unverified)> = Vec::with_capacity(LOAD_BATCH_RECORDS);
@@ -96,6 +101,7 @@ impl Core {
                      ledger: &mut Ledger,
                      ids: &mut IdIndex,
                      usage: &mut Usage,
+                     kinds: &mut std::collections::BTreeMap<&'static str, u64>,
                      refusals: &mut RefusalLog|
          -> u64 {
             let mut bad = 0;
@@ -107,6 +113,7 @@ impl Core {
                         ledger.insert(&r);
                         ids.push(r.id);
                         usage.add(r.signer, r.bytes.len());
+                        *kinds.entry(r.kind()).or_default() += 1;
                     }
                     Ok(r) => {
                         bad += 1;
@@ -125,7 +132,7 @@ impl Core {
             Ok(u) => {
                 batch.push((id, u));
                 if batch.len() >= LOAD_BATCH_RECORDS {
-                    bad += flush(&mut batch, &mut ledger, &mut ids, &mut usage, &mut refusals);
+                    bad += flush(&mut batch, &mut ledger, &mut ids, &mut usage, &mut kinds, &mut refusals);
                 }
             }
             Err(e) => {
@@ -134,7 +141,7 @@ impl Core {
                 refusals.refuse(origin, Some(id), None, &e);
             }
         })?;
-        bad += flush(&mut batch, &mut ledger, &mut ids, &mut usage, &mut refusals);
+        bad += flush(&mut batch, &mut ledger, &mut ids, &mut usage, &mut kinds, &mut refusals);
         if bad > 0 {
             warn!(target: "medmesh::audit", bad, "stored records failed verification on load and were skipped (see GET /v1/refusals, source store)");
         }
@@ -150,6 +157,9 @@ impl Core {
             deferred: Deferred::default(),
             usage,
             quotas,
+            kinds,
+            fold_runs: 0,
+            fold_micros: 0,
         })
     }
 
@@ -243,6 +253,7 @@ impl Core {
             if self.ledger.insert(r) {
                 self.ids.push(r.id);
                 out.stored.push(r.id);
+                *self.kinds.entry(r.kind()).or_default() += 1;
             }
         }
         self.state = None;
@@ -286,6 +297,14 @@ impl Core {
         self.pool.list()
     }
 
+    /// What `/metrics` reads from the replica: records by kind, fold runs and
+    /// microseconds, store file bytes.
+    pub(crate) fn metrics(&self) -> (Vec<(&'static str, u64)>, u64, u64, u64) {
+        let kinds = self.kinds.iter().map(|(k, n)| (*k, *n)).collect();
+        let file = self.store.as_ref().map_or(0, |s| s.file_bytes());
+        (kinds, self.fold_runs, self.fold_micros, file)
+    }
+
     /// Admission and quota figures for the status endpoint.
     pub(crate) fn admission_status(&self) -> crate::admission::AdmissionStatus {
         crate::admission::AdmissionStatus {
@@ -312,7 +331,10 @@ impl Core {
         if let Some(s) = &self.state {
             return s.clone();
         }
+        let started = std::time::Instant::now();
         let s = Arc::new(self.ledger.state());
+        self.fold_runs += 1;
+        self.fold_micros += started.elapsed().as_micros() as u64;
         self.state = Some(s.clone());
         s
     }

@@ -29,6 +29,7 @@ pub mod control;
 mod core;
 pub mod error;
 pub mod logging;
+pub mod metrics;
 pub mod node;
 pub mod peers;
 pub mod ratelimit;
@@ -62,6 +63,7 @@ pub(crate) struct Shared {
     core: Mutex<core::Core>,
     stored: broadcast::Sender<RecordId>,
     refusals: Mutex<refusals::RefusalLog>,
+    pub(crate) counters: metrics::Counters,
 }
 
 impl Shared {
@@ -69,7 +71,13 @@ impl Shared {
         let (stored, _) = broadcast::channel(STORED_EVENTS_LEN);
         // Stored records refused when the store was read back start the log.
         let refusals = Mutex::new(core.take_load_refusals());
-        Shared { network: core.network_id(), core: Mutex::new(core), stored, refusals }
+        Shared {
+            network: core.network_id(),
+            core: Mutex::new(core),
+            stored,
+            refusals,
+            counters: metrics::Counters::default(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, core::Core> {
@@ -236,6 +244,10 @@ impl Shared {
 
     pub(crate) fn join_requests(&self) -> Vec<admission::PendingJoin> {
         self.lock().join_requests()
+    }
+
+    pub(crate) fn replica_metrics(&self) -> (Vec<(&'static str, u64)>, u64, u64, u64) {
+        self.lock().metrics()
     }
 
     pub(crate) fn admission_status(&self) -> admission::AdmissionStatus {

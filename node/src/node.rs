@@ -410,6 +410,43 @@ impl Client {
         self.shared.join_requests()
     }
 
+    /// Everything `GET /metrics` shows.
+    pub async fn metrics(&self) -> Result<crate::metrics::Snapshot, Stopped> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let peers = self.peers().await?;
+        let sync = self.sync_status().await?;
+        let refusals = self.refusals();
+        let admission = self.admission_status();
+        let (records_by_kind, fold_runs, fold_micros, store_file_bytes) =
+            self.shared.replica_metrics();
+        let c = &self.shared.counters;
+        Ok(crate::metrics::Snapshot {
+            records_by_kind,
+            peers: peers.len() as u64,
+            mesh_peers: peers.iter().filter(|p| p.mesh).count() as u64,
+            gossip_accepted: c.gossip_accepted.load(Relaxed),
+            gossip_ignored: c.gossip_ignored.load(Relaxed),
+            gossip_rejected: c.gossip_rejected.load(Relaxed),
+            gossip_published: c.gossip_published.load(Relaxed),
+            refusals_by_reason: refusals.counts.into_iter().collect(),
+            held_total: refusals.held_total,
+            sync_completed: sync.completed,
+            sync_failed: sync.failed,
+            sync_in_progress: sync.in_progress.len() as u64,
+            sync_stored: sync.stored,
+            sync_rejected: sync.rejected,
+            sync_unrequested: sync.unrequested,
+            sync_refused_requests: sync.refused_requests,
+            fold_runs,
+            fold_seconds: fold_micros as f64 / 1e6,
+            store_file_bytes,
+            store_record_bytes: admission.store_bytes,
+            pool_requests: admission.pool_requests,
+            deferred_ids: admission.deferred_ids,
+            admitted_keys: admission.admitted_keys,
+        })
+    }
+
     /// Admission mode, pool and quota figures.
     pub fn admission_status(&self) -> crate::admission::AdmissionStatus {
         self.shared.admission_status()

@@ -24,6 +24,7 @@ const STORE_FORMAT: u8 = 1;
 /// The node's durable store.
 pub struct Store {
     db: Database,
+    path: std::path::PathBuf,
 }
 
 impl Store {
@@ -34,7 +35,7 @@ impl Store {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.to_path_buf()),
             other => StoreError::Open { path: path.to_path_buf(), source: Box::new(other.into()) },
         })?;
-        let store = Store { db };
+        let store = Store { db, path: path.to_path_buf() };
         store.init()?;
         Ok(store)
     }
@@ -55,6 +56,11 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// The store file's size on disk.
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }
 
     /// The network root this store serves, if one was recorded.

@@ -370,6 +370,7 @@ impl EventLoop {
                 Some(served) = self.served_rx.recv() => self.on_served(served),
                 Some((id, from, verdict)) = self.verdict_rx.recv() => {
                     self.validating = self.validating.saturating_sub(1);
+                    self.shared.counters.gossip_verdict(&verdict);
                     self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &from, verdict);
                 }
                 _ = sync_tick.tick() => {
@@ -428,7 +429,13 @@ impl EventLoop {
                     .gossipsub
                     .publish(self.topic.clone(), bytes)
                 {
-                    Ok(_) => Gossiped::Sent,
+                    Ok(_) => {
+                        self.shared
+                            .counters
+                            .gossip_published
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        Gossiped::Sent
+                    }
                     Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Gossiped::NoPeers,
                     Err(e) => {
                         debug!(error = %e, "gossip publish refused; sync will deliver the record");
@@ -538,6 +545,7 @@ impl EventLoop {
                 message,
             })) => match self.precheck_gossip(&message.data, &propagation_source) {
                 Some(verdict) => {
+                    self.shared.counters.gossip_verdict(&verdict);
                     self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
                         &message_id,
                         &propagation_source,

@@ -10,10 +10,10 @@
 //! (`publish_unchecked`).
 
 use node::Node;
+use protocol::Record;
 use protocol::record::{Body, MemberRole};
 use protocol::root::AdmissionMode;
 use protocol::testkit::{self, Author, Workflow};
-use protocol::Record;
 use tests::*;
 
 /// Fresh keys in the flood, each publishing one large valid dataset record.
@@ -169,4 +169,72 @@ async fn a_members_records_that_arrive_before_its_admission_are_fetched_once_it_
     let expected = protocol::fold(&w.root, &w.records);
     assert_eq!(clients[0].state_hash(), expected.hash, "the same state as any arrival order");
     assert!(expected.profiles.contains_key(&late.public()));
+}
+
+/// A sample line of Prometheus' text format: `name{labels} value`.
+fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            let name = line.split_whitespace().nth(2).expect("a metric name");
+            assert!(name.starts_with("medmesh_"), "{line}");
+            continue;
+        }
+        assert!(!line.starts_with('#') && !line.is_empty(), "unexpected line {line:?}");
+        let (series, value) = line.rsplit_once(' ').expect("a sample has a value");
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number: {line}"));
+        if let Some((name, labels)) = series.split_once('{') {
+            assert!(labels.ends_with('}'), "{line}");
+            for pair in labels.trim_end_matches('}').split(',') {
+                let (k, v) = pair.split_once('=').expect("label=value");
+                assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
+                assert!(v.starts_with('"') && v.ends_with('"'), "{line}");
+            }
+            assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
+        }
+        out.insert(series.to_string(), value);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_records_gossip_refusals_and_admission_for_operators() {
+    init_tracing();
+    let w = Workflow::people_in(AdmissionMode::Admitted).with_benchmark(|_| {}).approve_benchmark();
+    let (nodes, _dirs) = start_many(2, &w.root).await;
+    let control_dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(control_dir.path(), &w.root, &nodes[0].addresses());
+    cfg.control = Some("127.0.0.1:0".parse().unwrap());
+    let observed = Node::start(cfg).await.unwrap();
+    let mut clients: Vec<_> = nodes.iter().map(|n| n.client()).collect();
+    clients.push(observed.client());
+    meshed(&clients).await;
+    submit_all(&nodes[0].client(), &w.records).await;
+    converged(&clients, w.records.len() as u64).await;
+    // A record of a key nobody admitted, sent to the observed node.
+    let mut stranger = Author::new("stranger", w.root.network_id());
+    let refused = stranger.sign(stranger.profile("stranger"));
+    assert!(observed.client().submit(&refused.bytes).await.is_err());
+
+    let addr = observed.control_addr().expect("a control API");
+    let (status, body) = http(addr, "GET", "/metrics", None, b"").await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    let m = parse_metrics(&text);
+    let admissions = w.records.iter().filter(|r| matches!(r.body, Body::Admission(_))).count();
+    assert_eq!(m["medmesh_records{kind=\"admission\"}"], admissions as f64, "{text}");
+    let total: f64 =
+        m.iter().filter(|(k, _)| k.starts_with("medmesh_records{")).map(|(_, v)| v).sum();
+    assert_eq!(total, w.records.len() as f64);
+    assert!(m["medmesh_peers"] >= 1.0);
+    assert!(
+        m["medmesh_gossip_received_total{verdict=\"accept\"}"]
+            + m["medmesh_sync_records_total{outcome=\"stored\"}"]
+            >= w.records.len() as f64,
+        "every record came by gossip or sync: {text}"
+    );
+    assert_eq!(m["medmesh_refusals_total{reason=\"not_admitted\"}"], 1.0, "{text}");
+    assert!(m["medmesh_store_file_bytes"] > 0.0 && m["medmesh_store_record_bytes"] > 0.0);
+    assert!(m["medmesh_admitted_keys"] >= 10.0, "{text}");
+    assert!(m.contains_key("medmesh_fold_seconds_total"));
 }

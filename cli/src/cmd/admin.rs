@@ -14,8 +14,11 @@ pub enum AdminCmd {
     /// equivocation; see README, "Recovering a key").
     Revoke {
         /// The key to revoke (hex).
-        #[arg(long)]
-        key: String,
+        #[arg(value_name = "KEY", required_unless_present = "key_flag")]
+        key: Option<String>,
+        /// The key to revoke (hex), as a flag.
+        #[arg(long = "key", value_name = "KEY", conflicts_with = "key")]
+        key_flag: Option<String>,
         /// The first seq of the key's chain that no longer counts (0: all of it).
         #[arg(long)]
         from_seq: u64,
@@ -83,8 +86,8 @@ pub fn run(ctx: &Ctx, a: AdminCmd) -> anyhow::Result<()> {
             crate::say!("{status}: {}", r.id.short())?;
             Ok(())
         }
-        AdminCmd::Revoke { key, from_seq, reason } => {
-            let key = parse_key(&key)?;
+        AdminCmd::Revoke { key, key_flag, from_seq, reason } => {
+            let key = parse_key(&key.or(key_flag).unwrap_or_default())?;
             let s = ctx.session()?;
             let st = s.state()?;
             if !st.admins.contains(&s.me()) {
