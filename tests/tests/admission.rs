@@ -238,3 +238,63 @@ async fn metrics_count_records_gossip_refusals_and_admission_for_operators() {
     assert!(m["medmesh_admitted_keys"] >= 10.0, "{text}");
     assert!(m.contains_key("medmesh_fold_seconds_total"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_network_bounds_each_key_and_the_store_with_named_refusals() {
+    init_tracing();
+    let w = Workflow::people();
+    assert!(w.root.admission.is_open());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), &w.root, &[]);
+    cfg.quotas = node::admission::Quotas {
+        key_records_max: 3,
+        key_bytes_max: u64::MAX,
+        store_bytes_max: 200_000,
+    };
+    let n = Node::start(cfg).await.unwrap();
+    let c = n.client();
+    // A fresh key (any key takes part in an open network) may store three records.
+    let mut flooder = Author::new("flooder", w.root.network_id());
+    let mut refused = None;
+    for i in 0..5 {
+        let r = flooder.sign(testkit::container(&format!("spam-{i}"), &["infer"]));
+        match c.submit(&r.bytes).await {
+            Ok(_) => assert!(i < 3, "record {i} was stored past the key quota"),
+            Err(e) => {
+                assert!(i >= 3);
+                refused = Some(e);
+            }
+        }
+    }
+    let e = refused.expect("the key quota refused");
+    assert_eq!(e.kind(), "key_quota", "{e}");
+    assert!(e.to_string().contains("at most 3 records"), "{e}");
+    // The admin is exempt from the key quota, not from the store's.
+    let mut admin = w.admin.clone();
+    let mut stored = 0;
+    let err = loop {
+        let r = admin.sign(padded_dataset(&w, stored));
+        match c.submit(&r.bytes).await {
+            Ok(_) => stored += 1,
+            Err(e) => break e,
+        }
+        assert!(stored < 100, "the store quota never refused");
+    };
+    assert!(stored > 3, "the admin stored {stored} records past the key quota");
+    assert_eq!(err.kind(), "store_quota", "{err}");
+    let counts = c.refusals().counts;
+    assert_eq!((counts.get("key_quota"), counts.get("store_quota")), (Some(&2), Some(&1)));
+}
+
+/// A dataset body of about 4.5 KB.
+fn padded_dataset(w: &Workflow, i: usize) -> Body {
+    let Body::Dataset(mut d) = testkit::dataset(
+        &format!("admin-data-{i}"),
+        w.prep,
+        protocol::record::DatasetState::Operation,
+    ) else {
+        unreachable!()
+    };
+    d.statistics.insert("padding".into(), "y".repeat(4000));
+    Body::Dataset(d)
+}
