@@ -281,7 +281,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         let args = ContainerArgs {
             name: name.into(),
             manifest: ex(dir).join("container_config.yaml"),
-            image: image.reference.clone(),
+            image: Some(image.reference.clone()),
             digest: Some(image.digest.clone()),
             parameters: params.exists().then_some(params),
             additional_files: af.exists().then_some(af),

@@ -96,8 +96,9 @@ pub fn submit_profile(s: &Session, name: &str, organisation: &str) -> anyhow::Re
 pub struct ContainerArgs {
     pub name: String,
     pub manifest: PathBuf,
-    /// Image reference; the digest is read from the local engine unless given.
-    pub image: String,
+    /// Image reference; the config's own when `None`, else it must agree with it.
+    /// The digest is read from the local engine unless given.
+    pub image: Option<String>,
     pub digest: Option<String>,
     pub parameters: Option<PathBuf>,
     pub additional_files: Option<PathBuf>,
@@ -108,12 +109,13 @@ pub struct ContainerArgs {
 /// which peers on it copy them, checked against the hash).
 pub fn submit_container(s: &Session, a: &ContainerArgs) -> anyhow::Result<Record> {
     let spec = runner::load_manifest(&a.manifest)?;
+    let image = submitted_image(&spec.image, a.image.as_deref(), &a.manifest)?;
     let digest = match &a.digest {
         Some(d) => d.clone(),
         // One runtime: `engine()` starts its own and may not run inside this one.
         None => block_on(async {
             let engine = Engine::connect(runner::engine::CONCURRENT_RUNS_DEFAULT).await?;
-            anyhow::Ok(engine.image_digest(&a.image).await?)
+            anyhow::Ok(engine.image_digest(&image).await?)
         })??,
     };
     let parameters = match &a.parameters {
@@ -135,10 +137,24 @@ pub fn submit_container(s: &Session, a: &ContainerArgs) -> anyhow::Result<Record
     s.publish(Body::Container(Container {
         name: a.name.clone(),
         manifest: spec.manifest,
-        image: ImageRef { reference: a.image.clone(), digest },
+        image: ImageRef { reference: image, digest },
         parameters,
         additional_files,
     }))
+}
+
+/// The image a container is submitted with: the one its config names, or `--image`
+/// when it names the same image (a missing tag is `latest`, as the engine reads it).
+fn submitted_image(config: &str, flag: Option<&str>, manifest: &Path) -> anyhow::Result<String> {
+    let Some(flag) = flag else { return Ok(config.to_string()) };
+    if runner::manifest::same_image(config, flag) {
+        return Ok(flag.to_string());
+    }
+    bail!(
+        "--image {flag} does not agree with the image {config} that {} names; leave --image \
+         out to use the config's, or correct one of them",
+        manifest.display()
+    )
 }
 
 /// A container record made runnable here: its parameters written out and its

@@ -18,9 +18,10 @@ pub enum ContainerCmd {
         /// MedPerf container config or mlcube.yaml.
         #[arg(long)]
         manifest: PathBuf,
-        /// Image reference in the local engine.
+        /// Image reference in the local engine. Read from the config's `image` (or
+        /// mlcube.yaml's `docker.image`) when left out; when given it must agree.
         #[arg(long)]
-        image: String,
+        image: Option<String>,
         /// The image digest, if you do not want it read from the engine.
         #[arg(long)]
         digest: Option<String>,
