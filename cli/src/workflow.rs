@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow, bail};
 use protocol::fold::{ResultView, Status};
 use protocol::leaderboard::{self, OpenedResult};
+use protocol::metric::MetricValue;
 use protocol::record::*;
 use protocol::seal::{self, Binding};
 use protocol::{Hash32, NetworkId, PublicKey, Record, RecordId, State, X25519Key};
@@ -635,15 +636,6 @@ pub fn run_benchmark(
     Ok(out)
 }
 
-/// Metric values as signed data carries them: millionths.
-pub fn to_millionths(results: &BTreeMap<String, f64>) -> BTreeMap<String, i64> {
-    results
-        .iter()
-        .filter(|(_, v)| v.is_finite())
-        .map(|(k, v)| (k.clone(), (v * 1e6).round() as i64))
-        .collect()
-}
-
 /// Who may read a result: the committee members with a profile, and the data owner.
 fn recipients(state: &State, b: &Benchmark, owner: &PublicKey) -> anyhow::Result<Vec<X25519Key>> {
     let mut out = Vec::new();
@@ -676,7 +668,8 @@ pub fn submit_result(
     let to = recipients(&state, &b, &s.me())?;
     let binding = Binding { benchmark: *benchmark, model: *model, dataset: *dataset };
     let mut rng = seal::rand_core::UnwrapErr(getrandom::SysRng);
-    let metrics = seal::seal(&to_millionths(&run.results), &to, binding, &mut rng)?;
+    // Sealed as the metrics container wrote them; releases take their numbers.
+    let metrics = seal::seal(&run.results, &to, binding, &mut rng)?;
     s.publish(Body::Result(ResultRecord {
         benchmark: *benchmark,
         model: *model,
@@ -690,7 +683,7 @@ pub fn submit_result(
 pub fn open_result(
     s: &Session,
     id: &RecordId,
-) -> anyhow::Result<(ResultRecord, BTreeMap<String, i64>)> {
+) -> anyhow::Result<(ResultRecord, BTreeMap<String, MetricValue>)> {
     let bytes = s.api.record(id)?;
     let r = Record::verify(&bytes, &s.network)?;
     let Body::Result(x) = r.body else {
@@ -709,7 +702,7 @@ type Skipped<'a> = (&'a ResultView, anyhow::Error);
 /// failure (the node, the network) stops the whole.
 fn open_counting<'a>(
     results: impl IntoIterator<Item = &'a ResultView>,
-    open: impl Fn(&RecordId) -> anyhow::Result<BTreeMap<String, i64>>,
+    open: impl Fn(&RecordId) -> anyhow::Result<BTreeMap<String, MetricValue>>,
 ) -> anyhow::Result<(Vec<OpenedResult>, Vec<Skipped<'a>>)> {
     let mut opened = Vec::new();
     let mut skipped = Vec::new();
@@ -800,7 +793,7 @@ mod tests {
         let (opened, skipped) = open_counting(&results, |id| match id.as_bytes()[0] {
             2 => Err(seal::SealError::NotARecipient.into()),
             3 => Err(seal::SealError::Tampered.into()),
-            _ => Ok([("auc".to_string(), 900_000)].into_iter().collect()),
+            _ => Ok([("auc".to_string(), MetricValue::float(0.9))].into_iter().collect()),
         })
         .expect("results at fault are skipped, not fatal");
         assert_eq!(opened.len(), 1);

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use protocol::limits::{NAME_BYTES_MAX, STATISTICS_ENTRIES_MAX, TEXT_BYTES_MAX};
+use protocol::metric::MetricValue;
 use protocol::record::{Dataset, DatasetOperational, DatasetState};
 use protocol::{Hash32, RecordId};
 use serde::{Deserialize, Serialize};
@@ -32,7 +33,7 @@ use crate::treehash::tree_hash;
 
 /// Largest statistics.yaml or results.yaml read.
 pub const SUMMARY_YAML_BYTES_MAX: u64 = 1024 * 1024;
-/// Deepest nesting flattened in statistics or results.
+/// Deepest nesting kept in statistics or results.
 pub const SUMMARY_DEPTH_MAX: usize = 8;
 /// Largest dataset tarball imported.
 pub const DATASET_TARBALL_BYTES_MAX: u64 = 1024 * 1024 * 1024 * 1024;
@@ -44,8 +45,8 @@ pub const DATASET_INFO_FILE: &str = "medmesh-dataset.yaml";
 pub struct PreparedDataset {
     pub root: PathBuf,
     pub prepared_hash: Hash32,
-    /// statistics.yaml flattened: `key.path` -> value as text.
-    pub statistics: BTreeMap<String, String>,
+    /// statistics.yaml as the preparator wrote it.
+    pub statistics: BTreeMap<String, MetricValue>,
     /// Digest of the preparator image that prepared it.
     pub preparator_digest: String,
 }
@@ -55,7 +56,7 @@ pub struct PreparedDataset {
 struct DatasetInfo {
     prepared_hash: Hash32,
     preparator_digest: String,
-    statistics: BTreeMap<String, String>,
+    statistics: BTreeMap<String, MetricValue>,
 }
 
 pub fn data_dir(root: &Path) -> PathBuf {
@@ -227,7 +228,7 @@ pub async fn statistics(
     preparator: &Runnable,
     root: &Path,
     limits: &RunLimits,
-) -> Result<BTreeMap<String, String>, RunnerError> {
+) -> Result<BTreeMap<String, MetricValue>, RunnerError> {
     let out = statistics_file(root);
     let mounts = BTreeMap::from([
         ("data_path".to_string(), data_dir(root)),
@@ -321,42 +322,45 @@ fn read_bounded(path: &Path, max: u64) -> Result<String, RunnerError> {
     std::fs::read_to_string(path).map_err(RunnerError::io(path))
 }
 
-/// Flatten a YAML mapping: nested keys joined with `.`, list items by index.
-fn flatten(
-    prefix: &str,
-    v: &Value,
-    depth: usize,
-    out: &mut Vec<(String, Value)>,
-) -> Result<(), String> {
+/// A YAML value kept as written ([`MetricValue`]): tags are dropped (their value
+/// kept), keys that are numbers or booleans become their text.
+fn to_metric(v: &Value, depth: usize) -> Result<MetricValue, String> {
     if depth > SUMMARY_DEPTH_MAX {
         return Err(format!("nested deeper than {SUMMARY_DEPTH_MAX}"));
     }
-    let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
-    match v {
+    Ok(match v {
+        Value::Null => MetricValue::Null,
+        Value::Bool(b) => MetricValue::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => MetricValue::Int(i),
+            None => MetricValue::float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => MetricValue::Text(s.clone()),
+        Value::Sequence(items) => MetricValue::List(
+            items.iter().map(|v| to_metric(v, depth + 1)).collect::<Result<_, _>>()?,
+        ),
         Value::Mapping(m) => {
+            let mut out = BTreeMap::new();
             for (k, v) in m {
-                let key = match k {
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
-                    Value::Bool(b) => b.to_string(),
-                    _ => return Err("has a key that is not text".into()),
-                };
-                flatten(&join(&key), v, depth + 1, out)?;
+                out.insert(key_text(k)?, to_metric(v, depth + 1)?);
             }
+            MetricValue::Map(out)
         }
-        Value::Sequence(items) => {
-            for (i, v) in items.iter().enumerate() {
-                flatten(&join(&i.to_string()), v, depth + 1, out)?;
-            }
-        }
-        Value::Tagged(t) => flatten(prefix, &t.value, depth + 1, out)?,
-        scalar => out.push((prefix.to_string(), scalar.clone())),
-    }
-    Ok(())
+        Value::Tagged(t) => to_metric(&t.value, depth + 1)?,
+    })
 }
 
-/// A non-empty YAML mapping at `path`, flattened; `Err(reason)` otherwise.
-fn read_mapping(path: &Path) -> Result<Vec<(String, Value)>, String> {
+fn key_text(k: &Value) -> Result<String, String> {
+    match k {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        _ => Err("has a key that is not text".into()),
+    }
+}
+
+/// A non-empty YAML mapping at `path`, kept as written; `Err(reason)` otherwise.
+fn read_mapping(path: &Path) -> Result<BTreeMap<String, MetricValue>, String> {
     let len = std::fs::metadata(path).map_err(|e| format!("unreadable ({e})"))?.len();
     if len > SUMMARY_YAML_BYTES_MAX {
         return Err(format!("{len} bytes, more than {SUMMARY_YAML_BYTES_MAX}"));
@@ -366,60 +370,48 @@ fn read_mapping(path: &Path) -> Result<Vec<(String, Value)>, String> {
         return Err("empty".into());
     }
     let v: Value = serde_yaml::from_str(&text).map_err(|e| format!("not valid YAML ({e})"))?;
-    if !v.is_mapping() {
+    let MetricValue::Map(out) = to_metric(&v, 0)? else {
         return Err("not a mapping".into());
-    }
-    let mut out = Vec::new();
-    flatten("", &v, 0, &mut out)?;
+    };
     if out.is_empty() {
         return Err("an empty mapping".into());
     }
+    MetricValue::Map(out.clone()).check(TEXT_BYTES_MAX).map_err(|e| e.to_string())?;
+    for k in out.keys() {
+        if k.trim().is_empty() || k.len() > NAME_BYTES_MAX {
+            return Err(format!("the key `{k}` is empty or longer than {NAME_BYTES_MAX} bytes"));
+        }
+    }
     Ok(out)
 }
 
-/// statistics.yaml as the dataset record carries it: `key.path` -> value as text.
-pub fn parse_statistics(path: &Path, log: &Path) -> Result<BTreeMap<String, String>, RunnerError> {
+/// statistics.yaml as the dataset record carries it: kept as the preparator wrote
+/// it (NaN, infinities, nested maps and text included).
+pub fn parse_statistics(
+    path: &Path,
+    log: &Path,
+) -> Result<BTreeMap<String, MetricValue>, RunnerError> {
     let bad =
         |reason: String| RunnerError::BadStatistics { path: path.into(), reason, log: log.into() };
-    let flat = read_mapping(path).map_err(bad)?;
-    if flat.len() > STATISTICS_ENTRIES_MAX {
-        return Err(bad(format!("{} entries, more than {STATISTICS_ENTRIES_MAX}", flat.len())));
-    }
-    let mut out = BTreeMap::new();
-    for (k, v) in flat {
-        let text = match v {
-            Value::Null => "null".to_string(),
-            Value::Bool(b) => b.to_string(),
-            Value::Number(n) => n.to_string(),
-            Value::String(s) => s,
-            _ => return Err(bad(format!("`{k}` is not a plain value"))),
-        };
-        if k.trim().is_empty() || k.len() > NAME_BYTES_MAX || text.len() > TEXT_BYTES_MAX {
-            return Err(bad(format!("`{k}` is empty or too long")));
-        }
-        out.insert(k, text);
+    let out = read_mapping(path).map_err(bad)?;
+    if out.len() > STATISTICS_ENTRIES_MAX {
+        return Err(bad(format!("{} entries, more than {STATISTICS_ENTRIES_MAX}", out.len())));
     }
     Ok(out)
 }
 
-/// results.yaml as metric -> value: a non-empty mapping whose leaves are finite
-/// numbers (nested metrics flattened with `.`).
-pub fn parse_results(path: &Path, log: &Path) -> Result<BTreeMap<String, f64>, RunnerError> {
-    let bad =
-        |reason: String| RunnerError::BadResults { path: path.into(), reason, log: log.into() };
-    let flat = read_mapping(path).map_err(bad)?;
-    let mut out = BTreeMap::new();
-    for (k, v) in flat {
-        let n = v
-            .as_f64()
-            .filter(|n| n.is_finite())
-            .ok_or_else(|| bad(format!("`{k}` is not a finite number")))?;
-        if k.trim().is_empty() || k.len() > NAME_BYTES_MAX {
-            return Err(bad(format!("metric name `{k}` is empty or too long")));
-        }
-        out.insert(k, n);
-    }
-    Ok(out)
+/// results.yaml as metric -> value, kept as the metrics container wrote it (NaN,
+/// infinities, nested maps and text included; MedPerf's own test metrics write
+/// `error: .nan`). Releases carry its numbers ([`protocol::leaderboard`]).
+pub fn parse_results(
+    path: &Path,
+    log: &Path,
+) -> Result<BTreeMap<String, MetricValue>, RunnerError> {
+    read_mapping(path).map_err(|reason| RunnerError::BadResults {
+        path: path.into(),
+        reason,
+        log: log.into(),
+    })
 }
 
 /// Write a prepared dataset (data, labels, statistics, info) as a tarball, after
@@ -532,12 +524,25 @@ mod tests {
     }
 
     #[test]
-    fn statistics_flatten_nested_keys_into_text() {
-        let (_d, p) = yaml("cases: 30\nby_site:\n  a: 10\n  b: 20\nnote: ok\n");
-        let s = parse_statistics(&p, Path::new("log")).unwrap();
-        assert_eq!(s.get("by_site.a").map(String::as_str), Some("10"));
-        assert_eq!(s.get("note").map(String::as_str), Some("ok"));
-        assert_eq!(s.len(), 4);
+    fn statistics_and_results_keep_what_pyyaml_wrote() {
+        let (_d, p) = yaml(PYYAML_DUMP);
+        for kept in [
+            parse_statistics(&p, Path::new("log")).unwrap(),
+            parse_results(&p, Path::new("log")).unwrap(),
+        ] {
+            assert!(kept["error"].as_f64().unwrap().is_nan(), ".nan is kept");
+            assert_eq!(kept["up"], MetricValue::float(f64::INFINITY));
+            assert_eq!(kept["down"], MetricValue::float(f64::NEG_INFINITY));
+            assert_eq!(kept["name"], MetricValue::Text("ok".into()));
+            assert_eq!(kept["right"], kept["left"], "an alias is its anchor's value");
+            let MetricValue::Map(left) = &kept["left"] else { panic!("a nested map") };
+            assert_eq!(left["hd95"], MetricValue::float(12.5));
+            let MetricValue::Map(nested) = &kept["nested"] else { panic!("a nested map") };
+            assert_eq!(
+                nested["a"],
+                MetricValue::List(vec![MetricValue::Int(1), MetricValue::Int(2)])
+            );
+        }
     }
 
     #[test]
@@ -551,11 +556,12 @@ mod tests {
     }
 
     #[test]
-    fn results_must_be_a_non_empty_mapping_of_finite_numbers() {
-        let (_d, p) = yaml("auc: 0.9\nper_class:\n  malignant: 0.8\n");
+    fn results_must_be_a_non_empty_mapping_and_nan_is_accepted() {
+        // What MedPerf's own test metrics container writes.
+        let (_d, p) = yaml("auc: 0.9\nerror: .nan\nper_class:\n  malignant: 0.8\n");
         let r = parse_results(&p, Path::new("log")).unwrap();
-        assert_eq!(r.get("per_class.malignant"), Some(&0.8));
-        for text in ["", "{}", "- 1\n", "auc: high\n", "auc: .nan\n"] {
+        assert!(r["error"].as_f64().unwrap().is_nan());
+        for text in ["", "{}", "- 1\n", "just text\n", "null\n"] {
             let (_d, p) = yaml(text);
             assert!(
                 matches!(parse_results(&p, Path::new("log")), Err(RunnerError::BadResults { .. })),
@@ -573,7 +579,7 @@ mod tests {
         let info = DatasetInfo {
             prepared_hash: dataset_hash(root).unwrap(),
             preparator_digest: "sha256:00".into(),
-            statistics: BTreeMap::new(),
+            statistics: [("error".to_string(), MetricValue::float(f64::NAN))].into(),
         };
         write_info(root, &info).unwrap();
     }

@@ -299,7 +299,7 @@ struct RunRow {
     reference: bool,
     /// `completed`, `failed` or `not_run` (an earlier model failed).
     status: &'static str,
-    results: Option<BTreeMap<String, f64>>,
+    results: Option<BTreeMap<String, protocol::metric::MetricValue>>,
     /// Where the execution's results, receipt and logs are.
     execution_dir: Option<PathBuf>,
     /// The finished execution on disk was reused instead of running again.

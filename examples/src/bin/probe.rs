@@ -4,6 +4,8 @@
 //! and `write_input` (whatever is mounted at `/mlcommons/volumes/data`) record what
 //! they managed in `<output_path>/outcome` and on stdout;
 //! `fail` exits 3; `sleep` outlasts any test timeout; `oom` allocates until killed;
+//! `nan_results` writes results with NaN, infinities and text, as MedPerf's test
+//! metrics container does;
 //! `empty_statistics` writes an empty file and `bad_results` a YAML list at the
 //! output file path;
 //! `write_rootfs` tries to write `/evil`; `home_and_files` writes under `$HOME` and
@@ -121,6 +123,11 @@ fn main() {
                 "empty_statistics" => std::fs::write(
                     inv.path("output_path", "/mlcommons/volumes/statistics/statistics.yaml"),
                     b"",
+                )?,
+                // As MedPerf's own test metrics container writes them: NaN.
+                "nan_results" => std::fs::write(
+                    inv.path("output_path", "/mlcommons/volumes/results/results.yaml"),
+                    b"auc: 0.5\nerror: .nan\nper_class:\n  benign: .inf\n  malignant: -.inf\nnote: written by the probe\n",
                 )?,
                 "bad_results" => std::fs::write(
                     inv.path("output_path", "/mlcommons/volumes/results/results.yaml"),
