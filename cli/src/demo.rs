@@ -346,7 +346,14 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             st.benchmarks.get(&bench).is_some_and(|b| b.status == Status::Approved)
         })?;
         let raw = ex("data").join(site).join("raw");
-        workflow::prepare_dataset(p.s(), &bench, site, &raw.join("data"), &raw.join("labels"))?;
+        workflow::prepare_dataset(
+            p.s(),
+            &bench,
+            site,
+            &raw.join("data"),
+            &raw.join("labels"),
+            &|_| {},
+        )?;
         let d = workflow::submit_dataset(
             p.s(),
             &bench,

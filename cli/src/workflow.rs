@@ -426,13 +426,16 @@ pub fn prepare_dataset(
     name: &str,
     data: &Path,
     labels: &Path,
+    on: &(dyn Fn(runner::dataset::PrepareEvent) + Sync),
 ) -> anyhow::Result<runner::dataset::PreparedDataset> {
     let state = s.state()?;
     let b = benchmark_of(&state, benchmark)?;
     let prep = runnable(s, &state, &b.data_preparator)?;
     let root = dataset_root(s, name);
     let (engine, limits) = site_engine(s)?;
-    Ok(block_on(runner::dataset::prepare_dataset(&engine, &prep, data, labels, &root, &limits))??)
+    Ok(block_on(runner::dataset::prepare_dataset_watched(
+        &engine, &prep, data, labels, &root, &limits, on,
+    ))??)
 }
 
 /// Register a prepared dataset (metadata only).

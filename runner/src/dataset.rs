@@ -93,9 +93,118 @@ pub(crate) async fn blocking<T: Send + 'static>(
     })
 }
 
+/// What happens during a preparation, for a progress display.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PrepareEvent {
+    /// An earlier attempt on the same raw data, preparator and parameters was
+    /// interrupted; `prepare` runs again over what it left (as MedPerf does), and
+    /// the preparator picks up where its report says it stopped.
+    Resuming { report: Option<ReportSummary> },
+    /// A task starts (`prepare`, `sanity_check`, `statistics`) or the hashing.
+    Step(&'static str),
+    /// `report.yaml` changed while `prepare` ran.
+    Report(ReportSummary),
+}
+
+/// How often `report.yaml` is read while `prepare` runs.
+pub const REPORT_POLL_MS: u64 = 500;
+/// The file that names an unfinished preparation (what it prepares from, with what).
+pub const ATTEMPT_FILE: &str = "medmesh-prepare-attempt.yaml";
+
+/// MedPerf's preparation report summarized as MedPerf summarizes it: the share of
+/// subjects at each status. The report is a mapping of columns (`status`,
+/// `comment`, ...) each mapping a subject to its value, as the preparator writes it
+/// with pandas; a mapping of subjects each with a `status` is read too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportSummary {
+    pub subjects: u64,
+    /// Status (as text) -> subjects at it.
+    pub statuses: BTreeMap<String, u64>,
+}
+
+impl std::fmt::Display for ReportSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} subjects", self.subjects)?;
+        for (i, (status, n)) in self.statuses.iter().enumerate() {
+            let pct = n * 100 / self.subjects.max(1);
+            write!(f, "{} status {status}: {pct}%", if i == 0 { ";" } else { "," })?;
+        }
+        Ok(())
+    }
+}
+
+/// `report.yaml` summarized, or `None` when it is missing, empty, unreadable or
+/// holds no statuses (a report is the preparator's business; it never fails a run).
+pub fn report_summary(path: &Path) -> Option<ReportSummary> {
+    let MetricValue::Map(report) = read_mapping(path).ok().map(MetricValue::Map)? else {
+        return None;
+    };
+    let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
+    match report.get("status") {
+        Some(MetricValue::Map(by_subject)) => {
+            for v in by_subject.values() {
+                *statuses.entry(v.to_string()).or_default() += 1;
+            }
+        }
+        _ => {
+            for row in report.values() {
+                if let MetricValue::Map(row) = row
+                    && let Some(v) = row.get("status")
+                {
+                    *statuses.entry(v.to_string()).or_default() += 1;
+                }
+            }
+        }
+    }
+    let subjects = statuses.values().sum();
+    (subjects > 0).then_some(ReportSummary { subjects, statuses })
+}
+
+/// What an attempt prepares from and with: a later attempt resumes it only when
+/// all of it is the same.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attempt {
+    preparator_digest: String,
+    raw_data: PathBuf,
+    raw_labels: PathBuf,
+    /// BLAKE3 of the parameters file, when there is one.
+    parameters: Option<Hash32>,
+}
+
+impl Attempt {
+    fn of(preparator: &Runnable, raw_data: &Path, raw_labels: &Path) -> Result<Self, RunnerError> {
+        let parameters = match &preparator.parameters_file {
+            Some(p) => Some(Hash32::of(&std::fs::read(p).map_err(RunnerError::io(p))?)),
+            None => None,
+        };
+        let abs = |p: &Path| p.canonicalize().map_err(RunnerError::io(p));
+        Ok(Self {
+            preparator_digest: preparator.image.digest.clone(),
+            raw_data: abs(raw_data)?,
+            raw_labels: abs(raw_labels)?,
+            parameters,
+        })
+    }
+
+    fn read(root: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(root.join(ATTEMPT_FILE)).ok()?;
+        serde_yaml::from_str(&text).ok()
+    }
+
+    fn write(&self, root: &Path) -> Result<(), RunnerError> {
+        let path = root.join(ATTEMPT_FILE);
+        let text = serde_yaml::to_string(self)
+            .map_err(|e| RunnerError::Invalid { path: path.clone(), reason: e.to_string() })?;
+        std::fs::write(&path, text).map_err(RunnerError::io(path))
+    }
+}
+
 /// Run the preparator's `prepare`, `sanity_check` (when it has one) and `statistics`
 /// on raw data and labels into `root`, then hash the result. `root` must not hold a
-/// prepared dataset already; what a failed attempt left there is replaced.
+/// prepared dataset already. An interrupted attempt on the same raw data with the
+/// same preparator and parameters is resumed; what any other attempt left is
+/// replaced.
 pub async fn prepare_dataset(
     engine: &Engine,
     preparator: &Runnable,
@@ -104,14 +213,37 @@ pub async fn prepare_dataset(
     root: &Path,
     limits: &RunLimits,
 ) -> Result<PreparedDataset, RunnerError> {
+    prepare_dataset_watched(engine, preparator, raw_data, raw_labels, root, limits, &|_| {}).await
+}
+
+/// [`prepare_dataset`], telling `on` what happens (steps, resumption, and each
+/// change of `report.yaml` while `prepare` runs).
+pub async fn prepare_dataset_watched(
+    engine: &Engine,
+    preparator: &Runnable,
+    raw_data: &Path,
+    raw_labels: &Path,
+    root: &Path,
+    limits: &RunLimits,
+    on: &(dyn Fn(PrepareEvent) + Sync),
+) -> Result<PreparedDataset, RunnerError> {
     if root.join(DATASET_INFO_FILE).exists() {
         return Err(RunnerError::Invalid {
             path: root.into(),
             reason: "already holds a prepared dataset; prepare into a new folder".into(),
         });
     }
-    clear_failed_attempt(root)?;
+    let attempt = Attempt::of(preparator, raw_data, raw_labels)?;
+    let report_path = root.join("report.yaml");
+    if Attempt::read(root).as_ref() == Some(&attempt) {
+        tracing::info!(root = %root.display(), "resuming an interrupted preparation");
+        on(PrepareEvent::Resuming { report: report_summary(&report_path) });
+        clear_scratch(root)?;
+    } else {
+        clear_failed_attempt(root)?;
+    }
     std::fs::create_dir_all(root).map_err(RunnerError::io(root))?;
+    attempt.write(root)?;
     let mounts = BTreeMap::from([
         ("data_path".to_string(), raw_data.to_path_buf()),
         ("labels_path".to_string(), raw_labels.to_path_buf()),
@@ -119,14 +251,40 @@ pub async fn prepare_dataset(
         ("output_labels_path".to_string(), labels_dir(root)),
     ]);
     let mounts = with_optional_mounts(preparator, "prepare", root, mounts)?;
-    run(engine, preparator, "prepare", mounts, root, limits).await?;
+    on(PrepareEvent::Step("prepare"));
+    {
+        let prepare = run(engine, preparator, "prepare", mounts, root, limits);
+        tokio::pin!(prepare);
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(REPORT_POLL_MS));
+        let mut last = None;
+        let done = loop {
+            tokio::select! {
+                done = &mut prepare => break done,
+                _ = tick.tick() => {
+                    let now = report_summary(&report_path);
+                    if now.is_some() && now != last {
+                        on(PrepareEvent::Report(now.clone().expect("checked")));
+                        last = now;
+                    }
+                }
+            }
+        };
+        // The report as `prepare` left it, finished or not.
+        if let Some(end) = report_summary(&report_path).filter(|r| Some(r) != last.as_ref()) {
+            on(PrepareEvent::Report(end));
+        }
+        done?;
+    }
     if preparator.spec.manifest.task("sanity_check").is_some() {
+        on(PrepareEvent::Step("sanity_check"));
         sanity_check(engine, preparator, root, limits).await?;
     } else {
         // MedPerf's newer preparators check inside `statistics`.
         tracing::info!("the preparator has no sanity_check task; statistics must pass instead");
     }
+    on(PrepareEvent::Step("statistics"));
     let statistics = statistics(engine, preparator, root, limits).await?;
+    on(PrepareEvent::Step("hash"));
     let hashed = root.to_path_buf();
     let prepared_hash = blocking(move || dataset_hash(&hashed)).await?;
     let info = DatasetInfo {
@@ -135,6 +293,8 @@ pub async fn prepare_dataset(
         statistics: statistics.clone(),
     };
     write_info(root, &info)?;
+    let attempt_file = root.join(ATTEMPT_FILE);
+    std::fs::remove_file(&attempt_file).map_err(RunnerError::io(&attempt_file))?;
     tracing::info!(root = %root.display(), hash = %prepared_hash.short(), "dataset prepared");
     Ok(PreparedDataset {
         root: root.into(),
@@ -147,15 +307,26 @@ pub async fn prepare_dataset(
 /// Remove what a failed `prepare` left in `root` (only the names this module writes;
 /// the logs stay until the next run overwrites them).
 fn clear_failed_attempt(root: &Path) -> Result<(), RunnerError> {
-    for dir in ["data", "labels", "metadata", "tmp"] {
+    for dir in ["data", "labels", "metadata"] {
         let p = root.join(dir);
         if p.exists() {
             std::fs::remove_dir_all(&p).map_err(RunnerError::io(&p))?;
         }
     }
-    for file in ["statistics.yaml", "report.yaml"] {
-        let p = root.join(file);
-        if p.exists() {
+    let p = root.join("report.yaml");
+    if p.exists() {
+        std::fs::remove_file(&p).map_err(RunnerError::io(&p))?;
+    }
+    clear_scratch(root)
+}
+
+/// Remove what no attempt resumes from: the tasks' scratch folders and the last
+/// statistics.
+fn clear_scratch(root: &Path) -> Result<(), RunnerError> {
+    for p in [root.join("tmp"), root.join(ATTEMPT_FILE), root.join("statistics.yaml")] {
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).map_err(RunnerError::io(&p))?;
+        } else if p.exists() {
             std::fs::remove_file(&p).map_err(RunnerError::io(&p))?;
         }
     }
@@ -230,6 +401,11 @@ pub async fn statistics(
     limits: &RunLimits,
 ) -> Result<BTreeMap<String, MetricValue>, RunnerError> {
     let out = statistics_file(root);
+    // A file output is not truncated (a resumed report keeps its content): drop
+    // what an earlier run wrote, so only this run's statistics are read.
+    if out.exists() {
+        std::fs::remove_file(&out).map_err(RunnerError::io(&out))?;
+    }
     let mounts = BTreeMap::from([
         ("data_path".to_string(), data_dir(root)),
         ("labels_path".to_string(), labels_dir(root)),
@@ -542,6 +718,22 @@ mod tests {
                 nested["a"],
                 MetricValue::List(vec![MetricValue::Int(1), MetricValue::Int(2)])
             );
+        }
+    }
+
+    #[test]
+    fn a_report_is_summarized_by_status_in_either_layout() {
+        // pandas' column layout, as MedPerf's RANO preparator writes it.
+        let (_d, p) = yaml("status:\n  a: 1\n  b: 3\n  c: 3\n  d: 3\ncomment:\n  a: x\n");
+        let s = report_summary(&p).unwrap();
+        assert_eq!(s.subjects, 4);
+        assert_eq!(s.to_string(), "4 subjects; status 1: 25%, status 3: 75%");
+        // One mapping per subject.
+        let (_d, p) = yaml("a: {status: done}\nb: {status: running}\n");
+        assert_eq!(report_summary(&p).unwrap().statuses.get("done"), Some(&1));
+        for text in ["", "just text\n", "a: 1\n"] {
+            let (_d, p) = yaml(text);
+            assert_eq!(report_summary(&p), None, "{text:?}");
         }
     }
 

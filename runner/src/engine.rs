@@ -808,7 +808,14 @@ fn prepare_output(host: &Path, kind: ParamKind) -> Result<(), RunnerError> {
             if let Some(parent) = host.parent() {
                 std::fs::create_dir_all(parent).map_err(RunnerError::io(parent))?;
             }
-            std::fs::File::create(host).map(|_| ()).map_err(RunnerError::io(host))
+            // Created when missing, never truncated: MedPerf's report.yaml carries
+            // a resumed preparation's progress. Callers remove stale outputs.
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(host)
+                .map(|_| ())
+                .map_err(RunnerError::io(host))
         }
     }
 }

@@ -11,8 +11,8 @@ use protocol::RecordId;
 use protocol::metric::MetricValue;
 use runner::compat::compatibility_test;
 use runner::dataset::{
-    check_dataset, dataset_record, export_dataset, import_dataset, prepare_dataset,
-    set_operational, statistics,
+    PrepareEvent, ReportSummary, check_dataset, dataset_record, export_dataset, import_dataset,
+    prepare_dataset, prepare_dataset_watched, set_operational, statistics,
 };
 use runner::execution::{ExecutionOptions, ModelEntry, run_benchmark, run_model};
 use runner::{Runnable, RunnerError, parse_manifest};
@@ -553,4 +553,92 @@ async fn a_failed_preparation_names_its_log_and_can_be_retried_in_the_same_folde
     .await
     .unwrap_err();
     assert!(again.to_string().contains("already holds a prepared dataset"), "{again}");
+}
+
+/// MedPerf re-runs `prepare` over what an interrupted attempt left, and the
+/// preparator resumes from its `report.yaml`; the progress of the report is told
+/// while it runs.
+#[tokio::test]
+async fn an_interrupted_preparation_resumes_where_its_report_stopped() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let config = r#"
+container_type: DockerImage
+image: medmesh/example-probe:1
+tasks:
+  prepare:
+    run_args: { command: prepare_in_steps }
+    input_volumes:
+      data_path: { mount_path: /mlcommons/volumes/raw_data, type: directory }
+      labels_path: { mount_path: /mlcommons/volumes/raw_labels, type: directory }
+      parameters_file: { mount_path: /mlcommons/volumes/parameters/parameters.yaml, type: file }
+    output_volumes:
+      output_path: { mount_path: /mlcommons/volumes/data, type: directory }
+      output_labels_path: { mount_path: /mlcommons/volumes/labels, type: directory }
+      report_file: { mount_path: /mlcommons/volumes/report/report.yaml, type: file }
+  statistics:
+    run_args: { command: count_statistics }
+    input_volumes:
+      data_path: { mount_path: /mlcommons/volumes/data, type: directory }
+      labels_path: { mount_path: /mlcommons/volumes/labels, type: directory }
+    output_volumes:
+      output_path: { mount_path: /mlcommons/volumes/statistics/statistics.yaml, type: file }
+"#;
+    let work = tempfile::tempdir().unwrap();
+    let params = work.path().join("parameters.yaml");
+    std::fs::write(&params, "first_attempt_stops_after: 2\n").unwrap();
+    let prep = Runnable { parameters_file: Some(params), ..common::inline(config, &images.probe) };
+    let (raw_data, raw_labels) = runner::compat::demo_paths(&common::demo_dir()).unwrap();
+    let root = work.path().join("resumed");
+    let limits = common::quick_limits();
+    let events = std::sync::Mutex::new(Vec::new());
+    let record = |e: PrepareEvent| events.lock().unwrap().push(e);
+
+    let first =
+        prepare_dataset_watched(&engine, &prep, &raw_data, &raw_labels, &root, &limits, &record)
+            .await;
+    assert!(first.is_err(), "the first attempt is interrupted");
+    let seen = std::mem::take(&mut *events.lock().unwrap());
+    let reported: Vec<&ReportSummary> = seen
+        .iter()
+        .filter_map(|e| if let PrepareEvent::Report(r) = e { Some(r) } else { None })
+        .collect();
+    let last = reported.last().expect("the report's progress was told");
+    assert_eq!(last.subjects, 6);
+    assert_eq!(last.statuses.get("done"), Some(&2), "{last}");
+
+    let prepared =
+        prepare_dataset_watched(&engine, &prep, &raw_data, &raw_labels, &root, &limits, &record)
+            .await
+            .unwrap();
+    let seen = events.lock().unwrap().clone();
+    let Some(PrepareEvent::Resuming { report: Some(at) }) = seen.first() else {
+        panic!("the second attempt says it resumes: {seen:?}")
+    };
+    assert_eq!(at.statuses.get("done"), Some(&2), "{at}");
+    assert!(seen.contains(&PrepareEvent::Step("statistics")));
+    let attempt = |i: u32| std::fs::read_to_string(root.join(format!("data/subject-{i}"))).unwrap();
+    for i in 1..=2 {
+        assert_eq!(attempt(i), "attempt 1\n", "subject {i} was prepared once, before");
+    }
+    for i in 3..=6 {
+        assert_eq!(attempt(i), "attempt 2\n", "subject {i} was prepared on resuming");
+    }
+    assert_eq!(prepared.statistics.get("subjects"), Some(&MetricValue::Int(6)));
+    assert!(!root.join(runner::dataset::ATTEMPT_FILE).exists());
+
+    // Other parameters are another preparation: nothing is resumed.
+    let other = work.path().join("other.yaml");
+    std::fs::write(&other, "first_attempt_stops_after: 1\n").unwrap();
+    let root2 = work.path().join("fresh");
+    let prep2 = Runnable { parameters_file: Some(other), ..prep.clone() };
+    let _ = prepare_dataset(&engine, &prep2, &raw_data, &raw_labels, &root2, &limits).await;
+    events.lock().unwrap().clear();
+    let _ =
+        prepare_dataset_watched(&engine, &prep, &raw_data, &raw_labels, &root2, &limits, &record)
+            .await;
+    let seen = events.lock().unwrap().clone();
+    assert!(
+        !seen.iter().any(|e| matches!(e, PrepareEvent::Resuming { .. })),
+        "an attempt with other parameters is replaced, not resumed: {seen:?}"
+    );
 }
