@@ -145,15 +145,26 @@ pub fn submit_container(s: &Session, a: &ContainerArgs) -> anyhow::Result<Record
 }
 
 /// The image a container is submitted with: the one its config names, or `--image`
-/// when it names the same image (a missing tag is `latest`, as the engine reads it).
+/// when it names the same image: the same reference (a missing tag is `latest`), or
+/// another tag of the same image in the local engine.
 fn submitted_image(config: &str, flag: Option<&str>, manifest: &Path) -> anyhow::Result<String> {
     let Some(flag) = flag else { return Ok(config.to_string()) };
     if runner::manifest::same_image(config, flag) {
         return Ok(flag.to_string());
     }
+    let same_id = block_on(async {
+        let engine = Engine::connect(runner::engine::CONCURRENT_RUNS_DEFAULT).await.ok()?;
+        let a = engine.image_digest(config).await.ok()?;
+        let b = engine.image_digest(flag).await.ok()?;
+        Some(a == b)
+    })?;
+    if same_id == Some(true) {
+        return Ok(flag.to_string());
+    }
     bail!(
-        "--image {flag} does not agree with the image {config} that {} names; leave --image \
-         out to use the config's, or correct one of them",
+        "--image {flag} does not agree with the image {config} that {} names (nor is it \
+         another tag of that image in the local engine); leave --image out to use the \
+         config's, or correct one of them",
         manifest.display()
     )
 }
