@@ -70,11 +70,16 @@ pub fn engine() -> anyhow::Result<Engine> {
 /// The engine this site's policy (`site.yaml` in the home) allows, and the limits
 /// every task gets on it, with this command's `--gpus` and `--shm-size`.
 pub fn site_engine(s: &Session) -> anyhow::Result<(Engine, RunLimits)> {
-    let policy = SitePolicy::load(&s.home.dir)?;
+    home_engine(&s.home, &s.site)
+}
+
+/// The engine and the task limits the site policy in `home` sets (no node needed).
+pub fn home_engine(home: &Home, site: &Overrides) -> anyhow::Result<(Engine, RunLimits)> {
+    let policy = SitePolicy::load(&home.dir)?;
     block_on(async {
         let engine = Engine::connect(runner::engine::CONCURRENT_RUNS_DEFAULT).await?;
         policy.check_engine(engine.kind().await?)?;
-        let limits = policy.limits(engine.host().await?, &s.site);
+        let limits = policy.limits(engine.host().await?, site);
         tracing::info!(?limits, "task limits from the site policy");
         anyhow::Ok((engine, limits))
     })?
