@@ -330,7 +330,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         let args = ContainerArgs {
             name: name.into(),
             manifest: ex(dir).join("container_config.yaml"),
-            image: image.reference.clone(),
+            image: Some(image.reference.clone()),
             digest: Some(image.digest.clone()),
             parameters: params.exists().then_some(params),
             additional_files: af.exists().then_some(af),
@@ -395,7 +395,14 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             st.benchmarks.get(&bench).is_some_and(|b| b.status == Status::Approved)
         })?;
         let raw = ex("data").join(site).join("raw");
-        workflow::prepare_dataset(p.s(), &bench, site, &raw.join("data"), &raw.join("labels"))?;
+        workflow::prepare_dataset(
+            p.s(),
+            &bench,
+            site,
+            &raw.join("data"),
+            &raw.join("labels"),
+            &|_| {},
+        )?;
         let d = workflow::submit_dataset(
             p.s(),
             &bench,

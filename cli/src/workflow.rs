@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow, bail};
 use protocol::fold::{ResultView, Status};
 use protocol::leaderboard::{self, OpenedResult};
+use protocol::metric::MetricValue;
 use protocol::record::*;
 use protocol::seal::{self, Binding};
 use protocol::{Hash32, NetworkId, PublicKey, Record, RecordId, State, X25519Key};
@@ -69,11 +70,16 @@ pub fn engine() -> anyhow::Result<Engine> {
 /// The engine this site's policy (`site.yaml` in the home) allows, and the limits
 /// every task gets on it, with this command's `--gpus` and `--shm-size`.
 pub fn site_engine(s: &Session) -> anyhow::Result<(Engine, RunLimits)> {
-    let policy = SitePolicy::load(&s.home.dir)?;
+    home_engine(&s.home, &s.site)
+}
+
+/// The engine and the task limits the site policy in `home` sets (no node needed).
+pub fn home_engine(home: &Home, site: &Overrides) -> anyhow::Result<(Engine, RunLimits)> {
+    let policy = SitePolicy::load(&home.dir)?;
     block_on(async {
         let engine = Engine::connect(runner::engine::CONCURRENT_RUNS_DEFAULT).await?;
         policy.check_engine(engine.kind().await?)?;
-        let limits = policy.limits(engine.host().await?, &s.site);
+        let limits = policy.limits(engine.host().await?, site);
         tracing::info!(?limits, "task limits from the site policy");
         anyhow::Ok((engine, limits))
     })?
@@ -96,8 +102,9 @@ pub fn submit_profile(s: &Session, name: &str, organisation: &str) -> anyhow::Re
 pub struct ContainerArgs {
     pub name: String,
     pub manifest: PathBuf,
-    /// Image reference; the digest is read from the local engine unless given.
-    pub image: String,
+    /// Image reference; the config's own when `None`, else it must agree with it.
+    /// The digest is read from the local engine unless given.
+    pub image: Option<String>,
     pub digest: Option<String>,
     pub parameters: Option<PathBuf>,
     pub additional_files: Option<PathBuf>,
@@ -108,12 +115,13 @@ pub struct ContainerArgs {
 /// which peers on it copy them, checked against the hash).
 pub fn submit_container(s: &Session, a: &ContainerArgs) -> anyhow::Result<Record> {
     let spec = runner::load_manifest(&a.manifest)?;
+    let image = submitted_image(&spec.image, a.image.as_deref(), &a.manifest)?;
     let digest = match &a.digest {
         Some(d) => d.clone(),
         // One runtime: `engine()` starts its own and may not run inside this one.
         None => block_on(async {
             let engine = Engine::connect(runner::engine::CONCURRENT_RUNS_DEFAULT).await?;
-            anyhow::Ok(engine.image_digest(&a.image).await?)
+            anyhow::Ok(engine.image_digest(&image).await?)
         })??,
     };
     let parameters = match &a.parameters {
@@ -135,10 +143,35 @@ pub fn submit_container(s: &Session, a: &ContainerArgs) -> anyhow::Result<Record
     s.publish(Body::Container(Container {
         name: a.name.clone(),
         manifest: spec.manifest,
-        image: ImageRef { reference: a.image.clone(), digest },
+        image: ImageRef { reference: image, digest },
         parameters,
         additional_files,
     }))
+}
+
+/// The image a container is submitted with: the one its config names, or `--image`
+/// when it names the same image: the same reference (a missing tag is `latest`), or
+/// another tag of the same image in the local engine.
+fn submitted_image(config: &str, flag: Option<&str>, manifest: &Path) -> anyhow::Result<String> {
+    let Some(flag) = flag else { return Ok(config.to_string()) };
+    if runner::manifest::same_image(config, flag) {
+        return Ok(flag.to_string());
+    }
+    let same_id = block_on(async {
+        let engine = Engine::connect(runner::engine::CONCURRENT_RUNS_DEFAULT).await.ok()?;
+        let a = engine.image_digest(config).await.ok()?;
+        let b = engine.image_digest(flag).await.ok()?;
+        Some(a == b)
+    })?;
+    if same_id == Some(true) {
+        return Ok(flag.to_string());
+    }
+    bail!(
+        "--image {flag} does not agree with the image {config} that {} names (nor is it \
+         another tag of that image in the local engine); leave --image out to use the \
+         config's, or correct one of them",
+        manifest.display()
+    )
 }
 
 /// A container record made runnable here: its parameters written out and its
@@ -409,13 +442,16 @@ pub fn prepare_dataset(
     name: &str,
     data: &Path,
     labels: &Path,
+    on: &(dyn Fn(runner::dataset::PrepareEvent) + Sync),
 ) -> anyhow::Result<runner::dataset::PreparedDataset> {
     let state = s.state()?;
     let b = benchmark_of(&state, benchmark)?;
     let prep = runnable(s, &state, &b.data_preparator)?;
     let root = dataset_root(s, name);
     let (engine, limits) = site_engine(s)?;
-    Ok(block_on(runner::dataset::prepare_dataset(&engine, &prep, data, labels, &root, &limits))??)
+    Ok(block_on(runner::dataset::prepare_dataset_watched(
+        &engine, &prep, data, labels, &root, &limits, on,
+    ))??)
 }
 
 /// Register a prepared dataset (metadata only).
@@ -619,15 +655,6 @@ pub fn run_benchmark(
     Ok(out)
 }
 
-/// Metric values as signed data carries them: millionths.
-pub fn to_millionths(results: &BTreeMap<String, f64>) -> BTreeMap<String, i64> {
-    results
-        .iter()
-        .filter(|(_, v)| v.is_finite())
-        .map(|(k, v)| (k.clone(), (v * 1e6).round() as i64))
-        .collect()
-}
-
 /// Who may read a result: the committee members with a profile, and the data owner.
 fn recipients(state: &State, b: &Benchmark, owner: &PublicKey) -> anyhow::Result<Vec<X25519Key>> {
     let mut out = Vec::new();
@@ -660,7 +687,8 @@ pub fn submit_result(
     let to = recipients(&state, &b, &s.me())?;
     let binding = Binding { benchmark: *benchmark, model: *model, dataset: *dataset };
     let mut rng = seal::rand_core::UnwrapErr(getrandom::SysRng);
-    let metrics = seal::seal(&to_millionths(&run.results), &to, binding, &mut rng)?;
+    // Sealed as the metrics container wrote them; releases take their numbers.
+    let metrics = seal::seal(&run.results, &to, binding, &mut rng)?;
     s.publish(Body::Result(ResultRecord {
         benchmark: *benchmark,
         model: *model,
@@ -674,7 +702,7 @@ pub fn submit_result(
 pub fn open_result(
     s: &Session,
     id: &RecordId,
-) -> anyhow::Result<(ResultRecord, BTreeMap<String, i64>)> {
+) -> anyhow::Result<(ResultRecord, BTreeMap<String, MetricValue>)> {
     let bytes = s.api.record(id)?;
     let r = Record::verify(&bytes, &s.network)?;
     let Body::Result(x) = r.body else {
@@ -693,7 +721,7 @@ type Skipped<'a> = (&'a ResultView, anyhow::Error);
 /// failure (the node, the network) stops the whole.
 fn open_counting<'a>(
     results: impl IntoIterator<Item = &'a ResultView>,
-    open: impl Fn(&RecordId) -> anyhow::Result<BTreeMap<String, i64>>,
+    open: impl Fn(&RecordId) -> anyhow::Result<BTreeMap<String, MetricValue>>,
 ) -> anyhow::Result<(Vec<OpenedResult>, Vec<Skipped<'a>>)> {
     let mut opened = Vec::new();
     let mut skipped = Vec::new();
@@ -784,7 +812,7 @@ mod tests {
         let (opened, skipped) = open_counting(&results, |id| match id.as_bytes()[0] {
             2 => Err(seal::SealError::NotARecipient.into()),
             3 => Err(seal::SealError::Tampered.into()),
-            _ => Ok([("auc".to_string(), 900_000)].into_iter().collect()),
+            _ => Ok([("auc".to_string(), MetricValue::float(0.9))].into_iter().collect()),
         })
         .expect("results at fault are skipped, not fatal");
         assert_eq!(opened.len(), 1);

@@ -102,11 +102,13 @@ fn ignored_decisions_and_requests_fail_with_the_folds_reason() {
             name.into(),
             "--manifest".into(),
             d.join("container_config.yaml").display().to_string(),
-            "--image".into(),
-            tag.clone(),
             "--digest".into(),
             digest.clone(),
         ];
+        // `--image` is optional: the config's `image` is used; given, it must agree.
+        if image != 2 {
+            args.extend(["--image".into(), tag.clone()]);
+        }
         if d.join("parameters.yaml").exists() {
             args.extend(["--parameters".into(), d.join("parameters.yaml").display().to_string()]);
         }
@@ -119,6 +121,29 @@ fn ignored_decisions_and_requests_fail_with_the_folds_reason() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         id(&ok(&owner, &args))
     };
+    let wrong = medmesh(
+        &owner,
+        &[
+            "-y",
+            "container",
+            "submit",
+            "--name",
+            "mislabelled",
+            "--manifest",
+            ex.join("metrics/container_config.yaml").to_str().unwrap(),
+            "--image",
+            "medmesh/example-metrics:2",
+        ],
+    );
+    assert!(!wrong.status.success());
+    assert!(
+        stderr(&wrong).contains(
+            "--image medmesh/example-metrics:2 does not agree with the image \
+             medmesh/example-metrics:1"
+        ),
+        "{}",
+        stderr(&wrong)
+    );
     let prep = container("preparator", "preparator", 0);
     let reference = container("reference", "model_logistic", 1);
     let model = container("threshold", "model_threshold", 2);

@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use protocol::fold::{BenchmarkView, Leaderboard, State, Status};
+use protocol::metric::Figure;
 use protocol::record::SharingPolicy;
 
 /// Escape text for HTML content and attribute values.
@@ -26,6 +27,11 @@ pub fn escape(s: &str) -> String {
 
 fn fixed(v: i64) -> String {
     format!("{:.4}", v as f64 / 1e6)
+}
+
+/// A released figure: four decimals, or `NaN` (ranked last, drawn without a bar).
+fn figure(v: Figure) -> String {
+    v.to_string()
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;color:#1d2430}\
@@ -89,14 +95,9 @@ pub fn chart_svg(lb: &Leaderboard) -> String {
     const WIDTH: i64 = 420;
     let height = ROW * lb.rows.len() as i64 + 30;
     // Zoom on the values: models often differ in the third decimal.
-    let top = lb
-        .rows
-        .iter()
-        .map(|r| r.ci_high.unwrap_or(r.value).max(r.value))
-        .max()
-        .unwrap_or(1_000_000);
-    let bottom =
-        lb.rows.iter().map(|r| r.ci_low.unwrap_or(r.value).min(r.value)).min().unwrap_or(0);
+    let numbers = || lb.rows.iter().filter_map(|r| Some((r, r.value.millionths()?)));
+    let top = numbers().map(|(r, v)| r.ci_high.unwrap_or(v).max(v)).max().unwrap_or(1_000_000);
+    let bottom = numbers().map(|(r, v)| r.ci_low.unwrap_or(v).min(v)).min().unwrap_or(0);
     let pad = ((top - bottom) / 5).max(1_000);
     let (lo, hi) = ((bottom - pad).max(0).min(bottom), top + pad);
     let span = (hi - lo).max(1);
@@ -116,9 +117,9 @@ pub fn chart_svg(lb: &Leaderboard) -> String {
             y + 15,
             r.rank,
             escape(&r.model_name),
-            x(r.value) - LEFT,
+            r.value.millionths().map_or(0, |v| x(v) - LEFT),
             ROW - 8,
-            fixed(r.value)
+            figure(r.value)
         );
         if let (Some(lo), Some(up)) = (r.ci_low, r.ci_high) {
             let cy = y + (ROW - 8) / 2;
@@ -132,9 +133,9 @@ pub fn chart_svg(lb: &Leaderboard) -> String {
         let _ = write!(
             s,
             "<text x=\"{}\" y=\"{}\">{}</text>",
-            x(r.ci_high.unwrap_or(r.value).max(r.value)) + 6,
+            r.value.millionths().map_or(LEFT, |v| x(r.ci_high.unwrap_or(v).max(v))) + 6,
             y + 15,
-            fixed(r.value)
+            figure(r.value)
         );
     }
     let axis_y = 10 + ROW * lb.rows.len() as i64 + 12;
@@ -154,8 +155,11 @@ pub fn heatmap(lb: &Leaderboard) -> String {
     if lb.cells.is_empty() {
         return String::new();
     }
-    let (lo, hi) =
-        lb.cells.iter().fold((i64::MAX, i64::MIN), |(l, h), c| (l.min(c.value), h.max(c.value)));
+    let (lo, hi) = lb
+        .cells
+        .iter()
+        .filter_map(|c| c.value.millionths())
+        .fold((i64::MAX, i64::MIN), |(l, h), v| (l.min(v), h.max(v)));
     let mut s = String::from("<table id=\"heatmap\"><tr><th class=\"l\">model</th>");
     for d in &lb.datasets {
         let _ = write!(s, "<th>{}</th>", escape(d));
@@ -165,14 +169,16 @@ pub fn heatmap(lb: &Leaderboard) -> String {
         let _ = write!(s, "<tr><td class=\"l\">{}</td>", escape(&r.model_name));
         for d in &lb.datasets {
             match lb.cells.iter().find(|c| c.model == r.model && &c.dataset == d) {
+                Some(c) if c.value == Figure::NaN => s.push_str("<td class=\"muted\">NaN</td>"),
                 Some(c) => {
-                    let t = if hi > lo { (c.value - lo) as f64 / (hi - lo) as f64 } else { 1.0 };
+                    let v = c.value.millionths().unwrap_or(lo);
+                    let t = if hi > lo { (v - lo) as f64 / (hi - lo) as f64 } else { 1.0 };
                     let light = 92.0 - 45.0 * t;
                     let ink = if t > 0.55 { "#fff" } else { "#1d2430" };
                     let _ = write!(
                         s,
                         "<td class=\"cell\" style=\"background:hsl(215,60%,{light:.0}%);color:{ink}\">{}</td>",
-                        fixed(c.value)
+                        figure(c.value)
                     );
                 }
                 None => s.push_str("<td class=\"muted\">-</td>"),
@@ -226,7 +232,7 @@ pub fn leaderboard_page(bench: &BenchmarkView, lb: Option<&Leaderboard>) -> Stri
             "<tr><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{ci}</td><td>{mr}</td><td>{}</td></tr>",
             r.rank,
             escape(&r.model_name),
-            fixed(r.value),
+            figure(r.value),
             r.datasets
         );
     }

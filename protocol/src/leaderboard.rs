@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::RecordId;
+use crate::metric::{Figure, MetricValue};
 use crate::record::{Benchmark, Dataset, Release, ReleaseEntry, SharingPolicy};
 
 /// Bootstrap resamples per model.
@@ -28,8 +29,21 @@ pub const BOOTSTRAP_RESAMPLES: usize = 1000;
 pub struct OpenedResult {
     pub model: RecordId,
     pub dataset: RecordId,
-    /// Metric name -> millionths.
-    pub metrics: BTreeMap<String, i64>,
+    /// results.yaml as the metrics container wrote it.
+    pub metrics: BTreeMap<String, MetricValue>,
+}
+
+impl OpenedResult {
+    /// The numbers a release may carry: every number in the results, nested ones
+    /// by dotted path (`dice.ET`), as millionths or NaN. Text and nulls are not
+    /// released.
+    pub fn figures(&self) -> BTreeMap<String, Figure> {
+        let mut numbers = BTreeMap::new();
+        for (k, v) in &self.metrics {
+            v.numbers(k, &mut numbers);
+        }
+        numbers.into_iter().map(|(k, v)| (k, Figure::from_f64(v))).collect()
+    }
 }
 
 /// How a dataset appears in releases: its name if the owner allowed, else a stable
@@ -51,6 +65,7 @@ pub fn dataset_label(
     }
 }
 
+/// The integer mean (rounded down) of millionths.
 fn mean(values: impl IntoIterator<Item = i64>) -> Option<i64> {
     let (sum, n) = values.into_iter().fold((0i128, 0i128), |(s, n), v| (s + i128::from(v), n + 1));
     (n > 0).then(|| i64::try_from(sum.div_euclid(n)).unwrap_or(i64::MAX))
@@ -93,7 +108,7 @@ pub fn build_release(
                     model: *model,
                     dataset: Some(dataset_label(&benchmark_id, dataset, datasets.get(dataset))),
                     datasets: 1,
-                    metrics: o.metrics.clone(),
+                    metrics: o.figures(),
                 });
             }
             entries.sort_by(|a, b| (a.model, &a.dataset).cmp(&(b.model, &b.dataset)));
@@ -111,13 +126,15 @@ pub fn build_release(
                 if mine.len() < usize::from(min_datasets) {
                     continue; // Never reveal a figure that covers too few datasets.
                 }
-                let names: BTreeSet<&String> = mine.iter().flat_map(|o| o.metrics.keys()).collect();
+                let figures: Vec<BTreeMap<String, Figure>> =
+                    mine.iter().map(|o| o.figures()).collect();
+                let names: BTreeSet<&String> = figures.iter().flat_map(|f| f.keys()).collect();
                 let metrics = names
                     .into_iter()
                     .filter_map(|n| {
                         Some((
                             n.clone(),
-                            mean(mine.iter().filter_map(|o| o.metrics.get(n).copied()))?,
+                            Figure::mean(figures.iter().filter_map(|f| f.get(n).copied()))?,
                         ))
                     })
                     .collect();
@@ -140,14 +157,16 @@ pub struct LeaderboardRow {
     pub rank: u32,
     pub model: RecordId,
     pub model_name: String,
-    /// The ranking metric (mean over datasets), in millionths.
-    pub value: i64,
+    /// The ranking metric (mean over datasets), in millionths; NaN when any of
+    /// its values is NaN (ranked last).
+    pub value: Figure,
     pub datasets: u32,
-    /// Every released metric (mean over datasets), in millionths.
-    pub metrics: BTreeMap<String, i64>,
+    /// Every released metric (mean over datasets), in millionths or NaN.
+    pub metrics: BTreeMap<String, Figure>,
     /// FeTS rank-then-mean, in thousandths of a rank (per-dataset releases only).
     pub mean_rank_milli: Option<u64>,
-    /// 95% bootstrap interval of `value` over datasets (per-dataset releases only).
+    /// 95% bootstrap interval of `value` over datasets (per-dataset releases only,
+    /// and only when no value is NaN).
     pub ci_low: Option<i64>,
     pub ci_high: Option<i64>,
 }
@@ -157,7 +176,7 @@ pub struct LeaderboardRow {
 pub struct Cell {
     pub model: RecordId,
     pub dataset: String,
-    pub value: i64,
+    pub value: Figure,
 }
 
 /// A benchmark's leaderboard, from its shown release.
@@ -206,7 +225,7 @@ fn bootstrap(values: &[i64], seed: u64, model: &RecordId) -> Option<(i64, i64)> 
     Some((lo, hi))
 }
 
-fn competition_ranks<K: Copy>(sorted: &[(K, i64)]) -> Vec<(K, u32)> {
+fn competition_ranks<K: Copy>(sorted: &[(K, Figure)]) -> Vec<(K, u32)> {
     let mut out: Vec<(K, u32)> = Vec::with_capacity(sorted.len());
     for (i, (k, v)) in sorted.iter().enumerate() {
         let rank = if i > 0 && sorted[i - 1].1 == *v { out[i - 1].1 } else { i as u32 + 1 };
@@ -223,12 +242,12 @@ pub fn compute(
     model_name: &dyn Fn(&RecordId) -> String,
     include: &dyn Fn(&RecordId) -> bool,
 ) -> Leaderboard {
-    let better = |x: i64, y: i64| if b.higher_is_better { y.cmp(&x) } else { x.cmp(&y) };
+    let better = |x: Figure, y: Figure| x.rank_order(y, b.higher_is_better);
     let entries: Vec<&ReleaseEntry> =
         release.entries.iter().filter(|e| include(&e.model)).collect();
 
     // Means per model.
-    let mut per_model: BTreeMap<RecordId, (u32, BTreeMap<String, Vec<i64>>)> = BTreeMap::new();
+    let mut per_model: BTreeMap<RecordId, (u32, BTreeMap<String, Vec<Figure>>)> = BTreeMap::new();
     for e in &entries {
         let slot = per_model.entry(e.model).or_default();
         slot.0 += u32::from(e.datasets);
@@ -243,7 +262,7 @@ pub fn compute(
     let mut columns: BTreeSet<String> = BTreeSet::new();
     let mut rank_sums: BTreeMap<RecordId, (u64, u64)> = BTreeMap::new();
     if per_dataset {
-        let mut by_dataset: BTreeMap<&String, Vec<(RecordId, i64)>> = BTreeMap::new();
+        let mut by_dataset: BTreeMap<&String, Vec<(RecordId, Figure)>> = BTreeMap::new();
         for e in &entries {
             if let (Some(d), Some(v)) = (&e.dataset, e.metrics.get(&b.rank_metric)) {
                 by_dataset.entry(d).or_default().push((e.model, *v));
@@ -265,13 +284,15 @@ pub fn compute(
     let mut rows: Vec<LeaderboardRow> = per_model
         .into_iter()
         .filter_map(|(model, (datasets, values))| {
-            let metrics: BTreeMap<String, i64> = values
+            let metrics: BTreeMap<String, Figure> = values
                 .iter()
-                .filter_map(|(k, v)| Some((k.clone(), mean(v.iter().copied())?)))
+                .filter_map(|(k, v)| Some((k.clone(), Figure::mean(v.iter().copied())?)))
                 .collect();
             let value = *metrics.get(&b.rank_metric)?;
             let ci = if per_dataset {
-                bootstrap(values.get(&b.rank_metric)?, release.seed, &model)
+                let numbers: Option<Vec<i64>> =
+                    values.get(&b.rank_metric)?.iter().map(|f| f.millionths()).collect();
+                numbers.and_then(|n| bootstrap(&n, release.seed, &model))
             } else {
                 None
             };
@@ -290,7 +311,7 @@ pub fn compute(
         })
         .collect();
     rows.sort_by(|x, y| better(x.value, y.value).then(x.model.cmp(&y.model)));
-    let ranked: Vec<(usize, i64)> = rows.iter().enumerate().map(|(i, r)| (i, r.value)).collect();
+    let ranked: Vec<(usize, Figure)> = rows.iter().enumerate().map(|(i, r)| (i, r.value)).collect();
     for (i, rank) in competition_ranks(&ranked) {
         rows[i].rank = rank;
     }

@@ -8,6 +8,8 @@
 //!   inputs (always read-only) and outputs; every container manifest is checked
 //!   against it.
 //! - [`envelope`]: signing, strict decoding and verification of records.
+//! - [`metric`]: statistics and metric values kept as the container wrote them
+//!   (NaN and infinities included), and the figures releases publish.
 //! - [`seal`]: result metrics encrypted to the committee and the data owner (HPKE).
 //! - [`fold`]: the deterministic fold of a record set into [`fold::State`]:
 //!   approvals, associations, results, releases and leaderboards.
@@ -26,6 +28,7 @@ pub mod fold;
 pub mod ids;
 pub mod leaderboard;
 pub mod limits;
+pub mod metric;
 pub mod record;
 pub mod root;
 pub mod seal;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::RecordError;
 use crate::ids::{Hash32, PublicKey, RecordId, X25519Key};
 use crate::limits::*;
+use crate::metric::{Figure, MetricValue};
 
 /// The only payload version this crate reads and writes.
 pub const PAYLOAD_VERSION: u64 = 1;
@@ -315,8 +316,8 @@ pub struct Dataset {
     pub data_preparator: RecordId,
     /// BLAKE3 tree hash of the prepared data and labels.
     pub prepared_hash: Hash32,
-    /// Flattened statistics.yaml (`key.path` -> value as text).
-    pub statistics: BTreeMap<String, String>,
+    /// statistics.yaml as the preparator wrote it (top-level key -> value).
+    pub statistics: BTreeMap<String, MetricValue>,
     pub state: DatasetState,
     /// The owner lets releases show this dataset's name (else a pseudonym).
     pub name_public: bool,
@@ -442,8 +443,8 @@ pub struct ReleaseEntry {
     pub dataset: Option<String>,
     /// How many datasets this figure covers.
     pub datasets: u16,
-    /// Metric name -> value in millionths (fixed point: no floats in signed data).
-    pub metrics: BTreeMap<String, i64>,
+    /// Metric name (nested metrics by dotted path) -> millionths or NaN.
+    pub metrics: BTreeMap<String, Figure>,
 }
 
 /// What the committee publishes for everyone. Shown once `threshold` distinct
@@ -770,7 +771,10 @@ impl Body {
                 }
                 for (k, v) in &d.statistics {
                     name("dataset.statistics.key", k)?;
-                    text("dataset.statistics.value", v, TEXT_BYTES_MAX)?;
+                    v.check(TEXT_BYTES_MAX).map_err(|e| RecordError::Invalid {
+                        field: "dataset.statistics.value",
+                        reason: e.to_string(),
+                    })?;
                 }
                 Ok(())
             }

@@ -2,7 +2,8 @@
 //! dataset's owner. Everything gossiped reaches every peer, so the sharing policy
 //! holds by cryptography, not by a server.
 //!
-//! Scheme [`SCHEME`]: the metrics (canonical CBOR of metric -> millionths) are
+//! Scheme [`SCHEME`]: the metrics (canonical CBOR of results.yaml as written, see
+//! [`crate::metric`]) are
 //! encrypted once with ChaCha20-Poly1305 under a fresh random content key; the
 //! content key is sealed to each recipient's X25519 key with HPKE (RFC 9180, base
 //! mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305). The AAD of
@@ -18,6 +19,7 @@ use thiserror::Error;
 
 use crate::cbor;
 use crate::ids::{RecordId, X25519Key};
+use crate::metric::MetricValue;
 use crate::record::{Bytes, Sealed, SealedFor};
 
 /// The scheme name written into every [`Sealed`].
@@ -105,9 +107,10 @@ impl OpeningKey {
     }
 }
 
-/// Seal `metrics` (metric name -> millionths) to every recipient.
+/// Seal `metrics` (results.yaml as the metrics container wrote it) to every
+/// recipient.
 pub fn seal(
-    metrics: &BTreeMap<String, i64>,
+    metrics: &BTreeMap<String, MetricValue>,
     recipients: &[X25519Key],
     binding: Binding,
     rng: &mut impl rand_core::CryptoRng,
@@ -154,7 +157,7 @@ pub fn open(
     sealed: &Sealed,
     key: &OpeningKey,
     binding: Binding,
-) -> Result<BTreeMap<String, i64>, SealError> {
+) -> Result<BTreeMap<String, MetricValue>, SealError> {
     if sealed.scheme != SCHEME {
         return Err(SealError::UnknownScheme(sealed.scheme.clone()));
     }
@@ -225,8 +228,14 @@ mod tests {
         }
     }
 
-    fn metrics() -> BTreeMap<String, i64> {
-        [("auc".to_string(), 912_345), ("accuracy".to_string(), 880_000)].into_iter().collect()
+    fn metrics() -> BTreeMap<String, MetricValue> {
+        [
+            ("auc".to_string(), MetricValue::float(0.912345)),
+            ("error".to_string(), MetricValue::float(f64::NAN)),
+            ("cases".to_string(), MetricValue::Int(30)),
+        ]
+        .into_iter()
+        .collect()
     }
 
     fn keys() -> (OpeningKey, OpeningKey, OpeningKey) {

@@ -269,7 +269,7 @@ pub fn benchmark(
 /// A dataset body prepared with `prep`.
 pub fn dataset(name: &str, prep: RecordId, state: DatasetState) -> Body {
     let mut statistics = BTreeMap::new();
-    statistics.insert("samples".to_string(), "120".to_string());
+    statistics.insert("samples".to_string(), crate::metric::MetricValue::Int(120));
     Body::Dataset(Dataset {
         name: name.into(),
         description: format!("{name} data"),
@@ -317,7 +317,11 @@ pub fn sealed_result(
     let Body::Result(mut r) = result(benchmark, model, dataset, auc as u64) else {
         unreachable!("result() builds a result")
     };
-    let metrics: BTreeMap<String, i64> = [("auc".to_string(), auc)].into_iter().collect();
+    // The container writes a float; releases carry it back as millionths.
+    let metrics: BTreeMap<String, crate::metric::MetricValue> =
+        [("auc".to_string(), crate::metric::MetricValue::float(auc as f64 / 1e6))]
+            .into_iter()
+            .collect();
     let binding = Binding { benchmark, model, dataset };
     let mut rng = SeededRng::new(
         &[&benchmark.as_bytes()[..], &model.as_bytes()[..], &dataset.as_bytes()[..]].concat(),
@@ -574,7 +578,7 @@ impl Workflow {
             let di = self.datasets.iter().position(|d| *d == r.dataset);
             let (Some(mi), Some(di)) = (mi, di) else { continue };
             let mut metrics = BTreeMap::new();
-            metrics.insert("auc".to_string(), value(mi, di));
+            metrics.insert("auc".to_string(), crate::metric::Figure::Millionths(value(mi, di)));
             let dataset = state.datasets.get(&r.dataset).map(|d| &d.dataset);
             entries.push(ReleaseEntry {
                 model: r.model,

@@ -274,7 +274,7 @@ fn the_complete_workflow_counts_every_result_and_ranks_the_better_model_first() 
     let order: Vec<_> = lb.rows.iter().map(|r| (r.rank, r.model)).collect();
     assert_eq!(order, vec![(1, w.models[1]), (2, w.models[0])]);
     // Mean over three datasets of 850_000 + 1_000 * d.
-    assert_eq!(lb.rows[0].value, 851_000);
+    assert_eq!(lb.rows[0].value, protocol::metric::Figure::Millionths(851_000));
     assert_eq!(lb.rows[0].datasets, 3);
 }
 
@@ -577,7 +577,8 @@ fn a_release_signed_by_non_members_changes_nothing() {
     let mut entries = Vec::new();
     for m in &w.models {
         let mut metrics = std::collections::BTreeMap::new();
-        metrics.insert("auc".into(), if *m == w.models[0] { 999_999 } else { 1 });
+        let auc = if *m == w.models[0] { 999_999 } else { 1 };
+        metrics.insert("auc".into(), protocol::metric::Figure::Millionths(auc));
         entries.push(ReleaseEntry { model: *m, dataset: Some("x".into()), datasets: 1, metrics });
     }
     let fake = Release {
@@ -860,7 +861,9 @@ fn aggregate(w: &Workflow, datasets: u16) -> Release {
                 model: *m,
                 dataset: None,
                 datasets,
-                metrics: [("auc".to_string(), 700_000)].into_iter().collect(),
+                metrics: [("auc".to_string(), protocol::metric::Figure::Millionths(700_000))]
+                    .into_iter()
+                    .collect(),
             })
             .collect(),
         seed: 3,
@@ -923,7 +926,12 @@ fn members_release(w: Workflow, value: impl Fn(&protocol::fold::ResultView) -> i
         .map(|r| OpenedResult {
             model: r.model,
             dataset: r.dataset,
-            metrics: [("auc".to_string(), value(r))].into_iter().collect(),
+            metrics: [(
+                "auc".to_string(),
+                protocol::metric::MetricValue::float(value(r) as f64 / 1e6),
+            )]
+            .into_iter()
+            .collect(),
         })
         .collect();
     let datasets = s.datasets.iter().map(|(k, v)| (*k, v.dataset.clone())).collect();
@@ -952,7 +960,10 @@ fn a_rerun_released_as_the_next_round_replaces_the_stale_values() {
     let w = members_release(w, |r| if r.id == rerun { 111_111 } else { 400_000 });
     let lb = &state(&w).leaderboards[&w.benchmark];
     assert_eq!(lb.release_round, 3);
-    let cell = lb.cells.iter().find(|c| c.model == m && c.value == 111_111);
+    let cell = lb
+        .cells
+        .iter()
+        .find(|c| c.model == m && c.value == protocol::metric::Figure::Millionths(111_111));
     assert!(cell.is_some(), "the re-run's value is shown: {:?}", lb.cells);
 }
 

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use protocol::leaderboard::{self, OpenedResult};
+use protocol::metric::{Figure, MetricValue};
 use protocol::record::*;
 use protocol::testkit::{self, Workflow};
 use protocol::{RecordId, fold};
@@ -15,7 +16,7 @@ fn opened(model: u8, dataset: u8, auc: i64) -> OpenedResult {
     OpenedResult {
         model: id(model),
         dataset: id(dataset),
-        metrics: [("auc".to_string(), auc)].into_iter().collect(),
+        metrics: [("auc".to_string(), MetricValue::float(auc as f64 / 1e6))].into_iter().collect(),
     }
 }
 
@@ -82,9 +83,11 @@ fn an_aggregate_release_never_reveals_a_single_datasets_value() {
     let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &results, 1);
     assert!(r.entries.iter().all(|e| e.dataset.is_none() && e.datasets >= 2));
     assert!(!r.entries.iter().any(|e| e.model == id(9)));
-    assert!(!r.entries.iter().any(|e| e.metrics.values().any(|v| *v == 123_456)));
+    assert!(
+        !r.entries.iter().any(|e| e.metrics.values().any(|v| *v == Figure::Millionths(123_456)))
+    );
     let m1 = r.entries.iter().find(|e| e.model == id(1)).unwrap();
-    assert_eq!(m1.metrics["auc"], 800_000);
+    assert_eq!(m1.metrics["auc"], Figure::Millionths(800_000));
     assert_eq!(m1.datasets, 3);
 }
 
@@ -107,8 +110,11 @@ fn the_leaderboard_ranks_by_mean_and_adds_rank_then_mean_and_intervals() {
     let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &table(), 1);
     let lb = leaderboard::compute(id(50), &b, &r, &|m| format!("m{}", m.as_bytes()[0]), &|_| true);
     // Means: model 2 = 806_666, model 1 = 800_000, model 3 = 603_333.
-    let got: Vec<(u32, u8, i64)> =
-        lb.rows.iter().map(|r| (r.rank, r.model.as_bytes()[0], r.value)).collect();
+    let got: Vec<(u32, u8, i64)> = lb
+        .rows
+        .iter()
+        .map(|r| (r.rank, r.model.as_bytes()[0], r.value.millionths().unwrap()))
+        .collect();
     assert_eq!(got, vec![(1, 2, 806_666), (2, 1, 800_000), (3, 3, 603_333)]);
     // Ranks per dataset: d11: 1,2,3 for models 1,2,3; d12: 2,1,3; d13: 2,1,3.
     let mrm: Vec<(u8, u64)> =
@@ -116,7 +122,8 @@ fn the_leaderboard_ranks_by_mean_and_adds_rank_then_mean_and_intervals() {
     assert_eq!(mrm, vec![(2, 1333), (1, 1666), (3, 3000)]);
     for row in &lb.rows {
         let (lo, hi) = (row.ci_low.unwrap(), row.ci_high.unwrap());
-        assert!(lo <= row.value && row.value <= hi, "{lo} <= {} <= {hi}", row.value);
+        let v = row.value.millionths().unwrap();
+        assert!(lo <= v && v <= hi, "{lo} <= {v} <= {hi}");
     }
     assert_eq!(lb.cells.len(), 9);
     assert_eq!(lb.datasets.len(), 3);
@@ -174,9 +181,12 @@ fn a_built_release_signed_by_the_threshold_shows_in_every_fold() {
         .map(|r| OpenedResult {
             model: r.model,
             dataset: r.dataset,
-            metrics: [("auc".to_string(), if r.model == w.models[0] { 700_000 } else { 900_000 })]
-                .into_iter()
-                .collect(),
+            metrics: [(
+                "auc".to_string(),
+                MetricValue::float(if r.model == w.models[0] { 0.7 } else { 0.9 }),
+            )]
+            .into_iter()
+            .collect(),
         })
         .collect();
     let shown = s.releases.get(&w.benchmark).map(|r| r.release.round);
@@ -191,4 +201,63 @@ fn a_built_release_signed_by_the_threshold_shows_in_every_fold() {
     assert_eq!(lb.rows[0].model, w.models[1]);
     assert_eq!(lb.rows[0].model_name, "model-1");
     assert_eq!(lb.release_round, 1, "the first round");
+}
+
+/// A result as a metrics container writes it: `auc` (NaN when given `None`), a
+/// nested per-class map and a note.
+fn written(model: u8, dataset: u8, auc: Option<f64>) -> OpenedResult {
+    let per_class = [("benign".to_string(), MetricValue::float(0.5))].into_iter().collect();
+    OpenedResult {
+        model: id(model),
+        dataset: id(dataset),
+        metrics: [
+            ("auc".to_string(), MetricValue::float(auc.unwrap_or(f64::NAN))),
+            ("per_class".to_string(), MetricValue::Map(per_class)),
+            ("note".to_string(), MetricValue::Text("ok".into())),
+        ]
+        .into_iter()
+        .collect(),
+    }
+}
+
+#[test]
+fn a_nan_metric_is_released_as_nan_shown_as_nan_and_ranked_last() {
+    for higher_is_better in [true, false] {
+        let mut b = bench(SharingPolicy::PerDataset);
+        b.higher_is_better = higher_is_better;
+        let results = vec![
+            written(1, 11, None),
+            written(1, 12, Some(0.9)),
+            written(2, 11, Some(0.1)),
+            written(2, 12, Some(0.2)),
+            written(3, 11, Some(0.95)),
+            written(3, 12, Some(0.99)),
+        ];
+        let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &results, 1);
+        let bytes = protocol::cbor::to_canonical(&r).unwrap();
+        assert_eq!(protocol::cbor::from_canonical::<Release>(&bytes).unwrap(), r);
+        let e = r.entries.iter().find(|e| e.model == id(1) && e.metrics["auc"] == Figure::NaN);
+        assert!(e.is_some(), "the NaN is released as NaN: {r:?}");
+        assert_eq!(r.entries[0].metrics["per_class.benign"], Figure::Millionths(500_000));
+        assert!(!r.entries[0].metrics.contains_key("note"), "text is not released");
+
+        let lb = leaderboard::compute(id(50), &b, &r, &|_| String::new(), &|_| true);
+        let last = lb.rows.last().unwrap();
+        assert_eq!(last.model, id(1), "NaN ranks last whichever way is better");
+        assert_eq!(last.value, Figure::NaN);
+        assert_eq!(last.value.to_string(), "NaN");
+        assert_eq!((last.ci_low, last.ci_high), (None, None));
+        assert_eq!(lb.rows[0].model, if higher_is_better { id(3) } else { id(2) });
+        let nan_cell = lb.cells.iter().find(|c| c.model == id(1) && c.value == Figure::NaN);
+        assert!(nan_cell.is_some());
+    }
+}
+
+#[test]
+fn an_aggregate_over_a_nan_is_nan() {
+    let b = bench(SharingPolicy::Aggregate { min_datasets: 2 });
+    let results = vec![written(1, 11, None), written(1, 12, Some(0.9))];
+    let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &results, 1);
+    assert_eq!(r.entries[0].metrics["auc"], Figure::NaN);
+    assert_eq!(r.entries[0].metrics["per_class.benign"], Figure::Millionths(500_000));
 }

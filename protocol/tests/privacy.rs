@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use protocol::metric::MetricValue;
 use protocol::record::*;
 use protocol::seal::{self, Binding, OpeningKey, SealError, SeededRng};
 use protocol::testkit::{self, Workflow};
@@ -15,7 +16,7 @@ fn opening(label: &str) -> OpeningKey {
 }
 
 /// A result record and the metrics sealed in it.
-type SealedResult = (Record, BTreeMap<String, i64>);
+type SealedResult = (Record, BTreeMap<String, MetricValue>);
 
 /// The complete workflow, but with results sealed for real to the committee and
 /// each dataset's owner, carrying distinctive metric values.
@@ -32,8 +33,10 @@ fn sealed_workflow() -> (Workflow, Vec<SealedResult>) {
     for h in 0..w.hospitals.len() {
         for (mi, m) in w.models.clone().into_iter().enumerate() {
             let (b, d) = (w.benchmark, w.datasets[h]);
-            let metrics: BTreeMap<String, i64> =
-                [("auc".to_string(), 913_579 + (h * 10 + mi) as i64)].into_iter().collect();
+            let metrics: BTreeMap<String, MetricValue> =
+                [("auc".to_string(), MetricValue::float(0.913_579 + (h * 10 + mi) as f64 / 1e6))]
+                    .into_iter()
+                    .collect();
             let mut to = committee.clone();
             to.push(opening(&format!("hospital-{h}")).public());
             let sealed =
@@ -75,12 +78,14 @@ fn a_node_outside_the_committee_cannot_read_any_result() {
 fn no_replicated_byte_carries_a_metric_value_in_the_clear() {
     let (w, results) = sealed_workflow();
     for (_, metrics) in &results {
-        let v = metrics["auc"];
-        // The value as canonical CBOR would encode it, as text, and as a float.
+        let v = &metrics["auc"];
+        let f = v.as_f64().unwrap();
+        // The value as canonical CBOR would encode it, as text, and as millionths.
         let needles = [
-            protocol::cbor::to_canonical(&v).unwrap(),
+            protocol::cbor::to_canonical(v).unwrap(),
             v.to_string().into_bytes(),
-            (v as f64 / 1e6).to_string().into_bytes(),
+            f.to_be_bytes().to_vec(),
+            ((f * 1e6).round() as i64).to_string().into_bytes(),
         ];
         for r in &w.records {
             for n in &needles {

@@ -22,7 +22,7 @@ pub const PATHS_YAML_BYTES_MAX: u64 = 64 * 1024;
 /// What a passed compatibility test produced.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompatibilityOutcome {
-    pub results: BTreeMap<String, f64>,
+    pub results: BTreeMap<String, protocol::metric::MetricValue>,
     pub results_hash: Hash32,
     /// Preparator (when it ran), model and metrics image digests, in that order.
     pub image_digests: Vec<String>,

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use protocol::limits::{NAME_BYTES_MAX, STATISTICS_ENTRIES_MAX, TEXT_BYTES_MAX};
+use protocol::metric::MetricValue;
 use protocol::record::{Dataset, DatasetOperational, DatasetState};
 use protocol::{Hash32, RecordId};
 use serde::{Deserialize, Serialize};
@@ -32,7 +33,7 @@ use crate::treehash::tree_hash;
 
 /// Largest statistics.yaml or results.yaml read.
 pub const SUMMARY_YAML_BYTES_MAX: u64 = 1024 * 1024;
-/// Deepest nesting flattened in statistics or results.
+/// Deepest nesting kept in statistics or results.
 pub const SUMMARY_DEPTH_MAX: usize = 8;
 /// Largest dataset tarball imported.
 pub const DATASET_TARBALL_BYTES_MAX: u64 = 1024 * 1024 * 1024 * 1024;
@@ -44,8 +45,8 @@ pub const DATASET_INFO_FILE: &str = "medmesh-dataset.yaml";
 pub struct PreparedDataset {
     pub root: PathBuf,
     pub prepared_hash: Hash32,
-    /// statistics.yaml flattened: `key.path` -> value as text.
-    pub statistics: BTreeMap<String, String>,
+    /// statistics.yaml as the preparator wrote it.
+    pub statistics: BTreeMap<String, MetricValue>,
     /// Digest of the preparator image that prepared it.
     pub preparator_digest: String,
 }
@@ -55,7 +56,7 @@ pub struct PreparedDataset {
 struct DatasetInfo {
     prepared_hash: Hash32,
     preparator_digest: String,
-    statistics: BTreeMap<String, String>,
+    statistics: BTreeMap<String, MetricValue>,
 }
 
 pub fn data_dir(root: &Path) -> PathBuf {
@@ -92,9 +93,118 @@ pub(crate) async fn blocking<T: Send + 'static>(
     })
 }
 
+/// What happens during a preparation, for a progress display.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PrepareEvent {
+    /// An earlier attempt on the same raw data, preparator and parameters was
+    /// interrupted; `prepare` runs again over what it left (as MedPerf does), and
+    /// the preparator picks up where its report says it stopped.
+    Resuming { report: Option<ReportSummary> },
+    /// A task starts (`prepare`, `sanity_check`, `statistics`) or the hashing.
+    Step(&'static str),
+    /// `report.yaml` changed while `prepare` ran.
+    Report(ReportSummary),
+}
+
+/// How often `report.yaml` is read while `prepare` runs.
+pub const REPORT_POLL_MS: u64 = 500;
+/// The file that names an unfinished preparation (what it prepares from, with what).
+pub const ATTEMPT_FILE: &str = "medmesh-prepare-attempt.yaml";
+
+/// MedPerf's preparation report summarized as MedPerf summarizes it: the share of
+/// subjects at each status. The report is a mapping of columns (`status`,
+/// `comment`, ...) each mapping a subject to its value, as the preparator writes it
+/// with pandas; a mapping of subjects each with a `status` is read too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportSummary {
+    pub subjects: u64,
+    /// Status (as text) -> subjects at it.
+    pub statuses: BTreeMap<String, u64>,
+}
+
+impl std::fmt::Display for ReportSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} subjects", self.subjects)?;
+        for (i, (status, n)) in self.statuses.iter().enumerate() {
+            let pct = n * 100 / self.subjects.max(1);
+            write!(f, "{} status {status}: {pct}%", if i == 0 { ";" } else { "," })?;
+        }
+        Ok(())
+    }
+}
+
+/// `report.yaml` summarized, or `None` when it is missing, empty, unreadable or
+/// holds no statuses (a report is the preparator's business; it never fails a run).
+pub fn report_summary(path: &Path) -> Option<ReportSummary> {
+    let MetricValue::Map(report) = read_mapping(path).ok().map(MetricValue::Map)? else {
+        return None;
+    };
+    let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
+    match report.get("status") {
+        Some(MetricValue::Map(by_subject)) => {
+            for v in by_subject.values() {
+                *statuses.entry(v.to_string()).or_default() += 1;
+            }
+        }
+        _ => {
+            for row in report.values() {
+                if let MetricValue::Map(row) = row
+                    && let Some(v) = row.get("status")
+                {
+                    *statuses.entry(v.to_string()).or_default() += 1;
+                }
+            }
+        }
+    }
+    let subjects = statuses.values().sum();
+    (subjects > 0).then_some(ReportSummary { subjects, statuses })
+}
+
+/// What an attempt prepares from and with: a later attempt resumes it only when
+/// all of it is the same.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attempt {
+    preparator_digest: String,
+    raw_data: PathBuf,
+    raw_labels: PathBuf,
+    /// BLAKE3 of the parameters file, when there is one.
+    parameters: Option<Hash32>,
+}
+
+impl Attempt {
+    fn of(preparator: &Runnable, raw_data: &Path, raw_labels: &Path) -> Result<Self, RunnerError> {
+        let parameters = match &preparator.parameters_file {
+            Some(p) => Some(Hash32::of(&std::fs::read(p).map_err(RunnerError::io(p))?)),
+            None => None,
+        };
+        let abs = |p: &Path| p.canonicalize().map_err(RunnerError::io(p));
+        Ok(Self {
+            preparator_digest: preparator.image.digest.clone(),
+            raw_data: abs(raw_data)?,
+            raw_labels: abs(raw_labels)?,
+            parameters,
+        })
+    }
+
+    fn read(root: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(root.join(ATTEMPT_FILE)).ok()?;
+        serde_yaml::from_str(&text).ok()
+    }
+
+    fn write(&self, root: &Path) -> Result<(), RunnerError> {
+        let path = root.join(ATTEMPT_FILE);
+        let text = serde_yaml::to_string(self)
+            .map_err(|e| RunnerError::Invalid { path: path.clone(), reason: e.to_string() })?;
+        std::fs::write(&path, text).map_err(RunnerError::io(path))
+    }
+}
+
 /// Run the preparator's `prepare`, `sanity_check` (when it has one) and `statistics`
 /// on raw data and labels into `root`, then hash the result. `root` must not hold a
-/// prepared dataset already; what a failed attempt left there is replaced.
+/// prepared dataset already. An interrupted attempt on the same raw data with the
+/// same preparator and parameters is resumed; what any other attempt left is
+/// replaced.
 pub async fn prepare_dataset(
     engine: &Engine,
     preparator: &Runnable,
@@ -103,14 +213,37 @@ pub async fn prepare_dataset(
     root: &Path,
     limits: &RunLimits,
 ) -> Result<PreparedDataset, RunnerError> {
+    prepare_dataset_watched(engine, preparator, raw_data, raw_labels, root, limits, &|_| {}).await
+}
+
+/// [`prepare_dataset`], telling `on` what happens (steps, resumption, and each
+/// change of `report.yaml` while `prepare` runs).
+pub async fn prepare_dataset_watched(
+    engine: &Engine,
+    preparator: &Runnable,
+    raw_data: &Path,
+    raw_labels: &Path,
+    root: &Path,
+    limits: &RunLimits,
+    on: &(dyn Fn(PrepareEvent) + Sync),
+) -> Result<PreparedDataset, RunnerError> {
     if root.join(DATASET_INFO_FILE).exists() {
         return Err(RunnerError::Invalid {
             path: root.into(),
             reason: "already holds a prepared dataset; prepare into a new folder".into(),
         });
     }
-    clear_failed_attempt(root)?;
+    let attempt = Attempt::of(preparator, raw_data, raw_labels)?;
+    let report_path = root.join("report.yaml");
+    if Attempt::read(root).as_ref() == Some(&attempt) {
+        tracing::info!(root = %root.display(), "resuming an interrupted preparation");
+        on(PrepareEvent::Resuming { report: report_summary(&report_path) });
+        clear_scratch(root)?;
+    } else {
+        clear_failed_attempt(root)?;
+    }
     std::fs::create_dir_all(root).map_err(RunnerError::io(root))?;
+    attempt.write(root)?;
     let mounts = BTreeMap::from([
         ("data_path".to_string(), raw_data.to_path_buf()),
         ("labels_path".to_string(), raw_labels.to_path_buf()),
@@ -118,14 +251,40 @@ pub async fn prepare_dataset(
         ("output_labels_path".to_string(), labels_dir(root)),
     ]);
     let mounts = with_optional_mounts(preparator, "prepare", root, mounts)?;
-    run(engine, preparator, "prepare", mounts, root, limits).await?;
+    on(PrepareEvent::Step("prepare"));
+    {
+        let prepare = run(engine, preparator, "prepare", mounts, root, limits);
+        tokio::pin!(prepare);
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(REPORT_POLL_MS));
+        let mut last = None;
+        let done = loop {
+            tokio::select! {
+                done = &mut prepare => break done,
+                _ = tick.tick() => {
+                    let now = report_summary(&report_path);
+                    if now.is_some() && now != last {
+                        on(PrepareEvent::Report(now.clone().expect("checked")));
+                        last = now;
+                    }
+                }
+            }
+        };
+        // The report as `prepare` left it, finished or not.
+        if let Some(end) = report_summary(&report_path).filter(|r| Some(r) != last.as_ref()) {
+            on(PrepareEvent::Report(end));
+        }
+        done?;
+    }
     if preparator.spec.manifest.task("sanity_check").is_some() {
+        on(PrepareEvent::Step("sanity_check"));
         sanity_check(engine, preparator, root, limits).await?;
     } else {
         // MedPerf's newer preparators check inside `statistics`.
         tracing::info!("the preparator has no sanity_check task; statistics must pass instead");
     }
+    on(PrepareEvent::Step("statistics"));
     let statistics = statistics(engine, preparator, root, limits).await?;
+    on(PrepareEvent::Step("hash"));
     let hashed = root.to_path_buf();
     let prepared_hash = blocking(move || dataset_hash(&hashed)).await?;
     let info = DatasetInfo {
@@ -134,6 +293,8 @@ pub async fn prepare_dataset(
         statistics: statistics.clone(),
     };
     write_info(root, &info)?;
+    let attempt_file = root.join(ATTEMPT_FILE);
+    std::fs::remove_file(&attempt_file).map_err(RunnerError::io(&attempt_file))?;
     tracing::info!(root = %root.display(), hash = %prepared_hash.short(), "dataset prepared");
     Ok(PreparedDataset {
         root: root.into(),
@@ -146,15 +307,26 @@ pub async fn prepare_dataset(
 /// Remove what a failed `prepare` left in `root` (only the names this module writes;
 /// the logs stay until the next run overwrites them).
 fn clear_failed_attempt(root: &Path) -> Result<(), RunnerError> {
-    for dir in ["data", "labels", "metadata", "tmp"] {
+    for dir in ["data", "labels", "metadata"] {
         let p = root.join(dir);
         if p.exists() {
             std::fs::remove_dir_all(&p).map_err(RunnerError::io(&p))?;
         }
     }
-    for file in ["statistics.yaml", "report.yaml"] {
-        let p = root.join(file);
-        if p.exists() {
+    let p = root.join("report.yaml");
+    if p.exists() {
+        std::fs::remove_file(&p).map_err(RunnerError::io(&p))?;
+    }
+    clear_scratch(root)
+}
+
+/// Remove what no attempt resumes from: the tasks' scratch folders and the last
+/// statistics.
+fn clear_scratch(root: &Path) -> Result<(), RunnerError> {
+    for p in [root.join("tmp"), root.join(ATTEMPT_FILE), root.join("statistics.yaml")] {
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).map_err(RunnerError::io(&p))?;
+        } else if p.exists() {
             std::fs::remove_file(&p).map_err(RunnerError::io(&p))?;
         }
     }
@@ -227,8 +399,13 @@ pub async fn statistics(
     preparator: &Runnable,
     root: &Path,
     limits: &RunLimits,
-) -> Result<BTreeMap<String, String>, RunnerError> {
+) -> Result<BTreeMap<String, MetricValue>, RunnerError> {
     let out = statistics_file(root);
+    // A file output is not truncated (a resumed report keeps its content): drop
+    // what an earlier run wrote, so only this run's statistics are read.
+    if out.exists() {
+        std::fs::remove_file(&out).map_err(RunnerError::io(&out))?;
+    }
     let mounts = BTreeMap::from([
         ("data_path".to_string(), data_dir(root)),
         ("labels_path".to_string(), labels_dir(root)),
@@ -321,42 +498,45 @@ fn read_bounded(path: &Path, max: u64) -> Result<String, RunnerError> {
     std::fs::read_to_string(path).map_err(RunnerError::io(path))
 }
 
-/// Flatten a YAML mapping: nested keys joined with `.`, list items by index.
-fn flatten(
-    prefix: &str,
-    v: &Value,
-    depth: usize,
-    out: &mut Vec<(String, Value)>,
-) -> Result<(), String> {
+/// A YAML value kept as written ([`MetricValue`]): tags are dropped (their value
+/// kept), keys that are numbers or booleans become their text.
+fn to_metric(v: &Value, depth: usize) -> Result<MetricValue, String> {
     if depth > SUMMARY_DEPTH_MAX {
         return Err(format!("nested deeper than {SUMMARY_DEPTH_MAX}"));
     }
-    let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
-    match v {
+    Ok(match v {
+        Value::Null => MetricValue::Null,
+        Value::Bool(b) => MetricValue::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => MetricValue::Int(i),
+            None => MetricValue::float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => MetricValue::Text(s.clone()),
+        Value::Sequence(items) => MetricValue::List(
+            items.iter().map(|v| to_metric(v, depth + 1)).collect::<Result<_, _>>()?,
+        ),
         Value::Mapping(m) => {
+            let mut out = BTreeMap::new();
             for (k, v) in m {
-                let key = match k {
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
-                    Value::Bool(b) => b.to_string(),
-                    _ => return Err("has a key that is not text".into()),
-                };
-                flatten(&join(&key), v, depth + 1, out)?;
+                out.insert(key_text(k)?, to_metric(v, depth + 1)?);
             }
+            MetricValue::Map(out)
         }
-        Value::Sequence(items) => {
-            for (i, v) in items.iter().enumerate() {
-                flatten(&join(&i.to_string()), v, depth + 1, out)?;
-            }
-        }
-        Value::Tagged(t) => flatten(prefix, &t.value, depth + 1, out)?,
-        scalar => out.push((prefix.to_string(), scalar.clone())),
-    }
-    Ok(())
+        Value::Tagged(t) => to_metric(&t.value, depth + 1)?,
+    })
 }
 
-/// A non-empty YAML mapping at `path`, flattened; `Err(reason)` otherwise.
-fn read_mapping(path: &Path) -> Result<Vec<(String, Value)>, String> {
+fn key_text(k: &Value) -> Result<String, String> {
+    match k {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        _ => Err("has a key that is not text".into()),
+    }
+}
+
+/// A non-empty YAML mapping at `path`, kept as written; `Err(reason)` otherwise.
+fn read_mapping(path: &Path) -> Result<BTreeMap<String, MetricValue>, String> {
     let len = std::fs::metadata(path).map_err(|e| format!("unreadable ({e})"))?.len();
     if len > SUMMARY_YAML_BYTES_MAX {
         return Err(format!("{len} bytes, more than {SUMMARY_YAML_BYTES_MAX}"));
@@ -366,60 +546,48 @@ fn read_mapping(path: &Path) -> Result<Vec<(String, Value)>, String> {
         return Err("empty".into());
     }
     let v: Value = serde_yaml::from_str(&text).map_err(|e| format!("not valid YAML ({e})"))?;
-    if !v.is_mapping() {
+    let MetricValue::Map(out) = to_metric(&v, 0)? else {
         return Err("not a mapping".into());
-    }
-    let mut out = Vec::new();
-    flatten("", &v, 0, &mut out)?;
+    };
     if out.is_empty() {
         return Err("an empty mapping".into());
     }
+    MetricValue::Map(out.clone()).check(TEXT_BYTES_MAX).map_err(|e| e.to_string())?;
+    for k in out.keys() {
+        if k.trim().is_empty() || k.len() > NAME_BYTES_MAX {
+            return Err(format!("the key `{k}` is empty or longer than {NAME_BYTES_MAX} bytes"));
+        }
+    }
     Ok(out)
 }
 
-/// statistics.yaml as the dataset record carries it: `key.path` -> value as text.
-pub fn parse_statistics(path: &Path, log: &Path) -> Result<BTreeMap<String, String>, RunnerError> {
+/// statistics.yaml as the dataset record carries it: kept as the preparator wrote
+/// it (NaN, infinities, nested maps and text included).
+pub fn parse_statistics(
+    path: &Path,
+    log: &Path,
+) -> Result<BTreeMap<String, MetricValue>, RunnerError> {
     let bad =
         |reason: String| RunnerError::BadStatistics { path: path.into(), reason, log: log.into() };
-    let flat = read_mapping(path).map_err(bad)?;
-    if flat.len() > STATISTICS_ENTRIES_MAX {
-        return Err(bad(format!("{} entries, more than {STATISTICS_ENTRIES_MAX}", flat.len())));
-    }
-    let mut out = BTreeMap::new();
-    for (k, v) in flat {
-        let text = match v {
-            Value::Null => "null".to_string(),
-            Value::Bool(b) => b.to_string(),
-            Value::Number(n) => n.to_string(),
-            Value::String(s) => s,
-            _ => return Err(bad(format!("`{k}` is not a plain value"))),
-        };
-        if k.trim().is_empty() || k.len() > NAME_BYTES_MAX || text.len() > TEXT_BYTES_MAX {
-            return Err(bad(format!("`{k}` is empty or too long")));
-        }
-        out.insert(k, text);
+    let out = read_mapping(path).map_err(bad)?;
+    if out.len() > STATISTICS_ENTRIES_MAX {
+        return Err(bad(format!("{} entries, more than {STATISTICS_ENTRIES_MAX}", out.len())));
     }
     Ok(out)
 }
 
-/// results.yaml as metric -> value: a non-empty mapping whose leaves are finite
-/// numbers (nested metrics flattened with `.`).
-pub fn parse_results(path: &Path, log: &Path) -> Result<BTreeMap<String, f64>, RunnerError> {
-    let bad =
-        |reason: String| RunnerError::BadResults { path: path.into(), reason, log: log.into() };
-    let flat = read_mapping(path).map_err(bad)?;
-    let mut out = BTreeMap::new();
-    for (k, v) in flat {
-        let n = v
-            .as_f64()
-            .filter(|n| n.is_finite())
-            .ok_or_else(|| bad(format!("`{k}` is not a finite number")))?;
-        if k.trim().is_empty() || k.len() > NAME_BYTES_MAX {
-            return Err(bad(format!("metric name `{k}` is empty or too long")));
-        }
-        out.insert(k, n);
-    }
-    Ok(out)
+/// results.yaml as metric -> value, kept as the metrics container wrote it (NaN,
+/// infinities, nested maps and text included; MedPerf's own test metrics write
+/// `error: .nan`). Releases carry its numbers ([`protocol::leaderboard`]).
+pub fn parse_results(
+    path: &Path,
+    log: &Path,
+) -> Result<BTreeMap<String, MetricValue>, RunnerError> {
+    read_mapping(path).map_err(|reason| RunnerError::BadResults {
+        path: path.into(),
+        reason,
+        log: log.into(),
+    })
 }
 
 /// Write a prepared dataset (data, labels, statistics, info) as a tarball, after
@@ -532,12 +700,41 @@ mod tests {
     }
 
     #[test]
-    fn statistics_flatten_nested_keys_into_text() {
-        let (_d, p) = yaml("cases: 30\nby_site:\n  a: 10\n  b: 20\nnote: ok\n");
-        let s = parse_statistics(&p, Path::new("log")).unwrap();
-        assert_eq!(s.get("by_site.a").map(String::as_str), Some("10"));
-        assert_eq!(s.get("note").map(String::as_str), Some("ok"));
-        assert_eq!(s.len(), 4);
+    fn statistics_and_results_keep_what_pyyaml_wrote() {
+        let (_d, p) = yaml(PYYAML_DUMP);
+        for kept in [
+            parse_statistics(&p, Path::new("log")).unwrap(),
+            parse_results(&p, Path::new("log")).unwrap(),
+        ] {
+            assert!(kept["error"].as_f64().unwrap().is_nan(), ".nan is kept");
+            assert_eq!(kept["up"], MetricValue::float(f64::INFINITY));
+            assert_eq!(kept["down"], MetricValue::float(f64::NEG_INFINITY));
+            assert_eq!(kept["name"], MetricValue::Text("ok".into()));
+            assert_eq!(kept["right"], kept["left"], "an alias is its anchor's value");
+            let MetricValue::Map(left) = &kept["left"] else { panic!("a nested map") };
+            assert_eq!(left["hd95"], MetricValue::float(12.5));
+            let MetricValue::Map(nested) = &kept["nested"] else { panic!("a nested map") };
+            assert_eq!(
+                nested["a"],
+                MetricValue::List(vec![MetricValue::Int(1), MetricValue::Int(2)])
+            );
+        }
+    }
+
+    #[test]
+    fn a_report_is_summarized_by_status_in_either_layout() {
+        // pandas' column layout, as MedPerf's RANO preparator writes it.
+        let (_d, p) = yaml("status:\n  a: 1\n  b: 3\n  c: 3\n  d: 3\ncomment:\n  a: x\n");
+        let s = report_summary(&p).unwrap();
+        assert_eq!(s.subjects, 4);
+        assert_eq!(s.to_string(), "4 subjects; status 1: 25%, status 3: 75%");
+        // One mapping per subject.
+        let (_d, p) = yaml("a: {status: done}\nb: {status: running}\n");
+        assert_eq!(report_summary(&p).unwrap().statuses.get("done"), Some(&1));
+        for text in ["", "just text\n", "a: 1\n"] {
+            let (_d, p) = yaml(text);
+            assert_eq!(report_summary(&p), None, "{text:?}");
+        }
     }
 
     #[test]
@@ -551,11 +748,12 @@ mod tests {
     }
 
     #[test]
-    fn results_must_be_a_non_empty_mapping_of_finite_numbers() {
-        let (_d, p) = yaml("auc: 0.9\nper_class:\n  malignant: 0.8\n");
+    fn results_must_be_a_non_empty_mapping_and_nan_is_accepted() {
+        // What MedPerf's own test metrics container writes.
+        let (_d, p) = yaml("auc: 0.9\nerror: .nan\nper_class:\n  malignant: 0.8\n");
         let r = parse_results(&p, Path::new("log")).unwrap();
-        assert_eq!(r.get("per_class.malignant"), Some(&0.8));
-        for text in ["", "{}", "- 1\n", "auc: high\n", "auc: .nan\n"] {
+        assert!(r["error"].as_f64().unwrap().is_nan());
+        for text in ["", "{}", "- 1\n", "just text\n", "null\n"] {
             let (_d, p) = yaml(text);
             assert!(
                 matches!(parse_results(&p, Path::new("log")), Err(RunnerError::BadResults { .. })),
@@ -573,7 +771,7 @@ mod tests {
         let info = DatasetInfo {
             prepared_hash: dataset_hash(root).unwrap(),
             preparator_digest: "sha256:00".into(),
-            statistics: BTreeMap::new(),
+            statistics: [("error".to_string(), MetricValue::float(f64::NAN))].into(),
         };
         write_info(root, &info).unwrap();
     }

@@ -418,6 +418,72 @@ impl Engine {
         self.image_digest(tag).await
     }
 
+    /// Build the image of the build context `dir` (its `Dockerfile`), tagged `tag`,
+    /// without pulling; `from`, when given, replaces the image every `FROM` line
+    /// names (to build on a local base when no registry is reachable). Returns the
+    /// image id.
+    pub async fn build_context(
+        &self,
+        dir: &Path,
+        from: Option<&str>,
+        tag: &str,
+    ) -> Result<String, RunnerError> {
+        let dockerfile = dir.join("Dockerfile");
+        let mut text =
+            tokio::fs::read_to_string(&dockerfile).await.map_err(RunnerError::io(&dockerfile))?;
+        if let Some(base) = from {
+            text = text
+                .lines()
+                .map(|l| {
+                    if l.trim_start().to_ascii_uppercase().starts_with("FROM ") {
+                        format!("FROM {base}")
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            text.push('\n');
+        }
+        let root = dir.to_path_buf();
+        let ctx = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, RunnerError> {
+            let mut b = tar::Builder::new(Vec::new());
+            b.follow_symlinks(true);
+            for entry in std::fs::read_dir(&root).map_err(RunnerError::io(&root))? {
+                let entry = entry.map_err(RunnerError::io(&root))?;
+                let name = entry.file_name();
+                if name == "Dockerfile" {
+                    continue;
+                }
+                let path = entry.path();
+                if path.is_dir() {
+                    b.append_dir_all(&name, &path).map_err(RunnerError::io(&path))?;
+                } else {
+                    b.append_path_with_name(&path, &name).map_err(RunnerError::io(&path))?;
+                }
+            }
+            let mut h = tar::Header::new_gnu();
+            h.set_size(text.len() as u64);
+            h.set_mode(0o644);
+            h.set_mtime(0);
+            h.set_cksum();
+            b.append_data(&mut h, "Dockerfile", text.as_bytes()).map_err(RunnerError::io(&root))?;
+            b.into_inner().map_err(RunnerError::io(&root))
+        })
+        .await
+        .map_err(|e| RunnerError::Build(format!("packing the build context failed: {e}")))??;
+        let options = BuildImageOptions {
+            t: Some(tag.into()),
+            rm: true,
+            forcerm: true,
+            ..Default::default()
+        };
+        let stream =
+            self.docker.build_image(options, None, Some(bollard::body_full(bytes_of(ctx))));
+        drain(&format!("building image {tag}"), stream).await?;
+        self.image_digest(tag).await
+    }
+
     /// Run one task of a container in the sandbox and wait for it.
     pub async fn run_task(
         &self,
@@ -808,7 +874,14 @@ fn prepare_output(host: &Path, kind: ParamKind) -> Result<(), RunnerError> {
             if let Some(parent) = host.parent() {
                 std::fs::create_dir_all(parent).map_err(RunnerError::io(parent))?;
             }
-            std::fs::File::create(host).map(|_| ()).map_err(RunnerError::io(host))
+            // Created when missing, never truncated: MedPerf's report.yaml carries
+            // a resumed preparation's progress. Callers remove stale outputs.
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(host)
+                .map(|_| ())
+                .map_err(RunnerError::io(host))
         }
     }
 }

@@ -42,7 +42,7 @@ pub struct ExecutionOptions {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelRun {
     /// metric -> value from results.yaml.
-    pub results: BTreeMap<String, f64>,
+    pub results: BTreeMap<String, protocol::metric::MetricValue>,
     pub receipt: ExecutionReceipt,
     /// Where results.yaml and the logs are.
     pub dir: PathBuf,

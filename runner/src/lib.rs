@@ -32,8 +32,10 @@ pub mod error;
 pub mod examples;
 pub mod execution;
 pub mod manifest;
+pub mod scaffold;
 pub mod site;
 pub mod treehash;
+pub mod trial;
 
 pub use engine::{Engine, RunLimits, Runnable, TaskReport, TaskRun};
 pub use error::{ManifestError, RunnerError};

@@ -77,6 +77,20 @@ impl ContainerSpec {
     }
 }
 
+/// Whether two image references name the same image as the engine reads them: equal,
+/// or equal once a reference without a tag or digest is given the tag `latest`, and
+/// Docker Hub's implied `docker.io/` and `docker.io/library/` prefixes are dropped.
+pub fn same_image(a: &str, b: &str) -> bool {
+    fn normal(r: &str) -> String {
+        let r = r.trim();
+        let r = r.strip_prefix("docker.io/").unwrap_or(r);
+        let r = r.strip_prefix("library/").unwrap_or(r);
+        let last = r.rsplit('/').next().unwrap_or(r);
+        if last.contains(':') || r.contains('@') { r.to_string() } else { format!("{r}:latest") }
+    }
+    normal(a) == normal(b)
+}
+
 /// Read and parse a manifest file (either format).
 pub fn load_manifest(path: &Path) -> Result<ContainerSpec, RunnerError> {
     let len = std::fs::metadata(path).map_err(RunnerError::io(path))?.len();
@@ -519,6 +533,17 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn an_image_reference_agrees_with_its_implied_tag_and_registry() {
+        assert!(same_image("my/model:1", "my/model:1"));
+        assert!(same_image("my/model", "my/model:latest"));
+        assert!(same_image("docker.io/library/debian:12", "debian:12"));
+        assert!(same_image("localhost:5000/m", "localhost:5000/m:latest"));
+        assert!(!same_image("my/model:1", "my/model:2"));
+        assert!(!same_image("my/model:1", "other/model:1"));
+        assert!(!same_image("localhost:5000/m", "localhost:5000/m:1"));
+    }
 
     #[test]
     fn a_medperf_container_config_parses_with_mount_paths_types_and_command() {

@@ -8,10 +8,11 @@ mod common;
 use std::collections::BTreeMap;
 
 use protocol::RecordId;
+use protocol::metric::MetricValue;
 use runner::compat::compatibility_test;
 use runner::dataset::{
-    check_dataset, dataset_record, export_dataset, import_dataset, prepare_dataset,
-    set_operational, statistics,
+    PrepareEvent, ReportSummary, check_dataset, dataset_record, export_dataset, import_dataset,
+    prepare_dataset, prepare_dataset_watched, set_operational, statistics,
 };
 use runner::execution::{ExecutionOptions, ModelEntry, run_benchmark, run_model};
 use runner::{Runnable, RunnerError, parse_manifest};
@@ -39,8 +40,8 @@ async fn the_compatibility_test_runs_preparator_model_and_metrics_on_the_demo_da
     .await
     .unwrap();
     assert_eq!(outcome.results.keys().map(String::as_str).collect::<Vec<_>>(), METRIC_NAMES);
-    assert_eq!(outcome.results["cases"], 30.0);
-    assert!(outcome.results["auc"] > 0.8, "{:?}", outcome.results);
+    assert_eq!(outcome.results["cases"].as_f64(), Some(30.0));
+    assert!(outcome.results["auc"].as_f64().unwrap() > 0.8, "{:?}", outcome.results);
     let record = outcome.record();
     assert!(record.passed);
     assert_eq!(
@@ -51,7 +52,7 @@ async fn the_compatibility_test_runs_preparator_model_and_metrics_on_the_demo_da
             images.metrics.digest.clone()
         ]
     );
-    assert_eq!(outcome.prepared.statistics.get("cases").map(String::as_str), Some("30"));
+    assert_eq!(outcome.prepared.statistics.get("cases"), Some(&MetricValue::Int(30)));
 }
 
 #[tokio::test]
@@ -67,7 +68,7 @@ async fn a_hospital_prepares_its_data_and_runs_the_benchmark_by_model_priority()
     // Step 3: prepare, check, describe, hash; the record carries metadata only.
     let prepared =
         prepare_dataset(&engine, &prep, &raw_data, &raw_labels, &root, &limits).await.unwrap();
-    assert_eq!(prepared.statistics.get("cases").map(String::as_str), Some("130"));
+    assert_eq!(prepared.statistics.get("cases"), Some(&MetricValue::Int(130)));
     let preparator_id = RecordId::from_bytes([7; 32]);
     let record =
         dataset_record(&prepared, "hospital-a", "WDBC share A", "site A", preparator_id, false);
@@ -345,6 +346,45 @@ tasks:
     assert!(err.to_string().contains("evaluate.log"), "{err}");
 }
 
+/// MedPerf's own test metrics container writes `error: .nan`: its results pass the
+/// compatibility test and are kept as written.
+#[tokio::test]
+async fn a_metrics_container_that_writes_nan_passes_the_compatibility_test() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let nan_metrics = r#"
+container_type: DockerImage
+image: medmesh/example-probe:1
+tasks:
+  evaluate:
+    run_args: { command: nan_results }
+    input_volumes:
+      predictions: { mount_path: /mlcommons/volumes/predictions, type: directory }
+      labels: { mount_path: /mlcommons/volumes/labels, type: directory }
+    output_volumes:
+      output_path: { mount_path: /mlcommons/volumes/results/results.yaml, type: file }
+"#;
+    let work = tempfile::tempdir().unwrap();
+    let outcome = compatibility_test(
+        &engine,
+        &common::demo_dir(),
+        &common::example("preparator", &images.preparator),
+        &common::example("model_logistic", &images.model_logistic),
+        &common::inline(nan_metrics, &images.probe),
+        work.path(),
+        &common::quick_limits(),
+    )
+    .await
+    .unwrap();
+    assert!(outcome.record().passed);
+    assert!(outcome.results["error"].as_f64().unwrap().is_nan());
+    assert_eq!(outcome.results["auc"], MetricValue::float(0.5));
+    assert_eq!(outcome.results["note"], MetricValue::Text("written by the probe".into()));
+    let MetricValue::Map(per_class) = &outcome.results["per_class"] else {
+        panic!("per_class is kept as a map: {:?}", outcome.results)
+    };
+    assert_eq!(per_class["malignant"], MetricValue::float(f64::NEG_INFINITY));
+}
+
 #[tokio::test]
 async fn a_legacy_mlcube_metrics_container_gives_the_same_results_as_its_container_config() {
     let Some((engine, images)) = common::setup().await else { return };
@@ -396,7 +436,7 @@ async fn a_legacy_mlcube_metrics_container_gives_the_same_results_as_its_contain
     .unwrap();
     assert_eq!(a.results, b.results);
     assert_eq!(a.receipt.results_hash, b.receipt.results_hash);
-    let _: BTreeMap<String, f64> = a.results;
+    let _: BTreeMap<String, MetricValue> = a.results;
 }
 
 /// Container configs as MedPerf's documentation writes them: no `run_args`, so each
@@ -470,7 +510,7 @@ async fn medperf_configs_without_run_args_run_the_images_as_they_are() {
     .await
     .unwrap();
     assert_eq!(outcome.results.keys().map(String::as_str).collect::<Vec<_>>(), METRIC_NAMES);
-    assert_eq!(outcome.prepared.statistics.get("cases").map(String::as_str), Some("30"));
+    assert_eq!(outcome.prepared.statistics.get("cases"), Some(&MetricValue::Int(30)));
 }
 
 #[tokio::test]
@@ -501,7 +541,7 @@ async fn a_failed_preparation_names_its_log_and_can_be_retried_in_the_same_folde
     )
     .await
     .unwrap();
-    assert_eq!(prepared.statistics.get("cases").map(String::as_str), Some("30"));
+    assert_eq!(prepared.statistics.get("cases"), Some(&MetricValue::Int(30)));
     let again = prepare_dataset(
         &engine,
         &common::example("preparator", &images.preparator),
@@ -513,4 +553,92 @@ async fn a_failed_preparation_names_its_log_and_can_be_retried_in_the_same_folde
     .await
     .unwrap_err();
     assert!(again.to_string().contains("already holds a prepared dataset"), "{again}");
+}
+
+/// MedPerf re-runs `prepare` over what an interrupted attempt left, and the
+/// preparator resumes from its `report.yaml`; the progress of the report is told
+/// while it runs.
+#[tokio::test]
+async fn an_interrupted_preparation_resumes_where_its_report_stopped() {
+    let Some((engine, images)) = common::setup().await else { return };
+    let config = r#"
+container_type: DockerImage
+image: medmesh/example-probe:1
+tasks:
+  prepare:
+    run_args: { command: prepare_in_steps }
+    input_volumes:
+      data_path: { mount_path: /mlcommons/volumes/raw_data, type: directory }
+      labels_path: { mount_path: /mlcommons/volumes/raw_labels, type: directory }
+      parameters_file: { mount_path: /mlcommons/volumes/parameters/parameters.yaml, type: file }
+    output_volumes:
+      output_path: { mount_path: /mlcommons/volumes/data, type: directory }
+      output_labels_path: { mount_path: /mlcommons/volumes/labels, type: directory }
+      report_file: { mount_path: /mlcommons/volumes/report/report.yaml, type: file }
+  statistics:
+    run_args: { command: count_statistics }
+    input_volumes:
+      data_path: { mount_path: /mlcommons/volumes/data, type: directory }
+      labels_path: { mount_path: /mlcommons/volumes/labels, type: directory }
+    output_volumes:
+      output_path: { mount_path: /mlcommons/volumes/statistics/statistics.yaml, type: file }
+"#;
+    let work = tempfile::tempdir().unwrap();
+    let params = work.path().join("parameters.yaml");
+    std::fs::write(&params, "first_attempt_stops_after: 2\n").unwrap();
+    let prep = Runnable { parameters_file: Some(params), ..common::inline(config, &images.probe) };
+    let (raw_data, raw_labels) = runner::compat::demo_paths(&common::demo_dir()).unwrap();
+    let root = work.path().join("resumed");
+    let limits = common::quick_limits();
+    let events = std::sync::Mutex::new(Vec::new());
+    let record = |e: PrepareEvent| events.lock().unwrap().push(e);
+
+    let first =
+        prepare_dataset_watched(&engine, &prep, &raw_data, &raw_labels, &root, &limits, &record)
+            .await;
+    assert!(first.is_err(), "the first attempt is interrupted");
+    let seen = std::mem::take(&mut *events.lock().unwrap());
+    let reported: Vec<&ReportSummary> = seen
+        .iter()
+        .filter_map(|e| if let PrepareEvent::Report(r) = e { Some(r) } else { None })
+        .collect();
+    let last = reported.last().expect("the report's progress was told");
+    assert_eq!(last.subjects, 6);
+    assert_eq!(last.statuses.get("done"), Some(&2), "{last}");
+
+    let prepared =
+        prepare_dataset_watched(&engine, &prep, &raw_data, &raw_labels, &root, &limits, &record)
+            .await
+            .unwrap();
+    let seen = events.lock().unwrap().clone();
+    let Some(PrepareEvent::Resuming { report: Some(at) }) = seen.first() else {
+        panic!("the second attempt says it resumes: {seen:?}")
+    };
+    assert_eq!(at.statuses.get("done"), Some(&2), "{at}");
+    assert!(seen.contains(&PrepareEvent::Step("statistics")));
+    let attempt = |i: u32| std::fs::read_to_string(root.join(format!("data/subject-{i}"))).unwrap();
+    for i in 1..=2 {
+        assert_eq!(attempt(i), "attempt 1\n", "subject {i} was prepared once, before");
+    }
+    for i in 3..=6 {
+        assert_eq!(attempt(i), "attempt 2\n", "subject {i} was prepared on resuming");
+    }
+    assert_eq!(prepared.statistics.get("subjects"), Some(&MetricValue::Int(6)));
+    assert!(!root.join(runner::dataset::ATTEMPT_FILE).exists());
+
+    // Other parameters are another preparation: nothing is resumed.
+    let other = work.path().join("other.yaml");
+    std::fs::write(&other, "first_attempt_stops_after: 1\n").unwrap();
+    let root2 = work.path().join("fresh");
+    let prep2 = Runnable { parameters_file: Some(other), ..prep.clone() };
+    let _ = prepare_dataset(&engine, &prep2, &raw_data, &raw_labels, &root2, &limits).await;
+    events.lock().unwrap().clear();
+    let _ =
+        prepare_dataset_watched(&engine, &prep, &raw_data, &raw_labels, &root2, &limits, &record)
+            .await;
+    let seen = events.lock().unwrap().clone();
+    assert!(
+        !seen.iter().any(|e| matches!(e, PrepareEvent::Resuming { .. })),
+        "an attempt with other parameters is replaced, not resumed: {seen:?}"
+    );
 }

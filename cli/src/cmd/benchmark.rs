@@ -41,7 +41,8 @@ pub enum BenchmarkCmd {
         reference_model: String,
         #[arg(long)]
         metrics: String,
-        /// A committee member's public key (hex); repeat for each member.
+        /// A committee member's public key (hex), or `me` for your own; repeat for
+        /// each member.
         #[arg(long = "committee", required = true)]
         committee: Vec<String>,
         /// Members needed to approve an association or a release.
@@ -138,7 +139,10 @@ pub fn run(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
                 data_preparator: resolve(&data_preparator, containers(&st), "container")?,
                 reference_model: resolve(&reference_model, containers(&st), "container")?,
                 metrics: resolve(&metrics, containers(&st), "container")?,
-                committee: committee.iter().map(|k| parse_key(k)).collect::<anyhow::Result<_>>()?,
+                committee: committee
+                    .iter()
+                    .map(|k| if k == "me" { Ok(s.me()) } else { parse_key(k) })
+                    .collect::<anyhow::Result<_>>()?,
                 threshold,
                 dataset_auto_approval: parse_auto(&dataset_approval)?,
                 model_auto_approval: parse_auto(&model_approval)?,
@@ -299,7 +303,7 @@ struct RunRow {
     reference: bool,
     /// `completed`, `failed` or `not_run` (an earlier model failed).
     status: &'static str,
-    results: Option<BTreeMap<String, f64>>,
+    results: Option<BTreeMap<String, protocol::metric::MetricValue>>,
     /// Where the execution's results, receipt and logs are.
     execution_dir: Option<PathBuf>,
     /// The finished execution on disk was reused instead of running again.

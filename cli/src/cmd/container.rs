@@ -1,8 +1,15 @@
-//! `medmesh container`: register, list and show containers (preparators, models, metrics).
+//! `medmesh container`: register, list and show containers (preparators, models,
+//! metrics); for their authors, `new` (a project following the contract) and
+//! `run-test` (one task as a site would run it).
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
+use anyhow::{Context as _, anyhow, bail};
 use clap::Subcommand;
+use protocol::record::ImageRef;
+use runner::scaffold::Kind;
+use runner::trial::{TrialOutcome, TrialStatus};
 
 use super::{Ctx, containers, report};
 use crate::ids::resolve;
@@ -18,9 +25,10 @@ pub enum ContainerCmd {
         /// MedPerf container config or mlcube.yaml.
         #[arg(long)]
         manifest: PathBuf,
-        /// Image reference in the local engine.
+        /// Image reference in the local engine. Read from the config's `image` (or
+        /// mlcube.yaml's `docker.image`) when left out; when given it must agree.
         #[arg(long)]
-        image: String,
+        image: Option<String>,
         /// The image digest, if you do not want it read from the engine.
         #[arg(long)]
         digest: Option<String>,
@@ -30,6 +38,44 @@ pub enum ContainerCmd {
         #[arg(long)]
         additional_files: Option<PathBuf>,
     },
+    /// Run one task of a container here, in the sandbox and limits a site uses, and
+    /// show what a site would see: outputs, log, exit. Needs no node.
+    #[command(name = "run-test", alias = "run_test")]
+    RunTest {
+        /// MedPerf container config or mlcube.yaml.
+        #[arg(long)]
+        manifest: PathBuf,
+        /// The task to run (prepare, sanity_check, statistics, infer, evaluate).
+        #[arg(long)]
+        task: String,
+        /// Image in the local engine (default: the config's `image`).
+        #[arg(long)]
+        image: Option<String>,
+        #[arg(long)]
+        parameters: Option<PathBuf>,
+        /// A folder of additional files (a model's weights).
+        #[arg(long)]
+        additional_files: Option<PathBuf>,
+        /// Where outputs not given, the log and scratch space go.
+        #[arg(long, default_value = "medmesh-run-test")]
+        out: PathBuf,
+        /// The task's folders and files as NAME=PATH (data_path=raw/data ...).
+        #[arg(value_name = "NAME=PATH")]
+        paths: Vec<String>,
+    },
+    /// Write a new container project (config, parameters, Python code, Dockerfile on
+    /// a Debian base, demo data) that follows MedPerf's contract.
+    New {
+        /// preparator, model or metrics.
+        #[arg(long)]
+        kind: Kind,
+        /// The folder to create (must not exist or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// The image the config names (default: the folder's name, tag 0.1).
+        #[arg(long)]
+        image: Option<String>,
+    },
     /// List containers.
     Ls,
     /// Show one container.
@@ -37,6 +83,22 @@ pub enum ContainerCmd {
 }
 
 pub fn run(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<()> {
+    let c = match c {
+        ContainerCmd::New { kind, out, image } => return new(ctx, kind, &out, image),
+        ContainerCmd::RunTest {
+            manifest,
+            task,
+            image,
+            parameters,
+            additional_files,
+            out,
+            paths,
+        } => {
+            let args = RunTestArgs { manifest, task, image, parameters, additional_files, out };
+            return run_test(ctx, &args, &paths);
+        }
+        other => other,
+    };
     let s = ctx.session()?;
     match c {
         ContainerCmd::Submit { name, manifest, image, digest, parameters, additional_files } => {
@@ -46,6 +108,7 @@ pub fn run(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<()> {
             )?;
             report(ctx, "container submitted", &r.id, &serde_json::Value::Null)
         }
+        ContainerCmd::New { .. } | ContainerCmd::RunTest { .. } => unreachable!("handled above"),
         ContainerCmd::Ls => {
             let st = s.state()?;
             if ctx.json {
@@ -79,4 +142,131 @@ pub fn run(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<()> {
             json(&st.containers[&id])
         }
     }
+}
+
+fn new(ctx: &Ctx, kind: Kind, out: &Path, image: Option<String>) -> anyhow::Result<()> {
+    let image = match image {
+        Some(i) => i,
+        None => {
+            let name = std::path::absolute(out)?
+                .file_name()
+                .map(|n| n.to_string_lossy().to_lowercase())
+                .unwrap_or_else(|| "container".into());
+            format!("{name}:0.1")
+        }
+    };
+    let files = runner::scaffold::new_project(kind, &image, out)?;
+    if ctx.json {
+        return json(&serde_json::json!({ "image": image, "files": files }));
+    }
+    for f in &files {
+        crate::say!("wrote {}", f.display())?;
+    }
+    crate::say!(
+        "build it with `docker build -t {image} {}`, then try a task with `medmesh container \
+         run-test` (see {})",
+        out.display(),
+        out.join("README.md").display()
+    )?;
+    Ok(())
+}
+
+struct RunTestArgs {
+    manifest: PathBuf,
+    task: String,
+    image: Option<String>,
+    parameters: Option<PathBuf>,
+    additional_files: Option<PathBuf>,
+    out: PathBuf,
+}
+
+/// `NAME=PATH` arguments as absolute paths (Docker mounts only those).
+fn parse_paths(pairs: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    for p in pairs {
+        let (name, path) = p
+            .split_once('=')
+            .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+            .ok_or_else(|| anyhow!("`{p}` is not NAME=PATH, like data_path=raw/data"))?;
+        let path = std::path::absolute(path).with_context(|| format!("the path in `{p}`"))?;
+        if out.insert(name.to_string(), path).is_some() {
+            bail!("`{name}` is given twice");
+        }
+    }
+    Ok(out)
+}
+
+fn run_test(ctx: &Ctx, a: &RunTestArgs, pairs: &[String]) -> anyhow::Result<()> {
+    let given = parse_paths(pairs)?;
+    let spec = runner::load_manifest(&a.manifest)?;
+    let reference = match &a.image {
+        Some(i) if !runner::manifest::same_image(&spec.image, i) => {
+            tracing::info!(config = %spec.image, image = %i, "running --image, not the config's");
+            i.clone()
+        }
+        _ => spec.image.clone(),
+    };
+    let abs = |p: &Option<PathBuf>| -> anyhow::Result<Option<PathBuf>> {
+        p.as_ref()
+            .map(|p| p.canonicalize().with_context(|| format!("cannot find {}", p.display())))
+            .transpose()
+    };
+    let out = std::path::absolute(&a.out)?;
+    let (engine, limits) = workflow::home_engine(&ctx.home, &ctx.site)?;
+    let outcome: TrialOutcome = workflow::block_on(async {
+        let digest = engine.image_digest(&reference).await?;
+        let runnable = runner::Runnable {
+            spec,
+            image: ImageRef { reference: reference.clone(), digest },
+            parameters_file: abs(&a.parameters)?,
+            additional_files: abs(&a.additional_files)?,
+        };
+        anyhow::Ok(
+            runner::trial::run_test(&engine, &runnable, &a.task, &given, &out, &limits).await?,
+        )
+    })??;
+    if ctx.json {
+        json(&outcome)?;
+    } else {
+        show(&outcome)?;
+    }
+    match outcome.status {
+        TrialStatus::Ok => Ok(()),
+        _ => Err(anyhow!(
+            "{}",
+            outcome.message.clone().unwrap_or_else(|| format!("task {} did not pass", a.task))
+        )),
+    }
+}
+
+fn show(o: &TrialOutcome) -> anyhow::Result<()> {
+    let status = serde_json::to_value(o.status)?;
+    let exit = o.exit_code.map_or_else(|| "killed".to_string(), |c| format!("exit {c}"));
+    crate::say!(
+        "task {} of {} ({}): {}, {exit}",
+        o.task,
+        o.image,
+        o.image_digest,
+        status.as_str().unwrap_or("?")
+    )?;
+    for x in &o.outputs {
+        crate::say!("output {} ({}) at {}", x.name, x.kind, x.path.display())?;
+        match &x.yaml {
+            Some(map) => {
+                for (k, v) in map {
+                    crate::say!("    {k}: {v}")?;
+                }
+            }
+            None => {
+                for (name, bytes) in &x.entries {
+                    crate::say!("    {name}  {bytes} bytes")?;
+                }
+            }
+        }
+    }
+    crate::say!("log {} (its end):", o.log_path.display())?;
+    for line in o.log_tail.lines() {
+        crate::say!("    {line}")?;
+    }
+    Ok(())
 }

@@ -10,6 +10,8 @@ use super::{Ctx, benchmarks, datasets, report};
 use crate::ids::resolve;
 use crate::output::{json, spinner, table};
 use crate::workflow;
+use anyhow::Context as _;
+use runner::dataset::PrepareEvent;
 
 #[derive(Debug, Subcommand)]
 pub enum DatasetCmd {
@@ -74,10 +76,22 @@ pub fn run(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
         DatasetCmd::Prepare { benchmark, name, data_path, labels_path } => {
             let st = s.state()?;
             let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
-            let pb = spinner("prepare, sanity check, statistics, hash");
-            let p = workflow::prepare_dataset(&s, &b, &name, &data_path, &labels_path);
+            let pb = spinner("prepare");
+            // MedPerf's report.yaml, as the preparator updates it, and each step.
+            let on = |e: PrepareEvent| match e {
+                PrepareEvent::Resuming { report } => pb.println(match report {
+                    Some(r) => format!("resuming an interrupted preparation ({r})"),
+                    None => "resuming an interrupted preparation".to_string(),
+                }),
+                PrepareEvent::Step(step) => pb.set_message(step.replace('_', " ")),
+                PrepareEvent::Report(r) => pb.set_message(format!("prepare: {r}")),
+            };
+            let p = workflow::prepare_dataset(&s, &b, &name, &data_path, &labels_path, &on);
             pb.finish_and_clear();
-            let p = p?;
+            let p = p.context(
+                "the preparation stopped; fix the cause and run the same command again: it \
+                 resumes where the preparator's report says it stopped",
+            )?;
             let v = serde_json::json!({ "name": name, "root": p.root, "prepared_hash": p.prepared_hash, "statistics": p.statistics });
             if ctx.json {
                 return json(&v);

@@ -56,7 +56,7 @@ pub fn leaderboard_table(lb: &protocol::fold::Leaderboard, ids: bool) -> anyhow:
                     row.push(r.model.short());
                 }
                 row.extend([
-                    millionths(r.value),
+                    r.value.to_string(),
                     match (r.ci_low, r.ci_high) {
                         (Some(l), Some(h)) => format!("[{}, {}]", millionths(l), millionths(h)),
                         _ => "-".into(),

@@ -68,7 +68,8 @@ pub enum NetworkCmd {
     /// Admit a key to this admitted network with its roles (admin). It is a member
     /// once the admins' threshold have admitted it.
     Admit {
-        /// The key to admit (hex), as `network requests` lists it.
+        /// The key to admit (hex), or the name its join request gives, as `network
+        /// requests` lists them.
         key: String,
         /// A role to grant; repeat for several. Default: the roles its join request
         /// asks for.
@@ -228,8 +229,27 @@ fn requests(ctx: &Ctx) -> anyhow::Result<()> {
     table(&["KEY", "NAME", "ORGANISATION", "ROLES", "MESSAGE"], rows)
 }
 
+/// A key as typed: hex, or the name of exactly one pending join request.
+fn key_or_request_name(ctx: &Ctx, typed: &str) -> anyhow::Result<PublicKey> {
+    if let Ok(k) = parse_key(typed) {
+        return Ok(k);
+    }
+    let named: Vec<PendingJoin> = pending(ctx)?.into_iter().filter(|p| p.name == typed).collect();
+    match named.as_slice() {
+        [one] => Ok(one.key),
+        [] => bail!(
+            "`{typed}` is neither a key (64 hex digits) nor the name of a join request this node holds; `medmesh network requests` lists them"
+        ),
+        many => bail!(
+            "{} join requests are named `{typed}`; give the key: {}",
+            many.len(),
+            many.iter().map(|p| p.key.to_hex()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
 fn admit(ctx: &Ctx, key: &str, roles: Vec<MemberRole>, no_roles: bool) -> anyhow::Result<()> {
-    let key: PublicKey = parse_key(key)?;
+    let key = key_or_request_name(ctx, key)?;
     let s = ctx.session()?;
     let st = s.state()?;
     if st.admission.is_open() {

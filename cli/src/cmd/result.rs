@@ -4,7 +4,7 @@ use clap::Subcommand;
 
 use super::{Ctx, benchmarks, datasets};
 use crate::ids::resolve;
-use crate::output::{json, millionths, table};
+use crate::output::{json, table};
 use crate::workflow;
 
 #[derive(Debug, Subcommand)]
@@ -77,12 +77,10 @@ pub fn run(ctx: &Ctx, r: ResultCmd) -> anyhow::Result<()> {
         ResultCmd::View { id } => {
             let id = resolve(&id, st.results.iter().map(|r| r.id), "result")?;
             let view = st.results.iter().find(|r| r.id == id).expect("resolved from this list");
+            // As the metrics container wrote them (a non-finite float as
+            // {"$float": ".nan"}, see protocol::metric).
             let metrics = match workflow::open_result(&s, &id) {
-                Ok((_, m)) => serde_json::to_value(
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), millionths(*v)))
-                        .collect::<std::collections::BTreeMap<_, _>>(),
-                )?,
+                Ok((_, m)) => serde_json::to_value(m)?,
                 Err(e) => serde_json::Value::String(format!("sealed ({e})")),
             };
             json(&serde_json::json!({ "result": view, "metrics": metrics }))

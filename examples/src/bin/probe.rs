@@ -4,6 +4,13 @@
 //! and `write_input` (whatever is mounted at `/mlcommons/volumes/data`) record what
 //! they managed in `<output_path>/outcome` and on stdout;
 //! `fail` exits 3; `sleep` outlasts any test timeout; `oom` allocates until killed;
+//! `prepare_in_steps` prepares `PREPARE_SUBJECTS` subjects one at a time, keeping
+//! MedPerf's `report.yaml` (status and attempt per subject) and skipping the
+//! subjects it reports done, so an interrupted preparation resumes; with
+//! `first_attempt_stops_after: N` in its parameters its first attempt stops (exit 1)
+//! after N subjects, as an interruption would; `count_statistics` writes the number of prepared files;
+//! `nan_results` writes results with NaN, infinities and text, as MedPerf's test
+//! metrics container does;
 //! `empty_statistics` writes an empty file and `bad_results` a YAML list at the
 //! output file path;
 //! `write_rootfs` tries to write `/evil`; `home_and_files` writes under `$HOME` and
@@ -19,6 +26,8 @@ use examples::{Failure, main_with};
 
 const PROBE_CONNECT_TIMEOUT_MS: u64 = 2000;
 const OOM_CHUNK_BYTES: usize = 16 * 1024 * 1024;
+/// Subjects `prepare_in_steps` prepares.
+const PREPARE_SUBJECTS: usize = 6;
 
 fn main() {
     main_with(
@@ -122,6 +131,20 @@ fn main() {
                     inv.path("output_path", "/mlcommons/volumes/statistics/statistics.yaml"),
                     b"",
                 )?,
+                "prepare_in_steps" => prepare_in_steps(inv)?,
+                "count_statistics" => {
+                    let data = inv.path("data_path", "/mlcommons/volumes/data");
+                    let n = std::fs::read_dir(&data)?.count();
+                    std::fs::write(
+                        inv.path("output_path", "/mlcommons/volumes/statistics/statistics.yaml"),
+                        format!("subjects: {n}\n"),
+                    )?;
+                }
+                // As MedPerf's own test metrics container writes them: NaN.
+                "nan_results" => std::fs::write(
+                    inv.path("output_path", "/mlcommons/volumes/results/results.yaml"),
+                    b"auc: 0.5\nerror: .nan\nper_class:\n  benign: .inf\n  malignant: -.inf\nnote: written by the probe\n",
+                )?,
                 "bad_results" => std::fs::write(
                     inv.path("output_path", "/mlcommons/volumes/results/results.yaml"),
                     b"- not\n- a mapping\n",
@@ -144,4 +167,68 @@ fn default_gateway() -> Option<Ipv4Addr> {
         let g = u32::from_str_radix(f.get(2)?, 16).ok()?;
         Some(Ipv4Addr::from(g.to_le_bytes()))
     })
+}
+
+/// One subject at a time: write `<output_path>/subject-<i>` with this attempt's
+/// number, then rewrite `report.yaml` (pandas' column layout: `status` and
+/// `attempt`, each subject -> value). Subjects reported `done` are skipped.
+fn prepare_in_steps(inv: &examples::Invocation) -> Result<(), Failure> {
+    let out = inv.path("output_path", "/mlcommons/volumes/data");
+    let report = inv.path("report_file", "/mlcommons/volumes/report/report.yaml");
+    let params = inv.path("parameters_file", "/mlcommons/volumes/parameters/parameters.yaml");
+    let stop_after: Option<usize> = examples::read_flat_yaml(&params)
+        .ok()
+        .and_then(|p| p.get("first_attempt_stops_after").and_then(|v| v.parse().ok()));
+    // The report as this probe writes it: section lines, then `  subject: value`.
+    let mut columns: std::collections::BTreeMap<
+        String,
+        std::collections::BTreeMap<String, String>,
+    > = Default::default();
+    let mut section = String::new();
+    for line in std::fs::read_to_string(&report).unwrap_or_default().lines() {
+        if let Some(entry) = line.strip_prefix("  ") {
+            if let Some((k, v)) = entry.split_once(':') {
+                columns
+                    .entry(section.clone())
+                    .or_default()
+                    .insert(k.trim().into(), v.trim().into());
+            }
+        } else if let Some(name) = line.strip_suffix(':') {
+            section = name.to_string();
+        }
+    }
+    let attempt = columns
+        .get("attempt")
+        .map(|a| a.values().filter_map(|v| v.parse::<u32>().ok()).max().unwrap_or(0))
+        .unwrap_or(0)
+        + 1;
+    let mut done_now = 0;
+    for i in 1..=PREPARE_SUBJECTS {
+        let subject = format!("subject-{i}");
+        let status = columns.entry("status".into()).or_default();
+        if status.get(&subject).map(String::as_str) == Some("done") {
+            continue;
+        }
+        if attempt == 1 && stop_after == Some(done_now) {
+            return Err(Failure(format!("interrupted after {done_now} subjects")));
+        }
+        std::fs::write(out.join(&subject), format!("attempt {attempt}\n"))
+            .map_err(|e| Failure(e.to_string()))?;
+        status.insert(subject.clone(), "done".into());
+        for j in 1..=PREPARE_SUBJECTS {
+            status.entry(format!("subject-{j}")).or_insert_with(|| "pending".into());
+        }
+        columns.entry("attempt".into()).or_default().insert(subject, attempt.to_string());
+        let mut text = String::new();
+        for (name, values) in &columns {
+            text.push_str(&format!("{name}:\n"));
+            for (k, v) in values {
+                text.push_str(&format!("  {k}: {v}\n"));
+            }
+        }
+        // In place: the report is a bind-mounted file, which a rename would not reach.
+        std::fs::write(&report, text).map_err(|e| Failure(e.to_string()))?;
+        done_now += 1;
+    }
+    Ok(())
 }

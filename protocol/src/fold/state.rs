@@ -303,7 +303,7 @@ impl State {
             for row in &l.rows {
                 h.update(&row.rank.to_le_bytes());
                 id(&mut h, row.model.as_bytes());
-                h.update(&row.value.to_le_bytes());
+                h.update(&row.value.hash_bytes());
                 h.update(&row.datasets.to_le_bytes());
                 h.update(&row.mean_rank_milli.unwrap_or(u64::MAX).to_le_bytes());
                 h.update(&row.ci_low.unwrap_or(i64::MIN).to_le_bytes());
@@ -312,7 +312,7 @@ impl State {
             for c in &l.cells {
                 id(&mut h, c.model.as_bytes());
                 id(&mut h, c.dataset.as_bytes());
-                h.update(&c.value.to_le_bytes());
+                h.update(&c.value.hash_bytes());
             }
         }
         h.update(b"ignored");
