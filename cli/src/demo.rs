@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use protocol::fold::Status;
-use protocol::record::{AutoApproval, Decision, SharingPolicy, Subject};
+use protocol::record::{AutoApproval, Decision, Disclosure, SharingPolicy, Subject};
 use protocol::{Hash32, NetworkRoot, RecordId, State};
 
 use crate::control::Control;
@@ -310,6 +310,15 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             dataset_auto_approval: AutoApproval::Never,
             model_auto_approval: AutoApproval::Never,
             sharing: SharingPolicy::PerDataset,
+            // Three decimals, and no count: `cases` would tie a pseudonym to a
+            // hospital whose size is known.
+            disclosure: Disclosure {
+                precision: 1_000,
+                metrics: ["accuracy", "auc", "f1", "sensitivity", "specificity"]
+                    .map(String::from)
+                    .to_vec(),
+                ..Disclosure::default()
+            },
             rank_metric: "auc".into(),
             higher_is_better: true,
             skip_test: false,

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
-use protocol::fold::{ResultView, Status};
+use protocol::fold::{DatasetView, ResultView, Status};
 use protocol::leaderboard::{self, OpenedResult};
 use protocol::record::*;
-use protocol::seal::{self, Binding};
+use protocol::seal::{self, Binding, DetailsBinding};
 use protocol::{Hash32, NetworkId, PublicKey, Record, RecordId, State, X25519Key};
 use runner::engine::{Engine, RunLimits, Runnable};
 use runner::manifest::ContainerSpec;
@@ -225,6 +225,8 @@ pub struct BenchmarkArgs {
     pub dataset_auto_approval: AutoApproval,
     pub model_auto_approval: AutoApproval,
     pub sharing: SharingPolicy,
+    /// What releases may show, and who reads datasets' details.
+    pub disclosure: Disclosure,
     pub rank_metric: String,
     pub higher_is_better: bool,
     /// Skip the compatibility test (not recommended).
@@ -327,6 +329,7 @@ pub fn submit_benchmark(s: &Session, a: &BenchmarkArgs) -> anyhow::Result<Record
         dataset_auto_approval: a.dataset_auto_approval.clone(),
         model_auto_approval: a.model_auto_approval.clone(),
         sharing: a.sharing.clone(),
+        disclosure: a.disclosure.clone(),
         rank_metric: a.rank_metric.clone(),
         higher_is_better: a.higher_is_better,
     };
@@ -418,7 +421,17 @@ pub fn prepare_dataset(
     Ok(block_on(runner::dataset::prepare_dataset(&engine, &prep, data, labels, &root, &limits))??)
 }
 
-/// Register a prepared dataset (metadata only).
+/// 32 random bytes from the operating system.
+fn random32() -> anyhow::Result<[u8; 32]> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| anyhow!("the operating system gave no randomness: {e}"))?;
+    Ok(b)
+}
+
+/// Register a prepared dataset: in the clear only what the fold needs; its
+/// details and a fresh pseudonym key sealed to the benchmark's committee and to
+/// this owner (the details also in the clear when the benchmark's disclosure
+/// policy makes them public).
 pub fn submit_dataset(
     s: &Session,
     benchmark: &RecordId,
@@ -431,17 +444,51 @@ pub fn submit_dataset(
     let b = benchmark_of(&state, benchmark)?;
     let root = dataset_root(s, name);
     let prepared = runner::dataset::open_dataset(&root)?;
-    let record = runner::dataset::dataset_record(
-        &prepared,
-        name,
-        description,
-        location,
-        b.data_preparator,
-        name_public,
-    );
-    let r = s.publish(Body::Dataset(record))?;
+    let details =
+        runner::dataset::dataset_details(&prepared, name, description, location, name_public);
+    details.validate()?;
+    let sealed_details =
+        SealedDetails { details: details.clone(), pseudonym_key: Bytes(random32()?.to_vec()) };
+    let to = recipients(&state, &b, &s.me())?;
+    let binding = DetailsBinding { benchmark: *benchmark, owner: s.me() };
+    let mut rng = seal::rand_core::UnwrapErr(getrandom::SysRng);
+    let sealed = seal::seal_details(&sealed_details, &to, binding, &mut rng)?;
+    let public_details =
+        (b.disclosure.dataset_details == DetailsAudience::Public).then_some(details);
+    let r = s.publish(Body::Dataset(Dataset {
+        benchmark: *benchmark,
+        data_preparator: b.data_preparator,
+        prepared_hash: prepared.prepared_hash,
+        state: DatasetState::Development,
+        public_details,
+        sealed,
+    }))?;
     remember_dataset(s, &r.id, &root)?;
     Ok(r)
+}
+
+/// A dataset's details as this user reads them: in the clear, or opened with
+/// this user's key (the committee's and the owner's). `None` when sealed to
+/// others.
+pub fn dataset_details(s: &Session, view: &DatasetView) -> Option<SealedDetails> {
+    let binding = DetailsBinding { benchmark: view.dataset.benchmark, owner: view.owner };
+    match seal::open_details(&view.dataset.sealed, &s.keys.opening, binding) {
+        Ok(d) => Some(d),
+        Err(_) => view
+            .dataset
+            .public_details
+            .clone()
+            .map(|details| SealedDetails { details, pseudonym_key: Bytes(Vec::new()) }),
+    }
+}
+
+/// Every dataset with the name this user can read (public, or opened).
+pub fn dataset_names(s: &Session, state: &State) -> Vec<(RecordId, String)> {
+    state
+        .datasets
+        .values()
+        .filter_map(|v| dataset_details(s, v).map(|d| (v.id, d.details.name)))
+        .collect()
 }
 
 /// Mark a dataset operational, with its hash recomputed now.
@@ -470,7 +517,7 @@ pub fn associate(
     let r = s.publish(Body::AssociationRequest(AssociationRequest {
         benchmark: *benchmark,
         subject,
-        compatibility: outcome.record(),
+        compatibility: outcome.record(&random32()?),
     }))?;
     Ok((r, outcome))
 }
@@ -660,13 +707,14 @@ pub fn submit_result(
     let to = recipients(&state, &b, &s.me())?;
     let binding = Binding { benchmark: *benchmark, model: *model, dataset: *dataset };
     let mut rng = seal::rand_core::UnwrapErr(getrandom::SysRng);
-    let metrics = seal::seal(&to_millionths(&run.results), &to, binding, &mut rng)?;
+    let (metrics, receipt_key) =
+        seal::seal_result(&to_millionths(&run.results), &to, binding, &mut rng)?;
     s.publish(Body::Result(ResultRecord {
         benchmark: *benchmark,
         model: *model,
         dataset: *dataset,
         metrics,
-        receipt: run.receipt.clone(),
+        receipt: run.receipt.public(&receipt_key),
     }))
 }
 
@@ -756,8 +804,24 @@ pub fn release(s: &Session, benchmark: &RecordId) -> anyhow::Result<Record> {
     let round = leaderboard::next_round(shown).ok_or_else(|| {
         anyhow!("the shown release of benchmark {} is at the last round", benchmark.short())
     })?;
-    let datasets: BTreeMap<RecordId, Dataset> =
-        state.datasets.iter().map(|(k, v)| (*k, v.dataset.clone())).collect();
+    let mut datasets: BTreeMap<RecordId, SealedDetails> = BTreeMap::new();
+    for r in state.results.iter().filter(|r| r.benchmark == *benchmark && r.counts) {
+        if datasets.contains_key(&r.dataset) {
+            continue;
+        }
+        let binding = DetailsBinding { benchmark: *benchmark, owner: r.submitter };
+        let view = state.datasets.get(&r.dataset);
+        match view.map(|v| seal::open_details(&v.dataset.sealed, &s.keys.opening, binding)) {
+            Some(Ok(d)) => {
+                datasets.insert(r.dataset, d);
+            }
+            Some(Err(e)) => eprintln!(
+                "warning: left out dataset {}: its details do not open with your key: {e}",
+                r.dataset.short()
+            ),
+            None => {}
+        }
+    }
     let rel = leaderboard::build_release(*benchmark, &view.benchmark, &datasets, &opened, round);
     s.publish(Body::Release(rel))
 }

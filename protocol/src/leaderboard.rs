@@ -17,8 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::disclosure::{self, dataset_label, metric_allowed, round_value};
 use crate::ids::RecordId;
-use crate::record::{Benchmark, Dataset, Release, ReleaseEntry, SharingPolicy};
+use crate::record::{Benchmark, Release, ReleaseEntry, SealedDetails, SharingPolicy};
 
 /// Bootstrap resamples per model.
 pub const BOOTSTRAP_RESAMPLES: usize = 1000;
@@ -30,25 +31,6 @@ pub struct OpenedResult {
     pub dataset: RecordId,
     /// Metric name -> millionths.
     pub metrics: BTreeMap<String, i64>,
-}
-
-/// How a dataset appears in releases: its name if the owner allowed, else a stable
-/// pseudonym derived from the benchmark and dataset ids.
-pub fn dataset_label(
-    benchmark: &RecordId,
-    dataset_id: &RecordId,
-    dataset: Option<&Dataset>,
-) -> String {
-    match dataset {
-        Some(d) if d.name_public => d.name.clone(),
-        _ => {
-            let mut h = blake3::Hasher::new();
-            h.update(b"medmesh/pseudonym/v1");
-            h.update(benchmark.as_bytes());
-            h.update(dataset_id.as_bytes());
-            format!("site-{}", &h.finalize().to_hex()[..8])
-        }
-    }
 }
 
 fn mean(values: impl IntoIterator<Item = i64>) -> Option<i64> {
@@ -64,15 +46,32 @@ pub fn next_round(shown: Option<u64>) -> Option<u64> {
 }
 
 /// The release the policy allows for these opened results, as round `round`.
-/// `datasets` gives each dataset's record (for its name and whether it may be
-/// shown).
+/// `datasets` gives each dataset's opened details (its name or pseudonym, its
+/// case count); a dataset missing from it is left out, as its label is unknown.
+///
+/// The benchmark's [`crate::record::Disclosure`] applies: only its metrics, each
+/// value rounded to its precision. A per-dataset release is a complete table
+/// (every dataset it shows has a value for every model it shows), so that which
+/// models a dataset ran, which the result records tell everyone, cannot tie a
+/// pseudonym to a dataset; of the two complete tables (every dataset and the
+/// models run on all of them, or every model and the datasets that ran all of
+/// them) the one with more cells is released. Datasets with fewer cases than
+/// `min_cases` are left out. An aggregate covers at least `min_datasets`.
 pub fn build_release(
     benchmark_id: RecordId,
     benchmark: &Benchmark,
-    datasets: &BTreeMap<RecordId, Dataset>,
+    datasets: &BTreeMap<RecordId, SealedDetails>,
     opened: &[OpenedResult],
     round: u64,
 ) -> Release {
+    let policy = &benchmark.disclosure;
+    let shown = |metrics: &BTreeMap<String, i64>| -> BTreeMap<String, i64> {
+        metrics
+            .iter()
+            .filter(|(k, _)| metric_allowed(policy, k))
+            .map(|(k, v)| (k.clone(), round_value(*v, policy.precision)))
+            .collect()
+    };
     let mut unique: BTreeMap<(RecordId, RecordId), &OpenedResult> = BTreeMap::new();
     for o in opened {
         unique.insert((o.model, o.dataset), o);
@@ -88,13 +87,22 @@ pub fn build_release(
     let mut entries = Vec::new();
     match benchmark.sharing {
         SharingPolicy::PerDataset => {
-            for ((model, dataset), o) in &unique {
-                entries.push(ReleaseEntry {
-                    model: *model,
-                    dataset: Some(dataset_label(&benchmark_id, dataset, datasets.get(dataset))),
-                    datasets: 1,
-                    metrics: o.metrics.clone(),
-                });
+            let labelled: BTreeMap<RecordId, String> = datasets
+                .iter()
+                .filter(|(_, d)| d.details.num_cases.unwrap_or(0) >= policy.min_cases)
+                .map(|(id, d)| (*id, dataset_label(&benchmark_id, d)))
+                .collect();
+            unique.retain(|(_, d), _| labelled.contains_key(d));
+            let (models, columns) = complete_table(unique.keys().copied());
+            for (model, dataset) in unique.keys() {
+                if models.contains(model) && columns.contains(dataset) {
+                    entries.push(ReleaseEntry {
+                        model: *model,
+                        dataset: Some(labelled[dataset].clone()),
+                        datasets: 1,
+                        metrics: shown(&unique[&(*model, *dataset)].metrics),
+                    });
+                }
             }
             entries.sort_by(|a, b| (a.model, &a.dataset).cmp(&(b.model, &b.dataset)));
         }
@@ -125,13 +133,40 @@ pub fn build_release(
                     model,
                     dataset: None,
                     datasets: mine.len() as u16,
-                    metrics,
+                    metrics: shown(&metrics),
                 });
             }
         }
     }
     Release { benchmark: benchmark_id, round, policy: benchmark.sharing.clone(), entries, seed }
 }
+
+/// The larger complete sub-table of (model, dataset) pairs: every dataset with
+/// the models run on all of them, or every model with the datasets that ran all
+/// of them (more cells wins; the second on a tie).
+fn complete_table(
+    pairs: impl Iterator<Item = (RecordId, RecordId)>,
+) -> (BTreeSet<RecordId>, BTreeSet<RecordId>) {
+    let pairs: BTreeSet<(RecordId, RecordId)> = pairs.collect();
+    let all_models: BTreeSet<RecordId> = pairs.iter().map(|p| p.0).collect();
+    let all_datasets: BTreeSet<RecordId> = pairs.iter().map(|p| p.1).collect();
+    let models_on_all: BTreeSet<RecordId> = all_models
+        .iter()
+        .filter(|m| all_datasets.iter().all(|d| pairs.contains(&(**m, *d))))
+        .copied()
+        .collect();
+    let datasets_with_all: BTreeSet<RecordId> = all_datasets
+        .iter()
+        .filter(|d| all_models.iter().all(|m| pairs.contains(&(*m, **d))))
+        .copied()
+        .collect();
+    let a = models_on_all.len() * all_datasets.len();
+    let b = all_models.len() * datasets_with_all.len();
+    if a > b { (models_on_all, all_datasets) } else { (all_models, datasets_with_all) }
+}
+
+/// Re-exported for callers that label datasets themselves.
+pub use disclosure::pseudonym;
 
 /// One line of a leaderboard.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

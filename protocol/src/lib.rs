@@ -8,7 +8,9 @@
 //!   inputs (always read-only) and outputs; every container manifest is checked
 //!   against it.
 //! - [`envelope`]: signing, strict decoding and verification of records.
-//! - [`seal`]: result metrics encrypted to the committee and the data owner (HPKE).
+//! - [`seal`]: result metrics and dataset details encrypted to the committee and
+//!   the data owner (HPKE).
+//! - [`disclosure`]: what a release may show (rounding, metrics, pseudonyms).
 //! - [`fold`]: the deterministic fold of a record set into [`fold::State`]:
 //!   approvals, associations, results, releases and leaderboards.
 //! - [`leaderboard`]: releases built from opened results, and the leaderboard.
@@ -20,6 +22,7 @@
 pub mod cbor;
 pub mod contract;
 mod curve;
+pub mod disclosure;
 pub mod envelope;
 pub mod error;
 pub mod fold;

@@ -14,7 +14,7 @@ use crate::envelope::Record;
 use crate::ids::{Hash32, NetworkId, PublicKey, RecordId, X25519Key};
 use crate::record::*;
 use crate::root::NetworkRoot;
-use crate::seal::{Binding, OpeningKey, SeededRng, seal};
+use crate::seal::{Binding, DetailsBinding, OpeningKey, SeededRng, seal, seal_details};
 
 /// A signing key derived from a label: the same label gives the same key.
 pub fn key(label: &str) -> SigningKey {
@@ -240,24 +240,85 @@ pub fn benchmark(
         dataset_auto_approval: AutoApproval::Never,
         model_auto_approval: AutoApproval::Never,
         sharing: SharingPolicy::PerDataset,
+        disclosure: Disclosure::default(),
         rank_metric: "auc".into(),
         higher_is_better: true,
     }
 }
 
-/// A dataset body prepared with `prep`.
-pub fn dataset(name: &str, prep: RecordId, state: DatasetState) -> Body {
+/// A dataset's details and pseudonym key, as its owner seals them (the key is
+/// derived from the name, so tests are reproducible).
+pub fn details(name: &str) -> SealedDetails {
     let mut statistics = BTreeMap::new();
     statistics.insert("samples".to_string(), "120".to_string());
+    SealedDetails {
+        details: DatasetDetails {
+            name: name.into(),
+            description: format!("{name} data"),
+            location: "on site".into(),
+            statistics,
+            num_cases: Some(120),
+            name_public: false,
+        },
+        pseudonym_key: Bytes(
+            blake3::derive_key("medmesh testkit pseudonym", name.as_bytes()).to_vec(),
+        ),
+    }
+}
+
+/// A dataset body of `owner` for `benchmark`, prepared with `prep`, its details
+/// sealed (for real, with a seeded RNG) to `readers`; to nobody when empty,
+/// which the fold refuses once it knows the benchmark.
+pub fn dataset(
+    name: &str,
+    benchmark: RecordId,
+    owner: PublicKey,
+    prep: RecordId,
+    state: DatasetState,
+    readers: &[X25519Key],
+) -> Body {
+    let binding = DetailsBinding { benchmark, owner };
+    let mut rng = SeededRng::new(name.as_bytes());
+    let sealed =
+        seal_details(&details(name), readers, binding, &mut rng).unwrap_or_else(|_| Sealed {
+            scheme: crate::seal::SCHEME.into(),
+            recipients: Vec::new(),
+            ciphertext: Bytes(vec![0; 32]),
+        });
     Body::Dataset(Dataset {
-        name: name.into(),
-        description: format!("{name} data"),
-        location: "on site".into(),
+        benchmark,
         data_preparator: prep,
         prepared_hash: Hash32::of(name.as_bytes()),
-        statistics,
         state,
-        name_public: false,
+        public_details: None,
+        sealed,
+    })
+}
+
+/// A dataset body whose sealed part names `readers` under the real scheme but
+/// holds opaque bytes: the fold accepts it (it cannot tell), so benches can build
+/// many without paying for HPKE. Never for tests that open details.
+pub fn dataset_to(
+    name: &str,
+    benchmark: RecordId,
+    prep: RecordId,
+    state: DatasetState,
+    readers: &[X25519Key],
+) -> Body {
+    Body::Dataset(Dataset {
+        benchmark,
+        data_preparator: prep,
+        prepared_hash: Hash32::of(name.as_bytes()),
+        state,
+        public_details: None,
+        sealed: Sealed {
+            scheme: crate::seal::SCHEME.into(),
+            recipients: readers
+                .iter()
+                .map(|k| SealedFor { recipient: *k, encapsulated: Bytes(vec![1; 48]) })
+                .collect(),
+            ciphertext: Bytes(vec![0; 1040]),
+        },
     })
 }
 
@@ -350,11 +411,9 @@ pub fn result(benchmark: RecordId, model: RecordId, dataset: RecordId, salt: u64
             model_image_digest: digest("model"),
             metrics_image_digest: digest("metrics"),
             dataset_hash: Hash32::of(b"d"),
-            predictions_hash: Hash32::of(&salt.to_le_bytes()),
-            results_hash: Hash32::of(b"r"),
             limits: ExecutionLimits { memory_bytes: 1 << 30, nano_cpus: 1_000_000_000, pids: 256 },
-            infer_ms: 10,
-            evaluate_ms: 5,
+            runner_version: "medmesh-runner/testkit".into(),
+            outputs_commitment: Hash32::of(&salt.to_le_bytes()),
         },
     })
 }
@@ -457,12 +516,8 @@ impl Workflow {
     /// Every hospital registers an operational dataset and requests association.
     pub fn register_datasets(mut self) -> Self {
         for i in 0..self.hospitals.len() {
-            let d = self
-                .push(
-                    |w| &mut w.hospitals[i],
-                    dataset(&format!("hospital-{i}"), self.prep, DatasetState::Operation),
-                )
-                .id;
+            let body = self.dataset(i, &format!("hospital-{i}"), DatasetState::Operation);
+            let d = self.push(|w| &mut w.hospitals[i], body).id;
             self.datasets.push(d);
             let b = self.benchmark;
             self.push(|w| &mut w.hospitals[i], request(b, Subject::Dataset(d), true));
@@ -494,6 +549,37 @@ impl Workflow {
             }
         }
         self
+    }
+
+    /// A dataset of hospital `i` for the workflow's benchmark, its details sealed
+    /// to [`Workflow::readers`].
+    pub fn dataset(&self, hospital: usize, name: &str, state: DatasetState) -> Body {
+        dataset(
+            name,
+            self.benchmark,
+            self.hospitals[hospital].public(),
+            self.prep,
+            state,
+            &self.readers(hospital),
+        )
+    }
+
+    /// The dataset details committee member `member` opens from `state`: what it
+    /// builds releases with. Datasets it cannot open are left out.
+    pub fn opened_details(
+        &self,
+        state: &crate::fold::State,
+        member: usize,
+    ) -> BTreeMap<RecordId, SealedDetails> {
+        let key = self.committee[member].opening();
+        state
+            .datasets
+            .iter()
+            .filter_map(|(id, v)| {
+                let binding = DetailsBinding { benchmark: v.dataset.benchmark, owner: v.owner };
+                crate::seal::open_details(&v.dataset.sealed, &key, binding).ok().map(|d| (*id, d))
+            })
+            .collect()
     }
 
     /// Who must be able to read hospital `i`'s results: the committee and `i`.
@@ -537,14 +623,10 @@ impl Workflow {
             let (Some(mi), Some(di)) = (mi, di) else { continue };
             let mut metrics = BTreeMap::new();
             metrics.insert("auc".to_string(), value(mi, di));
-            let dataset = state.datasets.get(&r.dataset).map(|d| &d.dataset);
+            let name = format!("hospital-{di}");
             entries.push(ReleaseEntry {
                 model: r.model,
-                dataset: Some(crate::leaderboard::dataset_label(
-                    &self.benchmark,
-                    &r.dataset,
-                    dataset,
-                )),
+                dataset: Some(crate::disclosure::dataset_label(&self.benchmark, &details(&name))),
                 datasets: 1,
                 metrics,
             });

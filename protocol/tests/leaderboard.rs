@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use protocol::leaderboard::{self, OpenedResult};
 use protocol::record::*;
+use protocol::seal::{self, DetailsBinding};
 use protocol::testkit::{self, Workflow};
 use protocol::{RecordId, fold};
 
@@ -25,14 +26,15 @@ fn bench(sharing: SharingPolicy) -> Benchmark {
     b
 }
 
-fn named(name: &str, public: bool) -> Dataset {
-    match testkit::dataset(name, id(90), DatasetState::Operation) {
-        Body::Dataset(mut d) => {
-            d.name_public = public;
-            d
-        }
-        _ => unreachable!(),
-    }
+fn named(name: &str, public: bool) -> SealedDetails {
+    let mut d = testkit::details(name);
+    d.details.name_public = public;
+    d
+}
+
+/// Opened details of datasets `ids`, each under a pseudonym.
+fn anonymous(ids: impl IntoIterator<Item = u8>) -> BTreeMap<RecordId, SealedDetails> {
+    ids.into_iter().map(|n| (id(n), named(&format!("d{n}"), false))).collect()
 }
 
 /// Three models on three datasets: (model, dataset, auc in millionths).
@@ -57,6 +59,7 @@ fn a_per_dataset_release_lists_every_cell_with_pseudonyms_unless_the_owner_allow
     let mut datasets = BTreeMap::new();
     datasets.insert(id(11), named("St Mary", true));
     datasets.insert(id(12), named("Secret General", false));
+    datasets.insert(id(13), named("Quiet Clinic", false));
     let r = leaderboard::build_release(
         id(50),
         &bench(SharingPolicy::PerDataset),
@@ -93,8 +96,8 @@ fn members_with_the_same_results_build_byte_identical_releases() {
     let b = bench(SharingPolicy::PerDataset);
     let mut reversed = table();
     reversed.reverse();
-    let one = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &table(), 1);
-    let two = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &reversed, 1);
+    let one = leaderboard::build_release(id(50), &b, &anonymous(11..=13), &table(), 1);
+    let two = leaderboard::build_release(id(50), &b, &anonymous(11..=13), &reversed, 1);
     assert_eq!(
         protocol::cbor::to_canonical(&one).unwrap(),
         protocol::cbor::to_canonical(&two).unwrap()
@@ -104,7 +107,7 @@ fn members_with_the_same_results_build_byte_identical_releases() {
 #[test]
 fn the_leaderboard_ranks_by_mean_and_adds_rank_then_mean_and_intervals() {
     let b = bench(SharingPolicy::PerDataset);
-    let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &table(), 1);
+    let r = leaderboard::build_release(id(50), &b, &anonymous(11..=13), &table(), 1);
     let lb = leaderboard::compute(id(50), &b, &r, &|m| format!("m{}", m.as_bytes()[0]), &|_| true);
     // Means: model 2 = 806_666, model 1 = 800_000, model 3 = 603_333.
     let got: Vec<(u32, u8, i64)> =
@@ -125,14 +128,14 @@ fn the_leaderboard_ranks_by_mean_and_adds_rank_then_mean_and_intervals() {
 #[test]
 fn bootstrap_intervals_are_identical_on_every_run() {
     let b = bench(SharingPolicy::PerDataset);
-    let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &table(), 1);
+    let r = leaderboard::build_release(id(50), &b, &anonymous(11..=13), &table(), 1);
     let one = leaderboard::compute(id(50), &b, &r, &|_| String::new(), &|_| true);
     let two = leaderboard::compute(id(50), &b, &r, &|_| String::new(), &|_| true);
     assert_eq!(one, two);
     // ...and come from the release's seed: over twelve datasets, other seeds move them.
     let wide: Vec<OpenedResult> =
         (0..12u8).map(|d| opened(1, 20 + d, 500_000 + 37_123 * i64::from(d % 7))).collect();
-    let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &wide, 1);
+    let r = leaderboard::build_release(id(50), &b, &anonymous(20..32), &wide, 1);
     let ci = |seed: u64| {
         let mut r = r.clone();
         r.seed = seed;
@@ -165,8 +168,15 @@ fn a_built_release_signed_by_the_threshold_shows_in_every_fold() {
         .submit_results();
     let s = fold(&w.root, &w.records);
     let bview = &s.benchmarks[&w.benchmark];
-    let datasets: BTreeMap<_, _> =
-        s.datasets.iter().map(|(k, v)| (*k, v.dataset.clone())).collect();
+    let member = w.committee[0].opening();
+    let datasets: BTreeMap<_, _> = s
+        .datasets
+        .iter()
+        .map(|(k, v)| {
+            let binding = DetailsBinding { benchmark: v.dataset.benchmark, owner: v.owner };
+            (*k, seal::open_details(&v.dataset.sealed, &member, binding).unwrap())
+        })
+        .collect();
     let opened: Vec<OpenedResult> = s
         .results
         .iter()

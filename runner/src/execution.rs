@@ -11,7 +11,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use protocol::record::ExecutionReceipt;
+use protocol::record::{ExecutionLimits, ExecutionReceipt};
+use protocol::seal::ReceiptKey;
 use protocol::{Hash32, RecordId};
 use serde::{Deserialize, Serialize};
 
@@ -38,12 +39,50 @@ pub struct ExecutionOptions {
     pub limits: RunLimits,
 }
 
+/// The runner that signs its receipts with this name and version.
+pub const RUNNER_VERSION: &str = concat!("medmesh-runner/", env!("CARGO_PKG_VERSION"));
+
+/// Everything the runner knows about one execution. It stays on the site (in
+/// `receipt.yaml`): the hashes of the outputs and the timings are functions of
+/// the data, so the public receipt ([`LocalReceipt::public`]) carries only a
+/// keyed commitment to the hashes and none of the timings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalReceipt {
+    pub model_image_digest: String,
+    pub metrics_image_digest: String,
+    pub dataset_hash: Hash32,
+    /// Tree hash of the predictions folder.
+    pub predictions_hash: Hash32,
+    /// BLAKE3 of results.yaml.
+    pub results_hash: Hash32,
+    pub limits: ExecutionLimits,
+    pub runner_version: String,
+    pub infer_ms: u64,
+    pub evaluate_ms: u64,
+}
+
+impl LocalReceipt {
+    /// The receipt a result record carries: what anyone may check, and the
+    /// outputs' hashes committed under `key` (held by the sealed metrics'
+    /// recipients only).
+    pub fn public(&self, key: &ReceiptKey) -> ExecutionReceipt {
+        ExecutionReceipt {
+            model_image_digest: self.model_image_digest.clone(),
+            metrics_image_digest: self.metrics_image_digest.clone(),
+            dataset_hash: self.dataset_hash,
+            limits: self.limits.clone(),
+            runner_version: self.runner_version.clone(),
+            outputs_commitment: key.commit(&self.predictions_hash, &self.results_hash),
+        }
+    }
+}
+
 /// One model's finished execution.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelRun {
     /// metric -> value from results.yaml.
     pub results: BTreeMap<String, f64>,
-    pub receipt: ExecutionReceipt,
+    pub receipt: LocalReceipt,
     /// Where results.yaml and the logs are.
     pub dir: PathBuf,
     /// Taken from an earlier run instead of running again.
@@ -185,13 +224,14 @@ pub async fn run_model(
     let _ = std::fs::remove_dir_all(dir.join("tmp"));
     let results = parse_results(&results_path, &evaluate.log_path)?;
     let results_bytes = std::fs::read(&results_path).map_err(RunnerError::io(&results_path))?;
-    let receipt = ExecutionReceipt {
+    let receipt = LocalReceipt {
         model_image_digest: model.image.digest.clone(),
         metrics_image_digest: metrics.image.digest.clone(),
         dataset_hash,
         predictions_hash,
         results_hash: Hash32::of(&results_bytes),
         limits: limits.receipt(),
+        runner_version: RUNNER_VERSION.into(),
         infer_ms: inferred.duration_ms,
         evaluate_ms: evaluated.duration_ms,
     };

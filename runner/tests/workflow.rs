@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use protocol::RecordId;
 use runner::compat::compatibility_test;
 use runner::dataset::{
-    check_dataset, dataset_record, export_dataset, import_dataset, prepare_dataset,
+    check_dataset, dataset_details, export_dataset, import_dataset, prepare_dataset,
     set_operational, statistics,
 };
 use runner::execution::{ExecutionOptions, ModelEntry, run_benchmark, run_model};
@@ -41,8 +41,10 @@ async fn the_compatibility_test_runs_preparator_model_and_metrics_on_the_demo_da
     assert_eq!(outcome.results.keys().map(String::as_str).collect::<Vec<_>>(), METRIC_NAMES);
     assert_eq!(outcome.results["cases"], 30.0);
     assert!(outcome.results["auc"] > 0.8, "{:?}", outcome.results);
-    let record = outcome.record();
+    let record = outcome.record(&[7; 32]);
     assert!(record.passed);
+    assert!(!outcome.on_private_data);
+    assert_eq!(record.results_hash, outcome.results_hash, "the demo dataset is public");
     assert_eq!(
         record.image_digests,
         vec![
@@ -68,11 +70,10 @@ async fn a_hospital_prepares_its_data_and_runs_the_benchmark_by_model_priority()
     let prepared =
         prepare_dataset(&engine, &prep, &raw_data, &raw_labels, &root, &limits).await.unwrap();
     assert_eq!(prepared.statistics.get("cases").map(String::as_str), Some("130"));
-    let preparator_id = RecordId::from_bytes([7; 32]);
-    let record =
-        dataset_record(&prepared, "hospital-a", "WDBC share A", "site A", preparator_id, false);
-    assert_eq!(record.prepared_hash, prepared.prepared_hash);
-    assert!(protocol::record::Body::Dataset(record).validate().is_ok());
+    let details = dataset_details(&prepared, "hospital-a", "WDBC share A", "site A", false);
+    assert_eq!(details.num_cases, prepared.statistics.get("cases").and_then(|c| c.parse().ok()));
+    assert!(details.num_cases.is_some(), "the example preparator counts its cases");
+    assert!(details.validate().is_ok());
     let operational = set_operational(&root, RecordId::from_bytes([8; 32])).unwrap();
     assert_eq!(operational.prepared_hash, prepared.prepared_hash);
     check_dataset(&root, &prepared.prepared_hash).unwrap();

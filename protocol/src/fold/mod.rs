@@ -436,7 +436,7 @@ impl<'a> Deriver<'a> {
         let profiles = self.profiles();
         let containers = self.containers();
         let benchmarks = self.benchmarks(&containers);
-        let datasets = self.datasets();
+        let datasets = self.datasets(&benchmarks);
         let associations = self.associations(&benchmarks, &containers, &datasets);
         let approved: Set<(RecordId, Subject)> = associations
             .iter()
@@ -444,8 +444,7 @@ impl<'a> Deriver<'a> {
             .map(|a| (a.benchmark, a.subject))
             .collect();
         let results = self.results(&benchmarks, &datasets, &approved);
-        let (releases, leaderboards) =
-            self.releases(&benchmarks, &containers, &datasets, &approved, &results);
+        let (releases, leaderboards) = self.releases(&benchmarks, &containers, &approved, &results);
 
         self.ignored.sort_by_key(|a| a.id);
         self.ignored.dedup_by(|a, b| a.id == b.id);
