@@ -659,6 +659,204 @@ impl Workflow {
     }
 }
 
+/// Results whose metrics are counts over a hospital's cases, as a classifier's
+/// metrics container reports them, and the outsider's dictionary attack on them:
+/// for the privacy tests of every crate.
+pub mod counted {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use crate::seal::{ReceiptKey, seal_result};
+
+    /// The results.yaml a metrics container writes for `correct` of `cases`.
+    pub fn results_yaml(correct: u64, cases: u64) -> String {
+        let incorrect = cases - correct;
+        let error = incorrect as f64 / cases.max(1) as f64;
+        format!("cases: {cases}\ncorrect: {correct}\nerror: {error:.6}\nincorrect: {incorrect}\n")
+    }
+
+    /// The metrics (millionths) of that results file, as a result seals them.
+    pub fn metrics(correct: u64, cases: u64) -> BTreeMap<String, i64> {
+        let incorrect = cases - correct;
+        let m = |v: u64| (v as i64).saturating_mul(1_000_000);
+        [
+            ("cases".to_string(), m(cases)),
+            ("correct".to_string(), m(correct)),
+            ("error".to_string(), (incorrect as i64 * 1_000_000) / cases.max(1) as i64),
+            ("incorrect".to_string(), m(incorrect)),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    /// The tree hash a model's predictions would have (it depends on the outcome).
+    pub fn predictions_hash(correct: u64, cases: u64) -> Hash32 {
+        Hash32::of(format!("predictions {correct}/{cases}").as_bytes())
+    }
+
+    /// A result of `correct` of `cases`, sealed to `readers`, its receipt built as
+    /// the runner builds it (outputs committed under the result's receipt key).
+    pub fn result(
+        binding: Binding,
+        correct: u64,
+        cases: u64,
+        readers: &[X25519Key],
+        rng: &mut SeededRng,
+    ) -> Body {
+        let (sealed, key): (Sealed, ReceiptKey) =
+            seal_result(&metrics(correct, cases), readers, binding, rng).expect("sealable");
+        let results_hash = Hash32::of(results_yaml(correct, cases).as_bytes());
+        Body::Result(ResultRecord {
+            benchmark: binding.benchmark,
+            model: binding.model,
+            dataset: binding.dataset,
+            metrics: sealed,
+            receipt: ExecutionReceipt {
+                model_image_digest: digest("model"),
+                metrics_image_digest: digest("metrics"),
+                dataset_hash: Hash32::of(b"prepared"),
+                limits: ExecutionLimits {
+                    memory_bytes: 1 << 30,
+                    nano_cpus: 1_000_000_000,
+                    pids: 256,
+                },
+                runner_version: "medmesh-runner/testkit".into(),
+                outputs_commitment: key.commit(&predictions_hash(correct, cases), &results_hash),
+            },
+        })
+    }
+
+    impl Workflow {
+        /// Each hospital `i` submits, for each model `m`, `correct(i, m)` of
+        /// `cases[i]`, sealed to the committee and itself.
+        pub fn submit_counted_results(
+            mut self,
+            cases: &[u64],
+            correct: impl Fn(usize, usize) -> u64,
+        ) -> Self {
+            let mut rng = SeededRng::new(b"counted results");
+            for i in 0..self.hospitals.len() {
+                for (mi, m) in self.models.clone().into_iter().enumerate() {
+                    let binding =
+                        Binding { benchmark: self.benchmark, model: m, dataset: self.datasets[i] };
+                    let body =
+                        result(binding, correct(i, mi), cases[i], &self.readers(i), &mut rng);
+                    self.push(|w| &mut w.hospitals[i], body);
+                }
+            }
+            self
+        }
+    }
+
+    impl Workflow {
+        /// The release committee member `members[0]` builds from the results it
+        /// opens (as `medmesh benchmark release` does), signed by each of `members`.
+        pub fn members_release(mut self, members: &[usize]) -> Self {
+            let state = crate::fold::fold(&self.root, &self.records);
+            let key = self.committee[members[0]].opening();
+            let opened: Vec<crate::leaderboard::OpenedResult> = state
+                .results
+                .iter()
+                .filter(|r| r.counts && r.benchmark == self.benchmark)
+                .filter_map(|r| {
+                    let record = self.records.iter().find(|x| x.id == r.id)?;
+                    let Body::Result(x) = &record.body else { return None };
+                    let binding =
+                        Binding { benchmark: x.benchmark, model: x.model, dataset: x.dataset };
+                    let metrics = crate::seal::open(&x.metrics, &key, binding).ok()?;
+                    Some(crate::leaderboard::OpenedResult {
+                        model: r.model,
+                        dataset: r.dataset,
+                        metrics,
+                    })
+                })
+                .collect();
+            let datasets = self.opened_details(&state, members[0]);
+            let shown = state.releases.get(&self.benchmark).map(|r| r.release.round);
+            let round = crate::leaderboard::next_round(shown).expect("rounds remain");
+            let b = &state.benchmarks[&self.benchmark].benchmark;
+            let release =
+                crate::leaderboard::build_release(self.benchmark, b, &datasets, &opened, round);
+            for &c in members {
+                self.push(|w| &mut w.committee[c], Body::Release(release.clone()));
+            }
+            self
+        }
+    }
+
+    fn contains(corpus: &[u8], needle: &[u8]) -> bool {
+        !needle.is_empty() && corpus.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// What a dictionary attack learns about one result of a hospital whose case
+    /// count is known.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Recovered {
+        /// Candidate counts whose results file, metrics or their hashes appear
+        /// somewhere in the public bytes.
+        pub matched: BTreeSet<u64>,
+        /// Candidate counts whose sealed metrics would have the observed length.
+        pub same_length: BTreeSet<u64>,
+    }
+
+    impl Recovered {
+        /// Nothing learnt: no candidate matched, and the length rules none out.
+        pub fn nothing(&self, cases: u64) -> bool {
+            self.matched.is_empty() && self.same_length.len() as u64 == cases + 1
+        }
+    }
+
+    /// The outsider's attack: every possible results file of a hospital with
+    /// `cases` cases (`correct` from 0 to `cases`), hashed and encoded every way
+    /// the protocol ever published them, searched for in `corpus` (every public
+    /// byte); and each candidate's sealed length against `sealed_len`, the length
+    /// of the result's ciphertext.
+    pub fn dictionary_attack(corpus: &[u8], cases: u64, sealed_len: usize) -> Recovered {
+        let mut matched = BTreeSet::new();
+        let mut same_length = BTreeSet::new();
+        let probe = OpeningKey::from_secret([0x55; 32]).public();
+        let binding = Binding {
+            benchmark: RecordId::from_bytes([0; 32]),
+            model: RecordId::from_bytes([0; 32]),
+            dataset: RecordId::from_bytes([0; 32]),
+        };
+        for c in 0..=cases {
+            let yaml = results_yaml(c, cases);
+            let plain = crate::cbor::to_canonical(&metrics(c, cases)).expect("encodes");
+            let needles: [Vec<u8>; 4] = [
+                Hash32::of(yaml.as_bytes()).as_bytes().to_vec(),
+                plain.clone(),
+                Hash32::of(&plain).as_bytes().to_vec(),
+                predictions_hash(c, cases).as_bytes().to_vec(),
+            ];
+            if needles.iter().any(|n| contains(corpus, n)) {
+                matched.insert(c);
+            }
+            let mut rng = SeededRng::new(b"attacker");
+            let len = crate::seal::seal(&metrics(c, cases), &[probe], binding, &mut rng)
+                .map(|s| s.ciphertext.0.len())
+                .unwrap_or(0);
+            if len == sealed_len {
+                same_length.insert(c);
+            }
+        }
+        Recovered { matched, same_length }
+    }
+
+    /// Which of the hospitals with these case counts could have produced a
+    /// released `error` value (millionths), under the release's `precision`.
+    pub fn who_fits(released_error: i64, precision: u64, cases: &[u64]) -> Vec<usize> {
+        (0..cases.len())
+            .filter(|&h| {
+                (0..=cases[h]).any(|c| {
+                    crate::disclosure::round_value(metrics(c, cases[h])["error"], precision)
+                        == released_error
+                })
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,3 +115,174 @@ fn before_a_release_the_leaderboard_shows_nothing_even_with_every_result_counted
     assert_eq!(s.results.iter().filter(|r| r.counts).count(), results.len());
     assert!(s.leaderboards.is_empty());
 }
+
+// ----- the outsider's dictionary attack ------------------------------------------
+
+use protocol::disclosure;
+use protocol::testkit::counted::{self, dictionary_attack, who_fits};
+
+/// Each hospital's true case count, which the attacker is assumed to know.
+const CASES: [u64; 3] = [10, 12, 14];
+/// Correct answers of (hospital, model): hospital 0 scores 7 of 10 with model 0.
+const CORRECT: [[u64; 2]; 3] = [[7, 9], [8, 11], [10, 12]];
+/// Releases round to one decimal and show only the error rate.
+const PRECISION: u64 = 100_000;
+
+/// Every result sealed for real, with receipts as the runner builds them, under
+/// `sharing`; details sealed to the committee and each owner.
+fn counted_workflow(sharing: SharingPolicy) -> Workflow {
+    Workflow::people()
+        .with_benchmark(|b| {
+            b.sharing = sharing;
+            b.rank_metric = "error".into();
+            b.higher_is_better = false;
+            b.disclosure = Disclosure {
+                precision: PRECISION,
+                metrics: vec!["error".into()],
+                ..Disclosure::default()
+            };
+        })
+        .approve_benchmark()
+        .register_datasets()
+        .request_models()
+        .approve_all()
+        .submit_counted_results(&CASES, |h, m| CORRECT[h][m])
+}
+
+/// Every public byte: each record exactly as it travels and is stored.
+fn corpus(w: &Workflow) -> Vec<u8> {
+    w.records.iter().flat_map(|r| r.bytes.iter().copied()).collect()
+}
+
+/// Hospital index and sealed length of every result record.
+fn results_of(w: &Workflow) -> Vec<(usize, usize)> {
+    w.records
+        .iter()
+        .filter_map(|r| match &r.body {
+            Body::Result(x) => {
+                let h = w.datasets.iter().position(|d| *d == x.dataset)?;
+                Some((h, x.metrics.ciphertext.0.len()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_dictionary_attack_finds_a_hospitals_count_from_an_unkeyed_results_hash() {
+    // The attack is real: given what results records used to carry in the clear
+    // (BLAKE3 of results.yaml), it names hospital 0's exact score.
+    let w = counted_workflow(SharingPolicy::PerDataset);
+    let mut leaky = corpus(&w);
+    leaky.extend_from_slice(
+        protocol::Hash32::of(counted::results_yaml(7, 10).as_bytes()).as_bytes(),
+    );
+    let got = dictionary_attack(&leaky, CASES[0], 0);
+    assert_eq!(got.matched.into_iter().collect::<Vec<_>>(), vec![7]);
+}
+
+#[test]
+fn with_every_public_byte_and_each_hospitals_case_count_an_outsider_recovers_no_result() {
+    for sharing in [SharingPolicy::PerDataset, SharingPolicy::Aggregate { min_datasets: 2 }] {
+        let w = counted_workflow(sharing.clone());
+        let s = fold(&w.root, &w.records);
+        assert_eq!(s.results.iter().filter(|r| r.counts).count(), 6, "{sharing:?}");
+        for (stage, w) in [("before a release", w.clone()), ("after", w.members_release(&[0, 1]))] {
+            if stage == "after" {
+                let s = fold(&w.root, &w.records);
+                assert!(s.leaderboards.contains_key(&w.benchmark), "{sharing:?}: release shows");
+            }
+            let all = corpus(&w);
+            for (h, sealed_len) in results_of(&w) {
+                let got = dictionary_attack(&all, CASES[h], sealed_len);
+                assert!(
+                    got.nothing(CASES[h]),
+                    "{sharing:?}, {stage}: hospital {h}'s result gives away {got:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_dataset_record_shows_no_detail_in_the_clear_and_only_the_committee_and_owner_open_it() {
+    let w = counted_workflow(SharingPolicy::PerDataset);
+    let all = corpus(&w);
+    for needle in [&b"hospital-0 data"[..], b"samples", b"on site"] {
+        assert!(!all.windows(needle.len()).any(|x| x == needle), "{needle:?} in the clear");
+    }
+    let s = fold(&w.root, &w.records);
+    for (h, d) in w.datasets.iter().enumerate() {
+        let view = &s.datasets[d];
+        assert_eq!(view.dataset.public_details, None);
+        let binding = seal::DetailsBinding { benchmark: w.benchmark, owner: view.owner };
+        let open = |label: &str| seal::open_details(&view.dataset.sealed, &opening(label), binding);
+        assert_eq!(open(&format!("hospital-{h}")).unwrap().details.num_cases, Some(120));
+        assert_eq!(open("committee-2").unwrap(), testkit::details(&format!("hospital-{h}")));
+        let other = format!("hospital-{}", (h + 1) % 3);
+        for outsider in [other.as_str(), "model-owner-0", "admin"] {
+            assert_eq!(open(outsider).err(), Some(SealError::NotARecipient), "{outsider}");
+        }
+    }
+}
+
+#[test]
+fn after_a_per_dataset_release_no_pseudonym_can_be_tied_to_a_hospital() {
+    let w = counted_workflow(SharingPolicy::PerDataset).members_release(&[0, 1]);
+    let s = fold(&w.root, &w.records);
+    let release = &s.releases[&w.benchmark].release;
+    assert_eq!(release.entries.len(), 6, "a complete table: 2 models x 3 datasets");
+    let all = corpus(&w);
+    let ids: Vec<Vec<u8>> = all.windows(32).map(<[u8]>::to_vec).collect();
+    for e in &release.entries {
+        let label = e.dataset.as_deref().expect("per dataset");
+        // Only the error rate, on the policy's grid.
+        assert_eq!(e.metrics.keys().collect::<Vec<_>>(), vec!["error"]);
+        let error = e.metrics["error"];
+        assert!(disclosure::is_rounded(error, PRECISION));
+        // No public 32 bytes (an id, a key, a hash) keys the pseudonym.
+        assert!(
+            !ids.iter().any(|k| disclosure::pseudonym(k, &w.benchmark) == label),
+            "{label} is derived from public bytes"
+        );
+        // Rounded, the value fits more than one hospital's case count.
+        let fits = who_fits(error, PRECISION, &CASES);
+        assert!(fits.len() >= 2, "{label} ({error}) fits only hospitals {fits:?}");
+    }
+    // As measured (precision 1), hospital 0's error rate would have named it.
+    let exact = counted::metrics(7, 10)["error"];
+    assert_eq!(who_fits(exact, 1, &CASES), vec![0]);
+}
+
+#[test]
+fn a_release_finer_than_the_policy_or_with_a_metric_it_leaves_out_is_ignored() {
+    let w = counted_workflow(SharingPolicy::PerDataset).members_release(&[0]);
+    let Body::Release(honest) = w.records.last().unwrap().body.clone() else { unreachable!() };
+    let cases: [(&str, fn(&mut Release), &str); 2] = [
+        (
+            "an exact value",
+            |r| *r.entries[0].metrics.get_mut("error").unwrap() += 1,
+            "release shows a value finer than the disclosure policy's precision",
+        ),
+        (
+            "a count",
+            |r| {
+                r.entries[0].metrics.insert("cases".into(), 10_000_000);
+            },
+            "release shows a metric the benchmark's disclosure policy leaves out",
+        ),
+    ];
+    for (case, lie, reason) in cases {
+        let mut release = honest.clone();
+        lie(&mut release);
+        let mut w = w.clone();
+        let sigs: Vec<_> =
+            [1, 2].map(|c| w.push(|w| &mut w.committee[c], Body::Release(release.clone()))).into();
+        let s = fold(&w.root, &w.records);
+        assert!(s.leaderboards.is_empty(), "{case}: nothing shows");
+        for sig in sigs {
+            let why = s.ignored.iter().find(|i| i.id == sig.id).map(|i| i.reason.as_str());
+            assert_eq!(why, Some(reason), "{case}");
+        }
+    }
+}
