@@ -733,6 +733,13 @@ pub fn open_result(
     Ok((x, metrics))
 }
 
+/// The policy lets no figure out yet: too few datasets have results.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "nothing to release yet: the policy shows no figure until enough datasets have results (per dataset: two new ones at a time; aggregate: min_datasets)"
+)]
+pub struct NothingToRelease;
+
 /// A result this member could not open, and why.
 type Skipped<'a> = (&'a ResultView, anyhow::Error);
 
@@ -800,8 +807,8 @@ pub fn release(s: &Session, benchmark: &RecordId) -> anyhow::Result<Record> {
         }
         bail!("benchmark {} has no results to release yet", benchmark.short());
     }
-    let shown = state.releases.get(benchmark).map(|r| r.release.round);
-    let round = leaderboard::next_round(shown).ok_or_else(|| {
+    let shown = state.releases.get(benchmark).map(|r| &r.release);
+    let round = leaderboard::next_round(shown.map(|r| r.round)).ok_or_else(|| {
         anyhow!("the shown release of benchmark {} is at the last round", benchmark.short())
     })?;
     let mut datasets: BTreeMap<RecordId, SealedDetails> = BTreeMap::new();
@@ -822,7 +829,22 @@ pub fn release(s: &Session, benchmark: &RecordId) -> anyhow::Result<Record> {
             None => {}
         }
     }
-    let rel = leaderboard::build_release(*benchmark, &view.benchmark, &datasets, &opened, round);
+    let rel = leaderboard::build_release_after(
+        *benchmark,
+        &view.benchmark,
+        &datasets,
+        &opened,
+        round,
+        shown,
+    );
+    if rel.entries.is_empty() {
+        return Err(NothingToRelease.into());
+    }
+    if shown.is_some_and(|r| r.entries == rel.entries) {
+        bail!(
+            "nothing new to release: the shown release already holds every figure the policy allows now"
+        );
+    }
     s.publish(Body::Release(rel))
 }
 

@@ -13,7 +13,9 @@
 //! kept apart so that a change of the value type touches only them.
 
 use crate::ids::RecordId;
-use crate::record::{Disclosure, Release, SealedDetails};
+use std::collections::BTreeSet;
+
+use crate::record::{Disclosure, Release, SealedDetails, SharingPolicy};
 
 /// `value` rounded to the nearest multiple of `precision` (halves away from
 /// zero); `precision` 0 or 1 leaves it as it is.
@@ -72,6 +74,52 @@ pub fn check_release(release: &Release, d: &Disclosure) -> Result<(), &'static s
             }
             if !is_rounded(*v, d.precision) {
                 return Err("release shows a value finer than the disclosure policy's precision");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Datasets a per-dataset release may add to the one shown before it (or show
+/// in a first release): none, or at least this many. A lone new dataset's
+/// pseudonym would be named by the result records (which dataset has new
+/// results) and its values read off by difference.
+pub const NEW_DATASETS_MIN: usize = 2;
+
+/// Why `release` would let anyone attribute a single dataset's values by
+/// comparing it with `before`, the release shown before it: a per-dataset
+/// release that adds exactly one dataset (or shows just one at first), an
+/// aggregate whose dataset count for a model moved by less than `min_datasets`.
+pub fn check_difference(
+    before: Option<&Release>,
+    release: &Release,
+    sharing: &SharingPolicy,
+) -> Result<(), &'static str> {
+    match sharing {
+        SharingPolicy::PerDataset => {
+            let labels = |r: &Release| -> BTreeSet<String> {
+                r.entries.iter().filter_map(|e| e.dataset.clone()).collect()
+            };
+            let shown = before.map(labels).unwrap_or_default();
+            let added = labels(release).difference(&shown).count();
+            if added > 0 && added < NEW_DATASETS_MIN {
+                return Err(
+                    "release adds a single dataset to the one shown before it, which would name it",
+                );
+            }
+        }
+        SharingPolicy::Aggregate { min_datasets } => {
+            let Some(before) = before else { return Ok(()) };
+            for e in &release.entries {
+                let prev = before.entries.iter().find(|p| p.model == e.model);
+                if let Some(p) = prev {
+                    let moved = e.datasets.abs_diff(p.datasets);
+                    if moved > 0 && moved < *min_datasets {
+                        return Err(
+                            "release moves a model's aggregate by fewer datasets than min_datasets, which would reveal them by difference",
+                        );
+                    }
+                }
             }
         }
     }

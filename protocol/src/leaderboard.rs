@@ -64,6 +64,23 @@ pub fn build_release(
     opened: &[OpenedResult],
     round: u64,
 ) -> Release {
+    build_release_after(benchmark_id, benchmark, datasets, opened, round, None)
+}
+
+/// [`build_release`] as the round after `before`, the release shown now, so that
+/// nothing can be attributed by difference
+/// ([`crate::disclosure::check_difference`]): a single dataset new to a
+/// per-dataset release waits for another (a first release waits for two); a
+/// model's aggregate that would move by fewer than `min_datasets` datasets keeps
+/// the figure shown (or, covering fewer datasets than shown, waits).
+pub fn build_release_after(
+    benchmark_id: RecordId,
+    benchmark: &Benchmark,
+    datasets: &BTreeMap<RecordId, SealedDetails>,
+    opened: &[OpenedResult],
+    round: u64,
+    before: Option<&Release>,
+) -> Release {
     let policy = &benchmark.disclosure;
     let shown = |metrics: &BTreeMap<String, i64>| -> BTreeMap<String, i64> {
         metrics
@@ -93,7 +110,20 @@ pub fn build_release(
                 .map(|(id, d)| (*id, dataset_label(&benchmark_id, d)))
                 .collect();
             unique.retain(|(_, d), _| labelled.contains_key(d));
-            let (models, columns) = complete_table(unique.keys().copied());
+            let (models, mut columns) = complete_table(unique.keys().copied());
+            let shown_labels: BTreeSet<&str> = before
+                .map(|r| r.entries.iter().filter_map(|e| e.dataset.as_deref()).collect())
+                .unwrap_or_default();
+            let new: Vec<RecordId> = columns
+                .iter()
+                .filter(|d| !shown_labels.contains(labelled[*d].as_str()))
+                .copied()
+                .collect();
+            if new.len() < disclosure::NEW_DATASETS_MIN {
+                for d in new {
+                    columns.remove(&d);
+                }
+            }
             for (model, dataset) in unique.keys() {
                 if models.contains(model) && columns.contains(dataset) {
                     entries.push(ReleaseEntry {
@@ -129,12 +159,21 @@ pub fn build_release(
                         ))
                     })
                     .collect();
-                entries.push(ReleaseEntry {
+                let entry = ReleaseEntry {
                     model,
                     dataset: None,
                     datasets: mine.len() as u16,
                     metrics: shown(&metrics),
-                });
+                };
+                let prev = before.and_then(|r| r.entries.iter().find(|e| e.model == model));
+                match prev {
+                    Some(p) if p.datasets.abs_diff(entry.datasets) >= min_datasets => {
+                        entries.push(entry)
+                    }
+                    Some(p) if p.datasets < entry.datasets => entries.push(p.clone()),
+                    Some(p) if p.datasets > entry.datasets => {} // Waits for more.
+                    _ => entries.push(entry),
+                }
             }
         }
     }

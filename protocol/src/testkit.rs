@@ -772,11 +772,17 @@ pub mod counted {
                 })
                 .collect();
             let datasets = self.opened_details(&state, members[0]);
-            let shown = state.releases.get(&self.benchmark).map(|r| r.release.round);
-            let round = crate::leaderboard::next_round(shown).expect("rounds remain");
+            let shown = state.releases.get(&self.benchmark).map(|r| &r.release);
+            let round = crate::leaderboard::next_round(shown.map(|r| r.round)).expect("rounds");
             let b = &state.benchmarks[&self.benchmark].benchmark;
-            let release =
-                crate::leaderboard::build_release(self.benchmark, b, &datasets, &opened, round);
+            let release = crate::leaderboard::build_release_after(
+                self.benchmark,
+                b,
+                &datasets,
+                &opened,
+                round,
+                shown,
+            );
             for &c in members {
                 self.push(|w| &mut w.committee[c], Body::Release(release.clone()));
             }

@@ -286,3 +286,123 @@ fn a_release_finer_than_the_policy_or_with_a_metric_it_leaves_out_is_ignored() {
         }
     }
 }
+
+// ----- differences between releases ------------------------------------------------
+
+/// Results of `hospitals` only, under `sharing`.
+fn results_of_hospitals(w: Workflow, hospitals: std::ops::Range<usize>) -> Workflow {
+    let mut w = w;
+    let mut rng = SeededRng::new(b"later results");
+    for h in hospitals {
+        for (mi, m) in w.models.clone().into_iter().enumerate() {
+            let binding = Binding { benchmark: w.benchmark, model: m, dataset: w.datasets[h] };
+            let body = counted::result(binding, CORRECT[h][mi], CASES[h], &w.readers(h), &mut rng);
+            w.push(|w| &mut w.hospitals[h], body);
+        }
+    }
+    w
+}
+
+fn first_two_hospitals_released(sharing: SharingPolicy) -> Workflow {
+    let w = Workflow::people()
+        .with_benchmark(|b| {
+            b.sharing = sharing;
+            b.rank_metric = "error".into();
+            b.disclosure = Disclosure {
+                precision: PRECISION,
+                metrics: vec!["error".into()],
+                ..Disclosure::default()
+            };
+        })
+        .approve_benchmark()
+        .register_datasets()
+        .request_models()
+        .approve_all();
+    results_of_hospitals(w, 0..2).members_release(&[0, 1])
+}
+
+/// The release members would sign if they ignored the shown one.
+fn naive_release(w: &Workflow) -> Release {
+    let s = fold(&w.root, &w.records);
+    let w1 = w.clone();
+    let opened: Vec<_> = s
+        .results
+        .iter()
+        .filter(|r| r.counts)
+        .map(|r| {
+            let rec = w1.records.iter().find(|x| x.id == r.id).unwrap();
+            let x = result_of(rec);
+            protocol::leaderboard::OpenedResult {
+                model: r.model,
+                dataset: r.dataset,
+                metrics: seal::open(&x.metrics, &opening("committee-0"), binding(x)).unwrap(),
+            }
+        })
+        .collect();
+    let b = &s.benchmarks[&w.benchmark].benchmark;
+    let round = s.releases[&w.benchmark].release.round + 1;
+    protocol::leaderboard::build_release(w.benchmark, b, &w.opened_details(&s, 0), &opened, round)
+}
+
+#[test]
+fn a_single_dataset_new_to_a_release_waits_so_nobody_reads_it_off_by_difference() {
+    for (sharing, reason) in [
+        (
+            SharingPolicy::PerDataset,
+            "release adds a single dataset to the one shown before it, which would name it",
+        ),
+        (
+            SharingPolicy::Aggregate { min_datasets: 2 },
+            "release moves a model's aggregate by fewer datasets than min_datasets, which would reveal them by difference",
+        ),
+    ] {
+        let w = first_two_hospitals_released(sharing.clone());
+        let shown = fold(&w.root, &w.records).leaderboards[&w.benchmark].clone();
+        assert_eq!(shown.rows[0].datasets, 2, "{sharing:?}: the first release covers two");
+        // Hospital 2's results arrive alone.
+        let w = results_of_hospitals(w, 2..3);
+        // Members that follow the rule hold them back: the figures stay as shown.
+        let honest = w.clone().members_release(&[0, 1]);
+        let s = fold(&honest.root, &honest.records);
+        assert_eq!(s.leaderboards[&w.benchmark].release_round, 2, "{sharing:?}");
+        assert_eq!(s.leaderboards[&w.benchmark].rows, shown.rows, "{sharing:?}");
+        // Members that ignore it sign a release every node refuses.
+        let mut lying = w.clone();
+        let release = naive_release(&lying);
+        let sigs =
+            [0, 1].map(|c| lying.push(|w| &mut w.committee[c], Body::Release(release.clone())));
+        let s = fold(&lying.root, &lying.records);
+        assert_eq!(s.leaderboards[&w.benchmark], shown, "{sharing:?}: round 1 stays shown");
+        for sig in sigs {
+            let why = s.ignored.iter().find(|i| i.id == sig.id).map(|i| i.reason.as_str());
+            assert_eq!(why, Some(reason), "{sharing:?}");
+        }
+    }
+}
+
+#[test]
+fn a_per_dataset_release_never_shows_a_single_dataset_alone() {
+    let w = Workflow::people()
+        .with_benchmark(|_| {})
+        .approve_benchmark()
+        .register_datasets()
+        .request_models()
+        .approve_all();
+    let w = results_of_hospitals(w, 0..1).members_release(&[0, 1]);
+    let Body::Release(r) = &w.records.last().unwrap().body else { unreachable!() };
+    assert!(r.entries.is_empty(), "one dataset alone would be named by its results");
+    // A member that builds one anyway signs what every fold refuses.
+    let alone = Release {
+        entries: vec![ReleaseEntry {
+            model: w.models[0],
+            dataset: Some("site-000000000000".into()),
+            datasets: 1,
+            metrics: [("auc".to_string(), 500_000)].into_iter().collect(),
+        }],
+        ..r.clone()
+    };
+    assert_eq!(
+        disclosure::check_difference(None, &alone, &SharingPolicy::PerDataset),
+        Err("release adds a single dataset to the one shown before it, which would name it")
+    );
+}

@@ -321,8 +321,14 @@ pub fn run(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
                 let st = s.state()?;
                 let counting = st.results.iter().filter(|r| r.benchmark == b && r.counts).count();
                 if counting > released {
-                    let r = workflow::release(&s, &b)?;
                     released = counting;
+                    let r = match workflow::release(&s, &b) {
+                        Err(e) if e.downcast_ref::<workflow::NothingToRelease>().is_some() => {
+                            eprintln!("{e}; waiting for more results");
+                            continue;
+                        }
+                        r => r?,
+                    };
                     report(
                         ctx,
                         &format!("release signed covering {counting} results"),

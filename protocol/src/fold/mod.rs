@@ -46,8 +46,11 @@
 //!   no more than its counting results and every model shows the same labels (a
 //!   complete table; labels are pseudonyms keyed with sealed secrets, so the
 //!   fold checks counts and shape), each aggregate claims no more datasets than
-//!   the model has counting results. Content that breaks a rule is ignored with
-//!   its reason. Rounds strictly increase per benchmark (a
+//!   the model has counting results. Against the release shown at the rounds
+//!   before it, a per-dataset release adds no dataset or at least two, and an
+//!   aggregate moves a model's dataset count by 0 or at least `min_datasets`
+//!   (else one dataset's values could be read off by difference). Content that
+//!   breaks a rule is ignored with its reason. Rounds strictly increase per benchmark (a
 //!   member releases the round after the one shown); the highest complete round
 //!   wins, the smallest content hash on a tie. The leaderboard is computed from
 //!   the shown release.

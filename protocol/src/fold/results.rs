@@ -202,7 +202,9 @@ impl Deriver<'_> {
             };
             let b = &bench.benchmark;
             let backing = backings.get(bench_id).unwrap_or(&no_results);
-            let mut best: Option<(u64, Hash32, &Release, Vec<PublicKey>)> = None;
+            // Complete contents (valid, signed by the threshold), by round then hash.
+            let mut complete: Vec<(u64, Hash32, &Release, Vec<PublicKey>, Vec<RecordId>)> =
+                Vec::new();
             for (hash, c) in contents {
                 let problem = if !release_fits_policy(&c.body, &b.sharing) {
                     Some("release breaks the benchmark's sharing policy")
@@ -232,14 +234,29 @@ impl Deriver<'_> {
                 if signers.len() < usize::from(b.threshold) || problem.is_some() {
                     continue;
                 }
-                let better = match &best {
-                    None => true,
-                    Some((round, h, _, _)) => {
-                        (c.body.round, std::cmp::Reverse(*hash)) > (*round, std::cmp::Reverse(*h))
+                let ids = c.signers.values().flatten().map(|(_, id)| *id).collect();
+                complete.push((c.body.round, *hash, &c.body, signers, ids));
+            }
+            complete.sort_by_key(|c| (c.0, c.1));
+            // Each round's contents against the release shown before it: the
+            // smallest hash of a round that passes is shown, until a later round
+            // passes.
+            let mut best: Option<(u64, Hash32, &Release, Vec<PublicKey>)> = None;
+            let mut before: Option<&Release> = None;
+            let mut round = None;
+            for (r, hash, release, signers, ids) in complete {
+                if round != Some(r) {
+                    round = Some(r);
+                    before = best.as_ref().map(|b| b.2);
+                }
+                if let Err(why) = crate::disclosure::check_difference(before, release, &b.sharing) {
+                    for id in ids {
+                        self.ignore(id, why);
                     }
-                };
-                if better {
-                    best = Some((c.body.round, *hash, &c.body, signers));
+                    continue;
+                }
+                if best.as_ref().is_none_or(|b| b.0 < r) {
+                    best = Some((r, hash, release, signers));
                 }
             }
             if let Some((_, hash, release, signers)) = best {
