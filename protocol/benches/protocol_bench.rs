@@ -85,7 +85,9 @@ fn federation(hospitals: usize) -> (NetworkRoot, Vec<Record>) {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunks: Vec<Vec<usize>> =
         (0..threads).map(|t| (t..hospitals).step_by(threads).collect()).collect();
-    let signed: Vec<Vec<(Vec<(RecordId, RecordId)>, Vec<Record>)>> = std::thread::scope(|s| {
+    // Per hospital: its (benchmark, dataset) pairs and every record it signed.
+    type Signed = (Vec<(RecordId, RecordId)>, Vec<Record>);
+    let signed: Vec<Vec<Signed>> = std::thread::scope(|s| {
         let handles: Vec<_> = chunks
             .iter()
             .map(|chunk| {

@@ -177,7 +177,7 @@ fn pad(mut plaintext: Vec<u8>) -> Result<Vec<u8>, SealError> {
 fn unpad(mut padded: Vec<u8>) -> Result<Vec<u8>, SealError> {
     let end = padded.iter().rposition(|b| *b != 0);
     match end {
-        Some(i) if padded[i] == 0x80 && padded.len() % PAD_BYTES == 0 => {
+        Some(i) if padded[i] == 0x80 && padded.len().is_multiple_of(PAD_BYTES) => {
             padded.truncate(i);
             Ok(padded)
         }

@@ -735,12 +735,11 @@ pub mod counted {
             correct: impl Fn(usize, usize) -> u64,
         ) -> Self {
             let mut rng = SeededRng::new(b"counted results");
-            for i in 0..self.hospitals.len() {
+            for (i, n) in cases.iter().enumerate().take(self.hospitals.len()) {
                 for (mi, m) in self.models.clone().into_iter().enumerate() {
                     let binding =
                         Binding { benchmark: self.benchmark, model: m, dataset: self.datasets[i] };
-                    let body =
-                        result(binding, correct(i, mi), cases[i], &self.readers(i), &mut rng);
+                    let body = result(binding, correct(i, mi), *n, &self.readers(i), &mut rng);
                     self.push(|w| &mut w.hospitals[i], body);
                 }
             }

@@ -258,7 +258,8 @@ fn after_a_per_dataset_release_no_pseudonym_can_be_tied_to_a_hospital() {
 fn a_release_finer_than_the_policy_or_with_a_metric_it_leaves_out_is_ignored() {
     let w = counted_workflow(SharingPolicy::PerDataset).members_release(&[0]);
     let Body::Release(honest) = w.records.last().unwrap().body.clone() else { unreachable!() };
-    let cases: [(&str, fn(&mut Release), &str); 2] = [
+    type Lie = fn(&mut Release);
+    let cases: [(&str, Lie, &str); 2] = [
         (
             "an exact value",
             |r| *r.entries[0].metrics.get_mut("error").unwrap() += 1,

@@ -23,7 +23,7 @@ pub enum DetailsArg {
 /// A step such as 0.01 as millionths; refused unless it is at least one millionth.
 fn precision_millionths(step: f64) -> anyhow::Result<u64> {
     let m = (step * 1e6).round();
-    if !m.is_finite() || m < 1.0 || m > 1e15 {
+    if !(1.0..=1e15).contains(&m) {
         anyhow::bail!(
             "--precision {step} must be a step between 0.000001 and 1e9 (e.g. 0.01 for two decimals)"
         );

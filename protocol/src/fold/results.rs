@@ -203,8 +203,7 @@ impl Deriver<'_> {
             let b = &bench.benchmark;
             let backing = backings.get(bench_id).unwrap_or(&no_results);
             // Complete contents (valid, signed by the threshold), by round then hash.
-            let mut complete: Vec<(u64, Hash32, &Release, Vec<PublicKey>, Vec<RecordId>)> =
-                Vec::new();
+            let mut complete: Vec<Complete<'_>> = Vec::new();
             for (hash, c) in contents {
                 let problem = if !release_fits_policy(&c.body, &b.sharing) {
                     Some("release breaks the benchmark's sharing policy")
@@ -282,6 +281,10 @@ impl Deriver<'_> {
         (releases, leaderboards)
     }
 }
+
+/// A release content signed by the threshold: round, content hash, content,
+/// counted signers, and the ids of every record that signed it.
+type Complete<'a> = (u64, Hash32, &'a Release, Vec<PublicKey>, Vec<RecordId>);
 
 /// The results that count for one benchmark: per model, how many datasets it
 /// has a counting result for. Dataset labels are pseudonyms keyed with secrets
