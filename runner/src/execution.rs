@@ -242,3 +242,54 @@ pub async fn run_model(
     std::fs::write(&receipt_path, text).map_err(RunnerError::io(receipt_path))?;
     Ok(run)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use protocol::seal::{Binding, OpeningKey, SeededRng, open_result, seal_result};
+
+    use super::*;
+
+    fn local() -> LocalReceipt {
+        LocalReceipt {
+            model_image_digest: format!("sha256:{}", "a".repeat(64)),
+            metrics_image_digest: format!("sha256:{}", "b".repeat(64)),
+            dataset_hash: Hash32::of(b"prepared"),
+            predictions_hash: Hash32::of(b"predictions"),
+            results_hash: Hash32::of(b"correct: 7\n"),
+            limits: ExecutionLimits { memory_bytes: 1 << 30, nano_cpus: 1, pids: 64 },
+            runner_version: RUNNER_VERSION.into(),
+            infer_ms: 1234,
+            evaluate_ms: 56,
+        }
+    }
+
+    #[test]
+    fn the_public_receipt_keeps_what_anyone_may_check_and_commits_to_the_outputs_for_the_recipients()
+     {
+        let binding = Binding {
+            benchmark: RecordId::from_bytes([1; 32]),
+            model: RecordId::from_bytes([2; 32]),
+            dataset: RecordId::from_bytes([3; 32]),
+        };
+        let reader = OpeningKey::from_secret([4; 32]);
+        let metrics: BTreeMap<String, i64> = [("correct".to_string(), 7_000_000)].into();
+        let (sealed, key) =
+            seal_result(&metrics, &[reader.public()], binding, &mut SeededRng::new(b"r")).unwrap();
+        let l = local();
+        let public = l.public(&key);
+        assert_eq!(public.dataset_hash, l.dataset_hash);
+        assert_eq!(public.model_image_digest, l.model_image_digest);
+        assert_eq!(public.runner_version, RUNNER_VERSION);
+        // Neither output hash nor any timing is in the public receipt's bytes.
+        let bytes = protocol::cbor::to_canonical(&public).unwrap();
+        for h in [l.predictions_hash, l.results_hash] {
+            assert!(!bytes.windows(32).any(|w| w == h.as_bytes()));
+        }
+        assert_ne!(public.outputs_commitment, l.results_hash);
+        // A recipient derives the key and checks the commitment against the outputs.
+        let (_, opened) = open_result(&sealed, &reader, binding).unwrap();
+        assert_eq!(opened.commit(&l.predictions_hash, &l.results_hash), public.outputs_commitment);
+    }
+}
