@@ -202,3 +202,45 @@ fn a_built_release_signed_by_the_threshold_shows_in_every_fold() {
     assert_eq!(lb.rows[0].model_name, "model-1");
     assert_eq!(lb.release_round, 1, "the first round");
 }
+
+#[test]
+fn the_disclosure_policy_rounds_values_keeps_its_metrics_and_leaves_out_small_datasets() {
+    let mut b = bench(SharingPolicy::PerDataset);
+    b.disclosure = Disclosure {
+        precision: 100_000,
+        min_cases: 100,
+        metrics: vec!["auc".into()],
+        ..Disclosure::default()
+    };
+    let mut datasets = anonymous(11..=13);
+    datasets.get_mut(&id(12)).unwrap().details.num_cases = Some(99); // too small
+    datasets.get_mut(&id(13)).unwrap().details.num_cases = None; // unknown: left out too
+    datasets.insert(id(14), named("d14", false)); // 120 cases
+    let mut results = table();
+    for o in &mut results {
+        o.metrics.insert("cases".into(), 120_000_000);
+    }
+    results.extend([opened(1, 14, 851_000), opened(2, 14, 749_999), opened(3, 14, 612_345)]);
+    let r = leaderboard::build_release(id(50), &b, &datasets, &results, 1);
+    let labels: std::collections::BTreeSet<_> =
+        r.entries.iter().map(|e| e.dataset.clone().unwrap()).collect();
+    assert_eq!(labels.len(), 2, "datasets 11 and 14 only: {labels:?}");
+    for e in &r.entries {
+        assert_eq!(e.metrics.keys().collect::<Vec<_>>(), vec!["auc"], "no count");
+        assert_eq!(e.metrics["auc"] % 100_000, 0, "rounded to 0.1");
+    }
+    let d14 = |m: u8| {
+        r.entries
+            .iter()
+            .find(|e| {
+                e.model == id(m)
+                    && e.dataset.as_deref()
+                        == Some(
+                            &protocol::disclosure::dataset_label(&id(50), &datasets[&id(14)])[..],
+                        )
+            })
+            .unwrap()
+            .metrics["auc"]
+    };
+    assert_eq!((d14(1), d14(2), d14(3)), (900_000, 700_000, 600_000));
+}
