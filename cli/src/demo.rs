@@ -16,7 +16,8 @@ use anyhow::{Context, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use protocol::fold::Status;
 use protocol::record::{
-    Admission, AutoApproval, Body, Decision, JoinRequest, MemberRole, SharingPolicy, Subject,
+    Admission, AutoApproval, Body, Decision, Disclosure, JoinRequest, MemberRole, SharingPolicy,
+    Subject,
 };
 use protocol::{AdmissionMode, Hash32, NetworkRoot, RecordId, State};
 
@@ -359,6 +360,15 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             dataset_auto_approval: AutoApproval::Never,
             model_auto_approval: AutoApproval::Never,
             sharing: SharingPolicy::PerDataset,
+            // Three decimals, and no count: `cases` would tie a pseudonym to a
+            // hospital whose size is known.
+            disclosure: Disclosure {
+                precision: 1_000,
+                metrics: ["accuracy", "auc", "f1", "sensitivity", "specificity"]
+                    .map(String::from)
+                    .to_vec(),
+                ..Disclosure::default()
+            },
             rank_metric: "auc".into(),
             higher_is_better: true,
             skip_test: false,

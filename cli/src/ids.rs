@@ -37,6 +37,15 @@ impl Candidate for RecordId {
     }
 }
 
+impl Candidate for &(RecordId, String) {
+    fn id(&self) -> RecordId {
+        self.0
+    }
+    fn name(&self) -> Option<&str> {
+        Some(self.1.as_str()).filter(|n| !n.is_empty())
+    }
+}
+
 impl Candidate for (RecordId, &str) {
     fn id(&self) -> RecordId {
         self.0

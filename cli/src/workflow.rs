@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
-use protocol::fold::{ResultView, Status};
+use protocol::fold::{DatasetView, ResultView, Status};
 use protocol::leaderboard::{self, OpenedResult};
 use protocol::metric::MetricValue;
 use protocol::record::*;
-use protocol::seal::{self, Binding};
+use protocol::seal::{self, Binding, DetailsBinding};
 use protocol::{Hash32, NetworkId, PublicKey, Record, RecordId, State, X25519Key};
 use runner::engine::{Engine, RunLimits, Runnable};
 use runner::manifest::ContainerSpec;
@@ -258,6 +258,8 @@ pub struct BenchmarkArgs {
     pub dataset_auto_approval: AutoApproval,
     pub model_auto_approval: AutoApproval,
     pub sharing: SharingPolicy,
+    /// What releases may show, and who reads datasets' details.
+    pub disclosure: Disclosure,
     pub rank_metric: String,
     pub higher_is_better: bool,
     /// Skip the compatibility test (not recommended).
@@ -360,6 +362,7 @@ pub fn submit_benchmark(s: &Session, a: &BenchmarkArgs) -> anyhow::Result<Record
         dataset_auto_approval: a.dataset_auto_approval.clone(),
         model_auto_approval: a.model_auto_approval.clone(),
         sharing: a.sharing.clone(),
+        disclosure: a.disclosure.clone(),
         rank_metric: a.rank_metric.clone(),
         higher_is_better: a.higher_is_better,
     };
@@ -454,7 +457,17 @@ pub fn prepare_dataset(
     ))??)
 }
 
-/// Register a prepared dataset (metadata only).
+/// 32 random bytes from the operating system.
+fn random32() -> anyhow::Result<[u8; 32]> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| anyhow!("the operating system gave no randomness: {e}"))?;
+    Ok(b)
+}
+
+/// Register a prepared dataset: in the clear only what the fold needs; its
+/// details and a fresh pseudonym key sealed to the benchmark's committee and to
+/// this owner (the details also in the clear when the benchmark's disclosure
+/// policy makes them public).
 pub fn submit_dataset(
     s: &Session,
     benchmark: &RecordId,
@@ -467,17 +480,51 @@ pub fn submit_dataset(
     let b = benchmark_of(&state, benchmark)?;
     let root = dataset_root(s, name);
     let prepared = runner::dataset::open_dataset(&root)?;
-    let record = runner::dataset::dataset_record(
-        &prepared,
-        name,
-        description,
-        location,
-        b.data_preparator,
-        name_public,
-    );
-    let r = s.publish(Body::Dataset(record))?;
+    let details =
+        runner::dataset::dataset_details(&prepared, name, description, location, name_public);
+    details.validate()?;
+    let sealed_details =
+        SealedDetails { details: details.clone(), pseudonym_key: Bytes(random32()?.to_vec()) };
+    let to = recipients(&state, &b, &s.me())?;
+    let binding = DetailsBinding { benchmark: *benchmark, owner: s.me() };
+    let mut rng = seal::rand_core::UnwrapErr(getrandom::SysRng);
+    let sealed = seal::seal_details(&sealed_details, &to, binding, &mut rng)?;
+    let public_details =
+        (b.disclosure.dataset_details == DetailsAudience::Public).then_some(details);
+    let r = s.publish(Body::Dataset(Dataset {
+        benchmark: *benchmark,
+        data_preparator: b.data_preparator,
+        prepared_hash: prepared.prepared_hash,
+        state: DatasetState::Development,
+        public_details,
+        sealed,
+    }))?;
     remember_dataset(s, &r.id, &root)?;
     Ok(r)
+}
+
+/// A dataset's details as this user reads them: in the clear, or opened with
+/// this user's key (the committee's and the owner's). `None` when sealed to
+/// others.
+pub fn dataset_details(s: &Session, view: &DatasetView) -> Option<SealedDetails> {
+    let binding = DetailsBinding { benchmark: view.dataset.benchmark, owner: view.owner };
+    match seal::open_details(&view.dataset.sealed, &s.keys.opening, binding) {
+        Ok(d) => Some(d),
+        Err(_) => view
+            .dataset
+            .public_details
+            .clone()
+            .map(|details| SealedDetails { details, pseudonym_key: Bytes(Vec::new()) }),
+    }
+}
+
+/// Every dataset with the name this user can read (public, or opened).
+pub fn dataset_names(s: &Session, state: &State) -> Vec<(RecordId, String)> {
+    state
+        .datasets
+        .values()
+        .filter_map(|v| dataset_details(s, v).map(|d| (v.id, d.details.name)))
+        .collect()
 }
 
 /// Mark a dataset operational, with its hash recomputed now.
@@ -506,7 +553,7 @@ pub fn associate(
     let r = s.publish(Body::AssociationRequest(AssociationRequest {
         benchmark: *benchmark,
         subject,
-        compatibility: outcome.record(),
+        compatibility: outcome.record(&random32()?),
     }))?;
     Ok((r, outcome))
 }
@@ -688,13 +735,13 @@ pub fn submit_result(
     let binding = Binding { benchmark: *benchmark, model: *model, dataset: *dataset };
     let mut rng = seal::rand_core::UnwrapErr(getrandom::SysRng);
     // Sealed as the metrics container wrote them; releases take their numbers.
-    let metrics = seal::seal(&run.results, &to, binding, &mut rng)?;
+    let (metrics, receipt_key) = seal::seal_result(&run.results, &to, binding, &mut rng)?;
     s.publish(Body::Result(ResultRecord {
         benchmark: *benchmark,
         model: *model,
         dataset: *dataset,
         metrics,
-        receipt: run.receipt.clone(),
+        receipt: run.receipt.public(&receipt_key),
     }))
 }
 
@@ -712,6 +759,13 @@ pub fn open_result(
     let metrics = seal::open(&x.metrics, &s.keys.opening, binding)?;
     Ok((x, metrics))
 }
+
+/// The policy lets no figure out yet: too few datasets have results.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "nothing to release yet: the policy shows no figure until enough datasets have results (per dataset: two new ones at a time; aggregate: min_datasets)"
+)]
+pub struct NothingToRelease;
 
 /// A result this member could not open, and why.
 type Skipped<'a> = (&'a ResultView, anyhow::Error);
@@ -780,13 +834,44 @@ pub fn release(s: &Session, benchmark: &RecordId) -> anyhow::Result<Record> {
         }
         bail!("benchmark {} has no results to release yet", benchmark.short());
     }
-    let shown = state.releases.get(benchmark).map(|r| r.release.round);
-    let round = leaderboard::next_round(shown).ok_or_else(|| {
+    let shown = state.releases.get(benchmark).map(|r| &r.release);
+    let round = leaderboard::next_round(shown.map(|r| r.round)).ok_or_else(|| {
         anyhow!("the shown release of benchmark {} is at the last round", benchmark.short())
     })?;
-    let datasets: BTreeMap<RecordId, Dataset> =
-        state.datasets.iter().map(|(k, v)| (*k, v.dataset.clone())).collect();
-    let rel = leaderboard::build_release(*benchmark, &view.benchmark, &datasets, &opened, round);
+    let mut datasets: BTreeMap<RecordId, SealedDetails> = BTreeMap::new();
+    for r in state.results.iter().filter(|r| r.benchmark == *benchmark && r.counts) {
+        if datasets.contains_key(&r.dataset) {
+            continue;
+        }
+        let binding = DetailsBinding { benchmark: *benchmark, owner: r.submitter };
+        let view = state.datasets.get(&r.dataset);
+        match view.map(|v| seal::open_details(&v.dataset.sealed, &s.keys.opening, binding)) {
+            Some(Ok(d)) => {
+                datasets.insert(r.dataset, d);
+            }
+            Some(Err(e)) => eprintln!(
+                "warning: left out dataset {}: its details do not open with your key: {e}",
+                r.dataset.short()
+            ),
+            None => {}
+        }
+    }
+    let rel = leaderboard::build_release_after(
+        *benchmark,
+        &view.benchmark,
+        &datasets,
+        &opened,
+        round,
+        shown,
+    );
+    if rel.entries.is_empty() {
+        return Err(NothingToRelease.into());
+    }
+    if shown.is_some_and(|r| r.entries == rel.entries) {
+        bail!(
+            "nothing new to release: the shown release already holds every figure the policy allows now"
+        );
+    }
     s.publish(Body::Release(rel))
 }
 

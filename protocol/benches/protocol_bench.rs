@@ -85,7 +85,9 @@ fn federation(hospitals: usize) -> (NetworkRoot, Vec<Record>) {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunks: Vec<Vec<usize>> =
         (0..threads).map(|t| (t..hospitals).step_by(threads).collect()).collect();
-    let signed: Vec<Vec<(Record, Vec<Record>)>> = std::thread::scope(|s| {
+    // Per hospital: its (benchmark, dataset) pairs and every record it signed.
+    type Signed = (Vec<(RecordId, RecordId)>, Vec<Record>);
+    let signed: Vec<Vec<Signed>> = std::thread::scope(|s| {
         let handles: Vec<_> = chunks
             .iter()
             .map(|chunk| {
@@ -98,25 +100,34 @@ fn federation(hospitals: usize) -> (NetworkRoot, Vec<Record>) {
                             let mut to = readers.clone();
                             to.push(hosp.opening().public());
                             let profile = hosp.sign(hosp.profile("hospital"));
-                            let d = hosp.sign(testkit::dataset(
-                                &format!("d{h}"),
-                                benches[0].1,
-                                DatasetState::Operation,
-                            ));
+                            // One dataset per benchmark: a dataset's details are
+                            // sealed to one benchmark's committee.
                             let mut mine = vec![profile];
-                            for (b, _) in benches {
+                            let mut ids = Vec::new();
+                            for (b, prep) in benches {
+                                let d = hosp.sign(testkit::dataset_to(
+                                    &format!("d{h}"),
+                                    *b,
+                                    *prep,
+                                    DatasetState::Operation,
+                                    &to,
+                                ));
+                                ids.push((*b, d.id));
+                                mine.push(d);
+                            }
+                            for (b, d) in &ids {
                                 mine.push(hosp.sign(testkit::request(
                                     *b,
-                                    Subject::Dataset(d.id),
+                                    Subject::Dataset(*d),
                                     true,
                                 )));
                                 for m in models {
                                     mine.push(
-                                        hosp.sign(testkit::result_to(*b, *m, d.id, h as u64, &to)),
+                                        hosp.sign(testkit::result_to(*b, *m, *d, h as u64, &to)),
                                     );
                                 }
                             }
-                            (d, mine)
+                            (ids, mine)
                         })
                         .collect()
                 })
@@ -124,15 +135,13 @@ fn federation(hospitals: usize) -> (NetworkRoot, Vec<Record>) {
             .collect();
         handles.into_iter().map(|h| h.join().expect("signer thread")).collect()
     });
-    for (d, mine) in signed.into_iter().flatten() {
-        let d_id = d.id;
-        records.push(d);
+    for (ids, mine) in signed.into_iter().flatten() {
         records.extend(mine);
-        for (b, _) in &benches {
+        for (b, d) in ids {
             for c in committee.iter_mut().take(2) {
                 records.push(c.sign(testkit::decide(
-                    *b,
-                    Subject::Dataset(d_id),
+                    b,
+                    Subject::Dataset(d),
                     Decision::Approve,
                     None,
                 )));

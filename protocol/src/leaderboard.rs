@@ -17,9 +17,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::disclosure::{self, dataset_label, metric_allowed, round_value};
 use crate::ids::RecordId;
 use crate::metric::{Figure, MetricValue};
-use crate::record::{Benchmark, Dataset, Release, ReleaseEntry, SharingPolicy};
+use crate::record::{Benchmark, Release, ReleaseEntry, SealedDetails, SharingPolicy};
 
 /// Bootstrap resamples per model.
 pub const BOOTSTRAP_RESAMPLES: usize = 1000;
@@ -46,25 +47,6 @@ impl OpenedResult {
     }
 }
 
-/// How a dataset appears in releases: its name if the owner allowed, else a stable
-/// pseudonym derived from the benchmark and dataset ids.
-pub fn dataset_label(
-    benchmark: &RecordId,
-    dataset_id: &RecordId,
-    dataset: Option<&Dataset>,
-) -> String {
-    match dataset {
-        Some(d) if d.name_public => d.name.clone(),
-        _ => {
-            let mut h = blake3::Hasher::new();
-            h.update(b"medmesh/pseudonym/v1");
-            h.update(benchmark.as_bytes());
-            h.update(dataset_id.as_bytes());
-            format!("site-{}", &h.finalize().to_hex()[..8])
-        }
-    }
-}
-
 /// The integer mean (rounded down) of millionths.
 fn mean(values: impl IntoIterator<Item = i64>) -> Option<i64> {
     let (sum, n) = values.into_iter().fold((0i128, 0i128), |(s, n), v| (s + i128::from(v), n + 1));
@@ -79,15 +61,55 @@ pub fn next_round(shown: Option<u64>) -> Option<u64> {
 }
 
 /// The release the policy allows for these opened results, as round `round`.
-/// `datasets` gives each dataset's record (for its name and whether it may be
-/// shown).
+/// `datasets` gives each dataset's opened details (its name or pseudonym, its
+/// case count); a dataset missing from it is left out, as its label is unknown.
+///
+/// The benchmark's [`crate::record::Disclosure`] applies: only its metrics, each
+/// value rounded to its precision. A per-dataset release is a complete table
+/// (every dataset it shows has a value for every model it shows), so that which
+/// models a dataset ran, which the result records tell everyone, cannot tie a
+/// pseudonym to a dataset; of the two complete tables (every dataset and the
+/// models run on all of them, or every model and the datasets that ran all of
+/// them) the one with more cells is released. Datasets with fewer cases than
+/// `min_cases` are left out. An aggregate covers at least `min_datasets`.
 pub fn build_release(
     benchmark_id: RecordId,
     benchmark: &Benchmark,
-    datasets: &BTreeMap<RecordId, Dataset>,
+    datasets: &BTreeMap<RecordId, SealedDetails>,
     opened: &[OpenedResult],
     round: u64,
 ) -> Release {
+    build_release_after(benchmark_id, benchmark, datasets, opened, round, None)
+}
+
+/// [`build_release`] as the round after `before`, the release shown now, so that
+/// nothing can be attributed by difference
+/// ([`crate::disclosure::check_difference`]): a single dataset new to a
+/// per-dataset release waits for another (a first release waits for two); a
+/// model's aggregate that would move by fewer than `min_datasets` datasets keeps
+/// the figure shown (or, covering fewer datasets than shown, waits).
+pub fn build_release_after(
+    benchmark_id: RecordId,
+    benchmark: &Benchmark,
+    datasets: &BTreeMap<RecordId, SealedDetails>,
+    opened: &[OpenedResult],
+    round: u64,
+    before: Option<&Release>,
+) -> Release {
+    let policy = &benchmark.disclosure;
+    let shown = |metrics: &BTreeMap<String, Figure>| -> BTreeMap<String, Figure> {
+        metrics
+            .iter()
+            .filter(|(k, _)| metric_allowed(policy, k))
+            .map(|(k, v)| {
+                let v = match v {
+                    Figure::Millionths(x) => Figure::Millionths(round_value(*x, policy.precision)),
+                    Figure::NaN => Figure::NaN,
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    };
     let mut unique: BTreeMap<(RecordId, RecordId), &OpenedResult> = BTreeMap::new();
     for o in opened {
         unique.insert((o.model, o.dataset), o);
@@ -103,13 +125,35 @@ pub fn build_release(
     let mut entries = Vec::new();
     match benchmark.sharing {
         SharingPolicy::PerDataset => {
-            for ((model, dataset), o) in &unique {
-                entries.push(ReleaseEntry {
-                    model: *model,
-                    dataset: Some(dataset_label(&benchmark_id, dataset, datasets.get(dataset))),
-                    datasets: 1,
-                    metrics: o.figures(),
-                });
+            let labelled: BTreeMap<RecordId, String> = datasets
+                .iter()
+                .filter(|(_, d)| d.details.num_cases.unwrap_or(0) >= policy.min_cases)
+                .map(|(id, d)| (*id, dataset_label(&benchmark_id, d)))
+                .collect();
+            unique.retain(|(_, d), _| labelled.contains_key(d));
+            let (models, mut columns) = complete_table(unique.keys().copied());
+            let shown_labels: BTreeSet<&str> = before
+                .map(|r| r.entries.iter().filter_map(|e| e.dataset.as_deref()).collect())
+                .unwrap_or_default();
+            let new: Vec<RecordId> = columns
+                .iter()
+                .filter(|d| !shown_labels.contains(labelled[*d].as_str()))
+                .copied()
+                .collect();
+            if new.len() < disclosure::NEW_DATASETS_MIN {
+                for d in new {
+                    columns.remove(&d);
+                }
+            }
+            for (model, dataset) in unique.keys() {
+                if models.contains(model) && columns.contains(dataset) {
+                    entries.push(ReleaseEntry {
+                        model: *model,
+                        dataset: Some(labelled[dataset].clone()),
+                        datasets: 1,
+                        metrics: shown(&unique[&(*model, *dataset)].figures()),
+                    });
+                }
             }
             entries.sort_by(|a, b| (a.model, &a.dataset).cmp(&(b.model, &b.dataset)));
         }
@@ -138,17 +182,53 @@ pub fn build_release(
                         ))
                     })
                     .collect();
-                entries.push(ReleaseEntry {
+                let entry = ReleaseEntry {
                     model,
                     dataset: None,
                     datasets: mine.len() as u16,
-                    metrics,
-                });
+                    metrics: shown(&metrics),
+                };
+                let prev = before.and_then(|r| r.entries.iter().find(|e| e.model == model));
+                match prev {
+                    Some(p) if p.datasets.abs_diff(entry.datasets) >= min_datasets => {
+                        entries.push(entry)
+                    }
+                    Some(p) if p.datasets < entry.datasets => entries.push(p.clone()),
+                    Some(p) if p.datasets > entry.datasets => {} // Waits for more.
+                    _ => entries.push(entry),
+                }
             }
         }
     }
     Release { benchmark: benchmark_id, round, policy: benchmark.sharing.clone(), entries, seed }
 }
+
+/// The larger complete sub-table of (model, dataset) pairs: every dataset with
+/// the models run on all of them, or every model with the datasets that ran all
+/// of them (more cells wins; the second on a tie).
+fn complete_table(
+    pairs: impl Iterator<Item = (RecordId, RecordId)>,
+) -> (BTreeSet<RecordId>, BTreeSet<RecordId>) {
+    let pairs: BTreeSet<(RecordId, RecordId)> = pairs.collect();
+    let all_models: BTreeSet<RecordId> = pairs.iter().map(|p| p.0).collect();
+    let all_datasets: BTreeSet<RecordId> = pairs.iter().map(|p| p.1).collect();
+    let models_on_all: BTreeSet<RecordId> = all_models
+        .iter()
+        .filter(|m| all_datasets.iter().all(|d| pairs.contains(&(**m, *d))))
+        .copied()
+        .collect();
+    let datasets_with_all: BTreeSet<RecordId> = all_datasets
+        .iter()
+        .filter(|d| all_models.iter().all(|m| pairs.contains(&(*m, **d))))
+        .copied()
+        .collect();
+    let a = models_on_all.len() * all_datasets.len();
+    let b = all_models.len() * datasets_with_all.len();
+    if a > b { (models_on_all, all_datasets) } else { (all_models, datasets_with_all) }
+}
+
+/// Re-exported for callers that label datasets themselves.
+pub use disclosure::pseudonym;
 
 /// One line of a leaderboard.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,9 @@
 //! - [`envelope`]: signing, strict decoding and verification of records.
 //! - [`metric`]: statistics and metric values kept as the container wrote them
 //!   (NaN and infinities included), and the figures releases publish.
-//! - [`seal`]: result metrics encrypted to the committee and the data owner (HPKE).
+//! - [`seal`]: result metrics and dataset details encrypted to the committee and
+//!   the data owner (HPKE).
+//! - [`disclosure`]: what a release may show (rounding, metrics, pseudonyms).
 //! - [`fold`]: the deterministic fold of a record set into [`fold::State`]:
 //!   approvals, associations, results, releases and leaderboards.
 //! - [`leaderboard`]: releases built from opened results, and the leaderboard.
@@ -22,6 +24,7 @@
 pub mod cbor;
 pub mod contract;
 mod curve;
+pub mod disclosure;
 pub mod envelope;
 pub mod error;
 pub mod fold;

@@ -251,6 +251,45 @@ pub enum SharingPolicy {
     PerDataset,
 }
 
+/// Who reads a dataset's details (name, description, location, statistics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetailsAudience {
+    /// The committee and the dataset's owner: details are sealed to them (as
+    /// MedPerf's server alone sees statistics). An owner may still publish its own
+    /// details in the clear.
+    Committee,
+    /// Everyone: details travel in the clear.
+    Public,
+}
+
+/// What the committee's releases may disclose beyond the sharing policy, and who
+/// reads datasets' details. The fold checks every release against it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disclosure {
+    pub dataset_details: DetailsAudience,
+    /// Released values are multiples of this many millionths (1: as measured;
+    /// 10_000: two decimals).
+    pub precision: u64,
+    /// A per-dataset cell is released only for a dataset with at least this many
+    /// cases (its sealed `num_cases`; unknown counts as 0). 0: none suppressed.
+    pub min_cases: u64,
+    /// The metrics a release may show; empty: every metric.
+    pub metrics: Vec<String>,
+}
+
+impl Default for Disclosure {
+    fn default() -> Self {
+        Self {
+            dataset_details: DetailsAudience::Committee,
+            precision: 1,
+            min_cases: 0,
+            metrics: Vec::new(),
+        }
+    }
+}
+
 /// The benchmark's demo dataset, used by compatibility tests.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -277,6 +316,7 @@ pub struct Benchmark {
     pub dataset_auto_approval: AutoApproval,
     pub model_auto_approval: AutoApproval,
     pub sharing: SharingPolicy,
+    pub disclosure: Disclosure,
     /// The metric (a key of the metrics container's results.yaml) to rank by.
     pub rank_metric: String,
     pub higher_is_better: bool,
@@ -307,20 +347,75 @@ pub enum DatasetState {
 }
 
 /// A registered dataset: metadata only, never the data. Its author is its owner.
+/// In the clear only what the fold needs; the details ([`DatasetDetails`]) and
+/// the key of the dataset's pseudonym are sealed to the benchmark's committee
+/// and the owner. The details are also in the clear when the benchmark's
+/// [`Disclosure`] says so (or the owner chooses to).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dataset {
-    pub name: String,
-    pub description: String,
-    pub location: String,
+    /// The benchmark whose committee reads the sealed part.
+    pub benchmark: RecordId,
     pub data_preparator: RecordId,
     /// BLAKE3 tree hash of the prepared data and labels.
     pub prepared_hash: Hash32,
+    pub state: DatasetState,
+    /// The details in the clear, when public.
+    pub public_details: Option<DatasetDetails>,
+    /// [`SealedDetails`], sealed with [`crate::seal::seal_details`].
+    pub sealed: Sealed,
+}
+
+/// What MedPerf's server alone sees of a dataset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetDetails {
+    pub name: String,
+    pub description: String,
+    pub location: String,
     /// statistics.yaml as the preparator wrote it (top-level key -> value).
     pub statistics: BTreeMap<String, MetricValue>,
-    pub state: DatasetState,
+    /// Cases in the prepared data, when the statistics say.
+    pub num_cases: Option<u64>,
     /// The owner lets releases show this dataset's name (else a pseudonym).
     pub name_public: bool,
+}
+
+/// The sealed part of a dataset record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealedDetails {
+    pub details: DatasetDetails,
+    /// 32 random bytes chosen by the owner: the dataset's pseudonym in releases
+    /// is keyed with it ([`crate::leaderboard::pseudonym`]), so nobody who cannot
+    /// open this can tie a pseudonym to a dataset.
+    pub pseudonym_key: Bytes,
+}
+
+impl DatasetDetails {
+    /// Check every bound.
+    pub fn validate(&self) -> Result<(), RecordError> {
+        name("dataset.details.name", &self.name)?;
+        text("dataset.details.description", &self.description, TEXT_BYTES_MAX)?;
+        text("dataset.details.location", &self.location, TEXT_BYTES_MAX)?;
+        if self.statistics.len() > STATISTICS_ENTRIES_MAX {
+            return Err(RecordError::Invalid {
+                field: "dataset.details.statistics",
+                reason: format!(
+                    "{} entries; at most {STATISTICS_ENTRIES_MAX}",
+                    self.statistics.len()
+                ),
+            });
+        }
+        for (k, v) in &self.statistics {
+            name("dataset.details.statistics.key", k)?;
+            v.check(TEXT_BYTES_MAX).map_err(|e| RecordError::Invalid {
+                field: "dataset.details.statistics.value",
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// The owner marks a dataset operational (one way, as in MedPerf), with the hash
@@ -354,7 +449,10 @@ impl Subject {
 #[serde(deny_unknown_fields)]
 pub struct CompatibilityTest {
     pub passed: bool,
-    /// BLAKE3 of the results.yaml the test produced.
+    /// On the benchmark's (public) demo dataset: BLAKE3 of the results.yaml the
+    /// test produced. On a data owner's own data: BLAKE3 of it keyed with a random
+    /// key the owner keeps, so that it says nothing about the data's results to
+    /// anyone without that key (a commitment the owner may open to the committee).
     pub results_hash: Hash32,
     /// Image digests of the three containers used.
     pub image_digests: Vec<String>,
@@ -408,18 +506,22 @@ pub struct ExecutionLimits {
     pub pids: u64,
 }
 
-/// What was run, on what, and how long it took: all in the clear.
+/// What was run and on what: only what anyone may check. Nothing in it is a
+/// function of a prediction, a label or a metric: the hashes of the outputs enter
+/// only through `outputs_commitment`, keyed with a secret that only the sealed
+/// metrics' recipients can derive ([`crate::seal::ReceiptKey`]). Timings stay in
+/// the owner's local receipt.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionReceipt {
     pub model_image_digest: String,
     pub metrics_image_digest: String,
     pub dataset_hash: Hash32,
-    pub predictions_hash: Hash32,
-    pub results_hash: Hash32,
     pub limits: ExecutionLimits,
-    pub infer_ms: u64,
-    pub evaluate_ms: u64,
+    /// The runner that ran it, e.g. `medmesh-runner/0.1.0`.
+    pub runner_version: String,
+    /// Keyed BLAKE3 of the predictions' and the results file's hashes.
+    pub outputs_commitment: Hash32,
 }
 
 /// A benchmark result, submitted by the dataset's owner.
@@ -657,6 +759,26 @@ fn threshold(field: &'static str, t: u16, n: usize) -> Result<(), RecordError> {
     Ok(())
 }
 
+fn sealed(field: &'static str, s: &Sealed) -> Result<(), RecordError> {
+    name(field, &s.scheme)?;
+    list(field, &s.recipients, COMMITTEE_LEN_MAX + 1)?;
+    if s.ciphertext.0.len() > SEALED_BYTES_MAX {
+        return Err(RecordError::Invalid {
+            field,
+            reason: format!("{} bytes; at most {SEALED_BYTES_MAX}", s.ciphertext.0.len()),
+        });
+    }
+    for r in &s.recipients {
+        if r.encapsulated.0.len() > 256 {
+            return Err(RecordError::Invalid {
+                field,
+                reason: "an encapsulated key of more than 256 bytes".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Payload {
     /// Check every bound and the chain rule (`prev` is `None` exactly at `seq` 0).
     pub fn validate(&self) -> Result<(), RecordError> {
@@ -747,6 +869,16 @@ impl Body {
                         list("benchmark.auto_approval.allowlist", keys, LIST_LEN_MAX)?;
                     }
                 }
+                if b.disclosure.precision == 0 {
+                    return Err(RecordError::Invalid {
+                        field: "benchmark.disclosure.precision",
+                        reason: "must be at least 1 (millionths)".into(),
+                    });
+                }
+                list("benchmark.disclosure.metrics", &b.disclosure.metrics, 64)?;
+                for m in &b.disclosure.metrics {
+                    name("benchmark.disclosure.metrics", m)?;
+                }
                 if let SharingPolicy::Aggregate { min_datasets: 0 } = b.sharing {
                     return Err(RecordError::Invalid {
                         field: "benchmark.sharing",
@@ -757,26 +889,10 @@ impl Body {
             }
             Body::BenchmarkDecision(_) | Body::DatasetOperational(_) => Ok(()),
             Body::Dataset(d) => {
-                name("dataset.name", &d.name)?;
-                text("dataset.description", &d.description, TEXT_BYTES_MAX)?;
-                text("dataset.location", &d.location, TEXT_BYTES_MAX)?;
-                if d.statistics.len() > STATISTICS_ENTRIES_MAX {
-                    return Err(RecordError::Invalid {
-                        field: "dataset.statistics",
-                        reason: format!(
-                            "{} entries; at most {STATISTICS_ENTRIES_MAX}",
-                            d.statistics.len()
-                        ),
-                    });
+                if let Some(p) = &d.public_details {
+                    p.validate()?;
                 }
-                for (k, v) in &d.statistics {
-                    name("dataset.statistics.key", k)?;
-                    v.check(TEXT_BYTES_MAX).map_err(|e| RecordError::Invalid {
-                        field: "dataset.statistics.value",
-                        reason: e.to_string(),
-                    })?;
-                }
-                Ok(())
+                sealed("dataset.sealed", &d.sealed)
             }
             Body::AssociationRequest(r) => {
                 list(
@@ -791,25 +907,8 @@ impl Body {
             }
             Body::AssociationDecision(_) => Ok(()),
             Body::Result(r) => {
-                name("result.metrics.scheme", &r.metrics.scheme)?;
-                list("result.metrics.recipients", &r.metrics.recipients, COMMITTEE_LEN_MAX + 1)?;
-                if r.metrics.ciphertext.0.len() > SEALED_BYTES_MAX {
-                    return Err(RecordError::Invalid {
-                        field: "result.metrics.ciphertext",
-                        reason: format!(
-                            "{} bytes; at most {SEALED_BYTES_MAX}",
-                            r.metrics.ciphertext.0.len()
-                        ),
-                    });
-                }
-                for s in &r.metrics.recipients {
-                    if s.encapsulated.0.len() > 256 {
-                        return Err(RecordError::Invalid {
-                            field: "result.metrics.recipients.encapsulated",
-                            reason: "at most 256 bytes".into(),
-                        });
-                    }
-                }
+                sealed("result.metrics", &r.metrics)?;
+                name("result.receipt.runner_version", &r.receipt.runner_version)?;
                 digest("result.receipt.model_image_digest", &r.receipt.model_image_digest)?;
                 digest("result.receipt.metrics_image_digest", &r.receipt.metrics_image_digest)
             }

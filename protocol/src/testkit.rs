@@ -14,7 +14,7 @@ use crate::envelope::Record;
 use crate::ids::{Hash32, NetworkId, PublicKey, RecordId, X25519Key};
 use crate::record::*;
 use crate::root::NetworkRoot;
-use crate::seal::{Binding, OpeningKey, SeededRng, seal};
+use crate::seal::{Binding, DetailsBinding, OpeningKey, SeededRng, seal, seal_details};
 
 /// A signing key derived from a label: the same label gives the same key.
 pub fn key(label: &str) -> SigningKey {
@@ -261,24 +261,85 @@ pub fn benchmark(
         dataset_auto_approval: AutoApproval::Never,
         model_auto_approval: AutoApproval::Never,
         sharing: SharingPolicy::PerDataset,
+        disclosure: Disclosure::default(),
         rank_metric: "auc".into(),
         higher_is_better: true,
     }
 }
 
-/// A dataset body prepared with `prep`.
-pub fn dataset(name: &str, prep: RecordId, state: DatasetState) -> Body {
+/// A dataset's details and pseudonym key, as its owner seals them (the key is
+/// derived from the name, so tests are reproducible).
+pub fn details(name: &str) -> SealedDetails {
     let mut statistics = BTreeMap::new();
     statistics.insert("samples".to_string(), crate::metric::MetricValue::Int(120));
+    SealedDetails {
+        details: DatasetDetails {
+            name: name.into(),
+            description: format!("{name} data"),
+            location: "on site".into(),
+            statistics,
+            num_cases: Some(120),
+            name_public: false,
+        },
+        pseudonym_key: Bytes(
+            blake3::derive_key("medmesh testkit pseudonym", name.as_bytes()).to_vec(),
+        ),
+    }
+}
+
+/// A dataset body of `owner` for `benchmark`, prepared with `prep`, its details
+/// sealed (for real, with a seeded RNG) to `readers`; to nobody when empty,
+/// which the fold refuses once it knows the benchmark.
+pub fn dataset(
+    name: &str,
+    benchmark: RecordId,
+    owner: PublicKey,
+    prep: RecordId,
+    state: DatasetState,
+    readers: &[X25519Key],
+) -> Body {
+    let binding = DetailsBinding { benchmark, owner };
+    let mut rng = SeededRng::new(name.as_bytes());
+    let sealed =
+        seal_details(&details(name), readers, binding, &mut rng).unwrap_or_else(|_| Sealed {
+            scheme: crate::seal::SCHEME.into(),
+            recipients: Vec::new(),
+            ciphertext: Bytes(vec![0; 32]),
+        });
     Body::Dataset(Dataset {
-        name: name.into(),
-        description: format!("{name} data"),
-        location: "on site".into(),
+        benchmark,
         data_preparator: prep,
         prepared_hash: Hash32::of(name.as_bytes()),
-        statistics,
         state,
-        name_public: false,
+        public_details: None,
+        sealed,
+    })
+}
+
+/// A dataset body whose sealed part names `readers` under the real scheme but
+/// holds opaque bytes: the fold accepts it (it cannot tell), so benches can build
+/// many without paying for HPKE. Never for tests that open details.
+pub fn dataset_to(
+    name: &str,
+    benchmark: RecordId,
+    prep: RecordId,
+    state: DatasetState,
+    readers: &[X25519Key],
+) -> Body {
+    Body::Dataset(Dataset {
+        benchmark,
+        data_preparator: prep,
+        prepared_hash: Hash32::of(name.as_bytes()),
+        state,
+        public_details: None,
+        sealed: Sealed {
+            scheme: crate::seal::SCHEME.into(),
+            recipients: readers
+                .iter()
+                .map(|k| SealedFor { recipient: *k, encapsulated: Bytes(vec![1; 48]) })
+                .collect(),
+            ciphertext: Bytes(vec![0; 1040]),
+        },
     })
 }
 
@@ -375,11 +436,9 @@ pub fn result(benchmark: RecordId, model: RecordId, dataset: RecordId, salt: u64
             model_image_digest: digest("model"),
             metrics_image_digest: digest("metrics"),
             dataset_hash: Hash32::of(b"d"),
-            predictions_hash: Hash32::of(&salt.to_le_bytes()),
-            results_hash: Hash32::of(b"r"),
             limits: ExecutionLimits { memory_bytes: 1 << 30, nano_cpus: 1_000_000_000, pids: 256 },
-            infer_ms: 10,
-            evaluate_ms: 5,
+            runner_version: "medmesh-runner/testkit".into(),
+            outputs_commitment: Hash32::of(&salt.to_le_bytes()),
         },
     })
 }
@@ -499,12 +558,8 @@ impl Workflow {
     /// Every hospital registers an operational dataset and requests association.
     pub fn register_datasets(mut self) -> Self {
         for i in 0..self.hospitals.len() {
-            let d = self
-                .push(
-                    |w| &mut w.hospitals[i],
-                    dataset(&format!("hospital-{i}"), self.prep, DatasetState::Operation),
-                )
-                .id;
+            let body = self.dataset(i, &format!("hospital-{i}"), DatasetState::Operation);
+            let d = self.push(|w| &mut w.hospitals[i], body).id;
             self.datasets.push(d);
             let b = self.benchmark;
             self.push(|w| &mut w.hospitals[i], request(b, Subject::Dataset(d), true));
@@ -536,6 +591,37 @@ impl Workflow {
             }
         }
         self
+    }
+
+    /// A dataset of hospital `i` for the workflow's benchmark, its details sealed
+    /// to [`Workflow::readers`].
+    pub fn dataset(&self, hospital: usize, name: &str, state: DatasetState) -> Body {
+        dataset(
+            name,
+            self.benchmark,
+            self.hospitals[hospital].public(),
+            self.prep,
+            state,
+            &self.readers(hospital),
+        )
+    }
+
+    /// The dataset details committee member `member` opens from `state`: what it
+    /// builds releases with. Datasets it cannot open are left out.
+    pub fn opened_details(
+        &self,
+        state: &crate::fold::State,
+        member: usize,
+    ) -> BTreeMap<RecordId, SealedDetails> {
+        let key = self.committee[member].opening();
+        state
+            .datasets
+            .iter()
+            .filter_map(|(id, v)| {
+                let binding = DetailsBinding { benchmark: v.dataset.benchmark, owner: v.owner };
+                crate::seal::open_details(&v.dataset.sealed, &key, binding).ok().map(|d| (*id, d))
+            })
+            .collect()
     }
 
     /// Who must be able to read hospital `i`'s results: the committee and `i`.
@@ -579,14 +665,10 @@ impl Workflow {
             let (Some(mi), Some(di)) = (mi, di) else { continue };
             let mut metrics = BTreeMap::new();
             metrics.insert("auc".to_string(), crate::metric::Figure::Millionths(value(mi, di)));
-            let dataset = state.datasets.get(&r.dataset).map(|d| &d.dataset);
+            let name = format!("hospital-{di}");
             entries.push(ReleaseEntry {
                 model: r.model,
-                dataset: Some(crate::leaderboard::dataset_label(
-                    &self.benchmark,
-                    &r.dataset,
-                    dataset,
-                )),
+                dataset: Some(crate::disclosure::dataset_label(&self.benchmark, &details(&name))),
                 datasets: 1,
                 metrics,
             });
@@ -616,6 +698,215 @@ impl Workflow {
             .approve_all()
             .submit_results()
             .release(1, &[0, 1], |m, d| 800_000 + 50_000 * m as i64 + 1_000 * d as i64)
+    }
+}
+
+/// Results whose metrics are counts over a hospital's cases, as a classifier's
+/// metrics container reports them, and the outsider's dictionary attack on them:
+/// for the privacy tests of every crate.
+pub mod counted {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use crate::seal::{ReceiptKey, seal_result};
+
+    /// The results.yaml a metrics container writes for `correct` of `cases`.
+    pub fn results_yaml(correct: u64, cases: u64) -> String {
+        let incorrect = cases - correct;
+        let error = incorrect as f64 / cases.max(1) as f64;
+        format!("cases: {cases}\ncorrect: {correct}\nerror: {error:.6}\nincorrect: {incorrect}\n")
+    }
+
+    /// The metrics of that results file as the container wrote them, as a
+    /// result seals them.
+    pub fn metrics(correct: u64, cases: u64) -> BTreeMap<String, crate::metric::MetricValue> {
+        use crate::metric::MetricValue;
+        let incorrect = cases - correct;
+        [
+            ("cases".to_string(), MetricValue::Int(cases as i64)),
+            ("correct".to_string(), MetricValue::Int(correct as i64)),
+            ("error".to_string(), MetricValue::float(incorrect as f64 / cases.max(1) as f64)),
+            ("incorrect".to_string(), MetricValue::Int(incorrect as i64)),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    /// The tree hash a model's predictions would have (it depends on the outcome).
+    pub fn predictions_hash(correct: u64, cases: u64) -> Hash32 {
+        Hash32::of(format!("predictions {correct}/{cases}").as_bytes())
+    }
+
+    /// A result of `correct` of `cases`, sealed to `readers`, its receipt built as
+    /// the runner builds it (outputs committed under the result's receipt key).
+    pub fn result(
+        binding: Binding,
+        correct: u64,
+        cases: u64,
+        readers: &[X25519Key],
+        rng: &mut SeededRng,
+    ) -> Body {
+        let (sealed, key): (Sealed, ReceiptKey) =
+            seal_result(&metrics(correct, cases), readers, binding, rng).expect("sealable");
+        let results_hash = Hash32::of(results_yaml(correct, cases).as_bytes());
+        Body::Result(ResultRecord {
+            benchmark: binding.benchmark,
+            model: binding.model,
+            dataset: binding.dataset,
+            metrics: sealed,
+            receipt: ExecutionReceipt {
+                model_image_digest: digest("model"),
+                metrics_image_digest: digest("metrics"),
+                dataset_hash: Hash32::of(b"prepared"),
+                limits: ExecutionLimits {
+                    memory_bytes: 1 << 30,
+                    nano_cpus: 1_000_000_000,
+                    pids: 256,
+                },
+                runner_version: "medmesh-runner/testkit".into(),
+                outputs_commitment: key.commit(&predictions_hash(correct, cases), &results_hash),
+            },
+        })
+    }
+
+    impl Workflow {
+        /// Each hospital `i` submits, for each model `m`, `correct(i, m)` of
+        /// `cases[i]`, sealed to the committee and itself.
+        pub fn submit_counted_results(
+            mut self,
+            cases: &[u64],
+            correct: impl Fn(usize, usize) -> u64,
+        ) -> Self {
+            let mut rng = SeededRng::new(b"counted results");
+            for (i, n) in cases.iter().enumerate().take(self.hospitals.len()) {
+                for (mi, m) in self.models.clone().into_iter().enumerate() {
+                    let binding =
+                        Binding { benchmark: self.benchmark, model: m, dataset: self.datasets[i] };
+                    let body = result(binding, correct(i, mi), *n, &self.readers(i), &mut rng);
+                    self.push(|w| &mut w.hospitals[i], body);
+                }
+            }
+            self
+        }
+    }
+
+    impl Workflow {
+        /// The release committee member `members[0]` builds from the results it
+        /// opens (as `medmesh benchmark release` does), signed by each of `members`.
+        pub fn members_release(mut self, members: &[usize]) -> Self {
+            let state = crate::fold::fold(&self.root, &self.records);
+            let key = self.committee[members[0]].opening();
+            let opened: Vec<crate::leaderboard::OpenedResult> = state
+                .results
+                .iter()
+                .filter(|r| r.counts && r.benchmark == self.benchmark)
+                .filter_map(|r| {
+                    let record = self.records.iter().find(|x| x.id == r.id)?;
+                    let Body::Result(x) = &record.body else { return None };
+                    let binding =
+                        Binding { benchmark: x.benchmark, model: x.model, dataset: x.dataset };
+                    let metrics = crate::seal::open(&x.metrics, &key, binding).ok()?;
+                    Some(crate::leaderboard::OpenedResult {
+                        model: r.model,
+                        dataset: r.dataset,
+                        metrics,
+                    })
+                })
+                .collect();
+            let datasets = self.opened_details(&state, members[0]);
+            let shown = state.releases.get(&self.benchmark).map(|r| &r.release);
+            let round = crate::leaderboard::next_round(shown.map(|r| r.round)).expect("rounds");
+            let b = &state.benchmarks[&self.benchmark].benchmark;
+            let release = crate::leaderboard::build_release_after(
+                self.benchmark,
+                b,
+                &datasets,
+                &opened,
+                round,
+                shown,
+            );
+            for &c in members {
+                self.push(|w| &mut w.committee[c], Body::Release(release.clone()));
+            }
+            self
+        }
+    }
+
+    fn contains(corpus: &[u8], needle: &[u8]) -> bool {
+        !needle.is_empty() && corpus.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// What a dictionary attack learns about one result of a hospital whose case
+    /// count is known.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Recovered {
+        /// Candidate counts whose results file, metrics or their hashes appear
+        /// somewhere in the public bytes.
+        pub matched: BTreeSet<u64>,
+        /// Candidate counts whose sealed metrics would have the observed length.
+        pub same_length: BTreeSet<u64>,
+    }
+
+    impl Recovered {
+        /// Nothing learnt: no candidate matched, and the length rules none out.
+        pub fn nothing(&self, cases: u64) -> bool {
+            self.matched.is_empty() && self.same_length.len() as u64 == cases + 1
+        }
+    }
+
+    /// The outsider's attack: every possible results file of a hospital with
+    /// `cases` cases (`correct` from 0 to `cases`), hashed and encoded every way
+    /// the protocol ever published them, searched for in `corpus` (every public
+    /// byte); and each candidate's sealed length against `sealed_len`, the length
+    /// of the result's ciphertext.
+    pub fn dictionary_attack(corpus: &[u8], cases: u64, sealed_len: usize) -> Recovered {
+        let mut matched = BTreeSet::new();
+        let mut same_length = BTreeSet::new();
+        let probe = OpeningKey::from_secret([0x55; 32]).public();
+        let binding = Binding {
+            benchmark: RecordId::from_bytes([0; 32]),
+            model: RecordId::from_bytes([0; 32]),
+            dataset: RecordId::from_bytes([0; 32]),
+        };
+        for c in 0..=cases {
+            let yaml = results_yaml(c, cases);
+            let plain = crate::cbor::to_canonical(&metrics(c, cases)).expect("encodes");
+            let needles: [Vec<u8>; 4] = [
+                Hash32::of(yaml.as_bytes()).as_bytes().to_vec(),
+                plain.clone(),
+                Hash32::of(&plain).as_bytes().to_vec(),
+                predictions_hash(c, cases).as_bytes().to_vec(),
+            ];
+            if needles.iter().any(|n| contains(corpus, n)) {
+                matched.insert(c);
+            }
+            let mut rng = SeededRng::new(b"attacker");
+            let len = crate::seal::seal(&metrics(c, cases), &[probe], binding, &mut rng)
+                .map(|s| s.ciphertext.0.len())
+                .unwrap_or(0);
+            if len == sealed_len {
+                same_length.insert(c);
+            }
+        }
+        Recovered { matched, same_length }
+    }
+
+    /// Which of the hospitals with these case counts could have produced a
+    /// released `error` value (millionths), under the release's `precision`.
+    pub fn who_fits(released_error: i64, precision: u64, cases: &[u64]) -> Vec<usize> {
+        (0..cases.len())
+            .filter(|&h| {
+                (0..=cases[h]).any(|c| {
+                    let error = metrics(c, cases[h])["error"].as_f64().unwrap_or(f64::NAN);
+                    match crate::metric::Figure::from_f64(error) {
+                        crate::metric::Figure::Millionths(e) => {
+                            crate::disclosure::round_value(e, precision) == released_error
+                        }
+                        crate::metric::Figure::NaN => false,
+                    }
+                })
+            })
+            .collect()
     }
 }
 

@@ -91,8 +91,17 @@ fn a_member_acts_only_within_the_roles_it_was_granted() {
     let mut w = admitted_complete();
     // A model owner (admitted as model_owner only) registers a dataset and a
     // benchmark.
-    let dataset =
-        w.push(|w| &mut w.modelers[0], testkit::dataset("sneaky", w.prep, DatasetState::Operation));
+    let dataset = w.push(
+        |w| &mut w.modelers[0],
+        testkit::dataset(
+            "sneaky",
+            w.benchmark,
+            w.modelers[0].public(),
+            w.prep,
+            DatasetState::Operation,
+            &w.readers(0),
+        ),
+    );
     let body = Body::Benchmark(testkit::benchmark(
         "model owner's benchmark",
         w.prep,

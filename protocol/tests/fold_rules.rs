@@ -338,13 +338,9 @@ fn results_do_not_count_without_an_approved_model_association() {
 #[test]
 fn results_count_only_for_operational_datasets_and_the_owner_can_make_one_operational() {
     let mut w = Workflow::people().with_benchmark(|_| {}).approve_benchmark();
-    let (b, prep) = (w.benchmark, w.prep);
-    let d = w
-        .push(
-            |w| &mut w.hospitals[0],
-            testkit::dataset("dev-data", prep, DatasetState::Development),
-        )
-        .id;
+    let b = w.benchmark;
+    let body = w.dataset(0, "dev-data", DatasetState::Development);
+    let d = w.push(|w| &mut w.hospitals[0], body).id;
     w.datasets.push(d);
     w.push(|w| &mut w.hospitals[0], testkit::request(b, Subject::Dataset(d), true));
     let w = w.request_models().approve_all();
@@ -805,7 +801,7 @@ fn a_release_that_does_not_match_the_results_that_count_is_ignored_with_its_reas
         (
             "a dataset without a result",
             |r, _| r.entries[0].dataset = Some("site-00000000".into()),
-            "release names a dataset that has no result that counts",
+            "release is not a complete table: its models show different datasets",
         ),
         (
             "a cell twice",
@@ -813,7 +809,7 @@ fn a_release_that_does_not_match_the_results_that_count_is_ignored_with_its_reas
                 let again = r.entries[0].clone();
                 r.entries.push(again);
             },
-            "release names a dataset that has no result that counts",
+            "release names a dataset twice for one model",
         ),
         (
             "a model without results",
@@ -934,7 +930,7 @@ fn members_release(w: Workflow, value: impl Fn(&protocol::fold::ResultView) -> i
             .collect(),
         })
         .collect();
-    let datasets = s.datasets.iter().map(|(k, v)| (*k, v.dataset.clone())).collect();
+    let datasets = w.opened_details(&s, 1);
     let round = next_round(s.releases.get(&w.benchmark).map(|r| r.release.round)).unwrap();
     let b = &s.benchmarks[&w.benchmark].benchmark;
     let release = build_release(w.benchmark, b, &datasets, &opened, round);

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use protocol::leaderboard::{self, OpenedResult};
 use protocol::metric::{Figure, MetricValue};
 use protocol::record::*;
+use protocol::seal::{self, DetailsBinding};
 use protocol::testkit::{self, Workflow};
 use protocol::{RecordId, fold};
 
@@ -26,14 +27,15 @@ fn bench(sharing: SharingPolicy) -> Benchmark {
     b
 }
 
-fn named(name: &str, public: bool) -> Dataset {
-    match testkit::dataset(name, id(90), DatasetState::Operation) {
-        Body::Dataset(mut d) => {
-            d.name_public = public;
-            d
-        }
-        _ => unreachable!(),
-    }
+fn named(name: &str, public: bool) -> SealedDetails {
+    let mut d = testkit::details(name);
+    d.details.name_public = public;
+    d
+}
+
+/// Opened details of datasets `ids`, each under a pseudonym.
+fn anonymous(ids: impl IntoIterator<Item = u8>) -> BTreeMap<RecordId, SealedDetails> {
+    ids.into_iter().map(|n| (id(n), named(&format!("d{n}"), false))).collect()
 }
 
 /// Three models on three datasets: (model, dataset, auc in millionths).
@@ -58,6 +60,7 @@ fn a_per_dataset_release_lists_every_cell_with_pseudonyms_unless_the_owner_allow
     let mut datasets = BTreeMap::new();
     datasets.insert(id(11), named("St Mary", true));
     datasets.insert(id(12), named("Secret General", false));
+    datasets.insert(id(13), named("Quiet Clinic", false));
     let r = leaderboard::build_release(
         id(50),
         &bench(SharingPolicy::PerDataset),
@@ -96,8 +99,8 @@ fn members_with_the_same_results_build_byte_identical_releases() {
     let b = bench(SharingPolicy::PerDataset);
     let mut reversed = table();
     reversed.reverse();
-    let one = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &table(), 1);
-    let two = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &reversed, 1);
+    let one = leaderboard::build_release(id(50), &b, &anonymous(11..=13), &table(), 1);
+    let two = leaderboard::build_release(id(50), &b, &anonymous(11..=13), &reversed, 1);
     assert_eq!(
         protocol::cbor::to_canonical(&one).unwrap(),
         protocol::cbor::to_canonical(&two).unwrap()
@@ -107,7 +110,7 @@ fn members_with_the_same_results_build_byte_identical_releases() {
 #[test]
 fn the_leaderboard_ranks_by_mean_and_adds_rank_then_mean_and_intervals() {
     let b = bench(SharingPolicy::PerDataset);
-    let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &table(), 1);
+    let r = leaderboard::build_release(id(50), &b, &anonymous(11..=13), &table(), 1);
     let lb = leaderboard::compute(id(50), &b, &r, &|m| format!("m{}", m.as_bytes()[0]), &|_| true);
     // Means: model 2 = 806_666, model 1 = 800_000, model 3 = 603_333.
     let got: Vec<(u32, u8, i64)> = lb
@@ -132,14 +135,14 @@ fn the_leaderboard_ranks_by_mean_and_adds_rank_then_mean_and_intervals() {
 #[test]
 fn bootstrap_intervals_are_identical_on_every_run() {
     let b = bench(SharingPolicy::PerDataset);
-    let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &table(), 1);
+    let r = leaderboard::build_release(id(50), &b, &anonymous(11..=13), &table(), 1);
     let one = leaderboard::compute(id(50), &b, &r, &|_| String::new(), &|_| true);
     let two = leaderboard::compute(id(50), &b, &r, &|_| String::new(), &|_| true);
     assert_eq!(one, two);
     // ...and come from the release's seed: over twelve datasets, other seeds move them.
     let wide: Vec<OpenedResult> =
         (0..12u8).map(|d| opened(1, 20 + d, 500_000 + 37_123 * i64::from(d % 7))).collect();
-    let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &wide, 1);
+    let r = leaderboard::build_release(id(50), &b, &anonymous(20..32), &wide, 1);
     let ci = |seed: u64| {
         let mut r = r.clone();
         r.seed = seed;
@@ -172,8 +175,15 @@ fn a_built_release_signed_by_the_threshold_shows_in_every_fold() {
         .submit_results();
     let s = fold(&w.root, &w.records);
     let bview = &s.benchmarks[&w.benchmark];
-    let datasets: BTreeMap<_, _> =
-        s.datasets.iter().map(|(k, v)| (*k, v.dataset.clone())).collect();
+    let member = w.committee[0].opening();
+    let datasets: BTreeMap<_, _> = s
+        .datasets
+        .iter()
+        .map(|(k, v)| {
+            let binding = DetailsBinding { benchmark: v.dataset.benchmark, owner: v.owner };
+            (*k, seal::open_details(&v.dataset.sealed, &member, binding).unwrap())
+        })
+        .collect();
     let opened: Vec<OpenedResult> = s
         .results
         .iter()
@@ -260,4 +270,50 @@ fn an_aggregate_over_a_nan_is_nan() {
     let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &results, 1);
     assert_eq!(r.entries[0].metrics["auc"], Figure::NaN);
     assert_eq!(r.entries[0].metrics["per_class.benign"], Figure::Millionths(500_000));
+}
+
+#[test]
+fn the_disclosure_policy_rounds_values_keeps_its_metrics_and_leaves_out_small_datasets() {
+    let mut b = bench(SharingPolicy::PerDataset);
+    b.disclosure = Disclosure {
+        precision: 100_000,
+        min_cases: 100,
+        metrics: vec!["auc".into()],
+        ..Disclosure::default()
+    };
+    let mut datasets = anonymous(11..=13);
+    datasets.get_mut(&id(12)).unwrap().details.num_cases = Some(99); // too small
+    datasets.get_mut(&id(13)).unwrap().details.num_cases = None; // unknown: left out too
+    datasets.insert(id(14), named("d14", false)); // 120 cases
+    let mut results = table();
+    for o in &mut results {
+        o.metrics.insert("cases".into(), MetricValue::Int(120));
+    }
+    results.extend([opened(1, 14, 851_000), opened(2, 14, 749_999), opened(3, 14, 612_345)]);
+    let r = leaderboard::build_release(id(50), &b, &datasets, &results, 1);
+    let labels: std::collections::BTreeSet<_> =
+        r.entries.iter().map(|e| e.dataset.clone().unwrap()).collect();
+    assert_eq!(labels.len(), 2, "datasets 11 and 14 only: {labels:?}");
+    for e in &r.entries {
+        assert_eq!(e.metrics.keys().collect::<Vec<_>>(), vec!["auc"], "no count");
+        let Figure::Millionths(auc) = e.metrics["auc"] else { panic!("NaN") };
+        assert_eq!(auc % 100_000, 0, "rounded to 0.1");
+    }
+    let d14 = |m: u8| {
+        r.entries
+            .iter()
+            .find(|e| {
+                e.model == id(m)
+                    && e.dataset.as_deref()
+                        == Some(
+                            &protocol::disclosure::dataset_label(&id(50), &datasets[&id(14)])[..],
+                        )
+            })
+            .unwrap()
+            .metrics["auc"]
+    };
+    assert_eq!(
+        (d14(1), d14(2), d14(3)),
+        (Figure::Millionths(900_000), Figure::Millionths(700_000), Figure::Millionths(600_000))
+    );
 }

@@ -23,21 +23,32 @@ pub const PATHS_YAML_BYTES_MAX: u64 = 64 * 1024;
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompatibilityOutcome {
     pub results: BTreeMap<String, protocol::metric::MetricValue>,
+    /// BLAKE3 of results.yaml (stays local when the test ran on the owner's data).
     pub results_hash: Hash32,
     /// Preparator (when it ran), model and metrics image digests, in that order.
     pub image_digests: Vec<String>,
     pub prepared: PreparedDataset,
     pub model: ModelRun,
+    /// The test ran on a data owner's own prepared data, not the public demo
+    /// dataset: its results are private.
+    pub on_private_data: bool,
 }
 
 impl CompatibilityOutcome {
-    /// The outcome as an association request carries it.
-    pub fn record(&self) -> CompatibilityTest {
-        CompatibilityTest {
-            passed: true,
-            results_hash: self.results_hash,
-            image_digests: self.image_digests.clone(),
-        }
+    /// The outcome as an association request carries it. On the demo dataset the
+    /// results' hash is public (anyone can run the test again); on a data owner's
+    /// own data it is keyed with `key` (random, kept by the owner), so that it is
+    /// no function of the data's results for anyone else.
+    pub fn record(&self, key: &[u8; 32]) -> CompatibilityTest {
+        let results_hash = if self.on_private_data {
+            let mut h = blake3::Hasher::new_keyed(key);
+            h.update(b"medmesh/compatibility-results/v1");
+            h.update(self.results_hash.as_bytes());
+            Hash32::from_bytes(*h.finalize().as_bytes())
+        } else {
+            self.results_hash
+        };
+        CompatibilityTest { passed: true, results_hash, image_digests: self.image_digests.clone() }
     }
 }
 
@@ -117,6 +128,7 @@ pub async fn compatibility_test(
     let mut outcome =
         compatibility_test_prepared(engine, &prepared, model, metrics, work_dir, limits).await?;
     outcome.image_digests.insert(0, preparator.image.digest.clone());
+    outcome.on_private_data = false;
     Ok(outcome)
 }
 
@@ -145,5 +157,6 @@ pub async fn compatibility_test_prepared(
         image_digests: vec![model.image.digest.clone(), metrics.image.digest.clone()],
         prepared: prepared.clone(),
         model: run,
+        on_private_data: true,
     })
 }

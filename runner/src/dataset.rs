@@ -22,7 +22,7 @@ use std::path::{Component, Path, PathBuf};
 
 use protocol::limits::{NAME_BYTES_MAX, STATISTICS_ENTRIES_MAX, TEXT_BYTES_MAX};
 use protocol::metric::MetricValue;
-use protocol::record::{Dataset, DatasetOperational, DatasetState};
+use protocol::record::{DatasetDetails, DatasetOperational};
 use protocol::{Hash32, RecordId};
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
@@ -416,23 +416,30 @@ pub async fn statistics(
     parse_statistics(&out, &log_file(root, "statistics"))
 }
 
-/// The fields of a dataset record, for the CLI to sign.
-pub fn dataset_record(
+/// Statistics keys that give the number of cases, in the order they are tried.
+pub const NUM_CASES_KEYS: [&str; 4] = ["num_cases", "cases", "num_samples", "samples"];
+
+/// A dataset's details (what the record seals to the committee and the owner),
+/// for the CLI to seal and sign. The case count comes from the statistics, when
+/// one of [`NUM_CASES_KEYS`] holds a whole number.
+pub fn dataset_details(
     prepared: &PreparedDataset,
     name: &str,
     description: &str,
     location: &str,
-    data_preparator: RecordId,
     name_public: bool,
-) -> Dataset {
-    Dataset {
+) -> DatasetDetails {
+    let num_cases = NUM_CASES_KEYS.iter().find_map(|k| match prepared.statistics.get(*k) {
+        Some(MetricValue::Int(n)) => u64::try_from(*n).ok(),
+        Some(MetricValue::Text(t)) => t.trim().parse::<u64>().ok(),
+        _ => None,
+    });
+    DatasetDetails {
         name: name.into(),
         description: description.into(),
         location: location.into(),
-        data_preparator,
-        prepared_hash: prepared.prepared_hash,
         statistics: prepared.statistics.clone(),
-        state: DatasetState::Development,
+        num_cases,
         name_public,
     }
 }

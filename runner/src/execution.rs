@@ -11,7 +11,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use protocol::record::ExecutionReceipt;
+use protocol::record::{ExecutionLimits, ExecutionReceipt};
+use protocol::seal::ReceiptKey;
 use protocol::{Hash32, RecordId};
 use serde::{Deserialize, Serialize};
 
@@ -38,12 +39,50 @@ pub struct ExecutionOptions {
     pub limits: RunLimits,
 }
 
+/// The runner that signs its receipts with this name and version.
+pub const RUNNER_VERSION: &str = concat!("medmesh-runner/", env!("CARGO_PKG_VERSION"));
+
+/// Everything the runner knows about one execution. It stays on the site (in
+/// `receipt.yaml`): the hashes of the outputs and the timings are functions of
+/// the data, so the public receipt ([`LocalReceipt::public`]) carries only a
+/// keyed commitment to the hashes and none of the timings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalReceipt {
+    pub model_image_digest: String,
+    pub metrics_image_digest: String,
+    pub dataset_hash: Hash32,
+    /// Tree hash of the predictions folder.
+    pub predictions_hash: Hash32,
+    /// BLAKE3 of results.yaml.
+    pub results_hash: Hash32,
+    pub limits: ExecutionLimits,
+    pub runner_version: String,
+    pub infer_ms: u64,
+    pub evaluate_ms: u64,
+}
+
+impl LocalReceipt {
+    /// The receipt a result record carries: what anyone may check, and the
+    /// outputs' hashes committed under `key` (held by the sealed metrics'
+    /// recipients only).
+    pub fn public(&self, key: &ReceiptKey) -> ExecutionReceipt {
+        ExecutionReceipt {
+            model_image_digest: self.model_image_digest.clone(),
+            metrics_image_digest: self.metrics_image_digest.clone(),
+            dataset_hash: self.dataset_hash,
+            limits: self.limits.clone(),
+            runner_version: self.runner_version.clone(),
+            outputs_commitment: key.commit(&self.predictions_hash, &self.results_hash),
+        }
+    }
+}
+
 /// One model's finished execution.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelRun {
     /// metric -> value from results.yaml.
     pub results: BTreeMap<String, protocol::metric::MetricValue>,
-    pub receipt: ExecutionReceipt,
+    pub receipt: LocalReceipt,
     /// Where results.yaml and the logs are.
     pub dir: PathBuf,
     /// Taken from an earlier run instead of running again.
@@ -185,13 +224,14 @@ pub async fn run_model(
     let _ = std::fs::remove_dir_all(dir.join("tmp"));
     let results = parse_results(&results_path, &evaluate.log_path)?;
     let results_bytes = std::fs::read(&results_path).map_err(RunnerError::io(&results_path))?;
-    let receipt = ExecutionReceipt {
+    let receipt = LocalReceipt {
         model_image_digest: model.image.digest.clone(),
         metrics_image_digest: metrics.image.digest.clone(),
         dataset_hash,
         predictions_hash,
         results_hash: Hash32::of(&results_bytes),
         limits: limits.receipt(),
+        runner_version: RUNNER_VERSION.into(),
         infer_ms: inferred.duration_ms,
         evaluate_ms: evaluated.duration_ms,
     };
@@ -201,4 +241,56 @@ pub async fn run_model(
         .map_err(|e| RunnerError::Invalid { path: receipt_path.clone(), reason: e.to_string() })?;
     std::fs::write(&receipt_path, text).map_err(RunnerError::io(receipt_path))?;
     Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use protocol::seal::{Binding, OpeningKey, SeededRng, open_result, seal_result};
+
+    use super::*;
+
+    fn local() -> LocalReceipt {
+        LocalReceipt {
+            model_image_digest: format!("sha256:{}", "a".repeat(64)),
+            metrics_image_digest: format!("sha256:{}", "b".repeat(64)),
+            dataset_hash: Hash32::of(b"prepared"),
+            predictions_hash: Hash32::of(b"predictions"),
+            results_hash: Hash32::of(b"correct: 7\n"),
+            limits: ExecutionLimits { memory_bytes: 1 << 30, nano_cpus: 1, pids: 64 },
+            runner_version: RUNNER_VERSION.into(),
+            infer_ms: 1234,
+            evaluate_ms: 56,
+        }
+    }
+
+    #[test]
+    fn the_public_receipt_keeps_what_anyone_may_check_and_commits_to_the_outputs_for_the_recipients()
+     {
+        let binding = Binding {
+            benchmark: RecordId::from_bytes([1; 32]),
+            model: RecordId::from_bytes([2; 32]),
+            dataset: RecordId::from_bytes([3; 32]),
+        };
+        let reader = OpeningKey::from_secret([4; 32]);
+        let metrics: BTreeMap<String, protocol::metric::MetricValue> =
+            [("correct".to_string(), protocol::metric::MetricValue::Int(7))].into();
+        let (sealed, key) =
+            seal_result(&metrics, &[reader.public()], binding, &mut SeededRng::new(b"r")).unwrap();
+        let l = local();
+        let public = l.public(&key);
+        assert_eq!(public.dataset_hash, l.dataset_hash);
+        assert_eq!(public.model_image_digest, l.model_image_digest);
+        assert_eq!(public.runner_version, RUNNER_VERSION);
+        // Neither output hash nor any timing is in the public receipt's bytes.
+        let bytes = protocol::cbor::to_canonical(&public).unwrap();
+        for h in [l.predictions_hash, l.results_hash] {
+            assert!(!bytes.windows(32).any(|w| w == h.as_bytes()));
+        }
+        assert_ne!(public.outputs_commitment, l.results_hash);
+        // A recipient derives the key and checks the commitment against the outputs.
+        let (_, opened) = open_result(&sealed, &reader, binding).unwrap();
+        assert_eq!(opened.commit(&l.predictions_hash, &l.results_hash), public.outputs_commitment);
+    }
 }

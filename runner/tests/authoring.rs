@@ -143,7 +143,7 @@ async fn generated_projects_build_run_each_task_and_pass_the_compatibility_test(
     )
     .await
     .unwrap();
-    assert!(outcome.record().passed);
+    assert!(outcome.record(&[7; 32]).passed);
     assert_eq!(outcome.results["accuracy"], MetricValue::float(5.0 / 6.0));
     assert_eq!(outcome.results["sensitivity"], MetricValue::float(0.75));
 

@@ -11,7 +11,7 @@ use protocol::RecordId;
 use protocol::metric::MetricValue;
 use runner::compat::compatibility_test;
 use runner::dataset::{
-    PrepareEvent, ReportSummary, check_dataset, dataset_record, export_dataset, import_dataset,
+    PrepareEvent, ReportSummary, check_dataset, dataset_details, export_dataset, import_dataset,
     prepare_dataset, prepare_dataset_watched, set_operational, statistics,
 };
 use runner::execution::{ExecutionOptions, ModelEntry, run_benchmark, run_model};
@@ -42,8 +42,10 @@ async fn the_compatibility_test_runs_preparator_model_and_metrics_on_the_demo_da
     assert_eq!(outcome.results.keys().map(String::as_str).collect::<Vec<_>>(), METRIC_NAMES);
     assert_eq!(outcome.results["cases"].as_f64(), Some(30.0));
     assert!(outcome.results["auc"].as_f64().unwrap() > 0.8, "{:?}", outcome.results);
-    let record = outcome.record();
+    let record = outcome.record(&[7; 32]);
     assert!(record.passed);
+    assert!(!outcome.on_private_data);
+    assert_eq!(record.results_hash, outcome.results_hash, "the demo dataset is public");
     assert_eq!(
         record.image_digests,
         vec![
@@ -69,11 +71,10 @@ async fn a_hospital_prepares_its_data_and_runs_the_benchmark_by_model_priority()
     let prepared =
         prepare_dataset(&engine, &prep, &raw_data, &raw_labels, &root, &limits).await.unwrap();
     assert_eq!(prepared.statistics.get("cases"), Some(&MetricValue::Int(130)));
-    let preparator_id = RecordId::from_bytes([7; 32]);
-    let record =
-        dataset_record(&prepared, "hospital-a", "WDBC share A", "site A", preparator_id, false);
-    assert_eq!(record.prepared_hash, prepared.prepared_hash);
-    assert!(protocol::record::Body::Dataset(record).validate().is_ok());
+    let details = dataset_details(&prepared, "hospital-a", "WDBC share A", "site A", false);
+    assert_eq!(details.num_cases, Some(130));
+    assert!(details.num_cases.is_some(), "the example preparator counts its cases");
+    assert!(details.validate().is_ok());
     let operational = set_operational(&root, RecordId::from_bytes([8; 32])).unwrap();
     assert_eq!(operational.prepared_hash, prepared.prepared_hash);
     check_dataset(&root, &prepared.prepared_hash).unwrap();
@@ -375,7 +376,7 @@ tasks:
     )
     .await
     .unwrap();
-    assert!(outcome.record().passed);
+    assert!(outcome.record(&[7; 32]).passed);
     assert!(outcome.results["error"].as_f64().unwrap().is_nan());
     assert_eq!(outcome.results["auc"], MetricValue::float(0.5));
     assert_eq!(outcome.results["note"], MetricValue::Text("written by the probe".into()));

@@ -26,15 +26,8 @@ const STORE_GROWTH_MAX_BYTES: u64 = 10 * 1024 * 1024;
 /// A dataset record of about 57 KB signed by a fresh key.
 fn big_dataset(w: &Workflow, i: usize) -> Record {
     let mut a = Author::new(&format!("flood-{i}"), w.root.network_id());
-    let Body::Dataset(mut d) =
-        testkit::dataset(&format!("flood-{i}"), w.prep, protocol::record::DatasetState::Operation)
-    else {
-        unreachable!()
-    };
-    for k in 0..13 {
-        d.statistics.insert(format!("padding-{k}"), "x".repeat(4000));
-    }
-    a.sign(Body::Dataset(d))
+    let body = padded_dataset(w, &format!("flood-{i}"), a.public(), 13);
+    a.sign(body)
 }
 
 fn store_bytes(dir: &std::path::Path) -> u64 {
@@ -273,7 +266,7 @@ async fn an_open_network_bounds_each_key_and_the_store_with_named_refusals() {
     let mut admin = w.admin.clone();
     let mut stored = 0;
     let err = loop {
-        let r = admin.sign(padded_dataset(&w, stored));
+        let r = admin.sign(padded_dataset(&w, &format!("admin-data-{stored}"), admin.public(), 1));
         match c.submit(&r.bytes).await {
             Ok(_) => stored += 1,
             Err(e) => break e,
@@ -286,15 +279,24 @@ async fn an_open_network_bounds_each_key_and_the_store_with_named_refusals() {
     assert_eq!((counts.get("key_quota"), counts.get("store_quota")), (Some(&2), Some(&1)));
 }
 
-/// A dataset body of about 4.5 KB.
-fn padded_dataset(w: &Workflow, i: usize) -> Body {
+/// A dataset body by `owner` padded with `pads` public statistics of 4,000 bytes.
+fn padded_dataset(w: &Workflow, name: &str, owner: protocol::PublicKey, pads: usize) -> Body {
     let Body::Dataset(mut d) = testkit::dataset(
-        &format!("admin-data-{i}"),
+        name,
+        w.benchmark,
+        owner,
         w.prep,
         protocol::record::DatasetState::Operation,
+        &w.readers(0),
     ) else {
         unreachable!()
     };
-    d.statistics.insert("padding".into(), "y".repeat(4000));
+    let mut details = testkit::details(name).details;
+    for k in 0..pads {
+        details
+            .statistics
+            .insert(format!("padding-{k}"), protocol::metric::MetricValue::Text("x".repeat(4000)));
+    }
+    d.public_details = Some(details);
     Body::Dataset(d)
 }

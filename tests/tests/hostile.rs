@@ -562,7 +562,8 @@ async fn a_result_sealed_to_nobody_is_kept_but_never_counts() {
 async fn a_release_naming_results_that_do_not_count_is_kept_but_never_shown() {
     let (mut a, _, _) = Arena::start().await;
     // Members 0 and 1 (the threshold) sign a round-9 release with a cell for a
-    // dataset that has no result: signed, valid, and a lie.
+    // dataset that has no result: signed, valid, and a lie (labels are keyed
+    // pseudonyms, so the fold sees a table that is no longer complete).
     let mut lie = match &a.w.records.last().expect("member 0's round 2").body {
         Body::Release(r) => r.clone(),
         other => panic!("the baseline ends with a release, not {}", other.kind()),
@@ -583,7 +584,10 @@ async fn a_release_naming_results_that_do_not_count_is_kept_but_never_shown() {
         assert_eq!(s.releases[&a.w.benchmark].release.round, 1, "round 1 stays shown");
         for sig in &sigs {
             let why = s.ignored.iter().find(|i| i.id == sig.id).expect("the signature is reported");
-            assert_eq!(why.reason, "release names a dataset that has no result that counts");
+            assert_eq!(
+                why.reason,
+                "release is not a complete table: its models show different datasets"
+            );
         }
     }
     a.nothing_refused();

@@ -52,10 +52,14 @@ pub enum AssociationCmd {
     },
 }
 
-fn target(st: &State, t: &AssocTarget) -> anyhow::Result<(RecordId, Subject)> {
+fn target(
+    s: &crate::workflow::Session,
+    st: &State,
+    t: &AssocTarget,
+) -> anyhow::Result<(RecordId, Subject)> {
     let b = resolve(&t.benchmark, benchmarks(st), "benchmark")?;
     let subject = match (&t.data, &t.model) {
-        (Some(d), _) => Subject::Dataset(resolve(d, datasets(st), "dataset")?),
+        (Some(d), _) => Subject::Dataset(resolve(d, &datasets(s, st), "dataset")?),
         (None, Some(m)) => Subject::Model(resolve(m, containers(st), "container")?),
         (None, None) => bail!("give --data or --model"),
     };
@@ -98,18 +102,18 @@ pub fn run(ctx: &Ctx, a: AssociationCmd) -> anyhow::Result<()> {
             )
         }
         AssociationCmd::Approve { target: t, priority } => {
-            let (b, subj) = target(&st, &t)?;
+            let (b, subj) = target(&s, &st, &t)?;
             let r = workflow::decide_association(&s, b, subj, Decision::Approve, priority)?;
             report(ctx, "approval published", &r.id, &serde_json::Value::Null)
         }
         AssociationCmd::Reject { target: t } => {
-            let (b, subj) = target(&st, &t)?;
+            let (b, subj) = target(&s, &st, &t)?;
             let r = workflow::decide_association(&s, b, subj, Decision::Reject, None)?;
             report(ctx, "rejection published", &r.id, &serde_json::Value::Null)
         }
         AssociationCmd::SetPriority { benchmark, model, priority } => {
             let t = AssocTarget { benchmark, data: None, model: Some(model) };
-            let (b, subj) = target(&st, &t)?;
+            let (b, subj) = target(&s, &st, &t)?;
             let r = workflow::decide_association(&s, b, subj, Decision::Approve, Some(priority))?;
             report(ctx, "priority published", &r.id, &serde_json::Value::Null)
         }

@@ -4,13 +4,32 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::{Subcommand, ValueEnum};
-use protocol::record::{Decision, SharingPolicy};
+use protocol::record::{Decision, DetailsAudience, Disclosure, SharingPolicy};
 use protocol::{RecordId, State};
 
 use super::{Ctx, benchmarks, containers, datasets, parse_auto, parse_key, report};
 use crate::ids::resolve;
 use crate::output::{json, spinner, table};
 use crate::workflow::{self, BenchmarkArgs};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DetailsArg {
+    /// Sealed to the committee and the dataset's owner.
+    Committee,
+    /// In the clear for everyone.
+    Public,
+}
+
+/// A step such as 0.01 as millionths; refused unless it is at least one millionth.
+fn precision_millionths(step: f64) -> anyhow::Result<u64> {
+    let m = (step * 1e6).round();
+    if !(1.0..=1e15).contains(&m) {
+        anyhow::bail!(
+            "--precision {step} must be a step between 0.000001 and 1e9 (e.g. 0.01 for two decimals)"
+        );
+    }
+    Ok(m as u64)
+}
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum PolicyArg {
@@ -59,6 +78,20 @@ pub enum BenchmarkCmd {
         /// With --policy aggregate: datasets a figure must cover.
         #[arg(long, default_value_t = 2)]
         min_datasets: u16,
+        /// Who reads datasets' details (name, description, location, statistics):
+        /// the committee and each owner (sealed), or everyone.
+        #[arg(long, value_enum, default_value = "committee")]
+        dataset_details: DetailsArg,
+        /// Round released values to this step (e.g. 0.01); 0.000001 keeps them as measured.
+        #[arg(long, default_value_t = 0.000001)]
+        precision: f64,
+        /// Leave out of per-dataset releases the datasets with fewer cases.
+        #[arg(long, default_value_t = 0)]
+        min_cases: u64,
+        /// A metric releases may show; repeat for each (default: every metric).
+        /// Leave out counts (cases, correct...) that tie a value to a site's size.
+        #[arg(long = "release-metric")]
+        release_metrics: Vec<String>,
         #[arg(long, default_value = "auc")]
         rank_metric: String,
         #[arg(long)]
@@ -126,6 +159,10 @@ pub fn run(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
             model_approval,
             policy,
             min_datasets,
+            dataset_details,
+            precision,
+            min_cases,
+            release_metrics,
             rank_metric,
             lower_is_better,
             skip_test,
@@ -149,6 +186,15 @@ pub fn run(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
                 sharing: match policy {
                     PolicyArg::PerDataset => SharingPolicy::PerDataset,
                     PolicyArg::Aggregate => SharingPolicy::Aggregate { min_datasets },
+                },
+                disclosure: Disclosure {
+                    dataset_details: match dataset_details {
+                        DetailsArg::Committee => DetailsAudience::Committee,
+                        DetailsArg::Public => DetailsAudience::Public,
+                    },
+                    precision: precision_millionths(precision)?,
+                    min_cases,
+                    metrics: release_metrics,
                 },
                 rank_metric,
                 higher_is_better: !lower_is_better,
@@ -212,7 +258,7 @@ pub fn run(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
         BenchmarkCmd::Run { benchmark, data, model, ignore_model_errors, force, no_submit } => {
             let st = s.state()?;
             let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
-            let d = resolve(&data, datasets(&st), "dataset")?;
+            let d = resolve(&data, &datasets(&s, &st), "dataset")?;
             let only = model.map(|m| resolve(&m, containers(&st), "container")).transpose()?;
             let pb =
                 spinner("running the reference model and every approved model, then the metrics");
@@ -279,8 +325,14 @@ pub fn run(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
                 let st = s.state()?;
                 let counting = st.results.iter().filter(|r| r.benchmark == b && r.counts).count();
                 if counting > released {
-                    let r = workflow::release(&s, &b)?;
                     released = counting;
+                    let r = match workflow::release(&s, &b) {
+                        Err(e) if e.downcast_ref::<workflow::NothingToRelease>().is_some() => {
+                            eprintln!("{e}; waiting for more results");
+                            continue;
+                        }
+                        r => r?,
+                    };
                     report(
                         ctx,
                         &format!("release signed covering {counting} results"),

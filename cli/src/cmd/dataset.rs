@@ -64,9 +64,11 @@ pub enum DatasetCmd {
         #[arg(long)]
         name: String,
     },
-    /// List datasets.
+    /// List datasets, with the details you may read (the committee and the owner
+    /// read sealed ones; others see "(sealed)").
     Ls,
-    /// Show one dataset.
+    /// Show one dataset, with its details if you may read them.
+    #[command(alias = "show")]
     View { id: String },
 }
 
@@ -112,14 +114,14 @@ pub fn run(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
         }
         DatasetCmd::SetOperational { id } => {
             let st = s.state()?;
-            let id = resolve(&id, datasets(&st), "dataset")?;
+            let id = resolve(&id, &datasets(&s, &st), "dataset")?;
             let r = workflow::set_operational(&s, &id)?;
             report(ctx, "dataset operational", &r.id, &serde_json::Value::Null)
         }
         DatasetCmd::Associate { benchmark, data } => {
             let st = s.state()?;
             let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
-            let d = resolve(&data, datasets(&st), "dataset")?;
+            let d = resolve(&data, &datasets(&s, &st), "dataset")?;
             let pb = spinner("running the compatibility test on your prepared data");
             let out = workflow::associate(&s, &b, Subject::Dataset(d));
             pb.finish_and_clear();
@@ -133,14 +135,14 @@ pub fn run(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
         }
         DatasetCmd::Check { id } => {
             let st = s.state()?;
-            let id = resolve(&id, datasets(&st), "dataset")?;
+            let id = resolve(&id, &datasets(&s, &st), "dataset")?;
             let root = workflow::local_dataset(&s, &id)?;
             runner::dataset::check_dataset(&root, &st.datasets[&id].prepared_hash)?;
             report(ctx, "dataset matches its registered hash", &id, &serde_json::Value::Null)
         }
         DatasetCmd::Export { id, out } => {
             let st = s.state()?;
-            let id = resolve(&id, datasets(&st), "dataset")?;
+            let id = resolve(&id, &datasets(&s, &st), "dataset")?;
             let root = workflow::local_dataset(&s, &id)?;
             let h = runner::dataset::export_dataset(&root, &out)?;
             report(
@@ -158,19 +160,33 @@ pub fn run(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
         }
         DatasetCmd::Ls => {
             let st = s.state()?;
+            // The details this user may read: public ones, or sealed ones it opens.
+            let rows: Vec<_> = st
+                .datasets
+                .values()
+                .map(|d| (d, workflow::dataset_details(&s, d).map(|x| x.details)))
+                .collect();
             if ctx.json {
-                return json(&st.datasets.values().collect::<Vec<_>>());
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(d, details)| serde_json::json!({ "dataset": d, "details": details }))
+                    .collect();
+                return json(&v);
             }
             table(
-                &["id", "name", "state", "owner", "prepared hash"],
-                st.datasets
-                    .values()
-                    .map(|d| {
+                &["id", "name", "benchmark", "state", "owner", "cases", "prepared hash"],
+                rows.iter()
+                    .map(|(d, details)| {
                         vec![
                             d.id.short(),
-                            d.dataset.name.clone(),
+                            details.as_ref().map_or("(sealed)".into(), |x| x.name.clone()),
+                            d.dataset.benchmark.short(),
                             format!("{:?}", d.state).to_lowercase(),
                             d.owner.short(),
+                            details
+                                .as_ref()
+                                .and_then(|x| x.num_cases)
+                                .map_or("-".into(), |n| n.to_string()),
                             d.prepared_hash.short(),
                         ]
                     })
@@ -179,8 +195,14 @@ pub fn run(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
         }
         DatasetCmd::View { id } => {
             let st = s.state()?;
-            let id = resolve(&id, datasets(&st), "dataset")?;
-            json(&st.datasets[&id])
+            let id = resolve(&id, &datasets(&s, &st), "dataset")?;
+            let view = &st.datasets[&id];
+            let details = workflow::dataset_details(&s, view).map(|x| x.details);
+            json(&serde_json::json!({
+                "dataset": view,
+                "details": details,
+                "details_readable": details.is_some(),
+            }))
         }
     }
 }

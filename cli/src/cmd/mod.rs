@@ -79,9 +79,16 @@ pub(crate) fn benchmarks(state: &State) -> impl Iterator<Item = (RecordId, &str)
     state.benchmarks.iter().map(|(id, b)| (*id, b.benchmark.name.as_str()))
 }
 
-/// Datasets by id prefix or by name.
-pub(crate) fn datasets(state: &State) -> impl Iterator<Item = (RecordId, &str)> + '_ {
-    state.datasets.iter().map(|(id, d)| (*id, d.dataset.name.as_str()))
+/// Datasets by id prefix, or by the names this user can read (a dataset's name is
+/// sealed to the committee and its owner unless the benchmark makes it public).
+pub(crate) fn datasets(s: &crate::workflow::Session, state: &State) -> Vec<(RecordId, String)> {
+    let mut named = crate::workflow::dataset_names(s, state);
+    let known: std::collections::BTreeSet<RecordId> = named.iter().map(|n| n.0).collect();
+    // The rest by id alone: an empty name matches no input.
+    named.extend(
+        state.datasets.keys().filter(|id| !known.contains(id)).map(|id| (*id, String::new())),
+    );
+    named
 }
 
 pub(crate) fn report(

@@ -31,7 +31,7 @@ pub fn run(ctx: &Ctx, r: ResultCmd) -> anyhow::Result<()> {
     match r {
         ResultCmd::Submit { benchmark, data } => {
             let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
-            let d = resolve(&data, datasets(&st), "dataset")?;
+            let d = resolve(&data, &datasets(&s, &st), "dataset")?;
             let rep = workflow::run_benchmark(&s, &b, &d, None, true, false)?;
             for f in &rep.failed {
                 eprintln!("model {} did not finish: {}", f.model.short(), f.reason);

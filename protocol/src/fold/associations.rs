@@ -30,6 +30,17 @@ impl Deriver<'_> {
             };
             let Some(bench) = benchmarks.get(bench_id) else { continue };
             let Some(owner) = owner else { continue };
+            if let Subject::Dataset(d) = subject
+                && datasets.get(d).is_some_and(|d| d.dataset.benchmark != *bench_id)
+            {
+                for r in requests {
+                    self.ignore(
+                        r.id,
+                        "the dataset is registered for another benchmark, whose committee reads its details; register it for this one",
+                    );
+                }
+                continue;
+            }
             for r in requests.iter().filter(|r| r.author != owner) {
                 self.ignore(
                     r.id,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{BenchmarkView, ContainerView, DatasetView, Deriver, ProfileView, Status};
-use crate::ids::{PublicKey, RecordId};
+use crate::ids::{PublicKey, RecordId, X25519Key};
 use crate::record::*;
 
 impl Deriver<'_> {
@@ -111,10 +111,19 @@ impl Deriver<'_> {
         benchmarks
     }
 
-    /// Datasets, operational when registered so or marked so by their owner.
-    pub(super) fn datasets(&mut self) -> BTreeMap<RecordId, DatasetView> {
+    /// Datasets, operational when registered so or marked so by their owner. A
+    /// dataset of a known benchmark counts only if its sealed part is sealed to
+    /// its owner and to at least `threshold` committee members whose keys are not
+    /// revoked (enough to decide on it and to release its results; a member who
+    /// published a profile only later cannot void it), and its details are in the
+    /// clear when the benchmark's disclosure policy makes them public.
+    pub(super) fn datasets(
+        &mut self,
+        benchmarks: &BTreeMap<RecordId, BenchmarkView>,
+    ) -> BTreeMap<RecordId, DatasetView> {
         let l = self.l;
         let mut datasets = BTreeMap::new();
+        let sealable = self.sealable();
         for (id, d) in &l.datasets {
             if !self.valid(&d.author, d.seq) {
                 self.ignore(*id, "signer's key is revoked");
@@ -123,6 +132,28 @@ impl Deriver<'_> {
             if !self.permitted(&d.author, MemberRole::DataOwner) {
                 self.ignore(*id, "signer is admitted without the data_owner role");
                 continue;
+            }
+            if let Some(b) = benchmarks.get(&d.body.benchmark) {
+                let b = &b.benchmark;
+                let sealed_to: Option<Vec<X25519Key>> =
+                    (d.body.sealed.scheme == crate::seal::SCHEME).then(|| {
+                        let mut keys: Vec<X25519Key> =
+                            d.body.sealed.recipients.iter().map(|s| s.recipient).collect();
+                        keys.sort();
+                        keys.dedup();
+                        keys
+                    });
+                let problem = if b.disclosure.dataset_details == DetailsAudience::Public
+                    && d.body.public_details.is_none()
+                {
+                    Some("the benchmark's disclosure policy makes dataset details public".into())
+                } else {
+                    self.details_problem(sealed_to.as_deref(), &d.author, b, &sealable)
+                };
+                if let Some(why) = problem {
+                    self.ignore(*id, why);
+                    continue;
+                }
             }
             let mut state = d.body.state;
             let mut prepared_hash = d.body.prepared_hash;
@@ -158,5 +189,39 @@ impl Deriver<'_> {
             }
         }
         datasets
+    }
+
+    /// Why a dataset's sealed part, sealed to `sealed_to` (`None`: an unknown
+    /// scheme), is not readable by its owner and `threshold` committee members.
+    fn details_problem(
+        &self,
+        sealed_to: Option<&[X25519Key]>,
+        owner: &PublicKey,
+        b: &Benchmark,
+        sealable: &super::Map<PublicKey, Vec<X25519Key>>,
+    ) -> Option<std::borrow::Cow<'static, str>> {
+        let Some(sealed_to) = sealed_to else {
+            return Some("details are sealed with an unknown scheme".into());
+        };
+        let reads = |k: &PublicKey| {
+            sealable
+                .get(k)
+                .is_some_and(|keys| keys.iter().any(|x| sealed_to.binary_search(x).is_ok()))
+        };
+        if !reads(owner) {
+            return Some("details are not sealed to the data owner".into());
+        }
+        let members =
+            b.committee.iter().filter(|k| !self.revoked.contains_key(k) && reads(k)).count();
+        if members < usize::from(b.threshold) {
+            return Some(
+                format!(
+                    "details are sealed to {members} committee members; the threshold is {}",
+                    b.threshold
+                )
+                .into(),
+            );
+        }
+        None
     }
 }

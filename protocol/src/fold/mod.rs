@@ -26,7 +26,11 @@
 //!   (the initiator's own decisions are ignored), or by the benchmark's
 //!   auto-approval mode unless `threshold` members reject; a later rejection
 //!   revokes a member's approval.
-//! - Datasets: operational when registered so or marked so by their owner.
+//! - Datasets: operational when registered so or marked so by their owner. A
+//!   dataset of a known benchmark counts only when its sealed part (details and
+//!   pseudonym key) is sealed to its owner and to at least `threshold` committee
+//!   members, and its details are in the clear when the benchmark's disclosure
+//!   policy makes them public; a dataset associates only with its own benchmark.
 //! - Results count only when signed by the dataset's owner, for an approved
 //!   benchmark, approved dataset and model associations and an operational
 //!   dataset, with metrics sealed (scheme [`crate::seal::SCHEME`]) to a key that
@@ -36,11 +40,17 @@
 //!   The owner's latest such result per (benchmark, model, dataset) counts;
 //!   every other carries its reason.
 //! - Releases show once `threshold` distinct committee members signed identical
-//!   content that matches the benchmark's sharing policy and is backed by the
-//!   results that count: each per-dataset entry names a counting result of that
-//!   model (by its dataset label, each once), each aggregate claims no more
-//!   datasets than the model has counting results. Content that breaks either
-//!   rule is ignored with its reason. Rounds strictly increase per benchmark (a
+//!   content that matches the benchmark's sharing policy and its disclosure
+//!   policy (only its metrics, values on its precision grid) and is backed by
+//!   the results that count: a model's per-dataset entries (each label once) are
+//!   no more than its counting results and every model shows the same labels (a
+//!   complete table; labels are pseudonyms keyed with sealed secrets, so the
+//!   fold checks counts and shape), each aggregate claims no more datasets than
+//!   the model has counting results. Against the release shown at the rounds
+//!   before it, a per-dataset release adds no dataset or at least two, and an
+//!   aggregate moves a model's dataset count by 0 or at least `min_datasets`
+//!   (else one dataset's values could be read off by difference). Content that
+//!   breaks a rule is ignored with its reason. Rounds strictly increase per benchmark (a
 //!   member releases the round after the one shown); the highest complete round
 //!   wins, the smallest content hash on a tie. The leaderboard is computed from
 //!   the shown release.
@@ -498,7 +508,7 @@ impl<'a> Deriver<'a> {
         let profiles = self.profiles();
         let containers = self.containers();
         let benchmarks = self.benchmarks(&containers);
-        let datasets = self.datasets();
+        let datasets = self.datasets(&benchmarks);
         let associations = self.associations(&benchmarks, &containers, &datasets);
         let approved: Set<(RecordId, Subject)> = associations
             .iter()
@@ -506,8 +516,7 @@ impl<'a> Deriver<'a> {
             .map(|a| (a.benchmark, a.subject))
             .collect();
         let results = self.results(&benchmarks, &datasets, &approved);
-        let (releases, leaderboards) =
-            self.releases(&benchmarks, &containers, &datasets, &approved, &results);
+        let (releases, leaderboards) = self.releases(&benchmarks, &containers, &approved, &results);
 
         self.ignored.sort_by_key(|a| a.id);
         self.ignored.dedup_by(|a, b| a.id == b.id);

@@ -2,7 +2,7 @@
 //! shows), with the leaderboard of the shown release.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     BenchmarkView, ContainerView, DatasetView, Deriver, Leaderboard, Map, ReleaseView, ResultEntry,
@@ -85,7 +85,14 @@ impl Deriver<'_> {
                     sealed_right
                         .entry((r.recipients, *bench_id, r.author))
                         .or_insert_with(|| {
-                            self.seal_problem(r, committee.unwrap_or_default(), &sealable)
+                            let to = self.l.recipient_sets.get(r.recipients as usize);
+                            self.seal_problem(
+                                "metrics",
+                                to.map(|t| &t[..]),
+                                &r.author,
+                                committee.unwrap_or_default(),
+                                &sealable,
+                            )
                         })
                         .clone()
                 };
@@ -118,7 +125,7 @@ impl Deriver<'_> {
     /// Every X25519 key each participant published in a profile that still has
     /// authority, sorted: a result sealed to any of them reaches that participant,
     /// so publishing a new profile never voids the results sealed before it.
-    fn sealable(&self) -> Map<PublicKey, Vec<X25519Key>> {
+    pub(super) fn sealable(&self) -> Map<PublicKey, Vec<X25519Key>> {
         let mut out: Map<PublicKey, Vec<X25519Key>> = Map::default();
         for (key, by_seq) in &self.l.profiles {
             let mut keys: Vec<X25519Key> = by_seq
@@ -135,22 +142,25 @@ impl Deriver<'_> {
         out
     }
 
-    /// Why `r`'s metrics cannot be read by everyone who must read them: every
-    /// committee member whose key is not revoked, and the data owner.
-    fn seal_problem(
+    /// Why `what` (metrics, details), sealed to `sealed_to` (`None`: an unknown scheme) cannot be
+    /// read by everyone who must read it: every committee member whose key is not
+    /// revoked, and the data owner `owner`.
+    pub(super) fn seal_problem(
         &self,
-        r: &ResultEntry,
+        what: &str,
+        sealed_to: Option<&[X25519Key]>,
+        owner: &PublicKey,
         committee: &[PublicKey],
         sealable: &Map<PublicKey, Vec<X25519Key>>,
     ) -> Option<Cow<'static, str>> {
-        let Some(sealed_to) = self.l.recipient_sets.get(r.recipients as usize) else {
-            return Some(Cow::Borrowed("metrics are sealed with an unknown scheme"));
+        let Some(sealed_to) = sealed_to else {
+            return Some(Cow::Owned(format!("{what} are sealed with an unknown scheme")));
         };
         if sealed_to.is_empty() {
-            return Some(Cow::Borrowed("metrics are sealed to nobody"));
+            return Some(Cow::Owned(format!("{what} are sealed to nobody")));
         }
         let members = committee.iter().filter(|k| !self.revoked.contains_key(k));
-        let readers = members.map(|k| ("committee member", k)).chain([("data owner", &r.author)]);
+        let readers = members.map(|k| ("committee member", k)).chain([("data owner", owner)]);
         for (role, k) in readers {
             let Some(keys) = sealable.get(k) else {
                 return Some(Cow::Owned(format!(
@@ -160,7 +170,7 @@ impl Deriver<'_> {
             };
             if !keys.iter().any(|x| sealed_to.binary_search(x).is_ok()) {
                 return Some(Cow::Owned(format!(
-                    "metrics are not sealed to the {role} {}",
+                    "{what} are not sealed to the {role} {}",
                     k.short()
                 )));
             }
@@ -176,7 +186,6 @@ impl Deriver<'_> {
         &mut self,
         benchmarks: &BTreeMap<RecordId, BenchmarkView>,
         containers: &BTreeMap<RecordId, ContainerView>,
-        datasets: &BTreeMap<RecordId, DatasetView>,
         approved: &Set<(RecordId, Subject)>,
         results: &[ResultView],
     ) -> (BTreeMap<RecordId, ReleaseView>, BTreeMap<RecordId, Leaderboard>) {
@@ -184,8 +193,8 @@ impl Deriver<'_> {
         let assoc_approved = |b: &RecordId, s: Subject| approved.contains(&(*b, s));
         let mut releases = BTreeMap::new();
         let mut leaderboards = BTreeMap::new();
-        let backings = Backing::of_all(l, results, datasets);
-        let no_results = Backing { labels: BTreeMap::new() };
+        let backings = Backing::of_all(l, results);
+        let no_results = Backing { counts: BTreeMap::new() };
         for (bench_id, contents) in &l.releases {
             let Some(bench) = benchmarks.get(bench_id).filter(|b| b.status == Status::Approved)
             else {
@@ -193,10 +202,13 @@ impl Deriver<'_> {
             };
             let b = &bench.benchmark;
             let backing = backings.get(bench_id).unwrap_or(&no_results);
-            let mut best: Option<(u64, Hash32, &Release, Vec<PublicKey>)> = None;
+            // Complete contents (valid, signed by the threshold), by round then hash.
+            let mut complete: Vec<Complete<'_>> = Vec::new();
             for (hash, c) in contents {
                 let problem = if !release_fits_policy(&c.body, &b.sharing) {
                     Some("release breaks the benchmark's sharing policy")
+                } else if let Err(why) = crate::disclosure::check_release(&c.body, &b.disclosure) {
+                    Some(why)
                 } else {
                     backing.check(&c.body).err()
                 };
@@ -221,14 +233,29 @@ impl Deriver<'_> {
                 if signers.len() < usize::from(b.threshold) || problem.is_some() {
                     continue;
                 }
-                let better = match &best {
-                    None => true,
-                    Some((round, h, _, _)) => {
-                        (c.body.round, std::cmp::Reverse(*hash)) > (*round, std::cmp::Reverse(*h))
+                let ids = c.signers.values().flatten().map(|(_, id)| *id).collect();
+                complete.push((c.body.round, *hash, &c.body, signers, ids));
+            }
+            complete.sort_by_key(|c| (c.0, c.1));
+            // Each round's contents against the release shown before it: the
+            // smallest hash of a round that passes is shown, until a later round
+            // passes.
+            let mut best: Option<(u64, Hash32, &Release, Vec<PublicKey>)> = None;
+            let mut before: Option<&Release> = None;
+            let mut round = None;
+            for (r, hash, release, signers, ids) in complete {
+                if round != Some(r) {
+                    round = Some(r);
+                    before = best.as_ref().map(|b| b.2);
+                }
+                if let Err(why) = crate::disclosure::check_difference(before, release, &b.sharing) {
+                    for id in ids {
+                        self.ignore(id, why);
                     }
-                };
-                if better {
-                    best = Some((c.body.round, *hash, &c.body, signers));
+                    continue;
+                }
+                if best.as_ref().is_none_or(|b| b.0 < r) {
+                    best = Some((r, hash, release, signers));
                 }
             }
             if let Some((_, hash, release, signers)) = best {
@@ -255,63 +282,74 @@ impl Deriver<'_> {
     }
 }
 
-/// The results that count for one benchmark, as a release names them: per model,
-/// the labels of the datasets it has a counting result for.
+/// A release content signed by the threshold: round, content hash, content,
+/// counted signers, and the ids of every record that signed it.
+type Complete<'a> = (u64, Hash32, &'a Release, Vec<PublicKey>, Vec<RecordId>);
+
+/// The results that count for one benchmark: per model, how many datasets it
+/// has a counting result for. Dataset labels are pseudonyms keyed with secrets
+/// sealed to the committee, so the fold checks counts and shape, not labels.
 struct Backing {
-    labels: BTreeMap<RecordId, Vec<String>>,
+    counts: BTreeMap<RecordId, usize>,
 }
 
 impl Backing {
     /// The backing of every benchmark with a release, in one pass over the results.
-    fn of_all(
-        l: &super::Ledger,
-        results: &[ResultView],
-        datasets: &BTreeMap<RecordId, DatasetView>,
-    ) -> BTreeMap<RecordId, Backing> {
+    fn of_all(l: &super::Ledger, results: &[ResultView]) -> BTreeMap<RecordId, Backing> {
         let mut out: BTreeMap<RecordId, Backing> = BTreeMap::new();
         for r in results.iter().filter(|r| r.counts && l.releases.contains_key(&r.benchmark)) {
-            let d = datasets.get(&r.dataset).map(|d| &d.dataset);
-            let label = crate::leaderboard::dataset_label(&r.benchmark, &r.dataset, d);
             let backing =
-                out.entry(r.benchmark).or_insert_with(|| Backing { labels: BTreeMap::new() });
-            backing.labels.entry(r.model).or_default().push(label);
+                out.entry(r.benchmark).or_insert_with(|| Backing { counts: BTreeMap::new() });
+            *backing.counts.entry(r.model).or_default() += 1;
         }
         out
     }
 
     /// A release is backed when every figure it shows stands on results that
-    /// count: each per-dataset entry on a result for that model and dataset (each
-    /// result once), each aggregate on at least as many datasets as it claims.
-    /// A release built before more results arrived stays backed; one that names
-    /// results that no longer count, or claims more than exist, is not.
+    /// count: a model's per-dataset entries (each dataset once) are no more than
+    /// its counting results, and every model shows the same datasets (a complete
+    /// table: which models a dataset ran, public in the result records, must not
+    /// tell which pseudonym is which); each aggregate claims no more datasets
+    /// than the model has counting results. A release built before more results
+    /// arrived stays backed; one that claims more than exists is not.
     fn check(&self, release: &Release) -> Result<(), &'static str> {
-        let mut used: BTreeMap<(RecordId, &str), usize> = BTreeMap::new();
-        let mut models: BTreeMap<RecordId, usize> = BTreeMap::new();
+        let mut labels: BTreeMap<RecordId, BTreeSet<&str>> = BTreeMap::new();
+        let mut aggregates: BTreeMap<RecordId, usize> = BTreeMap::new();
         for e in &release.entries {
-            let Some(labels) = self.labels.get(&e.model) else {
+            let Some(held) = self.counts.get(&e.model) else {
                 return Err("release names a model that has no result that counts");
             };
-            *models.entry(e.model).or_default() += 1;
             match &e.dataset {
                 Some(label) => {
-                    let n = used.entry((e.model, label.as_str())).or_default();
-                    *n += 1;
-                    let held = labels.iter().filter(|l| *l == label).count();
-                    if *n > held {
-                        return Err("release names a dataset that has no result that counts");
+                    let mine = labels.entry(e.model).or_default();
+                    if !mine.insert(label.as_str()) {
+                        return Err("release names a dataset twice for one model");
+                    }
+                    if mine.len() > *held {
+                        return Err(
+                            "release shows more datasets for a model than it has results that count",
+                        );
                     }
                 }
                 None => {
-                    if models[&e.model] > 1 {
+                    let n = aggregates.entry(e.model).or_default();
+                    *n += 1;
+                    if *n > 1 {
                         return Err("release lists a model's aggregate twice");
                     }
-                    if usize::from(e.datasets) > labels.len() {
+                    if usize::from(e.datasets) > *held {
                         return Err(
                             "release claims more datasets for a model than it has results that count",
                         );
                     }
                 }
             }
+        }
+        let mut sets = labels.values();
+        if let Some(first) = sets.next()
+            && sets.any(|s| s != first)
+        {
+            return Err("release is not a complete table: its models show different datasets");
         }
         Ok(())
     }
