@@ -83,7 +83,7 @@ fn an_aggregate_release_never_reveals_a_single_datasets_value() {
     // Model 9 has one dataset only: it must not appear at all.
     let mut results = table();
     results.push(opened(9, 11, 123_456));
-    let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &results, 1);
+    let r = leaderboard::build_release(id(50), &b, &anonymous(11..=12), &results, 1);
     assert!(r.entries.iter().all(|e| e.dataset.is_none() && e.datasets >= 2));
     assert!(!r.entries.iter().any(|e| e.model == id(9)));
     assert!(
@@ -243,7 +243,7 @@ fn a_nan_metric_is_released_as_nan_shown_as_nan_and_ranked_last() {
             written(3, 11, Some(0.95)),
             written(3, 12, Some(0.99)),
         ];
-        let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &results, 1);
+        let r = leaderboard::build_release(id(50), &b, &anonymous(11..=12), &results, 1);
         let bytes = protocol::cbor::to_canonical(&r).unwrap();
         assert_eq!(protocol::cbor::from_canonical::<Release>(&bytes).unwrap(), r);
         let e = r.entries.iter().find(|e| e.model == id(1) && e.metrics["auc"] == Figure::NaN);
@@ -267,7 +267,7 @@ fn a_nan_metric_is_released_as_nan_shown_as_nan_and_ranked_last() {
 fn an_aggregate_over_a_nan_is_nan() {
     let b = bench(SharingPolicy::Aggregate { min_datasets: 2 });
     let results = vec![written(1, 11, None), written(1, 12, Some(0.9))];
-    let r = leaderboard::build_release(id(50), &b, &BTreeMap::new(), &results, 1);
+    let r = leaderboard::build_release(id(50), &b, &anonymous(11..=12), &results, 1);
     assert_eq!(r.entries[0].metrics["auc"], Figure::NaN);
     assert_eq!(r.entries[0].metrics["per_class.benign"], Figure::Millionths(500_000));
 }
