@@ -24,6 +24,7 @@
 //! Architecture invariants: a record is verified and durably stored before it is
 //! forwarded on gossip or acknowledged; stored bytes are the bytes received.
 
+pub mod blobs;
 pub mod blobstore;
 pub mod control;
 mod core;
