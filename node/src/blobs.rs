@@ -485,6 +485,14 @@ async fn one_piece<N: Net>(
 
 /// Blobs that counting records name (kept by [`BlobStore::gc`]).
 pub fn referenced(state: &protocol::State) -> HashSet<Hash32> {
-    let _ = state;
-    HashSet::new()
+    let mut out = HashSet::new();
+    for c in state.containers.values() {
+        let c = &c.container;
+        out.extend(c.image_archive.iter().map(|b| b.hash));
+        out.extend(c.additional_files.iter().map(|a| a.blob.hash));
+    }
+    for b in state.benchmarks.values() {
+        out.insert(b.benchmark.demo_dataset.hash);
+    }
+    out
 }

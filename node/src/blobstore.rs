@@ -37,8 +37,9 @@ pub const BLOCK_SIZE: BlockSize = BlockSize::from_chunk_log(4);
 /// A piece: the unit of a request, of resumption and of refetching (1 MiB).
 pub const PIECE_BYTES: u64 = 1024 * 1024;
 const PIECE_CHUNKS: u64 = PIECE_BYTES / 1024;
-/// Largest blob (a model image archive of some gigabytes fits).
-pub const BLOB_BYTES_MAX: u64 = 64 * 1024 * 1024 * 1024;
+/// Largest blob (a model image archive of some gigabytes fits): what a record may
+/// declare.
+pub const BLOB_BYTES_MAX: u64 = protocol::limits::BLOB_BYTES_MAX;
 /// Default disk quota for blobs held and being fetched.
 pub const BLOB_QUOTA_BYTES_DEFAULT: u64 = 100 * 1024 * 1024 * 1024;
 /// The index file inside the data directory.
@@ -217,7 +218,8 @@ impl BlobStore {
             move |source| BlobError::Io { path, source }
         };
         let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err(&tmp_dir))?;
-        let size = io::copy(&mut from, tmp.as_file_mut()).map_err(io_err(tmp.path()))?;
+        let size = io::copy(&mut io::Read::take(&mut from, BLOB_BYTES_MAX + 1), tmp.as_file_mut())
+            .map_err(io_err(tmp.path()))?;
         if size > BLOB_BYTES_MAX {
             return Err(BlobError::TooLarge { hash: "(upload)".into(), size, max: BLOB_BYTES_MAX });
         }

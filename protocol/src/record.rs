@@ -201,13 +201,22 @@ pub struct ImageRef {
     pub digest: String,
 }
 
+/// A blob on the network: named by the BLAKE3 of its bytes, with its size, so
+/// that a fetch from any peer is bounded and checked before a byte is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobRef {
+    pub hash: Hash32,
+    pub size: u64,
+}
+
 /// Files that travel beside an image (a model's weights), pinned by hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdditionalFiles {
-    /// Where to get them (a blob id on the network, or a URL).
-    pub location: String,
-    /// BLAKE3 tree hash of the files.
+    /// A tar of the folder (regular files and folders only), fetched from peers.
+    pub blob: BlobRef,
+    /// BLAKE3 tree hash of the files, checked after unpacking.
     pub hash: Hash32,
 }
 
@@ -218,6 +227,10 @@ pub struct Container {
     pub name: String,
     pub manifest: Manifest,
     pub image: ImageRef,
+    /// MedPerf's `DockerArchive`: the image's `docker save` archive, fetched from
+    /// peers and loaded, then checked against `image.digest` before anything runs.
+    /// None: a `DockerImage` the site's engine must already hold.
+    pub image_archive: Option<BlobRef>,
     /// The parameters file (MedPerf's `parameters.yaml`), carried in the record
     /// itself: it is small, and every runner of the container needs it.
     pub parameters: Option<String>,
@@ -250,9 +263,17 @@ pub enum SharingPolicy {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DemoDataset {
-    pub location: String,
-    /// BLAKE3 of the demo tarball.
+    /// BLAKE3 of the demo tarball: the blob peers serve it under.
     pub hash: Hash32,
+    /// The tarball's size in bytes.
+    pub size: u64,
+}
+
+impl DemoDataset {
+    /// The blob holding the tarball.
+    pub fn blob(&self) -> BlobRef {
+        BlobRef { hash: self.hash, size: self.size }
+    }
 }
 
 /// A benchmark. Its author is the benchmark owner; the admin approves it.
@@ -518,6 +539,16 @@ fn digest(field: &'static str, d: &str) -> Result<(), RecordError> {
     Ok(())
 }
 
+fn blob(field: &'static str, b: &BlobRef) -> Result<(), RecordError> {
+    if b.size > BLOB_BYTES_MAX {
+        return Err(RecordError::Invalid {
+            field,
+            reason: format!("{} bytes; a blob has at most {BLOB_BYTES_MAX}", b.size),
+        });
+    }
+    Ok(())
+}
+
 fn no_duplicate_keys(field: &'static str, keys: &[PublicKey]) -> Result<(), RecordError> {
     let mut sorted = keys.to_vec();
     sorted.sort();
@@ -569,7 +600,10 @@ impl Body {
                     text("container.parameters", p, PARAMETERS_BYTES_MAX)?;
                 }
                 if let Some(a) = &c.additional_files {
-                    text("container.additional_files.location", &a.location, TEXT_BYTES_MAX)?;
+                    blob("container.additional_files.blob", &a.blob)?;
+                }
+                if let Some(a) = &c.image_archive {
+                    blob("container.image_archive", a)?;
                 }
                 list("container.manifest.tasks", &c.manifest.tasks, LIST_LEN_MAX)?;
                 if c.manifest.tasks.is_empty() {
@@ -618,7 +652,7 @@ impl Body {
                 name("benchmark.name", &b.name)?;
                 text("benchmark.description", &b.description, TEXT_BYTES_MAX)?;
                 text("benchmark.docs_url", &b.docs_url, TEXT_BYTES_MAX)?;
-                text("benchmark.demo_dataset.location", &b.demo_dataset.location, TEXT_BYTES_MAX)?;
+                blob("benchmark.demo_dataset", &b.demo_dataset.blob())?;
                 list("benchmark.committee", &b.committee, COMMITTEE_LEN_MAX)?;
                 no_duplicate_keys("benchmark.committee", &b.committee)?;
                 threshold("benchmark.threshold", b.threshold, b.committee.len())?;
