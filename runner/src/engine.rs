@@ -342,7 +342,8 @@ impl Engine {
 
     /// Remove an image (by id or reference) and its tags from the engine.
     pub async fn remove_image(&self, image: &str) -> Result<(), RunnerError> {
-        let opts = bollard::query_parameters::RemoveImageOptions { force: true, ..Default::default() };
+        let opts =
+            bollard::query_parameters::RemoveImageOptions { force: true, ..Default::default() };
         call(&format!("removing image {image}"), self.docker.remove_image(image, Some(opts), None))
             .await
             .map(|_| ())
