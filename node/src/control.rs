@@ -783,8 +783,18 @@ async fn blob_fetch(
     State(ctx): State<Ctx>,
     headers: HeaderMap,
     UrlPath(hash): UrlPath<String>,
-    Json(body): Json<FetchBody>,
+    body: Bytes,
 ) -> Response {
+    let body: FetchBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("send {{\"size\": BYTES, \"pin\": true}}: {e}"),
+            );
+        }
+    };
     if !authorized(&ctx, &headers) {
         return unauthorized();
     }
@@ -845,8 +855,18 @@ async fn blob_pin(
     State(ctx): State<Ctx>,
     headers: HeaderMap,
     UrlPath(hash): UrlPath<String>,
-    Json(body): Json<PinBody>,
+    body: Bytes,
 ) -> Response {
+    let body: PinBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("send {{\"pinned\": true|false}}: {e}"),
+            );
+        }
+    };
     if !authorized(&ctx, &headers) {
         return unauthorized();
     }

@@ -266,3 +266,72 @@ async fn a_fetch_cut_by_a_lost_provider_and_a_restart_resumes_with_the_pieces_it
     owner.shutdown().await;
     hospital.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_api_adds_fetches_serves_and_collects_blobs_and_writes_need_the_token() {
+    init_tracing();
+    let w = Workflow::complete();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut cfg = config(dirs[0].path(), &w.root, &[]);
+    cfg.control = Some("127.0.0.1:0".parse().unwrap());
+    let n = Node::start(cfg).await.unwrap();
+    let addr = n.control_addr().unwrap();
+    let token = std::fs::read_to_string(dirs[0].path().join("control.token")).unwrap();
+    let data = content(3, 5);
+
+    let (status, _) = http(addr, "POST", "/v1/blobs", None, &data[..100]).await;
+    assert_eq!(status, 401, "adding needs the token");
+    let (status, body) = http(addr, "POST", "/v1/blobs?pin=false", Some(&token), &data).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let hash = Hash32::of(&data);
+    assert_eq!(v["hash"], hash.to_hex());
+    assert_eq!(v["size"], data.len());
+    let (status, body) =
+        http(addr, "GET", &format!("/v1/blobs/{}/data", hash.to_hex()), None, &[]).await;
+    assert_eq!((status, body == data), (200, true));
+    let (status, body) =
+        http(addr, "GET", &format!("/v1/blobs/{}", hash.to_hex()), None, &[]).await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (v["complete"].as_bool(), v["have"].as_u64()),
+        (Some(true), Some(data.len() as u64))
+    );
+    let (status, _) = http(addr, "GET", "/v1/blobs/not-a-hash", None, &[]).await;
+    assert_eq!(status, 400);
+
+    // A fetch asks for a size no record may declare: refused before any byte.
+    let other = Hash32::of(b"elsewhere").to_hex();
+    let (status, _) =
+        http(addr, "POST", &format!("/v1/blobs/{other}/fetch"), None, b"{\"size\": 5}").await;
+    assert_eq!(status, 401, "fetching needs the token");
+    let huge = format!("{{\"size\": {}}}", protocol::limits::BLOB_BYTES_MAX + 1);
+    let (status, _) =
+        http(addr, "POST", &format!("/v1/blobs/{other}/fetch"), Some(&token), huge.as_bytes())
+            .await;
+    assert_eq!(status, 413);
+
+    // Garbage collection keeps what a counting record names and what is pinned.
+    let named = n.client().blob_add(std::io::Cursor::new(content(1, 6)), false).await.unwrap();
+    let kept = n.client().blob_add(std::io::Cursor::new(content(1, 7)), true).await.unwrap();
+    let mut owner = protocol::testkit::Author::new("model-owner", w.root.network_id());
+    let mut body = protocol::testkit::container("with-archive", &["infer"]);
+    if let protocol::record::Body::Container(c) = &mut body {
+        c.image_archive = Some(protocol::record::BlobRef { hash: named.hash, size: named.size });
+    }
+    let record = owner.sign(body);
+    n.client().submit(&record.bytes).await.expect("the container record is accepted");
+    let (status, _) = http(addr, "POST", "/v1/blobs/gc", None, &[]).await;
+    assert_eq!(status, 401, "collecting needs the token");
+    let (status, body) = http(addr, "POST", "/v1/blobs/gc", Some(&token), &[]).await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let removed: Vec<&str> =
+        v["removed"].as_array().unwrap().iter().map(|b| b["hash"].as_str().unwrap()).collect();
+    assert_eq!(removed, vec![hash.to_hex().as_str()], "only the unpinned blob no record names");
+    for h in [named.hash, kept.hash] {
+        assert!(n.client().blob_info(&h).unwrap().is_some());
+    }
+    n.shutdown().await;
+}
