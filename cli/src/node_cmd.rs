@@ -56,6 +56,10 @@ pub struct StartArgs {
     /// localhost are always accepted. Needs --control-public.
     #[arg(long = "control-host", value_name = "NAME")]
     pub control_hosts: Vec<String>,
+    /// Disk space for blobs (image archives, additional files, demo datasets)
+    /// held and being fetched, such as 100GiB.
+    #[arg(long, value_parser = runner::site::parse_size, default_value = "100GiB")]
+    pub blob_quota: u64,
 }
 
 /// Run `medmesh node ...`; `home` is the global `--home`, if given.
@@ -165,6 +169,7 @@ fn start(a: StartArgs, home: Option<PathBuf>) -> anyhow::Result<()> {
     config.control = Some(a.control);
     config.control_public = a.control_public;
     config.control_hosts = a.control_hosts;
+    config.blob_quota = a.blob_quota;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async {
         let node = Node::start(config).await?;
