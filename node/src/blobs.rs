@@ -124,6 +124,15 @@ pub struct FetchProgress {
     pub failed_requests: u64,
 }
 
+/// Every blob, every fetch since start, the peers' blob scores, and the quota.
+#[derive(Clone, Debug, Serialize)]
+pub struct BlobOverview {
+    pub blobs: Vec<BlobInfo>,
+    pub fetches: Vec<FetchProgress>,
+    pub peers: HashMap<String, BlobPeerScore>,
+    pub quota: u64,
+}
+
 /// The node's blobs: the store, the fetches running, the peers' scores.
 pub struct Blobs {
     pub(crate) store: Arc<BlobStore>,

@@ -653,6 +653,8 @@ fn blob_error(e: crate::blobstore::BlobError) -> Response {
     }
 }
 
+// The error is the handler's own answer (a Response, as everywhere here).
+#[allow(clippy::result_large_err)]
 fn parse_hash(hex: &str) -> Result<protocol::Hash32, Response> {
     let bad = || {
         error(
@@ -726,7 +728,7 @@ async fn blob_add(
 async fn blobs_overview(State(ctx): State<Ctx>) -> Response {
     let client = ctx.client.clone();
     let r = tokio::task::spawn_blocking(move || {
-        let (blobs, fetches, peers, quota) = client.blob_overview()?;
+        let crate::blobs::BlobOverview { blobs, fetches, peers, quota } = client.blob_overview()?;
         let used: u64 = blobs.iter().map(|b| b.size).sum();
         let blobs: Vec<serde_json::Value> = blobs
             .iter()

@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::blobs::{BlobPeerScore, BlobRequest, BlobResponse, Blobs, FetchProgress};
+use crate::blobs::{BlobRequest, BlobResponse, Blobs, FetchProgress};
 use crate::blobstore::{BlobError, BlobInfo, BlobStore};
 use crate::core::Core;
 use crate::error::{StartError, Stopped, SubmitError};
@@ -476,18 +476,13 @@ impl Client {
     }
 
     /// Every blob, every fetch since start, the peers' blob scores, and the quota.
-    pub fn blob_overview(
-        &self,
-    ) -> Result<
-        (Vec<BlobInfo>, Vec<FetchProgress>, std::collections::HashMap<String, BlobPeerScore>, u64),
-        BlobError,
-    > {
-        Ok((
-            self.blobs.store.list()?,
-            self.blobs.all_progress(),
-            self.blobs.scores(),
-            self.blobs.store.quota(),
-        ))
+    pub fn blob_overview(&self) -> Result<crate::blobs::BlobOverview, BlobError> {
+        Ok(crate::blobs::BlobOverview {
+            blobs: self.blobs.store.list()?,
+            fetches: self.blobs.all_progress(),
+            peers: self.blobs.scores(),
+            quota: self.blobs.store.quota(),
+        })
     }
 
     /// Set or clear a blob's pin.

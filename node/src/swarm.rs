@@ -363,6 +363,8 @@ pub(crate) struct EventLoop {
 }
 
 impl EventLoop {
+    // Each is a distinct part the task owns; a struct of them would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         swarm: Swarm<Behaviour>,
         shared: Arc<Shared>,

@@ -94,7 +94,7 @@ async fn a_blob_travels_by_hash_from_several_peers_at_once_and_outlives_its_publ
     connected(&h2.client(), &h1).await;
     fetched(&h2.client(), info.hash, info.size).await;
     let served: Vec<_> =
-        h2.client().blob_overview().unwrap().2.into_values().filter(|s| s.pieces > 0).collect();
+        h2.client().blob_overview().unwrap().peers.into_values().filter(|s| s.pieces > 0).collect();
     assert!(served.len() >= 2, "pieces came from both holders: {served:?}");
     assert_eq!(served.iter().map(|s| s.pieces).sum::<u64>(), 24);
 
@@ -132,7 +132,7 @@ async fn a_peer_serving_corrupt_pieces_is_refused_loses_score_and_the_blob_comes
     let p = fetched(&hospital.client(), info.hash, info.size).await;
     assert_eq!(read_blob(&hospital.client(), &info.hash).await, data, "only verified bytes kept");
     assert!(p.corrupt_pieces >= 1, "the rotten peer was asked and refused: {p:?}");
-    let scores = hospital.client().blob_overview().unwrap().2;
+    let scores = hospital.client().blob_overview().unwrap().peers;
     let bad = &scores[&rotten.peer_id().to_string()];
     assert!(bad.corrupt >= 1 && bad.score < 0, "the rotten peer lost score: {bad:?}");
     assert_eq!(bad.pieces, 0, "no piece of it was kept");
@@ -213,7 +213,7 @@ async fn a_peer_that_stalls_costs_a_timeout_and_its_pieces_come_from_another() {
     assert_eq!(read_blob(&hospital.client(), &info.hash).await, data);
     assert!(*asked.lock().unwrap() >= 1, "the staller was asked for pieces");
     assert!(p.failed_requests >= 1, "its requests timed out: {p:?}");
-    let scores = hospital.client().blob_overview().unwrap().2;
+    let scores = hospital.client().blob_overview().unwrap().peers;
     let s = &scores[&staller.to_string()];
     assert!(s.failed >= 1 && s.score < 0 && s.pieces == 0, "{s:?}");
     task.abort();
@@ -256,7 +256,7 @@ async fn a_fetch_cut_by_a_lost_provider_and_a_restart_resumes_with_the_pieces_it
     let p = fetched(&hospital.client(), info.hash, info.size).await;
     assert_eq!(p.have, info.size);
     assert_eq!(read_blob(&hospital.client(), &info.hash).await, data);
-    let scores = hospital.client().blob_overview().unwrap().2;
+    let scores = hospital.client().blob_overview().unwrap().peers;
     let after = scores[&owner.peer_id().to_string()].pieces;
     assert_eq!(
         after,

@@ -194,7 +194,7 @@ async fn a_hospital_runs_a_model_its_engine_never_had_and_a_second_fetches_it_fr
         hospitals_engine.remove_image(&image.digest).await.expect("forget the image");
     }
     receive(&h2.client(), &hospitals_engine, &published, &work.path().join("h2")).await;
-    let served = h2.client().blob_overview().unwrap().2;
+    let served = h2.client().blob_overview().unwrap().peers;
     assert_eq!(served.len(), 1, "only hospital 1 served hospital 2: {served:?}");
     assert!(served[&h1.peer_id().to_string()].pieces > 0);
     h1.shutdown().await;
