@@ -757,3 +757,53 @@ impl Body {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ciborium::Value;
+
+    use super::*;
+
+    /// Regression: a container record whose additional files were "located" at
+    /// `/etc` made `benchmark run` copy the hospital's own `/etc`. Records now name
+    /// blobs by hash and size; a record with a location does not decode.
+    #[test]
+    fn a_container_naming_its_additional_files_by_a_local_path_does_not_decode() {
+        let Body::Container(mut c) = crate::testkit::container("model", &["infer"]) else {
+            panic!("the testkit's container is a container")
+        };
+        c.additional_files = Some(AdditionalFiles {
+            blob: BlobRef { hash: Hash32::of(b"weights.tar"), size: 11 },
+            hash: Hash32::of(b"tree"),
+        });
+        let good = crate::cbor::to_canonical(&c).unwrap();
+        assert_eq!(crate::cbor::from_canonical::<Container>(&good).unwrap(), c);
+
+        let mut v = Value::serialized(&c).unwrap();
+        let Value::Map(fields) = &mut v else { panic!("a container is a map") };
+        for (k, val) in fields.iter_mut() {
+            if k.as_text() == Some("additional_files") {
+                *val = Value::Map(vec![
+                    (Value::Text("location".into()), Value::Text("/etc".into())),
+                    (Value::Text("hash".into()), Value::Bytes(vec![7; 32])),
+                ]);
+            }
+        }
+        let bad = crate::cbor::to_canonical(&v).unwrap();
+        let err = crate::cbor::from_canonical::<Container>(&bad).unwrap_err().to_string();
+        assert!(err.contains("location"), "{err}");
+    }
+
+    #[test]
+    fn a_blob_larger_than_any_record_may_declare_is_refused() {
+        let Body::Container(mut c) = crate::testkit::container("model", &["infer"]) else {
+            panic!("the testkit's container is a container")
+        };
+        c.image_archive = Some(BlobRef { hash: Hash32::of(b"x"), size: BLOB_BYTES_MAX + 1 });
+        let err = Body::Container(c).validate().unwrap_err();
+        assert!(
+            matches!(err, RecordError::Invalid { field: "container.image_archive", .. }),
+            "{err}"
+        );
+    }
+}
