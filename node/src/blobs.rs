@@ -50,7 +50,7 @@ pub const BLOB_REQUEST_BYTES_MAX: u64 = 1024;
 /// [`crate::NodeConfig::blob_request_timeout`]).
 pub const BLOB_REQUEST_TIMEOUT_MS: u64 = 20_000;
 /// Pieces requested from one peer at once.
-pub const PIECES_IN_FLIGHT_PER_PEER: usize = 4;
+pub const PIECES_IN_FLIGHT_PER_PEER: usize = 8;
 /// Peers one fetch asks at once.
 pub const FETCH_PEERS_MAX: usize = 16;
 /// A fetch that finds no peer to serve it (or makes no progress) fails after
@@ -176,6 +176,10 @@ impl Blobs {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let store = self.store.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.flush()).await {
+            warn!(error = %e, "cannot make the received blob pieces durable; they will be fetched again");
         }
     }
 

@@ -42,6 +42,11 @@ const PIECE_CHUNKS: u64 = PIECE_BYTES / 1024;
 pub const BLOB_BYTES_MAX: u64 = protocol::limits::BLOB_BYTES_MAX;
 /// Default disk quota for blobs held and being fetched.
 pub const BLOB_QUOTA_BYTES_DEFAULT: u64 = 100 * 1024 * 1024 * 1024;
+/// Pieces recorded between two durable commits of the piece bitmaps. The
+/// commits between are in memory only: a crash forgets at most this many
+/// received pieces, which are fetched again (the bitmap never claims a piece the
+/// file lacks, and the finished file is hashed as a whole anyway).
+pub const PIECES_PER_DURABLE_COMMIT: u32 = 32;
 /// The index file inside the data directory.
 pub const BLOBS_INDEX_FILE: &str = "blobs.redb";
 /// The folder of blob files inside the data directory.
@@ -126,6 +131,8 @@ pub struct BlobStore {
     quota: u64,
     /// Serialises index updates that read then write (quota, pieces).
     write: Mutex<()>,
+    /// Pieces recorded since the last durable commit.
+    since_durable: std::sync::atomic::AtomicU32,
 }
 
 impl BlobStore {
@@ -141,7 +148,13 @@ impl BlobStore {
         tx.open_table(BLOBS).map_err(BlobError::index)?;
         tx.open_table(PIECES).map_err(BlobError::index)?;
         tx.commit().map_err(BlobError::index)?;
-        Ok(BlobStore { dir, db, quota, write: Mutex::new(()) })
+        Ok(BlobStore {
+            dir,
+            db,
+            quota,
+            write: Mutex::new(()),
+            since_durable: std::sync::atomic::AtomicU32::new(0),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -343,6 +356,15 @@ impl BlobStore {
         tx.commit().map_err(BlobError::index)
     }
 
+    /// Make every piece recorded so far durable (at a clean stop).
+    pub fn flush(&self) -> Result<(), BlobError> {
+        let _g = self.lock();
+        let tx = self.db.begin_write().map_err(BlobError::index)?;
+        tx.commit().map_err(BlobError::index)?;
+        self.since_durable.store(0, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Bytes of `hash` received and verified so far.
     pub fn have_bytes(&self, info: &BlobInfo) -> Result<u64, BlobError> {
         if info.complete {
@@ -379,7 +401,13 @@ impl BlobStore {
                 .map_err(|source| BlobError::Io { path: path.clone(), source })?;
         }
         let _g = self.lock();
-        let tx = self.db.begin_write().map_err(BlobError::index)?;
+        let mut tx = self.db.begin_write().map_err(BlobError::index)?;
+        let n = self.since_durable.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if n >= PIECES_PER_DURABLE_COMMIT {
+            self.since_durable.store(0, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            tx.set_durability(redb::Durability::None).map_err(BlobError::index)?;
+        }
         {
             let mut t = tx.open_table(PIECES).map_err(BlobError::index)?;
             let mut bits = t

@@ -164,24 +164,28 @@ async fn run(size_mib: u64) -> anyhow::Result<Figures> {
 
 async fn measure(engine: &Engine, work: &Path, archive: &Path) -> anyhow::Result<Figures> {
     let _ = engine;
-    let dirs: Vec<tempfile::TempDir> =
-        (0..7).map(|_| tempfile::tempdir_in(work)).collect::<Result<_, _>>()?;
-    let owner = start(dirs[0].path(), &[]).await?;
+    // Disk: at most four copies of the archive at once (the owner's and three
+    // nodes'), besides the image in the engine; each phase's folders go with it.
+    let owner_dir = tempfile::tempdir_in(work)?;
+    let owner = start(owner_dir.path(), &[]).await?;
     let t = Instant::now();
     let info = owner.client().blob_add(std::fs::File::open(archive)?, true).await?;
     let add_s = t.elapsed().as_secs_f64();
+    std::fs::remove_file(archive)?;
+    let dirs: Vec<tempfile::TempDir> =
+        (0..3).map(|_| tempfile::tempdir_in(work)).collect::<Result<_, _>>()?;
     let (hash, size) = (info.hash, info.size);
     let mib = size as f64 / (1024.0 * 1024.0);
     let boot = owner.addresses();
 
     eprintln!("two nodes");
-    let h1 = start(dirs[1].path(), &boot).await?;
+    let h1 = start(dirs[0].path(), &boot).await?;
     let two_nodes_s = fetch(&h1.client(), hash, size).await?;
-    let h2 = start(dirs[2].path(), &boot).await?;
+    let h2 = start(dirs[1].path(), &boot).await?;
     fetch(&h2.client(), hash, size).await?;
 
     eprintln!("from three holders");
-    let h3 = start(dirs[3].path(), &boot).await?;
+    let h3 = start(dirs[2].path(), &boot).await?;
     for n in [&h1, &h2] {
         h3.client().dial(n.addresses()[0].clone()).await?.map_err(|e| anyhow::anyhow!(e))?;
     }
@@ -190,10 +194,13 @@ async fn measure(engine: &Engine, work: &Path, archive: &Path) -> anyhow::Result
     for n in [h1, h2, h3] {
         n.shutdown().await;
     }
+    drop(dirs);
+    let dirs: Vec<tempfile::TempDir> =
+        (0..3).map(|_| tempfile::tempdir_in(work)).collect::<Result<_, _>>()?;
 
     eprintln!("three fetchers at once");
     let mut fetchers = Vec::new();
-    for d in &dirs[4..7] {
+    for d in &dirs {
         fetchers.push(start(d.path(), &boot).await?);
     }
     for f in &fetchers {
@@ -213,6 +220,8 @@ async fn measure(engine: &Engine, work: &Path, archive: &Path) -> anyhow::Result
         f.shutdown().await;
     }
     owner.shutdown().await;
+    drop(dirs);
+    drop(owner_dir);
 
     eprintln!("docker save | docker load into a second engine");
     let docker_pipe_s = match SecondEngine::start() {
