@@ -20,9 +20,9 @@
 //! connection or a restart costs at most the pieces in flight: an unfinished
 //! fetch resumes when the node starts.
 //!
-//! Serving runs off the swarm task, [`BLOB_SERVE_CONCURRENT_MAX`] pieces at once;
-//! beyond that a request is refused as busy (the fetcher tries another peer or
-//! later).
+//! Serving runs off the swarm task, [`BLOB_SERVE_CONCURRENT_MAX`] pieces at once
+//! and [`BLOB_SERVE_PER_PEER_MAX`] per peer; beyond that a request is refused as
+//! busy (the fetcher tries another peer or later).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -59,7 +59,10 @@ pub const FETCH_STALL_TIMEOUT_MS: u64 = 60_000;
 /// How long a fetch waits for Kademlia's providers before using what it has.
 pub const PROVIDERS_WAIT_MS: u64 = 3_000;
 /// Pieces served at once (each read and encoded on a blocking thread).
-pub const BLOB_SERVE_CONCURRENT_MAX: usize = 8;
+pub const BLOB_SERVE_CONCURRENT_MAX: usize = 16;
+/// Pieces served to one peer at once: beyond it the peer is told busy, so that
+/// one peer cannot take every serving slot.
+pub const BLOB_SERVE_PER_PEER_MAX: usize = PIECES_IN_FLIGHT_PER_PEER;
 /// Fetches running at once.
 pub const FETCHES_MAX: usize = 8;
 /// Requests for one piece that fail (any peer) before the fetch gives up on

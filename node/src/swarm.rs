@@ -358,6 +358,8 @@ pub(crate) struct EventLoop {
     blobs: Arc<Blobs>,
     blob_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<BlobResponse, String>>>,
     provider_queries: HashMap<kad::QueryId, ProviderQuery>,
+    /// Pieces being served, per peer.
+    blob_serving: HashMap<PeerId, usize>,
     blob_served_tx: mpsc::Sender<(PeerId, ResponseChannel<BlobResponse>, BlobResponse)>,
     blob_served_rx: mpsc::Receiver<(PeerId, ResponseChannel<BlobResponse>, BlobResponse)>,
 }
@@ -412,6 +414,7 @@ impl EventLoop {
             blobs,
             blob_requests: HashMap::new(),
             provider_queries: HashMap::new(),
+            blob_serving: HashMap::new(),
             blob_served_tx,
             blob_served_rx,
         }
@@ -434,6 +437,12 @@ impl EventLoop {
                 Some(done) = self.ingest_rx.recv() => self.on_ingested(done),
                 Some(served) = self.served_rx.recv() => self.on_served(served),
                 Some((peer, channel, response)) = self.blob_served_rx.recv() => {
+                    if let Some(n) = self.blob_serving.get_mut(&peer) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            self.blob_serving.remove(&peer);
+                        }
+                    }
                     if self.swarm.behaviour_mut().blobs.send_response(channel, response).is_err() {
                         debug!(%peer, "blob response not sent: peer gone");
                     }
@@ -846,11 +855,18 @@ impl EventLoop {
                 request_response::Message::Request { request, channel, .. } => {
                     // Off the swarm task, a bounded number at once; beyond it the
                     // fetcher is told to try another peer.
-                    let Ok(permit) = self.blobs.serving.clone().try_acquire_owned() else {
+                    let mine = self.blob_serving.get(&peer).copied().unwrap_or(0);
+                    let permit = if mine < crate::blobs::BLOB_SERVE_PER_PEER_MAX {
+                        self.blobs.serving.clone().try_acquire_owned().ok()
+                    } else {
+                        None
+                    };
+                    let Some(permit) = permit else {
                         let busy = BlobResponse::Refused { reason: "busy".into() };
                         let _ = self.swarm.behaviour_mut().blobs.send_response(channel, busy);
                         return;
                     };
+                    *self.blob_serving.entry(peer).or_default() += 1;
                     let blobs = self.blobs.clone();
                     let tx = self.blob_served_tx.clone();
                     tokio::spawn(async move {
