@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 
 pub use crate::cmd::{Ctx, parse_auto, parse_key};
 use crate::cmd::{
-    admin, association, benchmark, container, dataset, demo, keys, leaderboard, model, network,
-    profile, result, test,
+    admin, association, benchmark, blob, container, dataset, demo, keys, leaderboard, model,
+    network, profile, result, test,
 };
 use crate::home::Home;
 use crate::output::json;
@@ -57,6 +57,9 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Benchmark(benchmark::BenchmarkCmd),
+    /// Your node's blob store: image archives, additional files, demo datasets.
+    #[command(subcommand)]
+    Blob(blob::BlobCmd),
     /// Datasets (only metadata ever leaves your site).
     #[command(subcommand)]
     Dataset(dataset::DatasetCmd),
@@ -132,6 +135,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Profile(p) => profile::run(ctx, p),
         Command::Container(c) => container::run(ctx, c),
         Command::Benchmark(b) => benchmark::run(ctx, b),
+        Command::Blob(b) => blob::run(ctx, b),
         Command::Dataset(d) => dataset::run(ctx, d),
         Command::Model(m) => model::run(ctx, m),
         Command::Association(a) => association::run(ctx, a),

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use protocol::record::BlobRef;
 use protocol::{PublicKey, RecordId, State};
 use serde::Deserialize;
 
@@ -172,6 +173,35 @@ impl NodeApi for Control {
             .ok_or_else(|| anyhow!("the node has no /v1/state/all; upgrade it"))
     }
 
+    fn blob_add(&self, path: &Path) -> anyhow::Result<BlobRef> {
+        let token = self.token()?;
+        let mut file =
+            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let resp = self
+            .agent
+            .post(&format!("{}/v1/blobs?pin=true", self.base))
+            .config()
+            .timeout_global(None)
+            .build()
+            .header("authorization", &format!("Bearer {token}"))
+            .header("content-type", "application/octet-stream")
+            .send(ureq::SendBody::from_reader(&mut file))
+            .map_err(|e| self.unreachable(e))?;
+        let code = resp.status().as_u16();
+        let body = resp.into_body().read_to_string().unwrap_or_default();
+        if code != 200 {
+            bail!("the node did not take {} into its blob store ({code}): {body}", path.display());
+        }
+        let b: BlobAnswer = serde_json::from_str(&body)
+            .context("the node's answer to a blob upload is not valid")?;
+        Ok(BlobRef { hash: b.hash, size: b.size })
+    }
+
+    fn blob_get(&self, blob: &BlobRef, what: &str, to: &Path) -> anyhow::Result<()> {
+        self.blob_fetch(blob, what)?;
+        self.blob_download(blob, to)
+    }
+
     fn record(&self, id: &RecordId) -> anyhow::Result<Vec<u8>> {
         let r = self
             .get(&format!("/v1/records/{}", id.to_hex()))?
@@ -180,6 +210,168 @@ impl NodeApi for Control {
             .with_config()
             .limit(protocol::limits::ENVELOPE_BYTES_MAX as u64)
             .read_to_vec()?)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct BlobAnswer {
+    hash: protocol::Hash32,
+    size: u64,
+}
+
+/// What `GET /v1/blobs/{hash}` answers.
+#[derive(Clone, Debug, Deserialize)]
+pub struct BlobStatus {
+    pub size: u64,
+    pub complete: bool,
+    pub have: u64,
+    pub fetch: Option<FetchStatus>,
+}
+
+/// A fetch's progress, as the node reports it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct FetchStatus {
+    pub state: String,
+    pub error: Option<String>,
+    pub peers: Vec<String>,
+    pub have: u64,
+}
+
+/// How often a fetch's progress is read.
+pub const BLOB_POLL_MS: u64 = 200;
+
+impl Control {
+    fn token(&self) -> anyhow::Result<&str> {
+        self.token.as_deref().ok_or_else(|| {
+            anyhow!("no control token found; run this as the user who started the node")
+        })
+    }
+
+    /// Ask the node to fetch a blob from its peers and follow it with a progress
+    /// bar (bytes, rate, peers) until it is complete.
+    pub fn blob_fetch(&self, blob: &BlobRef, what: &str) -> anyhow::Result<()> {
+        let path = format!("/v1/blobs/{}", blob.hash.to_hex());
+        if let Some(st) = self.get_json::<BlobStatus>(&path)?
+            && st.complete
+        {
+            return Ok(());
+        }
+        let token = self.token()?;
+        let resp = self
+            .agent
+            .post(&format!("{}{path}/fetch", self.base))
+            .header("authorization", &format!("Bearer {token}"))
+            .send_json(serde_json::json!({"size": blob.size, "pin": true}))
+            .map_err(|e| self.unreachable(e))?;
+        let code = resp.status().as_u16();
+        if code != 202 {
+            let body = resp.into_body().read_to_string().unwrap_or_default();
+            bail!("the node would not fetch {what} ({code}): {body}");
+        }
+        let bar = indicatif::ProgressBar::new(blob.size);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {prefix}",
+            )
+            .expect("a valid template"),
+        );
+        bar.set_message(format!("fetching {what}"));
+        loop {
+            let st: BlobStatus = self
+                .get_json(&path)?
+                .ok_or_else(|| anyhow!("the node forgot the fetch of {what}"))?;
+            bar.set_position(st.have);
+            if st.complete {
+                bar.finish_and_clear();
+                return Ok(());
+            }
+            if let Some(f) = &st.fetch {
+                bar.set_prefix(format!("{} peers", f.peers.len()));
+                if f.state == "failed" {
+                    bar.abandon();
+                    bail!(
+                        "cannot fetch {what} (blob {}): {}",
+                        blob.hash.short(),
+                        f.error.clone().unwrap_or_else(|| "no reason given".into())
+                    );
+                }
+            }
+            std::thread::sleep(Duration::from_millis(BLOB_POLL_MS));
+        }
+    }
+
+    /// Copy a complete blob out of the node into `to`, checking its BLAKE3.
+    pub fn blob_download(&self, blob: &BlobRef, to: &Path) -> anyhow::Result<()> {
+        let resp = self
+            .agent
+            .get(&format!("{}/v1/blobs/{}/data", self.base, blob.hash.to_hex()))
+            .config()
+            .timeout_global(None)
+            .build()
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        if resp.status().as_u16() != 200 {
+            let code = resp.status().as_u16();
+            let body = resp.into_body().read_to_string().unwrap_or_default();
+            bail!("the node cannot give blob {} ({code}): {body}", blob.hash.short());
+        }
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        let tmp = to.with_extension("part");
+        let mut out = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut body = resp.into_body();
+        let mut reader = body.with_config().limit(blob.size).reader();
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n = 0u64;
+        loop {
+            let k = std::io::Read::read(&mut reader, &mut buf)
+                .context("the blob download broke off")?;
+            if k == 0 {
+                break;
+            }
+            hasher.update(&buf[..k]);
+            std::io::Write::write_all(&mut out, &buf[..k])
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            n += k as u64;
+        }
+        let got = protocol::Hash32::from_bytes(*hasher.finalize().as_bytes());
+        if n != blob.size || got != blob.hash {
+            let _ = std::fs::remove_file(&tmp);
+            bail!(
+                "the node gave {n} bytes hashing to {} for blob {} of {} bytes; refusing them",
+                got.short(),
+                blob.hash.short(),
+                blob.size
+            );
+        }
+        std::fs::rename(&tmp, to).with_context(|| format!("cannot write {}", to.display()))?;
+        Ok(())
+    }
+
+    /// The node's blob overview (`GET /v1/blobs`).
+    pub fn blobs(&self) -> anyhow::Result<serde_json::Value> {
+        self.get_json("/v1/blobs")?.ok_or_else(|| anyhow!("the node has no /v1/blobs; update it"))
+    }
+
+    /// Remove blobs neither pinned nor named by a counting record.
+    pub fn blob_gc(&self) -> anyhow::Result<serde_json::Value> {
+        let token = self.token()?;
+        let resp = self
+            .agent
+            .post(&format!("{}/v1/blobs/gc", self.base))
+            .header("authorization", &format!("Bearer {token}"))
+            .send_empty()
+            .map_err(|e| self.unreachable(e))?;
+        let code = resp.status().as_u16();
+        let body = resp.into_body().read_to_string().unwrap_or_default();
+        if code != 200 {
+            bail!("the node refused to collect blobs ({code}): {body}");
+        }
+        Ok(serde_json::from_str(&body)?)
     }
 }
 

@@ -335,6 +335,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             digest: Some(image.digest.clone()),
             parameters: params.exists().then_some(params),
             additional_files: af.exists().then_some(af),
+            archive: workflow::ImageArchive::Save,
         };
         Ok(workflow::submit_container(who.s(), &args)?.id)
     };

@@ -66,6 +66,10 @@ pub struct StartArgs {
     /// Bytes of records one key (not an admin) may have stored here (`key_quota`).
     #[arg(long, value_name = "BYTES", default_value_t = node::admission::Quotas::default().key_bytes_max)]
     pub key_quota_bytes: u64,
+    /// Disk space for blobs (image archives, additional files, demo datasets)
+    /// held and being fetched, such as 100GiB.
+    #[arg(long, value_parser = runner::site::parse_size, default_value = "100GiB")]
+    pub blob_quota: u64,
 }
 
 /// Run `medmesh node ...`; `home` is the global `--home`, if given.
@@ -180,6 +184,7 @@ fn start(a: StartArgs, home: Option<PathBuf>) -> anyhow::Result<()> {
         key_bytes_max: a.key_quota_bytes,
         store_bytes_max: a.store_quota,
     };
+    config.blob_quota = a.blob_quota;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async {
         let node = Node::start(config).await?;

@@ -30,6 +30,21 @@ pub trait NodeApi {
     fn state(&self) -> anyhow::Result<State>;
     /// The exact bytes of one record.
     fn record(&self, id: &RecordId) -> anyhow::Result<Vec<u8>>;
+    /// Add a file to the node's blob store, pinned: the blob peers will fetch.
+    fn blob_add(&self, path: &std::path::Path) -> anyhow::Result<protocol::record::BlobRef> {
+        anyhow::bail!("this node cannot hold blobs ({}); update it", path.display())
+    }
+    /// Have the node fetch a blob from its peers (progress on the terminal), then
+    /// copy it to `to`, checked against its hash.
+    fn blob_get(
+        &self,
+        blob: &protocol::record::BlobRef,
+        what: &str,
+        to: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        let _ = (blob, to);
+        anyhow::bail!("this node cannot fetch blobs (needed for {what}); update it")
+    }
 }
 
 /// How to confirm a publication.

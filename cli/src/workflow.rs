@@ -108,11 +108,26 @@ pub struct ContainerArgs {
     pub digest: Option<String>,
     pub parameters: Option<PathBuf>,
     pub additional_files: Option<PathBuf>,
+    /// How the image travels.
+    pub archive: ImageArchive,
 }
 
-/// Register a container: manifest, image pinned by digest, parameters and the hash
-/// of its additional files (their location is their path on this machine, from
-/// which peers on it copy them, checked against the hash).
+/// How a container's image reaches the sites that run it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageArchive {
+    /// `docker save` the image from the local engine into the blob store
+    /// (MedPerf's `DockerArchive`): peers fetch it by hash.
+    Save,
+    /// This `docker save` archive, as it is.
+    File(PathBuf),
+    /// None: every site's engine must already hold the image (`DockerImage`).
+    None,
+}
+
+/// Register a container: manifest, image pinned by digest, its `docker save`
+/// archive, its additional files (a tar) and parameters; the archive and the
+/// files go into the node's blob store, and the record names them by hash and
+/// size, never by a path.
 pub fn submit_container(s: &Session, a: &ContainerArgs) -> anyhow::Result<Record> {
     let spec = runner::load_manifest(&a.manifest)?;
     let image = submitted_image(&spec.image, a.image.as_deref(), &a.manifest)?;
@@ -136,14 +151,40 @@ pub fn submit_container(s: &Session, a: &ContainerArgs) -> anyhow::Result<Record
             let dir =
                 dir.canonicalize().with_context(|| format!("cannot find {}", dir.display()))?;
             let hash = runner::treehash::tree_hash(&[("additional_files", &dir)])?;
-            Some(AdditionalFiles { location: dir.display().to_string(), hash })
+            let tar = s.work(&["outgoing", &format!("{}-additional-files.tar", hash.to_hex())]);
+            pack_folder(&dir, &tar)?;
+            let blob = s.api.blob_add(&tar);
+            let _ = std::fs::remove_file(&tar);
+            Some(AdditionalFiles { blob: blob?, hash })
         }
         None => None,
+    };
+    let image_archive = match &a.archive {
+        ImageArchive::None => None,
+        ImageArchive::File(path) => Some(s.api.blob_add(path)?),
+        ImageArchive::Save => {
+            let out = s.work(&["outgoing", &format!("{}.tar", digest.replace(':', "-"))]);
+            if let Some(parent) = out.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            let spinner = crate::output::spinner(&format!("saving image {image}"));
+            let saved = block_on(async {
+                let engine = Engine::connect(runner::engine::CONCURRENT_RUNS_DEFAULT).await?;
+                anyhow::Ok(engine.save_image(&image, &out).await?)
+            });
+            spinner.finish_and_clear();
+            saved??;
+            let blob = s.api.blob_add(&out);
+            let _ = std::fs::remove_file(&out);
+            Some(blob?)
+        }
     };
     s.publish(Body::Container(Container {
         name: a.name.clone(),
         manifest: spec.manifest,
         image: ImageRef { reference: image, digest },
+        image_archive,
         parameters,
         additional_files,
     }))
@@ -174,6 +215,87 @@ fn submitted_image(config: &str, flag: Option<&str>, manifest: &Path) -> anyhow:
     )
 }
 
+/// A tar of `dir` (regular files and folders only, in name order, with fixed
+/// modes and times), so that the same folder always gives the same blob.
+pub fn pack_folder(dir: &Path, out: &Path) -> anyhow::Result<()> {
+    fn walk(
+        b: &mut tar::Builder<std::io::BufWriter<std::fs::File>>,
+        root: &Path,
+        dir: &Path,
+    ) -> anyhow::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let path = e.path();
+            let rel = path.strip_prefix(root).expect("under the root");
+            let kind = e.file_type()?;
+            if kind.is_dir() {
+                b.append_dir(rel, &path)
+                    .with_context(|| format!("cannot pack {}", path.display()))?;
+                walk(b, root, &path)?;
+            } else if kind.is_file() {
+                b.append_path_with_name(&path, rel)
+                    .with_context(|| format!("cannot pack {}", path.display()))?;
+            } else {
+                bail!(
+                    "{} is a link or a special file; additional files must be regular files and folders",
+                    path.display()
+                );
+            }
+        }
+        Ok(())
+    }
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let f =
+        std::fs::File::create(out).with_context(|| format!("cannot write {}", out.display()))?;
+    let mut b = tar::Builder::new(std::io::BufWriter::new(f));
+    b.mode(tar::HeaderMode::Deterministic);
+    b.follow_symlinks(false);
+    walk(&mut b, dir, dir)?;
+    b.into_inner()
+        .and_then(|mut w| std::io::Write::flush(&mut w))
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(())
+}
+
+/// Make the image of a container present in the local engine: when the engine
+/// does not hold `image.digest`, fetch the container's archive from peers, load
+/// it, and check the loaded image against the signed id before anything runs.
+pub fn ensure_image(s: &Session, c: &Container) -> anyhow::Result<()> {
+    let present = block_on(async {
+        let engine = Engine::connect(runner::engine::CONCURRENT_RUNS_DEFAULT).await?;
+        anyhow::Ok(engine.image_digest(&c.image.reference).await.ok())
+    })??;
+    if present.as_deref() == Some(c.image.digest.as_str()) {
+        return Ok(());
+    }
+    let Some(archive) = &c.image_archive else {
+        bail!(
+            "the local engine does not hold image {} ({}) and container {} has no archive on the network; pull or load it first",
+            c.image.reference,
+            c.image.digest,
+            c.name
+        );
+    };
+    let tar = s.work(&["incoming", &format!("{}.tar", archive.hash.to_hex())]);
+    s.api.blob_get(archive, &format!("the image of {}", c.name), &tar)?;
+    let spinner = crate::output::spinner(&format!("loading image {}", c.image.reference));
+    let loaded = block_on(async {
+        let engine = Engine::connect(runner::engine::CONCURRENT_RUNS_DEFAULT).await?;
+        anyhow::Ok(engine.load_verified_image(&tar, &c.image).await?)
+    });
+    spinner.finish_and_clear();
+    let _ = std::fs::remove_file(&tar);
+    loaded?.with_context(|| {
+        format!("the archive of {} did not hold the image its record signs; not running it", c.name)
+    })
+}
+
 /// A container record made runnable here: its parameters written out and its
 /// additional files copied in from their location and checked against the hash.
 pub fn runnable(s: &Session, state: &State, id: &RecordId) -> anyhow::Result<Runnable> {
@@ -192,6 +314,7 @@ pub fn runnable(s: &Session, state: &State, id: &RecordId) -> anyhow::Result<Run
         }
         None => None,
     };
+    ensure_image(s, c)?;
     let additional_files = match &c.additional_files {
         Some(af) => {
             let local = dir.join("additional_files");
@@ -199,8 +322,13 @@ pub fn runnable(s: &Session, state: &State, id: &RecordId) -> anyhow::Result<Run
                 || runner::treehash::tree_hash(&[("additional_files", &local)])? != af.hash
             {
                 let _ = std::fs::remove_dir_all(&local);
-                copy_dir(Path::new(&af.location), &local).with_context(|| {
-                    format!("cannot fetch the additional files of {} from {}", c.name, af.location)
+                let tar = dir.join("additional_files.tar");
+                s.api.blob_get(&af.blob, &format!("the additional files of {}", c.name), &tar)?;
+                let unpacked =
+                    runner::dataset::unpack_plain(&tar, &local, protocol::limits::BLOB_BYTES_MAX);
+                let _ = std::fs::remove_file(&tar);
+                unpacked.with_context(|| {
+                    format!("the additional files of {} cannot be unpacked", c.name)
                 })?;
             }
             let actual = runner::treehash::tree_hash(&[("additional_files", &local)])?;
@@ -223,20 +351,6 @@ pub fn runnable(s: &Session, state: &State, id: &RecordId) -> anyhow::Result<Run
         parameters_file,
         additional_files,
     })
-}
-
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let t = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            copy_dir(&e.path(), &t)?;
-        } else {
-            std::fs::copy(e.path(), t)?;
-        }
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -305,11 +419,11 @@ pub fn demo_dir(s: &Session, b: &Benchmark) -> anyhow::Result<PathBuf> {
         return Ok(dest);
     }
     let _ = std::fs::remove_dir_all(&dest);
-    Ok(runner::compat::unpack_demo_dataset(
-        Path::new(&b.demo_dataset.location),
-        &b.demo_dataset.hash,
-        &dest,
-    )?)
+    let tar = s.work(&["incoming", &format!("{}.tar", b.demo_dataset.hash.to_hex())]);
+    s.api.blob_get(&b.demo_dataset.blob(), &format!("the demo dataset of {}", b.name), &tar)?;
+    let unpacked = runner::compat::unpack_demo_dataset(&tar, &b.demo_dataset.hash, &dest);
+    let _ = std::fs::remove_file(&tar);
+    Ok(unpacked?)
 }
 
 /// The compatibility test of `model` against a benchmark's demo dataset, or
@@ -349,11 +463,15 @@ pub fn compatibility_test(
 /// Submit a benchmark after its compatibility test passes.
 pub fn submit_benchmark(s: &Session, a: &BenchmarkArgs) -> anyhow::Result<Record> {
     let (tarball, hash) = pack_demo(s, &a.demo_dataset)?;
+    let blob = s.api.blob_add(&tarball)?;
+    if blob.hash != hash {
+        bail!("the node stored the demo dataset under {}, not {}", blob.hash.short(), hash.short());
+    }
     let benchmark = Benchmark {
         name: a.name.clone(),
         description: a.description.clone(),
         docs_url: a.docs_url.clone(),
-        demo_dataset: DemoDataset { location: tarball.display().to_string(), hash },
+        demo_dataset: DemoDataset { hash, size: blob.size },
         data_preparator: a.data_preparator,
         reference_model: a.reference_model,
         metrics: a.metrics,

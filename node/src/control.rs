@@ -26,6 +26,13 @@
 //! | `GET /v1/peers` | `[{peer_id, addresses, score, mesh}]` |
 //! | `GET /v1/sync` | sync status |
 //! | `GET /v1/refusals` | `{refused, counts, refused_total, held, held_total, fold}`: see below |
+//! | `POST /v1/blobs?pin=true` (the bytes, streamed) | `{hash, size, complete, pinned}`: a blob added (write) |
+//! | `GET /v1/blobs` | `{blobs, fetches, peers, used, quota}`: every blob, every fetch since start, the peers' blob scores |
+//! | `GET /v1/blobs/{hash}` | `{hash, size, complete, pinned, have, fetch}` (`fetch`: progress, peers, rate) |
+//! | `POST /v1/blobs/{hash}/fetch` `{size, pin}` | 202 with the fetch's progress; fetched in the background (write) |
+//! | `GET /v1/blobs/{hash}/data` | the bytes of a complete blob (`application/octet-stream`) |
+//! | `POST /v1/blobs/{hash}/pin` `{pinned}` | the blob's entry (write) |
+//! | `POST /v1/blobs/gc` | `{removed, freed}`: blobs neither pinned nor named by a counting record (write) |
 //! | `GET /` | HTML: every benchmark with its state |
 //! | `GET /benchmarks/{id}/leaderboard` | HTML: chart, table, heatmap (JSON with `Accept: application/json`) |
 //! | `GET /benchmarks/{id}/leaderboard.json`, `GET /v1/benchmarks/{id}/leaderboard` | the leaderboard as JSON |
@@ -251,6 +258,12 @@ pub fn router(client: Client, token: String, hosts: HostPolicy) -> Router {
         .route("/v1/peers", get(peers))
         .route("/v1/sync", get(sync_status))
         .route("/v1/refusals", get(refusals))
+        .route("/v1/blobs", get(blobs_overview).post(blob_add).layer(DefaultBodyLimit::disable()))
+        .route("/v1/blobs/gc", axum::routing::post(blob_gc))
+        .route("/v1/blobs/{hash}", get(blob_status))
+        .route("/v1/blobs/{hash}/fetch", axum::routing::post(blob_fetch))
+        .route("/v1/blobs/{hash}/data", get(blob_data))
+        .route("/v1/blobs/{hash}/pin", axum::routing::post(blob_pin))
         .route("/", get(benchmarks_page))
         .route("/benchmarks/{id}/leaderboard", get(leaderboard_page))
         .route("/benchmarks/{id}/leaderboard.json", get(leaderboard_json))
@@ -641,5 +654,270 @@ mod tests {
     fn an_overlong_host_is_refused() {
         let p = HostPolicy::new("0.0.0.0".parse().unwrap(), true, &[]);
         assert!(!p.allows(&format!("{}.example", "a".repeat(super::HOST_HEADER_BYTES_MAX))));
+    }
+}
+
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        format!(
+            "send Authorization: Bearer <token from {TOKEN_FILE} in the node's data directory>"
+        ),
+    )
+}
+
+fn blob_error(e: crate::blobstore::BlobError) -> Response {
+    use crate::blobstore::BlobError as E;
+    match e {
+        E::NotFound(_) => error(StatusCode::NOT_FOUND, "no_blob", e),
+        E::Quota { .. } => error(StatusCode::INSUFFICIENT_STORAGE, "blob_quota", e),
+        E::TooLarge { .. } => error(StatusCode::PAYLOAD_TOO_LARGE, "blob_too_large", e),
+        E::SizeMismatch { .. } => error(StatusCode::CONFLICT, "blob_size_mismatch", e),
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, "blob_store", e),
+    }
+}
+
+// The error is the handler's own answer (a Response, as everywhere here).
+#[allow(clippy::result_large_err)]
+fn parse_hash(hex: &str) -> Result<protocol::Hash32, Response> {
+    let bad = || {
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad_hash",
+            "a blob hash is 64 lowercase hex digits (BLAKE3)",
+        )
+    };
+    let bytes = hex::decode(hex).map_err(|_| bad())?;
+    let arr: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
+    Ok(protocol::Hash32::from_bytes(arr))
+}
+
+/// Reads an upload's chunks on a blocking thread, as they arrive.
+struct BodyReader {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
+    current: Bytes,
+}
+
+impl std::io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.current = b,
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}
+
+#[derive(Deserialize)]
+struct AddQuery {
+    pin: Option<bool>,
+}
+
+async fn blob_add(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+    Query(q): Query<AddQuery>,
+    body: axum::body::Body,
+) -> Response {
+    use futures_util::StreamExt;
+    if !authorized(&ctx, &headers) {
+        return unauthorized();
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let feed = tokio::spawn(async move {
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let item = chunk.map_err(|e| format!("upload interrupted: {e}"));
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                break;
+            }
+        }
+    });
+    let reader = BodyReader { rx, current: Bytes::new() };
+    let r = ctx.client.blob_add(reader, q.pin.unwrap_or(true)).await;
+    feed.abort();
+    match r {
+        Ok(info) => Json(info).into_response(),
+        Err(e) => blob_error(e),
+    }
+}
+
+async fn blobs_overview(State(ctx): State<Ctx>) -> Response {
+    let client = ctx.client.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let crate::blobs::BlobOverview { blobs, fetches, peers, quota } = client.blob_overview()?;
+        let used: u64 = blobs.iter().map(|b| b.size).sum();
+        let blobs: Vec<serde_json::Value> = blobs
+            .iter()
+            .map(|b| {
+                let have = client.blob_have(b).unwrap_or(0);
+                json!({"hash": b.hash, "size": b.size, "complete": b.complete, "pinned": b.pinned, "have": have})
+            })
+            .collect();
+        Ok::<_, crate::blobstore::BlobError>(
+            json!({"blobs": blobs, "fetches": fetches, "peers": peers, "used": used, "quota": quota}),
+        )
+    })
+    .await;
+    match r {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => blob_error(e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+    }
+}
+
+async fn blob_status(State(ctx): State<Ctx>, UrlPath(hash): UrlPath<String>) -> Response {
+    let hash = match parse_hash(&hash) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    let fetch = ctx.client.blob_progress(&hash);
+    match ctx.client.blob_info(&hash) {
+        Ok(Some(b)) => {
+            let have = ctx.client.blob_have(&b).unwrap_or(0);
+            Json(json!({"hash": b.hash, "size": b.size, "complete": b.complete, "pinned": b.pinned, "have": have, "fetch": fetch}))
+                .into_response()
+        }
+        Ok(None) => match fetch {
+            // A fetch that failed before it reserved space still says why.
+            Some(f) => Json(json!({"hash": hash, "size": f.size, "complete": false, "pinned": false, "have": 0, "fetch": f})).into_response(),
+            None => blob_error(crate::blobstore::BlobError::NotFound(hash.to_hex())),
+        },
+        Err(e) => blob_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct FetchBody {
+    size: u64,
+    #[serde(default = "yes")]
+    pin: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn blob_fetch(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+    UrlPath(hash): UrlPath<String>,
+    body: Bytes,
+) -> Response {
+    let body: FetchBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("send {{\"size\": BYTES, \"pin\": true}}: {e}"),
+            );
+        }
+    };
+    if !authorized(&ctx, &headers) {
+        return unauthorized();
+    }
+    let hash = match parse_hash(&hash) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    if body.size > crate::blobstore::BLOB_BYTES_MAX {
+        return blob_error(crate::blobstore::BlobError::TooLarge {
+            hash: hash.to_hex(),
+            size: body.size,
+            max: crate::blobstore::BLOB_BYTES_MAX,
+        });
+    }
+    let rx = ctx.client.blob_fetch(hash, body.size, body.pin);
+    let p = rx.borrow().clone();
+    (StatusCode::ACCEPTED, Json(p)).into_response()
+}
+
+async fn blob_data(State(ctx): State<Ctx>, UrlPath(hash): UrlPath<String>) -> Response {
+    let hash = match parse_hash(&hash) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    let (file, size) = match ctx.client.blob_read(&hash) {
+        Ok(x) => x,
+        Err(e) => return blob_error(e),
+    };
+    let file = tokio::fs::File::from_std(file);
+    let stream = futures_util::stream::unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 256 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, size.to_string()),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct PinBody {
+    pinned: bool,
+}
+
+async fn blob_pin(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+    UrlPath(hash): UrlPath<String>,
+    body: Bytes,
+) -> Response {
+    let body: PinBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("send {{\"pinned\": true|false}}: {e}"),
+            );
+        }
+    };
+    if !authorized(&ctx, &headers) {
+        return unauthorized();
+    }
+    let hash = match parse_hash(&hash) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    match ctx.client.blob_pin(&hash, body.pinned) {
+        Ok(b) => Json(b).into_response(),
+        Err(e) => blob_error(e),
+    }
+}
+
+async fn blob_gc(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    if !authorized(&ctx, &headers) {
+        return unauthorized();
+    }
+    let client = ctx.client.clone();
+    match tokio::task::spawn_blocking(move || client.blob_gc()).await {
+        Ok(Ok(removed)) => {
+            let freed: u64 = removed.iter().map(|b| b.size).sum();
+            Json(json!({"removed": removed, "freed": freed})).into_response()
+        }
+        Ok(Err(e)) => blob_error(e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
     }
 }

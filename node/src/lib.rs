@@ -25,6 +25,8 @@
 //! forwarded on gossip or acknowledged; stored bytes are the bytes received.
 
 pub mod admission;
+pub mod blobs;
+pub mod blobstore;
 pub mod control;
 mod core;
 pub mod error;

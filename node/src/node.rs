@@ -12,6 +12,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::blobs::{BlobRequest, BlobResponse, Blobs, FetchProgress};
+use crate::blobstore::{BlobError, BlobInfo, BlobStore};
 use crate::core::Core;
 use crate::error::{StartError, Stopped, SubmitError};
 use crate::peers::{AddressBook, PEERS_FILE, Peers};
@@ -65,6 +67,15 @@ pub struct NodeConfig {
     pub sync_request_timeout: Duration,
     /// What this node stores per key and in all ([`crate::admission::Quotas`]).
     pub quotas: crate::admission::Quotas,
+    /// Disk quota for blobs held and being fetched, in bytes.
+    pub blob_quota: u64,
+    /// How long one blob request may go unanswered before its piece goes to
+    /// another peer (a peer that stalls).
+    pub blob_request_timeout: Duration,
+    /// Serve blob pieces without checking them against their outboard first.
+    /// Fault injection for tests (a peer whose disk rotted); never set otherwise.
+    #[doc(hidden)]
+    pub blob_serve_unverified: bool,
 }
 
 impl NodeConfig {
@@ -84,6 +95,9 @@ impl NodeConfig {
             ping_timeout: Duration::from_millis(swarm::PING_TIMEOUT_MS),
             sync_request_timeout: Duration::from_millis(swarm::SYNC_REQUEST_TIMEOUT_MS),
             quotas: crate::admission::Quotas::default(),
+            blob_quota: crate::blobstore::BLOB_QUOTA_BYTES_DEFAULT,
+            blob_request_timeout: Duration::from_millis(crate::blobs::BLOB_REQUEST_TIMEOUT_MS),
+            blob_serve_unverified: false,
         }
     }
 }
@@ -120,6 +134,7 @@ pub struct Client {
     shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
     peer_id: PeerId,
+    blobs: Arc<Blobs>,
 }
 
 impl Node {
@@ -166,7 +181,16 @@ impl Node {
         let ping = libp2p::ping::Config::new()
             .with_interval(config.ping_interval)
             .with_timeout(config.ping_timeout);
-        let mut swarm = build_swarm(key, &network, ping, config.sync_request_timeout)?;
+        let blob_store = BlobStore::open(&dir, config.blob_quota)
+            .map_err(|e| StartError::Swarm(format!("cannot open the blob store: {e}")))?;
+        let blobs = Arc::new(Blobs::new(blob_store, config.blob_serve_unverified));
+        let mut swarm = build_swarm(
+            key,
+            &network,
+            ping,
+            config.sync_request_timeout,
+            config.blob_request_timeout,
+        )?;
         let listen = listen_all(&mut swarm, &config.listen).await;
         let listen = match listen {
             Ok(l) => l,
@@ -206,9 +230,11 @@ impl Node {
             listen.clone(),
             config.sync_interval,
             peers,
+            blobs.clone(),
         );
         let swarm_task = tokio::spawn(event_loop.run());
-        let client = Client { shared: shared.clone(), commands: tx, peer_id };
+        let client = Client { shared: shared.clone(), commands: tx, peer_id, blobs };
+        client.resume_blobs().await;
 
         let mut node = Node {
             client,
@@ -286,6 +312,7 @@ impl Node {
         if let Some(s) = self.stop_swarm.take() {
             let _ = s.send(());
         }
+        self.client.blobs.close().await;
         if let Some(t) = self.swarm_task.take() {
             let _ = t.await;
         }
@@ -452,6 +479,104 @@ impl Client {
         self.shared.admission_status()
     }
 
+    /// Add a blob from a reader (pinned: the user published or needs it).
+    pub async fn blob_add(
+        &self,
+        from: impl std::io::Read + Send + 'static,
+        pin: bool,
+    ) -> Result<BlobInfo, BlobError> {
+        let store = self.blobs.store.clone();
+        let info = tokio::task::spawn_blocking(move || store.add(from, pin))
+            .await
+            .map_err(|e| BlobError::Index(format!("blob task failed: {e}")))??;
+        let _ = self.commands.send(Command::BlobProvide { hash: info.hash }).await;
+        Ok(info)
+    }
+
+    /// Start fetching a blob of the declared size from peers (or join the fetch
+    /// running); the receiver follows its progress.
+    pub fn blob_fetch(
+        &self,
+        hash: Hash32,
+        size: u64,
+        pin: bool,
+    ) -> tokio::sync::watch::Receiver<FetchProgress> {
+        crate::blobs::start(self.blobs.clone(), self.clone(), hash, size, pin)
+    }
+
+    /// Fetch a blob and wait until it is complete (or the fetch failed).
+    pub async fn blob_fetch_wait(
+        &self,
+        hash: Hash32,
+        size: u64,
+        pin: bool,
+    ) -> Result<BlobInfo, String> {
+        let mut rx = self.blob_fetch(hash, size, pin);
+        let end = rx
+            .wait_for(|p| p.state != "fetching")
+            .await
+            .map_err(|_| "the node stopped".to_string())?
+            .clone();
+        match end.error {
+            Some(e) => Err(e),
+            None => self.blob_info(&hash).ok().flatten().ok_or_else(|| "blob vanished".into()),
+        }
+    }
+
+    /// The index entry of a blob.
+    pub fn blob_info(&self, hash: &Hash32) -> Result<Option<BlobInfo>, BlobError> {
+        self.blobs.store.info(hash)
+    }
+
+    /// Bytes of a blob received and verified.
+    pub fn blob_have(&self, info: &BlobInfo) -> Result<u64, BlobError> {
+        self.blobs.store.have_bytes(info)
+    }
+
+    /// The progress of the latest fetch of a blob since start.
+    pub fn blob_progress(&self, hash: &Hash32) -> Option<FetchProgress> {
+        self.blobs.progress(hash)
+    }
+
+    /// Every blob, every fetch since start, the peers' blob scores, and the quota.
+    pub fn blob_overview(&self) -> Result<crate::blobs::BlobOverview, BlobError> {
+        Ok(crate::blobs::BlobOverview {
+            blobs: self.blobs.store.list()?,
+            fetches: self.blobs.all_progress(),
+            peers: self.blobs.scores(),
+            quota: self.blobs.store.quota(),
+        })
+    }
+
+    /// Set or clear a blob's pin.
+    pub fn blob_pin(&self, hash: &Hash32, pinned: bool) -> Result<BlobInfo, BlobError> {
+        self.blobs.store.pin(hash, pinned)
+    }
+
+    /// Open a complete blob for reading: the file and its size.
+    pub fn blob_read(&self, hash: &Hash32) -> Result<(std::fs::File, u64), BlobError> {
+        self.blobs.store.read(hash)
+    }
+
+    /// Remove every blob neither pinned nor named by a counting record.
+    pub fn blob_gc(&self) -> Result<Vec<BlobInfo>, BlobError> {
+        let referenced = crate::blobs::referenced(&self.shared.state());
+        self.blobs.store.gc(&referenced)
+    }
+
+    /// Announce the complete blobs and resume unfinished fetches (at start).
+    async fn resume_blobs(&self) {
+        let Ok(list) = self.blobs.store.list() else { return };
+        for b in list {
+            if b.complete {
+                let _ = self.commands.send(Command::BlobProvide { hash: b.hash }).await;
+            } else {
+                info!(hash = %b.hash.short(), size = b.size, "resuming an unfinished blob fetch");
+                drop(self.blob_fetch(b.hash, b.size, b.pinned));
+            }
+        }
+    }
+
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Stopped> {
         let (tx, rx) = oneshot::channel();
         self.commands.send(make(tx)).await.map_err(|_| Stopped)?;
@@ -545,6 +670,7 @@ pub(crate) fn build_swarm(
     network: &NetworkId,
     ping: libp2p::ping::Config,
     sync_timeout: Duration,
+    blob_timeout: Duration,
 ) -> Result<Swarm<Behaviour>, StartError> {
     let network = *network;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
@@ -553,7 +679,7 @@ pub(crate) fn build_swarm(
         .map_err(|e| StartError::Swarm(e.to_string()))?
         .with_quic()
         .with_behaviour(|key| {
-            swarm::build_behaviour(key, &network, ping, sync_timeout)
+            swarm::build_behaviour(key, &network, ping, sync_timeout, blob_timeout)
                 .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })
         })
         .map_err(|e| StartError::Swarm(e.to_string()))?
@@ -696,5 +822,33 @@ fn load_or_create_peer_key(path: &Path) -> Result<libp2p::identity::Keypair, Sta
             Ok(key)
         }
         Err(e) => Err(err(e.to_string())),
+    }
+}
+
+impl crate::blobs::Net for Client {
+    async fn request(&self, peer: PeerId, request: BlobRequest) -> Result<BlobResponse, String> {
+        self.ask(|reply| Command::BlobRequest { peer, request, reply })
+            .await
+            .map_err(|_| "the node stopped".to_string())?
+    }
+
+    async fn candidates(&self, hash: Hash32) -> Vec<PeerId> {
+        let wait = Duration::from_millis(crate::blobs::PROVIDERS_WAIT_MS);
+        match tokio::time::timeout(wait, self.ask(|reply| Command::BlobCandidates { hash, reply }))
+            .await
+        {
+            Ok(Ok(peers)) => peers,
+            _ => self
+                .peers()
+                .await
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|p| p.peer_id.parse().ok())
+                .collect(),
+        }
+    }
+
+    async fn provide(&self, hash: Hash32) {
+        let _ = self.commands.send(Command::BlobProvide { hash }).await;
     }
 }

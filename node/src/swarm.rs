@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::Shared;
+use crate::blobs::{BlobRequest, BlobResponse, Blobs};
 use crate::refusals::{Origin, Source};
 use crate::serve::{self, Budget, Job, Served};
 use crate::sync::{FETCH_PAGE_RECORDS, Initiator, ROUNDS_MAX, SyncRequest, SyncResponse};
@@ -84,6 +85,7 @@ pub(crate) struct Behaviour {
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
     identify: identify::Behaviour,
     sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    blobs: request_response::cbor::Behaviour<BlobRequest, BlobResponse>,
     ping: ping::Behaviour,
     pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
 }
@@ -98,6 +100,7 @@ pub(crate) fn build_behaviour(
     network: &protocol::NetworkId,
     ping: ping::Config,
     sync_timeout: Duration,
+    blob_timeout: Duration,
 ) -> Result<Behaviour, String> {
     let peer_id = key.public().to_peer_id();
     let config = gossipsub::ConfigBuilder::default()
@@ -149,6 +152,15 @@ pub(crate) fn build_behaviour(
         [(StreamProtocol::new(crate::sync::PROTOCOL), ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(sync_timeout),
     );
+    let blobs = request_response::Behaviour::with_codec(
+        request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(crate::blobs::BLOB_REQUEST_BYTES_MAX)
+            .set_response_size_maximum(crate::blobs::BLOB_RESPONSE_BYTES_MAX),
+        [(StreamProtocol::new(crate::blobs::PROTOCOL), ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(blob_timeout)
+            .with_max_concurrent_streams(crate::blobs::FETCH_PEERS_MAX * 8),
+    );
     let limits = connection_limits::Behaviour::new(
         connection_limits::ConnectionLimits::default()
             .with_max_established(Some(CONNECTIONS_ESTABLISHED_MAX))
@@ -161,6 +173,7 @@ pub(crate) fn build_behaviour(
         kad,
         identify,
         sync,
+        blobs,
         ping: ping::Behaviour::new(ping),
         blocked: Default::default(),
     })
@@ -232,13 +245,52 @@ pub enum Gossiped {
 }
 
 pub(crate) enum Command {
-    Publish { bytes: Vec<u8>, reply: oneshot::Sender<Gossiped> },
-    Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
-    SyncStatus { reply: oneshot::Sender<SyncStatus> },
-    SyncNow { reply: oneshot::Sender<u64> },
-    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<(), String>> },
-    Block { peer: PeerId, blocked: bool, reply: oneshot::Sender<()> },
-    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
+    Publish {
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Gossiped>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+    SyncStatus {
+        reply: oneshot::Sender<SyncStatus>,
+    },
+    SyncNow {
+        reply: oneshot::Sender<u64>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Block {
+        peer: PeerId,
+        blocked: bool,
+        reply: oneshot::Sender<()>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    /// Send a blob request to a peer.
+    BlobRequest {
+        peer: PeerId,
+        request: BlobRequest,
+        reply: oneshot::Sender<Result<BlobResponse, String>>,
+    },
+    /// Peers that may hold a blob: the connected ones and Kademlia's providers.
+    BlobCandidates {
+        hash: Hash32,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    /// Announce this node as a provider of a blob.
+    BlobProvide {
+        hash: Hash32,
+    },
+}
+
+/// A Kademlia provider lookup for a fetch.
+struct ProviderQuery {
+    reply: oneshot::Sender<Vec<PeerId>>,
+    found: Vec<PeerId>,
 }
 
 enum Phase {
@@ -304,9 +356,19 @@ pub(crate) struct EventLoop {
     join_forward: Arc<std::sync::Mutex<crate::admission::ForwardBudget>>,
     /// The address book and the redial schedule.
     peers: crate::peers::Peers,
+    /// The blob store, its fetches and its serving limit.
+    blobs: Arc<Blobs>,
+    blob_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<BlobResponse, String>>>,
+    provider_queries: HashMap<kad::QueryId, ProviderQuery>,
+    /// Pieces being served, per peer.
+    blob_serving: HashMap<PeerId, usize>,
+    blob_served_tx: mpsc::Sender<(PeerId, ResponseChannel<BlobResponse>, BlobResponse)>,
+    blob_served_rx: mpsc::Receiver<(PeerId, ResponseChannel<BlobResponse>, BlobResponse)>,
 }
 
 impl EventLoop {
+    // Each is a distinct part the task owns; a struct of them would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         swarm: Swarm<Behaviour>,
         shared: Arc<Shared>,
@@ -315,6 +377,7 @@ impl EventLoop {
         listen: Vec<Multiaddr>,
         sync_interval: Duration,
         peers: crate::peers::Peers,
+        blobs: Arc<Blobs>,
     ) -> Self {
         let (ingest_tx, ingest_rx) = mpsc::channel(64);
         let (verdict_tx, verdict_rx) = mpsc::channel(GOSSIP_VALIDATIONS_MAX);
@@ -323,6 +386,8 @@ impl EventLoop {
             mpsc::channel(serve::SERVE_QUEUE_LEN + serve::SERVE_CONCURRENT_MAX);
         serve::spawn_worker(shared.clone(), serve_rx, served_tx);
         let topic = topic(&shared.network);
+        let (blob_served_tx, blob_served_rx) =
+            mpsc::channel(crate::blobs::BLOB_SERVE_CONCURRENT_MAX * 2);
         EventLoop {
             swarm,
             shared,
@@ -349,6 +414,12 @@ impl EventLoop {
             signer_limit: Default::default(),
             join_forward: Default::default(),
             peers,
+            blobs,
+            blob_requests: HashMap::new(),
+            provider_queries: HashMap::new(),
+            blob_serving: HashMap::new(),
+            blob_served_tx,
+            blob_served_rx,
         }
     }
 
@@ -368,6 +439,17 @@ impl EventLoop {
                 Some(cmd) = self.commands.recv() => self.on_command(cmd),
                 Some(done) = self.ingest_rx.recv() => self.on_ingested(done),
                 Some(served) = self.served_rx.recv() => self.on_served(served),
+                Some((peer, channel, response)) = self.blob_served_rx.recv() => {
+                    if let Some(n) = self.blob_serving.get_mut(&peer) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            self.blob_serving.remove(&peer);
+                        }
+                    }
+                    if self.swarm.behaviour_mut().blobs.send_response(channel, response).is_err() {
+                        debug!(%peer, "blob response not sent: peer gone");
+                    }
+                }
                 Some((id, from, verdict)) = self.verdict_rx.recv() => {
                     self.validating = self.validating.saturating_sub(1);
                     self.shared.counters.gossip_verdict(&verdict);
@@ -504,6 +586,22 @@ impl EventLoop {
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.listen.clone());
             }
+            Command::BlobRequest { peer, request, reply } => {
+                let rid = self.swarm.behaviour_mut().blobs.send_request(&peer, request);
+                self.blob_requests.insert(rid, reply);
+            }
+            Command::BlobCandidates { hash, reply } => {
+                let found: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                let key = kad::RecordKey::new(hash.as_bytes());
+                let qid = self.swarm.behaviour_mut().kad.get_providers(key);
+                self.provider_queries.insert(qid, ProviderQuery { reply, found });
+            }
+            Command::BlobProvide { hash } => {
+                let key = kad::RecordKey::new(hash.as_bytes());
+                if let Err(e) = self.swarm.behaviour_mut().kad.start_providing(key) {
+                    debug!(error = %e, "cannot announce a blob provider record");
+                }
+            }
         }
     }
 
@@ -577,6 +675,13 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Blobs(ev)) => self.on_blob_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetProviders(result),
+                step,
+                ..
+            })) => self.on_providers(id, result, step.last),
             // A connection limit or the block list refused a connection.
             SwarmEvent::IncomingConnectionError {
                 peer_id,
@@ -753,6 +858,69 @@ impl EventLoop {
                 debug!(%peer, %error, "inbound sync request failed");
             }
             request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_blob_event(&mut self, ev: request_response::Event<BlobRequest, BlobResponse>) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    // Off the swarm task, a bounded number at once; beyond it the
+                    // fetcher is told to try another peer.
+                    let mine = self.blob_serving.get(&peer).copied().unwrap_or(0);
+                    let permit = if mine < crate::blobs::BLOB_SERVE_PER_PEER_MAX {
+                        self.blobs.serving.clone().try_acquire_owned().ok()
+                    } else {
+                        None
+                    };
+                    let Some(permit) = permit else {
+                        let busy = BlobResponse::Refused { reason: "busy".into() };
+                        let _ = self.swarm.behaviour_mut().blobs.send_response(channel, busy);
+                        return;
+                    };
+                    *self.blob_serving.entry(peer).or_default() += 1;
+                    let blobs = self.blobs.clone();
+                    let tx = self.blob_served_tx.clone();
+                    tokio::spawn(async move {
+                        let response = tokio::task::spawn_blocking(move || blobs.answer(request))
+                            .await
+                            .unwrap_or_else(|e| BlobResponse::Refused {
+                                reason: format!("serving failed: {e}"),
+                            });
+                        drop(permit);
+                        let _ = tx.send((peer, channel, response)).await;
+                    });
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.blob_requests.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                if let Some(reply) = self.blob_requests.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "inbound blob request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_providers(&mut self, id: kad::QueryId, result: kad::GetProvidersResult, last: bool) {
+        let Some(q) = self.provider_queries.get_mut(&id) else { return };
+        if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result {
+            let me = *self.swarm.local_peer_id();
+            for p in providers {
+                if p != me && !q.found.contains(&p) {
+                    q.found.push(p);
+                }
+            }
+        }
+        if last && let Some(q) = self.provider_queries.remove(&id) {
+            let _ = q.reply.send(q.found);
         }
     }
 
@@ -1082,8 +1250,13 @@ mod tests {
             &shared.network,
             ping::Config::new(),
             Duration::from_millis(SYNC_REQUEST_TIMEOUT_MS),
+            Duration::from_millis(crate::blobs::BLOB_REQUEST_TIMEOUT_MS),
         )
         .unwrap();
+        let blobs = Arc::new(crate::blobs::Blobs::new(
+            crate::blobstore::BlobStore::open(dir, u64::MAX).unwrap(),
+            false,
+        ));
         let book =
             crate::peers::AddressBook::empty(dir.join(crate::peers::PEERS_FILE), local, true);
         let (_commands, commands_rx) = mpsc::channel(1);
@@ -1096,6 +1269,7 @@ mod tests {
             Vec::new(),
             Duration::from_secs(3600),
             crate::peers::Peers::new(book, &[]),
+            blobs,
         )
     }
 

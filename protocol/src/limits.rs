@@ -20,3 +20,6 @@ pub const COMMITTEE_LEN_MAX: usize = 64;
 pub const ADMINS_LEN_MAX: usize = 32;
 /// A container's parameters file, carried inside its record.
 pub const PARAMETERS_BYTES_MAX: usize = 16 * 1024;
+/// Largest blob a record may name (an image archive, additional files, a demo
+/// dataset); the size a record declares bounds what a fetch accepts.
+pub const BLOB_BYTES_MAX: u64 = 64 * 1024 * 1024 * 1024;

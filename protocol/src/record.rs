@@ -206,13 +206,22 @@ pub struct ImageRef {
     pub digest: String,
 }
 
+/// A blob on the network: named by the BLAKE3 of its bytes, with its size, so
+/// that a fetch from any peer is bounded and checked before a byte is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobRef {
+    pub hash: Hash32,
+    pub size: u64,
+}
+
 /// Files that travel beside an image (a model's weights), pinned by hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdditionalFiles {
-    /// Where to get them (a blob id on the network, or a URL).
-    pub location: String,
-    /// BLAKE3 tree hash of the files.
+    /// A tar of the folder (regular files and folders only), fetched from peers.
+    pub blob: BlobRef,
+    /// BLAKE3 tree hash of the files, checked after unpacking.
     pub hash: Hash32,
 }
 
@@ -223,6 +232,10 @@ pub struct Container {
     pub name: String,
     pub manifest: Manifest,
     pub image: ImageRef,
+    /// MedPerf's `DockerArchive`: the image's `docker save` archive, fetched from
+    /// peers and loaded, then checked against `image.digest` before anything runs.
+    /// None: a `DockerImage` the site's engine must already hold.
+    pub image_archive: Option<BlobRef>,
     /// The parameters file (MedPerf's `parameters.yaml`), carried in the record
     /// itself: it is small, and every runner of the container needs it.
     pub parameters: Option<String>,
@@ -294,9 +307,17 @@ impl Default for Disclosure {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DemoDataset {
-    pub location: String,
-    /// BLAKE3 of the demo tarball.
+    /// BLAKE3 of the demo tarball: the blob peers serve it under.
     pub hash: Hash32,
+    /// The tarball's size in bytes.
+    pub size: u64,
+}
+
+impl DemoDataset {
+    /// The blob holding the tarball.
+    pub fn blob(&self) -> BlobRef {
+        BlobRef { hash: self.hash, size: self.size }
+    }
 }
 
 /// A benchmark. Its author is the benchmark owner; the admin approves it.
@@ -740,6 +761,16 @@ fn digest(field: &'static str, d: &str) -> Result<(), RecordError> {
     Ok(())
 }
 
+fn blob(field: &'static str, b: &BlobRef) -> Result<(), RecordError> {
+    if b.size > BLOB_BYTES_MAX {
+        return Err(RecordError::Invalid {
+            field,
+            reason: format!("{} bytes; a blob has at most {BLOB_BYTES_MAX}", b.size),
+        });
+    }
+    Ok(())
+}
+
 fn no_duplicate_keys(field: &'static str, keys: &[PublicKey]) -> Result<(), RecordError> {
     let mut sorted = keys.to_vec();
     sorted.sort();
@@ -811,7 +842,10 @@ impl Body {
                     text("container.parameters", p, PARAMETERS_BYTES_MAX)?;
                 }
                 if let Some(a) = &c.additional_files {
-                    text("container.additional_files.location", &a.location, TEXT_BYTES_MAX)?;
+                    blob("container.additional_files.blob", &a.blob)?;
+                }
+                if let Some(a) = &c.image_archive {
+                    blob("container.image_archive", a)?;
                 }
                 list("container.manifest.tasks", &c.manifest.tasks, LIST_LEN_MAX)?;
                 if c.manifest.tasks.is_empty() {
@@ -860,7 +894,7 @@ impl Body {
                 name("benchmark.name", &b.name)?;
                 text("benchmark.description", &b.description, TEXT_BYTES_MAX)?;
                 text("benchmark.docs_url", &b.docs_url, TEXT_BYTES_MAX)?;
-                text("benchmark.demo_dataset.location", &b.demo_dataset.location, TEXT_BYTES_MAX)?;
+                blob("benchmark.demo_dataset", &b.demo_dataset.blob())?;
                 list("benchmark.committee", &b.committee, COMMITTEE_LEN_MAX)?;
                 no_duplicate_keys("benchmark.committee", &b.committee)?;
                 threshold("benchmark.threshold", b.threshold, b.committee.len())?;
@@ -950,5 +984,55 @@ impl Body {
                 threshold("admin_rotation.threshold", a.threshold, a.admins.len())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ciborium::Value;
+
+    use super::*;
+
+    /// Regression: a container record whose additional files were "located" at
+    /// `/etc` made `benchmark run` copy the hospital's own `/etc`. Records now name
+    /// blobs by hash and size; a record with a location does not decode.
+    #[test]
+    fn a_container_naming_its_additional_files_by_a_local_path_does_not_decode() {
+        let Body::Container(mut c) = crate::testkit::container("model", &["infer"]) else {
+            panic!("the testkit's container is a container")
+        };
+        c.additional_files = Some(AdditionalFiles {
+            blob: BlobRef { hash: Hash32::of(b"weights.tar"), size: 11 },
+            hash: Hash32::of(b"tree"),
+        });
+        let good = crate::cbor::to_canonical(&c).unwrap();
+        assert_eq!(crate::cbor::from_canonical::<Container>(&good).unwrap(), c);
+
+        let mut v = Value::serialized(&c).unwrap();
+        let Value::Map(fields) = &mut v else { panic!("a container is a map") };
+        for (k, val) in fields.iter_mut() {
+            if k.as_text() == Some("additional_files") {
+                *val = Value::Map(vec![
+                    (Value::Text("location".into()), Value::Text("/etc".into())),
+                    (Value::Text("hash".into()), Value::Bytes(vec![7; 32])),
+                ]);
+            }
+        }
+        let bad = crate::cbor::to_canonical(&v).unwrap();
+        let err = crate::cbor::from_canonical::<Container>(&bad).unwrap_err().to_string();
+        assert!(err.contains("location"), "{err}");
+    }
+
+    #[test]
+    fn a_blob_larger_than_any_record_may_declare_is_refused() {
+        let Body::Container(mut c) = crate::testkit::container("model", &["infer"]) else {
+            panic!("the testkit's container is a container")
+        };
+        c.image_archive = Some(BlobRef { hash: Hash32::of(b"x"), size: BLOB_BYTES_MAX + 1 });
+        let err = Body::Container(c).validate().unwrap_err();
+        assert!(
+            matches!(err, RecordError::Invalid { field: "container.image_archive", .. }),
+            "{err}"
+        );
     }
 }

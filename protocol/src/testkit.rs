@@ -234,6 +234,7 @@ pub fn container(name: &str, tasks: &[&str]) -> Body {
                 .collect(),
         },
         image: ImageRef { reference: format!("medmesh/{name}:1"), digest: digest(name) },
+        image_archive: None,
         parameters: None,
         additional_files: None,
     })
@@ -252,7 +253,7 @@ pub fn benchmark(
         name: name.into(),
         description: format!("{name}: a test benchmark"),
         docs_url: "https://example.org/docs".into(),
-        demo_dataset: DemoDataset { location: "blob:demo".into(), hash: Hash32::of(b"demo") },
+        demo_dataset: DemoDataset { hash: Hash32::of(b"demo"), size: 4 },
         data_preparator: prep,
         reference_model: model,
         metrics,

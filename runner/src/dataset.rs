@@ -623,7 +623,7 @@ pub fn export_dataset(root: &Path, tarball: &Path) -> Result<Hash32, RunnerError
     Ok(info.prepared_hash)
 }
 
-/// Unpack a dataset tarball into `root` (new or empty), refusing links and paths
+/// Unpack a tarball (a dataset, additional files) into `root` (new or empty), refusing links and paths
 /// that leave it, then re-hash: the result must match its recorded hash and, when
 /// given, `expected` (the registered hash).
 pub fn import_dataset(
@@ -641,7 +641,7 @@ pub fn import_dataset(
 }
 
 /// Unpack a tarball of plain files and folders into `root` (new or empty).
-pub(crate) fn unpack_plain(tarball: &Path, root: &Path, max_bytes: u64) -> Result<(), RunnerError> {
+pub fn unpack_plain(tarball: &Path, root: &Path, max_bytes: u64) -> Result<(), RunnerError> {
     if root.exists() && std::fs::read_dir(root).map_err(RunnerError::io(root))?.next().is_some() {
         return Err(RunnerError::Invalid {
             path: root.into(),

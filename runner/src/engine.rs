@@ -211,6 +211,19 @@ impl Engine {
     pub async fn connect(concurrent_runs: usize) -> Result<Self, RunnerError> {
         let docker = Docker::connect_with_local_defaults()
             .map_err(|e| RunnerError::NoEngine { reason: e.to_string() })?;
+        Self::negotiated(docker, concurrent_runs).await
+    }
+
+    /// Connect to the engine listening on the unix socket `path` (a second,
+    /// separate engine on the same machine, as a site of its own).
+    pub async fn connect_socket(path: &str, concurrent_runs: usize) -> Result<Self, RunnerError> {
+        let docker =
+            Docker::connect_with_socket(path, ENGINE_CALL_TIMEOUT_S, bollard::API_DEFAULT_VERSION)
+                .map_err(|e| RunnerError::NoEngine { reason: format!("{path}: {e}") })?;
+        Self::negotiated(docker, concurrent_runs).await
+    }
+
+    async fn negotiated(docker: Docker, concurrent_runs: usize) -> Result<Self, RunnerError> {
         let docker = match tokio::time::timeout(timeout_call(), docker.negotiate_version()).await {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => return Err(RunnerError::NoEngine { reason: e.to_string() }),
@@ -325,6 +338,15 @@ impl Engine {
     ) -> Result<(), RunnerError> {
         self.load_image(tarball).await?;
         self.verify_image(image).await
+    }
+
+    /// Remove an image (by id or reference) and its tags from the engine.
+    pub async fn remove_image(&self, image: &str) -> Result<(), RunnerError> {
+        let opts =
+            bollard::query_parameters::RemoveImageOptions { force: true, ..Default::default() };
+        call(&format!("removing image {image}"), self.docker.remove_image(image, Some(opts), None))
+            .await
+            .map(|_| ())
     }
 
     /// Write `reference` as a `docker save` tarball, to send to a peer.

@@ -3,6 +3,7 @@
 //! standing in for synchronisation). [`federation`] runs node containers on
 //! private Docker networks.
 
+pub mod engines;
 pub mod faults;
 pub mod federation;
 

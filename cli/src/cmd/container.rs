@@ -14,11 +14,13 @@ use runner::trial::{TrialOutcome, TrialStatus};
 use super::{Ctx, containers, report};
 use crate::ids::resolve;
 use crate::output::{json, table};
-use crate::workflow::{self, ContainerArgs};
+use crate::workflow::{self, ContainerArgs, ImageArchive};
 
 #[derive(Debug, Subcommand)]
 pub enum ContainerCmd {
-    /// Register a container (its image must be in the local Docker engine).
+    /// Register a container: its image (in the local Docker engine) is saved as
+    /// an archive, and the archive and the additional files go into your node's
+    /// blob store, from which every site fetches them by hash.
     Submit {
         #[arg(long)]
         name: String,
@@ -37,6 +39,14 @@ pub enum ContainerCmd {
         /// A folder of additional files (a model's weights).
         #[arg(long)]
         additional_files: Option<PathBuf>,
+        /// A `docker save` archive of the image to publish instead of saving it
+        /// from the local engine.
+        #[arg(long, conflicts_with = "no_archive")]
+        archive: Option<PathBuf>,
+        /// Publish no archive: every site's engine must already hold the image
+        /// (MedPerf's DockerImage).
+        #[arg(long)]
+        no_archive: bool,
     },
     /// Run one task of a container here, in the sandbox and limits a site uses, and
     /// show what a site would see: outputs, log, exit. Needs no node.
@@ -101,10 +111,32 @@ pub fn run(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<()> {
     };
     let s = ctx.session()?;
     match c {
-        ContainerCmd::Submit { name, manifest, image, digest, parameters, additional_files } => {
+        ContainerCmd::Submit {
+            name,
+            manifest,
+            image,
+            digest,
+            parameters,
+            additional_files,
+            archive,
+            no_archive,
+        } => {
+            let archive = match (archive, no_archive) {
+                (Some(f), _) => ImageArchive::File(f),
+                (None, true) => ImageArchive::None,
+                (None, false) => ImageArchive::Save,
+            };
             let r = workflow::submit_container(
                 &s,
-                &ContainerArgs { name, manifest, image, digest, parameters, additional_files },
+                &ContainerArgs {
+                    name,
+                    manifest,
+                    image,
+                    digest,
+                    parameters,
+                    additional_files,
+                    archive,
+                },
             )?;
             report(ctx, "container submitted", &r.id, &serde_json::Value::Null)
         }

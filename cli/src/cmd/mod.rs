@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod association;
 pub mod benchmark;
+pub mod blob;
 pub mod container;
 pub mod dataset;
 pub mod demo;
