@@ -308,17 +308,17 @@ impl<'de> Visitor<'de> for ValueVisitor {
                 return Err(de::Error::custom("a map repeats a key"));
             }
         }
-        if m.len() == 1 {
-            if let Some(MetricValue::Text(t)) = m.get(FLOAT_KEY) {
-                return match t.as_str() {
-                    ".nan" => Ok(MetricValue::float(f64::NAN)),
-                    ".inf" => Ok(MetricValue::float(f64::INFINITY)),
-                    "-.inf" => Ok(MetricValue::float(f64::NEG_INFINITY)),
-                    other => Err(de::Error::custom(format!(
-                        "`{FLOAT_KEY}` must be .nan, .inf or -.inf, not {other:?}"
-                    ))),
-                };
-            }
+        if m.len() == 1
+            && let Some(MetricValue::Text(t)) = m.get(FLOAT_KEY)
+        {
+            return match t.as_str() {
+                ".nan" => Ok(MetricValue::float(f64::NAN)),
+                ".inf" => Ok(MetricValue::float(f64::INFINITY)),
+                "-.inf" => Ok(MetricValue::float(f64::NEG_INFINITY)),
+                other => Err(de::Error::custom(format!(
+                    "`{FLOAT_KEY}` must be .nan, .inf or -.inf, not {other:?}"
+                ))),
+            };
         }
         Ok(MetricValue::Map(m))
     }

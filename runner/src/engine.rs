@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountType};
+use bollard::models::{
+    ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountType, ResourcesUlimits,
+};
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, ImportImageOptions, KillContainerOptions,
     LogsOptions, RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
@@ -43,6 +45,14 @@ pub const TASK_PIDS_DEFAULT: u64 = 256;
 /// Shared memory of a task without a site policy: Docker's own default. A site's
 /// policy (`crate::site`) gives more.
 pub const TASK_SHM_BYTES_MIN: u64 = 64 * 1024 * 1024;
+/// Open files a task may hold, and processes its uid may have (soft and hard). Set
+/// explicitly: Podman otherwise asks for 1,048,576 files and 4,194,304 processes,
+/// which an engine whose own hard limits are lower (nested, rootless) cannot grant,
+/// and every container fails to start. The cgroup's pids limit stays the real bound.
+pub const TASK_OPEN_FILES_MAX: i64 = 16_384;
+pub const TASK_PROCESSES_MAX: i64 = 16_384;
+/// The exit status of a process killed by SIGKILL (128 + 9).
+const SIGKILL_EXIT: i64 = 137;
 /// Default timeouts, per task kind.
 pub const PREPARE_TIMEOUT_MS_DEFAULT: u64 = 60 * 60 * 1000;
 pub const SANITY_CHECK_TIMEOUT_MS_DEFAULT: u64 = 10 * 60 * 1000;
@@ -566,6 +576,18 @@ impl Engine {
                 pids_limit: Some(i64::try_from(limits.pids).unwrap_or(i64::MAX)),
                 shm_size: Some(i64::try_from(limits.shm_bytes).unwrap_or(i64::MAX)),
                 device_requests: device_requests(&limits.gpus),
+                ulimits: Some(vec![
+                    ResourcesUlimits {
+                        name: Some("nofile".into()),
+                        soft: Some(TASK_OPEN_FILES_MAX),
+                        hard: Some(TASK_OPEN_FILES_MAX),
+                    },
+                    ResourcesUlimits {
+                        name: Some("nproc".into()),
+                        soft: Some(TASK_PROCESSES_MAX),
+                        hard: Some(TASK_PROCESSES_MAX),
+                    },
+                ]),
                 ..Default::default()
             }),
             ..Default::default()
@@ -688,7 +710,12 @@ impl Engine {
         let state =
             call("inspecting the container", self.docker.inspect_container(id, None)).await?.state;
         // A child killed for memory while the main process still exits 0 is success.
-        let oom = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
+        let mut oom = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
+        // Podman on cgroup v1 does not report an OOM kill: a SIGKILL (137) that the
+        // runner did not send (it sends one only past the timeout) is the kernel's.
+        if !oom && code == SIGKILL_EXIT && self.kind().await? == EngineKind::Podman {
+            oom = true;
+        }
         if oom && code != 0 {
             return Err(RunnerError::OutOfMemory {
                 task: run.task.into(),

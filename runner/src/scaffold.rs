@@ -72,7 +72,7 @@ pub fn new_project(kind: Kind, image: &str, dir: &Path) -> Result<Vec<PathBuf>, 
     let mut files: Vec<(String, String)> = vec![
         ("container_config.yaml".into(), config(kind, image)),
         ("parameters.yaml".into(), parameters(kind).into()),
-        (format!("project/{script}"), python(kind).into()),
+        (format!("project/{script}"), python(kind)),
         ("Dockerfile".into(), dockerfile()),
         ("demo/paths.yaml".into(), "data_path: data\nlabels_path: labels\n".into()),
         ("demo/data/cases.csv".into(), DEMO_CASES.into()),
