@@ -18,6 +18,10 @@ const NOT_RUN_HERE: &[(&str, &str)] = &[
     ("ssh ", "needs a remote host"),
     ("cargo bench", "measurements; .ci/run compiles every bench"),
     ("cargo run --release -p node --bin medmesh-node-bench", "a measurement; compiled by .ci/run"),
+    (
+        "cargo run --release -p tests --bin medmesh-blob-bench",
+        "a measurement; .ci/run runs its smoke",
+    ),
 ];
 
 /// How long the node may take to answer after it is started.
