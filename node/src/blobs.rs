@@ -184,6 +184,7 @@ impl Blobs {
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.flush()).await {
             warn!(error = %e, "cannot make the received blob pieces durable; they will be fetched again");
         }
+        self.store.close();
     }
 
     fn fetch_map(

@@ -127,7 +127,9 @@ fn blake3_of(hash: &Hash32) -> blake3::Hash {
 /// async runtime).
 pub struct BlobStore {
     dir: PathBuf,
-    db: Database,
+    /// The index; `None` once closed, so that the file is free for the next node
+    /// on this data directory even while handles to the store live on.
+    db: std::sync::RwLock<Option<Database>>,
     quota: u64,
     /// Serialises index updates that read then write (quota, pieces).
     write: Mutex<()>,
@@ -150,11 +152,32 @@ impl BlobStore {
         tx.commit().map_err(BlobError::index)?;
         Ok(BlobStore {
             dir,
-            db,
+            db: std::sync::RwLock::new(Some(db)),
             quota,
             write: Mutex::new(()),
             since_durable: std::sync::atomic::AtomicU32::new(0),
         })
+    }
+
+    fn begin_read(&self) -> Result<redb::ReadTransaction, BlobError> {
+        let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+        db.as_ref()
+            .ok_or_else(|| BlobError::Index("the blob store is closed".into()))?
+            .begin_read()
+            .map_err(BlobError::index)
+    }
+
+    fn begin_write(&self) -> Result<redb::WriteTransaction, BlobError> {
+        let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+        db.as_ref()
+            .ok_or_else(|| BlobError::Index("the blob store is closed".into()))?
+            .begin_write()
+            .map_err(BlobError::index)
+    }
+
+    /// Close the index (the node stops); later calls fail with a clear error.
+    pub fn close(&self) {
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -180,7 +203,7 @@ impl BlobStore {
 
     /// The index entry of `hash`.
     pub fn info(&self, hash: &Hash32) -> Result<Option<BlobInfo>, BlobError> {
-        let tx = self.db.begin_read().map_err(BlobError::index)?;
+        let tx = self.begin_read()?;
         let t = tx.open_table(BLOBS).map_err(BlobError::index)?;
         let v = t.get(hash.as_bytes()).map_err(BlobError::index)?;
         Ok(v.and_then(|v| BlobInfo::decode(*hash, v.value())))
@@ -188,7 +211,7 @@ impl BlobStore {
 
     /// Every blob, complete or not.
     pub fn list(&self) -> Result<Vec<BlobInfo>, BlobError> {
-        let tx = self.db.begin_read().map_err(BlobError::index)?;
+        let tx = self.begin_read()?;
         let t = tx.open_table(BLOBS).map_err(BlobError::index)?;
         let mut out = Vec::new();
         for row in t.iter().map_err(BlobError::index)? {
@@ -214,7 +237,7 @@ impl BlobStore {
     }
 
     fn put_info(&self, info: &BlobInfo) -> Result<(), BlobError> {
-        let tx = self.db.begin_write().map_err(BlobError::index)?;
+        let tx = self.begin_write()?;
         {
             let mut t = tx.open_table(BLOBS).map_err(BlobError::index)?;
             t.insert(info.hash.as_bytes(), info.encode().as_slice()).map_err(BlobError::index)?;
@@ -341,14 +364,14 @@ impl BlobStore {
     }
 
     fn pieces(&self, hash: &Hash32) -> Result<Vec<u8>, BlobError> {
-        let tx = self.db.begin_read().map_err(BlobError::index)?;
+        let tx = self.begin_read()?;
         let t = tx.open_table(PIECES).map_err(BlobError::index)?;
         let v = t.get(hash.as_bytes()).map_err(BlobError::index)?;
         Ok(v.map(|v| v.value().to_vec()).unwrap_or_default())
     }
 
     fn clear_pieces(&self, hash: &Hash32) -> Result<(), BlobError> {
-        let tx = self.db.begin_write().map_err(BlobError::index)?;
+        let tx = self.begin_write()?;
         {
             let mut t = tx.open_table(PIECES).map_err(BlobError::index)?;
             t.remove(hash.as_bytes()).map_err(BlobError::index)?;
@@ -359,7 +382,7 @@ impl BlobStore {
     /// Make every piece recorded so far durable (at a clean stop).
     pub fn flush(&self) -> Result<(), BlobError> {
         let _g = self.lock();
-        let tx = self.db.begin_write().map_err(BlobError::index)?;
+        let tx = self.begin_write()?;
         tx.commit().map_err(BlobError::index)?;
         self.since_durable.store(0, std::sync::atomic::Ordering::Relaxed);
         Ok(())
@@ -401,7 +424,7 @@ impl BlobStore {
                 .map_err(|source| BlobError::Io { path: path.clone(), source })?;
         }
         let _g = self.lock();
-        let mut tx = self.db.begin_write().map_err(BlobError::index)?;
+        let mut tx = self.begin_write()?;
         let n = self.since_durable.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         if n >= PIECES_PER_DURABLE_COMMIT {
             self.since_durable.store(0, std::sync::atomic::Ordering::Relaxed);
@@ -518,7 +541,7 @@ impl BlobStore {
             .filter(|b| !b.pinned && !referenced.contains(&b.hash))
             .collect();
         for b in &doomed {
-            let tx = self.db.begin_write().map_err(BlobError::index)?;
+            let tx = self.begin_write()?;
             {
                 let mut t = tx.open_table(BLOBS).map_err(BlobError::index)?;
                 t.remove(b.hash.as_bytes()).map_err(BlobError::index)?;
