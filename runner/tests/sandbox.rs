@@ -126,6 +126,20 @@ async fn run_with_network(engine: &runner::Engine, image: &str, port: u16, out: 
         env: Some(vec![format!("PROBE_PORT={port}")]),
         host_config: Some(HostConfig {
             binds: Some(vec![format!("{}:/mlcommons/volumes/output", out.display())]),
+            // As the engine sets for tasks: Podman refuses to start a container
+            // whose inherited open-files and process limits it cannot set.
+            ulimits: Some(vec![
+                bollard::models::ResourcesUlimits {
+                    name: Some("nofile".into()),
+                    soft: Some(runner::engine::TASK_OPEN_FILES_MAX),
+                    hard: Some(runner::engine::TASK_OPEN_FILES_MAX),
+                },
+                bollard::models::ResourcesUlimits {
+                    name: Some("nproc".into()),
+                    soft: Some(runner::engine::TASK_PROCESSES_MAX),
+                    hard: Some(runner::engine::TASK_PROCESSES_MAX),
+                },
+            ]),
             ..Default::default()
         }),
         ..Default::default()
