@@ -1,7 +1,7 @@
 //! Counters for operators, served as `GET /metrics` in Prometheus' text format
 //! (version 0.0.4): records by kind, peers, gossip in (by verdict) and out,
 //! refusals by reason, sync sessions and records, fold runs and time, store size,
-//! admission (pool, deferred ids).
+//! admission (pool, deferred ids), blobs (held, fetches, pieces by outcome).
 //!
 //! Gossip counters are atomics bumped where verdicts are reported; records by
 //! kind and fold time are counted by the replica; everything else is read at
@@ -57,6 +57,15 @@ pub struct Snapshot {
     pub pool_requests: u64,
     pub deferred_ids: u64,
     pub admitted_keys: u64,
+    /// Blobs held: (complete count, complete bytes, partial count, partial bytes).
+    pub blobs: (u64, u64, u64, u64),
+    /// Fetches since start by state (`fetching`, `done`, `failed`).
+    pub blob_fetches: Vec<(&'static str, u64)>,
+    /// Bytes received and verified by the fetches since start.
+    pub blob_fetched_bytes: u64,
+    /// Pieces peers served this node: verified, corrupt, failed requests.
+    pub blob_pieces: (u64, u64, u64),
+    pub blob_quota_bytes: u64,
 }
 
 struct Out(String);
@@ -188,6 +197,44 @@ impl Snapshot {
             "Keys that may take part (0 in an open network).",
             self.admitted_keys,
         );
+        o.family("medmesh_blobs", "gauge", "Blobs held, complete or partial (being fetched).");
+        o.value("medmesh_blobs", &[("state", "complete")], self.blobs.0);
+        o.value("medmesh_blobs", &[("state", "partial")], self.blobs.2);
+        o.family("medmesh_blob_bytes", "gauge", "Declared bytes of the blobs held.");
+        o.value("medmesh_blob_bytes", &[("state", "complete")], self.blobs.1);
+        o.value("medmesh_blob_bytes", &[("state", "partial")], self.blobs.3);
+        o.one(
+            "medmesh_blob_quota_bytes",
+            "gauge",
+            "The blob store's quota.",
+            self.blob_quota_bytes,
+        );
+        o.family("medmesh_blob_fetches", "gauge", "Blob fetches since start, by state.");
+        for (state, n) in &self.blob_fetches {
+            o.value("medmesh_blob_fetches", &[("state", state)], n);
+        }
+        o.one(
+            "medmesh_blob_fetched_bytes_total",
+            "counter",
+            "Bytes received and verified by blob fetches since start.",
+            self.blob_fetched_bytes,
+        );
+        o.family(
+            "medmesh_blob_pieces_received_total",
+            "counter",
+            "Blob pieces peers served this node, by outcome (verified, corrupt: refused and refetched elsewhere, failed: a request that timed out or was refused).",
+        );
+        o.value(
+            "medmesh_blob_pieces_received_total",
+            &[("outcome", "verified")],
+            self.blob_pieces.0,
+        );
+        o.value(
+            "medmesh_blob_pieces_received_total",
+            &[("outcome", "corrupt")],
+            self.blob_pieces.1,
+        );
+        o.value("medmesh_blob_pieces_received_total", &[("outcome", "failed")], self.blob_pieces.2);
         o.0
     }
 }

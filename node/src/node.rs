@@ -447,6 +447,27 @@ impl Client {
         let (records_by_kind, fold_runs, fold_micros, store_file_bytes) =
             self.shared.replica_metrics();
         let c = &self.shared.counters;
+        let mut blobs = (0, 0, 0, 0);
+        for b in self.blobs.store.list().unwrap_or_default() {
+            if b.complete {
+                blobs.0 += 1;
+                blobs.1 += b.size;
+            } else {
+                blobs.2 += 1;
+                blobs.3 += b.size;
+            }
+        }
+        let fetches = self.blobs.all_progress();
+        let blob_fetches = ["fetching", "done", "failed"]
+            .into_iter()
+            .map(|state| (state, fetches.iter().filter(|f| f.state == state).count() as u64))
+            .collect();
+        let blob_fetched_bytes = fetches.iter().map(|f| f.have).sum();
+        let blob_pieces = self
+            .blobs
+            .scores()
+            .values()
+            .fold((0, 0, 0), |acc, s| (acc.0 + s.pieces, acc.1 + s.corrupt, acc.2 + s.failed));
         Ok(crate::metrics::Snapshot {
             records_by_kind,
             peers: peers.len() as u64,
@@ -471,6 +492,11 @@ impl Client {
             pool_requests: admission.pool_requests,
             deferred_ids: admission.deferred_ids,
             admitted_keys: admission.admitted_keys,
+            blobs,
+            blob_fetches,
+            blob_fetched_bytes,
+            blob_pieces,
+            blob_quota_bytes: self.blobs.store.quota(),
         })
     }
 

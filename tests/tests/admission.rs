@@ -230,6 +230,9 @@ async fn metrics_count_records_gossip_refusals_and_admission_for_operators() {
     assert!(m["medmesh_store_file_bytes"] > 0.0 && m["medmesh_store_record_bytes"] > 0.0);
     assert!(m["medmesh_admitted_keys"] >= 10.0, "{text}");
     assert!(m.contains_key("medmesh_fold_seconds_total"));
+    assert_eq!(m["medmesh_blobs{state=\"complete\"}"], 0.0, "no blob yet: {text}");
+    assert!(m["medmesh_blob_quota_bytes"] > 0.0);
+    assert!(m.contains_key("medmesh_blob_pieces_received_total{outcome=\"corrupt\"}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -97,6 +97,12 @@ async fn a_blob_travels_by_hash_from_several_peers_at_once_and_outlives_its_publ
         h2.client().blob_overview().unwrap().peers.into_values().filter(|s| s.pieces > 0).collect();
     assert!(served.len() >= 2, "pieces came from both holders: {served:?}");
     assert_eq!(served.iter().map(|s| s.pieces).sum::<u64>(), 24);
+    // Operators see it in /metrics.
+    let m = h2.client().metrics().await.unwrap();
+    assert_eq!((m.blobs.0, m.blobs.1), (1, info.size), "one complete blob held");
+    assert_eq!(m.blob_pieces.0, 24, "24 verified pieces received");
+    assert!(m.blob_fetched_bytes >= info.size);
+    assert!(m.render().contains("medmesh_blob_fetches{state=\"done\"} 1"), "{}", m.render());
 
     // The owner goes offline; a third hospital gets the blob from the others.
     owner.shutdown().await;
