@@ -711,6 +711,35 @@ pub mod counted {
     use super::*;
     use crate::seal::{ReceiptKey, seal_result};
 
+    /// Each hospital's true case count, which the attacker is assumed to know.
+    pub const CASES: [u64; 3] = [10, 12, 14];
+    /// Correct answers of (hospital, model): hospital 0 scores 7 of 10 with model 0.
+    pub const CORRECT: [[u64; 2]; 3] = [[7, 9], [8, 11], [10, 12]];
+    /// Releases round to one decimal and show only the error rate.
+    pub const PRECISION: u64 = 100_000;
+
+    /// The whole workflow up to results, every result sealed for real with its
+    /// receipt built as the runner builds it, under `sharing`; the benchmark ranks
+    /// by error rate and releases only it, at [`PRECISION`].
+    pub fn workflow(sharing: SharingPolicy) -> Workflow {
+        Workflow::people()
+            .with_benchmark(|b| {
+                b.sharing = sharing;
+                b.rank_metric = "error".into();
+                b.higher_is_better = false;
+                b.disclosure = Disclosure {
+                    precision: PRECISION,
+                    metrics: vec!["error".into()],
+                    ..Disclosure::default()
+                };
+            })
+            .approve_benchmark()
+            .register_datasets()
+            .request_models()
+            .approve_all()
+            .submit_counted_results(&CASES, |h, m| CORRECT[h][m])
+    }
+
     /// The results.yaml a metrics container writes for `correct` of `cases`.
     pub fn results_yaml(correct: u64, cases: u64) -> String {
         let incorrect = cases - correct;

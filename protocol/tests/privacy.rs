@@ -125,35 +125,7 @@ fn before_a_release_the_leaderboard_shows_nothing_even_with_every_result_counted
 // ----- the outsider's dictionary attack ------------------------------------------
 
 use protocol::disclosure;
-use protocol::testkit::counted::{self, dictionary_attack, who_fits};
-
-/// Each hospital's true case count, which the attacker is assumed to know.
-const CASES: [u64; 3] = [10, 12, 14];
-/// Correct answers of (hospital, model): hospital 0 scores 7 of 10 with model 0.
-const CORRECT: [[u64; 2]; 3] = [[7, 9], [8, 11], [10, 12]];
-/// Releases round to one decimal and show only the error rate.
-const PRECISION: u64 = 100_000;
-
-/// Every result sealed for real, with receipts as the runner builds them, under
-/// `sharing`; details sealed to the committee and each owner.
-fn counted_workflow(sharing: SharingPolicy) -> Workflow {
-    Workflow::people()
-        .with_benchmark(|b| {
-            b.sharing = sharing;
-            b.rank_metric = "error".into();
-            b.higher_is_better = false;
-            b.disclosure = Disclosure {
-                precision: PRECISION,
-                metrics: vec!["error".into()],
-                ..Disclosure::default()
-            };
-        })
-        .approve_benchmark()
-        .register_datasets()
-        .request_models()
-        .approve_all()
-        .submit_counted_results(&CASES, |h, m| CORRECT[h][m])
-}
+use protocol::testkit::counted::{self, CASES, CORRECT, PRECISION, dictionary_attack, who_fits};
 
 /// Every public byte: each record exactly as it travels and is stored.
 fn corpus(w: &Workflow) -> Vec<u8> {
@@ -178,7 +150,7 @@ fn results_of(w: &Workflow) -> Vec<(usize, usize)> {
 fn the_dictionary_attack_finds_a_hospitals_count_from_an_unkeyed_results_hash() {
     // The attack is real: given what results records used to carry in the clear
     // (BLAKE3 of results.yaml), it names hospital 0's exact score.
-    let w = counted_workflow(SharingPolicy::PerDataset);
+    let w = counted::workflow(SharingPolicy::PerDataset);
     let mut leaky = corpus(&w);
     leaky.extend_from_slice(
         protocol::Hash32::of(counted::results_yaml(7, 10).as_bytes()).as_bytes(),
@@ -190,7 +162,7 @@ fn the_dictionary_attack_finds_a_hospitals_count_from_an_unkeyed_results_hash() 
 #[test]
 fn with_every_public_byte_and_each_hospitals_case_count_an_outsider_recovers_no_result() {
     for sharing in [SharingPolicy::PerDataset, SharingPolicy::Aggregate { min_datasets: 2 }] {
-        let w = counted_workflow(sharing.clone());
+        let w = counted::workflow(sharing.clone());
         let s = fold(&w.root, &w.records);
         assert_eq!(s.results.iter().filter(|r| r.counts).count(), 6, "{sharing:?}");
         for (stage, w) in [("before a release", w.clone()), ("after", w.members_release(&[0, 1]))] {
@@ -212,7 +184,7 @@ fn with_every_public_byte_and_each_hospitals_case_count_an_outsider_recovers_no_
 
 #[test]
 fn a_dataset_record_shows_no_detail_in_the_clear_and_only_the_committee_and_owner_open_it() {
-    let w = counted_workflow(SharingPolicy::PerDataset);
+    let w = counted::workflow(SharingPolicy::PerDataset);
     let all = corpus(&w);
     for needle in [&b"hospital-0 data"[..], b"samples", b"on site"] {
         assert!(!all.windows(needle.len()).any(|x| x == needle), "{needle:?} in the clear");
@@ -234,7 +206,7 @@ fn a_dataset_record_shows_no_detail_in_the_clear_and_only_the_committee_and_owne
 
 #[test]
 fn after_a_per_dataset_release_no_pseudonym_can_be_tied_to_a_hospital() {
-    let w = counted_workflow(SharingPolicy::PerDataset).members_release(&[0, 1]);
+    let w = counted::workflow(SharingPolicy::PerDataset).members_release(&[0, 1]);
     let s = fold(&w.root, &w.records);
     let release = &s.releases[&w.benchmark].release;
     assert_eq!(release.entries.len(), 6, "a complete table: 2 models x 3 datasets");
@@ -266,7 +238,7 @@ fn after_a_per_dataset_release_no_pseudonym_can_be_tied_to_a_hospital() {
 
 #[test]
 fn a_release_finer_than_the_policy_or_with_a_metric_it_leaves_out_is_ignored() {
-    let w = counted_workflow(SharingPolicy::PerDataset).members_release(&[0]);
+    let w = counted::workflow(SharingPolicy::PerDataset).members_release(&[0]);
     let Body::Release(honest) = w.records.last().unwrap().body.clone() else { unreachable!() };
     type Lie = fn(&mut Release);
     let cases: [(&str, Lie, &str); 2] = [

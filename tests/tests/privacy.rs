@@ -13,34 +13,9 @@ use protocol::disclosure;
 use protocol::record::*;
 use protocol::seal::{self, Binding, DetailsBinding, SealError};
 use protocol::testkit::Workflow;
-use protocol::testkit::counted::{dictionary_attack, who_fits};
+use protocol::testkit::counted::{self, CASES, PRECISION, dictionary_attack, who_fits};
 use protocol::{Record, RecordId};
 use tests::{config, converged, http, submit_all};
-
-/// Each hospital's true case count, which the attackers are assumed to know.
-const CASES: [u64; 3] = [10, 12, 14];
-/// Correct answers of (hospital, model).
-const CORRECT: [[u64; 2]; 3] = [[7, 9], [8, 11], [10, 12]];
-/// Releases round to one decimal and show only the error rate.
-const PRECISION: u64 = 100_000;
-
-fn workflow() -> Workflow {
-    Workflow::people()
-        .with_benchmark(|b| {
-            b.rank_metric = "error".into();
-            b.higher_is_better = false;
-            b.disclosure = Disclosure {
-                precision: PRECISION,
-                metrics: vec!["error".into()],
-                ..Disclosure::default()
-            };
-        })
-        .approve_benchmark()
-        .register_datasets()
-        .request_models()
-        .approve_all()
-        .submit_counted_results(&CASES, |h, m| CORRECT[h][m])
-}
 
 async fn start(dir: &Path, w: &Workflow, boot: &[node::Multiaddr]) -> node::Node {
     let mut c = config(dir, &w.root, boot);
@@ -183,7 +158,7 @@ fn assert_nothing_leaks(who: &str, stage: &str, w: &Workflow, corpus: &[u8], rec
 async fn an_outsider_and_another_hospital_read_everything_and_learn_nothing_before_or_after_a_release()
  {
     tests::init_tracing();
-    let w = workflow();
+    let w = counted::workflow(SharingPolicy::PerDataset);
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     // The committee's node, hospital 0's, hospital 1's (an attacker), an outsider's.
     let hub = start(dirs[0].path(), &w, &[]).await;
