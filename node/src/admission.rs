@@ -191,6 +191,8 @@ pub struct PendingJoin {
 #[derive(Default)]
 pub(crate) struct JoinPool {
     entries: VecDeque<(Record, u64)>,
+    /// The ids in `entries`, for sync's check of every id it might fetch.
+    ids: HashSet<RecordId>,
     bytes: usize,
 }
 
@@ -211,14 +213,19 @@ impl JoinPool {
             }
             if let Some((old, _)) = self.entries.remove(i) {
                 self.bytes -= old.bytes.len();
+                self.ids.remove(&old.id);
             }
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         self.bytes += r.bytes.len();
+        self.ids.insert(r.id);
         self.entries.push_back((r, now));
         while self.entries.len() > POOL_LEN_MAX || self.bytes > POOL_BYTES_MAX {
             match self.entries.pop_front() {
-                Some((old, _)) => self.bytes -= old.bytes.len(),
+                Some((old, _)) => {
+                    self.bytes -= old.bytes.len();
+                    self.ids.remove(&old.id);
+                }
                 None => break,
             }
         }
@@ -226,7 +233,7 @@ impl JoinPool {
     }
 
     pub(crate) fn contains(&self, id: &RecordId) -> bool {
-        self.entries.iter().any(|(e, _)| e.id == *id)
+        self.ids.contains(id)
     }
 
     /// Remove and return the requests of keys `admitted` now admits.
@@ -235,6 +242,7 @@ impl JoinPool {
             self.entries.drain(..).partition(|(r, _)| admitted.admits(&r.signer));
         self.entries = keep.into();
         self.bytes = self.entries.iter().map(|(r, _)| r.bytes.len()).sum();
+        self.ids = self.entries.iter().map(|(r, _)| r.id).collect();
         take.into_iter().map(|(r, _)| r).collect()
     }
 
@@ -324,6 +332,7 @@ mod tests {
         }
         assert_eq!(pool.len(), POOL_LEN_MAX);
         assert!(pool.bytes() <= POOL_BYTES_MAX);
+        assert_eq!(pool.ids.len(), POOL_LEN_MAX, "the id index follows evictions");
         let keys: Vec<_> = pool.list().into_iter().map(|p| p.name).collect();
         assert!(!keys.contains(&"a".to_string()), "the oldest went first");
         assert!(keys.contains(&format!("k{}", POOL_LEN_MAX + 9)));
