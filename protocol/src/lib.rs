@@ -16,6 +16,8 @@
 //! - [`fold`]: the deterministic fold of a record set into [`fold::State`]:
 //!   approvals, associations, results, releases and leaderboards.
 //! - [`leaderboard`]: releases built from opened results, and the leaderboard.
+//! - [`riblt`]: rateless invertible Bloom lookup tables, the set reconciliation
+//!   catch-up sync starts with (coded symbols, a bounded decoder).
 //! - [`testkit`]: deterministic keys and record chains for tests and benches.
 //!
 //! Architecture invariant: this crate does no I/O, spawns nothing, reads no clock,
@@ -33,6 +35,7 @@ pub mod leaderboard;
 pub mod limits;
 pub mod metric;
 pub mod record;
+pub mod riblt;
 pub mod root;
 pub mod seal;
 pub mod testkit;
