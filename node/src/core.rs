@@ -347,4 +347,9 @@ impl Core {
     pub(crate) fn id_snapshot(&mut self) -> crate::sync::IdSnapshot {
         self.ids.snapshot()
     }
+
+    /// The coded symbols of every held id, for reconciliation.
+    pub(crate) fn sketch(&self) -> Arc<protocol::riblt::Sketch> {
+        self.ids.sketch()
+    }
 }

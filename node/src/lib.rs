@@ -32,6 +32,7 @@ mod core;
 pub mod error;
 pub mod logging;
 pub mod metrics;
+pub mod netem;
 pub mod node;
 pub mod peers;
 pub mod ratelimit;
@@ -325,6 +326,12 @@ impl Shared {
         let mut c = self.lock();
         c.store()?;
         Ok(c.id_snapshot())
+    }
+
+    pub(crate) fn sketch(&self) -> Result<Arc<protocol::riblt::Sketch>, StoreError> {
+        let c = self.lock();
+        c.store()?;
+        Ok(c.sketch())
     }
 
     pub(crate) fn get_many(

@@ -103,6 +103,15 @@ pub(crate) fn answer(shared: &Shared, request: SyncRequest) -> SyncResponse {
                 Err(e) => SyncResponse::Refused { reason: e },
             }
         }
+        SyncRequest::Sketch { network, start, count, set_len } => {
+            if network.as_slice() != shared.network.as_bytes() {
+                return SyncResponse::Refused { reason: "wrong network".into() };
+            }
+            match shared.sketch() {
+                Ok(sketch) => sync::answer_sketch(&sketch, start, count, set_len),
+                Err(e) => SyncResponse::Refused { reason: e.to_string() },
+            }
+        }
         SyncRequest::Fetch { ids } => {
             if ids.len() > FETCH_REQUEST_IDS_MAX {
                 return SyncResponse::Refused {
@@ -128,6 +137,7 @@ pub(crate) fn answer(shared: &Shared, request: SyncRequest) -> SyncResponse {
 fn response_bytes(r: &SyncResponse) -> u64 {
     match r {
         SyncResponse::Reconcile { msg } => msg.len() as u64,
+        SyncResponse::Sketch { symbols, .. } => symbols.len() as u64,
         SyncResponse::Records { records, .. } => records.iter().map(|b| b.len() as u64).sum(),
         SyncResponse::Refused { reason } => reason.len() as u64,
     }

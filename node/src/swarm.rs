@@ -30,7 +30,10 @@ use crate::Shared;
 use crate::blobs::{BlobRequest, BlobResponse, Blobs};
 use crate::refusals::{Origin, Source};
 use crate::serve::{self, Budget, Job, Served};
-use crate::sync::{FETCH_PAGE_RECORDS, Initiator, ROUNDS_MAX, SyncRequest, SyncResponse};
+use crate::sync::{
+    FETCH_PAGE_RECORDS, Initiator, ROUNDS_MAX, SketchInitiator, SketchStep, SyncRequest,
+    SyncResponse,
+};
 
 /// Largest gossipsub message: one envelope plus framing.
 pub const GOSSIP_MESSAGE_BYTES_MAX: usize = ENVELOPE_BYTES_MAX + 8 * 1024;
@@ -196,6 +199,10 @@ pub struct PeerInfo {
 #[derive(Clone, Debug, Serialize)]
 pub struct SyncSession {
     pub peer_id: String,
+    /// How the difference was found: "riblt" (coded symbols), or "negentropy"
+    /// when the symbols did not decode it.
+    pub method: &'static str,
+    /// Round trips of reconciliation (both methods).
     pub rounds: u32,
     pub bytes_sent: u64,
     pub bytes_received: u64,
@@ -294,6 +301,7 @@ struct ProviderQuery {
 }
 
 enum Phase {
+    Sketching(Box<SketchInitiator>),
     Reconciling(Box<Initiator>),
     Fetching,
 }
@@ -771,24 +779,19 @@ impl EventLoop {
             }
             self.offenders.remove(&peer);
         }
-        let snapshot = match self.shared.id_snapshot() {
+        let sketch = match self.shared.sketch() {
             Ok(s) => s,
             Err(e) => {
-                warn!(error = %e, "cannot snapshot ids for sync");
+                warn!(error = %e, "cannot read the id sketch for sync");
                 return false;
             }
         };
-        let (init, msg) = match Initiator::start(snapshot) {
-            Ok(x) => x,
-            Err(e) => {
-                warn!(error = %e, "cannot start reconciliation");
-                return false;
-            }
-        };
-        let req = SyncRequest::Reconcile { network: self.shared.network.as_bytes().to_vec(), msg };
-        self.send_request(peer, req, None);
+        let (init, (start, count, set_len)) = SketchInitiator::start(sketch);
+        let network = self.shared.network.as_bytes().to_vec();
+        self.send_request(peer, SyncRequest::Sketch { network, start, count, set_len }, None);
         let report = SyncSession {
             peer_id: peer.to_string(),
+            method: "riblt",
             rounds: 0,
             bytes_sent: 0,
             bytes_received: 0,
@@ -805,7 +808,7 @@ impl EventLoop {
         self.sessions.insert(
             peer,
             Session {
-                phase: Phase::Reconciling(Box::new(init)),
+                phase: Phase::Sketching(Box::new(init)),
                 started: Instant::now(),
                 queue: VecDeque::new(),
                 in_flight: 1,
@@ -993,6 +996,43 @@ impl EventLoop {
         };
         s.in_flight = s.in_flight.saturating_sub(1);
         match (response, &mut s.phase) {
+            (SyncResponse::Sketch { set_len, symbols }, Phase::Sketching(init)) => {
+                let step = init.step(set_len, &symbols);
+                s.report.rounds = init.rounds;
+                s.report.bytes_sent = init.bytes_sent;
+                s.report.bytes_received = init.bytes_received;
+                match step {
+                    Ok(SketchStep::Done { need, have }) => {
+                        s.report.offered = have;
+                        s.report.needed = need.len() as u64;
+                        s.queue = self.shared.wanted(need).into();
+                        s.phase = Phase::Fetching;
+                    }
+                    Ok(SketchStep::More { start, count }) => {
+                        let network = self.shared.network.as_bytes().to_vec();
+                        let req = SyncRequest::Sketch {
+                            network,
+                            start,
+                            count,
+                            set_len: init.local_len(),
+                        };
+                        self.send_request(peer, req, None);
+                        s.in_flight += 1;
+                    }
+                    Ok(SketchStep::Exhausted) => {
+                        debug!(%peer, "difference beyond the coded symbols: reconciling with negentropy");
+                        if let Err(e) = self.fall_back(peer, &mut s) {
+                            return self.finish(peer, s, Some(e));
+                        }
+                    }
+                    Err(e) => {
+                        debug!(%peer, error = %e, "coded symbols did not decode: reconciling with negentropy");
+                        if let Err(e) = self.fall_back(peer, &mut s) {
+                            return self.finish(peer, s, Some(e));
+                        }
+                    }
+                }
+            }
             (SyncResponse::Reconcile { msg }, Phase::Reconciling(init)) => match init.step(&msg) {
                 Ok(Some(next)) if init.rounds <= ROUNDS_MAX && !init.is_full() => {
                     let req = SyncRequest::Reconcile {
@@ -1013,9 +1053,9 @@ impl EventLoop {
                     if s.full {
                         debug!(%peer, ids = init.need.len(), dropped = init.dropped, "sync session full: the rest is left to the next session");
                     }
-                    s.report.rounds = init.rounds;
-                    s.report.bytes_sent = init.bytes_sent;
-                    s.report.bytes_received = init.bytes_received;
+                    s.report.rounds += init.rounds;
+                    s.report.bytes_sent += init.bytes_sent;
+                    s.report.bytes_received += init.bytes_received;
                     s.report.offered = init.have;
                     let need = std::mem::take(&mut init.need);
                     s.report.needed = need.len() as u64;
@@ -1036,6 +1076,20 @@ impl EventLoop {
             _ => return self.finish(peer, s, Some("unexpected sync response".into())),
         }
         self.pump(peer, s);
+    }
+
+    /// Go on from coded symbols to negentropy with the same peer.
+    fn fall_back(&mut self, peer: PeerId, s: &mut Session) -> Result<(), String> {
+        let snapshot =
+            self.shared.id_snapshot().map_err(|e| format!("cannot snapshot ids: {e}"))?;
+        let (init, msg) =
+            Initiator::start(snapshot).map_err(|e| format!("cannot start reconciliation: {e}"))?;
+        let req = SyncRequest::Reconcile { network: self.shared.network.as_bytes().to_vec(), msg };
+        self.send_request(peer, req, None);
+        s.in_flight += 1;
+        s.report.method = "negentropy";
+        s.phase = Phase::Reconciling(Box::new(init));
+        Ok(())
     }
 
     /// Issue fetches while the pipeline has room; finish when all is done.
@@ -1251,6 +1305,7 @@ mod tests {
             ping::Config::new(),
             Duration::from_millis(SYNC_REQUEST_TIMEOUT_MS),
             Duration::from_millis(crate::blobs::BLOB_REQUEST_TIMEOUT_MS),
+            None,
         )
         .unwrap();
         let blobs = Arc::new(crate::blobs::Blobs::new(

@@ -1,7 +1,22 @@
-//! Catch-up sync: range-based set reconciliation over sorted record ids (the
-//! `negentropy` protocol), then fetching the missing records in bounded pages.
+//! Catch-up sync: set reconciliation over record ids, then fetching the missing
+//! records in bounded pages.
 //!
-//! Protocol `/medmesh/sync/1`, request-response with CBOR framing:
+//! A session starts with rateless invertible Bloom lookup tables
+//! ([`protocol::riblt`]): every node keeps the first
+//! [`protocol::riblt::SKETCH_SYMBOLS_MAX`] coded symbols of its id set up to date,
+//! the initiator asks for a prefix sized from the two set sizes and peels the
+//! difference out of it, asking for more (doubling) until it decodes. A
+//! difference too large for the kept symbols, or symbols that do not decode,
+//! fall back to range-based reconciliation over sorted ids (the `negentropy`
+//! protocol), whose cost grows with the difference too but in more round trips.
+//! `BENCHMARKS.md` has both, measured.
+//!
+//! Protocol `/medmesh/sync/2` (`/medmesh/sync/1` plus `Sketch`), request-response
+//! with CBOR framing:
+//! - `Sketch { network, start, count, set_len }` -> `Sketch { set_len, symbols }`:
+//!   coded symbols `start..start + count` of the responder's set (on the first
+//!   request at least as many as the difference of the set sizes needs, and none
+//!   when that is more than the responder keeps).
 //! - `Reconcile { network, msg }` -> `Reconcile { msg }`: one negentropy round.
 //!   The responder is stateless; the initiator keeps its session.
 //! - `Fetch { ids }` -> `Records { records, truncated }`: exact envelope bytes of the
@@ -21,6 +36,9 @@ use std::sync::Arc;
 
 use negentropy::{Bound, Id, Item, Negentropy, NegentropyStorageBase};
 use protocol::RecordId;
+use protocol::riblt::{
+    self, Decoded, Decoder, RibltError, SKETCH_SYMBOLS_MAX, Sketch, symbols_for_difference,
+};
 use serde::{Deserialize, Serialize};
 
 /// Negentropy frame limit: keeps every message under the codec's 1 MiB request cap.
@@ -39,7 +57,13 @@ pub const ROUNDS_MAX: u32 = 64;
 /// with the next peer in turn).
 pub const SESSION_IDS_MAX: usize = 32 * 1024;
 /// The sync protocol's name on the wire.
-pub const PROTOCOL: &str = "/medmesh/sync/1";
+pub const PROTOCOL: &str = "/medmesh/sync/2";
+/// Coded symbols asked for first; the responder sends more when the set sizes
+/// differ by more than these decode.
+pub const SKETCH_FIRST_SYMBOLS: u32 = 32;
+/// Bytes a sketch request carries besides its symbols (network id, start, count,
+/// set size, framing), as the benches count them.
+pub const SKETCH_REQUEST_BYTES: u64 = 32 + 4 + 4 + 8 + 8;
 
 /// A sync request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +76,15 @@ pub enum SyncRequest {
     },
     Fetch {
         ids: Vec<serde_bytes::ByteBuf>,
+    },
+    /// Coded symbols `start..start + count` of the responder's set; `set_len` is
+    /// the initiator's set size.
+    Sketch {
+        #[serde(with = "serde_bytes")]
+        network: Vec<u8>,
+        start: u32,
+        count: u32,
+        set_len: u64,
     },
 }
 
@@ -69,13 +102,32 @@ pub enum SyncResponse {
     Refused {
         reason: String,
     },
+    /// Coded symbols ([`protocol::riblt::SYMBOL_BYTES`] each) and the
+    /// responder's set size.
+    Sketch {
+        set_len: u64,
+        #[serde(with = "serde_bytes")]
+        symbols: Vec<u8>,
+    },
 }
 
-/// Every held id, kept sorted, with recent inserts merged lazily.
-#[derive(Default)]
+/// Every held id, kept sorted, with recent inserts merged lazily, and the first
+/// coded symbols of the set.
 pub(crate) struct IdIndex {
     sorted: Arc<Vec<Item>>,
     pending: Vec<Item>,
+    /// Shared with running sessions; copied on the next insert while one holds it.
+    sketch: Arc<Sketch>,
+}
+
+impl Default for IdIndex {
+    fn default() -> Self {
+        IdIndex {
+            sorted: Arc::default(),
+            pending: Vec::new(),
+            sketch: Arc::new(Sketch::new(SKETCH_SYMBOLS_MAX)),
+        }
+    }
 }
 
 fn item(id: RecordId) -> Item {
@@ -83,8 +135,15 @@ fn item(id: RecordId) -> Item {
 }
 
 impl IdIndex {
+    /// Adds an id the node did not hold.
     pub(crate) fn push(&mut self, id: RecordId) {
         self.pending.push(item(id));
+        Arc::make_mut(&mut self.sketch).add(&id);
+    }
+
+    /// The coded symbols of every held id.
+    pub(crate) fn sketch(&self) -> Arc<Sketch> {
+        self.sketch.clone()
     }
 
     pub(crate) fn snapshot(&mut self) -> IdSnapshot {
@@ -239,6 +298,116 @@ impl Initiator {
     }
 }
 
+/// Answer a sketch request: symbols `start..start + count` of our set. On the
+/// first request, at least as many as the difference of the set sizes needs;
+/// none when that is more than we keep (the initiator falls back to negentropy).
+pub fn answer_sketch(sketch: &Sketch, start: u32, count: u32, their_len: u64) -> SyncResponse {
+    let set_len = sketch.set_len();
+    let mut count = count.min(SKETCH_SYMBOLS_MAX);
+    if start == 0 {
+        let hint = symbols_for_difference(set_len.abs_diff(their_len));
+        count = if hint >= SKETCH_SYMBOLS_MAX { 0 } else { count.max(hint) };
+    }
+    SyncResponse::Sketch { set_len, symbols: riblt::encode_symbols(sketch.symbols(start, count)) }
+}
+
+/// What a sketch session does next.
+#[derive(Debug)]
+pub enum SketchStep {
+    /// The difference is known: fetch `need`.
+    Done { need: Vec<RecordId>, have: u64 },
+    /// Ask for symbols `start..start + count`.
+    More { start: u32, count: u32 },
+    /// The difference is beyond the symbols kept: reconcile with negentropy.
+    Exhausted,
+}
+
+/// The initiator's side of a reconciliation by coded symbols.
+pub struct SketchInitiator {
+    decoder: Decoder,
+    local: Arc<Sketch>,
+    pub rounds: u32,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+impl SketchInitiator {
+    /// Start from our set's symbols: returns the session and the first request's
+    /// `(start, count, set_len)`.
+    pub fn start(local: Arc<Sketch>) -> (SketchInitiator, (u32, u32, u64)) {
+        let set_len = local.set_len();
+        let s = SketchInitiator {
+            decoder: Decoder::new(),
+            local,
+            rounds: 1,
+            bytes_sent: SKETCH_REQUEST_BYTES,
+            bytes_received: 0,
+        };
+        (s, (0, SKETCH_FIRST_SYMBOLS, set_len))
+    }
+
+    /// Our set's size when the session started.
+    pub fn local_len(&self) -> u64 {
+        self.local.set_len()
+    }
+
+    /// Take the responder's symbols.
+    pub fn step(&mut self, their_len: u64, symbols: &[u8]) -> Result<SketchStep, RibltError> {
+        self.bytes_received += symbols.len() as u64 + 8;
+        let remote = riblt::decode_symbols(symbols)?;
+        if remote.is_empty() {
+            return Ok(SketchStep::Exhausted);
+        }
+        match self.decoder.add_symbols(&remote, &self.local)? {
+            Decoded::Done { mut remote_only, local_only } => {
+                remote_only.truncate(SESSION_IDS_MAX);
+                Ok(SketchStep::Done { need: remote_only, have: local_only.len() as u64 })
+            }
+            Decoded::NeedMore { .. } => {
+                let have = self.decoder.symbols_len();
+                if have >= self.local.symbols_len() {
+                    return Ok(SketchStep::Exhausted);
+                }
+                let hint = symbols_for_difference(self.local.set_len().abs_diff(their_len));
+                let count = have.max(hint.saturating_sub(have));
+                self.rounds += 1;
+                self.bytes_sent += SKETCH_REQUEST_BYTES;
+                Ok(SketchStep::More { start: have, count })
+            }
+        }
+    }
+}
+
+/// Reconcile two in-memory sets as a node does (benches): coded symbols first,
+/// negentropy when they do not decode. Returns (need, have, round trips, bytes
+/// both ways, whether it fell back to negentropy).
+pub fn reconcile_sketch_local(
+    ours: (Arc<Sketch>, IdSnapshot),
+    theirs: (&Sketch, &IdSnapshot),
+) -> Result<(Vec<RecordId>, u64, u32, u64, bool), String> {
+    let (mut init, (mut start, mut count, set_len)) = SketchInitiator::start(ours.0);
+    loop {
+        let SyncResponse::Sketch { set_len: their_len, symbols } =
+            answer_sketch(theirs.0, start, count, set_len)
+        else {
+            return Err("unexpected answer".into());
+        };
+        match init.step(their_len, &symbols).map_err(|e| e.to_string())? {
+            SketchStep::Done { need, have } => {
+                let bytes = init.bytes_sent + init.bytes_received;
+                return Ok((need, have, init.rounds, bytes, false));
+            }
+            SketchStep::More { start: s, count: c } => (start, count) = (s, c),
+            SketchStep::Exhausted => {
+                let (need, have, rounds, bytes) =
+                    reconcile_local(ours.1, theirs.1).map_err(|e| e.to_string())?;
+                let bytes = bytes + init.bytes_sent + init.bytes_received;
+                return Ok((need, have, rounds + init.rounds, bytes, true));
+            }
+        }
+    }
+}
+
 /// Reconcile two in-memory sets directly (benches): returns (need, have, round
 /// trips, bytes both ways).
 pub fn reconcile_local(
@@ -294,6 +463,51 @@ mod tests {
         assert_eq!(init.need.len(), 1000);
         assert!(init.is_full());
         assert_eq!(init.dropped, 200_000 - 1000);
+    }
+
+    fn sketched(ids: &[RecordId]) -> (Arc<Sketch>, IdSnapshot) {
+        (
+            Arc::new(Sketch::from_ids(SKETCH_SYMBOLS_MAX, ids)),
+            IdSnapshot::from_ids(ids.iter().copied()),
+        )
+    }
+
+    #[test]
+    fn a_node_a_hundred_records_behind_finds_them_in_one_round_trip_of_coded_symbols() {
+        let common: Vec<RecordId> = (0..20_000).map(id).collect();
+        let extra: Vec<RecordId> = (500_000..500_100).map(id).collect();
+        let ours = sketched(&common);
+        let all: Vec<RecordId> = common.iter().chain(&extra).copied().collect();
+        let theirs = sketched(&all);
+        let (mut need, have, rounds, bytes, fell_back) =
+            reconcile_sketch_local(ours, (&theirs.0, &theirs.1)).unwrap();
+        need.sort();
+        let mut want = extra.clone();
+        want.sort();
+        assert_eq!((need, have, rounds, fell_back), (want, 0, 1, false));
+        assert!(bytes <= 3 * 100 * 32, "{bytes} bytes for 100 ids of 32 bytes");
+    }
+
+    #[test]
+    fn differences_on_both_sides_decode_by_asking_for_more_symbols() {
+        let common: Vec<RecordId> = (0..5_000).map(id).collect();
+        let a: Vec<RecordId> = common.iter().copied().chain((600_000..600_040).map(id)).collect();
+        let b: Vec<RecordId> = common.iter().copied().chain((700_000..700_040).map(id)).collect();
+        let theirs = sketched(&b);
+        let (need, have, rounds, _, fell_back) =
+            reconcile_sketch_local(sketched(&a), (&theirs.0, &theirs.1)).unwrap();
+        assert_eq!((need.len(), have, fell_back), (40, 40, false));
+        assert!(rounds > 1, "equal set sizes give no hint: the ask doubles");
+    }
+
+    #[test]
+    fn a_difference_beyond_the_kept_symbols_falls_back_to_negentropy() {
+        let theirs_ids: Vec<RecordId> = (0..40_000).map(id).collect();
+        let theirs = sketched(&theirs_ids);
+        let (need, _, _, _, fell_back) =
+            reconcile_sketch_local(sketched(&[]), (&theirs.0, &theirs.1)).unwrap();
+        assert!(fell_back);
+        assert_eq!(need.len(), 40_000);
     }
 
     #[test]

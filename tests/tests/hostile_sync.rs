@@ -108,6 +108,11 @@ impl Attacker {
                     continue;
                 };
                 let response = match request {
+                    // No coded symbols: the honest node goes on with negentropy,
+                    // where the claims below are made.
+                    SyncRequest::Sketch { .. } => {
+                        SyncResponse::Sketch { set_len: claimed.len() as u64, symbols: Vec::new() }
+                    }
                     SyncRequest::Reconcile { msg, .. } => {
                         {
                             let mut a = seen.lock().expect("lock");
