@@ -76,6 +76,11 @@ pub struct NodeConfig {
     /// Fault injection for tests (a peer whose disk rotted); never set otherwise.
     #[doc(hidden)]
     pub blob_serve_unverified: bool,
+    /// Shape every inbound link (latency, jitter, loss, bandwidth) and count
+    /// bytes: the simulation's network ([`crate::netem`]). None (the default)
+    /// builds the plain TCP and QUIC transports.
+    #[doc(hidden)]
+    pub shaping: Option<Arc<crate::netem::Shaping>>,
 }
 
 impl NodeConfig {
@@ -98,6 +103,7 @@ impl NodeConfig {
             blob_quota: crate::blobstore::BLOB_QUOTA_BYTES_DEFAULT,
             blob_request_timeout: Duration::from_millis(crate::blobs::BLOB_REQUEST_TIMEOUT_MS),
             blob_serve_unverified: false,
+            shaping: None,
         }
     }
 }
@@ -190,6 +196,7 @@ impl Node {
             ping,
             config.sync_request_timeout,
             config.blob_request_timeout,
+            config.shaping.clone(),
         )?;
         let listen = listen_all(&mut swarm, &config.listen).await;
         let listen = match listen {
@@ -697,22 +704,47 @@ pub(crate) fn build_swarm(
     ping: libp2p::ping::Config,
     sync_timeout: Duration,
     blob_timeout: Duration,
+    shaping: Option<Arc<crate::netem::Shaping>>,
 ) -> Result<Swarm<Behaviour>, StartError> {
     let network = *network;
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
-        .map_err(|e| StartError::Swarm(e.to_string()))?
-        .with_quic()
-        .with_behaviour(|key| {
-            swarm::build_behaviour(key, &network, ping, sync_timeout, blob_timeout)
-                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })
-        })
-        .map_err(|e| StartError::Swarm(e.to_string()))?
-        .with_swarm_config(|c| {
-            c.with_idle_connection_timeout(Duration::from_millis(swarm::IDLE_CONNECTION_TIMEOUT_MS))
-        })
-        .build();
+    let behaviour = move |key: &libp2p::identity::Keypair| {
+        swarm::build_behaviour(key, &network, ping, sync_timeout, blob_timeout)
+            .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })
+    };
+    let idle = Duration::from_millis(swarm::IDLE_CONNECTION_TIMEOUT_MS);
+    let builder = libp2p::SwarmBuilder::with_existing_identity(key).with_tokio();
+    let swarm = match shaping {
+        None => builder
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| StartError::Swarm(e.to_string()))?
+            .with_quic()
+            .with_behaviour(behaviour)
+            .map_err(|e| StartError::Swarm(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build(),
+        // The same TCP, noise and yamux, with every stream shaped below noise.
+        Some(shaping) => builder
+            .with_other_transport(|key| {
+                use libp2p::Transport;
+                let noise = noise::Config::new(key)?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                        .map(move |s, _| crate::netem::Shaped::new(s, shaping.clone()))
+                        .upgrade(libp2p::core::upgrade::Version::V1)
+                        .authenticate(noise)
+                        .multiplex(yamux::Config::default()),
+                )
+            })
+            .map_err(|e| StartError::Swarm(e.to_string()))?
+            .with_behaviour(behaviour)
+            .map_err(|e| StartError::Swarm(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build(),
+    };
     Ok(swarm)
 }
 
