@@ -2,11 +2,13 @@
 //!
 //! - [`store`]: the redb store (record bytes by id, the network root).
 //! - `core`: the replica in memory: the fold's [`protocol::Ledger`], the sorted id
-//!   index sync reconciles over, and the cached derived state.
+//!   index and the RIBLT sketch sync reconciles over, and the cached derived state.
 //! - [`swarm`]: the libp2p swarm (gossipsub with manual validation, Kademlia,
 //!   identify, sync) and the single task that owns it.
-//! - [`sync`]: catch-up by range-based set reconciliation (negentropy) and paged
-//!   fetches.
+//! - [`sync`]: catch-up by set reconciliation (RIBLT coded symbols, negentropy
+//!   when they do not decode) and paged fetches.
+//! - [`netem`]: link shaping (latency, jitter, loss, bandwidth) for the
+//!   simulation; off unless [`NodeConfig::shaping`] is set.
 //! - [`control`]: the local HTTP control API the CLI talks to.
 //! - [`web`]: the read-only leaderboard pages (HTML with an SVG chart and heatmap).
 //! - [`node`]: [`Node`] (start, stop) and [`Client`] (the cheap handle to a node).
