@@ -21,6 +21,11 @@ pub const CONTROL_TIMEOUT_MS: u64 = 30_000;
 /// Largest response body read from the node (a full state of a large network).
 pub const CONTROL_RESPONSE_BYTES_MAX: u64 = 512 * 1024 * 1024;
 
+/// Largest page of a view read from the node (a page holds at most 1,000 items;
+/// a dataset with public details or a benchmark's leaderboard with its cells is
+/// the largest item).
+pub const VIEW_RESPONSE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
 /// A connection to one node's control API.
 pub struct Control {
     base: String,
@@ -200,6 +205,19 @@ impl NodeApi for Control {
     fn blob_get(&self, blob: &BlobRef, what: &str, to: &Path) -> anyhow::Result<()> {
         self.blob_fetch(blob, what)?;
         self.blob_download(blob, to)
+    }
+
+    fn get_view(&self, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        match self.get(path)? {
+            None => Ok(None),
+            Some(r) => Ok(Some(
+                r.into_body()
+                    .with_config()
+                    .limit(VIEW_RESPONSE_BYTES_MAX)
+                    .read_to_vec()
+                    .with_context(|| format!("cannot read the node's answer to {path}"))?,
+            )),
+        }
     }
 
     fn record(&self, id: &RecordId) -> anyhow::Result<Vec<u8>> {

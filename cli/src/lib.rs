@@ -11,6 +11,8 @@
 //! - [`output`]: tables and `--json`.
 //! - [`home`]: the user's home: keys, network root, profile, work folders.
 //! - [`demo`]: the whole workflow on a local federation of real nodes.
+//! - [`views`]: the node's paged, indexed views (benchmarks, containers,
+//!   datasets, associations, results, a leaderboard), read page by page.
 //! - [`workflow`]: MedPerf's workflow steps, shared by the commands and the demo.
 
 pub mod app;
@@ -23,4 +25,5 @@ pub mod ids;
 pub mod keys;
 pub mod output;
 pub mod publish;
+pub mod views;
 pub mod workflow;

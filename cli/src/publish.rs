@@ -30,6 +30,11 @@ pub trait NodeApi {
     fn state(&self) -> anyhow::Result<State>;
     /// The exact bytes of one record.
     fn record(&self, id: &RecordId) -> anyhow::Result<Vec<u8>>;
+    /// A JSON document of the node's read API (a page of a view, see
+    /// [`crate::views`]); `None` when the node answers 404.
+    fn get_view(&self, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        anyhow::bail!("this node serves no paged views ({path}); update it")
+    }
     /// Add a file to the node's blob store, pinned: the blob peers will fetch.
     fn blob_add(&self, path: &std::path::Path) -> anyhow::Result<protocol::record::BlobRef> {
         anyhow::bail!("this node cannot hold blobs ({}); update it", path.display())

@@ -22,6 +22,10 @@ const NOT_RUN_HERE: &[(&str, &str)] = &[
         "cargo run --release -p tests --bin medmesh-blob-bench",
         "a measurement; .ci/run runs its smoke",
     ),
+    (
+        "cargo run --release -p tests --bin medmesh-views-bench",
+        "a measurement; .ci/run runs its smoke",
+    ),
 ];
 
 /// How long the node may take to answer after it is started.

@@ -17,6 +17,12 @@
 //! | `GET /v1/records/{id}` | the exact envelope bytes (`application/cbor`) |
 //! | `GET /v1/state` | `{network, records, hash, admin_epoch, counts}` |
 //! | `GET /v1/state/{view}` | one view of the derived state as JSON |
+//! | `GET /v1/benchmarks?owner=&status=&limit=&after=` | `{items, next}`: a page of benchmarks (`BenchmarkView`), by id ([`crate::views`]) |
+//! | `GET /v1/containers?owner=&limit=&after=` | a page of containers, by id |
+//! | `GET /v1/datasets?benchmark=&owner=&limit=&after=` | a page of datasets, by id |
+//! | `GET /v1/associations?benchmark=&subject=&kind=dataset\|model&status=&limit=&after=` | a page of associations, by benchmark and subject |
+//! | `GET /v1/results?benchmark=&model=&dataset=&counts=&limit=&after=` | a page of results, by benchmark, model, dataset and id |
+//! | `GET /v1/leaderboards/{benchmark}?limit=&after=` | the leaderboard without its cells, with a page of its rows (`null` before a release) |
 //! | `GET /v1/heads/{signer}` | `{seq, id}` of the signer's chain head |
 //! | `GET /v1/heads/{signer}/record` | the exact envelope bytes of that head record, which the CLI verifies (a claim it can check, unlike `{seq, id}`) |
 //! | `GET /v1/records/{id}/verdict` | `{id, ignored, reason}`: whether the fold keeps the record without effect, and why |
@@ -249,6 +255,12 @@ pub fn router(client: Client, token: String, hosts: HostPolicy) -> Router {
         .route("/v1/records/{id}", get(get_record))
         .route("/v1/state", get(state_summary))
         .route("/v1/state/{view}", get(state_view))
+        .route("/v1/benchmarks", get(view_benchmarks))
+        .route("/v1/containers", get(view_containers))
+        .route("/v1/datasets", get(view_datasets))
+        .route("/v1/associations", get(view_associations))
+        .route("/v1/results", get(view_results))
+        .route("/v1/leaderboards/{benchmark}", get(view_leaderboard))
         .route("/v1/heads/{signer}", get(head))
         .route("/v1/heads/{signer}/record", get(head_record))
         .route("/v1/records/{id}/verdict", get(verdict))
@@ -433,6 +445,172 @@ async fn state_view(State(ctx): State<Ctx>, UrlPath(view): UrlPath<String>) -> R
             ),
         ),
     }
+}
+
+/// The query of a paged view: its filters, `limit` and `after` (the `next` of
+/// the previous page).
+#[derive(Deserialize, Default)]
+struct ViewQuery {
+    benchmark: Option<String>,
+    owner: Option<String>,
+    subject: Option<String>,
+    model: Option<String>,
+    dataset: Option<String>,
+    kind: Option<String>,
+    status: Option<String>,
+    counts: Option<bool>,
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+impl ViewQuery {
+    fn limit(&self) -> u32 {
+        self.limit.unwrap_or(crate::views::VIEW_PAGE_DEFAULT).clamp(1, crate::views::VIEW_PAGE_MAX)
+    }
+
+    fn id(field: &str, v: &Option<String>) -> Result<Option<RecordId>, Response> {
+        v.as_deref()
+            .map(|s| {
+                s.parse().map_err(|e| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_id",
+                        format!("{field}: {e} (give a full id)"),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    fn owner(&self) -> Result<Option<PublicKey>, Response> {
+        self.owner
+            .as_deref()
+            .map(|s| {
+                s.parse()
+                    .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_key", format!("owner: {e}")))
+            })
+            .transpose()
+    }
+
+    fn status(&self) -> Result<Option<protocol::fold::Status>, Response> {
+        use protocol::fold::Status;
+        self.status
+            .as_deref()
+            .map(|s| match s {
+                "pending" => Ok(Status::Pending),
+                "approved" => Ok(Status::Approved),
+                "rejected" => Ok(Status::Rejected),
+                "failed_compatibility" => Ok(Status::FailedCompatibility),
+                other => Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_status",
+                    format!(
+                        "status `{other}`: use pending, approved, rejected or failed_compatibility"
+                    ),
+                )),
+            })
+            .transpose()
+    }
+}
+
+/// Answer a paged view from the current views (folded first if records arrived,
+/// off the async threads).
+async fn with_views(
+    ctx: &Ctx,
+    answer: impl FnOnce(&crate::views::Views) -> Result<Vec<u8>, crate::views::ViewError>
+    + Send
+    + 'static,
+) -> Response {
+    let client = ctx.client.clone();
+    let out = tokio::task::spawn_blocking(move || answer(&client.views())).await;
+    match out {
+        Ok(Ok(bytes)) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Ok(Err(e @ crate::views::ViewError::Encode(_))) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e)
+        }
+        Ok(Err(e @ crate::views::ViewError::UnknownBenchmark(_))) => {
+            error(StatusCode::NOT_FOUND, "unknown_benchmark", e)
+        }
+        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, "bad_cursor", e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+    }
+}
+
+macro_rules! try_q {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+}
+
+async fn view_benchmarks(State(ctx): State<Ctx>, Query(q): Query<ViewQuery>) -> Response {
+    let f = crate::views::BenchmarkFilter { owner: try_q!(q.owner()), status: try_q!(q.status()) };
+    let limit = q.limit();
+    with_views(&ctx, move |v| crate::views::json(v.benchmarks(&f, q.after.as_deref(), limit))).await
+}
+
+async fn view_containers(State(ctx): State<Ctx>, Query(q): Query<ViewQuery>) -> Response {
+    let f = crate::views::ContainerFilter { owner: try_q!(q.owner()) };
+    let limit = q.limit();
+    with_views(&ctx, move |v| crate::views::json(v.containers(&f, q.after.as_deref(), limit))).await
+}
+
+async fn view_datasets(State(ctx): State<Ctx>, Query(q): Query<ViewQuery>) -> Response {
+    let f = crate::views::DatasetFilter {
+        benchmark: try_q!(ViewQuery::id("benchmark", &q.benchmark)),
+        owner: try_q!(q.owner()),
+    };
+    let limit = q.limit();
+    with_views(&ctx, move |v| crate::views::json(v.datasets(&f, q.after.as_deref(), limit))).await
+}
+
+async fn view_associations(State(ctx): State<Ctx>, Query(q): Query<ViewQuery>) -> Response {
+    let models = match q.kind.as_deref() {
+        None => None,
+        Some("model") => Some(true),
+        Some("dataset") => Some(false),
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_kind",
+                format!("kind `{other}`: use dataset or model"),
+            );
+        }
+    };
+    let f = crate::views::AssociationFilter {
+        benchmark: try_q!(ViewQuery::id("benchmark", &q.benchmark)),
+        subject: try_q!(ViewQuery::id("subject", &q.subject)),
+        models,
+        status: try_q!(q.status()),
+    };
+    let limit = q.limit();
+    with_views(&ctx, move |v| crate::views::json(v.associations(&f, q.after.as_deref(), limit)))
+        .await
+}
+
+async fn view_results(State(ctx): State<Ctx>, Query(q): Query<ViewQuery>) -> Response {
+    let f = crate::views::ResultFilter {
+        benchmark: try_q!(ViewQuery::id("benchmark", &q.benchmark)),
+        model: try_q!(ViewQuery::id("model", &q.model)),
+        dataset: try_q!(ViewQuery::id("dataset", &q.dataset)),
+        counts: q.counts,
+    };
+    let limit = q.limit();
+    with_views(&ctx, move |v| crate::views::json(v.results(&f, q.after.as_deref(), limit))).await
+}
+
+async fn view_leaderboard(
+    State(ctx): State<Ctx>,
+    UrlPath(benchmark): UrlPath<String>,
+    Query(q): Query<ViewQuery>,
+) -> Response {
+    let b = try_q!(ViewQuery::id("benchmark", &Some(benchmark)));
+    let Some(b) = b else { return error(StatusCode::BAD_REQUEST, "bad_id", "no benchmark") };
+    let limit = q.limit();
+    with_views(&ctx, move |v| crate::views::json(v.leaderboard(&b, q.after.as_deref(), limit)))
+        .await
 }
 
 async fn head(State(ctx): State<Ctx>, UrlPath(signer): UrlPath<String>) -> Response {

@@ -20,6 +20,7 @@ use crate::error::StoreError;
 use crate::refusals::{Origin, RefusalLog, Source};
 use crate::store::Store;
 use crate::sync::IdIndex;
+use crate::views::Views;
 
 /// Records verified together when the store is read back at start.
 const LOAD_BATCH_RECORDS: usize = 1024;
@@ -29,6 +30,8 @@ pub(crate) struct Core {
     ledger: Ledger,
     ids: IdIndex,
     state: Option<Arc<State>>,
+    /// The indexes of the paged views over `state`, built on first use.
+    views: Option<Arc<Views>>,
     /// Stored records refused when the store was read back, until the refusal
     /// log takes them.
     load_refusals: RefusalLog,
@@ -151,6 +154,7 @@ impl Core {
             ledger,
             ids,
             state: None,
+            views: None,
             load_refusals: refusals,
             admitted,
             pool: JoinPool::default(),
@@ -257,6 +261,7 @@ impl Core {
             }
         }
         self.state = None;
+        self.views = None;
         Ok(())
     }
 
@@ -337,6 +342,20 @@ impl Core {
         self.fold_micros += started.elapsed().as_micros() as u64;
         self.state = Some(s.clone());
         s
+    }
+
+    /// The paged views' indexes over the current state (built again only after
+    /// the state was folded again).
+    pub(crate) fn views(&mut self) -> Arc<Views> {
+        let state = self.state();
+        if let Some(v) = &self.views
+            && Arc::ptr_eq(v.state(), &state)
+        {
+            return v.clone();
+        }
+        let v = Arc::new(Views::new(state));
+        self.views = Some(v.clone());
+        v
     }
 
     pub(crate) fn state_hash(&mut self) -> Hash32 {

@@ -10,6 +10,8 @@
 //! - [`netem`]: link shaping (latency, jitter, loss, bandwidth) for the
 //!   simulation; off unless [`NodeConfig::shaping`] is set.
 //! - [`control`]: the local HTTP control API the CLI talks to.
+//! - [`views`]: paged, indexed queries over the derived state (what the CLI and
+//!   the web UI list, a page at a time).
 //! - [`web`]: the read-only leaderboard pages (HTML with an SVG chart and heatmap).
 //! - [`node`]: [`Node`] (start, stop) and [`Client`] (the cheap handle to a node).
 //! - [`peers`]: the address book on disk and the redial schedule that reconnects
@@ -43,6 +45,7 @@ pub mod serve;
 pub mod store;
 pub mod swarm;
 pub mod sync;
+pub mod views;
 pub mod web;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -358,6 +361,10 @@ impl Shared {
 
     pub(crate) fn state(&self) -> Arc<State> {
         self.lock().state()
+    }
+
+    pub(crate) fn views(&self) -> Arc<views::Views> {
+        self.lock().views()
     }
 
     pub(crate) fn state_hash(&self) -> Hash32 {

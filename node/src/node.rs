@@ -655,6 +655,11 @@ impl Client {
         self.shared.state()
     }
 
+    /// The indexes of the paged views over the derived state (cached with it).
+    pub fn views(&self) -> Arc<crate::views::Views> {
+        self.shared.views()
+    }
+
     pub fn state_hash(&self) -> Hash32 {
         self.shared.state_hash()
     }

@@ -20,6 +20,11 @@ const META_ROOT: &str = "root";
 const META_FORMAT: &str = "format";
 /// The store format this code reads and writes.
 const STORE_FORMAT: u8 = 1;
+/// redb's page cache. Records are read on demand (a sync page, a record the
+/// control API serves, the reload at start, which streams them), so the cache
+/// need not hold them: redb's default (1 GiB) would keep every record body of a
+/// large store resident after a restart.
+pub const STORE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// The node's durable store.
 pub struct Store {
@@ -31,10 +36,14 @@ impl Store {
     /// Open (or create) the store at `path`. Fails with [`StoreError::Locked`] when
     /// another node holds it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.to_path_buf()),
-            other => StoreError::Open { path: path.to_path_buf(), source: Box::new(other.into()) },
-        })?;
+        let db = redb::Builder::new().set_cache_size(STORE_CACHE_BYTES).create(path).map_err(
+            |e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.to_path_buf()),
+                other => {
+                    StoreError::Open { path: path.to_path_buf(), source: Box::new(other.into()) }
+                }
+            },
+        )?;
         let store = Store { db, path: path.to_path_buf() };
         store.init()?;
         Ok(store)

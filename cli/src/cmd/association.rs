@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use protocol::record::{Decision, Subject};
 use protocol::{RecordId, State};
 
-use super::{Ctx, benchmarks, containers, datasets, report};
+use super::{Ctx, benchmark_id, benchmarks, containers, datasets, report};
 use crate::ids::resolve;
 use crate::output::{json, table};
 use crate::workflow;
@@ -66,53 +66,53 @@ fn target(
     Ok((b, subject))
 }
 
+/// `association ls`: a paged, indexed query on the node, not the whole state.
+fn ls(ctx: &Ctx, s: &crate::workflow::Session, benchmark: Option<&str>) -> anyhow::Result<()> {
+    let b = benchmark.map(|b| benchmark_id(s, b)).transpose()?;
+    let list = crate::views::associations(s.api.as_ref(), b.as_ref())?;
+    if ctx.json {
+        return json(&list);
+    }
+    table(
+        &["benchmark", "kind", "subject", "status", "approvals", "priority"],
+        list.iter()
+            .map(|a| {
+                let (kind, id) = match a.subject {
+                    Subject::Dataset(d) => ("dataset", d),
+                    Subject::Model(m) => ("model", m),
+                };
+                vec![
+                    a.benchmark.short(),
+                    kind.into(),
+                    id.short(),
+                    format!("{}{}", a.status.label(), if a.auto_approved { " (auto)" } else { "" }),
+                    a.approvals.len().to_string(),
+                    a.priority.to_string(),
+                ]
+            })
+            .collect(),
+    )
+}
+
 pub fn run(ctx: &Ctx, a: AssociationCmd) -> anyhow::Result<()> {
     let s = ctx.session()?;
-    let st = s.state()?;
     match a {
-        AssociationCmd::Ls { benchmark } => {
-            let b = benchmark.map(|b| resolve(&b, benchmarks(&st), "benchmark")).transpose()?;
-            let list: Vec<_> =
-                st.associations.iter().filter(|a| b.is_none_or(|b| a.benchmark == b)).collect();
-            if ctx.json {
-                return json(&list);
-            }
-            table(
-                &["benchmark", "kind", "subject", "status", "approvals", "priority"],
-                list.iter()
-                    .map(|a| {
-                        let (kind, id) = match a.subject {
-                            Subject::Dataset(d) => ("dataset", d),
-                            Subject::Model(m) => ("model", m),
-                        };
-                        vec![
-                            a.benchmark.short(),
-                            kind.into(),
-                            id.short(),
-                            format!(
-                                "{}{}",
-                                a.status.label(),
-                                if a.auto_approved { " (auto)" } else { "" }
-                            ),
-                            a.approvals.len().to_string(),
-                            a.priority.to_string(),
-                        ]
-                    })
-                    .collect(),
-            )
-        }
+        AssociationCmd::Ls { benchmark } => ls(ctx, &s, benchmark.as_deref()),
         AssociationCmd::Approve { target: t, priority } => {
+            let st = s.state()?;
             let (b, subj) = target(&s, &st, &t)?;
             let r = workflow::decide_association(&s, b, subj, Decision::Approve, priority)?;
             report(ctx, "approval published", &r.id, &serde_json::Value::Null)
         }
         AssociationCmd::Reject { target: t } => {
+            let st = s.state()?;
             let (b, subj) = target(&s, &st, &t)?;
             let r = workflow::decide_association(&s, b, subj, Decision::Reject, None)?;
             report(ctx, "rejection published", &r.id, &serde_json::Value::Null)
         }
         AssociationCmd::SetPriority { benchmark, model, priority } => {
             let t = AssocTarget { benchmark, data: None, model: Some(model) };
+            let st = s.state()?;
             let (b, subj) = target(&s, &st, &t)?;
             let r = workflow::decide_association(&s, b, subj, Decision::Approve, Some(priority))?;
             report(ctx, "priority published", &r.id, &serde_json::Value::Null)

@@ -212,14 +212,13 @@ pub fn run(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
             )
         }
         BenchmarkCmd::Ls => {
-            let st = s.state()?;
+            let list = crate::views::benchmarks(s.api.as_ref())?;
             if ctx.json {
-                return json(&st.benchmarks.values().collect::<Vec<_>>());
+                return json(&list);
             }
             table(
                 &["id", "name", "status", "committee", "policy", "metric"],
-                st.benchmarks
-                    .values()
+                list.iter()
                     .map(|b| {
                         vec![
                             b.id.short(),

@@ -142,14 +142,13 @@ pub fn run(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<()> {
         }
         ContainerCmd::New { .. } | ContainerCmd::RunTest { .. } => unreachable!("handled above"),
         ContainerCmd::Ls => {
-            let st = s.state()?;
+            let list = crate::views::containers(s.api.as_ref(), None)?;
             if ctx.json {
-                return json(&st.containers.values().collect::<Vec<_>>());
+                return json(&list);
             }
             table(
                 &["id", "name", "image", "tasks", "owner"],
-                st.containers
-                    .values()
+                list.iter()
                     .map(|c| {
                         vec![
                             c.id.short(),

@@ -66,7 +66,14 @@ pub enum DatasetCmd {
     },
     /// List datasets, with the details you may read (the committee and the owner
     /// read sealed ones; others see "(sealed)").
-    Ls,
+    Ls {
+        /// Only this benchmark's datasets (an id, id prefix or name).
+        #[arg(short, long)]
+        benchmark: Option<String>,
+        /// Only your own datasets.
+        #[arg(long)]
+        mine: bool,
+    },
     /// Show one dataset, with its details if you may read them.
     #[command(alias = "show")]
     View { id: String },
@@ -158,12 +165,14 @@ pub fn run(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
             crate::say!("imported {name} ({}) into {}", p.prepared_hash.short(), root.display())?;
             Ok(())
         }
-        DatasetCmd::Ls => {
-            let st = s.state()?;
+        DatasetCmd::Ls { benchmark, mine } => {
+            // A paged, indexed query on the node, not the whole state.
+            let b = benchmark.as_deref().map(|b| super::benchmark_id(&s, b)).transpose()?;
+            let me = s.me();
+            let list = crate::views::datasets(s.api.as_ref(), b.as_ref(), mine.then_some(&me))?;
             // The details this user may read: public ones, or sealed ones it opens.
-            let rows: Vec<_> = st
-                .datasets
-                .values()
+            let rows: Vec<_> = list
+                .iter()
                 .map(|d| (d, workflow::dataset_details(&s, d).map(|x| x.details)))
                 .collect();
             if ctx.json {

@@ -2,21 +2,36 @@
 
 use protocol::{RecordId, State};
 
-use super::{Ctx, benchmarks};
+use super::Ctx;
 use crate::ids::resolve;
 use crate::output::{json, millionths, table};
 
 /// Run `medmesh leaderboard -b BENCHMARK`.
 pub fn run(ctx: &Ctx, benchmark: &str) -> anyhow::Result<()> {
     let s = ctx.session()?;
-    let st = s.state()?;
-    let b = resolve(benchmark, benchmarks(&st), "benchmark")?;
-    leaderboard(ctx, &st, &b)
+    // Two indexed queries on the node (the benchmarks, one leaderboard), not the
+    // whole state.
+    let list = crate::views::benchmarks(s.api.as_ref())?;
+    let b =
+        resolve(benchmark, list.iter().map(|b| (b.id, b.benchmark.name.as_str())), "benchmark")?;
+    let name = list.iter().find(|v| v.id == b).map(|v| v.benchmark.name.as_str());
+    let lb = crate::views::leaderboard(s.api.as_ref(), &b)?;
+    print(ctx, name, &b, lb.as_ref())
 }
 
-/// Print a benchmark's leaderboard.
+/// Print a benchmark's leaderboard from a state the caller holds.
 pub fn leaderboard(ctx: &Ctx, st: &State, b: &RecordId) -> anyhow::Result<()> {
-    let Some(lb) = st.leaderboards.get(b) else {
+    let name = st.benchmarks.get(b).map(|v| v.benchmark.name.as_str());
+    print(ctx, name, b, st.leaderboards.get(b))
+}
+
+fn print(
+    ctx: &Ctx,
+    name: Option<&str>,
+    b: &RecordId,
+    lb: Option<&protocol::fold::Leaderboard>,
+) -> anyhow::Result<()> {
+    let Some(lb) = lb else {
         if ctx.json {
             return json(&serde_json::Value::Null);
         }
@@ -31,7 +46,7 @@ pub fn leaderboard(ctx: &Ctx, st: &State, b: &RecordId) -> anyhow::Result<()> {
     }
     crate::say!(
         "leaderboard of {} by {} ({}), release round {}",
-        st.benchmarks.get(b).map(|v| v.benchmark.name.as_str()).unwrap_or("?"),
+        name.unwrap_or("?"),
         lb.metric,
         if lb.higher_is_better { "higher is better" } else { "lower is better" },
         lb.release_round

@@ -80,6 +80,17 @@ pub(crate) fn benchmarks(state: &State) -> impl Iterator<Item = (RecordId, &str)
     state.benchmarks.iter().map(|(id, b)| (*id, b.benchmark.name.as_str()))
 }
 
+/// A benchmark named on the command line (id prefix or name), resolved through
+/// the node's paged benchmark list rather than the whole state.
+pub(crate) fn benchmark_id(s: &Session, input: &str) -> anyhow::Result<RecordId> {
+    let list = crate::views::benchmarks(s.api.as_ref())?;
+    Ok(crate::ids::resolve(
+        input,
+        list.iter().map(|b| (b.id, b.benchmark.name.as_str())),
+        "benchmark",
+    )?)
+}
+
 /// Datasets by id prefix, or by the names this user can read (a dataset's name is
 /// sealed to the committee and its owner unless the benchmark makes it public).
 pub(crate) fn datasets(s: &crate::workflow::Session, state: &State) -> Vec<(RecordId, String)> {

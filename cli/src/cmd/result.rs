@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 
-use super::{Ctx, benchmarks, datasets};
+use super::{Ctx, benchmark_id, benchmarks, datasets};
 use crate::ids::resolve;
 use crate::output::{json, table};
 use crate::workflow;
@@ -27,9 +27,9 @@ pub enum ResultCmd {
 
 pub fn run(ctx: &Ctx, r: ResultCmd) -> anyhow::Result<()> {
     let s = ctx.session()?;
-    let st = s.state()?;
     match r {
         ResultCmd::Submit { benchmark, data } => {
+            let st = s.state()?;
             let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
             let d = resolve(&data, &datasets(&s, &st), "dataset")?;
             let rep = workflow::run_benchmark(&s, &b, &d, None, true, false)?;
@@ -49,9 +49,9 @@ pub fn run(ctx: &Ctx, r: ResultCmd) -> anyhow::Result<()> {
             Ok(())
         }
         ResultCmd::Ls { benchmark } => {
-            let b = benchmark.map(|b| resolve(&b, benchmarks(&st), "benchmark")).transpose()?;
-            let list: Vec<_> =
-                st.results.iter().filter(|r| b.is_none_or(|b| r.benchmark == b)).collect();
+            // A paged, indexed query on the node, not the whole state.
+            let b = benchmark.as_deref().map(|b| benchmark_id(&s, b)).transpose()?;
+            let list = crate::views::results(s.api.as_ref(), b.as_ref())?;
             if ctx.json {
                 return json(&list);
             }
@@ -75,6 +75,7 @@ pub fn run(ctx: &Ctx, r: ResultCmd) -> anyhow::Result<()> {
             )
         }
         ResultCmd::View { id } => {
+            let st = s.state()?;
             let id = resolve(&id, st.results.iter().map(|r| r.id), "result")?;
             let view = st.results.iter().find(|r| r.id == id).expect("resolved from this list");
             // As the metrics container wrote them (a non-finite float as

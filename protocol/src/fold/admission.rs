@@ -26,7 +26,7 @@ impl Deriver<'_> {
             if !members.contains_key(author) {
                 outsiders.extend(
                     seqs.values()
-                        .flat_map(|s| std::iter::once(s.first).chain(s.more.iter().copied())),
+                        .flat_map(|s| std::iter::once(s.first).chain(s.more().iter().copied())),
                 );
             }
         }

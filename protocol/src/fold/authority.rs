@@ -15,8 +15,8 @@ impl Deriver<'_> {
         let mut gaps = Vec::new();
         for (author, seqs) in &l.chains {
             for (seq, slot) in seqs {
-                if !slot.more.is_empty() {
-                    let mut ids = slot.more.clone();
+                if !slot.more().is_empty() {
+                    let mut ids = slot.more().to_vec();
                     ids.push(slot.first);
                     ids.sort();
                     equivocations.push(Equivocation { author: *author, seq: *seq, ids });

@@ -96,11 +96,19 @@ impl Hasher for IdHasher {
 type Map<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 type Set<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
 
-/// The ids an author signed at one seq: one, unless it equivocated.
+/// The ids an author signed at one seq: one, unless it equivocated. Every
+/// record has one, so the rare second id goes behind a pointer (40 bytes, not 56).
 #[derive(Clone, Debug)]
 struct Slot {
     first: RecordId,
-    more: Vec<RecordId>,
+    more: Option<Box<[RecordId]>>,
+}
+
+impl Slot {
+    /// The other ids signed at this seq (an equivocation when not empty).
+    fn more(&self) -> &[RecordId] {
+        self.more.as_deref().unwrap_or_default()
+    }
 }
 
 /// A record's content as the fold keeps it, with who signed it where.
@@ -126,16 +134,51 @@ type Votes<T> = Map<PublicKey, BTreeMap<u64, (RecordId, T)>>;
 /// A committee member's decision on an association, with the priority it gives.
 type AssociationVote = (Decision, Option<i32>);
 
-/// A result as the fold keeps it (the sealed metrics stay in the store).
+/// A result as the fold keeps it (the sealed metrics stay in the store): 88
+/// bytes, since results are most of a large record set. Its benchmark and model
+/// (few distinct ones) and its author are kept as indexes into the ledger's
+/// [`Interned`] tables.
 #[derive(Clone, Debug)]
 struct ResultEntry {
-    key: (RecordId, RecordId, RecordId),
-    id: RecordId,
-    author: PublicKey,
-    seq: u64,
+    benchmark: u32,
+    model: u32,
+    author: u32,
     /// Index of the keys its metrics are sealed to in `Ledger::recipient_sets`, or
     /// [`UNKNOWN_SCHEME`] when they are sealed with a scheme nobody can open.
     recipients: u32,
+    seq: u64,
+    dataset: RecordId,
+    id: RecordId,
+}
+
+/// Values stored once and named by a `u32` index.
+#[derive(Clone, Debug)]
+struct Interned<T> {
+    values: Vec<T>,
+    index: Map<T, u32>,
+}
+
+impl<T> Default for Interned<T> {
+    fn default() -> Self {
+        Self { values: Vec::new(), index: Map::default() }
+    }
+}
+
+impl<T: Copy + Eq + std::hash::Hash> Interned<T> {
+    fn intern(&mut self, v: T) -> u32 {
+        if let Some(i) = self.index.get(&v) {
+            return *i;
+        }
+        // Fewer distinct values than records, and records are counted in u32.
+        let i = self.values.len() as u32;
+        self.values.push(v);
+        self.index.insert(v, i);
+        i
+    }
+
+    fn get(&self, i: u32) -> T {
+        self.values[i as usize]
+    }
 }
 
 /// `ResultEntry::recipients` of metrics sealed with an unknown scheme.
@@ -162,6 +205,9 @@ pub struct Ledger {
     /// Append-only; grouped by (benchmark, model, dataset) when deriving. Results
     /// are most of a large record set, so insertion is a push, not a hash insert.
     results: Vec<ResultEntry>,
+    /// The benchmarks and models results name, and their authors.
+    result_ids: Interned<RecordId>,
+    result_authors: Interned<PublicKey>,
     /// Each distinct set of result recipients once: results of one benchmark
     /// mostly share one set (its committee and an owner).
     recipient_sets: Vec<RecipientSet>,
@@ -209,6 +255,8 @@ impl Ledger {
             requests: BTreeMap::new(),
             association_votes: Map::default(),
             results: Vec::new(),
+            result_ids: Interned::default(),
+            result_authors: Interned::default(),
             recipient_sets: Vec::new(),
             recipient_index: BTreeMap::new(),
             releases: Map::default(),
@@ -251,13 +299,13 @@ impl Ledger {
     /// The id the signer's chain holds at `seq`, if exactly one.
     pub fn chain_at(&self, signer: &PublicKey, seq: u64) -> Option<RecordId> {
         let slot = self.chains.get(signer)?.get(&seq)?;
-        slot.more.is_empty().then_some(slot.first)
+        slot.more().is_empty().then_some(slot.first)
     }
 
     /// The highest seq held for `signer` and its id (where a client resumes its chain).
     pub fn head(&self, signer: &PublicKey) -> Option<(u64, RecordId)> {
         let (seq, slot) = self.chains.get(signer)?.iter().next_back()?;
-        Some((*seq, slot.more.iter().copied().fold(slot.first, RecordId::min)))
+        Some((*seq, slot.more().iter().copied().fold(slot.first, RecordId::min)))
     }
 
     /// Index a verified record. Returns false if it was already present. The record
@@ -268,9 +316,12 @@ impl Ledger {
         }
         match self.chains.entry(r.signer).or_default().entry(r.seq) {
             std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert(Slot { first: r.id, more: Vec::new() });
+                v.insert(Slot { first: r.id, more: None });
             }
-            std::collections::btree_map::Entry::Occupied(mut o) => o.get_mut().more.push(r.id),
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                let slot = o.get_mut();
+                slot.more = Some(slot.more().iter().copied().chain([r.id]).collect());
+            }
         }
         match &r.body {
             Body::Profile(p) => {
@@ -316,11 +367,13 @@ impl Ledger {
             Body::Result(x) => {
                 let recipients = self.intern_recipients(&x.metrics);
                 self.results.push(ResultEntry {
-                    key: (x.benchmark, x.model, x.dataset),
-                    id: r.id,
-                    author: r.signer,
-                    seq: r.seq,
+                    benchmark: self.result_ids.intern(x.benchmark),
+                    model: self.result_ids.intern(x.model),
+                    author: self.result_authors.intern(r.signer),
                     recipients,
+                    seq: r.seq,
+                    dataset: x.dataset,
+                    id: r.id,
                 });
             }
             Body::Release(x) => {
@@ -362,6 +415,16 @@ impl Ledger {
         self.recipient_sets.push(keys.clone());
         self.recipient_index.insert(keys, i);
         i
+    }
+
+    /// A result's (benchmark, model, dataset).
+    fn result_key(&self, e: &ResultEntry) -> (RecordId, RecordId, RecordId) {
+        (self.result_ids.get(e.benchmark), self.result_ids.get(e.model), e.dataset)
+    }
+
+    /// A result's author.
+    fn result_author(&self, e: &ResultEntry) -> PublicKey {
+        self.result_authors.get(e.author)
     }
 
     /// Derive the state from everything inserted.

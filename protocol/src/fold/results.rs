@@ -37,25 +37,29 @@ impl Deriver<'_> {
             .results
             .iter()
             .enumerate()
-            .map(|(i, e)| (prefix(&e.key.0), prefix(&e.key.1), prefix(&e.key.2), i as u32))
+            .map(|(i, e)| {
+                let (b, m, d) = l.result_key(e);
+                (prefix(&b), prefix(&m), prefix(&d), i as u32)
+            })
             .collect();
         order.sort_unstable_by(|a, b| {
             (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)).then_with(|| {
                 let (x, y) = (&l.results[a.3 as usize], &l.results[b.3 as usize]);
-                (x.key, x.id).cmp(&(y.key, y.id))
+                (l.result_key(x), x.id).cmp(&(l.result_key(y), y.id))
             })
         });
         let mut groups: Vec<&[(u64, u64, u64, u32)]> = Vec::new();
         let mut rest = order.as_slice();
         while let Some(first) = rest.first() {
-            let key = &l.results[first.3 as usize].key;
-            let n = rest.iter().take_while(|o| l.results[o.3 as usize].key == *key).count();
+            let key = l.result_key(&l.results[first.3 as usize]);
+            let n =
+                rest.iter().take_while(|o| l.result_key(&l.results[o.3 as usize]) == key).count();
             groups.push(&rest[..n]);
             rest = &rest[n..];
         }
         for group in groups {
             let subs = group.iter().map(|o| &l.results[o.3 as usize]);
-            let (bench_id, model, dataset_id) = &l.results[group[0].3 as usize].key;
+            let (bench_id, model, dataset_id) = &l.result_key(&l.results[group[0].3 as usize]);
             let dataset = datasets.get(dataset_id);
             // What does not depend on the individual record, checked once per key.
             let key_reason = if dataset.is_none() {
@@ -74,22 +78,23 @@ impl Deriver<'_> {
             let start = results.len();
             let mut latest_counting: Option<&ResultEntry> = None;
             for r in subs {
-                let reason: Option<Cow<'static, str>> = if !self.valid(&r.author, r.seq) {
+                let author = l.result_author(r);
+                let reason: Option<Cow<'static, str>> = if !self.valid(&author, r.seq) {
                     Some(Cow::Borrowed("signer's key is revoked"))
-                } else if dataset.is_some_and(|d| d.owner != r.author) {
+                } else if dataset.is_some_and(|d| d.owner != author) {
                     Some(Cow::Borrowed("only the dataset's owner can submit its results"))
                 } else if let Some(why) = key_reason {
                     Some(Cow::Borrowed(why))
                 } else {
                     let committee = benchmarks.get(bench_id).map(|b| &b.benchmark.committee[..]);
                     sealed_right
-                        .entry((r.recipients, *bench_id, r.author))
+                        .entry((r.recipients, *bench_id, author))
                         .or_insert_with(|| {
                             let to = self.l.recipient_sets.get(r.recipients as usize);
                             self.seal_problem(
                                 "metrics",
                                 to.map(|t| &t[..]),
-                                &r.author,
+                                &author,
                                 committee.unwrap_or_default(),
                                 &sealable,
                             )
@@ -105,7 +110,7 @@ impl Deriver<'_> {
                     benchmark: *bench_id,
                     model: *model,
                     dataset: *dataset_id,
-                    submitter: r.author,
+                    submitter: author,
                     counts: false,
                     reason,
                 });
