@@ -244,15 +244,33 @@ fn only_a_granted_hospital_can_decrypt_and_run_a_private_model() {
     let da = dataset(&hosp_a, "a-site", "hospital_a");
     let dc = dataset(&hosp_c, "c-site", "hospital_c");
     converged(&nodes);
-    ok(&bench, &["-y", "association", "approve", "-b", "bc", "-d", "a-site"]);
-    converged(&nodes);
 
-    // The owner grants every approved dataset: hospital A's alone.
-    let granted = json(&ok(&modeler, &["--json", "-y", "model", "grant", "secret"]));
-    let granted = granted.as_array().unwrap();
-    assert_eq!(granted.len(), 1, "{granted:?}");
-    assert_eq!(granted[0]["dataset"], da.to_hex());
-    assert_eq!(granted[0]["status"], "granted");
+    // Only the owner grants, and only a private model.
+    let o = medmesh(&bench, &["-y", "model", "grant", "secret"]);
+    assert!(!o.status.success() && stderr(&o).contains("only a model's owner"), "{}", stderr(&o));
+    let o = medmesh(&bench, &["-y", "model", "grant", "reference"]);
+    assert!(!o.status.success() && stderr(&o).contains("is not private"), "{}", stderr(&o));
+
+    // The owner leaves `model grant --follow` running; the committee approves
+    // hospital A's dataset, and the grant follows.
+    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_medmesh"))
+        .arg("--home")
+        .arg(&modeler)
+        .args(["--json", "-y", "model", "grant", "secret", "--follow", "--interval-ms", "200"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("model grant --follow starts");
+    ok(&bench, &["-y", "association", "approve", "-b", "bc", "-d", "a-site"]);
+    eventually("the grant to hospital A", CONVERGE_TIMEOUT_MS, || {
+        node1.control().state().is_ok_and(|st| st.grant(&model, &da).is_some())
+    });
+    let _ = follow.kill();
+    let out = follow.wait_with_output().unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains(&da.to_hex()) && printed.contains("granted"), "{printed}");
+    assert!(!printed.contains(&dc.to_hex()), "hospital C is not approved: {printed}");
     converged(&nodes);
 
     // Hospital C (association pending), the committee and an outsider: the
@@ -345,6 +363,30 @@ fn only_a_granted_hospital_can_decrypt_and_run_a_private_model() {
     let control = build.join("control.tar");
     block_on(engine.save_image(&tag, &control)).unwrap().expect("docker save");
     assert_eq!(files_holding(&build, marker.as_bytes()).len(), 2, "marker file and archive");
+    // A new version re-keys: the same image submitted again has another key.
+    let o = ok(
+        &modeler,
+        &[
+            "--json",
+            "-y",
+            "container",
+            "submit",
+            "--name",
+            "secret-v2",
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--parameters",
+            &ex("model_threshold/parameters.yaml"),
+            "--private",
+        ],
+    );
+    let v2 = id_of(&o);
+    converged(&nodes);
+    let st = node1.control().state().unwrap();
+    let enc2 = st.containers[&v2].container.encryption.clone().unwrap();
+    assert_ne!(enc2.key_check, enc.key_check, "a new version has a new key");
+    assert!(key.check() != enc2.key_check, "the old grant's key does not open it");
+
     let leaks = files_holding(&t.0, marker.as_bytes());
     let leaks: Vec<_> = leaks.into_iter().filter(|p| !p.starts_with(&build)).collect();
     assert!(leaks.is_empty(), "the image's plaintext is in {leaks:?}");
