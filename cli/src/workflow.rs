@@ -683,6 +683,21 @@ pub fn compatibility_test(
 
 /// Submit a benchmark after its compatibility test passes.
 pub fn submit_benchmark(s: &Session, a: &BenchmarkArgs) -> anyhow::Result<Record> {
+    // Every data owner runs these three before any approval (the compatibility
+    // test of its dataset), so none of them can wait for a grant.
+    let state = s.state()?;
+    for (role, id) in [
+        ("data preparator", a.data_preparator),
+        ("reference model", a.reference_model),
+        ("metrics container", a.metrics),
+    ] {
+        if state.containers.get(&id).is_some_and(|c| c.container.encryption.is_some()) {
+            bail!(
+                "the {role} {} is a private model; every data owner runs it before any grant, so a benchmark's preparator, reference model and metrics must be submitted without --private",
+                id.short()
+            );
+        }
+    }
     let (tarball, hash) = pack_demo(s, &a.demo_dataset)?;
     let blob = s.api.blob_add(&tarball)?;
     if blob.hash != hash {

@@ -208,6 +208,33 @@ fn only_a_granted_hospital_can_decrypt_and_run_a_private_model() {
     );
     let model = id_of(&o);
     ok(&modeler, &["-y", "model", "associate", "-b", "bc", "-m", "secret"]);
+    let listed = String::from_utf8(ok(&modeler, &["container", "ls"]).stdout).unwrap();
+    assert!(listed.contains("secret (private)"), "{listed}");
+    // A benchmark cannot name it as its reference model: data owners run that
+    // one before any grant.
+    let o = medmesh(
+        &modeler,
+        &[
+            "-y",
+            "benchmark",
+            "submit",
+            "--name",
+            "bc2",
+            "--demo-dataset",
+            &demo,
+            "--data-preparator",
+            "prep",
+            "--reference-model",
+            "secret",
+            "--metrics",
+            "metrics",
+            "--committee",
+            "me",
+            "--threshold",
+            "1",
+        ],
+    );
+    assert!(!o.status.success() && stderr(&o).contains("is a private model"), "{}", stderr(&o));
     block_on(engine.remove_image(&digest)).unwrap().expect("the image leaves the engine");
     converged(&nodes);
     let st = node1.control().state().unwrap();

@@ -165,7 +165,11 @@ pub fn run(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<()> {
                     .map(|c| {
                         vec![
                             c.id.short(),
-                            c.container.name.clone(),
+                            if c.container.encryption.is_some() {
+                                format!("{} (private)", c.container.name)
+                            } else {
+                                c.container.name.clone()
+                            },
                             c.container.image.reference.clone(),
                             c.container
                                 .manifest
