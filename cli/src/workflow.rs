@@ -229,7 +229,13 @@ fn encrypt_and_add(
     let spinner = crate::output::spinner("encrypting the image archive");
     let enc = runner::private::encrypt_file(&key, archive, &enc_path);
     spinner.finish_and_clear();
-    let enc = enc?;
+    let enc = match enc {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = std::fs::remove_file(&enc_path);
+            return Err(e.into());
+        }
+    };
     save_model_key(s, &key)?;
     let blob = s.api.blob_add(&enc_path);
     let _ = std::fs::remove_file(&enc_path);
