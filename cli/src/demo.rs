@@ -336,6 +336,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             parameters: params.exists().then_some(params),
             additional_files: af.exists().then_some(af),
             archive: workflow::ImageArchive::Save,
+            private: false,
         };
         Ok(workflow::submit_container(who.s(), &args)?.id)
     };

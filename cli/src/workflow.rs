@@ -12,6 +12,7 @@ use anyhow::{Context, anyhow, bail};
 use protocol::fold::{DatasetView, ResultView, Status};
 use protocol::leaderboard::{self, OpenedResult};
 use protocol::metric::MetricValue;
+use protocol::private::ModelKey;
 use protocol::record::*;
 use protocol::seal::{self, Binding, DetailsBinding};
 use protocol::{Hash32, NetworkId, PublicKey, Record, RecordId, State, X25519Key};
@@ -110,6 +111,9 @@ pub struct ContainerArgs {
     pub additional_files: Option<PathBuf>,
     /// How the image travels.
     pub archive: ImageArchive,
+    /// Publish the archive encrypted (MedPerf's `EncryptedDockerArchive`): only
+    /// data owners the model's owner grants the key to can load it.
+    pub private: bool,
 }
 
 /// How a container's image reaches the sites that run it.
@@ -159,9 +163,15 @@ pub fn submit_container(s: &Session, a: &ContainerArgs) -> anyhow::Result<Record
         }
         None => None,
     };
-    let image_archive = match &a.archive {
+    if a.private && a.archive == ImageArchive::None {
+        bail!(
+            "a private model travels as its encrypted archive; leave out --no-archive (the image is saved from the local engine, or give --archive)"
+        );
+    }
+    let mut saved_here = None;
+    let plain_archive = match &a.archive {
         ImageArchive::None => None,
-        ImageArchive::File(path) => Some(s.api.blob_add(path)?),
+        ImageArchive::File(path) => Some(path.clone()),
         ImageArchive::Save => {
             let out = s.work(&["outgoing", &format!("{}.tar", digest.replace(':', "-"))]);
             if let Some(parent) = out.parent() {
@@ -174,12 +184,23 @@ pub fn submit_container(s: &Session, a: &ContainerArgs) -> anyhow::Result<Record
                 anyhow::Ok(engine.save_image(&image, &out).await?)
             });
             spinner.finish_and_clear();
-            saved??;
-            let blob = s.api.blob_add(&out);
-            let _ = std::fs::remove_file(&out);
-            Some(blob?)
+            saved_here = Some(out.clone());
+            if let Err(e) = saved.and_then(|r| r) {
+                let _ = std::fs::remove_file(&out);
+                return Err(e);
+            }
+            Some(out)
         }
     };
+    let published = match (&plain_archive, a.private) {
+        (None, _) => Ok((None, None)),
+        (Some(path), false) => s.api.blob_add(path).map(|b| (Some(b), None)),
+        (Some(path), true) => encrypt_and_add(s, path, &digest),
+    };
+    if let Some(out) = saved_here {
+        let _ = std::fs::remove_file(&out);
+    }
+    let (image_archive, encryption) = published?;
     s.publish(Body::Container(Container {
         name: a.name.clone(),
         manifest: spec.manifest,
@@ -187,7 +208,84 @@ pub fn submit_container(s: &Session, a: &ContainerArgs) -> anyhow::Result<Record
         image_archive,
         parameters,
         additional_files,
+        encryption,
     }))
+}
+
+/// Encrypt a private model's archive under a fresh content key (kept in the home
+/// before anything is published), and add the ciphertext to the blob store.
+fn encrypt_and_add(
+    s: &Session,
+    archive: &Path,
+    digest: &str,
+) -> anyhow::Result<(Option<BlobRef>, Option<ArchiveEncryption>)> {
+    let mut rng = seal::rand_core::UnwrapErr(getrandom::SysRng);
+    let key = ModelKey::generate(&mut rng);
+    let enc_path = s.work(&["outgoing", &format!("{}.enc", digest.replace(':', "-"))]);
+    if let Some(parent) = enc_path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let spinner = crate::output::spinner("encrypting the image archive");
+    let enc = runner::private::encrypt_file(&key, archive, &enc_path);
+    spinner.finish_and_clear();
+    let enc = match enc {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = std::fs::remove_file(&enc_path);
+            return Err(e.into());
+        }
+    };
+    save_model_key(s, &key)?;
+    let blob = s.api.blob_add(&enc_path);
+    let _ = std::fs::remove_file(&enc_path);
+    Ok((Some(blob?), Some(enc)))
+}
+
+/// Where a private model's owner keeps its content key: `model-keys/` in the
+/// home (0700), one owner-only file per key, named by the key check the record
+/// publishes.
+fn model_key_path(s: &Session, check: &Hash32) -> PathBuf {
+    s.home.dir.join("model-keys").join(format!("{}.key", check.to_hex()))
+}
+
+fn save_model_key(s: &Session, key: &ModelKey) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let path = model_key_path(s, &key.check());
+    let dir = path.parent().expect("a key file has a folder");
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make {} owner-only", dir.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(hex::encode(key.as_bytes()).as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The content key of a private model this user published.
+fn load_model_key(s: &Session, name: &str, enc: &ArchiveEncryption) -> anyhow::Result<ModelKey> {
+    let path = model_key_path(s, &enc.key_check);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no content key of private model {name} in this home ({}); only the home that submitted it can grant it",
+            path.display()
+        )
+    })?;
+    let bytes: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| anyhow!("{} does not hold a 32-byte key in hex", path.display()))?;
+    let key = ModelKey::from_bytes(bytes);
+    if key.check() != enc.key_check {
+        bail!("{} holds another key than model {name}'s record names", path.display());
+    }
+    Ok(key)
 }
 
 /// The image a container is submitted with: the one its config names, or `--image`
@@ -266,7 +364,13 @@ pub fn pack_folder(dir: &Path, out: &Path) -> anyhow::Result<()> {
 /// Make the image of a container present in the local engine: when the engine
 /// does not hold `image.digest`, fetch the container's archive from peers, load
 /// it, and check the loaded image against the signed id before anything runs.
-pub fn ensure_image(s: &Session, c: &Container) -> anyhow::Result<()> {
+pub fn ensure_image(
+    s: &Session,
+    state: &State,
+    id: &RecordId,
+    c: &Container,
+    dataset: Option<&RecordId>,
+) -> anyhow::Result<()> {
     let present = block_on(async {
         let engine = Engine::connect(runner::engine::CONCURRENT_RUNS_DEFAULT).await?;
         anyhow::Ok(engine.image_digest(&c.image.reference).await.ok())
@@ -282,6 +386,9 @@ pub fn ensure_image(s: &Session, c: &Container) -> anyhow::Result<()> {
             c.name
         );
     };
+    if let Some(enc) = &c.encryption {
+        return load_private(s, state, id, c, archive, enc, dataset);
+    }
     let tar = s.work(&["incoming", &format!("{}.tar", archive.hash.to_hex())]);
     s.api.blob_get(archive, &format!("the image of {}", c.name), &tar)?;
     let spinner = crate::output::spinner(&format!("loading image {}", c.image.reference));
@@ -296,9 +403,129 @@ pub fn ensure_image(s: &Session, c: &Container) -> anyhow::Result<()> {
     })
 }
 
+/// The content key of private model `id`, opened from the grant that counts for
+/// `dataset` (or, without one, from any grant to this user). Without a grant, an
+/// error that names the missing grant and what to do.
+pub fn granted_key(
+    s: &Session,
+    state: &State,
+    id: &RecordId,
+    c: &Container,
+    dataset: Option<&RecordId>,
+) -> anyhow::Result<ModelKey> {
+    let enc =
+        c.encryption.as_ref().ok_or_else(|| anyhow!("container {} is not private", c.name))?;
+    let mine = |g: &&protocol::fold::GrantView| g.grantee == s.me();
+    let grant = match dataset {
+        Some(d) => state.grant(id, d).filter(mine),
+        None => state.grants.iter().filter(|g| g.model == *id).find(mine),
+    };
+    let Some(grant) = grant else {
+        let site = match dataset {
+            Some(d) => format!("dataset {}", d.short()),
+            None => format!("any dataset of yours ({})", s.me().short()),
+        };
+        let approved = dataset.is_none_or(|d| {
+            state.associations.iter().any(|a| {
+                a.subject == Subject::Dataset(*d)
+                    && a.status == Status::Approved
+                    && model_approved(state, &a.benchmark, id)
+            })
+        });
+        let what_to_do = if approved {
+            format!(
+                "ask the model's owner ({}) to run `medmesh model grant {} --dataset <your dataset>`",
+                state.containers.get(id).map(|v| v.owner.short()).unwrap_or_default(),
+                id.short()
+            )
+        } else {
+            "its association with a benchmark this model is approved in must be approved first (`medmesh association ls`), then the model's owner grants the key".into()
+        };
+        bail!(
+            "private model {} ({}) has no key grant for {site}: this site cannot decrypt or run it; {what_to_do}",
+            c.name,
+            id.short()
+        );
+    };
+    let bytes = s.api.record(&grant.id)?;
+    let r = Record::verify(&bytes, &s.network)?;
+    let Body::ModelGrant(g) = r.body else {
+        bail!("record {} is a {}, not a model grant", grant.id.short(), r.body.kind())
+    };
+    let binding = seal::GrantBinding { model: g.model, benchmark: g.benchmark, dataset: g.dataset };
+    let key = seal::open_model_key(&g.key, &s.keys.opening, binding).with_context(|| {
+        format!(
+            "the grant {} of private model {} does not open with your key; check that your profile's encryption key is the one in your keys folder",
+            grant.id.short(),
+            c.name
+        )
+    })?;
+    if key.check() != enc.key_check {
+        bail!(
+            "the grant {} holds another key than private model {}'s record names; ask its owner to grant again",
+            grant.id.short(),
+            c.name
+        );
+    }
+    Ok(key)
+}
+
+/// Fetch a private model's encrypted archive, decrypt it with the granted key to
+/// a temporary file in the work folder, load it and check the signed image id.
+fn load_private(
+    s: &Session,
+    state: &State,
+    id: &RecordId,
+    c: &Container,
+    archive: &BlobRef,
+    enc: &ArchiveEncryption,
+    dataset: Option<&RecordId>,
+) -> anyhow::Result<()> {
+    // The key first: a site without a grant fetches nothing.
+    let key = granted_key(s, state, id, c, dataset)?;
+    let ciphertext = s.work(&["incoming", &format!("{}.enc", archive.hash.to_hex())]);
+    s.api.blob_get(archive, &format!("the encrypted image of {}", c.name), &ciphertext)?;
+    let spinner =
+        crate::output::spinner(&format!("decrypting and loading image {}", c.image.reference));
+    let scratch = s.work(&["private"]);
+    let loaded = block_on(async {
+        let engine = Engine::connect(runner::engine::CONCURRENT_RUNS_DEFAULT).await?;
+        anyhow::Ok(
+            runner::private::load_private_image(
+                &engine,
+                &ciphertext,
+                &key,
+                enc,
+                &c.image,
+                &scratch,
+            )
+            .await?,
+        )
+    });
+    spinner.finish_and_clear();
+    let _ = std::fs::remove_file(&ciphertext);
+    loaded?.with_context(|| {
+        format!(
+            "the encrypted archive of {} did not decrypt to the image its record signs; not running it",
+            c.name
+        )
+    })
+}
+
 /// A container record made runnable here: its parameters written out and its
 /// additional files copied in from their location and checked against the hash.
 pub fn runnable(s: &Session, state: &State, id: &RecordId) -> anyhow::Result<Runnable> {
+    runnable_for(s, state, id, None)
+}
+
+/// As [`runnable`], for a run on `dataset`: a private model's key comes from the
+/// grant for that dataset.
+pub fn runnable_for(
+    s: &Session,
+    state: &State,
+    id: &RecordId,
+    dataset: Option<&RecordId>,
+) -> anyhow::Result<Runnable> {
     let view = state
         .containers
         .get(id)
@@ -314,7 +541,7 @@ pub fn runnable(s: &Session, state: &State, id: &RecordId) -> anyhow::Result<Run
         }
         None => None,
     };
-    ensure_image(s, c)?;
+    ensure_image(s, state, id, c, dataset)?;
     let additional_files = match &c.additional_files {
         Some(af) => {
             let local = dir.join("additional_files");
@@ -462,6 +689,21 @@ pub fn compatibility_test(
 
 /// Submit a benchmark after its compatibility test passes.
 pub fn submit_benchmark(s: &Session, a: &BenchmarkArgs) -> anyhow::Result<Record> {
+    // Every data owner runs these three before any approval (the compatibility
+    // test of its dataset), so none of them can wait for a grant.
+    let state = s.state()?;
+    for (role, id) in [
+        ("data preparator", a.data_preparator),
+        ("reference model", a.reference_model),
+        ("metrics container", a.metrics),
+    ] {
+        if state.containers.get(&id).is_some_and(|c| c.container.encryption.is_some()) {
+            bail!(
+                "the {role} {} is a private model; every data owner runs it before any grant, so a benchmark's preparator, reference model and metrics must be submitted without --private",
+                id.short()
+            );
+        }
+    }
     let (tarball, hash) = pack_demo(s, &a.demo_dataset)?;
     let blob = s.api.blob_add(&tarball)?;
     if blob.hash != hash {
@@ -693,6 +935,116 @@ pub fn decide_association(
 }
 
 // ---------------------------------------------------------------------------
+// Private models: grants and revocations.
+
+/// What `model grant` did for one approved dataset.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GrantOutcome {
+    pub benchmark: RecordId,
+    pub dataset: RecordId,
+    /// The dataset's owner.
+    pub grantee: PublicKey,
+    /// `granted`, `already_granted`, `revoked` (the owner stopped granting to it)
+    /// or `no_profile` (its owner published no encryption key yet).
+    pub status: &'static str,
+    /// The grant record published now.
+    pub record: Option<RecordId>,
+}
+
+/// The private container `model`, which this user must own.
+fn own_private(state: &State, me: &PublicKey, model: &RecordId) -> anyhow::Result<Container> {
+    let view = state.containers.get(model).ok_or_else(|| {
+        anyhow!("container {} is unknown to the node; is it synced?", model.short())
+    })?;
+    if view.owner != *me {
+        bail!(
+            "container {} belongs to {}; only a model's owner grants or revokes its key",
+            view.container.name,
+            view.owner.short()
+        );
+    }
+    if view.container.encryption.is_none() {
+        bail!(
+            "container {} is not private: its archive is readable by everyone; submit it again with --private",
+            view.container.name
+        );
+    }
+    Ok(view.container.clone())
+}
+
+/// Grant a private model's content key to the owner of every dataset approved
+/// in a benchmark the model is approved in (or only `only`), sealed to the
+/// owner's profile key, one grant record per dataset. Datasets already granted,
+/// revoked, or whose owner has no profile are reported and skipped.
+pub fn grant_model(
+    s: &Session,
+    model: &RecordId,
+    only: Option<RecordId>,
+) -> anyhow::Result<Vec<GrantOutcome>> {
+    let state = s.state()?;
+    let c = own_private(&state, &s.me(), model)?;
+    let enc = c.encryption.as_ref().expect("own_private checks it is private");
+    let key = load_model_key(s, &c.name, enc)?;
+    let approved: Vec<(RecordId, RecordId)> = state
+        .associations
+        .iter()
+        .filter(|a| a.status == Status::Approved && model_approved(&state, &a.benchmark, model))
+        .filter_map(|a| match a.subject {
+            Subject::Dataset(d) if only.is_none_or(|o| o == d) => Some((a.benchmark, d)),
+            _ => None,
+        })
+        .collect();
+    if let Some(d) = only
+        && approved.is_empty()
+    {
+        bail!(
+            "dataset {} is not approved in any benchmark model {} is approved in; nothing to grant (see `medmesh association ls`)",
+            d.short(),
+            c.name
+        );
+    }
+    let mut out = Vec::new();
+    let mut rng = seal::rand_core::UnwrapErr(getrandom::SysRng);
+    for (benchmark, dataset) in approved {
+        let Some(view) = state.datasets.get(&dataset) else { continue };
+        let grantee = view.owner;
+        let mut o = GrantOutcome { benchmark, dataset, grantee, status: "granted", record: None };
+        if state.grant(model, &dataset).is_some() {
+            o.status = "already_granted";
+        } else if state.grant_revoked(model, &dataset) {
+            o.status = "revoked";
+        } else if let Some(p) = state.profiles.get(&grantee) {
+            let binding = seal::GrantBinding { model: *model, benchmark, dataset };
+            let sealed = seal::seal_model_key(&key, p.profile.x25519, binding, &mut rng)?;
+            let r = s.publish(Body::ModelGrant(ModelGrant {
+                model: *model,
+                benchmark,
+                dataset,
+                key: sealed,
+            }))?;
+            o.record = Some(r.id);
+        } else {
+            o.status = "no_profile";
+        }
+        out.push(o);
+    }
+    Ok(out)
+}
+
+/// Stop granting a private model's key: to `dataset`, or to every dataset. Grants
+/// already made stay (their recipients hold the key); submit a new version of the
+/// container to re-key.
+pub fn revoke_model(
+    s: &Session,
+    model: &RecordId,
+    dataset: Option<RecordId>,
+) -> anyhow::Result<Record> {
+    let state = s.state()?;
+    own_private(&state, &s.me(), model)?;
+    s.publish(Body::ModelRevocation(ModelRevocation { model: *model, dataset }))
+}
+
+// ---------------------------------------------------------------------------
 // Execution and results.
 
 /// The model's association with the benchmark is approved (so its results count).
@@ -778,7 +1130,7 @@ pub fn run_benchmark(
     let mut out = BenchmarkRun { reference: Some(b.reference_model), ..Default::default() };
     let mut models = Vec::new();
     for (i, (id, priority)) in wanted.iter().enumerate() {
-        match runnable(s, &state, id) {
+        match runnable_for(s, &state, id, Some(dataset)) {
             Ok(container) => models.push(runner::execution::ModelEntry {
                 id: *id,
                 priority: *priority,

@@ -1,7 +1,8 @@
 //! The bodies of MedMesh's fuzz targets, one per decoder that takes bytes from
 //! outside: signed records (decode, verify, fold), the strict canonical CBOR
 //! parser, the catch-up sync messages (the libp2p codec's CBOR and negentropy
-//! frames), and MedPerf/MLCube container manifests.
+//! frames), MedPerf/MLCube container manifests, and a private model's encrypted
+//! image archive (a blob any peer may serve).
 //!
 //! Each body must never panic on any input; where an input is accepted, the
 //! paired assertions below must hold. `fuzz_targets/` wraps them for cargo fuzz
@@ -112,6 +113,23 @@ pub fn manifest(data: &[u8]) {
     let _ = runner::parse_manifest(text);
 }
 
+/// The key the `private` target decrypts under.
+fn private_key() -> &'static protocol::private::ModelKey {
+    static KEY: OnceLock<protocol::private::ModelKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        protocol::private::ModelKey::generate(&mut protocol::seal::SeededRng::new(b"fuzz"))
+    })
+}
+
+/// A private model's encrypted archive from a peer: decrypting never panics, and
+/// what decrypts is exactly what the key seals (one ciphertext per plaintext).
+pub fn private(data: &[u8]) {
+    let key = private_key();
+    if let Ok(plain) = protocol::private::decrypt(key, &key.check(), data) {
+        assert_eq!(protocol::private::encrypt(key, &plain), data, "a second ciphertext opened");
+    }
+}
+
 /// Seed inputs for each target, by target name.
 pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let w = protocol::testkit::Workflow::complete();
@@ -216,7 +234,21 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     .iter()
     .map(|s| s.as_bytes().to_vec())
     .collect();
-    vec![("record", records), ("cbor", cbor), ("sync", sync), ("manifest", manifests)]
+    let key = private_key();
+    let sealed = protocol::private::encrypt(key, b"a small image archive");
+    let private = vec![
+        protocol::private::encrypt(key, b""),
+        sealed.clone(),
+        protocol::private::encrypt(key, &[7u8; 3000]),
+        sealed[..sealed.len() - 1].to_vec(),
+    ];
+    vec![
+        ("record", records),
+        ("cbor", cbor),
+        ("sync", sync),
+        ("manifest", manifests),
+        ("private", private),
+    ]
 }
 
 /// The target body by name.
@@ -226,6 +258,7 @@ pub fn target(name: &str) -> Option<fn(&[u8])> {
         "cbor" => Some(cbor),
         "sync" => Some(sync),
         "manifest" => Some(manifest),
+        "private" => Some(private),
         _ => None,
     }
 }

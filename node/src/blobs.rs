@@ -22,7 +22,13 @@
 //!
 //! Serving runs off the swarm task, [`BLOB_SERVE_CONCURRENT_MAX`] pieces at once
 //! and [`BLOB_SERVE_PER_PEER_MAX`] per peer; beyond that a request is refused as
-//! busy (the fetcher tries another peer or later).
+//! busy (the fetcher tries another peer or later). Each peer also has a budget per
+//! [`BLOB_SERVE_WINDOW_MS`] window ([`ServeBudget`]): at most
+//! [`BLOB_SERVE_PEER_BYTES_PER_WINDOW`] bytes of pieces, and the same piece at
+//! most [`BLOB_SERVE_PIECE_REPEATS_MAX`] times. A peer over it is refused
+//! (`over budget`, `repeated piece`) until its window ends, logged once per
+//! window, and counted in `/metrics`; so one greedy peer cannot take a node's
+//! whole upload while honest fetchers wait.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -63,6 +69,22 @@ pub const BLOB_SERVE_CONCURRENT_MAX: usize = 16;
 /// Pieces served to one peer at once: beyond it the peer is told busy, so that
 /// one peer cannot take every serving slot.
 pub const BLOB_SERVE_PER_PEER_MAX: usize = PIECES_IN_FLIGHT_PER_PEER;
+/// The window of a peer's serving budget.
+pub const BLOB_SERVE_WINDOW_MS: u64 = 10_000;
+/// Bytes of pieces served to one peer per window (the default of
+/// [`crate::NodeConfig::blob_serve_peer_bytes_per_window`]): about 200 MiB/s, more
+/// than a gigabit link carries, so an honest fetch on a real network never meets
+/// it, and a 1 GiB archive fetched over loopback fits one window.
+pub const BLOB_SERVE_PEER_BYTES_PER_WINDOW: u64 = 2 * 1024 * 1024 * 1024;
+/// Times one peer may ask for the same piece per window: an honest fetcher asks
+/// once, again only after a failure; more only burns the server's upload.
+pub const BLOB_SERVE_PIECE_REPEATS_MAX: u32 = 3;
+/// What a `Have` request costs against the byte budget (it reads no piece, but
+/// a flood of them is still work).
+pub const BLOB_SERVE_HAVE_COST_BYTES: u64 = 1024;
+/// Peers whose windows are remembered; beyond, ended windows are dropped first,
+/// then the oldest.
+pub const BLOB_SERVE_PEERS_TRACKED_MAX: usize = 4096;
 /// Fetches running at once.
 pub const FETCHES_MAX: usize = 8;
 /// Requests for one piece that fail (any peer) before the fetch gives up on
@@ -94,6 +116,118 @@ pub enum BlobResponse {
     Piece { data: ByteBuf },
     NotFound,
     Refused { reason: String },
+}
+
+/// Why the serving budget refuses a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverBudget {
+    /// More bytes than [`BLOB_SERVE_PEER_BYTES_PER_WINDOW`] this window.
+    Bytes,
+    /// The same piece more than [`BLOB_SERVE_PIECE_REPEATS_MAX`] times this window.
+    Repeat,
+}
+
+impl OverBudget {
+    /// The reason a refused peer is told, and the `/metrics` label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            OverBudget::Bytes => "over budget",
+            OverBudget::Repeat => "repeated piece",
+        }
+    }
+}
+
+/// One peer's use of this node's upload in the current window.
+#[derive(Debug)]
+struct PeerWindow {
+    start: Instant,
+    bytes: u64,
+    /// (blob, piece) -> times asked; bounded by the byte budget over the piece size.
+    pieces: HashMap<(Hash32, u32), u32>,
+    /// The refusal was logged this window.
+    warned: bool,
+}
+
+/// Per-peer serving budget: bytes per window and repeats of one piece. Kept on
+/// the swarm task; time is passed in, so that tests need no clock.
+#[derive(Debug)]
+pub struct ServeBudget {
+    window: Duration,
+    bytes_max: u64,
+    peers: HashMap<PeerId, PeerWindow>,
+}
+
+/// The verdict on one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    Yes,
+    /// Refused; `first` is true the first time in this peer's window (log it).
+    No {
+        why: OverBudget,
+        first: bool,
+    },
+}
+
+impl ServeBudget {
+    pub fn new(window: Duration, bytes_max: u64) -> Self {
+        Self { window, bytes_max, peers: HashMap::new() }
+    }
+
+    /// Charge `request` to `peer` at `now`, or refuse it.
+    pub fn admit(&mut self, peer: PeerId, request: &BlobRequest, now: Instant) -> Admit {
+        if !self.peers.contains_key(&peer) && self.peers.len() >= BLOB_SERVE_PEERS_TRACKED_MAX {
+            let window = self.window;
+            self.peers.retain(|_, w| now.duration_since(w.start) < window);
+            if self.peers.len() >= BLOB_SERVE_PEERS_TRACKED_MAX
+                && let Some(oldest) =
+                    self.peers.iter().min_by_key(|(_, w)| w.start).map(|(p, _)| *p)
+            {
+                self.peers.remove(&oldest);
+            }
+        }
+        let w = self.peers.entry(peer).or_insert_with(|| PeerWindow {
+            start: now,
+            bytes: 0,
+            pieces: HashMap::new(),
+            warned: false,
+        });
+        if now.duration_since(w.start) >= self.window {
+            *w = PeerWindow { start: now, bytes: 0, pieces: HashMap::new(), warned: false };
+        }
+        let (cost, piece) = match request {
+            BlobRequest::Have { .. } => (BLOB_SERVE_HAVE_COST_BYTES, None),
+            BlobRequest::Piece { hash, piece } => (PIECE_BYTES, hash_of(hash).map(|h| (h, *piece))),
+        };
+        let why = if w.bytes + cost > self.bytes_max {
+            Some(OverBudget::Bytes)
+        } else if piece
+            .is_some_and(|k| w.pieces.get(&k).copied().unwrap_or(0) >= BLOB_SERVE_PIECE_REPEATS_MAX)
+        {
+            Some(OverBudget::Repeat)
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let first = !w.warned;
+            w.warned = true;
+            return Admit::No { why, first };
+        }
+        w.bytes += cost;
+        if let Some(k) = piece {
+            *w.pieces.entry(k).or_default() += 1;
+        }
+        Admit::Yes
+    }
+}
+
+/// Requests this node refused to serve since start, by reason (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct ServeRefusals {
+    pub busy: std::sync::atomic::AtomicU64,
+    pub over_budget: std::sync::atomic::AtomicU64,
+    pub repeated_piece: std::sync::atomic::AtomicU64,
+    /// Pieces served.
+    pub served: std::sync::atomic::AtomicU64,
 }
 
 fn hash_of(b: &ByteBuf) -> Option<Hash32> {
@@ -142,6 +276,10 @@ pub struct Blobs {
     fetches: Mutex<HashMap<Hash32, watch::Sender<FetchProgress>>>,
     scores: Mutex<HashMap<PeerId, BlobPeerScore>>,
     pub(crate) serving: Arc<Semaphore>,
+    /// Serving refused and done since start.
+    pub(crate) serve_counts: ServeRefusals,
+    /// Bytes served to one peer per window ([`ServeBudget`]).
+    pub(crate) serve_peer_bytes: u64,
     fetching: Arc<Semaphore>,
     /// Serve without checking chunks against the outboard (fault injection in
     /// tests: a peer whose disk rotted).
@@ -158,11 +296,19 @@ impl Blobs {
             fetches: Mutex::new(HashMap::new()),
             scores: Mutex::new(HashMap::new()),
             serving: Arc::new(Semaphore::new(BLOB_SERVE_CONCURRENT_MAX)),
+            serve_counts: ServeRefusals::default(),
+            serve_peer_bytes: BLOB_SERVE_PEER_BYTES_PER_WINDOW,
             fetching: Arc::new(Semaphore::new(FETCHES_MAX)),
             serve_unverified,
             stop: watch::channel(false).0,
             tasks: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Serve at most `bytes` to one peer per window.
+    pub(crate) fn with_serve_budget(mut self, bytes: u64) -> Self {
+        self.serve_peer_bytes = bytes;
+        self
     }
 
     /// Stop every fetch and wait until nothing holds the store (so that the
@@ -332,6 +478,8 @@ enum Outcome {
     Stored,
     Corrupt(String),
     Failed(String),
+    /// The peer's serving budget is spent: no fault, ask it again later.
+    Throttled,
 }
 
 /// Fetch a blob from the peers that have it; see the module docs.
@@ -370,6 +518,7 @@ async fn fetch<N: Net>(
         progress.send_modify(|p| p.peers = sources.iter().map(|s| s.to_string()).collect());
         let mut load: HashMap<PeerId, usize> = sources.iter().map(|p| (*p, 0)).collect();
         let mut failures: HashMap<PeerId, u32> = HashMap::new();
+        let mut throttled = false;
         let mut flight = FuturesUnordered::new();
         loop {
             // Hand pieces to every source with room.
@@ -404,6 +553,14 @@ async fn fetch<N: Net>(
                     load.remove(&peer);
                     queue.push_front(piece);
                 }
+                Outcome::Throttled => {
+                    // Not asked again this round; other holders go on, and the
+                    // next round (after its window) asks it again, at no cost.
+                    tracing::debug!(%peer, hash = %hash.short(), piece, "peer's serving budget for us is spent");
+                    load.remove(&peer);
+                    queue.push_front(piece);
+                    throttled = true;
+                }
                 Outcome::Failed(reason) => {
                     tracing::debug!(%peer, hash = %hash.short(), piece, %reason, "blob piece request failed");
                     blobs.charge(peer, FAILED_REQUEST_SCORE, |s| s.failed += 1);
@@ -419,6 +576,10 @@ async fn fetch<N: Net>(
             if load.is_empty() && flight.is_empty() {
                 break;
             }
+        }
+        if throttled && !queue.is_empty() {
+            // A holder's budget for us is spent: wait a little before asking again.
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
         // Sources all dropped out (or the queue is empty): look again.
         excluded.extend(failures.iter().filter(|(_, f)| **f >= PEER_FAILURES_MAX).map(|(p, _)| *p));
@@ -493,6 +654,11 @@ async fn one_piece<N: Net>(
                 Err(e) => Outcome::Failed(e.to_string()),
             }
         }
+        Ok(BlobResponse::Refused { reason })
+            if [OverBudget::Bytes, OverBudget::Repeat].iter().any(|o| o.reason() == reason) =>
+        {
+            Outcome::Throttled
+        }
         Ok(BlobResponse::Refused { reason }) => Outcome::Failed(format!("refused: {reason}")),
         Ok(other) => Outcome::Failed(format!("unexpected answer {other:?}")),
         Err(e) => Outcome::Failed(e),
@@ -512,4 +678,60 @@ pub fn referenced(state: &protocol::State) -> HashSet<Hash32> {
         out.insert(b.benchmark.demo_dataset.hash);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn piece(hash: &Hash32, piece: u32) -> BlobRequest {
+        BlobRequest::Piece { hash: ByteBuf::from(hash.as_bytes().to_vec()), piece }
+    }
+
+    #[test]
+    fn a_peer_is_refused_beyond_its_bytes_per_window_and_served_again_in_the_next() {
+        let window = Duration::from_millis(BLOB_SERVE_WINDOW_MS);
+        let mut b = ServeBudget::new(window, 4 * PIECE_BYTES);
+        let (greedy, honest) = (PeerId::random(), PeerId::random());
+        let h = Hash32::of(b"blob");
+        let t0 = Instant::now();
+        for i in 0..4 {
+            assert_eq!(b.admit(greedy, &piece(&h, i), t0), Admit::Yes);
+        }
+        let no = b.admit(greedy, &piece(&h, 4), t0);
+        assert_eq!(no, Admit::No { why: OverBudget::Bytes, first: true });
+        let again = b.admit(greedy, &piece(&h, 5), t0);
+        assert_eq!(again, Admit::No { why: OverBudget::Bytes, first: false }, "logged once");
+        // Another peer has a budget of its own.
+        assert_eq!(b.admit(honest, &piece(&h, 0), t0), Admit::Yes);
+        // The next window serves the greedy peer again.
+        assert_eq!(b.admit(greedy, &piece(&h, 4), t0 + window), Admit::Yes);
+    }
+
+    #[test]
+    fn the_same_piece_asked_too_often_in_a_window_is_refused() {
+        let mut b = ServeBudget::new(Duration::from_secs(10), u64::MAX);
+        let p = PeerId::random();
+        let h = Hash32::of(b"blob");
+        let t0 = Instant::now();
+        for _ in 0..BLOB_SERVE_PIECE_REPEATS_MAX {
+            assert_eq!(b.admit(p, &piece(&h, 7), t0), Admit::Yes);
+        }
+        assert_eq!(
+            b.admit(p, &piece(&h, 7), t0),
+            Admit::No { why: OverBudget::Repeat, first: true }
+        );
+        assert_eq!(b.admit(p, &piece(&h, 8), t0), Admit::Yes, "other pieces still served");
+    }
+
+    #[test]
+    fn the_budget_remembers_a_bounded_number_of_peers() {
+        let mut b = ServeBudget::new(Duration::from_secs(10), u64::MAX);
+        let t0 = Instant::now();
+        let have = BlobRequest::Have { hash: ByteBuf::from(vec![0; 32]) };
+        for _ in 0..BLOB_SERVE_PEERS_TRACKED_MAX + 10 {
+            assert_eq!(b.admit(PeerId::random(), &have, t0), Admit::Yes);
+        }
+        assert!(b.peers.len() <= BLOB_SERVE_PEERS_TRACKED_MAX);
+    }
 }

@@ -66,6 +66,9 @@ pub struct Snapshot {
     /// Pieces peers served this node: verified, corrupt, failed requests.
     pub blob_pieces: (u64, u64, u64),
     pub blob_quota_bytes: u64,
+    /// Blob requests from peers since start: pieces served, and requests refused
+    /// (busy, over budget, repeated piece).
+    pub blob_served: (u64, u64, u64, u64),
 }
 
 struct Out(String);
@@ -235,6 +238,16 @@ impl Snapshot {
             self.blob_pieces.1,
         );
         o.value("medmesh_blob_pieces_received_total", &[("outcome", "failed")], self.blob_pieces.2);
+        o.family(
+            "medmesh_blob_requests_served_total",
+            "counter",
+            "Blob requests from peers, by outcome: a piece served, or refused as busy (every serving slot taken), over budget (the peer's bytes this window) or repeated piece (the same piece too often this window).",
+        );
+        let (served, busy, over, repeat) = self.blob_served;
+        o.value("medmesh_blob_requests_served_total", &[("outcome", "served")], served);
+        o.value("medmesh_blob_requests_served_total", &[("outcome", "busy")], busy);
+        o.value("medmesh_blob_requests_served_total", &[("outcome", "over_budget")], over);
+        o.value("medmesh_blob_requests_served_total", &[("outcome", "repeated_piece")], repeat);
         o.0
     }
 }

@@ -81,6 +81,10 @@ pub struct NodeConfig {
     /// builds the plain TCP and QUIC transports.
     #[doc(hidden)]
     pub shaping: Option<Arc<crate::netem::Shaping>>,
+    /// Bytes of blob pieces served to one peer per window
+    /// ([`crate::blobs::BLOB_SERVE_WINDOW_MS`]); beyond, the peer is refused until
+    /// its window ends.
+    pub blob_serve_peer_bytes_per_window: u64,
 }
 
 impl NodeConfig {
@@ -104,6 +108,7 @@ impl NodeConfig {
             blob_request_timeout: Duration::from_millis(crate::blobs::BLOB_REQUEST_TIMEOUT_MS),
             blob_serve_unverified: false,
             shaping: None,
+            blob_serve_peer_bytes_per_window: crate::blobs::BLOB_SERVE_PEER_BYTES_PER_WINDOW,
         }
     }
 }
@@ -189,7 +194,10 @@ impl Node {
             .with_timeout(config.ping_timeout);
         let blob_store = BlobStore::open(&dir, config.blob_quota)
             .map_err(|e| StartError::Swarm(format!("cannot open the blob store: {e}")))?;
-        let blobs = Arc::new(Blobs::new(blob_store, config.blob_serve_unverified));
+        let blobs = Arc::new(
+            Blobs::new(blob_store, config.blob_serve_unverified)
+                .with_serve_budget(config.blob_serve_peer_bytes_per_window),
+        );
         let mut swarm = build_swarm(
             key,
             &network,
@@ -475,7 +483,15 @@ impl Client {
             .scores()
             .values()
             .fold((0, 0, 0), |acc, s| (acc.0 + s.pieces, acc.1 + s.corrupt, acc.2 + s.failed));
+        let sc = &self.blobs.serve_counts;
+        let blob_served = (
+            sc.served.load(Relaxed),
+            sc.busy.load(Relaxed),
+            sc.over_budget.load(Relaxed),
+            sc.repeated_piece.load(Relaxed),
+        );
         Ok(crate::metrics::Snapshot {
+            blob_served,
             records_by_kind,
             peers: peers.len() as u64,
             mesh_peers: peers.iter().filter(|p| p.mesh).count() as u64,

@@ -372,6 +372,8 @@ pub(crate) struct EventLoop {
     blob_serving: HashMap<PeerId, usize>,
     blob_served_tx: mpsc::Sender<(PeerId, ResponseChannel<BlobResponse>, BlobResponse)>,
     blob_served_rx: mpsc::Receiver<(PeerId, ResponseChannel<BlobResponse>, BlobResponse)>,
+    /// Each peer's serving budget (bytes and repeated pieces per window).
+    blob_budget: crate::blobs::ServeBudget,
 }
 
 impl EventLoop {
@@ -422,10 +424,14 @@ impl EventLoop {
             signer_limit: Default::default(),
             join_forward: Default::default(),
             peers,
-            blobs,
+            blobs: blobs.clone(),
             blob_requests: HashMap::new(),
             provider_queries: HashMap::new(),
             blob_serving: HashMap::new(),
+            blob_budget: crate::blobs::ServeBudget::new(
+                Duration::from_millis(crate::blobs::BLOB_SERVE_WINDOW_MS),
+                blobs.serve_peer_bytes,
+            ),
             blob_served_tx,
             blob_served_rx,
         }
@@ -870,6 +876,26 @@ impl EventLoop {
                 request_response::Message::Request { request, channel, .. } => {
                     // Off the swarm task, a bounded number at once; beyond it the
                     // fetcher is told to try another peer.
+                    use std::sync::atomic::Ordering::Relaxed;
+                    let counts = &self.blobs.serve_counts;
+                    if let crate::blobs::Admit::No { why, first } =
+                        self.blob_budget.admit(peer, &request, Instant::now())
+                    {
+                        if first {
+                            warn!(%peer, reason = why.reason(), "a peer asks for more blob pieces than its serving budget allows; refusing it until its window ends");
+                        }
+                        match why {
+                            crate::blobs::OverBudget::Bytes => {
+                                counts.over_budget.fetch_add(1, Relaxed)
+                            }
+                            crate::blobs::OverBudget::Repeat => {
+                                counts.repeated_piece.fetch_add(1, Relaxed)
+                            }
+                        };
+                        let refused = BlobResponse::Refused { reason: why.reason().into() };
+                        let _ = self.swarm.behaviour_mut().blobs.send_response(channel, refused);
+                        return;
+                    }
                     let mine = self.blob_serving.get(&peer).copied().unwrap_or(0);
                     let permit = if mine < crate::blobs::BLOB_SERVE_PER_PEER_MAX {
                         self.blobs.serving.clone().try_acquire_owned().ok()
@@ -877,10 +903,14 @@ impl EventLoop {
                         None
                     };
                     let Some(permit) = permit else {
+                        counts.busy.fetch_add(1, Relaxed);
                         let busy = BlobResponse::Refused { reason: "busy".into() };
                         let _ = self.swarm.behaviour_mut().blobs.send_response(channel, busy);
                         return;
                     };
+                    if matches!(request, BlobRequest::Piece { .. }) {
+                        counts.served.fetch_add(1, Relaxed);
+                    }
                     *self.blob_serving.entry(peer).or_default() += 1;
                     let blobs = self.blobs.clone();
                     let tx = self.blob_served_tx.clone();

@@ -151,8 +151,48 @@ fn federation(hospitals: usize) -> (NetworkRoot, Vec<Record>) {
     (root, records)
 }
 
+/// A private model's archive: the streaming cipher's seal and open rates against
+/// BLAKE3 over the same bytes (what the blob store already spends on every blob),
+/// best of three.
+fn private_cipher(mib: usize) {
+    use protocol::private::{self, ModelKey};
+    let key = ModelKey::generate(&mut protocol::seal::SeededRng::new(b"bench"));
+    let plain: Vec<u8> =
+        (0..mib * 1024 * 1024).map(|i| (i.wrapping_mul(2_654_435_761)) as u8).collect();
+    let best = |f: &mut dyn FnMut()| {
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .min()
+            .expect("three runs")
+    };
+    let mut ct = Vec::new();
+    let seal = best(&mut || ct = private::encrypt(&key, &plain));
+    let open = best(&mut || {
+        private::decrypt(&key, &key.check(), &ct).expect("opens");
+    });
+    let hash = best(&mut || {
+        std::hint::black_box(blake3::hash(&plain));
+    });
+    let mibs = |d: Duration| mib as f64 / d.as_secs_f64();
+    println!(
+        "private archive seal, {mib} MiB   {:>8.0} MiB/s   (open {:.0} MiB/s; BLAKE3 of the same bytes {:.0} MiB/s, so open costs {:.2}x the hash)",
+        mibs(seal),
+        mibs(open),
+        mibs(hash),
+        open.as_secs_f64() / hash.as_secs_f64()
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "--private-only") {
+        private_cipher(if quick { 64 } else { 256 });
+        return;
+    }
     if let Some(h) = std::env::args().skip_while(|a| a != "--fold-only").nth(1) {
         // For profiling: generate once, fold five times.
         let (root, records) = federation(h.parse().expect("--fold-only HOSPITALS"));
@@ -310,6 +350,8 @@ fn main() {
         "decode + torsion checks + batch {torsion_batch_rate:>8.0} /s   ({:.2}x raw verify_strict; the rule not taken, estimated)",
         torsion_batch_rate / raw_strict
     );
+
+    private_cipher(if quick { 64 } else { 256 });
 
     let sizes: &[usize] = if quick { &[420] } else { &[420, 4_200] };
     for &hospitals in sizes {

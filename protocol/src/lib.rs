@@ -12,6 +12,8 @@
 //!   (NaN and infinities included), and the figures releases publish.
 //! - [`seal`]: result metrics and dataset details encrypted to the committee and
 //!   the data owner (HPKE).
+//! - [`private`]: private models: the streaming cipher of an encrypted image
+//!   archive and its content key (granted with [`seal::seal_model_key`]).
 //! - [`disclosure`]: what a release may show (rounding, metrics, pseudonyms).
 //! - [`fold`]: the deterministic fold of a record set into [`fold::State`]:
 //!   approvals, associations, results, releases and leaderboards.
@@ -34,6 +36,7 @@ pub mod ids;
 pub mod leaderboard;
 pub mod limits;
 pub mod metric;
+pub mod private;
 pub mod record;
 pub mod riblt;
 pub mod root;

@@ -91,6 +91,8 @@ pub enum Body {
     AdminRotation(AdminRotation),
     JoinRequest(JoinRequest),
     Admission(Admission),
+    ModelGrant(ModelGrant),
+    ModelRevocation(ModelRevocation),
 }
 
 impl Body {
@@ -111,6 +113,8 @@ impl Body {
             Body::AdminRotation(_) => "admin_rotation",
             Body::JoinRequest(_) => "join_request",
             Body::Admission(_) => "admission",
+            Body::ModelGrant(_) => "model_grant",
+            Body::ModelRevocation(_) => "model_revocation",
         }
     }
 }
@@ -240,6 +244,26 @@ pub struct Container {
     /// itself: it is small, and every runner of the container needs it.
     pub parameters: Option<String>,
     pub additional_files: Option<AdditionalFiles>,
+    /// MedPerf's `EncryptedDockerArchive`: `image_archive` is encrypted, and only
+    /// sites the owner grants the key to ([`ModelGrant`]) can load it. Absent
+    /// from the encoding when `None`, so records signed before private models
+    /// keep their bytes and ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<ArchiveEncryption>,
+}
+
+/// How a private container's image archive is encrypted ([`crate::private`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveEncryption {
+    /// [`crate::private::SCHEME`].
+    pub scheme: String,
+    /// [`crate::private::ModelKey::check`] of the content key: a grantee refuses a
+    /// granted key that does not match it before decrypting anything.
+    pub key_check: Hash32,
+    /// The size of the `docker save` archive before encryption; the blob is
+    /// [`crate::private::ciphertext_len`] of it.
+    pub plaintext_size: u64,
 }
 
 /// Auto-approval of association requests, per benchmark and per subject kind.
@@ -697,6 +721,33 @@ pub struct Admission {
     pub roles: Vec<MemberRole>,
 }
 
+/// A private model's owner gives its content key to the owner of a dataset
+/// approved in a benchmark the model is approved in (MedPerf's `grant_access`).
+/// Counts only from the container's owner, for approved associations, sealed to
+/// the dataset owner's profile key, and not after a [`ModelRevocation`] covering
+/// the dataset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelGrant {
+    pub model: RecordId,
+    pub benchmark: RecordId,
+    pub dataset: RecordId,
+    /// The [`crate::private::ModelKey`], sealed with
+    /// [`crate::seal::seal_model_key`] to the dataset owner alone.
+    pub key: Sealed,
+}
+
+/// A private model's owner stops granting its key: to one dataset, or to every
+/// dataset (`None`). Grants the owner signs later in its chain are ignored; a
+/// grant made before stays (its recipient already holds the key). A new
+/// container version has a new key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRevocation {
+    pub model: RecordId,
+    pub dataset: Option<RecordId>,
+}
+
 /// The admins of epoch `epoch - 1` (at their threshold) hand over to a new set.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -847,6 +898,25 @@ impl Body {
                 if let Some(a) = &c.image_archive {
                     blob("container.image_archive", a)?;
                 }
+                if let Some(e) = &c.encryption {
+                    if e.scheme != crate::private::SCHEME {
+                        return Err(RecordError::Invalid {
+                            field: "container.encryption.scheme",
+                            reason: format!("must be {}", crate::private::SCHEME),
+                        });
+                    }
+                    let expected = (e.plaintext_size <= BLOB_BYTES_MAX)
+                        .then(|| crate::private::ciphertext_len(e.plaintext_size));
+                    match (&c.image_archive, expected) {
+                        (Some(a), Some(n)) if a.size == n => {}
+                        _ => {
+                            return Err(RecordError::Invalid {
+                                field: "container.encryption",
+                                reason: "an encrypted container needs an image archive whose size is the ciphertext length of plaintext_size".into(),
+                            });
+                        }
+                    }
+                }
                 list("container.manifest.tasks", &c.manifest.tasks, LIST_LEN_MAX)?;
                 if c.manifest.tasks.is_empty() {
                     return Err(RecordError::Invalid {
@@ -972,6 +1042,8 @@ impl Body {
                 roles("join_request.roles", &j.roles)
             }
             Body::Admission(a) => roles("admission.roles", &a.roles),
+            Body::ModelGrant(g) => sealed("model_grant.key", &g.key),
+            Body::ModelRevocation(_) => Ok(()),
             Body::AdminRotation(a) => {
                 if a.epoch == 0 {
                     return Err(RecordError::Invalid {

@@ -336,6 +336,50 @@ pub fn open_details(
     Ok(d)
 }
 
+/// What a private model's granted key is bound to: a grant copied to another
+/// model, benchmark or dataset does not open.
+#[derive(Clone, Copy, Debug)]
+pub struct GrantBinding {
+    pub model: RecordId,
+    pub benchmark: RecordId,
+    pub dataset: RecordId,
+}
+
+impl GrantBinding {
+    fn aad(&self) -> Vec<u8> {
+        let mut a = Vec::with_capacity(24 + 96);
+        a.extend_from_slice(b"medmesh/model-grant/v1");
+        a.extend_from_slice(self.model.as_bytes());
+        a.extend_from_slice(self.benchmark.as_bytes());
+        a.extend_from_slice(self.dataset.as_bytes());
+        a
+    }
+}
+
+/// Seal a private model's content key to one data owner (a [`crate::record::ModelGrant`]).
+pub fn seal_model_key(
+    key: &crate::private::ModelKey,
+    recipient: X25519Key,
+    binding: GrantBinding,
+    rng: &mut impl rand_core::CryptoRng,
+) -> Result<Sealed, SealError> {
+    Ok(seal_bytes(key.as_bytes().to_vec(), &[recipient], &binding.aad(), rng)?.0)
+}
+
+/// Open a granted content key with the data owner's key.
+pub fn open_model_key(
+    sealed: &Sealed,
+    key: &OpeningKey,
+    binding: GrantBinding,
+) -> Result<crate::private::ModelKey, SealError> {
+    let (plaintext, _) = open_bytes(sealed, key, &binding.aad())?;
+    let bytes: [u8; 32] = plaintext
+        .as_slice()
+        .try_into()
+        .map_err(|_| SealError::BadPlaintext("a model key is 32 bytes".into()))?;
+    Ok(crate::private::ModelKey::from_bytes(bytes))
+}
+
 /// A deterministic RNG for tests and reproducible fixtures (BLAKE3 in XOF mode).
 /// Never use it to seal real results.
 pub struct SeededRng(blake3::OutputReader);

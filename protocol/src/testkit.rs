@@ -237,6 +237,7 @@ pub fn container(name: &str, tasks: &[&str]) -> Body {
         image_archive: None,
         parameters: None,
         additional_files: None,
+        encryption: None,
     })
 }
 

@@ -20,6 +20,8 @@
 //!   dataset, then metrics; results and execution receipts.
 //! - [`examples`]: builds the example containers' static binaries and their
 //!   `FROM scratch` images.
+//! - [`private`]: private models' archives: encrypted for publication, and at a
+//!   granted site decrypted to a temporary file, loaded and checked.
 //! - [`error`]: what can go wrong, each with what to do and the log path.
 //!
 //! Architecture invariant: the runner never encodes or signs records; it returns
@@ -32,6 +34,7 @@ pub mod error;
 pub mod examples;
 pub mod execution;
 pub mod manifest;
+pub mod private;
 pub mod scaffold;
 pub mod site;
 pub mod treehash;

@@ -341,3 +341,150 @@ async fn the_control_api_adds_fetches_serves_and_collects_blobs_and_writes_need_
     }
     n.shutdown().await;
 }
+
+/// What a greedy peer got for its requests: pieces, and refusals by reason.
+#[derive(Debug, Default)]
+struct Greed {
+    pieces: u64,
+    refused: std::collections::BTreeMap<String, u64>,
+}
+
+/// A raw swarm that asks `target` for the pieces of a blob over and over, in a
+/// cycle, [`PIECES_IN_FLIGHT_PER_PEER`] at once, without ever stopping: it wants
+/// the node's whole upload.
+fn greedy_peer(
+    target: Multiaddr,
+    hash: Hash32,
+    pieces: u32,
+) -> (PeerId, Arc<Mutex<Greed>>, tokio::task::JoinHandle<()>) {
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .expect("tcp transport")
+        .with_behaviour(|_| {
+            BlobBehaviour::new(
+                [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
+                request_response::Config::default(),
+            )
+        })
+        .expect("blob behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .build();
+    let peer = *swarm.local_peer_id();
+    let server = target
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+            _ => None,
+        })
+        .expect("the address names its peer");
+    swarm.dial(target).expect("dial the serving node");
+    let got = Arc::new(Mutex::new(Greed::default()));
+    let seen = got.clone();
+    let task = tokio::spawn(async move {
+        let mut next = 0u32;
+        let mut ask = |swarm: &mut libp2p::Swarm<BlobBehaviour>| {
+            let piece = next % pieces;
+            next += 1;
+            let hash = serde_bytes::ByteBuf::from(hash.as_bytes().to_vec());
+            swarm.behaviour_mut().send_request(&server, BlobRequest::Piece { hash, piece });
+        };
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => {
+                    for _ in 0..node::blobs::PIECES_IN_FLIGHT_PER_PEER {
+                        ask(&mut swarm);
+                    }
+                }
+                SwarmEvent::Behaviour(request_response::Event::Message {
+                    message: request_response::Message::Response { response, .. },
+                    ..
+                }) => {
+                    {
+                        let mut g = seen.lock().unwrap();
+                        match response {
+                            BlobResponse::Piece { .. } => g.pieces += 1,
+                            BlobResponse::Refused { reason } => {
+                                *g.refused.entry(reason).or_default() += 1
+                            }
+                            other => *g.refused.entry(format!("{other:?}")).or_default() += 1,
+                        }
+                    }
+                    ask(&mut swarm);
+                }
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure { .. }) => {
+                    ask(&mut swarm);
+                }
+                _ => {}
+            }
+        }
+    });
+    (peer, got, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_greedy_peer_is_held_to_its_serving_budget_while_an_honest_peer_completes() {
+    init_tracing();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    // 16 MiB per peer per window here (1 GiB by default), so that a few seconds
+    // of greed exhaust it; an honest fetch of the 12-piece blob needs 12 MiB.
+    let budget = 16 * PIECE_BYTES;
+    let server =
+        start_with(dirs[0].path(), &[], |c| c.blob_serve_peer_bytes_per_window = budget).await;
+    let data = content(12, 9);
+    let info = server.client().blob_add(std::io::Cursor::new(data.clone()), true).await.unwrap();
+    let (greedy, got, task) = greedy_peer(server.addresses()[0].clone(), info.hash, 12);
+    // The greedy peer takes what it may of the budget: 16 pieces, then refusals.
+    eventually("the greedy peer to be refused", FETCH_TIMEOUT_MS, || async {
+        got.lock().unwrap().refused.contains_key("over budget")
+    })
+    .await;
+
+    // An honest peer fetches the whole blob while the greedy one keeps asking.
+    let honest = start_with(dirs[1].path(), &server.addresses(), |_| {}).await;
+    let p = fetched(&honest.client(), info.hash, info.size).await;
+    assert_eq!(read_blob(&honest.client(), &info.hash).await, data);
+    assert_eq!(p.have, info.size);
+
+    let g = std::mem::take(&mut *got.lock().unwrap());
+    task.abort();
+    // Within one window the greedy peer got at most its budget (a second window
+    // may have begun while the honest fetch ran), and was refused far more.
+    assert!(g.pieces >= 16, "it was served up to its budget: {g:?}");
+    assert!(g.pieces <= 16 * 10, "its pieces stay within a few windows' budget: {g:?}");
+    let over = g.refused.get("over budget").copied().unwrap_or(0);
+    assert!(over > g.pieces, "it was refused more than it got: {g:?}");
+    // Operators see it in /metrics, by reason.
+    let m = server.client().metrics().await.unwrap();
+    let (served, _busy, over_budget, _repeat) = m.blob_served;
+    assert!(over_budget >= over, "{:?} vs {g:?}", m.blob_served);
+    assert!(served >= g.pieces + 12, "the greedy peer's and the honest fetch's pieces: {served}");
+    let text = m.render();
+    assert!(text.contains("medmesh_blob_requests_served_total{outcome=\"over_budget\"}"), "{text}");
+    eprintln!("greedy peer {greedy}: {g:?}; server metrics {:?}", m.blob_served);
+    honest.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_fetch_beyond_the_budget_waits_for_the_next_window_without_blaming_the_server() {
+    init_tracing();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    // 8 MiB per window: the 12-piece blob needs two windows from this one holder.
+    let server =
+        start_with(dirs[0].path(), &[], |c| c.blob_serve_peer_bytes_per_window = 8 * PIECE_BYTES)
+            .await;
+    let data = content(12, 11);
+    let info = server.client().blob_add(std::io::Cursor::new(data.clone()), true).await.unwrap();
+    let hospital = start_with(dirs[1].path(), &server.addresses(), |_| {}).await;
+    let p = fetched(&hospital.client(), info.hash, info.size).await;
+    assert_eq!(read_blob(&hospital.client(), &info.hash).await, data);
+    assert_eq!(p.failed_requests, 0, "a spent budget is not a failure: {p:?}");
+    let scores = hospital.client().blob_overview().unwrap().peers;
+    let s = &scores[&server.peer_id().to_string()];
+    assert!(s.score > 0 && s.failed == 0 && s.pieces == 12, "{s:?}");
+    let m = server.client().metrics().await.unwrap();
+    assert!(m.blob_served.2 >= 1, "the server held the fetch to its budget: {:?}", m.blob_served);
+    hospital.shutdown().await;
+    server.shutdown().await;
+}

@@ -47,6 +47,11 @@ pub enum ContainerCmd {
         /// (MedPerf's DockerImage).
         #[arg(long)]
         no_archive: bool,
+        /// A private model (MedPerf's EncryptedDockerArchive): the archive is
+        /// encrypted under a fresh key kept in your home, and only data owners you
+        /// grant it to (`medmesh model grant`) can load and run it.
+        #[arg(long, conflicts_with = "no_archive")]
+        private: bool,
     },
     /// Run one task of a container here, in the sandbox and limits a site uses, and
     /// show what a site would see: outputs, log, exit. Needs no node.
@@ -120,6 +125,7 @@ pub fn run(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<()> {
             additional_files,
             archive,
             no_archive,
+            private,
         } => {
             let archive = match (archive, no_archive) {
                 (Some(f), _) => ImageArchive::File(f),
@@ -136,9 +142,15 @@ pub fn run(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<()> {
                     parameters,
                     additional_files,
                     archive,
+                    private,
                 },
             )?;
-            report(ctx, "container submitted", &r.id, &serde_json::Value::Null)
+            report(
+                ctx,
+                if private { "private container submitted" } else { "container submitted" },
+                &r.id,
+                &serde_json::Value::Null,
+            )
         }
         ContainerCmd::New { .. } | ContainerCmd::RunTest { .. } => unreachable!("handled above"),
         ContainerCmd::Ls => {
@@ -152,7 +164,11 @@ pub fn run(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<()> {
                     .map(|c| {
                         vec![
                             c.id.short(),
-                            c.container.name.clone(),
+                            if c.container.encryption.is_some() {
+                                format!("{} (private)", c.container.name)
+                            } else {
+                                c.container.name.clone()
+                            },
                             c.container.image.reference.clone(),
                             c.container
                                 .manifest

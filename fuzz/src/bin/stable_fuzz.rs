@@ -104,8 +104,9 @@ fn load_corpus(dir: &Path) -> Vec<Vec<u8>> {
 }
 
 fn run(name: &str, seconds: u64, seed: u64, root: &Path) -> Result<(), String> {
-    let body = medmesh_fuzz::target(name)
-        .ok_or_else(|| format!("unknown target {name}; use record, cbor, sync or manifest"))?;
+    let body = medmesh_fuzz::target(name).ok_or_else(|| {
+        format!("unknown target {name}; use record, cbor, sync, manifest or private")
+    })?;
     let mut corpus = load_corpus(&root.join("corpus").join(name));
     if corpus.is_empty() {
         corpus = medmesh_fuzz::seeds()
@@ -181,12 +182,12 @@ fn main() {
             let seconds = flag("--seconds").unwrap_or(20);
             let seed = flag("--seed").unwrap_or(0x5eed);
             let targets: Vec<&str> = match args.get(1).map(String::as_str) {
-                Some("all") | None => vec!["record", "cbor", "sync", "manifest"],
+                Some("all") | None => vec!["record", "cbor", "sync", "manifest", "private"],
                 Some(t) => vec![t],
             };
             targets.iter().try_for_each(|t| run(t, seconds, seed, &root))
         }
-        _ => Err("usage: stable-fuzz seed | stable-fuzz run <record|cbor|sync|manifest|all> [--seconds N] [--seed N]".into()),
+        _ => Err("usage: stable-fuzz seed | stable-fuzz run <record|cbor|sync|manifest|private|all> [--seconds N] [--seed N]".into()),
     };
     if let Err(e) = result {
         eprintln!("stable-fuzz: {e}");

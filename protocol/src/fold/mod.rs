@@ -39,6 +39,12 @@
 //!   nothing); a member without a profile blocks results until it publishes one.
 //!   The owner's latest such result per (benchmark, model, dataset) counts;
 //!   every other carries its reason.
+//! - Private models: a [`ModelGrant`] of a private container's key counts only
+//!   when signed by the container's owner, for a benchmark in which both the
+//!   model's and the dataset's associations are approved, sealed to the dataset
+//!   owner's profile key alone, and signed before (lower `seq` than) every
+//!   [`ModelRevocation`] of the owner covering that dataset; the latest such
+//!   grant per (model, dataset) counts. Revocations count only from the owner.
 //! - Releases show once `threshold` distinct committee members signed identical
 //!   content that matches the benchmark's sharing policy and its disclosure
 //!   policy (only its metrics, values on its precision grid) and is backed by
@@ -59,6 +65,7 @@ mod admission;
 mod associations;
 mod authority;
 mod catalog;
+mod grants;
 mod results;
 mod state;
 
@@ -217,6 +224,9 @@ pub struct Ledger {
     rotations: BTreeMap<u64, Map<Hash32, Cosigned<AdminRotation>>>,
     /// Admitted key -> each admin's admissions of it, by seq: (epoch, roles).
     admissions: Map<PublicKey, Votes<(u64, MemberRoles)>>,
+    /// Private models' key grants and revocations, by model.
+    grants: BTreeMap<RecordId, Vec<Authored<ModelGrant>>>,
+    model_revocations: BTreeMap<RecordId, Vec<Authored<ModelRevocation>>>,
 }
 
 impl<T> Authored<T> {
@@ -263,6 +273,8 @@ impl Ledger {
             revocations: Map::default(),
             rotations: BTreeMap::new(),
             admissions: Map::default(),
+            grants: BTreeMap::new(),
+            model_revocations: BTreeMap::new(),
         }
     }
 
@@ -392,6 +404,12 @@ impl Ledger {
                     .entry(r.signer)
                     .or_default()
                     .insert(r.seq, (r.id, (x.epoch, MemberRoles::of(&x.roles))));
+            }
+            Body::ModelGrant(x) => {
+                self.grants.entry(x.model).or_default().push(Authored::of(r, x.clone()));
+            }
+            Body::ModelRevocation(x) => {
+                self.model_revocations.entry(x.model).or_default().push(Authored::of(r, x.clone()));
             }
             // A join request only asks; its chain slot is all the fold keeps.
             Body::JoinRequest(_) => {}
@@ -579,6 +597,8 @@ impl<'a> Deriver<'a> {
             .map(|a| (a.benchmark, a.subject))
             .collect();
         let results = self.results(&benchmarks, &datasets, &approved);
+        let model_revocations = self.model_revocations(&containers);
+        let grants = self.grants(&containers, &datasets, &profiles, &approved, &model_revocations);
         let (releases, leaderboards) = self.releases(&benchmarks, &containers, &approved, &results);
 
         self.ignored.sort_by_key(|a| a.id);
@@ -602,6 +622,8 @@ impl<'a> Deriver<'a> {
             results,
             releases,
             leaderboards,
+            grants,
+            model_revocations,
             ignored: self.ignored,
             hash: Hash32::from_bytes([0; 32]),
         };

@@ -122,6 +122,27 @@ pub struct ReleaseView {
     pub signers: Vec<PublicKey>,
 }
 
+/// A private model's key granted to a dataset's owner (the grant that counts).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantView {
+    pub id: RecordId,
+    pub model: RecordId,
+    pub benchmark: RecordId,
+    pub dataset: RecordId,
+    /// The dataset's owner, who opens the key.
+    pub grantee: PublicKey,
+}
+
+/// A private model's owner stopped granting its key (to one dataset, or all).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelRevocationView {
+    pub id: RecordId,
+    pub model: RecordId,
+    pub dataset: Option<RecordId>,
+    /// Its place in the owner's chain: grants signed later are ignored.
+    pub seq: u64,
+}
+
 pub use crate::leaderboard::{Cell, Leaderboard, LeaderboardRow};
 
 /// A record kept but without effect, and why.
@@ -179,6 +200,10 @@ pub struct State {
     pub results: Vec<ResultView>,
     pub releases: BTreeMap<RecordId, ReleaseView>,
     pub leaderboards: BTreeMap<RecordId, Leaderboard>,
+    /// Private models' grants that count, by (model, dataset).
+    pub grants: Vec<GrantView>,
+    /// Private models' revocations, by model and seq.
+    pub model_revocations: Vec<ModelRevocationView>,
     pub ignored: Vec<Ignored>,
     /// Summary of all of the above; see [`State::compute_hash`].
     pub hash: Hash32,
@@ -191,6 +216,21 @@ impl State {
             .binary_search_by(|a| (a.benchmark, a.subject).cmp(&(*benchmark, *subject)))
             .ok()
             .map(|i| &self.associations[i])
+    }
+
+    /// The grant of private model `model`'s key for `dataset` that counts.
+    pub fn grant(&self, model: &RecordId, dataset: &RecordId) -> Option<&GrantView> {
+        self.grants
+            .binary_search_by(|g| (g.model, g.dataset).cmp(&(*model, *dataset)))
+            .ok()
+            .map(|i| &self.grants[i])
+    }
+
+    /// Is granting `model`'s key for `dataset` revoked (for grants signed from now on)?
+    pub fn grant_revoked(&self, model: &RecordId, dataset: &RecordId) -> bool {
+        self.model_revocations
+            .iter()
+            .any(|r| r.model == *model && r.dataset.is_none_or(|d| d == *dataset))
     }
 
     /// Approved models of a benchmark, highest priority first, then by id.
@@ -314,6 +354,14 @@ impl State {
                 id(&mut h, c.dataset.as_bytes());
                 h.update(&c.value.hash_bytes());
             }
+        }
+        h.update(b"grants");
+        for g in &self.grants {
+            id(&mut h, g.id.as_bytes());
+        }
+        h.update(b"model_revocations");
+        for r in &self.model_revocations {
+            id(&mut h, r.id.as_bytes());
         }
         h.update(b"ignored");
         for i in &self.ignored {
