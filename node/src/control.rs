@@ -463,36 +463,28 @@ struct ViewQuery {
     after: Option<String>,
 }
 
+/// A query parameter the views cannot take: its error name and message (a 400).
+type BadParam = (&'static str, String);
+
 impl ViewQuery {
     fn limit(&self) -> u32 {
         self.limit.unwrap_or(crate::views::VIEW_PAGE_DEFAULT).clamp(1, crate::views::VIEW_PAGE_MAX)
     }
 
-    fn id(field: &str, v: &Option<String>) -> Result<Option<RecordId>, Response> {
+    fn id(field: &str, v: &Option<String>) -> Result<Option<RecordId>, BadParam> {
         v.as_deref()
-            .map(|s| {
-                s.parse().map_err(|e| {
-                    error(
-                        StatusCode::BAD_REQUEST,
-                        "bad_id",
-                        format!("{field}: {e} (give a full id)"),
-                    )
-                })
-            })
+            .map(|s| s.parse().map_err(|e| ("bad_id", format!("{field}: {e} (give a full id)"))))
             .transpose()
     }
 
-    fn owner(&self) -> Result<Option<PublicKey>, Response> {
+    fn owner(&self) -> Result<Option<PublicKey>, BadParam> {
         self.owner
             .as_deref()
-            .map(|s| {
-                s.parse()
-                    .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_key", format!("owner: {e}")))
-            })
+            .map(|s| s.parse().map_err(|e| ("bad_key", format!("owner: {e}"))))
             .transpose()
     }
 
-    fn status(&self) -> Result<Option<protocol::fold::Status>, Response> {
+    fn status(&self) -> Result<Option<protocol::fold::Status>, BadParam> {
         use protocol::fold::Status;
         self.status
             .as_deref()
@@ -501,8 +493,7 @@ impl ViewQuery {
                 "approved" => Ok(Status::Approved),
                 "rejected" => Ok(Status::Rejected),
                 "failed_compatibility" => Ok(Status::FailedCompatibility),
-                other => Err(error(
-                    StatusCode::BAD_REQUEST,
+                other => Err((
                     "bad_status",
                     format!(
                         "status `{other}`: use pending, approved, rejected or failed_compatibility"
@@ -540,7 +531,7 @@ macro_rules! try_q {
     ($e:expr) => {
         match $e {
             Ok(v) => v,
-            Err(r) => return r,
+            Err((kind, message)) => return error(StatusCode::BAD_REQUEST, kind, message),
         }
     };
 }

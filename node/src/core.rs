@@ -25,6 +25,18 @@ use crate::views::Views;
 /// Records verified together when the store is read back at start.
 const LOAD_BATCH_RECORDS: usize = 1024;
 
+/// Hand the allocator's free memory back to the system. Reading a large store
+/// back and folding it allocate and free a great deal of short-lived memory
+/// (decoded records, sort buffers, the previous state) between long-lived
+/// indexes; glibc keeps those holes resident until asked to return them.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own heap; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 pub(crate) struct Core {
     store: Option<Store>,
     ledger: Ledger,
@@ -149,6 +161,7 @@ impl Core {
             warn!(target: "medmesh::audit", bad, "stored records failed verification on load and were skipped (see GET /v1/refusals, source store)");
         }
         let admitted = ledger.admitted();
+        release_free_memory();
         Ok(Core {
             store: Some(store),
             ledger,
@@ -340,6 +353,7 @@ impl Core {
         let s = Arc::new(self.ledger.state());
         self.fold_runs += 1;
         self.fold_micros += started.elapsed().as_micros() as u64;
+        release_free_memory();
         self.state = Some(s.clone());
         s
     }
