@@ -11,7 +11,9 @@
 //! - [`output`]: tables and `--json`.
 //! - [`home`]: the user's home: keys, network root, profile, work folders.
 //! - [`demo`]: the whole workflow on a local federation of real nodes.
-//! - [`workflow`]: MedPerf's workflow steps, shared by the commands and the demo.
+//! - [`workflow`]: MedPerf's workflow steps, shared by the commands, the demo and
+//!   the UI.
+//! - [`ui`]: `medmesh ui`, the web application for every role.
 
 pub mod app;
 pub mod chain;
@@ -23,4 +25,5 @@ pub mod ids;
 pub mod keys;
 pub mod output;
 pub mod publish;
+pub mod ui;
 pub mod workflow;
