@@ -218,8 +218,12 @@ pub async fn leaderboard(
         let body = html! { p #no-leaderboard { "No release yet: the committee has not released results of this benchmark." } };
         return done(snap, &signed, &format!("Leaderboard of {name}"), body);
     };
-    let metrics: Vec<String> =
-        lb.rows.first().map(|r| r.metrics.keys().cloned().collect()).unwrap_or_default();
+    // The other released metrics (the ranking one has its own column).
+    let metrics: Vec<String> = lb
+        .rows
+        .first()
+        .map(|r| r.metrics.keys().filter(|m| **m != lb.metric).cloned().collect())
+        .unwrap_or_default();
     let body = html! {
         p.muted { "Release round " (lb.release_round) ", ranked by " (lb.metric) (if lb.higher_is_better { " (higher is better)" } else { " (lower is better)" }) "." }
         (charts::interval_chart(&lb))

@@ -15,8 +15,20 @@ const ROW_H: i64 = 30;
 /// Ticks on the axis (both ends included).
 const TICKS: i64 = 5;
 
+/// A value with four decimals (as the leaderboard table shows it).
 fn fixed(millionths: i64) -> String {
-    format!("{:.3}", millionths as f64 / 1e6)
+    format!("{:.4}", millionths as f64 / 1e6)
+}
+
+/// A tick label with enough decimals that ticks `step` millionths apart differ.
+fn tick(millionths: i64, step: i64) -> String {
+    let mut decimals = 3usize;
+    let mut unit = 1_000i64;
+    while decimals < 6 && step < unit {
+        decimals += 1;
+        unit /= 10;
+    }
+    format!("{:.*}", decimals, millionths as f64 / 1e6)
 }
 
 /// The axis range: every value and interval end, padded, on round thousandths.
@@ -48,10 +60,11 @@ pub fn interval_chart(lb: &Leaderboard) -> Markup {
     let width = LABEL_W + PLOT_W + 120;
     let axis_y = ROW_H * lb.rows.len() as i64 + 12;
     let desc = format!(
-        "{} per model with its 95% interval; the axis runs from {} to {}, not from zero",
+        "{} per model with its 95% interval; the axis runs from {} to {}{}",
         lb.metric,
-        fixed(lo),
-        fixed(hi)
+        tick(lo, span / (TICKS - 1)),
+        tick(hi, span / (TICKS - 1)),
+        if lo > 0 { ", not from zero" } else { "" }
     );
     html! {
         figure.chart {
@@ -88,10 +101,10 @@ pub fn interval_chart(lb: &Leaderboard) -> Markup {
                 @for t in 0..TICKS {
                     @let v = lo + span * t / (TICKS - 1);
                     line.axis x1=(x(v)) x2=(x(v)) y1=(axis_y) y2=(axis_y + 5) {}
-                    text.tick x=(x(v)) y=(axis_y + 18) text-anchor="middle" { (fixed(v)) }
+                    text.tick x=(x(v)) y=(axis_y + 18) text-anchor="middle" { (tick(v, span / (TICKS - 1))) }
                 }
                 text.axis-note x=(LABEL_W) y=(axis_y + 36) {
-                    (lb.metric) " · axis starts at " (fixed(lo))
+                    (lb.metric) " · axis starts at " (tick(lo, span / (TICKS - 1)))
                     @if lo > 0 { " (not zero)" }
                 }
             }
@@ -207,12 +220,24 @@ mod tests {
     }
 
     #[test]
+    fn ticks_close_together_get_the_decimals_that_tell_them_apart() {
+        assert_eq!(tick(988_000, 750), "0.9880");
+        assert_eq!(tick(990_000, 250_000), "0.990");
+        let labels: Vec<String> = (0..5).map(|t| tick(988_000 + 750 * t, 750)).collect();
+        let distinct: std::collections::BTreeSet<_> = labels.iter().collect();
+        assert_eq!(distinct.len(), 5, "{labels:?}");
+    }
+
+    #[test]
     fn the_axis_covers_every_interval_and_says_where_it_starts() {
         let lb = board(&[(985_000, 975_000, 990_000), (973_000, 960_000, 980_000)]);
         let (lo, hi) = axis(&lb);
         assert!(lo <= 960_000 && hi >= 990_000, "{lo}..{hi}");
         let svg = interval_chart(&lb).into_string();
-        assert!(svg.contains(&format!("axis starts at {} (not zero)", fixed(lo))), "{svg}");
+        assert!(
+            svg.contains(&format!("axis starts at {} (not zero)", tick(lo, (hi - lo) / 4))),
+            "{svg}"
+        );
         assert!(svg.contains("&lt;b&gt;model 0&lt;/b&gt;"), "names are escaped: {svg}");
         assert!(!svg.contains("<b>"));
     }

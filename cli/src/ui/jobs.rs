@@ -244,7 +244,6 @@ pub async fn page(
         )
     };
     let body = html! {
-        p { (job.title) }
         div #job data-events=[outcome.is_none().then(|| format!("/jobs/{id}/events"))] {
             p #status role="status" aria-live="polite" {
                 @match &outcome {
@@ -269,7 +268,7 @@ pub async fn page(
             pre #log tabindex="0" aria-label="Job log" { (lines) }
         }
     };
-    Ok(layout::page("Job", &snap.me, &snap.state, &signed.csrf, body))
+    Ok(layout::page(&job.title, &snap.me, &snap.state, &signed.csrf, body))
 }
 
 /// `GET /jobs/{id}/events`: new log lines (`log`), progress (`progress`), and
