@@ -9,6 +9,8 @@
 //!   fetches.
 //! - [`control`]: the local HTTP control API the CLI talks to.
 //! - [`web`]: the read-only leaderboard pages (HTML with an SVG chart and heatmap).
+//! - [`charts`]: those charts (points with intervals on a labelled axis, the
+//!   heatmap), shared with `medmesh ui`.
 //! - [`node`]: [`Node`] (start, stop) and [`Client`] (the cheap handle to a node).
 //! - [`peers`]: the address book on disk and the redial schedule that reconnects
 //!   lost peers.
@@ -27,6 +29,7 @@
 pub mod admission;
 pub mod blobs;
 pub mod blobstore;
+pub mod charts;
 pub mod control;
 mod core;
 pub mod error;

@@ -10,7 +10,9 @@ use protocol::{PublicKey, RecordId};
 
 use super::auth::Signed;
 use super::layout::{self, ListQuery, status};
-use super::{Page, Shared, Snapshot, UiError, charts, snapshot};
+use node::charts;
+
+use super::{Page, Shared, Snapshot, UiError, snapshot};
 use crate::workflow;
 
 /// A record id from a path: full hex, or a unique prefix of a known id.

@@ -11,8 +11,9 @@
 //!   escapes by construction).
 //! - [`browse`]: what everyone reads (benchmarks, containers, datasets,
 //!   associations, results, leaderboards).
-//! - [`charts`]: the leaderboard chart (points with intervals on a stated axis)
-//!   and the model x site heatmap, as inline SVG.
+//! - `node::charts`: the leaderboard chart (points with intervals on a stated
+//!   axis) and the model x site heatmap, as inline SVG, shared with the node's
+//!   own leaderboard page.
 //! - [`jobs`]: long work (prepare, compatibility tests, runs) on threads of its
 //!   own, with live logs and progress over server-sent events.
 //! - [`data_owner`], [`model_owner`], [`committee`], [`admin`], [`owner`]: each
@@ -21,7 +22,6 @@
 pub mod admin;
 pub mod auth;
 pub mod browse;
-pub mod charts;
 pub mod committee;
 pub mod data_owner;
 pub mod jobs;

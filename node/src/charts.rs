@@ -1,7 +1,8 @@
 //! Charts people can trust, as inline SVG rendered here: each model's value as a
 //! point with its 95% interval on an axis whose ends are labelled (the words say
 //! where it starts, so a zoomed axis never passes for one from zero), and the
-//! model x site heatmap with every value written in its cell.
+//! model x site heatmap with every value written in its cell. Styled by their own
+//! attributes, so they look the same on the node's pages and in `medmesh ui`.
 
 use maud::{Markup, html};
 use protocol::fold::Leaderboard;
@@ -14,6 +15,12 @@ const PLOT_W: i64 = 440;
 const ROW_H: i64 = 30;
 /// Ticks on the axis (both ends included).
 const TICKS: i64 = 5;
+/// Points and intervals (contrast 10:1 on white).
+const INK: &str = "#0b3d91";
+/// Text and the axis.
+const TEXT: &str = "#10151f";
+/// Row guide lines.
+const GRID: &str = "#dde3ec";
 
 /// A value with four decimals (as the leaderboard table shows it).
 fn fixed(millionths: i64) -> String {
@@ -69,20 +76,21 @@ pub fn interval_chart(lb: &Leaderboard) -> Markup {
     html! {
         figure.chart {
             svg #chart xmlns="http://www.w3.org/2000/svg" width=(width) height=(height)
-                viewBox={ "0 0 " (width) " " (height) } role="img" aria-label=(desc) {
+                viewBox={ "0 0 " (width) " " (height) } role="img" aria-label=(desc)
+                font-family="system-ui, sans-serif" font-size="12" fill=(TEXT) {
                 title { (desc) }
                 @for (i, r) in lb.rows.iter().enumerate() {
                     @let y = 20 + ROW_H * i as i64;
                     text x=(LABEL_W - 10) y=(y + 4) text-anchor="end" { (r.rank) ". " (r.model_name) }
-                    line.grid x1=(LABEL_W) x2=(LABEL_W + PLOT_W) y1=(y) y2=(y) {}
+                    line.grid x1=(LABEL_W) x2=(LABEL_W + PLOT_W) y1=(y) y2=(y) stroke=(GRID) {}
                     @match r.value.millionths() {
                         Some(v) => {
                             @if let (Some(l), Some(h)) = (r.ci_low, r.ci_high) {
-                                line.interval x1=(x(l)) x2=(x(h)) y1=(y) y2=(y) {}
-                                line.interval x1=(x(l)) x2=(x(l)) y1=(y - 6) y2=(y + 6) {}
-                                line.interval x1=(x(h)) x2=(x(h)) y1=(y - 6) y2=(y + 6) {}
+                                line.interval x1=(x(l)) x2=(x(h)) y1=(y) y2=(y) stroke=(INK) stroke-width="2" {}
+                                line.whisker x1=(x(l)) x2=(x(l)) y1=(y - 6) y2=(y + 6) stroke=(INK) stroke-width="2" {}
+                                line.whisker x1=(x(h)) x2=(x(h)) y1=(y - 6) y2=(y + 6) stroke=(INK) stroke-width="2" {}
                             }
-                            circle.point cx=(x(v)) cy=(y) r="5" {
+                            circle.point cx=(x(v)) cy=(y) r="5" fill=(INK) {
                                 title {
                                     (r.model_name) ": " (fixed(v))
                                     @if let (Some(l), Some(h)) = (r.ci_low, r.ci_high) {
@@ -97,13 +105,13 @@ pub fn interval_chart(lb: &Leaderboard) -> Markup {
                         }
                     }
                 }
-                line.axis x1=(LABEL_W) x2=(LABEL_W + PLOT_W) y1=(axis_y) y2=(axis_y) {}
+                line.axis x1=(LABEL_W) x2=(LABEL_W + PLOT_W) y1=(axis_y) y2=(axis_y) stroke=(TEXT) {}
                 @for t in 0..TICKS {
                     @let v = lo + span * t / (TICKS - 1);
-                    line.axis x1=(x(v)) x2=(x(v)) y1=(axis_y) y2=(axis_y + 5) {}
+                    line.axis x1=(x(v)) x2=(x(v)) y1=(axis_y) y2=(axis_y + 5) stroke=(TEXT) {}
                     text.tick x=(x(v)) y=(axis_y + 18) text-anchor="middle" { (tick(v, span / (TICKS - 1))) }
                 }
-                text.axis-note x=(LABEL_W) y=(axis_y + 36) {
+                text.axis-note x=(LABEL_W) y=(axis_y + 36) font-weight="bold" {
                     (lb.metric) " · axis starts at " (tick(lo, span / (TICKS - 1)))
                     @if lo > 0 { " (not zero)" }
                 }
@@ -133,12 +141,14 @@ pub fn heatmap(lb: &Leaderboard) -> Markup {
     if lb.cells.is_empty() {
         return html! {};
     }
-    const CELL_W: i64 = 90;
     const CELL_H: i64 = 28;
+    // Wide enough for the longest site label (about 7 units a character at 12px).
+    let longest = lb.datasets.iter().map(|d| d.chars().count()).max().unwrap_or(0) as i64;
+    let cell_w: i64 = (longest * 7 + 16).clamp(90, 240);
     let values: Vec<i64> = lb.cells.iter().filter_map(|c| c.value.millionths()).collect();
     let (min, max) =
         (values.iter().copied().min().unwrap_or(0), values.iter().copied().max().unwrap_or(1));
-    let width = LABEL_W + CELL_W * lb.datasets.len() as i64 + 10;
+    let width = LABEL_W + cell_w * lb.datasets.len() as i64 + 10;
     let height = CELL_H * (lb.rows.len() as i64 + 1) + 10;
     let desc = format!(
         "{} of each model at each site; darker is higher, from {} to {}",
@@ -149,30 +159,31 @@ pub fn heatmap(lb: &Leaderboard) -> Markup {
     html! {
         figure.chart {
             svg #heatmap xmlns="http://www.w3.org/2000/svg" width=(width) height=(height)
-                viewBox={ "0 0 " (width) " " (height) } role="img" aria-label=(desc) {
+                viewBox={ "0 0 " (width) " " (height) } role="img" aria-label=(desc)
+                font-family="system-ui, sans-serif" font-size="12" fill=(TEXT) {
                 title { (desc) }
                 @for (j, d) in lb.datasets.iter().enumerate() {
-                    text x=(LABEL_W + CELL_W * j as i64 + CELL_W / 2) y="18" text-anchor="middle" { (d) }
+                    text x=(LABEL_W + cell_w * j as i64 + cell_w / 2) y="18" text-anchor="middle" { (d) }
                 }
                 @for (i, r) in lb.rows.iter().enumerate() {
                     @let y = CELL_H * (i as i64 + 1);
                     text x=(LABEL_W - 10) y=(y + 18) text-anchor="end" { (r.model_name) }
                     @for (j, d) in lb.datasets.iter().enumerate() {
                         @let cell = lb.cells.iter().find(|c| c.model == r.model && &c.dataset == d);
-                        @let xx = LABEL_W + CELL_W * j as i64;
+                        @let xx = LABEL_W + cell_w * j as i64;
                         @match cell.map(|c| c.value) {
                             Some(v) => {
                                 @let t = v.millionths().map_or(0, |m| if max > min { (m - min) * 1000 / (max - min) } else { 1000 });
                                 @let (bg, fg) = shade(t);
-                                rect x=(xx) y=(y) width=(CELL_W - 2) height=(CELL_H - 2) fill=(bg) {
+                                rect.cell x=(xx) y=(y) width=(cell_w - 2) height=(CELL_H - 2) fill=(bg) {
                                     title { (r.model_name) " at " (d) ": " (v.to_string()) }
                                 }
-                                text x=(xx + CELL_W / 2) y=(y + 18) text-anchor="middle" fill=(fg) {
+                                text x=(xx + cell_w / 2) y=(y + 18) text-anchor="middle" fill=(fg) {
                                     (v.millionths().map_or_else(|| "NaN".to_string(), fixed))
                                 }
                             }
                             None => {
-                                text x=(xx + CELL_W / 2) y=(y + 18) text-anchor="middle" { "–" }
+                                text x=(xx + cell_w / 2) y=(y + 18) text-anchor="middle" { "–" }
                             }
                         }
                     }
