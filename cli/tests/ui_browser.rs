@@ -262,12 +262,29 @@ fn a_committee_member_approves_in_the_browser_a_data_owner_runs_and_the_leaderbo
     b_hospital.click("#results a[href^='/data/results/']");
     b_hospital.wait_text("#metrics", "auc", None);
 
+    // The benchmark owner's dashboard shows the site done; the model's owner (the
+    // admin here) sees where its model runs.
+    let dashboard = format!("{}/owner/{bench}", ui_admin.base);
+    b_admin.go(&dashboard);
+    b_admin.wait_text("#summary", "1 done", Some(&dashboard));
+    // The benchmark's owner is not on its committee: the dataset's name is sealed
+    // to it; the site shows by its owner's profile.
+    let sites = b_admin.text("#sites").unwrap();
+    assert!(sites.contains("St Luke's") && sites.contains("(sealed)"), "{sites}");
+    assert!(!sites.contains("site-a"), "{sites}");
+    shot(&b_admin, "07-owner-preparation-dashboard");
+    b_admin.go(&format!("{}/models", ui_admin.base));
+    assert_labelled(&b_admin, "/models");
+    let runs = b_admin.text("#where-models-run").unwrap();
+    assert!(runs.contains("reference-logistic") && runs.contains("approved"), "{runs}");
+
     // The committee member releases, after review.
     b_member.go(&decisions);
     b_member.click("form.release button");
     let record = b_member.wait_text("#record", "entries", None);
     assert!(record.contains(&bench), "{record}");
-    b_member.click("#sign");
+    // Signed from the keyboard.
+    b_member.press_enter("#sign");
     b_member.wait_text("#signed", "Release the results of benchmark breast-cancer", None);
 
     // The leaderboard page now shows the model, a point and interval chart on an
@@ -277,5 +294,5 @@ fn a_committee_member_approves_in_the_browser_a_data_owner_runs_and_the_leaderbo
     assert!(table.contains("auc"), "{table}");
     let chart = b_admin.execute("return document.querySelector('#chart').outerHTML;", json!([]));
     assert!(chart.as_str().unwrap().contains("axis starts at"), "{chart}");
-    shot(&b_admin, "07-the-leaderboard-updated");
+    shot(&b_admin, "08-the-leaderboard-updated");
 }

@@ -163,4 +163,51 @@ fn only_the_link_holder_signs_in_and_only_through_served_forms() {
         );
         assert!(!page.body.contains(evil_name) && !page.body.contains("<img src=x"), "{path}");
     }
+
+    // A decision the network ignores is an error in the UI too, as on the command
+    // line: a key that is not an admin approves the benchmark.
+    let outsider = t.0.join("outsider");
+    home(&outsider, Some(&admin.join("root.cbor")), &node_dir);
+    let ui2 = start_ui(&outsider);
+    let cookie2 = get(&ui2.link, None).cookie.split(';').next().unwrap().to_string();
+    let token2 = csrf_of(&get(&format!("{}/", ui2.base), Some(&cookie2)).body);
+    let decide = format!("csrf={token2}&action=benchmark&benchmark={}&decision=approve", r.id);
+    let review = post(&format!("{}/decisions/review", ui2.base), &cookie2, &decide);
+    assert_eq!(review.status, 200, "{}", review.body);
+    assert!(review.body.contains("benchmark_decision"), "the record is shown: {}", review.body);
+    let digest = field(&review.body, "digest");
+    // Signing something other than what was reviewed is refused.
+    let other = post(
+        &format!("{}/decisions/sign", ui2.base),
+        &cookie2,
+        &format!(
+            "csrf={token2}&action=benchmark&benchmark={}&decision=reject&digest={digest}",
+            r.id
+        ),
+    );
+    assert_eq!(other.status, 409, "{}", other.body);
+    assert!(other.body.contains("no longer the one you reviewed"), "{}", other.body);
+    let signed = post(
+        &format!("{}/decisions/sign", ui2.base),
+        &cookie2,
+        &format!("{decide}&digest={digest}"),
+    );
+    assert_eq!(signed.status, 409, "{}", signed.body);
+    assert!(signed.body.contains("ignores it: signer is not an admin"), "{}", signed.body);
+    // The admin's own approval counts.
+    let decide = format!("csrf={token}&action=benchmark&benchmark={}&decision=approve", r.id);
+    let review = post(&format!("{}/decisions/review", ui.base), &cookie, &decide);
+    let digest = field(&review.body, "digest");
+    let signed =
+        post(&format!("{}/decisions/sign", ui.base), &cookie, &format!("{decide}&digest={digest}"));
+    assert_eq!(signed.status, 200, "{}", signed.body);
+    assert!(signed.body.contains("Signed and published"), "{}", signed.body);
+}
+
+/// The value of a hidden field in a page.
+fn field(page: &str, name: &str) -> String {
+    let key = format!("name=\"{name}\" value=\"");
+    let at = page.find(&key).unwrap_or_else(|| panic!("no field {name} in {page}"));
+    let rest = &page[at + key.len()..];
+    rest[..rest.find('"').unwrap()].to_string()
 }

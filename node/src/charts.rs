@@ -15,6 +15,14 @@ const PLOT_W: i64 = 440;
 const ROW_H: i64 = 30;
 /// Ticks on the axis (both ends included).
 const TICKS: i64 = 5;
+/// Values beyond this (in millionths) are drawn at it: a release is signed by
+/// the committee, not checked for sense, and the arithmetic must not overflow.
+pub const VALUE_ABS_MAX: i64 = 1_000_000_000_000_000;
+
+fn clamp(v: i64) -> i64 {
+    v.clamp(-VALUE_ABS_MAX, VALUE_ABS_MAX)
+}
+
 /// Points and intervals (contrast 10:1 on white).
 const INK: &str = "#0b3d91";
 /// Text and the axis.
@@ -43,9 +51,9 @@ pub fn axis(lb: &Leaderboard) -> (i64, i64) {
     let mut lo = i64::MAX;
     let mut hi = i64::MIN;
     for r in &lb.rows {
-        if let Some(v) = r.value.millionths() {
-            lo = lo.min(r.ci_low.unwrap_or(v)).min(v);
-            hi = hi.max(r.ci_high.unwrap_or(v)).max(v);
+        if let Some(v) = r.value.millionths().map(clamp) {
+            lo = lo.min(clamp(r.ci_low.unwrap_or(v))).min(v);
+            hi = hi.max(clamp(r.ci_high.unwrap_or(v))).max(v);
         }
     }
     if lo > hi {
@@ -61,8 +69,9 @@ pub fn axis(lb: &Leaderboard) -> (i64, i64) {
 pub fn interval_chart(lb: &Leaderboard) -> Markup {
     let (lo, hi) = axis(lb);
     let span = (hi - lo).max(1);
-    let x =
-        |v: i64| LABEL_W + ((v - lo).clamp(0, span) as i128 * PLOT_W as i128 / span as i128) as i64;
+    let x = |v: i64| {
+        LABEL_W + ((clamp(v) - lo).clamp(0, span) as i128 * PLOT_W as i128 / span as i128) as i64
+    };
     let height = ROW_H * lb.rows.len() as i64 + 60;
     let width = LABEL_W + PLOT_W + 120;
     let axis_y = ROW_H * lb.rows.len() as i64 + 12;
@@ -145,7 +154,8 @@ pub fn heatmap(lb: &Leaderboard) -> Markup {
     // Wide enough for the longest site label (about 7 units a character at 12px).
     let longest = lb.datasets.iter().map(|d| d.chars().count()).max().unwrap_or(0) as i64;
     let cell_w: i64 = (longest * 7 + 16).clamp(90, 240);
-    let values: Vec<i64> = lb.cells.iter().filter_map(|c| c.value.millionths()).collect();
+    let values: Vec<i64> =
+        lb.cells.iter().filter_map(|c| c.value.millionths()).map(clamp).collect();
     let (min, max) =
         (values.iter().copied().min().unwrap_or(0), values.iter().copied().max().unwrap_or(1));
     let width = LABEL_W + cell_w * lb.datasets.len() as i64 + 10;
@@ -173,7 +183,7 @@ pub fn heatmap(lb: &Leaderboard) -> Markup {
                         @let xx = LABEL_W + cell_w * j as i64;
                         @match cell.map(|c| c.value) {
                             Some(v) => {
-                                @let t = v.millionths().map_or(0, |m| if max > min { (m - min) * 1000 / (max - min) } else { 1000 });
+                                @let t = v.millionths().map_or(0, |m| if max > min { (clamp(m) - min) * 1000 / (max - min) } else { 1000 });
                                 @let (bg, fg) = shade(t);
                                 rect.cell x=(xx) y=(y) width=(cell_w - 2) height=(CELL_H - 2) fill=(bg) {
                                     title { (r.model_name) " at " (d) ": " (v.to_string()) }
@@ -228,6 +238,13 @@ mod tests {
             datasets: Vec::new(),
             cells: Vec::new(),
         }
+    }
+
+    #[test]
+    fn absurd_released_values_draw_without_overflow() {
+        let lb = board(&[(i64::MAX, i64::MIN, i64::MAX), (i64::MIN, i64::MIN, i64::MAX)]);
+        let svg = interval_chart(&lb).into_string();
+        assert_eq!(svg.matches("class=\"point\"").count(), 2);
     }
 
     #[test]

@@ -197,6 +197,16 @@ impl Browser<'_> {
         self.call("POST", &format!("/element/{el}/click"), Some(json!({})));
     }
 
+    /// Focus an element and press Enter on it, as a keyboard user would.
+    pub fn press_enter(&self, css: &str) {
+        let el = self.element(css);
+        self.execute("arguments[0].focus();", json!([{ ELEMENT: el }]));
+        let focused = self
+            .execute("return document.activeElement === arguments[0];", json!([{ ELEMENT: el }]));
+        assert_eq!(focused, json!(true), "{css} takes the keyboard focus");
+        self.call("POST", &format!("/element/{el}/value"), Some(json!({ "text": "\u{E007}" })));
+    }
+
     pub fn type_into(&self, css: &str, text: &str) {
         let el = self.element(css);
         self.call("POST", &format!("/element/{el}/clear"), Some(json!({})));
