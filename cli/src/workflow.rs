@@ -1173,6 +1173,16 @@ mod tests {
     }
 
     #[test]
+    fn a_dataset_name_cannot_leave_the_datasets_folder() {
+        for ok in ["site-a", "hospital_b.2024", "A"] {
+            assert!(check_dataset_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "..", "../x", "a/b", ".hidden", "a b", "ü", &"x".repeat(65)] {
+            assert!(check_dataset_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn a_result_this_member_cannot_open_is_skipped_and_the_rest_released() {
         let results = [view(1), view(2), view(3)];
         let (opened, skipped) = open_counting(&results, |id| match id.as_bytes()[0] {

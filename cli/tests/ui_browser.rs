@@ -37,6 +37,7 @@ impl Images {
             ("preparator", &built.preparator),
             ("model-logistic", &built.model_logistic),
             ("metrics", &built.metrics),
+            ("model-threshold", &built.model_threshold),
         ] {
             let tag = format!("medmesh-cli-ui/{name}:{}", std::process::id());
             let ok = Command::new("docker").args(["tag", &image.digest, &tag]).status().unwrap();
@@ -95,15 +96,25 @@ fn job_outcome(b: &Browser) -> String {
 fn a_committee_member_approves_in_the_browser_a_data_owner_runs_and_the_leaderboard_updates() {
     let Some((chromium, chromedriver)) = webdriver::tools() else { return };
     let images = Images::build();
+    // The screenshots are this run's.
+    let _ = std::fs::remove_dir_all(screens());
     let t = TempDir::new("ui-browser");
     let node_dir = t.0.join("node");
-    let (admin, member, hospital) = (t.0.join("admin"), t.0.join("member"), t.0.join("hospital"));
+    let (admin, member, hospital, modeller) =
+        (t.0.join("admin"), t.0.join("member"), t.0.join("hospital"), t.0.join("modeller"));
     home(&admin, None, &node_dir);
     let root = admin.join("root.cbor");
     let member_key = home(&member, Some(&root), &node_dir);
     home(&hospital, Some(&root), &node_dir);
+    home(&modeller, Some(&root), &node_dir);
     let _node = start_node(&node_dir, &root, &[]);
-    for (h, name) in [(&admin, "Admin"), (&member, "Dr Member"), (&hospital, "St Luke's")] {
+    let people = [
+        (&admin, "Admin"),
+        (&member, "Dr Member"),
+        (&hospital, "St Luke's"),
+        (&modeller, "Modeller"),
+    ];
+    for (h, name) in people {
         ok(h, &["-y", "profile", "publish", "--name", name, "--organisation", "Test"]);
     }
 
@@ -171,6 +182,8 @@ fn a_committee_member_approves_in_the_browser_a_data_owner_runs_and_the_leaderbo
     let b_admin = driver.browser(&t.0.join("browser-admin"));
     let b_member = driver.browser(&t.0.join("browser-member"));
     let b_hospital = driver.browser(&t.0.join("browser-hospital"));
+    let ui_modeller = start_ui(&modeller);
+    let b_modeller = driver.browser(&t.0.join("browser-modeller"));
     let shot = |b: &Browser, name: &str| b.screenshot(&screens().join(format!("{name}.png")));
 
     // The admin approves the benchmark, after reading the record it signs.
@@ -185,6 +198,31 @@ fn a_committee_member_approves_in_the_browser_a_data_owner_runs_and_the_leaderbo
     b_admin.wait_text("#signed", "Approve benchmark breast-cancer", None);
     // The reference model's association (approved at once: --model-approval always).
     ok(&admin, &["-y", "model", "associate", "-b", &bench, "-m", &reference]);
+
+    // A model owner registers a model and requests its association (approved at
+    // once after its compatibility test), in the browser.
+    sign_in(&b_modeller, &ui_modeller);
+    let models_page = format!("{}/models", ui_modeller.base);
+    b_modeller.go(&models_page);
+    assert_labelled(&b_modeller, "/models");
+    let d = ex.join("model_threshold");
+    b_modeller.type_into("#model-name", "threshold");
+    b_modeller.type_into("#model-manifest", &d.join("container_config.yaml").display().to_string());
+    b_modeller.type_into("#model-image", &images.0[3].0);
+    b_modeller.type_into("#model-parameters", &d.join("parameters.yaml").display().to_string());
+    b_modeller.type_into("#model-files", &d.join("additional_files").display().to_string());
+    b_modeller.click("#register-model button[type='submit']");
+    let outcome = job_outcome(&b_modeller);
+    assert!(outcome.contains("Registered threshold"), "{outcome}");
+    b_modeller.go(&models_page);
+    b_modeller.select("#assoc-benchmark", "breast-cancer");
+    b_modeller.select("#assoc-model", "threshold");
+    b_modeller.click("#associate-model button[type='submit']");
+    let outcome = job_outcome(&b_modeller);
+    assert!(outcome.contains("status: approved"), "{outcome}");
+    b_modeller.go(&models_page);
+    b_modeller.wait_text("#where-models-run", "approved", None);
+    shot(&b_modeller, "02-model-owner-sees-where-its-model-runs");
 
     // Before any release the leaderboard page says so.
     let board = format!("{}/benchmarks/{bench}/leaderboard", ui_admin.base);
@@ -205,17 +243,22 @@ fn a_committee_member_approves_in_the_browser_a_data_owner_runs_and_the_leaderbo
     b_hospital.click("#prepare button[type='submit']");
     let outcome = job_outcome(&b_hospital);
     assert!(outcome.contains("Prepared site-a"), "{outcome}");
-    shot(&b_hospital, "02-hospital-prepared-its-data");
-    b_hospital.go(&data_page);
-    b_hospital.select("#register-benchmark", "breast-cancer");
-    b_hospital.type_into("#register-name", "site-a");
+    shot(&b_hospital, "03-hospital-prepared-its-data");
+    // "Register it" opens the form filled in with what was prepared.
+    b_hospital.click("#next");
+    b_hospital.wait_url("prepared=site-a");
+    let filled = b_hospital.execute(
+        "return [document.querySelector('#register-name').value, document.querySelector('#register-benchmark').selectedOptions[0].text];",
+        json!([]),
+    );
+    assert_eq!(filled, json!(["site-a", "breast-cancer"]));
     b_hospital.type_into("#register-description", "St Luke's cases");
     b_hospital.click("#register button[type='submit']");
     b_hospital.wait_text("#my-datasets", "site-a", None);
     b_hospital.click("form[action='/data/associate'] button");
     let outcome = job_outcome(&b_hospital);
     assert!(outcome.contains("waits for the committee"), "{outcome}");
-    shot(&b_hospital, "03-hospital-requested-association");
+    shot(&b_hospital, "04-hospital-requested-association");
 
     // The committee member sees the request waiting, reviews the record and signs.
     sign_in(&b_member, &ui_member);
@@ -223,11 +266,11 @@ fn a_committee_member_approves_in_the_browser_a_data_owner_runs_and_the_leaderbo
     b_member.go(&decisions);
     b_member.wait_text("#waiting", "site-a", Some(&decisions));
     assert_labelled(&b_member, "/decisions");
-    shot(&b_member, "04-member-sees-the-waiting-request");
+    shot(&b_member, "05-member-sees-the-waiting-request");
     b_member.click("#waiting button[value='approve']");
     let record = b_member.wait_text("#record", "association", None);
     assert!(record.contains("approve") && record.contains(&bench), "{record}");
-    shot(&b_member, "05-member-reviews-the-record");
+    shot(&b_member, "06-member-reviews-the-record");
     b_member.click("#sign");
     b_member.wait_text("#signed", "Approve the association of dataset site-a", None);
     b_member.go(&decisions);
@@ -242,10 +285,11 @@ fn a_committee_member_approves_in_the_browser_a_data_owner_runs_and_the_leaderbo
     b_hospital.click("form[action='/data/run'] button");
     let job_url = b_hospital.wait_url("/jobs/");
     let outcome = job_outcome(&b_hospital);
-    assert!(outcome.contains("1 sealed results published"), "{outcome}");
+    assert!(outcome.contains("2 sealed results published"), "{outcome}");
     let log = b_hospital.text("#log").unwrap();
-    assert!(log.contains("reference-logistic") && log.contains("published"), "{log}");
-    shot(&b_hospital, "06-hospital-ran-the-benchmark");
+    assert!(log.contains("reference-logistic") && log.contains("threshold"), "{log}");
+    assert!(log.contains("task starting") && log.contains("published"), "{log}");
+    shot(&b_hospital, "07-hospital-ran-the-benchmark");
     // The same log, as the event stream sends it.
     let stream = b_hospital.execute(
         "const x = new XMLHttpRequest(); x.open('GET', arguments[0], false); x.send(); return x.responseText;",
@@ -272,7 +316,7 @@ fn a_committee_member_approves_in_the_browser_a_data_owner_runs_and_the_leaderbo
     let sites = b_admin.text("#sites").unwrap();
     assert!(sites.contains("St Luke's") && sites.contains("(sealed)"), "{sites}");
     assert!(!sites.contains("site-a"), "{sites}");
-    shot(&b_admin, "07-owner-preparation-dashboard");
+    shot(&b_admin, "08-owner-preparation-dashboard");
     b_admin.go(&format!("{}/models", ui_admin.base));
     assert_labelled(&b_admin, "/models");
     let runs = b_admin.text("#where-models-run").unwrap();
@@ -291,8 +335,10 @@ fn a_committee_member_approves_in_the_browser_a_data_owner_runs_and_the_leaderbo
     // axis that says where it starts.
     b_admin.go(&board);
     let table = b_admin.wait_text("#leaderboard", "reference-logistic", Some(&board));
-    assert!(table.contains("auc"), "{table}");
+    assert!(table.contains("threshold") && table.contains("auc"), "{table}");
     let chart = b_admin.execute("return document.querySelector('#chart').outerHTML;", json!([]));
-    assert!(chart.as_str().unwrap().contains("axis starts at"), "{chart}");
-    shot(&b_admin, "08-the-leaderboard-updated");
+    let chart = chart.as_str().unwrap();
+    assert!(chart.contains("axis starts at"), "{chart}");
+    assert_eq!(chart.matches("class=\"point\"").count(), 2, "a point per model: {chart}");
+    shot(&b_admin, "09-the-leaderboard-updated");
 }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect};
 use maud::html;
 use protocol::fold::Status;
@@ -24,8 +24,21 @@ use crate::workflow;
 /// Lines of a failed task's log shown in the job log.
 pub const LOG_TAIL_LINES: usize = 40;
 
-/// `GET /data`.
-pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>) -> Page {
+/// What a finished preparation hands to the register form.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Prepared {
+    #[serde(default)]
+    prepared: String,
+    #[serde(default)]
+    benchmark: String,
+}
+
+/// `GET /data` (`?prepared=NAME&benchmark=ID` fills the register form in).
+pub async fn page(
+    State(ui): State<Shared>,
+    Extension(signed): Extension<Signed>,
+    Query(prepared): Query<Prepared>,
+) -> Page {
     let snap = snapshot(&ui).await?;
     let me = snap.me.key;
     let approved: Vec<_> =
@@ -36,7 +49,9 @@ pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>
         html! {
             label for=(id) { "Benchmark" }
             select id=(id) name="benchmark" required {
-                @for b in &approved { option value=(b.id.to_hex()) { (b.benchmark.name) } }
+                @for b in &approved {
+                    option value=(b.id.to_hex()) selected[b.id.to_hex() == prepared.benchmark] { (b.benchmark.name) }
+                }
             }
         }
     };
@@ -63,7 +78,7 @@ pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>
                 (csrf(&signed.csrf))
                 (bench_select("register-benchmark"))
                 label for="register-name" { "Name it was prepared under" }
-                input #register-name name="name" required maxlength="64";
+                input #register-name name="name" required maxlength="64" value=(prepared.prepared);
                 label for="register-description" { "Description" }
                 input #register-description name="description";
                 label for="register-location" { "Location" }
@@ -186,7 +201,10 @@ pub async fn prepare(State(ui): State<Shared>, form: CsrfForm) -> Page {
         ));
         Ok(Outcome::Done {
             summary: format!("Prepared {name}: register it under this name on My data."),
-            next: Some(("/data#register".into(), "Register it".into())),
+            next: Some((
+                format!("/data?prepared={}&benchmark={benchmark}#register", layout::encode(&name)),
+                "Register it".into(),
+            )),
         })
     }))
 }

@@ -39,6 +39,8 @@ pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>
                 input #model-name name="name" required maxlength="128";
                 label for="model-manifest" { "Container config (container_config.yaml)" }
                 input #model-manifest name="manifest" required;
+                label for="model-image" { "Image (optional: the config's image by default)" }
+                input #model-image name="image";
                 label for="model-parameters" { "Parameters file (optional)" }
                 input #model-parameters name="parameters";
                 label for="model-files" { "Additional files folder (optional)" }
@@ -105,7 +107,7 @@ pub async fn register(State(ui): State<Shared>, form: CsrfForm) -> Page {
     let args = ContainerArgs {
         name: name.clone(),
         manifest: PathBuf::from(form.need("manifest")?),
-        image: None,
+        image: Some(form.get("image")).filter(|v| !v.is_empty()).map(String::from),
         digest: None,
         parameters: optional_path(&form, "parameters"),
         additional_files: optional_path(&form, "additional_files"),
