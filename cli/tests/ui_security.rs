@@ -73,7 +73,8 @@ fn only_the_link_holder_signs_in_and_only_through_served_forms() {
     let a = get(&format!("{}/", ui.base), None);
     assert_eq!(a.status, 303);
     assert_eq!(a.location, "/signin");
-    let a = get(&format!("{}/benchmarks", ui.base), Some("medmesh_ui=made-up"));
+    let port = ui.base.rsplit(':').next().unwrap();
+    let a = get(&format!("{}/benchmarks", ui.base), Some(&format!("medmesh_ui_{port}=made-up")));
     assert_eq!((a.status, a.location.as_str()), (303, "/signin"), "an unknown session is none");
     assert_eq!(get(&format!("{}/signin", ui.base), None).status, 401);
     assert_eq!(get(&format!("{}/signin?token=00", ui.base), None).status, 403);
@@ -83,6 +84,7 @@ fn only_the_link_holder_signs_in_and_only_through_served_forms() {
     assert_eq!((a.status, a.location.as_str()), (303, "/"));
     assert!(a.cookie.contains("HttpOnly") && a.cookie.contains("SameSite=Strict"), "{}", a.cookie);
     let cookie = a.cookie.split(';').next().unwrap().to_string();
+    assert!(cookie.starts_with(&format!("medmesh_ui_{port}=")), "named by its port: {cookie}");
     let again = get(&ui.link, None);
     assert_eq!(again.status, 403, "a used link is refused");
     assert!(again.cookie.is_empty());
@@ -114,7 +116,7 @@ fn only_the_link_holder_signs_in_and_only_through_served_forms() {
     assert_eq!(
         post(
             &format!("{}/decisions/review", ui.base),
-            "medmesh_ui=other",
+            &format!("medmesh_ui_{port}=other"),
             &format!("csrf={token}&{form}")
         )
         .status,

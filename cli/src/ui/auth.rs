@@ -16,8 +16,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::{Shared, layout};
 
-/// Name of the session cookie.
-pub const COOKIE: &str = "medmesh_ui";
+/// Start of the session cookie's name, which ends with the port: browsers send a
+/// host's cookies to every port of it, so that several `medmesh ui` (one per
+/// home) in one browser each keep their own.
+pub const COOKIE_PREFIX: &str = "medmesh_ui_";
+/// A session unused this long ends.
+pub const SESSION_IDLE_MS: u64 = 12 * 60 * 60 * 1000;
 /// Sessions kept at once (the oldest goes first).
 pub const SESSIONS_MAX: usize = 8;
 /// Largest form body accepted.
@@ -35,14 +39,15 @@ pub struct Signed {
 /// The sign-in token, the sessions, and the Host names served.
 pub struct Auth {
     hosts: Vec<String>,
+    cookie: String,
     inner: Mutex<Inner>,
 }
 
 struct Inner {
     /// `None` once the link was used.
     signin: Option<String>,
-    /// Session id -> CSRF token, with the order they were made.
-    sessions: HashMap<String, (u64, String)>,
+    /// Session id -> (order made, CSRF token, last used).
+    sessions: HashMap<String, (u64, String, std::time::Instant)>,
     made: u64,
 }
 
@@ -66,6 +71,7 @@ impl Auth {
         hosts.push(format!("[::1]:{port}"));
         Ok(Self {
             hosts,
+            cookie: format!("{COOKIE_PREFIX}{port}"),
             inner: Mutex::new(Inner { signin: Some(token()?), sessions: HashMap::new(), made: 0 }),
         })
     }
@@ -95,16 +101,22 @@ impl Auth {
         }
         g.made += 1;
         let n = g.made;
-        g.sessions.insert(id.clone(), (n, csrf.clone()));
+        g.sessions.insert(id.clone(), (n, csrf.clone(), std::time::Instant::now()));
         Some(Signed { id, csrf })
     }
 
     fn session(&self, id: &str) -> Option<Signed> {
-        let g = self.lock();
-        g.sessions
-            .iter()
-            .find(|(k, _)| same(k, id))
-            .map(|(k, v)| Signed { id: k.clone(), csrf: v.1.clone() })
+        let mut g = self.lock();
+        let idle = std::time::Duration::from_millis(SESSION_IDLE_MS);
+        g.sessions.retain(|_, v| v.2.elapsed() < idle);
+        let (k, v) = g.sessions.iter_mut().find(|(k, _)| same(k, id))?;
+        v.2 = std::time::Instant::now();
+        Some(Signed { id: k.clone(), csrf: v.1.clone() })
+    }
+
+    /// The session cookie's name.
+    pub fn cookie_name(&self) -> &str {
+        &self.cookie
     }
 
     fn end(&self, id: &str) {
@@ -117,11 +129,11 @@ impl Auth {
 }
 
 /// The session cookie's value in a request.
-fn cookie(req: &Request) -> Option<String> {
+fn cookie(req: &Request, name: &str) -> Option<String> {
     req.headers().get_all(header::COOKIE).iter().find_map(|v| {
         v.to_str().ok()?.split(';').find_map(|kv| {
             let (k, v) = kv.trim().split_once('=')?;
-            (k == COOKIE).then(|| v.to_string())
+            (k == name).then(|| v.to_string())
         })
     })
 }
@@ -154,7 +166,7 @@ pub async fn check_host(State(ui): State<Shared>, req: Request, next: Next) -> R
 
 /// Pages need a session: without one, to the sign-in page.
 pub async fn require_session(State(ui): State<Shared>, mut req: Request, next: Next) -> Response {
-    match cookie(&req).and_then(|c| ui.auth.session(&c)) {
+    match cookie(&req, ui.auth.cookie_name()).and_then(|c| ui.auth.session(&c)) {
         Some(s) => {
             req.extensions_mut().insert(s);
             next.run(req).await
@@ -179,7 +191,8 @@ pub async fn signin(State(ui): State<Shared>, Query(q): Query<SigninQuery>) -> R
     };
     match ui.auth.exchange(&given) {
         Some(s) => {
-            let cookie = format!("{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", s.id);
+            let cookie =
+                format!("{}={}; HttpOnly; SameSite=Strict; Path=/", ui.auth.cookie_name(), s.id);
             let mut resp = Redirect::to("/").into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 resp.headers_mut().insert(header::SET_COOKIE, v);
@@ -198,10 +211,10 @@ pub async fn signin(State(ui): State<Shared>, Query(q): Query<SigninQuery>) -> R
 pub async fn signout(State(ui): State<Shared>, form: CsrfForm) -> Response {
     ui.auth.end(&form.session.id);
     let mut resp = Redirect::to("/signin").into_response();
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("medmesh_ui=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-    );
+    let gone = format!("{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0", ui.auth.cookie_name());
+    if let Ok(v) = HeaderValue::from_str(&gone) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
     resp
 }
 

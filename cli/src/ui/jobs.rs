@@ -25,6 +25,8 @@ pub const JOB_LOG_LINES_MAX: usize = 2_000;
 pub const JOB_LINE_CHARS_MAX: usize = 2_000;
 /// Jobs kept (the oldest finished ones go first).
 pub const JOBS_MAX: usize = 64;
+/// Jobs running at once (each may run containers).
+pub const JOBS_RUNNING_MAX: usize = 4;
 
 /// How a job ended.
 #[derive(Clone, Debug)]
@@ -148,6 +150,11 @@ impl Jobs {
         let job = Arc::new(Job { id, title, state: Mutex::default(), changed });
         {
             let mut list = self.lock();
+            if list.iter().filter(|j| j.running()).count() >= JOBS_RUNNING_MAX {
+                anyhow::bail!(
+                    "{JOBS_RUNNING_MAX} jobs are running already; wait for one to finish (see Jobs)"
+                );
+            }
             while list.len() >= JOBS_MAX {
                 match list.iter().position(|j| !j.running()) {
                     Some(i) => {
