@@ -213,3 +213,57 @@ fn field(page: &str, name: &str) -> String {
     let rest = &page[at + key.len()..];
     rest[..rest.find('"').unwrap()].to_string()
 }
+
+#[test]
+fn an_admin_admits_a_join_request_after_reading_it() {
+    let t = TempDir::new("ui-admit");
+    let node_dir = t.0.join("node");
+    let (admin, applicant) = (t.0.join("admin"), t.0.join("applicant"));
+    ok(&admin, &["keys", "generate"]);
+    ok(&admin, &["network", "create", "--name", "admitted-net"]);
+    ok(&admin, &["profile", "set", "--node-dir", node_dir.to_str().unwrap()]);
+    let root = admin.join("root.cbor");
+    let key = home(&applicant, Some(&root), &node_dir);
+    let _node = start_node(&node_dir, &root, &[]);
+    let apply = [
+        "-y",
+        "network",
+        "apply",
+        "--role",
+        "data_owner",
+        "--name",
+        "St Luke's",
+        "--message",
+        "ask <b>Dr Smith</b>",
+    ];
+    ok(&applicant, &apply);
+
+    let ui = start_ui(&admin);
+    let cookie = get(&ui.link, None).cookie.split(';').next().unwrap().to_string();
+    let page = get(&format!("{}/admin", ui.base), Some(&cookie));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("St Luke&#39;s") || page.body.contains("St Luke's"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("ask &lt;b&gt;Dr Smith&lt;/b&gt;"), "the message is text");
+    assert_eq!(field(&page.body, "key"), key);
+    let token = csrf_of(&page.body);
+    let admit = format!("csrf={token}&action=admit&key={key}&roles=asked");
+    let review = post(&format!("{}/decisions/review", ui.base), &cookie, &admit);
+    assert_eq!(review.status, 200, "{}", review.body);
+    assert!(
+        review.body.contains("admission") && review.body.contains("data_owner"),
+        "{}",
+        review.body
+    );
+    let digest = field(&review.body, "digest");
+    let signed =
+        post(&format!("{}/decisions/sign", ui.base), &cookie, &format!("{admit}&digest={digest}"));
+    assert_eq!(signed.status, 200, "{}", signed.body);
+    let members = json(&ok(&admin, &["--json", "network", "members"]));
+    let m = &members["members"][0];
+    assert_eq!(m["key"], key.as_str(), "{members}");
+    assert_eq!(m["roles"], serde_json::json!(["data_owner"]), "{members}");
+}

@@ -135,13 +135,24 @@ pub fn interval_chart(lb: &Leaderboard) -> Markup {
     }
 }
 
+/// WCAG 2 relative luminance of an sRGB colour.
+fn luminance(r: i64, g: i64, b: i64) -> f64 {
+    let ch = |v: i64| {
+        let v = v as f64 / 255.0;
+        if v <= 0.03928 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) }
+    };
+    0.2126 * ch(r) + 0.7152 * ch(g) + 0.0722 * ch(b)
+}
+
 /// The heatmap colour of a value at `t` in 0..=1000 between the lowest and
-/// highest cell, with a text colour that keeps 4.5:1 contrast on it.
+/// highest cell, and the text colour (white or black, whichever contrasts more:
+/// one of them always reaches 4.5:1).
 fn shade(t: i64) -> (String, &'static str) {
     // From a pale blue to a deep blue.
-    let mix = |a: i64, b: i64| a + (b - a) * t / 1000;
+    let mix = |a: i64, b: i64| a + (b - a) * t.clamp(0, 1000) / 1000;
     let (r, g, b) = (mix(0xe8, 0x0b), mix(0xf0, 0x3d), mix(0xfb, 0x91));
-    let fg = if t > 450 { "#ffffff" } else { "#10151f" };
+    let l = luminance(r, g, b);
+    let fg = if 1.05 / (l + 0.05) > (l + 0.05) / 0.05 { "#ffffff" } else { "#000000" };
     (format!("#{r:02x}{g:02x}{b:02x}"), fg)
 }
 
@@ -245,6 +256,30 @@ mod tests {
         let lb = board(&[(i64::MAX, i64::MIN, i64::MAX), (i64::MIN, i64::MIN, i64::MAX)]);
         let svg = interval_chart(&lb).into_string();
         assert_eq!(svg.matches("class=\"point\"").count(), 2);
+    }
+
+    /// WCAG 2 contrast ratio of two `#rrggbb` colours.
+    fn contrast(a: &str, b: &str) -> f64 {
+        let lum = |c: &str| {
+            let ch = |i: usize| {
+                let v = u8::from_str_radix(&c[i..i + 2], 16).unwrap() as f64 / 255.0;
+                if v <= 0.03928 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) }
+            };
+            0.2126 * ch(1) + 0.7152 * ch(3) + 0.0722 * ch(5)
+        };
+        let (x, y) = (lum(a), lum(b));
+        (x.max(y) + 0.05) / (x.min(y) + 0.05)
+    }
+
+    #[test]
+    fn every_heatmap_cell_keeps_its_text_readable() {
+        for t in 0..=1000 {
+            let (bg, fg) = shade(t);
+            let c = contrast(&bg, fg);
+            assert!(c >= 4.5, "contrast {c:.2} at {t} ({fg} on {bg})");
+        }
+        // Points, intervals and text on the white page.
+        assert!(contrast(INK, "#ffffff") >= 4.5 && contrast(TEXT, "#ffffff") >= 4.5);
     }
 
     #[test]

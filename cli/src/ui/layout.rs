@@ -215,3 +215,25 @@ pub fn status(label: &str) -> Markup {
     };
     html! { span class={ "badge " (class) } { (label) } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_pages_and_keeps_its_search_in_the_links() {
+        let q = ListQuery { q: "st luke's & co".into(), page: 1, benchmark: String::new() };
+        let (shown, search, pager) = q.paged("/datasets", (0..60).collect::<Vec<u32>>());
+        assert_eq!(shown, (25..50).collect::<Vec<_>>());
+        let pager = pager.into_string();
+        assert!(pager.contains("page 2 of 3 · 60 in all"), "{pager}");
+        assert!(pager.contains("/datasets?page=2&amp;q=st%20luke%27s%20%26%20co"), "{pager}");
+        assert!(pager.contains("/datasets?page=0&amp;q="), "{pager}");
+        assert!(search.into_string().contains("value=\"st luke's &amp; co\""));
+        // Past the end: the last page.
+        let far = ListQuery { page: u32::MAX, ..ListQuery::default() };
+        let (shown, _, _) = far.paged("/x", (0..60).collect::<Vec<u32>>());
+        assert_eq!(shown, (50..60).collect::<Vec<_>>());
+        assert!(q.hit(&["ST LUKE'S & CO hospital"]) && !q.hit(&["st mary's"]));
+    }
+}
