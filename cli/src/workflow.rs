@@ -530,6 +530,26 @@ pub fn join_requests(home: &Home) -> anyhow::Result<Vec<node::admission::Pending
     Ok(control.get_json("/v1/join-requests")?.unwrap_or_default())
 }
 
+/// Ask the admins to admit this key with `roles` (a join request, which waits in
+/// the nodes' pools until an admin admits the key).
+pub fn apply(
+    s: &Session,
+    roles: Vec<MemberRole>,
+    name: String,
+    organisation: String,
+    message: String,
+) -> anyhow::Result<Record> {
+    let root = s.home.root()?;
+    if root.admission.is_open() {
+        bail!("network {} is open: every key takes part, there is nothing to apply for", root.name);
+    }
+    let st = s.state()?;
+    if st.admits(&s.me()) {
+        bail!("your key {} is already admitted; see `medmesh network members`", s.me().short());
+    }
+    s.publish(Body::JoinRequest(JoinRequest { name, organisation, roles, message }))
+}
+
 /// An admin admits `key` with `roles`, or with the roles its join request asks
 /// for when `None`. Returns the admission and the roles it grants.
 pub fn admit(

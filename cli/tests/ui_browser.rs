@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+use medmesh_cli::publish::NodeApi;
 use serde_json::json;
 use webdriver::{Browser, Driver};
 
@@ -107,19 +108,15 @@ fn a_committee_member_approves_in_the_browser_a_data_owner_runs_and_the_leaderbo
     let member_key = home(&member, Some(&root), &node_dir);
     home(&hospital, Some(&root), &node_dir);
     home(&modeller, Some(&root), &node_dir);
-    let _node = start_node(&node_dir, &root, &[]);
-    let people = [
-        (&admin, "Admin"),
-        (&member, "Dr Member"),
-        (&hospital, "St Luke's"),
-        (&modeller, "Modeller"),
-    ];
+    let node = start_node(&node_dir, &root, &[]);
+    // The model owner publishes its profile in the browser, below.
+    let people = [(&admin, "Admin"), (&member, "Dr Member"), (&hospital, "St Luke's")];
     for (h, name) in people {
         ok(h, &["-y", "profile", "publish", "--name", name, "--organisation", "Test"]);
     }
 
-    // The benchmark owner (the admin here) registers the containers and the
-    // benchmark on the command line; the committee is one member.
+    // The benchmark owner (the admin here) registers the containers on the command
+    // line (the model owner does it in the browser below).
     let ex = workspace().join("examples");
     let container = |name: &str, dir: &str, image: usize| {
         let (tag, digest) = &images.0[image];
@@ -138,44 +135,9 @@ fn a_committee_member_approves_in_the_browser_a_data_owner_runs_and_the_leaderbo
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         json(&ok(&admin, &args))["id"].as_str().unwrap().to_string()
     };
-    let prep = container("preparator", "preparator", 0);
+    container("preparator", "preparator", 0);
     let reference = container("reference-logistic", "model_logistic", 1);
-    let metrics = container("metrics", "metrics", 2);
-    let demo = ex.join("data/demo").display().to_string();
-    let bench = json(&ok(
-        &admin,
-        &[
-            "--json",
-            "-y",
-            "benchmark",
-            "submit",
-            "--name",
-            "breast-cancer",
-            "--demo-dataset",
-            &demo,
-            "--data-preparator",
-            &prep,
-            "--reference-model",
-            &reference,
-            "--metrics",
-            &metrics,
-            "--committee",
-            &member_key,
-            "--threshold",
-            "1",
-            "--model-approval",
-            "always",
-            "--policy",
-            "aggregate",
-            "--min-datasets",
-            "1",
-            "--skip-test",
-        ],
-    ))["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-
+    container("metrics", "metrics", 2);
     let (ui_admin, ui_member, ui_hospital) =
         (start_ui(&admin), start_ui(&member), start_ui(&hospital));
     let driver = Driver::start(&chromium, &chromedriver, &t.0.join("chromedriver.log"));
@@ -186,8 +148,37 @@ fn a_committee_member_approves_in_the_browser_a_data_owner_runs_and_the_leaderbo
     let b_modeller = driver.browser(&t.0.join("browser-modeller"));
     let shot = |b: &Browser, name: &str| b.screenshot(&screens().join(format!("{name}.png")));
 
-    // The admin approves the benchmark, after reading the record it signs.
+    // The benchmark owner submits the benchmark in the browser (the compatibility
+    // test runs first); the committee is one member.
     sign_in(&b_admin, &ui_admin);
+    b_admin.go(&format!("{}/owner", ui_admin.base));
+    assert_labelled(&b_admin, "/owner");
+    b_admin.type_into("#bench-name", "breast-cancer");
+    b_admin.type_into("#bench-description", "Malignant or benign");
+    b_admin.type_into("#bench-demo", &ex.join("data/demo").display().to_string());
+    b_admin.select("#bench-prep", "preparator");
+    b_admin.select("#bench-reference", "reference-logistic");
+    b_admin.select("#bench-metrics", "metrics");
+    b_admin.type_into("#bench-committee", &member_key);
+    b_admin.select("#bench-model-approval", "approve when the test passes");
+    b_admin.select("#bench-policy", "aggregate");
+    b_admin.type_into("#bench-min-datasets", "1");
+    b_admin.click("#submit-benchmark button[type='submit']");
+    let outcome = job_outcome(&b_admin);
+    assert!(outcome.contains("Submitted benchmark breast-cancer"), "{outcome}");
+    let st = node.control().state().unwrap();
+    let (bench, view) = st.benchmarks.iter().next().expect("the benchmark");
+    let bench = bench.to_hex();
+    assert_eq!(
+        view.benchmark.committee.iter().map(|k| k.to_hex()).collect::<Vec<_>>(),
+        [member_key]
+    );
+    assert_eq!(
+        view.benchmark.sharing,
+        protocol::record::SharingPolicy::Aggregate { min_datasets: 1 }
+    );
+
+    // The admin approves the benchmark, after reading the record it signs.
     b_admin.go(&format!("{}/admin", ui_admin.base));
     assert_labelled(&b_admin, "/admin");
     b_admin.click("form[action='/decisions/review'] button[value='approve']");
@@ -202,6 +193,10 @@ fn a_committee_member_approves_in_the_browser_a_data_owner_runs_and_the_leaderbo
     // A model owner registers a model and requests its association (approved at
     // once after its compatibility test), in the browser.
     sign_in(&b_modeller, &ui_modeller);
+    b_modeller.type_into("#profile-name", "Modeller");
+    b_modeller.type_into("#profile-organisation", "Test");
+    b_modeller.click("#profile button[type='submit']");
+    b_modeller.wait_text("header .who", "Modeller", None);
     let models_page = format!("{}/models", ui_modeller.base);
     b_modeller.go(&models_page);
     assert_labelled(&b_modeller, "/models");

@@ -225,18 +225,18 @@ fn an_admin_admits_a_join_request_after_reading_it() {
     let root = admin.join("root.cbor");
     let key = home(&applicant, Some(&root), &node_dir);
     let _node = start_node(&node_dir, &root, &[]);
-    let apply = [
-        "-y",
-        "network",
-        "apply",
-        "--role",
-        "data_owner",
-        "--name",
-        "St Luke's",
-        "--message",
-        "ask <b>Dr Smith</b>",
-    ];
-    ok(&applicant, &apply);
+    // The applicant asks to join in its own UI (the home page offers the form
+    // while its key is not admitted).
+    let ui_applicant = start_ui(&applicant);
+    let c = get(&ui_applicant.link, None).cookie.split(';').next().unwrap().to_string();
+    let page = get(&format!("{}/", ui_applicant.base), Some(&c));
+    assert!(page.body.contains("Ask to join"), "{}", page.body);
+    let form = format!(
+        "csrf={}&role=data_owner&name=St+Luke%27s&organisation=&message=ask+%3Cb%3EDr+Smith%3C%2Fb%3E",
+        csrf_of(&page.body)
+    );
+    let sent = post(&format!("{}/apply", ui_applicant.base), &c, &form);
+    assert_eq!((sent.status, sent.location.as_str()), (303, "/"), "{}", sent.body);
 
     let ui = start_ui(&admin);
     let cookie = get(&ui.link, None).cookie.split(';').next().unwrap().to_string();
@@ -266,4 +266,11 @@ fn an_admin_admits_a_join_request_after_reading_it() {
     let m = &members["members"][0];
     assert_eq!(m["key"], key.as_str(), "{members}");
     assert_eq!(m["roles"], serde_json::json!(["data_owner"]), "{members}");
+    // Admitted, the applicant's home page no longer offers the request.
+    let page = get(&format!("{}/", ui_applicant.base), Some(&c));
+    assert!(
+        !page.body.contains("Ask to join") && page.body.contains("data owner"),
+        "{}",
+        page.body
+    );
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, anyhow, bail};
 use clap::Subcommand;
 use node::admission::PendingJoin;
-use protocol::record::{Body, JoinRequest, MemberRole};
+use protocol::record::MemberRole;
 use protocol::{AdmissionMode, Hash32, NetworkRoot, PublicKey};
 
 use super::{Ctx, parse_key};
@@ -171,22 +171,9 @@ fn apply(
     organisation: String,
     message: String,
 ) -> anyhow::Result<()> {
-    let root = ctx.home.root()?;
     let s = ctx.session()?;
-    if root.admission.is_open() {
-        bail!("network {} is open: every key takes part, there is nothing to apply for", root.name);
-    }
-    let st = s.state()?;
-    if st.admits(&s.me()) {
-        bail!(
-            "your key {} is already admitted (roles: {}); see `medmesh network members`",
-            s.me().short(),
-            st.member(&s.me()).map(|m| role_list(&m.roles)).unwrap_or_else(|| "admin".into())
-        );
-    }
     let roles = sorted(roles);
-    let body = Body::JoinRequest(JoinRequest { name, organisation, roles: roles.clone(), message });
-    let r = s.publish(body)?;
+    let r = crate::workflow::apply(&s, roles.clone(), name, organisation, message)?;
     if ctx.json {
         return json(&serde_json::json!({ "id": r.id, "key": s.me(), "roles": roles }));
     }

@@ -107,6 +107,7 @@ pub async fn home(State(ui): State<Shared>, Extension(signed): Extension<Signed>
             @if me.committee(st) { li { a #waiting href="/decisions" { (waiting) " decisions waiting for you" } } }
             @for b in &mine { li { a href={ "/owner/" (b.id) } { "Preparation dashboard of " (b.benchmark.name) } } }
         }
+        (super::account::forms(&snap, &signed.csrf))
     };
     done(snap, &signed, "MedMesh", body)
 }

@@ -39,7 +39,8 @@ fn nav(me: &Me, st: &protocol::State, csrf_token: &str) -> Markup {
             }
             ul aria-label="Your work" {
                 @if me.data_owner { li { a href="/data" { "My data" } } }
-                @if me.model_owner { li { a href="/models" { "My models" } } }
+                @if me.model_owner { li { a href="/models" { "My containers" } } }
+                @if me.benchmark_owner { li { a href="/owner" { "My benchmarks" } } }
                 @if me.committee(st) { li { a href="/decisions" { "Decisions" } } }
                 @if me.admin { li { a href="/admin" { "Admin" } } }
                 li { a href="/jobs" { "Jobs" } }

@@ -16,9 +16,11 @@
 //!   own leaderboard page.
 //! - [`jobs`]: long work (prepare, compatibility tests, runs) on threads of its
 //!   own, with live logs and progress over server-sent events.
+//! - [`account`]: this user's profile and join request.
 //! - [`data_owner`], [`model_owner`], [`committee`], [`admin`], [`owner`]: each
 //!   role's pages and actions.
 
+pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod browse;
@@ -185,6 +187,10 @@ pub fn router(ui: Shared) -> Router {
         .route("/decisions/sign", post(committee::sign))
         .route("/admin", get(admin::page))
         .route("/owner/{id}", get(owner::dashboard))
+        .route("/profile", post(account::profile))
+        .route("/apply", post(account::apply))
+        .route("/owner", get(owner::page))
+        .route("/owner/submit", post(owner::submit))
         .route("/jobs", get(jobs::list))
         .route("/jobs/{id}", get(jobs::page))
         .route("/jobs/{id}/events", get(jobs::events))

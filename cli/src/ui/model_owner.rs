@@ -31,8 +31,8 @@ pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>
     let body = html! {
         @if !snap.me.model_owner { p.bad { "You were not admitted as a model owner: the network ignores containers you register." } }
         section {
-            h2 { "Register a model" }
-            p.muted { "The image is saved from this machine's engine into your node's blob store; sites fetch it by hash." }
+            h2 { "Register a container" }
+            p.muted { "A model, or a benchmark's data preparator or metrics. The image is saved from this machine's engine into your node's blob store; sites fetch it by hash." }
             form.stack #register-model method="post" action="/models/register" {
                 (csrf(&signed.csrf))
                 label for="model-name" { "Name" }
@@ -88,7 +88,7 @@ pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>
             }
         }
     };
-    Ok(layout::page("My models", &snap.me, &snap.state, &signed.csrf, body))
+    Ok(layout::page("My containers", &snap.me, &snap.state, &signed.csrf, body))
 }
 
 fn optional_path(form: &CsrfForm, name: &str) -> Option<PathBuf> {
@@ -114,7 +114,7 @@ pub async fn register(State(ui): State<Shared>, form: CsrfForm) -> Page {
         archive: ImageArchive::Save,
     };
     let u = ui.clone();
-    started(ui.jobs.start(format!("Register model {name}"), move |job| {
+    started(ui.jobs.start(format!("Register container {name}"), move |job| {
         let s = u.session(Confirm::Yes)?;
         job.progress(0, 1, "saving the image and publishing");
         let r = workflow::submit_container(&s, &args)?;
