@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 pub use crate::cmd::{Ctx, parse_auto, parse_key};
 use crate::cmd::{
     admin, association, benchmark, blob, container, dataset, demo, keys, leaderboard, model,
-    network, profile, result, test,
+    network, profile, result, test, ui,
 };
 use crate::home::Home;
 use crate::output::json;
@@ -90,6 +90,8 @@ pub enum Command {
         #[arg(long)]
         keep_running: bool,
     },
+    /// The web application for every role, on loopback (prints a one-time sign-in link).
+    Ui(ui::UiArgs),
     /// What the network's admins decide together (key revocations).
     #[command(subcommand)]
     Admin(admin::AdminCmd),
@@ -144,6 +146,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Leaderboard { benchmark } => leaderboard::run(ctx, &benchmark),
         Command::Demo { dir, keep_running } => demo::run(ctx, dir, keep_running),
         Command::Admin(a) => admin::run(ctx, a),
+        Command::Ui(a) => ui::run(ctx, a),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "medmesh", &mut std::io::stdout());

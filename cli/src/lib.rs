@@ -13,7 +13,9 @@
 //! - [`demo`]: the whole workflow on a local federation of real nodes.
 //! - [`views`]: the node's paged, indexed views (benchmarks, containers,
 //!   datasets, associations, results, a leaderboard), read page by page.
-//! - [`workflow`]: MedPerf's workflow steps, shared by the commands and the demo.
+//! - [`workflow`]: MedPerf's workflow steps, shared by the commands, the demo and
+//!   the UI.
+//! - [`ui`]: `medmesh ui`, the web application for every role.
 
 pub mod app;
 pub mod chain;
@@ -25,5 +27,6 @@ pub mod ids;
 pub mod keys;
 pub mod output;
 pub mod publish;
+pub mod ui;
 pub mod views;
 pub mod workflow;

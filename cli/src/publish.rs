@@ -59,6 +59,34 @@ pub enum Confirm {
     Ask,
     /// `-y`: publish without asking.
     Yes,
+    /// Sign nothing: stop where the terminal would ask, with [`Unsigned`] (the
+    /// record as it would be signed), so that a reviewer sees it first (`medmesh ui`).
+    Preview,
+    /// Sign only the record whose [`Unsigned::digest`] the reviewer saw; any other
+    /// (the state moved on, so the workflow built another) is refused.
+    Reviewed(protocol::Hash32),
+}
+
+/// The record a workflow step would sign, shown before signing ([`Confirm::Preview`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("not signed: the {kind} record awaits review")]
+pub struct Unsigned {
+    pub kind: &'static str,
+    pub signer: PublicKey,
+    pub seq: u64,
+    /// The record's body as JSON, pretty-printed.
+    pub body_json: String,
+    /// BLAKE3 of `body_json`: what [`Confirm::Reviewed`] must name.
+    pub digest: protocol::Hash32,
+}
+
+/// The record changed between review and signing.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "the {kind} record is no longer the one you reviewed (the network moved on); review it again"
+)]
+pub struct ReviewOutdated {
+    pub kind: &'static str,
 }
 
 /// The exit code of a command whose record the fold ignores (any other failure
@@ -102,6 +130,27 @@ pub fn publish(
     let next = chain::next(local, node)?;
     if let Some(note) = &next.note {
         eprintln!("note: {note}");
+    }
+    match confirm {
+        Confirm::Yes | Confirm::Ask => {}
+        Confirm::Preview | Confirm::Reviewed(_) => {
+            let body_json =
+                serde_json::to_string_pretty(&body).context("cannot show the record")?;
+            let digest = protocol::Hash32::of(body_json.as_bytes());
+            if confirm == Confirm::Preview {
+                return Err(Unsigned {
+                    kind: body.kind(),
+                    signer: me,
+                    seq: next.seq,
+                    body_json,
+                    digest,
+                }
+                .into());
+            }
+            if confirm != Confirm::Reviewed(digest) {
+                return Err(ReviewOutdated { kind: body.kind() }.into());
+            }
+        }
     }
     if confirm == Confirm::Ask {
         let summary = serde_json::to_string_pretty(&body).context("cannot show the record")?;
@@ -231,5 +280,25 @@ mod tests {
         assert_eq!(ig.reason, "signer is not an admin");
         assert_eq!(ig.id, node.stored.borrow()[0].id, "the record was published all the same");
         assert!(e.to_string().contains("ignores it: signer is not an admin"), "{e}");
+    }
+
+    #[test]
+    fn a_preview_signs_nothing_and_only_the_reviewed_record_is_signed() {
+        let home = tempfile::tempdir().unwrap();
+        let keys = crate::keys::generate(&home.path().join("keys")).unwrap();
+        let node = MemoryNode::default();
+        let e = publish(&node, home.path(), &keys, net(), profile(&keys, "a"), Confirm::Preview)
+            .unwrap_err();
+        let preview = e.downcast_ref::<Unsigned>().expect("the record to review");
+        assert!(preview.body_json.contains("\"a\""), "{}", preview.body_json);
+        assert_eq!((preview.kind, preview.seq), ("profile", 0));
+        assert!(node.stored.borrow().is_empty(), "nothing was sent");
+        assert!(chain::load(home.path(), &net(), &keys.public()).unwrap().is_none(), "nor signed");
+        // Another record than the one reviewed is refused; the reviewed one is signed.
+        let other = Confirm::Reviewed(preview.digest);
+        let e = publish(&node, home.path(), &keys, net(), profile(&keys, "b"), other).unwrap_err();
+        assert!(e.downcast_ref::<ReviewOutdated>().is_some(), "{e:#}");
+        let r = publish(&node, home.path(), &keys, net(), profile(&keys, "a"), other).unwrap();
+        assert_eq!(node.stored.borrow()[0].id, r.id);
     }
 }

@@ -29,7 +29,7 @@ pub struct Session {
     pub home: Home,
     pub keys: Keys,
     pub network: NetworkId,
-    pub api: Box<dyn NodeApi>,
+    pub api: Box<dyn NodeApi + Send + Sync>,
     pub confirm: Confirm,
     /// What this command's `--gpus` and `--shm-size` override in the site policy.
     pub site: Overrides,
@@ -764,7 +764,86 @@ fn benchmark_of(state: &State, id: &RecordId) -> anyhow::Result<Benchmark> {
 }
 
 // ---------------------------------------------------------------------------
+// Admission.
+
+/// The join requests waiting in the pool of this home's node.
+pub fn join_requests(home: &Home) -> anyhow::Result<Vec<node::admission::PendingJoin>> {
+    let control = crate::control::Control::for_node_dir(&home.node_dir()?)?;
+    Ok(control.get_json("/v1/join-requests")?.unwrap_or_default())
+}
+
+/// Ask the admins to admit this key with `roles` (a join request, which waits in
+/// the nodes' pools until an admin admits the key).
+pub fn apply(
+    s: &Session,
+    roles: Vec<MemberRole>,
+    name: String,
+    organisation: String,
+    message: String,
+) -> anyhow::Result<Record> {
+    let root = s.home.root()?;
+    if root.admission.is_open() {
+        bail!("network {} is open: every key takes part, there is nothing to apply for", root.name);
+    }
+    let st = s.state()?;
+    if st.admits(&s.me()) {
+        bail!("your key {} is already admitted; see `medmesh network members`", s.me().short());
+    }
+    s.publish(Body::JoinRequest(JoinRequest { name, organisation, roles, message }))
+}
+
+/// An admin admits `key` with `roles`, or with the roles its join request asks
+/// for when `None`. Returns the admission and the roles it grants.
+pub fn admit(
+    s: &Session,
+    key: PublicKey,
+    roles: Option<Vec<MemberRole>>,
+) -> anyhow::Result<(Record, Vec<MemberRole>)> {
+    let st = s.state()?;
+    if st.admission.is_open() {
+        bail!("this network is open: every key takes part without admission");
+    }
+    if !st.admins.contains(&s.me()) {
+        bail!(
+            "only the network's admins can admit a key, and {} is not one of them",
+            s.me().short()
+        );
+    }
+    let roles = match roles {
+        Some(r) => r,
+        None => match join_requests(&s.home)?.into_iter().find(|p| p.key == key) {
+            Some(p) => p.roles,
+            None => bail!(
+                "no join request from {} reached this node, so its roles are not known: name them with --role (data_owner, model_owner, benchmark_owner), or --no-roles",
+                key.short()
+            ),
+        },
+    };
+    let r =
+        s.publish(Body::Admission(Admission { key, epoch: st.admin_epoch, roles: roles.clone() }))?;
+    Ok((r, roles))
+}
+
+// ---------------------------------------------------------------------------
 // Datasets.
+
+/// Longest local dataset name, in characters.
+pub const DATASET_NAME_CHARS_MAX: usize = 64;
+
+/// A local dataset name names a folder in the home: letters, digits, `.`, `_`
+/// and `-`, not starting with a dot, so that it cannot leave the datasets folder.
+pub fn check_dataset_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.chars().count() <= DATASET_NAME_CHARS_MAX
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !ok {
+        bail!(
+            "`{name}` cannot name a dataset: use up to {DATASET_NAME_CHARS_MAX} letters, digits, `.`, `_` or `-`, not starting with a dot"
+        );
+    }
+    Ok(())
+}
 
 /// Where a prepared dataset lives locally, by name.
 pub fn dataset_root(s: &Session, name: &str) -> PathBuf {
@@ -807,6 +886,7 @@ pub fn prepare_dataset(
     labels: &Path,
     on: &(dyn Fn(runner::dataset::PrepareEvent) + Sync),
 ) -> anyhow::Result<runner::dataset::PreparedDataset> {
+    check_dataset_name(name)?;
     let state = s.state()?;
     let b = benchmark_of(&state, benchmark)?;
     let prep = runnable(s, &state, &b.data_preparator)?;
@@ -836,6 +916,7 @@ pub fn submit_dataset(
     location: &str,
     name_public: bool,
 ) -> anyhow::Result<Record> {
+    check_dataset_name(name)?;
     let state = s.state()?;
     let b = benchmark_of(&state, benchmark)?;
     let root = dataset_root(s, name);
@@ -1172,6 +1253,108 @@ pub fn run_benchmark(
     Ok(out)
 }
 
+/// One model's line in `benchmark run`'s report (its `--json` is a list of these).
+#[derive(Debug, serde::Serialize)]
+pub struct RunRow {
+    pub model: RecordId,
+    pub name: String,
+    /// The benchmark's reference model.
+    pub reference: bool,
+    /// `completed`, `failed` or `not_run` (an earlier model failed).
+    pub status: &'static str,
+    pub results: Option<BTreeMap<String, protocol::metric::MetricValue>>,
+    /// Where the execution's results, receipt and logs are.
+    pub execution_dir: Option<PathBuf>,
+    /// The finished execution on disk was reused instead of running again.
+    pub reused: bool,
+    pub error: Option<String>,
+    pub log: Option<PathBuf>,
+    /// The result record published for it.
+    pub result_record: Option<RecordId>,
+    /// This site had published a result for this model and dataset before.
+    pub published_again: bool,
+    /// What happened to its result, in words.
+    pub publication: String,
+}
+
+/// Publish the results of what finished (unless `no_submit`; only approved models'
+/// results count) and describe every model: `benchmark run` prints these, and
+/// `medmesh ui` shows them.
+pub fn publish_run(
+    s: &Session,
+    st: &State,
+    b: &RecordId,
+    d: &RecordId,
+    rep: &BenchmarkRun,
+    no_submit: bool,
+) -> Vec<RunRow> {
+    let name =
+        |m: &RecordId| st.containers.get(m).map(|c| c.container.name.clone()).unwrap_or_default();
+    let row = |m: &RecordId, status| RunRow {
+        model: *m,
+        name: name(m),
+        reference: rep.reference == Some(*m),
+        status,
+        results: None,
+        execution_dir: None,
+        reused: false,
+        error: None,
+        log: None,
+        result_record: None,
+        published_again: false,
+        publication: String::new(),
+    };
+    let mut rows = Vec::new();
+    for (m, run) in &rep.completed {
+        let mut r = row(m, "completed");
+        r.results = Some(run.results.clone());
+        r.execution_dir = Some(run.dir.clone());
+        r.reused = run.reused;
+        r.published_again = st.results.iter().any(|x| {
+            x.benchmark == *b && x.model == *m && x.dataset == *d && x.submitter == s.me()
+        });
+        if no_submit {
+            r.publication = "not submitted (--no-submit)".into();
+        } else if !model_approved(st, b, m) {
+            // The fold counts results of approved models only: a result of a
+            // reference model that was never associated would be ignored.
+            r.publication =
+                "not published: the model's association with the benchmark is not approved".into();
+        } else {
+            match submit_result(s, b, d, m, run) {
+                Ok(rec) => {
+                    r.result_record = Some(rec.id);
+                    r.publication = format!(
+                        "{} {}",
+                        if r.published_again { "published again" } else { "published" },
+                        rec.id.short()
+                    );
+                }
+                Err(e) => {
+                    r.status = "failed";
+                    r.error = Some(format!("its result could not be published: {e:#}"));
+                    r.publication = "not published".into();
+                }
+            }
+        }
+        rows.push(r);
+    }
+    for f in &rep.failed {
+        let mut r = row(&f.model, "failed");
+        r.error = Some(f.reason.clone());
+        r.log = f.log.clone();
+        r.publication = "nothing to publish".into();
+        rows.push(r);
+    }
+    for m in &rep.not_run {
+        let mut r = row(m, "not_run");
+        r.error = Some("not run: an earlier model failed".into());
+        r.publication = "nothing to publish".into();
+        rows.push(r);
+    }
+    rows
+}
+
 /// Who may read a result: the committee members with a profile, and the data owner.
 fn recipients(state: &State, b: &Benchmark, owner: &PublicKey) -> anyhow::Result<Vec<X25519Key>> {
     let mut out = Vec::new();
@@ -1358,6 +1541,16 @@ mod tests {
             submitter: PublicKey::from(&protocol::testkit::key("owner")),
             counts: true,
             reason: None,
+        }
+    }
+
+    #[test]
+    fn a_dataset_name_cannot_leave_the_datasets_folder() {
+        for ok in ["site-a", "hospital_b.2024", "A"] {
+            assert!(check_dataset_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "..", "../x", "a/b", ".hidden", "a b", "ü", &"x".repeat(65)] {
+            assert!(check_dataset_name(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -16,6 +16,10 @@ const NOT_RUN_HERE: &[(&str, &str)] = &[
     ("cargo run -p tests --bin medmesh-faults", "tests/tests/federation.rs builds and runs it"),
     ("docker run -d", "deploys a node next to a real bootstrap peer at a placeholder address"),
     ("ssh ", "needs a remote host"),
+    (
+        "medmesh --home hospital ui",
+        "serves until interrupted; cli/tests/ui_browser.rs drives it in chromium and ui_security.rs checks its sign-in",
+    ),
     ("cargo bench", "measurements; .ci/run compiles every bench"),
     ("cargo run --release -p node --bin medmesh-node-bench", "a measurement; compiled by .ci/run"),
     (

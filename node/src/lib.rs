@@ -13,6 +13,8 @@
 //! - [`views`]: paged, indexed queries over the derived state (what the CLI and
 //!   the web UI list, a page at a time).
 //! - [`web`]: the read-only leaderboard pages (HTML with an SVG chart and heatmap).
+//! - [`charts`]: those charts (points with intervals on a labelled axis, the
+//!   heatmap), shared with `medmesh ui`.
 //! - [`node`]: [`Node`] (start, stop) and [`Client`] (the cheap handle to a node).
 //! - [`peers`]: the address book on disk and the redial schedule that reconnects
 //!   lost peers.
@@ -31,6 +33,7 @@
 pub mod admission;
 pub mod blobs;
 pub mod blobstore;
+pub mod charts;
 pub mod control;
 mod core;
 pub mod error;

@@ -117,7 +117,9 @@ async fn a_headless_browser_shows_the_chart_the_table_and_the_heatmap() {
         "no chart in:\n{html}\n{}",
         String::from_utf8_lossy(&dom.stderr)
     );
-    assert_eq!(html.matches("class=\"bar\"").count(), 2, "one bar per model");
+    assert_eq!(html.matches("class=\"point\"").count(), 2, "one point per model");
+    assert_eq!(html.matches("class=\"interval\"").count(), 2, "an interval each");
+    assert!(html.contains("axis starts at"), "the axis says where it starts");
     assert!(
         html.contains("id=\"leaderboard\"") && html.contains("model-0") && html.contains("model-1")
     );

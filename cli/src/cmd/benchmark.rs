@@ -1,11 +1,9 @@
 //! `medmesh benchmark`: submit, list, decide (admin), run, release (committee).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::{Subcommand, ValueEnum};
 use protocol::record::{Decision, DetailsAudience, Disclosure, SharingPolicy};
-use protocol::{RecordId, State};
 
 use super::{Ctx, benchmarks, containers, datasets, parse_auto, parse_key, report};
 use crate::ids::resolve;
@@ -264,7 +262,7 @@ pub fn run(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
             let rep = workflow::run_benchmark(&s, &b, &d, only, ignore_model_errors, force);
             pb.finish_and_clear();
             let rep = rep?;
-            let rows = run_rows(&s, &st, &b, &d, &rep, no_submit);
+            let rows = workflow::publish_run(&s, &st, &b, &d, &rep, no_submit);
             let unfinished = rows.iter().filter(|r| r.status != "completed").count();
             if ctx.json {
                 json(&rows)?;
@@ -343,104 +341,4 @@ pub fn run(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
             }
         }
     }
-}
-
-/// One model's line in `benchmark run`'s report (its `--json` is a list of these).
-#[derive(Debug, serde::Serialize)]
-struct RunRow {
-    model: RecordId,
-    name: String,
-    /// The benchmark's reference model.
-    reference: bool,
-    /// `completed`, `failed` or `not_run` (an earlier model failed).
-    status: &'static str,
-    results: Option<BTreeMap<String, protocol::metric::MetricValue>>,
-    /// Where the execution's results, receipt and logs are.
-    execution_dir: Option<PathBuf>,
-    /// The finished execution on disk was reused instead of running again.
-    reused: bool,
-    error: Option<String>,
-    log: Option<PathBuf>,
-    /// The result record published for it.
-    result_record: Option<RecordId>,
-    /// This site had published a result for this model and dataset before.
-    published_again: bool,
-    /// What happened to its result, in words.
-    publication: String,
-}
-
-/// Publish what finished (unless `no_submit`) and describe every model.
-fn run_rows(
-    s: &workflow::Session,
-    st: &State,
-    b: &RecordId,
-    d: &RecordId,
-    rep: &workflow::BenchmarkRun,
-    no_submit: bool,
-) -> Vec<RunRow> {
-    let name =
-        |m: &RecordId| st.containers.get(m).map(|c| c.container.name.clone()).unwrap_or_default();
-    let row = |m: &RecordId, status| RunRow {
-        model: *m,
-        name: name(m),
-        reference: rep.reference == Some(*m),
-        status,
-        results: None,
-        execution_dir: None,
-        reused: false,
-        error: None,
-        log: None,
-        result_record: None,
-        published_again: false,
-        publication: String::new(),
-    };
-    let mut rows = Vec::new();
-    for (m, run) in &rep.completed {
-        let mut r = row(m, "completed");
-        r.results = Some(run.results.clone());
-        r.execution_dir = Some(run.dir.clone());
-        r.reused = run.reused;
-        r.published_again = st.results.iter().any(|x| {
-            x.benchmark == *b && x.model == *m && x.dataset == *d && x.submitter == s.me()
-        });
-        if no_submit {
-            r.publication = "not submitted (--no-submit)".into();
-        } else if !workflow::model_approved(st, b, m) {
-            // The fold counts results of approved models only: a result of a
-            // reference model that was never associated would be ignored.
-            r.publication =
-                "not published: the model's association with the benchmark is not approved".into();
-        } else {
-            match workflow::submit_result(s, b, d, m, run) {
-                Ok(rec) => {
-                    r.result_record = Some(rec.id);
-                    r.publication = format!(
-                        "{} {}",
-                        if r.published_again { "published again" } else { "published" },
-                        rec.id.short()
-                    );
-                }
-                Err(e) => {
-                    r.status = "failed";
-                    r.error = Some(format!("its result could not be published: {e:#}"));
-                    r.publication = "not published".into();
-                }
-            }
-        }
-        rows.push(r);
-    }
-    for f in &rep.failed {
-        let mut r = row(&f.model, "failed");
-        r.error = Some(f.reason.clone());
-        r.log = f.log.clone();
-        r.publication = "nothing to publish".into();
-        rows.push(r);
-    }
-    for m in &rep.not_run {
-        let mut r = row(m, "not_run");
-        r.error = Some("not run: an earlier model failed".into());
-        r.publication = "nothing to publish".into();
-        rows.push(r);
-    }
-    rows
 }

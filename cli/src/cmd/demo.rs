@@ -15,6 +15,30 @@ pub fn workspace_root() -> PathBuf {
     built.canonicalize().unwrap_or(built)
 }
 
+/// Start `medmesh ui` for `home`, left running with the nodes; its sign-in link.
+fn start_ui(home: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("--home")
+        .arg(home)
+        .arg("ui")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let out = child.stdout.take().ok_or_else(|| anyhow!("medmesh ui has no stdout"))?;
+    let mut line = String::new();
+    std::io::BufReader::new(out).read_line(&mut line)?;
+    if !line.starts_with("http://") {
+        let _ = child.kill();
+        let _ = child.wait();
+        anyhow::bail!("medmesh ui printed no sign-in link");
+    }
+    // Left running, as the nodes are.
+    drop(child);
+    Ok(line.trim().to_string())
+}
+
 /// Run `medmesh demo`.
 pub fn run(ctx: &Ctx, dir: PathBuf, keep_running: bool) -> anyhow::Result<()> {
     let opts = crate::demo::DemoOptions { dir, workspace: workspace_root(), keep_running };
@@ -40,6 +64,15 @@ pub fn run(ctx: &Ctx, dir: PathBuf, keep_running: bool) -> anyhow::Result<()> {
 
     crate::say!("\nParticipants' homes are in {}. Look around, e.g.:", opts.dir.display())?;
     if keep_running {
+        crate::say!("\nIn the browser (each link signs in one browser, once):")?;
+        for who in ["admin", "committee-2", "hospital-a", "model-owner-1"] {
+            let Some((_, home)) = out.homes.iter().find(|(n, _)| n == who) else { continue };
+            match start_ui(home) {
+                Ok(link) => crate::say!("  {who:<14} {link}")?,
+                Err(e) => eprintln!("warning: cannot start medmesh ui for {who}: {e:#}"),
+            }
+        }
+        crate::say!("\nOr on the command line:")?;
         crate::say!("  medmesh --home {} benchmark ls", hospital.display())?;
         crate::say!("  medmesh --home {} association ls", hospital.display())?;
         crate::say!(

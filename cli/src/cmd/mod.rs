@@ -16,6 +16,7 @@ pub mod network;
 pub mod profile;
 pub mod result;
 pub mod test;
+pub mod ui;
 
 use anyhow::{anyhow, bail};
 use protocol::record::AutoApproval;

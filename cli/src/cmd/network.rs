@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, anyhow, bail};
 use clap::Subcommand;
 use node::admission::PendingJoin;
-use protocol::record::{Admission, Body, JoinRequest, MemberRole};
+use protocol::record::MemberRole;
 use protocol::{AdmissionMode, Hash32, NetworkRoot, PublicKey};
 
 use super::{Ctx, parse_key};
@@ -171,22 +171,9 @@ fn apply(
     organisation: String,
     message: String,
 ) -> anyhow::Result<()> {
-    let root = ctx.home.root()?;
     let s = ctx.session()?;
-    if root.admission.is_open() {
-        bail!("network {} is open: every key takes part, there is nothing to apply for", root.name);
-    }
-    let st = s.state()?;
-    if st.admits(&s.me()) {
-        bail!(
-            "your key {} is already admitted (roles: {}); see `medmesh network members`",
-            s.me().short(),
-            st.member(&s.me()).map(|m| role_list(&m.roles)).unwrap_or_else(|| "admin".into())
-        );
-    }
     let roles = sorted(roles);
-    let body = Body::JoinRequest(JoinRequest { name, organisation, roles: roles.clone(), message });
-    let r = s.publish(body)?;
+    let r = crate::workflow::apply(&s, roles.clone(), name, organisation, message)?;
     if ctx.json {
         return json(&serde_json::json!({ "id": r.id, "key": s.me(), "roles": roles }));
     }
@@ -201,8 +188,7 @@ fn apply(
 }
 
 fn pending(ctx: &Ctx) -> anyhow::Result<Vec<PendingJoin>> {
-    let control = crate::control::Control::for_node_dir(&ctx.home.node_dir()?)?;
-    Ok(control.get_json("/v1/join-requests")?.unwrap_or_default())
+    crate::workflow::join_requests(&ctx.home)
 }
 
 fn requests(ctx: &Ctx) -> anyhow::Result<()> {
@@ -251,29 +237,8 @@ fn key_or_request_name(ctx: &Ctx, typed: &str) -> anyhow::Result<PublicKey> {
 fn admit(ctx: &Ctx, key: &str, roles: Vec<MemberRole>, no_roles: bool) -> anyhow::Result<()> {
     let key = key_or_request_name(ctx, key)?;
     let s = ctx.session()?;
-    let st = s.state()?;
-    if st.admission.is_open() {
-        bail!("this network is open: every key takes part without admission");
-    }
-    if !st.admins.contains(&s.me()) {
-        bail!(
-            "only the network's admins can admit a key, and {} is not one of them",
-            s.me().short()
-        );
-    }
-    let roles = if no_roles || !roles.is_empty() {
-        sorted(roles)
-    } else {
-        match pending(ctx)?.into_iter().find(|p| p.key == key) {
-            Some(p) => p.roles,
-            None => bail!(
-                "no join request from {} reached this node, so its roles are not known: name them with --role (data_owner, model_owner, benchmark_owner), or --no-roles",
-                key.short()
-            ),
-        }
-    };
-    let r =
-        s.publish(Body::Admission(Admission { key, epoch: st.admin_epoch, roles: roles.clone() }))?;
+    let asked = (no_roles || !roles.is_empty()).then(|| sorted(roles));
+    let (r, roles) = crate::workflow::admit(&s, key, asked)?;
     let st = s.state()?;
     let member = st.member(&key);
     let status = match member {

@@ -131,3 +131,41 @@ pub fn home(dir: &Path, root: Option<&Path>, node_dir: &Path) -> String {
     let v = json(&ok(dir, &["--json", "keys", "show"]));
     v["signing_key"].as_str().unwrap().to_string()
 }
+
+/// A `medmesh ui` process, killed when dropped.
+pub struct UiProcess {
+    pub child: std::process::Child,
+    /// The one-time sign-in link it printed.
+    pub link: String,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl Drop for UiProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `medmesh --home HOME ui` and read the sign-in link it prints.
+pub fn start_ui(home: &Path) -> UiProcess {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medmesh"))
+        .arg("--home")
+        .arg(home)
+        .arg("ui")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(home.join("ui.log")).expect("log file"))
+        .spawn()
+        .expect("medmesh ui starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("medmesh ui prints its link");
+    let link = line.trim().to_string();
+    assert!(link.starts_with("http://127.0.0.1:") && link.contains("/signin?token="), "{link}");
+    let base = link.split("/signin").next().expect("a base").to_string();
+    UiProcess { child, link, base }
+}

@@ -1,0 +1,153 @@
+//! The model owner's page: register a model container (a job: the image is saved
+//! into the blob store), request association with a benchmark (a job: the
+//! compatibility test on its demo dataset), and where each model runs.
+
+use std::path::PathBuf;
+
+use axum::Extension;
+use axum::extract::State;
+use maud::html;
+use protocol::fold::Status;
+use protocol::record::Subject;
+
+use super::auth::{CsrfForm, Signed};
+use super::browse::benchmark_name;
+use super::jobs::{Outcome, started};
+use super::layout::{self, csrf, status};
+use super::{Page, Shared, snapshot};
+use crate::publish::Confirm;
+use crate::workflow::{self, ContainerArgs, ImageArchive};
+
+/// Longest container name accepted, in characters.
+pub const CONTAINER_NAME_CHARS_MAX: usize = 128;
+
+/// `GET /models`.
+pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>) -> Page {
+    let snap = snapshot(&ui).await?;
+    let me = snap.me.key;
+    let mine: Vec<_> = snap.state.containers.values().filter(|c| c.owner == me).collect();
+    let approved: Vec<_> =
+        snap.state.benchmarks.values().filter(|b| b.status == Status::Approved).collect();
+    let body = html! {
+        @if !snap.me.model_owner { p.bad { "You were not admitted as a model owner: the network ignores containers you register." } }
+        section {
+            h2 { "Register a container" }
+            p.muted { "A model, or a benchmark's data preparator or metrics. The image is saved from this machine's engine into your node's blob store; sites fetch it by hash." }
+            form.stack #register-model method="post" action="/models/register" {
+                (csrf(&signed.csrf))
+                label for="model-name" { "Name" }
+                input #model-name name="name" required maxlength="128";
+                label for="model-manifest" { "Container config (container_config.yaml)" }
+                input #model-manifest name="manifest" required;
+                label for="model-image" { "Image (optional: the config's image by default)" }
+                input #model-image name="image";
+                label for="model-parameters" { "Parameters file (optional)" }
+                input #model-parameters name="parameters";
+                label for="model-files" { "Additional files folder (optional)" }
+                input #model-files name="additional_files";
+                button type="submit" { "Register" }
+            }
+        }
+        section {
+            h2 { "Request association" }
+            form.stack #associate-model method="post" action="/models/associate" {
+                (csrf(&signed.csrf))
+                label for="assoc-benchmark" { "Benchmark" }
+                select #assoc-benchmark name="benchmark" required {
+                    @for b in &approved { option value=(b.id.to_hex()) { (b.benchmark.name) } }
+                }
+                label for="assoc-model" { "Model" }
+                select #assoc-model name="model" required {
+                    @for c in &mine { option value=(c.id.to_hex()) { (c.container.name) } }
+                }
+                button type="submit" { "Run the compatibility test and request" }
+            }
+        }
+        section {
+            h2 { "Where my models run" }
+            table #where-models-run {
+                thead { tr { th scope="col" { "model" } th scope="col" { "benchmark" } th scope="col" { "association" } th scope="col" { "priority" } th scope="col" { "sites with results" } } }
+                tbody {
+                    @for c in &mine {
+                        @let assocs: Vec<_> = snap.state.associations.iter().filter(|a| a.subject == Subject::Model(c.id)).collect();
+                        @if assocs.is_empty() {
+                            tr { td { (c.container.name) } td.muted colspan="4" { "no association requested" } }
+                        }
+                        @for a in &assocs {
+                            @let sites = snap.state.results.iter().filter(|r| r.model == c.id && r.benchmark == a.benchmark && r.counts).map(|r| r.dataset).collect::<std::collections::BTreeSet<_>>().len();
+                            tr {
+                                td { (c.container.name) }
+                                td { (benchmark_name(&snap, &a.benchmark)) }
+                                td { (status(a.status.label())) }
+                                td.n { (a.priority) }
+                                td.n { (sites) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout::page("My containers", &snap.me, &snap.state, &signed.csrf, body))
+}
+
+fn optional_path(form: &CsrfForm, name: &str) -> Option<PathBuf> {
+    Some(form.get(name)).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// `POST /models/register`: a job that registers the container.
+pub async fn register(State(ui): State<Shared>, form: CsrfForm) -> Page {
+    let name = form.need("name")?.to_string();
+    if name.chars().count() > CONTAINER_NAME_CHARS_MAX {
+        return Err(anyhow::anyhow!(
+            "a container name has at most {CONTAINER_NAME_CHARS_MAX} characters"
+        )
+        .into());
+    }
+    let args = ContainerArgs {
+        name: name.clone(),
+        manifest: PathBuf::from(form.need("manifest")?),
+        image: Some(form.get("image")).filter(|v| !v.is_empty()).map(String::from),
+        digest: None,
+        parameters: optional_path(&form, "parameters"),
+        additional_files: optional_path(&form, "additional_files"),
+        archive: ImageArchive::Save,
+    };
+    let u = ui.clone();
+    started(ui.jobs.start(format!("Register container {name}"), move |job| {
+        let s = u.session(Confirm::Yes)?;
+        job.progress(0, 1, "saving the image and publishing");
+        let r = workflow::submit_container(&s, &args)?;
+        job.progress(1, 1, "registered");
+        Ok(Outcome::Done {
+            summary: format!("Registered {name} as {}.", r.id.short()),
+            next: Some(("/models".into(), "Request its association".into())),
+        })
+    }))
+}
+
+/// `POST /models/associate`: a job running the compatibility test on the
+/// benchmark's demo dataset, then publishing the request.
+pub async fn associate(State(ui): State<Shared>, form: CsrfForm) -> Page {
+    let parse = |n: &str| -> anyhow::Result<protocol::RecordId> {
+        form.need(n)?.parse().map_err(|e| anyhow::anyhow!("`{n}` is not a record id: {e}"))
+    };
+    let (benchmark, model) = (parse("benchmark")?, parse("model")?);
+    let u = ui.clone();
+    started(ui.jobs.start(format!("Request association of model {}", model.short()), move |job| {
+        let s = u.session(Confirm::Yes)?;
+        job.progress(0, 2, "compatibility test on the demo dataset");
+        let (r, _) = workflow::associate(&s, &benchmark, Subject::Model(model))?;
+        job.progress(2, 2, "requested");
+        let st = s.state()?;
+        let now = st.association(&benchmark, &Subject::Model(model)).map(|a| a.status.label());
+        Ok(Outcome::Done {
+            summary: format!(
+                "Association requested ({}); status: {}.",
+                r.id.short(),
+                now.unwrap_or("not yet folded")
+            ),
+            next: Some(("/models".into(), "Back to my models".into())),
+        })
+    }))
+}
