@@ -45,6 +45,10 @@ pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>
                 input #model-parameters name="parameters";
                 label for="model-files" { "Additional files folder (optional)" }
                 input #model-files name="additional_files";
+                div {
+                    input #model-private type="checkbox" name="private" value="yes";
+                    label for="model-private" { " Private: encrypt the image; grant its key to approved datasets with " code { "medmesh model grant" } }
+                }
                 button type="submit" { "Register" }
             }
         }
@@ -112,6 +116,7 @@ pub async fn register(State(ui): State<Shared>, form: CsrfForm) -> Page {
         parameters: optional_path(&form, "parameters"),
         additional_files: optional_path(&form, "additional_files"),
         archive: ImageArchive::Save,
+        private: form.get("private") == "yes",
     };
     let u = ui.clone();
     started(ui.jobs.start(format!("Register container {name}"), move |job| {
