@@ -81,6 +81,8 @@ pub struct NodeConfig {
     /// builds the plain TCP and QUIC transports.
     #[doc(hidden)]
     pub shaping: Option<Arc<crate::netem::Shaping>>,
+    /// Gossipsub's mesh and gossip parameters (the defaults are the chosen ones).
+    pub gossip: swarm::GossipTuning,
 }
 
 impl NodeConfig {
@@ -104,6 +106,7 @@ impl NodeConfig {
             blob_request_timeout: Duration::from_millis(crate::blobs::BLOB_REQUEST_TIMEOUT_MS),
             blob_serve_unverified: false,
             shaping: None,
+            gossip: swarm::GossipTuning::default(),
         }
     }
 }
@@ -197,6 +200,7 @@ impl Node {
             config.sync_request_timeout,
             config.blob_request_timeout,
             config.shaping.clone(),
+            config.gossip,
         )?;
         let listen = listen_all(&mut swarm, &config.listen).await;
         let listen = match listen {
@@ -705,10 +709,11 @@ pub(crate) fn build_swarm(
     sync_timeout: Duration,
     blob_timeout: Duration,
     shaping: Option<Arc<crate::netem::Shaping>>,
+    gossip: swarm::GossipTuning,
 ) -> Result<Swarm<Behaviour>, StartError> {
     let network = *network;
     let behaviour = move |key: &libp2p::identity::Keypair| {
-        swarm::build_behaviour(key, &network, ping, sync_timeout, blob_timeout)
+        swarm::build_behaviour(key, &network, ping, sync_timeout, blob_timeout, gossip)
             .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })
     };
     let idle = Duration::from_millis(swarm::IDLE_CONNECTION_TIMEOUT_MS);

@@ -207,7 +207,7 @@ impl RemoteSymbols {
 
 /// Reads symbols from a peer: whole symbols, at most [`SKETCH_SYMBOLS_MAX`].
 pub fn decode_symbols(bytes: &[u8]) -> Result<RemoteSymbols, RibltError> {
-    if bytes.len() % SYMBOL_BYTES != 0 {
+    if !bytes.len().is_multiple_of(SYMBOL_BYTES) {
         return Err(RibltError::Ragged(bytes.len()));
     }
     let n = bytes.len() / SYMBOL_BYTES;

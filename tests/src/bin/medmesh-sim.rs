@@ -38,7 +38,7 @@ use protocol::{NetworkRoot, Record, RecordId};
 /// How long the mesh may take to form.
 const MESH_DEADLINE_MS: u64 = 120_000;
 /// How long one record may take to reach every node.
-const PUBLISH_DEADLINE_MS: u64 = 60_000;
+const PUBLISH_DEADLINE_MS: u64 = 20_000;
 /// Records one author signs (well under every per-key quota and rate).
 const RECORDS_PER_AUTHOR: u64 = 32;
 /// Idle traffic is measured over this long before publishing.
@@ -62,6 +62,7 @@ struct Opts {
     seed: u64,
     dir: Option<PathBuf>,
     json: bool,
+    gossip: node::swarm::GossipTuning,
 }
 
 impl Opts {
@@ -80,6 +81,7 @@ impl Opts {
             seed: 1,
             dir: None,
             json: false,
+            gossip: node::swarm::GossipTuning::default(),
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -105,6 +107,12 @@ impl Opts {
                 "--sync-interval-ms" => o.sync_interval_ms = v.parse().with_context(bad)?,
                 "--seed" => o.seed = v.parse().with_context(bad)?,
                 "--dir" => o.dir = Some(PathBuf::from(v)),
+                "--mesh-n" => o.gossip.mesh_n = v.parse().with_context(bad)?,
+                "--mesh-n-low" => o.gossip.mesh_n_low = v.parse().with_context(bad)?,
+                "--mesh-n-high" => o.gossip.mesh_n_high = v.parse().with_context(bad)?,
+                "--gossip-lazy" => o.gossip.gossip_lazy = v.parse().with_context(bad)?,
+                "--flood-publish" => o.gossip.flood_publish = v.parse().with_context(bad)?,
+                "--idontwant-bytes" => o.gossip.idontwant_bytes = v.parse().with_context(bad)?,
                 other => bail!("unknown flag {other}; see the doc comment of medmesh-sim.rs"),
             }
             i += 2;
@@ -202,6 +210,7 @@ impl Sim {
             c.bootstrap = boot;
             c.sync_interval = Duration::from_millis(o.sync_interval_ms);
             c.shaping = Some(shaping.clone());
+            c.gossip = o.gossip;
             let n = Node::start(c.clone()).await.with_context(|| format!("node {i} starts"))?;
             sim.clients.push(n.client());
             sim.nodes.push(Some(n));
@@ -215,7 +224,7 @@ impl Sim {
     }
 
     fn sign(&mut self) -> Record {
-        if self.signed % RECORDS_PER_AUTHOR == 0 {
+        if self.signed.is_multiple_of(RECORDS_PER_AUTHOR) {
             let label = format!("sim-author-{}", self.authors.len());
             self.authors.push(Author::new(&label, self.root.network_id()));
         }
@@ -326,7 +335,9 @@ async fn main() -> Result<()> {
     };
     let mut sim = Sim::start(&o, &mut rng).await?;
     let mesh_want = 4.min(o.nodes - 1);
+    eprintln!("{} nodes started", o.nodes);
     r.mesh_formed_ms = ms(sim.wait_mesh(mesh_want).await?);
+    eprintln!("mesh formed in {:.0} ms", r.mesh_formed_ms);
     let all: Vec<usize> = (0..o.nodes).collect();
 
     // Idle traffic (pings, Kademlia, gossip heartbeats), to subtract.
@@ -354,6 +365,8 @@ async fn main() -> Result<()> {
                 lat.push(t.elapsed());
             }
         }
+        let missing = all.iter().filter(|&&i| !sim.clients[i].contains(&rec.id)).count();
+        eprintln!("record from node {from}: {:.0} ms, {missing} nodes without it", ms(t.elapsed()));
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -366,6 +379,7 @@ async fn main() -> Result<()> {
     r.bytes_per_node_per_record = spent.max(0.0) / (o.nodes as f64 * o.records.max(1) as f64);
     r.copies_per_node_per_record = r.bytes_per_node_per_record / r.record_bytes.max(1) as f64;
 
+    eprintln!("propagation: p50 {:.0} ms p99 {:.0} ms", r.propagation_p50_ms, r.propagation_p99_ms);
     // 3: a third partitioned, records on both sides, healed.
     let cut = o.nodes / 3;
     r.partitioned_nodes = cut;
@@ -404,6 +418,7 @@ async fn main() -> Result<()> {
     if leaked {
         bail!("the partition leaked: a record crossed it");
     }
+    eprintln!("partitioned; records held on each side");
     block(false).await?;
     let every: Vec<RecordId> = ids.iter().map(|p| p.1).collect();
     let heal_deadline = Duration::from_millis(o.sync_interval_ms * 10 + 60_000);
@@ -411,6 +426,7 @@ async fn main() -> Result<()> {
     r.heal_converged_ms = healed.map(ms);
     r.heal_sync_intervals = healed.map(|d| ms(d) / o.sync_interval_ms as f64);
 
+    eprintln!("healed: {:?}", r.heal_converged_ms);
     // 4: one node away for a while, then back.
     let away = o.nodes - 1;
     if let Some(n) = sim.nodes[away].take() {
@@ -430,6 +446,7 @@ async fn main() -> Result<()> {
     sim.wait_held(&present, &missed, Duration::from_millis(PUBLISH_DEADLINE_MS * 4))
         .await
         .context("the present nodes hold what was published")?;
+    eprintln!("{} records published while a node was away", o.away_records);
     let t = Instant::now();
     let back = Node::start(sim.configs[away].clone()).await.context("the away node restarts")?;
     sim.clients[away] = back.client();
@@ -437,7 +454,14 @@ async fn main() -> Result<()> {
     let caught =
         sim.wait_held(&[away], &missed, Duration::from_millis(PUBLISH_DEADLINE_MS * 4)).await;
     r.catch_up_ms = caught.map(|_| ms(t.elapsed()));
-    let status = sim.clients[away].sync_status().await?;
+    let mut status = sim.clients[away].sync_status().await?;
+    for _ in 0..250 {
+        if status.recent.iter().any(|s| s.stored > 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+        status = sim.clients[away].sync_status().await?;
+    }
     r.catch_up_sessions = status
         .recent
         .iter()
@@ -477,6 +501,12 @@ fn print(o: &Opts, r: &Report) {
     } else {
         format!("{} ms", r.latency_ms)
     };
+    let g = &o.gossip;
+    println!(
+        "gossipsub: D {} (lo {}, hi {}), gossip_lazy {}, flood_publish {}, IDONTWANT from {} B",
+        g.mesh_n, g.mesh_n_low, g.mesh_n_high, g.gossip_lazy, g.flood_publish, g.idontwant_bytes
+    );
+    println!();
     println!("| measure | value |");
     println!("|---|---|");
     println!(
