@@ -307,6 +307,8 @@ struct Report {
     late: u64,
     record_bytes: u64,
     bytes_per_node_per_record: f64,
+    raw_bytes_per_node_per_record: f64,
+    idle_bytes_per_node_per_s: f64,
     copies_per_node_per_record: f64,
     sync_interval_ms: u64,
     partitioned_nodes: usize,
@@ -370,7 +372,10 @@ async fn main() -> Result<()> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let spent = (sim.bytes_in() - b1) as f64 - idle_per_s * t1.elapsed().as_secs_f64();
+    let raw = (sim.bytes_in() - b1) as f64;
+    let spent = raw - idle_per_s * t1.elapsed().as_secs_f64();
+    r.raw_bytes_per_node_per_record = raw / (o.nodes as f64 * o.records.max(1) as f64);
+    r.idle_bytes_per_node_per_s = idle_per_s / o.nodes as f64;
     lat.sort();
     r.propagation_p50_ms = ms(percentile(&lat, 0.5));
     r.propagation_p99_ms = ms(percentile(&lat, 0.99));
@@ -530,8 +535,12 @@ fn print(o: &Opts, r: &Report) {
         if r.late > 0 { format!(" ({} late)", r.late) } else { String::new() }
     );
     println!(
-        "| bytes received per node per record ({} B envelope) | {:.0} B = {:.1} copies |",
-        r.record_bytes, r.bytes_per_node_per_record, r.copies_per_node_per_record
+        "| bytes received per node per record ({} B envelope), idle traffic subtracted | {:.0} B = {:.1} copies (raw {:.0} B; idle {:.0} B/s a node) |",
+        r.record_bytes,
+        r.bytes_per_node_per_record,
+        r.copies_per_node_per_record,
+        r.raw_bytes_per_node_per_record,
+        r.idle_bytes_per_node_per_s
     );
     println!(
         "| heal after {} of {} nodes partitioned ({} records per side) | {} = {} sync intervals of {} ms |",
