@@ -85,6 +85,8 @@ pub struct NodeConfig {
     /// ([`crate::blobs::BLOB_SERVE_WINDOW_MS`]); beyond, the peer is refused until
     /// its window ends.
     pub blob_serve_peer_bytes_per_window: u64,
+    /// Gossipsub's mesh and gossip parameters (the defaults are the chosen ones).
+    pub gossip: swarm::GossipTuning,
 }
 
 impl NodeConfig {
@@ -109,6 +111,7 @@ impl NodeConfig {
             blob_serve_unverified: false,
             shaping: None,
             blob_serve_peer_bytes_per_window: crate::blobs::BLOB_SERVE_PEER_BYTES_PER_WINDOW,
+            gossip: swarm::GossipTuning::default(),
         }
     }
 }
@@ -205,6 +208,7 @@ impl Node {
             config.sync_request_timeout,
             config.blob_request_timeout,
             config.shaping.clone(),
+            config.gossip,
         )?;
         let listen = listen_all(&mut swarm, &config.listen).await;
         let listen = match listen {
@@ -726,10 +730,11 @@ pub(crate) fn build_swarm(
     sync_timeout: Duration,
     blob_timeout: Duration,
     shaping: Option<Arc<crate::netem::Shaping>>,
+    gossip: swarm::GossipTuning,
 ) -> Result<Swarm<Behaviour>, StartError> {
     let network = *network;
     let behaviour = move |key: &libp2p::identity::Keypair| {
-        swarm::build_behaviour(key, &network, ping, sync_timeout, blob_timeout)
+        swarm::build_behaviour(key, &network, ping, sync_timeout, blob_timeout, gossip)
             .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })
     };
     let idle = Duration::from_millis(swarm::IDLE_CONNECTION_TIMEOUT_MS);

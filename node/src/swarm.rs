@@ -78,6 +78,39 @@ pub const GOSSIP_VALIDATIONS_MAX: usize = 256;
 /// Score penalty weight for one invalid record delivered on gossip.
 pub const INVALID_RECORD_SCORE_WEIGHT: f64 = -100.0;
 
+/// Gossipsub's mesh and gossip parameters ([`crate::NodeConfig::gossip`]). The
+/// defaults are the ones chosen with the simulation (`medmesh-sim`; the reasons
+/// are in ARCHITECTURE.md, decisions); other values are for the simulation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GossipTuning {
+    /// Mesh peers a node aims for (D).
+    pub mesh_n: u8,
+    /// Below this many mesh peers, the heartbeat grafts more (D_lo).
+    pub mesh_n_low: u8,
+    /// Above this many, it prunes (D_hi).
+    pub mesh_n_high: u8,
+    /// Peers outside the mesh told of recent messages (IHAVE) each heartbeat.
+    pub gossip_lazy: u8,
+    /// A node's own records go to every peer on the topic, not only its mesh.
+    pub flood_publish: bool,
+    /// Messages at least this large are announced with IDONTWANT before they
+    /// are forwarded, so that mesh peers do not send them back.
+    pub idontwant_bytes: u32,
+}
+
+impl Default for GossipTuning {
+    fn default() -> Self {
+        GossipTuning {
+            mesh_n: 6,
+            mesh_n_low: 5,
+            mesh_n_high: 12,
+            gossip_lazy: 6,
+            flood_publish: true,
+            idontwant_bytes: 1000,
+        }
+    }
+}
+
 const KAD_PROTOCOL: &str = "/medmesh/kad/1.0.0";
 const IDENTIFY_PROTOCOL: &str = "/medmesh/id/1";
 
@@ -104,9 +137,18 @@ pub(crate) fn build_behaviour(
     ping: ping::Config,
     sync_timeout: Duration,
     blob_timeout: Duration,
+    tuning: GossipTuning,
 ) -> Result<Behaviour, String> {
     let peer_id = key.public().to_peer_id();
+    let outbound_min = 2.min(tuning.mesh_n_low as usize).min(tuning.mesh_n as usize / 2);
     let config = gossipsub::ConfigBuilder::default()
+        .mesh_n(tuning.mesh_n as usize)
+        .mesh_n_low(tuning.mesh_n_low as usize)
+        .mesh_n_high(tuning.mesh_n_high as usize)
+        .mesh_outbound_min(outbound_min)
+        .gossip_lazy(tuning.gossip_lazy as usize)
+        .flood_publish(tuning.flood_publish)
+        .idontwant_message_size_threshold(tuning.idontwant_bytes as usize)
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
         .max_transmit_size(GOSSIP_MESSAGE_BYTES_MAX)
@@ -1336,6 +1378,7 @@ mod tests {
             Duration::from_millis(SYNC_REQUEST_TIMEOUT_MS),
             Duration::from_millis(crate::blobs::BLOB_REQUEST_TIMEOUT_MS),
             None,
+            GossipTuning::default(),
         )
         .unwrap();
         let blobs = Arc::new(crate::blobs::Blobs::new(

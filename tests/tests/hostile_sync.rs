@@ -92,6 +92,17 @@ impl Attacker {
     /// Dial `target` and answer its sync requests: reconciliation as a responder
     /// holding `claimed` (frames up to `frame_bytes`), fetches per `on_fetch`.
     fn start(target: Multiaddr, claimed: IdSnapshot, frame_bytes: u64, on_fetch: OnFetch) -> Self {
+        Self::start_with_symbols(target, claimed, frame_bytes, on_fetch, Vec::new())
+    }
+
+    /// As [`Attacker::start`], answering every sketch request with `symbols`.
+    fn start_with_symbols(
+        target: Multiaddr,
+        claimed: IdSnapshot,
+        frame_bytes: u64,
+        on_fetch: OnFetch,
+        symbols: Vec<u8>,
+    ) -> Self {
         let mut swarm = raw_sync_swarm();
         let peer = *swarm.local_peer_id();
         swarm.dial(target).expect("dial the honest node");
@@ -110,9 +121,10 @@ impl Attacker {
                 let response = match request {
                     // No coded symbols: the honest node goes on with negentropy,
                     // where the claims below are made.
-                    SyncRequest::Sketch { .. } => {
-                        SyncResponse::Sketch { set_len: claimed.len() as u64, symbols: Vec::new() }
-                    }
+                    SyncRequest::Sketch { .. } => SyncResponse::Sketch {
+                        set_len: claimed.len() as u64,
+                        symbols: symbols.clone(),
+                    },
                     SyncRequest::Reconcile { msg, .. } => {
                         {
                             let mut a = seen.lock().expect("lock");
@@ -306,6 +318,51 @@ async fn a_responder_claiming_millions_of_ids_gets_at_most_one_sessions_cap_of_f
     assert_eq!(a.len(), 1, "only the honest record is held");
     assert!(a.contains(&id));
     assert_eq!(a.refusals().refused_total, 0, "nothing was served, so nothing was refused");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_coded_symbols_end_in_negentropy_or_nothing_and_the_node_stays_responsive() {
+    let root = Workflow::people().root;
+    let h = Honest::start(&root, None).await;
+    // The most symbols a decoder takes: noise, then symbols that look pure (a
+    // real checksum) for ids the attacker does not hold, each sent twice with
+    // opposite signs so that peeling meets an id it already took.
+    let mut symbols: Vec<u8> = (0..(protocol::riblt::SYMBOL_BYTES * 8_000) as u64)
+        .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8)
+        .collect();
+    for i in 0..4_000u64 {
+        let x = fake_id(i);
+        let one = protocol::riblt::Sketch::from_ids(1, &[x]);
+        let pure = protocol::riblt::encode_symbols(one.symbols(0, 1));
+        symbols.extend_from_slice(&pure);
+        let mut negated = pure.clone();
+        negated[40..42].copy_from_slice(&u16::MAX.to_le_bytes());
+        symbols.extend_from_slice(&negated);
+    }
+    let claimed = IdSnapshot::from_ids((0..10).map(fake_id));
+    let evil = Attacker::start_with_symbols(
+        h.a.addresses()[0].clone(),
+        claimed,
+        FLOOD_FRAME_BYTES,
+        OnFetch::Nothing,
+        symbols,
+    );
+    eventually("a sync session with the attacker to end", REACTION_TIMEOUT_MS, || async {
+        !h.sessions_with(&evil.peer).await.is_empty()
+    })
+    .await;
+    h.responsive().await;
+    let id = h.honest_work_arrives(&root).await;
+    let sessions = h.sessions_with(&evil.peer).await;
+    eprintln!("sessions with the forger: {sessions:?}");
+    for s in &sessions {
+        assert_eq!(s.stored, 0, "{s:?}");
+        assert!(s.needed <= 10 + 4_000, "{s:?}");
+    }
+    let a = h.a.client();
+    assert_eq!(a.len(), 1, "only the honest record is held");
+    assert!(a.contains(&id));
     h.stop().await;
 }
 
