@@ -30,6 +30,11 @@ const NOT_RUN_HERE: &[(&str, &str)] = &[
         "cargo run --release -p tests --bin medmesh-views-bench",
         "a measurement; .ci/run runs its smoke",
     ),
+    (
+        "cargo run --release -p node --bin medmesh-reconcile-bench",
+        "a measurement; compiled by .ci/run, its RIBLT decoder tested in protocol",
+    ),
+    ("cargo run --release -p tests --bin medmesh-sim", "a measurement; .ci/run runs its smoke"),
 ];
 
 /// How long the node may take to answer after it is started.

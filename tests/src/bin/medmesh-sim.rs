@@ -424,10 +424,14 @@ async fn main() -> Result<()> {
         bail!("the partition leaked: a record crossed it");
     }
     eprintln!("partitioned; records held on each side");
+    // The clock starts before the links reopen: lifting the block list is one
+    // command per pair, and records may cross while the last ones are sent.
+    let unblocking = Instant::now();
     block(false).await?;
+    let unblocked = unblocking.elapsed();
     let every: Vec<RecordId> = ids.iter().map(|p| p.1).collect();
     let heal_deadline = Duration::from_millis(o.sync_interval_ms * 10 + 60_000);
-    let healed = sim.wait_held(&all, &every, heal_deadline).await;
+    let healed = sim.wait_held(&all, &every, heal_deadline).await.map(|d| d + unblocked);
     r.heal_converged_ms = healed.map(ms);
     r.heal_sync_intervals = healed.map(|d| ms(d) / o.sync_interval_ms as f64);
 
