@@ -23,10 +23,6 @@ use protocol::record::Body;
 use protocol::seal::{self, GrantBinding, SeededRng};
 use protocol::{Record, RecordId};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
-}
-
 fn ex(rel: &str) -> String {
     workspace().join("examples").join(rel).to_string_lossy().into_owned()
 }
