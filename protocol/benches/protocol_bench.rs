@@ -62,25 +62,9 @@ fn federation(hospitals: usize) -> (NetworkRoot, Vec<Record>) {
             decision: Decision::Approve,
         })));
     }
-    let mut models = Vec::new();
-    for m in 0..MODELS {
-        let mut mo = Author::new(&format!("mo{m}"), net);
-        let r = mo.sign(testkit::container(&format!("model-{m}"), &["infer"]));
-        let model = r.id;
-        records.push(r);
-        for (b, _) in &benches {
-            records.push(mo.sign(testkit::request(*b, Subject::Model(model), true)));
-            for c in committee.iter_mut().take(2) {
-                records.push(c.sign(testkit::decide(
-                    *b,
-                    Subject::Model(model),
-                    Decision::Approve,
-                    Some(1),
-                )));
-            }
-        }
-        models.push(model);
-    }
+    let bench_ids: Vec<RecordId> = benches.iter().map(|(b, _)| *b).collect();
+    let (models, model_records) = testkit::approved_models(net, &bench_ids, &mut committee, MODELS);
+    records.extend(model_records);
     // Hospitals sign in parallel: each chain is independent.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunks: Vec<Vec<usize>> =

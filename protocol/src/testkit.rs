@@ -368,6 +368,33 @@ pub fn decide(
     Body::AssociationDecision(AssociationDecision { benchmark, subject, decision, priority })
 }
 
+/// `count` models, each signed by an owner of its own (`mo0`, `mo1`, ...), each
+/// asking to join every one of `benchmarks` and approved there (priority 1) by the
+/// first two of `committee`: the models' ids, and the records in signing order.
+pub fn approved_models(
+    network: NetworkId,
+    benchmarks: &[RecordId],
+    committee: &mut [Author],
+    count: usize,
+) -> (Vec<RecordId>, Vec<Record>) {
+    let mut models = Vec::new();
+    let mut records = Vec::new();
+    for m in 0..count {
+        let mut mo = Author::new(&format!("mo{m}"), network);
+        let r = mo.sign(container(&format!("model-{m}"), &["infer"]));
+        let model = r.id;
+        records.push(r);
+        for b in benchmarks {
+            records.push(mo.sign(request(*b, Subject::Model(model), true)));
+            for c in committee.iter_mut().take(2) {
+                records.push(c.sign(decide(*b, Subject::Model(model), Decision::Approve, Some(1))));
+            }
+        }
+        models.push(model);
+    }
+    (models, records)
+}
+
 /// A result body whose `auc` is sealed (for real, with a seeded RNG) to
 /// `recipients`.
 pub fn sealed_result(
