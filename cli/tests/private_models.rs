@@ -23,10 +23,6 @@ use protocol::record::Body;
 use protocol::seal::{self, GrantBinding, SeededRng};
 use protocol::{Record, RecordId};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
-}
-
 fn ex(rel: &str) -> String {
     workspace().join("examples").join(rel).to_string_lossy().into_owned()
 }
@@ -70,6 +66,16 @@ fn converged(nodes: &[&NodeProcess]) {
 
 fn id_of(o: &std::process::Output) -> RecordId {
     serde_json::from_value(json(o)["id"].clone()).expect("a record id")
+}
+
+/// `container submit --private` of the threshold model's image under `name`, with
+/// its parameters and `extra` arguments: the new container's id.
+fn submit_private(home: &Path, name: &str, manifest: &Path, extra: &[&str]) -> RecordId {
+    let params = ex("model_threshold/parameters.yaml");
+    let mut args = vec!["--json", "-y", "container", "submit", "--name", name, "--private"];
+    args.extend(["--manifest", manifest.to_str().unwrap(), "--parameters", &params]);
+    args.extend(extra);
+    id_of(&ok(home, &args))
 }
 
 fn all_output(o: &std::process::Output) -> String {
@@ -188,25 +194,8 @@ fn only_a_granted_hospital_can_decrypt_and_run_a_private_model() {
     // The model owner publishes the private model and associates it (its own
     // engine holds the image), then the image leaves the engine.
     let manifest = build.join("container_config.yaml");
-    let o = ok(
-        &modeler,
-        &[
-            "--json",
-            "-y",
-            "container",
-            "submit",
-            "--name",
-            "secret",
-            "--manifest",
-            manifest.to_str().unwrap(),
-            "--parameters",
-            &ex("model_threshold/parameters.yaml"),
-            "--additional-files",
-            &ex("model_threshold/additional_files"),
-            "--private",
-        ],
-    );
-    let model = id_of(&o);
+    let files = ex("model_threshold/additional_files");
+    let model = submit_private(&modeler, "secret", &manifest, &["--additional-files", &files]);
     ok(&modeler, &["-y", "model", "associate", "-b", "bc", "-m", "secret"]);
     let listed = String::from_utf8(ok(&modeler, &["container", "ls"]).stdout).unwrap();
     assert!(listed.contains("secret (private)"), "{listed}");
@@ -391,23 +380,7 @@ fn only_a_granted_hospital_can_decrypt_and_run_a_private_model() {
     block_on(engine.save_image(&tag, &control)).unwrap().expect("docker save");
     assert_eq!(files_holding(&build, marker.as_bytes()).len(), 2, "marker file and archive");
     // A new version re-keys: the same image submitted again has another key.
-    let o = ok(
-        &modeler,
-        &[
-            "--json",
-            "-y",
-            "container",
-            "submit",
-            "--name",
-            "secret-v2",
-            "--manifest",
-            manifest.to_str().unwrap(),
-            "--parameters",
-            &ex("model_threshold/parameters.yaml"),
-            "--private",
-        ],
-    );
-    let v2 = id_of(&o);
+    let v2 = submit_private(&modeler, "secret-v2", &manifest, &[]);
     converged(&nodes);
     let st = node1.control().state().unwrap();
     let enc2 = st.containers[&v2].container.encryption.clone().unwrap();

@@ -10,52 +10,11 @@ mod common;
 mod webdriver;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use medmesh_cli::publish::NodeApi;
 use serde_json::json;
 use webdriver::{Browser, Driver};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
-}
-
-/// The example images under tags of this test's own, removed when dropped.
-struct Images(Vec<(String, String)>);
-
-impl Images {
-    fn build() -> Self {
-        let engine = medmesh_cli::workflow::engine().expect("a Docker engine");
-        let built = medmesh_cli::workflow::block_on(runner::examples::build_example_images(
-            &engine,
-            &workspace(),
-        ))
-        .unwrap()
-        .expect("the example images build");
-        let mut tags = Vec::new();
-        for (name, image) in [
-            ("preparator", &built.preparator),
-            ("model-logistic", &built.model_logistic),
-            ("metrics", &built.metrics),
-            ("model-threshold", &built.model_threshold),
-        ] {
-            let tag = format!("medmesh-cli-ui/{name}:{}", std::process::id());
-            let ok = Command::new("docker").args(["tag", &image.digest, &tag]).status().unwrap();
-            assert!(ok.success(), "docker tag {tag}");
-            tags.push((tag, image.digest.clone()));
-        }
-        Self(tags)
-    }
-}
-
-impl Drop for Images {
-    fn drop(&mut self) {
-        for (tag, _) in &self.0 {
-            let _ = Command::new("docker").args(["rmi", tag]).output();
-        }
-    }
-}
 
 fn screens() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screens")
@@ -96,7 +55,7 @@ fn job_outcome(b: &Browser) -> String {
 #[test]
 fn a_committee_member_approves_in_the_browser_a_data_owner_runs_and_the_leaderboard_updates() {
     let Some((chromium, chromedriver)) = webdriver::tools() else { return };
-    let images = Images::build();
+    let images = Images::build("ui");
     // The screenshots are this run's.
     let _ = std::fs::remove_dir_all(screens());
     let t = TempDir::new("ui-browser");
@@ -137,7 +96,7 @@ fn a_committee_member_approves_in_the_browser_a_data_owner_runs_and_the_leaderbo
     };
     container("preparator", "preparator", 0);
     let reference = container("reference-logistic", "model_logistic", 1);
-    container("metrics", "metrics", 2);
+    container("metrics", "metrics", 3);
     let (ui_admin, ui_member, ui_hospital) =
         (start_ui(&admin), start_ui(&member), start_ui(&hospital));
     let driver = Driver::start(&chromium, &chromedriver, &t.0.join("chromedriver.log"));
@@ -203,7 +162,7 @@ fn a_committee_member_approves_in_the_browser_a_data_owner_runs_and_the_leaderbo
     let d = ex.join("model_threshold");
     b_modeller.type_into("#model-name", "threshold");
     b_modeller.type_into("#model-manifest", &d.join("container_config.yaml").display().to_string());
-    b_modeller.type_into("#model-image", &images.0[3].0);
+    b_modeller.type_into("#model-image", &images.0[2].0);
     b_modeller.type_into("#model-parameters", &d.join("parameters.yaml").display().to_string());
     b_modeller.type_into("#model-files", &d.join("additional_files").display().to_string());
     b_modeller.click("#register-model button[type='submit']");

@@ -6,55 +6,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use common::*;
 use medmesh_cli::publish::{EXIT_IGNORED, NodeApi};
 use protocol::RecordId;
 use protocol::fold::Status;
 use protocol::record::Subject;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
-}
-
-/// The example images under tags of this test's own, so that another build of the
-/// shared tags cannot change them under it; the tags are removed when dropped.
-struct Images(Vec<(String, String)>);
-
-impl Images {
-    fn build() -> Self {
-        let engine = medmesh_cli::workflow::engine().expect("a Docker engine");
-        let built = medmesh_cli::workflow::block_on(runner::examples::build_example_images(
-            &engine,
-            &workspace(),
-        ))
-        .unwrap()
-        .expect("the example images build");
-        let mut tags = Vec::new();
-        for (name, image) in [
-            ("preparator", &built.preparator),
-            ("model-logistic", &built.model_logistic),
-            ("model-threshold", &built.model_threshold),
-            ("metrics", &built.metrics),
-        ] {
-            let tag = format!("medmesh-cli-verdicts/{name}:{}", std::process::id());
-            let ok = Command::new("docker").args(["tag", &image.digest, &tag]).status().unwrap();
-            assert!(ok.success(), "docker tag {tag}");
-            tags.push((tag, image.digest.clone()));
-        }
-        Self(tags)
-    }
-}
-
-impl Drop for Images {
-    fn drop(&mut self) {
-        for (tag, _) in &self.0 {
-            let _ = Command::new("docker").args(["rmi", tag]).output();
-        }
-    }
-}
 
 /// The record id a `--json` command reports.
 fn id(o: &std::process::Output) -> String {
@@ -75,7 +31,7 @@ fn assert_ignored(o: &std::process::Output, reason: &str) {
 
 #[test]
 fn ignored_decisions_and_requests_fail_with_the_folds_reason() {
-    let images = Images::build();
+    let images = Images::build("verdicts");
     let t = TempDir::new("verdicts");
     let node_dir = t.0.join("node");
     let (admin, owner, member, outsider) =

@@ -21,66 +21,15 @@ fn rate(n: usize, d: Duration) -> f64 {
 fn federation(hospitals: usize) -> (NetworkRoot, Vec<Record>) {
     const BENCHMARKS: usize = 10;
     const MODELS: usize = 20;
-    let admin_key = testkit::key("admin");
-    let root = testkit::root(&[PublicKey::from(&admin_key)], 1);
+    let testkit::Federation {
+        root,
+        mut committee,
+        readers,
+        benchmarks: benches,
+        models,
+        mut records,
+    } = testkit::federation(BENCHMARKS, MODELS, |b| b.dataset_auto_approval = AutoApproval::Never);
     let net = root.network_id();
-    let mut admin = Author::new("admin", net);
-    let mut owner = Author::new("owner", net);
-    let mut committee: Vec<Author> = (0..3).map(|i| Author::new(&format!("c{i}"), net)).collect();
-    let mut records = Vec::new();
-    // Results count only when sealed to every member and the owner, by profile.
-    let mut readers = Vec::new();
-    for c in &mut committee {
-        readers.push(c.opening().public());
-        records.push(c.sign(c.profile("member")));
-    }
-    let mut benches = Vec::new();
-    for b in 0..BENCHMARKS {
-        let ids: Vec<RecordId> = ["prep", "ref", "metrics"]
-            .iter()
-            .map(|n| {
-                let r = owner.sign(testkit::container(&format!("{n}-{b}"), &["infer"]));
-                let id = r.id;
-                records.push(r);
-                id
-            })
-            .collect();
-        let mut bench = testkit::benchmark(
-            &format!("bench-{b}"),
-            ids[0],
-            ids[1],
-            ids[2],
-            committee.iter().map(Author::public).collect(),
-            2,
-        );
-        bench.dataset_auto_approval = AutoApproval::Never;
-        let r = owner.sign(Body::Benchmark(bench));
-        benches.push((r.id, ids[0]));
-        records.push(r);
-        records.push(admin.sign(Body::BenchmarkDecision(BenchmarkDecision {
-            benchmark: benches[b].0,
-            decision: Decision::Approve,
-        })));
-    }
-    let mut models = Vec::new();
-    for m in 0..MODELS {
-        let mut mo = Author::new(&format!("mo{m}"), net);
-        let r = mo.sign(testkit::container(&format!("model-{m}"), &["infer"]));
-        let model = r.id;
-        records.push(r);
-        for (b, _) in &benches {
-            records.push(mo.sign(testkit::request(*b, Subject::Model(model), true)));
-            for c in committee.iter_mut().take(2) {
-                records.push(c.sign(testkit::decide(
-                    *b,
-                    Subject::Model(model),
-                    Decision::Approve,
-                    Some(1),
-                )));
-            }
-        }
-        models.push(model);
-    }
     // Hospitals sign in parallel: each chain is independent.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunks: Vec<Vec<usize>> =

@@ -368,6 +368,98 @@ pub fn decide(
     Body::AssociationDecision(AssociationDecision { benchmark, subject, decision, priority })
 }
 
+/// The start every synthetic federation of the benches shares: a root with one
+/// admin; a committee of three that publish profiles (results count only when
+/// sealed to every member, by profile); `benchmarks` benchmarks of the owner's
+/// (three containers each, two approvals needed, `adjust` applied), each approved
+/// by the admin; and `models` models approved in every benchmark.
+pub struct Federation {
+    pub root: NetworkRoot,
+    pub committee: Vec<Author>,
+    /// The committee's opening keys, in committee order.
+    pub readers: Vec<X25519Key>,
+    /// Each benchmark's id and its data preparator's.
+    pub benchmarks: Vec<(RecordId, RecordId)>,
+    pub models: Vec<RecordId>,
+    /// Every record above, in signing order.
+    pub records: Vec<Record>,
+}
+
+/// See [`Federation`].
+pub fn federation(benchmarks: usize, models: usize, adjust: impl Fn(&mut Benchmark)) -> Federation {
+    let admin_key = key("admin");
+    let root = self::root(&[PublicKey::from(&admin_key)], 1);
+    let net = root.network_id();
+    let mut admin = Author::new("admin", net);
+    let mut owner = Author::new("owner", net);
+    let mut committee: Vec<Author> = (0..3).map(|i| Author::new(&format!("c{i}"), net)).collect();
+    let mut records = Vec::new();
+    let mut readers = Vec::new();
+    for c in &mut committee {
+        readers.push(c.opening().public());
+        records.push(c.sign(c.profile("member")));
+    }
+    let mut benches = Vec::new();
+    for b in 0..benchmarks {
+        let ids: Vec<RecordId> = ["prep", "ref", "metrics"]
+            .iter()
+            .map(|n| {
+                let r = owner.sign(container(&format!("{n}-{b}"), &["infer"]));
+                let id = r.id;
+                records.push(r);
+                id
+            })
+            .collect();
+        let mut bench = benchmark(
+            &format!("bench-{b}"),
+            ids[0],
+            ids[1],
+            ids[2],
+            committee.iter().map(Author::public).collect(),
+            2,
+        );
+        adjust(&mut bench);
+        let r = owner.sign(Body::Benchmark(bench));
+        benches.push((r.id, ids[0]));
+        records.push(r);
+        records.push(admin.sign(Body::BenchmarkDecision(BenchmarkDecision {
+            benchmark: benches[b].0,
+            decision: Decision::Approve,
+        })));
+    }
+    let bench_ids: Vec<RecordId> = benches.iter().map(|(b, _)| *b).collect();
+    let (models, model_records) = approved_models(net, &bench_ids, &mut committee, models);
+    records.extend(model_records);
+    Federation { root, committee, readers, benchmarks: benches, models, records }
+}
+
+/// `count` models, each signed by an owner of its own (`mo0`, `mo1`, ...), each
+/// asking to join every one of `benchmarks` and approved there (priority 1) by the
+/// first two of `committee`: the models' ids, and the records in signing order.
+fn approved_models(
+    network: NetworkId,
+    benchmarks: &[RecordId],
+    committee: &mut [Author],
+    count: usize,
+) -> (Vec<RecordId>, Vec<Record>) {
+    let mut models = Vec::new();
+    let mut records = Vec::new();
+    for m in 0..count {
+        let mut mo = Author::new(&format!("mo{m}"), network);
+        let r = mo.sign(container(&format!("model-{m}"), &["infer"]));
+        let model = r.id;
+        records.push(r);
+        for b in benchmarks {
+            records.push(mo.sign(request(*b, Subject::Model(model), true)));
+            for c in committee.iter_mut().take(2) {
+                records.push(c.sign(decide(*b, Subject::Model(model), Decision::Approve, Some(1))));
+            }
+        }
+        models.push(model);
+    }
+    (models, records)
+}
+
 /// A result body whose `auc` is sealed (for real, with a seeded RNG) to
 /// `recipients`.
 pub fn sealed_result(

@@ -151,12 +151,10 @@ async fn a_peer_serving_corrupt_pieces_is_refused_loses_score_and_the_blob_comes
 
 type BlobBehaviour = request_response::cbor::Behaviour<BlobRequest, BlobResponse>;
 
-/// A raw swarm that claims to hold a blob and then never answers a piece.
-fn stalling_peer(
-    target: Multiaddr,
-    size: u64,
-) -> (PeerId, Arc<Mutex<u64>>, tokio::task::JoinHandle<()>) {
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+/// A raw swarm of a new identity that speaks only the blob protocol, for the
+/// hostile peers below.
+fn blob_swarm() -> libp2p::Swarm<BlobBehaviour> {
+    libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
         .expect("tcp transport")
@@ -168,7 +166,15 @@ fn stalling_peer(
         })
         .expect("blob behaviour")
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
-        .build();
+        .build()
+}
+
+/// A raw swarm that claims to hold a blob and then never answers a piece.
+fn stalling_peer(
+    target: Multiaddr,
+    size: u64,
+) -> (PeerId, Arc<Mutex<u64>>, tokio::task::JoinHandle<()>) {
+    let mut swarm = blob_swarm();
     let peer = *swarm.local_peer_id();
     swarm.dial(target).expect("dial the honest node");
     let asked = Arc::new(Mutex::new(0u64));
@@ -357,19 +363,7 @@ fn greedy_peer(
     hash: Hash32,
     pieces: u32,
 ) -> (PeerId, Arc<Mutex<Greed>>, tokio::task::JoinHandle<()>) {
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-        .expect("tcp transport")
-        .with_behaviour(|_| {
-            BlobBehaviour::new(
-                [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
-                request_response::Config::default(),
-            )
-        })
-        .expect("blob behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
-        .build();
+    let mut swarm = blob_swarm();
     let peer = *swarm.local_peer_id();
     let server = target
         .iter()

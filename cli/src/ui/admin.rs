@@ -8,7 +8,7 @@ use protocol::fold::Status;
 
 use super::auth::Signed;
 use super::browse::who;
-use super::layout::{self, csrf};
+use super::layout::{self, columns, csrf};
 use super::{Page, Shared, blocking, snapshot};
 
 fn roles(r: &[protocol::record::MemberRole]) -> String {
@@ -53,7 +53,7 @@ pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>
         @else if requests.is_empty() { p { "No join requests wait in your node's pool." } }
         @else {
             table #join-requests {
-                thead { tr { th scope="col" { "name" } th scope="col" { "organisation" } th scope="col" { "roles asked" } th scope="col" { "message" } th scope="col" { "key" } th scope="col" { "admit" } } }
+                (columns(&["name", "organisation", "roles asked", "message", "key", "admit"]))
                 tbody {
                     @for r in &requests {
                         tr {
@@ -82,7 +82,7 @@ pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>
         }
         h2 { "Members" }
         table #members {
-            thead { tr { th scope="col" { "who" } th scope="col" { "roles" } } }
+            (columns(&["who", "roles"]))
             tbody {
                 @for k in &snap.state.admins { tr { td { (who(&snap, k)) } td { "admin (every role)" } } }
                 @for m in &snap.state.members { tr { td { (who(&snap, &m.key)) } td { (roles(&m.roles)) } } }

@@ -9,7 +9,7 @@ use protocol::record::Subject;
 use protocol::{PublicKey, RecordId};
 
 use super::auth::Signed;
-use super::layout::{self, ListQuery, status};
+use super::layout::{self, ListQuery, columns, status};
 use node::charts;
 
 use super::{Page, Shared, Snapshot, UiError, snapshot};
@@ -125,14 +125,12 @@ pub async fn benchmarks(
         .values()
         .filter(|b| q.hit(&[&b.benchmark.name, &b.benchmark.description, &b.id.to_hex()]))
         .collect();
-    let (items, search, pager) = q.paged("/benchmarks", items);
-    let body = html! {
-        (search)
+    let body = q.list("/benchmarks", items, |items| html! {
         table #benchmarks {
             caption.muted { "Benchmarks, by id" }
-            thead { tr { th scope="col" { "name" } th scope="col" { "status" } th scope="col" { "owner" } th scope="col" { "committee" } th scope="col" { "leaderboard" } } }
+            (columns(&["name", "status", "owner", "committee", "leaderboard"]))
             tbody {
-                @for b in &items {
+                @for b in items {
                     tr {
                         td { a href={ "/benchmarks/" (b.id) } { (b.benchmark.name) } }
                         td { (status(b.status.label())) }
@@ -143,8 +141,7 @@ pub async fn benchmarks(
                 }
             }
         }
-        (pager)
-    };
+    });
     done(snap, &signed, "Benchmarks", body)
 }
 
@@ -190,7 +187,7 @@ pub async fn benchmark(
 pub fn associations_table(snap: &Snapshot, list: &[&protocol::fold::AssociationView]) -> Markup {
     html! {
         table.associations {
-            thead { tr { th scope="col" { "benchmark" } th scope="col" { "kind" } th scope="col" { "subject" } th scope="col" { "status" } th scope="col" { "approvals" } th scope="col" { "priority" } } }
+            (columns(&["benchmark", "kind", "subject", "status", "approvals", "priority"]))
             tbody {
                 @for a in list {
                     @let (kind, name) = subject_name(snap, &a.subject);
@@ -267,13 +264,11 @@ pub async fn leaderboards(
         .iter()
         .filter(|(id, _)| q.hit(&[&benchmark_name(&snap, id)]))
         .collect();
-    let (items, search, pager) = q.paged("/leaderboards", items);
-    let body = html! {
-        (search)
+    let body = q.list("/leaderboards", items, |items| html! {
         table {
-            thead { tr { th scope="col" { "benchmark" } th scope="col" { "round" } th scope="col" { "models" } th scope="col" { "leader" } } }
+            (columns(&["benchmark", "round", "models", "leader"]))
             tbody {
-                @for (id, lb) in &items {
+                @for (id, lb) in items {
                     tr {
                         td { a href={ "/benchmarks/" (id) "/leaderboard" } { (benchmark_name(&snap, id)) } }
                         td.n { (lb.release_round) }
@@ -283,8 +278,7 @@ pub async fn leaderboards(
                 }
             }
         }
-        (pager)
-    };
+    });
     done(snap, &signed, "Leaderboards", body)
 }
 
@@ -301,13 +295,11 @@ pub async fn containers(
         .values()
         .filter(|c| q.hit(&[&c.container.name, &c.container.image.reference, &c.id.to_hex()]))
         .collect();
-    let (items, search, pager) = q.paged("/containers", items);
-    let body = html! {
-        (search)
+    let body = q.list("/containers", items, |items| html! {
         table #containers {
-            thead { tr { th scope="col" { "name" } th scope="col" { "image" } th scope="col" { "owner" } th scope="col" { "runs in" } th scope="col" { "id" } } }
+            (columns(&["name", "image", "owner", "runs in", "id"]))
             tbody {
-                @for c in &items {
+                @for c in items {
                     @let runs: Vec<String> = snap.state.associations.iter()
                         .filter(|a| a.subject == Subject::Model(c.id) && a.status == Status::Approved)
                         .map(|a| benchmark_name(&snap, &a.benchmark)).collect();
@@ -321,8 +313,7 @@ pub async fn containers(
                 }
             }
         }
-        (pager)
-    };
+    });
     done(snap, &signed, "Containers", body)
 }
 
@@ -342,25 +333,27 @@ pub async fn datasets(
             q.hit(&[name, &benchmark_name(&snap, &v.dataset.benchmark), &v.id.to_hex()])
         })
         .collect();
-    let (items, search, pager) = q.paged("/datasets", items);
-    let body = html! {
-        p.muted { "A dataset's name and details are sealed to its benchmark's committee and its owner, unless the benchmark makes them public." }
-        (search)
-        table #datasets {
-            thead { tr { th scope="col" { "name" } th scope="col" { "benchmark" } th scope="col" { "state" } th scope="col" { "owner" } th scope="col" { "prepared hash" } } }
-            tbody {
-                @for (v, name) in &items {
-                    tr {
-                        td { (name) }
-                        td { (benchmark_name(&snap, &v.dataset.benchmark)) }
-                        td { (status(state_label(v.state))) }
-                        td { (who(&snap, &v.owner)) }
-                        td { code { (v.prepared_hash.short()) } }
+    let list = q.list("/datasets", items, |items| {
+        html! {
+            table #datasets {
+                (columns(&["name", "benchmark", "state", "owner", "prepared hash"]))
+                tbody {
+                    @for (v, name) in items {
+                        tr {
+                            td { (name) }
+                            td { (benchmark_name(&snap, &v.dataset.benchmark)) }
+                            td { (status(state_label(v.state))) }
+                            td { (who(&snap, &v.owner)) }
+                            td { code { (v.prepared_hash.short()) } }
+                        }
                     }
                 }
             }
         }
-        (pager)
+    });
+    let body = html! {
+        p.muted { "A dataset's name and details are sealed to its benchmark's committee and its owner, unless the benchmark makes them public." }
+        (list)
     };
     done(snap, &signed, "Datasets", body)
 }
@@ -385,8 +378,7 @@ pub async fn associations(
             q.hit(&[kind, &name, &benchmark_name(&snap, &a.benchmark), a.status.label()])
         })
         .collect();
-    let (items, search, pager) = q.paged("/associations", items);
-    let body = html! { (search) (associations_table(&snap, &items)) (pager) };
+    let body = q.list("/associations", items, |items| associations_table(&snap, items));
     done(snap, &signed, "Associations", body)
 }
 
@@ -410,14 +402,11 @@ pub async fn results(
             ])
         })
         .collect();
-    let (items, search, pager) = q.paged("/results", items);
-    let body = html! {
-        p.muted { "Metrics are sealed to the committee and the data owner; the leaderboard shows what the committee released." }
-        (search)
+    let list = q.list("/results", items, |items| html! {
         table #results {
-            thead { tr { th scope="col" { "benchmark" } th scope="col" { "model" } th scope="col" { "dataset" } th scope="col" { "counts" } th scope="col" { "submitted by" } } }
+            (columns(&["benchmark", "model", "dataset", "counts", "submitted by"]))
             tbody {
-                @for r in &items {
+                @for r in items {
                     tr {
                         td { (benchmark_name(&snap, &r.benchmark)) }
                         td { (container_name(&snap, &r.model)) }
@@ -431,7 +420,10 @@ pub async fn results(
                 }
             }
         }
-        (pager)
+    });
+    let body = html! {
+        p.muted { "Metrics are sealed to the committee and the data owner; the leaderboard shows what the committee released." }
+        (list)
     };
     done(snap, &signed, "Results", body)
 }

@@ -17,7 +17,7 @@ use protocol::{Hash32, PublicKey, Record, RecordId};
 
 use super::auth::{CsrfForm, Signed};
 use super::browse::{benchmark_name, subject_name, who};
-use super::layout::{self, csrf};
+use super::layout::{self, columns, csrf};
 use super::{Page, Shared, Snapshot, UiError, blocking, snapshot};
 use crate::publish::{Confirm, Unsigned};
 use crate::workflow::{self, Session};
@@ -164,7 +164,7 @@ pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>
         @if list.is_empty() { p #nothing-waiting { "Nothing waits for your decision." } }
         @else {
             table #waiting {
-                thead { tr { th scope="col" { "benchmark" } th scope="col" { "subject" } th scope="col" { "requested by" } th scope="col" { "compatibility test" } th scope="col" { "decide" } } }
+                (columns(&["benchmark", "subject", "requested by", "compatibility test", "decide"]))
                 tbody {
                     @for a in &list {
                         @let (kind, name) = subject_name(&snap, &a.subject);

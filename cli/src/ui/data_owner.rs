@@ -16,7 +16,7 @@ use runner::dataset::PrepareEvent;
 use super::auth::{CsrfForm, Signed};
 use super::browse::{benchmark_name, container_name, dataset_name, parse_id, state_label};
 use super::jobs::{Outcome, started};
-use super::layout::{self, csrf, status};
+use super::layout::{self, columns, csrf, status};
 use super::{Page, Shared, UiError, blocking, snapshot};
 use crate::publish::Confirm;
 use crate::workflow;
@@ -95,7 +95,7 @@ pub async fn page(
             @if mine.is_empty() { p { "None registered yet." } }
             @else {
                 table #my-datasets {
-                    thead { tr { th scope="col" { "name" } th scope="col" { "benchmark" } th scope="col" { "state" } th scope="col" { "association" } th scope="col" { "actions" } } }
+                    (columns(&["name", "benchmark", "state", "association", "actions"]))
                     tbody {
                         @for d in &mine {
                             @let name = dataset_name(&snap, &d.id);
@@ -141,7 +141,7 @@ pub async fn page(
             @if results.is_empty() { p { "None yet." } }
             @else {
                 table #my-results {
-                    thead { tr { th scope="col" { "benchmark" } th scope="col" { "model" } th scope="col" { "dataset" } th scope="col" { "counts" } th scope="col" { "metrics" } } }
+                    (columns(&["benchmark", "model", "dataset", "counts", "metrics"]))
                     tbody {
                         @for r in &results {
                             tr {
@@ -347,7 +347,7 @@ pub async fn result(
             ", dataset " (dataset_name(&snap, &rec.dataset)) "." }
         p.muted { "Sealed to the committee and to you; nobody else can read these values." }
         table #metrics {
-            thead { tr { th scope="col" { "metric" } th scope="col" { "value" } } }
+            (columns(&["metric", "value"]))
             tbody { @for (k, v) in &metrics { tr { td { (k) } td.n { (format!("{v}")) } } } }
         }
     };

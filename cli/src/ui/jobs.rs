@@ -215,7 +215,7 @@ pub async fn list(State(ui): State<Shared>, Extension(signed): Extension<Signed>
         @if jobs.is_empty() { p { "No jobs yet: preparing data, tests and runs show here." } }
         @else {
             table {
-                thead { tr { th scope="col" { "job" } th scope="col" { "state" } } }
+                (layout::columns(&["job", "state"]))
                 tbody {
                     @for j in &jobs {
                         tr {

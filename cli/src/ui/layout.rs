@@ -191,6 +191,13 @@ impl ListQuery {
         };
         (shown, search, pager)
     }
+
+    /// A list page's body: the search form, this page of `items` as `table`
+    /// draws them, and the pager.
+    pub fn list<T>(&self, path: &str, items: Vec<T>, table: impl FnOnce(&[T]) -> Markup) -> Markup {
+        let (items, search, pager) = self.paged(path, items);
+        html! { (search) (table(&items)) (pager) }
+    }
 }
 
 /// Percent-encode a query value.
@@ -205,6 +212,11 @@ pub fn encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// A table's header row, one column heading per name.
+pub fn columns(names: &[&str]) -> Markup {
+    html! { thead { tr { @for n in names { th scope="col" { (n) } } } } }
 }
 
 /// A status as a badge with its text (never colour alone).

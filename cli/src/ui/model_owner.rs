@@ -13,7 +13,7 @@ use protocol::record::Subject;
 use super::auth::{CsrfForm, Signed};
 use super::browse::benchmark_name;
 use super::jobs::{Outcome, started};
-use super::layout::{self, csrf, status};
+use super::layout::{self, columns, csrf, status};
 use super::{Page, Shared, snapshot};
 use crate::publish::Confirm;
 use crate::workflow::{self, ContainerArgs, ImageArchive};
@@ -70,7 +70,7 @@ pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>
         section {
             h2 { "Where my models run" }
             table #where-models-run {
-                thead { tr { th scope="col" { "model" } th scope="col" { "benchmark" } th scope="col" { "association" } th scope="col" { "priority" } th scope="col" { "sites with results" } } }
+                (columns(&["model", "benchmark", "association", "priority", "sites with results"]))
                 tbody {
                     @for c in &mine {
                         @let assocs: Vec<_> = snap.state.associations.iter().filter(|a| a.subject == Subject::Model(c.id)).collect();

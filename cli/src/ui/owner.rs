@@ -15,7 +15,7 @@ use protocol::record::{
 use super::auth::{CsrfForm, Signed};
 use super::browse::{dataset_name, parse_id, who};
 use super::jobs::{Outcome, started};
-use super::layout::{self, csrf, status};
+use super::layout::{self, columns, csrf, status};
 use super::{Page, Shared, UiError, snapshot};
 use crate::publish::Confirm;
 use crate::workflow::{self, BenchmarkArgs};
@@ -203,7 +203,7 @@ pub async fn dashboard(
         p #summary { (count("done")) " done · " (count("preparing")) " preparing · " (count("failed")) " failed · "
             (silent.len()) " data owners have registered nothing yet" }
         table #sites {
-            thead { tr { th scope="col" { "site" } th scope="col" { "dataset" } th scope="col" { "stage" } th scope="col" { "why" } th scope="col" { "results" } } }
+            (columns(&["site", "dataset", "stage", "why", "results"]))
             tbody {
                 @for (d, (st, why), results) in &sites {
                     tr { td { (who(&snap, &d.owner)) } td { (dataset_name(&snap, &d.id)) } td { (status(st)) } td { (why) } td.n { (results) } }

@@ -169,3 +169,47 @@ pub fn start_ui(home: &Path) -> UiProcess {
     let base = link.split("/signin").next().expect("a base").to_string();
     UiProcess { child, link, base }
 }
+
+/// The workspace's root directory.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
+}
+
+/// The example images under tags of the calling test's own
+/// (`medmesh-cli-TEST/NAME:PID`), so that another build of the shared tags cannot
+/// change them under it; the tags are removed when dropped. Each entry is
+/// (tag, digest), in this order: preparator, model-logistic, model-threshold, metrics.
+pub struct Images(pub Vec<(String, String)>);
+
+impl Images {
+    pub fn build(test: &str) -> Self {
+        let engine = medmesh_cli::workflow::engine().expect("a Docker engine");
+        let built = medmesh_cli::workflow::block_on(runner::examples::build_example_images(
+            &engine,
+            &workspace(),
+        ))
+        .unwrap()
+        .expect("the example images build");
+        let mut tags = Vec::new();
+        for (name, image) in [
+            ("preparator", &built.preparator),
+            ("model-logistic", &built.model_logistic),
+            ("model-threshold", &built.model_threshold),
+            ("metrics", &built.metrics),
+        ] {
+            let tag = format!("medmesh-cli-{test}/{name}:{}", std::process::id());
+            let ok = Command::new("docker").args(["tag", &image.digest, &tag]).status().unwrap();
+            assert!(ok.success(), "docker tag {tag}");
+            tags.push((tag, image.digest.clone()));
+        }
+        Self(tags)
+    }
+}
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for (tag, _) in &self.0 {
+            let _ = Command::new("docker").args(["rmi", tag]).output();
+        }
+    }
+}
