@@ -195,6 +195,35 @@ pub async fn control_status(dir: &Path) -> Option<serde_json::Value> {
     (code == 200).then(|| serde_json::from_slice(&body).ok()).flatten()
 }
 
+/// A bare swarm of a new identity (TCP, noise, yamux) that speaks only one of
+/// the node's request-response protocols: the hostile peers' tool.
+pub fn raw_swarm<Req, Resp>(
+    protocol: &'static str,
+) -> libp2p::Swarm<libp2p::request_response::cbor::Behaviour<Req, Resp>>
+where
+    Req: Send + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    Resp: Send + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    use libp2p::request_response::{Config, ProtocolSupport, cbor::Behaviour};
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .expect("tcp transport")
+        .with_behaviour(|_| {
+            Behaviour::new(
+                [(libp2p::StreamProtocol::new(protocol), ProtocolSupport::Full)],
+                Config::default(),
+            )
+        })
+        .expect("a request-response behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .build()
+}
+
 /// A workspace binary (`medmesh`, `medmesh-bootstrap`) in the target directory next
 /// to the test executable, built on demand when `cargo test -p tests` runs alone.
 pub fn workspace_bin(name: &str) -> PathBuf {

@@ -8,9 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
+use libp2p::request_response::{self, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{StreamProtocol, noise, tcp, yamux};
 use node::blobs::{BlobRequest, BlobResponse, FetchProgress, PROTOCOL};
 use node::blobstore::PIECE_BYTES;
 use node::{Client, Multiaddr, Node, NodeConfig, PeerId};
@@ -151,30 +150,12 @@ async fn a_peer_serving_corrupt_pieces_is_refused_loses_score_and_the_blob_comes
 
 type BlobBehaviour = request_response::cbor::Behaviour<BlobRequest, BlobResponse>;
 
-/// A raw swarm of a new identity that speaks only the blob protocol, for the
-/// hostile peers below.
-fn blob_swarm() -> libp2p::Swarm<BlobBehaviour> {
-    libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-        .expect("tcp transport")
-        .with_behaviour(|_| {
-            BlobBehaviour::new(
-                [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
-                request_response::Config::default(),
-            )
-        })
-        .expect("blob behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
-        .build()
-}
-
 /// A raw swarm that claims to hold a blob and then never answers a piece.
 fn stalling_peer(
     target: Multiaddr,
     size: u64,
 ) -> (PeerId, Arc<Mutex<u64>>, tokio::task::JoinHandle<()>) {
-    let mut swarm = blob_swarm();
+    let mut swarm = raw_swarm::<BlobRequest, BlobResponse>(PROTOCOL);
     let peer = *swarm.local_peer_id();
     swarm.dial(target).expect("dial the honest node");
     let asked = Arc::new(Mutex::new(0u64));
@@ -363,7 +344,7 @@ fn greedy_peer(
     hash: Hash32,
     pieces: u32,
 ) -> (PeerId, Arc<Mutex<Greed>>, tokio::task::JoinHandle<()>) {
-    let mut swarm = blob_swarm();
+    let mut swarm = raw_swarm::<BlobRequest, BlobResponse>(PROTOCOL);
     let peer = *swarm.local_peer_id();
     let server = target
         .iter()

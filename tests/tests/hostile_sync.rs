@@ -12,9 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
+use libp2p::request_response::{self, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{StreamProtocol, noise, tcp, yamux};
 use negentropy::Negentropy;
 use node::sync::{
     FETCH_PAGE_RECORDS, IdSnapshot, PROTOCOL, SESSION_IDS_MAX, SyncRequest, SyncResponse,
@@ -38,23 +37,6 @@ const STALL_REQUEST_TIMEOUT_MS: u64 = 3_000;
 const RESPONSIVE_WITHIN_MS: u64 = 5_000;
 
 type SyncBehaviour = request_response::cbor::Behaviour<SyncRequest, SyncResponse>;
-
-/// A bare swarm (TCP, noise, yamux) that speaks only the node's sync protocol.
-fn raw_sync_swarm() -> libp2p::Swarm<SyncBehaviour> {
-    libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-        .expect("tcp transport")
-        .with_behaviour(|_| {
-            SyncBehaviour::new(
-                [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
-                request_response::Config::default(),
-            )
-        })
-        .expect("sync behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
-        .build()
-}
 
 /// How the attacker answers a fetch.
 #[derive(Clone)]
@@ -103,7 +85,7 @@ impl Attacker {
         on_fetch: OnFetch,
         symbols: Vec<u8>,
     ) -> Self {
-        let mut swarm = raw_sync_swarm();
+        let mut swarm = raw_swarm::<SyncRequest, SyncResponse>(PROTOCOL);
         let peer = *swarm.local_peer_id();
         swarm.dial(target).expect("dial the honest node");
         let asked = Arc::new(Mutex::new(Asked::default()));
@@ -526,7 +508,7 @@ async fn a_requester_over_its_budget_is_refused_while_honest_peers_are_served() 
     let root = Workflow::people().root;
     let h = Honest::start(&root, None).await;
     let a = h.a.client();
-    let mut evil = raw_sync_swarm();
+    let mut evil = raw_swarm::<SyncRequest, SyncResponse>(PROTOCOL);
     connect(&mut evil, h.a.addresses()[0].clone(), h.a.peer_id()).await;
     // A valid first reconciliation message, as an honest initiator sends it.
     let (_, msg) = node::sync::Initiator::start(IdSnapshot::from_ids([])).expect("initiate");
@@ -565,7 +547,7 @@ async fn a_peer_opening_many_connections_keeps_at_most_the_per_peer_limit() {
     use node::swarm::CONNECTIONS_PER_PEER_MAX;
     let root = Workflow::people().root;
     let h = Honest::start(&root, None).await;
-    let mut evil = raw_sync_swarm();
+    let mut evil = raw_swarm::<SyncRequest, SyncResponse>(PROTOCOL);
     let target = h.a.peer_id();
     let attempts = CONNECTIONS_PER_PEER_MAX * 3;
     for _ in 0..attempts {
