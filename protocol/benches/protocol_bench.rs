@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signer, Verifier};
 use protocol::record::*;
-use protocol::testkit::{self, Author};
+use protocol::testkit;
 use protocol::{Ledger, NetworkRoot, PublicKey, Record, RecordId, Unverified, verify_batch};
 
 fn rate(n: usize, d: Duration) -> f64 {
@@ -21,72 +21,24 @@ fn rate(n: usize, d: Duration) -> f64 {
 fn federation(hospitals: usize) -> (NetworkRoot, Vec<Record>) {
     const BENCHMARKS: usize = 10;
     const MODELS: usize = 20;
-    let testkit::Federation {
-        root,
-        mut committee,
-        readers,
-        benchmarks: benches,
-        models,
-        mut records,
-    } = testkit::federation(BENCHMARKS, MODELS, |b| b.dataset_auto_approval = AutoApproval::Never);
-    let net = root.network_id();
+    let fed =
+        testkit::federation(BENCHMARKS, MODELS, |b| b.dataset_auto_approval = AutoApproval::Never);
     // Hospitals sign in parallel: each chain is independent.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunks: Vec<Vec<usize>> =
         (0..threads).map(|t| (t..hospitals).step_by(threads).collect()).collect();
-    // Per hospital: its (benchmark, dataset) pairs and every record it signed.
-    type Signed = (Vec<(RecordId, RecordId)>, Vec<Record>);
-    let signed: Vec<Vec<Signed>> = std::thread::scope(|s| {
+    let signed: Vec<Vec<testkit::Hospital>> = std::thread::scope(|s| {
+        let fed = &fed;
         let handles: Vec<_> = chunks
             .iter()
-            .map(|chunk| {
-                let (benches, models, readers) = (&benches, &models, &readers);
-                s.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|&h| {
-                            let mut hosp = Author::new(&format!("h{h}"), net);
-                            let mut to = readers.clone();
-                            to.push(hosp.opening().public());
-                            let profile = hosp.sign(hosp.profile("hospital"));
-                            // One dataset per benchmark: a dataset's details are
-                            // sealed to one benchmark's committee.
-                            let mut mine = vec![profile];
-                            let mut ids = Vec::new();
-                            for (b, prep) in benches {
-                                let d = hosp.sign(testkit::dataset_to(
-                                    &format!("d{h}"),
-                                    *b,
-                                    *prep,
-                                    DatasetState::Operation,
-                                    &to,
-                                ));
-                                ids.push((*b, d.id));
-                                mine.push(d);
-                            }
-                            for (b, d) in &ids {
-                                mine.push(hosp.sign(testkit::request(
-                                    *b,
-                                    Subject::Dataset(*d),
-                                    true,
-                                )));
-                                for m in models {
-                                    mine.push(
-                                        hosp.sign(testkit::result_to(*b, *m, *d, h as u64, &to)),
-                                    );
-                                }
-                            }
-                            (ids, mine)
-                        })
-                        .collect()
-                })
-            })
+            .map(|chunk| s.spawn(move || chunk.iter().map(|&h| fed.hospital(h)).collect()))
             .collect();
         handles.into_iter().map(|h| h.join().expect("signer thread")).collect()
     });
-    for (ids, mine) in signed.into_iter().flatten() {
-        records.extend(mine);
-        for (b, d) in ids {
+    let testkit::Federation { root, mut committee, mut records, .. } = fed;
+    for hospital in signed.into_iter().flatten() {
+        records.extend(hospital.records);
+        for (b, d) in hospital.datasets {
             for c in committee.iter_mut().take(2) {
                 records.push(c.sign(testkit::decide(
                     b,

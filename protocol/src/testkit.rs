@@ -385,6 +385,42 @@ pub struct Federation {
     pub records: Vec<Record>,
 }
 
+/// What one synthetic hospital signs in a [`Federation`]: its profile, an
+/// operational dataset per benchmark (details sealed to the committee and
+/// itself), each dataset's association request, and a result per model.
+pub struct Hospital {
+    pub key: PublicKey,
+    /// (benchmark, dataset) pairs, in benchmark order.
+    pub datasets: Vec<(RecordId, RecordId)>,
+    /// Every record it signed, in signing order.
+    pub records: Vec<Record>,
+}
+
+impl Federation {
+    /// Hospital number `h`: deterministic, and independent of every other
+    /// hospital, so callers may sign many in parallel.
+    pub fn hospital(&self, h: usize) -> Hospital {
+        let mut hosp = Author::new(&format!("h{h}"), self.root.network_id());
+        let mut to = self.readers.clone();
+        to.push(hosp.opening().public());
+        let mut records = vec![hosp.sign(hosp.profile("hospital"))];
+        let mut datasets = Vec::new();
+        for (b, prep) in &self.benchmarks {
+            let d =
+                hosp.sign(dataset_to(&format!("d{h}"), *b, *prep, DatasetState::Operation, &to));
+            datasets.push((*b, d.id));
+            records.push(d);
+        }
+        for (b, d) in &datasets {
+            records.push(hosp.sign(request(*b, Subject::Dataset(*d), true)));
+            for m in &self.models {
+                records.push(hosp.sign(result_to(*b, *m, *d, h as u64, &to)));
+            }
+        }
+        Hospital { key: hosp.public(), datasets, records }
+    }
+}
+
 /// See [`Federation`].
 pub fn federation(benchmarks: usize, models: usize, adjust: impl Fn(&mut Benchmark)) -> Federation {
     let admin_key = key("admin");

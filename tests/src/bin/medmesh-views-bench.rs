@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use protocol::metric::Figure;
 use protocol::record::*;
-use protocol::testkit::{self, Author};
+use protocol::testkit;
 use protocol::{NetworkRoot, PublicKey, Record, RecordId};
 use serde::{Deserialize, Serialize};
 
@@ -235,72 +235,29 @@ fn generate_cmd(args: &[String]) -> anyhow::Result<()> {
 
 /// The synthetic federation described at the top of this file.
 fn federation(hospitals: usize) -> (NetworkRoot, Vec<Record>, Manifest) {
-    let testkit::Federation {
-        root,
-        mut committee,
-        readers,
-        benchmarks: benches,
-        models,
-        mut records,
-    } = testkit::federation(BENCHMARKS, MODELS, |b| {
+    let fed = testkit::federation(BENCHMARKS, MODELS, |b| {
         b.sharing = SharingPolicy::Aggregate { min_datasets: 1 }
     });
-    let net = root.network_id();
     // Hospitals sign in parallel: each chain is independent.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunks: Vec<Vec<usize>> =
         (0..threads).map(|t| (t..hospitals).step_by(threads).collect()).collect();
-    type Signed = (PublicKey, Vec<(RecordId, RecordId)>, Vec<Record>);
-    let signed: Vec<Vec<Signed>> = std::thread::scope(|s| {
+    let signed: Vec<Vec<testkit::Hospital>> = std::thread::scope(|s| {
+        let fed = &fed;
         let handles: Vec<_> = chunks
             .iter()
-            .map(|chunk| {
-                let (benches, models, readers) = (&benches, &models, &readers);
-                s.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|&h| {
-                            let mut hosp = Author::new(&format!("h{h}"), net);
-                            let mut to = readers.clone();
-                            to.push(hosp.opening().public());
-                            let mut mine = vec![hosp.sign(hosp.profile("hospital"))];
-                            let mut ids = Vec::new();
-                            for (b, prep) in benches {
-                                let d = hosp.sign(testkit::dataset_to(
-                                    &format!("d{h}"),
-                                    *b,
-                                    *prep,
-                                    DatasetState::Operation,
-                                    &to,
-                                ));
-                                ids.push((*b, d.id));
-                                mine.push(d);
-                            }
-                            for (b, d) in &ids {
-                                mine.push(hosp.sign(testkit::request(
-                                    *b,
-                                    Subject::Dataset(*d),
-                                    true,
-                                )));
-                                for m in models {
-                                    mine.push(
-                                        hosp.sign(testkit::result_to(*b, *m, *d, h as u64, &to)),
-                                    );
-                                }
-                            }
-                            (hosp.public(), ids, mine)
-                        })
-                        .collect()
-                })
-            })
+            .map(|chunk| s.spawn(move || chunk.iter().map(|&h| fed.hospital(h)).collect()))
             .collect();
         handles.into_iter().map(|h| h.join().expect("signer thread")).collect()
     });
+    let testkit::Federation {
+        root, mut committee, benchmarks: benches, models, mut records, ..
+    } = fed;
     let mut hospital_keys = Vec::new();
-    for (key, ids, mine) in signed.into_iter().flatten() {
-        hospital_keys.push(key);
-        records.extend(mine);
-        for (b, d) in ids {
+    for hospital in signed.into_iter().flatten() {
+        hospital_keys.push(hospital.key);
+        records.extend(hospital.records);
+        for (b, d) in hospital.datasets {
             for c in committee.iter_mut().take(2) {
                 records.push(c.sign(testkit::decide(
                     b,
