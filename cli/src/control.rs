@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use protocol::record::BlobRef;
-use protocol::{PublicKey, RecordId, State};
+use protocol::{PublicKey, RecordId};
 use serde::Deserialize;
 
 use crate::publish::NodeApi;
@@ -18,8 +18,9 @@ pub const TOKEN_FILE: &str = "control.token";
 
 /// Timeout on one control API call.
 pub const CONTROL_TIMEOUT_MS: u64 = 30_000;
-/// Largest response body read from the node (a full state of a large network).
-pub const CONTROL_RESPONSE_BYTES_MAX: u64 = 512 * 1024 * 1024;
+/// Largest JSON document read from the node outside the paged views (a
+/// leaderboard with its cells, the blob overview).
+pub const CONTROL_RESPONSE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
 /// Largest page of a view read from the node (a page holds at most 1,000 items;
 /// a dataset with public details or a benchmark's leaderboard with its cells is
@@ -171,11 +172,6 @@ impl NodeApi for Control {
             Ok(r) => bail!("the node refused the record ({}): {}", r.error, r.message),
             Err(_) => bail!("the node refused the record ({code}): {body}"),
         }
-    }
-
-    fn state(&self) -> anyhow::Result<State> {
-        self.get_json("/v1/state/all")?
-            .ok_or_else(|| anyhow!("the node has no /v1/state/all; upgrade it"))
     }
 
     fn blob_add(&self, path: &Path) -> anyhow::Result<BlobRef> {
@@ -410,9 +406,20 @@ impl Control {
             .ok_or_else(|| anyhow!("the node has no /v1/status; upgrade it"))
     }
 
-    /// The raw JSON of a leaderboard view, as the node serves it (for comparing nodes).
-    pub fn leaderboards_json(&self) -> anyhow::Result<String> {
-        match self.get("/v1/state/leaderboards")? {
+    /// The node's `/metrics` text (Prometheus' format).
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        match self.get("/metrics")? {
+            Some(r) => {
+                Ok(r.into_body().with_config().limit(VIEW_RESPONSE_BYTES_MAX).read_to_string()?)
+            }
+            None => bail!("the node has no /metrics; update it"),
+        }
+    }
+
+    /// The raw JSON of one benchmark's leaderboard, as the node serves it (for
+    /// comparing nodes); empty before a release.
+    pub fn leaderboard_json(&self, benchmark: &RecordId) -> anyhow::Result<String> {
+        match self.get(&format!("/v1/benchmarks/{}/leaderboard", benchmark.to_hex()))? {
             Some(r) => Ok(r
                 .into_body()
                 .with_config()

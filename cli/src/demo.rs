@@ -19,11 +19,12 @@ use protocol::record::{
     Admission, AutoApproval, Body, Decision, Disclosure, JoinRequest, MemberRole, SharingPolicy,
     Subject,
 };
-use protocol::{AdmissionMode, Hash32, NetworkRoot, RecordId, State};
+use protocol::{AdmissionMode, Hash32, NetworkRoot, RecordId};
 
 use crate::control::Control;
 use crate::home::{Home, Profile};
 use crate::publish::Confirm;
+use crate::views;
 use crate::workflow::{self, BenchmarkArgs, ContainerArgs, Session};
 
 /// Longest wait for one condition to hold on a node (records travel by gossip,
@@ -138,13 +139,17 @@ fn wait_control(data_dir: &Path, child: &mut Child) -> anyhow::Result<Control> {
     }
 }
 
-/// Wait until `cond` holds on `who`'s node.
-fn wait_for(who: &Participant, what: &str, cond: impl Fn(&State) -> bool) -> anyhow::Result<State> {
+/// Wait until `cond` holds on `who`'s node (asked with the node's indexed
+/// queries, as the commands ask, never the whole state).
+fn wait_for(
+    who: &Participant,
+    what: &str,
+    cond: impl Fn(&dyn crate::publish::NodeApi) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_millis(DEMO_WAIT_MS);
     loop {
-        let st = who.s().state()?;
-        if cond(&st) {
-            return Ok(st);
+        if cond(who.s().api())? {
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!(
@@ -157,8 +162,14 @@ fn wait_for(who: &Participant, what: &str, cond: impl Fn(&State) -> bool) -> any
     }
 }
 
-fn approved(st: &State, b: &RecordId, s: Subject) -> bool {
-    st.association(b, &s).is_some_and(|a| a.status == Status::Approved)
+fn approved(api: &dyn crate::publish::NodeApi, b: &RecordId, s: Subject) -> anyhow::Result<bool> {
+    Ok(views::association(api, b, &s)?.is_some_and(|a| a.status == Status::Approved))
+}
+
+/// How many records of a kind the node's state holds (`GET /v1/state`: counts only).
+fn count(api: &dyn crate::publish::NodeApi, what: &str) -> anyhow::Result<u64> {
+    let v: serde_json::Value = views::one(api, "/v1/state")?.unwrap_or_default();
+    Ok(v["counts"][what].as_u64().unwrap_or(0))
 }
 
 /// Run the demo.
@@ -301,12 +312,12 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         std::thread::sleep(Duration::from_millis(200));
     };
     for r in requests {
-        let epoch = people[0].s().state()?.admin_epoch;
+        let epoch = views::network(people[0].s().api())?.admin_epoch;
         people[0].s().publish(Body::Admission(Admission { key: r.key, epoch, roles: r.roles }))?;
     }
     let members = people.len() - 1;
     for p in &people {
-        wait_for(p, "every admission", |st| st.members.len() >= members)?;
+        wait_for(p, "every admission", |api| Ok(views::network(api)?.members >= members as u64))?;
     }
 
     step("every participant publishes its profile (with its encryption key)");
@@ -315,7 +326,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     }
     let everyone = people.len();
     for p in &people {
-        wait_for(p, "every profile", |st| st.profiles.len() >= everyone)?;
+        wait_for(p, "every profile", |api| Ok(count(api, "profiles")? >= everyone as u64))?;
     }
 
     step("the benchmark owner registers the preparator, reference model and metrics");
@@ -379,8 +390,10 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     .id;
 
     step("the admin approves the benchmark");
-    wait_for(&people[0], "the benchmark", |st| {
-        st.benchmarks.contains_key(&bench) && st.containers.len() >= 3
+    wait_for(&people[0], "the benchmark", |api| {
+        Ok(views::one::<serde_json::Value>(api, &format!("/v1/benchmarks/{}", bench.to_hex()))?
+            .is_some()
+            && count(api, "containers")? >= 3)
     })?;
     workflow::decide_benchmark(people[0].s(), bench, Decision::Approve)?;
 
@@ -391,8 +404,8 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     ];
     let mut models = Vec::new();
     for (i, name, dir, image) in model_specs {
-        wait_for(&people[i], "the approved benchmark", |st| {
-            st.benchmarks.get(&bench).is_some_and(|b| b.status == Status::Approved)
+        wait_for(&people[i], "the approved benchmark", |api| {
+            Ok(views::benchmark(api, &bench).is_ok_and(|b| b.status == Status::Approved))
         })?;
         let m = submit(&people[i], name, dir, image)?;
         workflow::associate(people[i].s(), &bench, Subject::Model(m))?;
@@ -403,8 +416,8 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     let mut datasets = Vec::new();
     for (i, site) in [(4usize, "hospital_a"), (5, "hospital_b"), (6, "hospital_c")] {
         let p = &people[i];
-        wait_for(p, "the approved benchmark", |st| {
-            st.benchmarks.get(&bench).is_some_and(|b| b.status == Status::Approved)
+        wait_for(p, "the approved benchmark", |api| {
+            Ok(views::benchmark(api, &bench).is_ok_and(|b| b.status == Status::Approved))
         })?;
         let raw = ex("data").join(site).join("raw");
         workflow::prepare_dataset(
@@ -436,8 +449,8 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         .collect();
     for c in [2usize, 3] {
         let n = subjects.len();
-        wait_for(&people[c], "every association request", |st| {
-            st.associations.iter().filter(|a| a.benchmark == bench).count() >= n
+        wait_for(&people[c], "every association request", |api| {
+            Ok(views::associations(api, Some(&bench))?.len() >= n)
         })?;
         for (k, s) in subjects.iter().enumerate() {
             let priority = matches!(s, Subject::Model(_)).then_some(10 - k as i32);
@@ -449,28 +462,35 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     for (i, d) in &datasets {
         let p = &people[*i];
         workflow::set_operational(p.s(), d)?;
-        wait_for(p, "approved associations", |st| {
-            approved(st, &bench, Subject::Dataset(*d))
-                && models.iter().all(|m| approved(st, &bench, Subject::Model(*m)))
+        wait_for(p, "approved associations", |api| {
+            if !approved(api, &bench, Subject::Dataset(*d))? {
+                return Ok(false);
+            }
+            for m in &models {
+                if !approved(api, &bench, Subject::Model(*m))? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
         })?;
         let report = workflow::run_benchmark(p.s(), &bench, d, None, false, false)?;
         if let Some(f) = report.failed.first() {
             bail!("model {} failed on dataset {}: {}", f.model.short(), d.short(), f.reason);
         }
-        let st = p.s().state()?;
         // The reference model runs too; its results count only if it is approved.
-        for (m, run) in
-            report.completed.iter().filter(|(m, _)| workflow::model_approved(&st, &bench, m))
-        {
-            workflow::submit_result(p.s(), &bench, d, m, run)?;
+        for (m, run) in &report.completed {
+            if workflow::model_approved(p.s(), &bench, m)? {
+                workflow::submit_result(p.s(), &bench, d, m, run)?;
+            }
         }
     }
 
     step("two committee members open the results and sign the release");
     let expected = models.len() * datasets.len();
     for c in [1usize, 2] {
-        wait_for(&people[c], "every result", |st| {
-            st.results.iter().filter(|r| r.benchmark == bench && r.counts).count() >= expected
+        wait_for(&people[c], "every result", |api| {
+            let p = [("benchmark", bench.to_hex()), ("counts", "true".to_string())];
+            Ok(views::results_where(api, &p)?.len() >= expected)
         })?;
         workflow::release(people[c].s(), &bench)?;
     }
@@ -478,13 +498,15 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     step("waiting for every node to show the same leaderboard");
     let mut first: Option<(String, Hash32)> = None;
     for p in &people {
-        let st = wait_for(p, "the leaderboard", |st| {
-            st.leaderboards.get(&bench).is_some_and(|l| l.release_round == 1)
+        wait_for(p, "the leaderboard", |api| {
+            Ok(views::leaderboard(api, &bench)?.is_some_and(|l| l.release_round == 1))
         })?;
         let ctl = Control::for_node_dir(&p.home.dir.join("node"))?;
-        let lb = ctl.leaderboards_json()?;
+        // As a map by benchmark, as `medmesh demo --json` has always shown it.
+        let lb = format!("{{\"{}\":{}}}", bench.to_hex(), ctl.leaderboard_json(&bench)?);
+        let hash = ctl.status()?.state_hash;
         match &first {
-            None => first = Some((lb, st.hash)),
+            None => first = Some((lb, hash)),
             Some((l0, _)) if *l0 != lb => bail!("{}'s leaderboard differs from the others", p.name),
             Some(_) => {}
         }

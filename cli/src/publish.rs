@@ -10,7 +10,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use protocol::record::Body;
-use protocol::{NetworkId, PublicKey, Record, RecordId, State};
+use protocol::{NetworkId, PublicKey, Record, RecordId};
 
 use crate::chain;
 use crate::keys::Keys;
@@ -26,8 +26,6 @@ pub trait NodeApi {
     /// The fold's verdict on a record the node holds: `Some(reason)` when it is
     /// kept without effect.
     fn ignored(&self, id: &RecordId) -> anyhow::Result<Option<String>>;
-    /// The node's derived state.
-    fn state(&self) -> anyhow::Result<State>;
     /// The exact bytes of one record.
     fn record(&self, id: &RecordId) -> anyhow::Result<Vec<u8>>;
     /// A JSON document of the node's read API (a page of a view, see
@@ -232,9 +230,6 @@ mod tests {
         }
         fn ignored(&self, _: &RecordId) -> anyhow::Result<Option<String>> {
             Ok(self.ignore.clone())
-        }
-        fn state(&self) -> anyhow::Result<State> {
-            bail!("not kept")
         }
         fn record(&self, _: &RecordId) -> anyhow::Result<Vec<u8>> {
             bail!("not kept")

@@ -2,8 +2,10 @@
 //! calls the same ones for every participant, so the demo exercises exactly the
 //! code paths users run.
 //!
-//! Writes sign with the session's keys and submit to its node; reads query the
-//! node's derived state; container work runs through the local Docker engine.
+//! Writes sign with the session's keys and submit to its node; reads are the
+//! node's paged, indexed queries ([`crate::views`]: one record by id, the
+//! associations of one subject, ...), never the whole state; container work runs
+//! through the local Docker engine.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +17,7 @@ use protocol::metric::MetricValue;
 use protocol::private::ModelKey;
 use protocol::record::*;
 use protocol::seal::{self, Binding, DetailsBinding};
-use protocol::{Hash32, NetworkId, PublicKey, Record, RecordId, State, X25519Key};
+use protocol::{Hash32, NetworkId, PublicKey, Record, RecordId, X25519Key};
 use runner::engine::{Engine, RunLimits, Runnable};
 use runner::manifest::ContainerSpec;
 use runner::site::{Overrides, SitePolicy};
@@ -23,6 +25,7 @@ use runner::site::{Overrides, SitePolicy};
 use crate::home::Home;
 use crate::keys::Keys;
 use crate::publish::{Confirm, NodeApi, publish};
+use crate::views;
 
 /// One user acting through one node.
 pub struct Session {
@@ -41,8 +44,9 @@ impl Session {
         publish(self.api.as_ref(), &self.home.dir, &self.keys, self.network, body, self.confirm)
     }
 
-    pub fn state(&self) -> anyhow::Result<State> {
-        self.api.state()
+    /// The node's API, for [`crate::views`] queries.
+    pub fn api(&self) -> &dyn NodeApi {
+        self.api.as_ref()
     }
 
     pub fn me(&self) -> PublicKey {
@@ -366,7 +370,6 @@ pub fn pack_folder(dir: &Path, out: &Path) -> anyhow::Result<()> {
 /// it, and check the loaded image against the signed id before anything runs.
 pub fn ensure_image(
     s: &Session,
-    state: &State,
     id: &RecordId,
     c: &Container,
     dataset: Option<&RecordId>,
@@ -387,7 +390,7 @@ pub fn ensure_image(
         );
     };
     if let Some(enc) = &c.encryption {
-        return load_private(s, state, id, c, archive, enc, dataset);
+        return load_private(s, id, c, archive, enc, dataset);
     }
     let tar = s.work(&["incoming", &format!("{}.tar", archive.hash.to_hex())]);
     s.api.blob_get(archive, &format!("the image of {}", c.name), &tar)?;
@@ -408,34 +411,41 @@ pub fn ensure_image(
 /// error that names the missing grant and what to do.
 pub fn granted_key(
     s: &Session,
-    state: &State,
     id: &RecordId,
     c: &Container,
     dataset: Option<&RecordId>,
 ) -> anyhow::Result<ModelKey> {
     let enc =
         c.encryption.as_ref().ok_or_else(|| anyhow!("container {} is not private", c.name))?;
-    let mine = |g: &&protocol::fold::GrantView| g.grantee == s.me();
     let grant = match dataset {
-        Some(d) => state.grant(id, d).filter(mine),
-        None => state.grants.iter().filter(|g| g.model == *id).find(mine),
+        Some(d) => views::grant(s.api(), id, d)?.grant.filter(|g| g.grantee == s.me()),
+        None => views::grants(s.api(), id, Some(&s.me()))?.into_iter().next(),
     };
     let Some(grant) = grant else {
         let site = match dataset {
             Some(d) => format!("dataset {}", d.short()),
             None => format!("any dataset of yours ({})", s.me().short()),
         };
-        let approved = dataset.is_none_or(|d| {
-            state.associations.iter().any(|a| {
-                a.subject == Subject::Dataset(*d)
-                    && a.status == Status::Approved
-                    && model_approved(state, &a.benchmark, id)
-            })
-        });
+        let approved = match dataset {
+            None => true,
+            Some(d) => {
+                let p = [("subject", d.to_hex()), ("status", "approved".to_string())];
+                let mut any = false;
+                for a in views::associations_where(s.api(), &p)? {
+                    if matches!(a.subject, Subject::Dataset(_))
+                        && model_approved(s, &a.benchmark, id)?
+                    {
+                        any = true;
+                        break;
+                    }
+                }
+                any
+            }
+        };
         let what_to_do = if approved {
             format!(
                 "ask the model's owner ({}) to run `medmesh model grant {} --dataset <your dataset>`",
-                state.containers.get(id).map(|v| v.owner.short()).unwrap_or_default(),
+                views::container_opt(s.api(), id)?.map(|v| v.owner.short()).unwrap_or_default(),
                 id.short()
             )
         } else {
@@ -474,7 +484,6 @@ pub fn granted_key(
 /// a temporary file in the work folder, load it and check the signed image id.
 fn load_private(
     s: &Session,
-    state: &State,
     id: &RecordId,
     c: &Container,
     archive: &BlobRef,
@@ -482,7 +491,7 @@ fn load_private(
     dataset: Option<&RecordId>,
 ) -> anyhow::Result<()> {
     // The key first: a site without a grant fetches nothing.
-    let key = granted_key(s, state, id, c, dataset)?;
+    let key = granted_key(s, id, c, dataset)?;
     let ciphertext = s.work(&["incoming", &format!("{}.enc", archive.hash.to_hex())]);
     s.api.blob_get(archive, &format!("the encrypted image of {}", c.name), &ciphertext)?;
     let spinner =
@@ -514,22 +523,18 @@ fn load_private(
 
 /// A container record made runnable here: its parameters written out and its
 /// additional files copied in from their location and checked against the hash.
-pub fn runnable(s: &Session, state: &State, id: &RecordId) -> anyhow::Result<Runnable> {
-    runnable_for(s, state, id, None)
+pub fn runnable(s: &Session, id: &RecordId) -> anyhow::Result<Runnable> {
+    runnable_for(s, id, None)
 }
 
 /// As [`runnable`], for a run on `dataset`: a private model's key comes from the
 /// grant for that dataset.
 pub fn runnable_for(
     s: &Session,
-    state: &State,
     id: &RecordId,
     dataset: Option<&RecordId>,
 ) -> anyhow::Result<Runnable> {
-    let view = state
-        .containers
-        .get(id)
-        .ok_or_else(|| anyhow!("container {} is unknown to the node; is it synced?", id.short()))?;
+    let view = views::container(s.api(), id)?;
     let c = &view.container;
     let dir = s.work(&["containers", &id.to_hex()]);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -541,7 +546,7 @@ pub fn runnable_for(
         }
         None => None,
     };
-    ensure_image(s, state, id, c, dataset)?;
+    ensure_image(s, id, c, dataset)?;
     let additional_files = match &c.additional_files {
         Some(af) => {
             let local = dir.join("additional_files");
@@ -657,13 +662,12 @@ pub fn demo_dir(s: &Session, b: &Benchmark) -> anyhow::Result<PathBuf> {
 /// against an already prepared dataset.
 pub fn compatibility_test(
     s: &Session,
-    state: &State,
     b: &Benchmark,
     model: &RecordId,
     prepared: Option<&runner::dataset::PreparedDataset>,
 ) -> anyhow::Result<runner::compat::CompatibilityOutcome> {
-    let model_r = runnable(s, state, model)?;
-    let metrics = runnable(s, state, &b.metrics)?;
+    let model_r = runnable(s, model)?;
+    let metrics = runnable(s, &b.metrics)?;
     let tag = format!(
         "{}-{}",
         model.short(),
@@ -677,7 +681,7 @@ pub fn compatibility_test(
             &engine, p, &model_r, &metrics, &work, &limits,
         ))?,
         None => {
-            let prep = runnable(s, state, &b.data_preparator)?;
+            let prep = runnable(s, &b.data_preparator)?;
             let demo = demo_dir(s, b)?;
             block_on(runner::compat::compatibility_test(
                 &engine, &demo, &prep, &model_r, &metrics, &work, &limits,
@@ -691,13 +695,12 @@ pub fn compatibility_test(
 pub fn submit_benchmark(s: &Session, a: &BenchmarkArgs) -> anyhow::Result<Record> {
     // Every data owner runs these three before any approval (the compatibility
     // test of its dataset), so none of them can wait for a grant.
-    let state = s.state()?;
     for (role, id) in [
         ("data preparator", a.data_preparator),
         ("reference model", a.reference_model),
         ("metrics container", a.metrics),
     ] {
-        if state.containers.get(&id).is_some_and(|c| c.container.encryption.is_some()) {
+        if views::container_opt(s.api(), &id)?.is_some_and(|c| c.container.encryption.is_some()) {
             bail!(
                 "the {role} {} is a private model; every data owner runs it before any grant, so a benchmark's preparator, reference model and metrics must be submitted without --private",
                 id.short()
@@ -727,8 +730,7 @@ pub fn submit_benchmark(s: &Session, a: &BenchmarkArgs) -> anyhow::Result<Record
         higher_is_better: a.higher_is_better,
     };
     if !a.skip_test {
-        let state = s.state()?;
-        let outcome = compatibility_test(s, &state, &benchmark, &a.reference_model, None)?;
+        let outcome = compatibility_test(s, &benchmark, &a.reference_model, None)?;
         if !outcome.results.contains_key(&a.rank_metric) {
             bail!(
                 "the metrics container does not report `{}` (it reports {}); choose --rank-metric among those",
@@ -749,18 +751,8 @@ pub fn decide_benchmark(
     s.publish(Body::BenchmarkDecision(BenchmarkDecision { benchmark, decision }))
 }
 
-fn benchmark_of(state: &State, id: &RecordId) -> anyhow::Result<Benchmark> {
-    Ok(state
-        .benchmarks
-        .get(id)
-        .ok_or_else(|| {
-            anyhow!(
-                "benchmark {} is unknown to the node; list them with `medmesh benchmark ls`",
-                id.short()
-            )
-        })?
-        .benchmark
-        .clone())
+fn benchmark_of(s: &Session, id: &RecordId) -> anyhow::Result<Benchmark> {
+    Ok(views::benchmark(s.api(), id)?.benchmark)
 }
 
 // ---------------------------------------------------------------------------
@@ -785,8 +777,7 @@ pub fn apply(
     if root.admission.is_open() {
         bail!("network {} is open: every key takes part, there is nothing to apply for", root.name);
     }
-    let st = s.state()?;
-    if st.admits(&s.me()) {
+    if views::key(s.api(), &s.me())?.admitted {
         bail!("your key {} is already admitted; see `medmesh network members`", s.me().short());
     }
     s.publish(Body::JoinRequest(JoinRequest { name, organisation, roles, message }))
@@ -799,7 +790,7 @@ pub fn admit(
     key: PublicKey,
     roles: Option<Vec<MemberRole>>,
 ) -> anyhow::Result<(Record, Vec<MemberRole>)> {
-    let st = s.state()?;
+    let st = views::network(s.api())?;
     if st.admission.is_open() {
         bail!("this network is open: every key takes part without admission");
     }
@@ -887,9 +878,8 @@ pub fn prepare_dataset(
     on: &(dyn Fn(runner::dataset::PrepareEvent) + Sync),
 ) -> anyhow::Result<runner::dataset::PreparedDataset> {
     check_dataset_name(name)?;
-    let state = s.state()?;
-    let b = benchmark_of(&state, benchmark)?;
-    let prep = runnable(s, &state, &b.data_preparator)?;
+    let b = benchmark_of(s, benchmark)?;
+    let prep = runnable(s, &b.data_preparator)?;
     let root = dataset_root(s, name);
     let (engine, limits) = site_engine(s)?;
     Ok(block_on(runner::dataset::prepare_dataset_watched(
@@ -917,8 +907,7 @@ pub fn submit_dataset(
     name_public: bool,
 ) -> anyhow::Result<Record> {
     check_dataset_name(name)?;
-    let state = s.state()?;
-    let b = benchmark_of(&state, benchmark)?;
+    let b = benchmark_of(s, benchmark)?;
     let root = dataset_root(s, name);
     let prepared = runner::dataset::open_dataset(&root)?;
     let details =
@@ -926,7 +915,7 @@ pub fn submit_dataset(
     details.validate()?;
     let sealed_details =
         SealedDetails { details: details.clone(), pseudonym_key: Bytes(random32()?.to_vec()) };
-    let to = recipients(&state, &b, &s.me())?;
+    let to = recipients(s, &b, &s.me())?;
     let binding = DetailsBinding { benchmark: *benchmark, owner: s.me() };
     let mut rng = seal::rand_core::UnwrapErr(getrandom::SysRng);
     let sealed = seal::seal_details(&sealed_details, &to, binding, &mut rng)?;
@@ -959,12 +948,20 @@ pub fn dataset_details(s: &Session, view: &DatasetView) -> Option<SealedDetails>
     }
 }
 
-/// Every dataset with the name this user can read (public, or opened).
-pub fn dataset_names(s: &Session, state: &State) -> Vec<(RecordId, String)> {
-    state
-        .datasets
-        .values()
-        .filter_map(|v| dataset_details(s, v).map(|d| (v.id, d.details.name)))
+/// The datasets this home registered, by id, with their local names (the
+/// folder each was prepared in): the names only this user may know when they
+/// are sealed, looked up here rather than on the node.
+pub fn local_dataset_names(s: &Session) -> Vec<(RecordId, String)> {
+    let index = s.work(&["datasets", "index.json"]);
+    let map: BTreeMap<String, PathBuf> = std::fs::read_to_string(&index)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    map.iter()
+        .filter_map(|(id, root)| {
+            let name = root.file_name()?.to_str()?.to_string();
+            Some((id.parse().ok()?, name))
+        })
         .collect()
 }
 
@@ -982,14 +979,13 @@ pub fn associate(
     benchmark: &RecordId,
     subject: Subject,
 ) -> anyhow::Result<(Record, runner::compat::CompatibilityOutcome)> {
-    let state = s.state()?;
-    let b = benchmark_of(&state, benchmark)?;
+    let b = benchmark_of(s, benchmark)?;
     let outcome = match subject {
         Subject::Dataset(d) => {
             let prepared = runner::dataset::open_dataset(&local_dataset(s, &d)?)?;
-            compatibility_test(s, &state, &b, &b.reference_model, Some(&prepared))?
+            compatibility_test(s, &b, &b.reference_model, Some(&prepared))?
         }
-        Subject::Model(m) => compatibility_test(s, &state, &b, &m, None)?,
+        Subject::Model(m) => compatibility_test(s, &b, &m, None)?,
     };
     let r = s.publish(Body::AssociationRequest(AssociationRequest {
         benchmark: *benchmark,
@@ -1033,11 +1029,9 @@ pub struct GrantOutcome {
 }
 
 /// The private container `model`, which this user must own.
-fn own_private(state: &State, me: &PublicKey, model: &RecordId) -> anyhow::Result<Container> {
-    let view = state.containers.get(model).ok_or_else(|| {
-        anyhow!("container {} is unknown to the node; is it synced?", model.short())
-    })?;
-    if view.owner != *me {
+fn own_private(s: &Session, model: &RecordId) -> anyhow::Result<Container> {
+    let view = views::container(s.api(), model)?;
+    if view.owner != s.me() {
         bail!(
             "container {} belongs to {}; only a model's owner grants or revokes its key",
             view.container.name,
@@ -1050,7 +1044,7 @@ fn own_private(state: &State, me: &PublicKey, model: &RecordId) -> anyhow::Resul
             view.container.name
         );
     }
-    Ok(view.container.clone())
+    Ok(view.container)
 }
 
 /// Grant a private model's content key to the owner of every dataset approved
@@ -1062,19 +1056,30 @@ pub fn grant_model(
     model: &RecordId,
     only: Option<RecordId>,
 ) -> anyhow::Result<Vec<GrantOutcome>> {
-    let state = s.state()?;
-    let c = own_private(&state, &s.me(), model)?;
+    let c = own_private(s, model)?;
     let enc = c.encryption.as_ref().expect("own_private checks it is private");
     let key = load_model_key(s, &c.name, enc)?;
-    let approved: Vec<(RecordId, RecordId)> = state
-        .associations
-        .iter()
-        .filter(|a| a.status == Status::Approved && model_approved(&state, &a.benchmark, model))
-        .filter_map(|a| match a.subject {
-            Subject::Dataset(d) if only.is_none_or(|o| o == d) => Some((a.benchmark, d)),
-            _ => None,
-        })
-        .collect();
+    // The benchmarks this model is approved in, then their approved datasets.
+    let approved_in = [("subject", model.to_hex()), ("status", "approved".to_string())];
+    let mut approved: Vec<(RecordId, RecordId)> = Vec::new();
+    for a in views::associations_where(s.api(), &approved_in)? {
+        if a.subject != Subject::Model(*model) {
+            continue;
+        }
+        let p = [
+            ("benchmark", a.benchmark.to_hex()),
+            ("kind", "dataset".to_string()),
+            ("status", "approved".to_string()),
+        ];
+        for d in views::associations_where(s.api(), &p)? {
+            match d.subject {
+                Subject::Dataset(id) if only.is_none_or(|o| o == id) => {
+                    approved.push((d.benchmark, id))
+                }
+                _ => {}
+            }
+        }
+    }
     if let Some(d) = only
         && approved.is_empty()
     {
@@ -1087,14 +1092,15 @@ pub fn grant_model(
     let mut out = Vec::new();
     let mut rng = seal::rand_core::UnwrapErr(getrandom::SysRng);
     for (benchmark, dataset) in approved {
-        let Some(view) = state.datasets.get(&dataset) else { continue };
+        let Some(view) = views::dataset_opt(s.api(), &dataset)? else { continue };
         let grantee = view.owner;
         let mut o = GrantOutcome { benchmark, dataset, grantee, status: "granted", record: None };
-        if state.grant(model, &dataset).is_some() {
+        let g = views::grant(s.api(), model, &dataset)?;
+        if g.grant.is_some() {
             o.status = "already_granted";
-        } else if state.grant_revoked(model, &dataset) {
+        } else if g.revoked {
             o.status = "revoked";
-        } else if let Some(p) = state.profiles.get(&grantee) {
+        } else if let Some(p) = views::profile(s.api(), &grantee)? {
             let binding = seal::GrantBinding { model: *model, benchmark, dataset };
             let sealed = seal::seal_model_key(&key, p.profile.x25519, binding, &mut rng)?;
             let r = s.publish(Body::ModelGrant(ModelGrant {
@@ -1120,8 +1126,7 @@ pub fn revoke_model(
     model: &RecordId,
     dataset: Option<RecordId>,
 ) -> anyhow::Result<Record> {
-    let state = s.state()?;
-    own_private(&state, &s.me(), model)?;
+    own_private(s, model)?;
     s.publish(Body::ModelRevocation(ModelRevocation { model: *model, dataset }))
 }
 
@@ -1129,8 +1134,8 @@ pub fn revoke_model(
 // Execution and results.
 
 /// The model's association with the benchmark is approved (so its results count).
-pub fn model_approved(state: &State, benchmark: &RecordId, model: &RecordId) -> bool {
-    state.approved_models(benchmark).iter().any(|a| a.subject == Subject::Model(*model))
+pub fn model_approved(s: &Session, benchmark: &RecordId, model: &RecordId) -> anyhow::Result<bool> {
+    views::model_approved(s.api(), benchmark, model)
 }
 
 /// A model that did not finish, and why.
@@ -1158,14 +1163,14 @@ pub struct BenchmarkRun {
 /// The models `benchmark run` runs: the reference model, then every approved
 /// model, or only `only` (which must be one of them).
 pub fn models_to_run(
-    state: &State,
+    s: &Session,
     benchmark: &RecordId,
     only: Option<RecordId>,
 ) -> anyhow::Result<Vec<(RecordId, i32)>> {
-    let b = benchmark_of(state, benchmark)?;
+    let b = benchmark_of(s, benchmark)?;
     // The reference model runs first: when it fails, the benchmark itself is at fault.
     let mut models = vec![(b.reference_model, i32::MAX)];
-    for a in state.approved_models(benchmark) {
+    for a in views::approved_models(s.api(), benchmark)? {
         let id = a.subject.id();
         if id != b.reference_model {
             models.push((id, a.priority));
@@ -1198,20 +1203,16 @@ pub fn run_benchmark(
     ignore_model_errors: bool,
     force: bool,
 ) -> anyhow::Result<BenchmarkRun> {
-    let state = s.state()?;
-    let b = benchmark_of(&state, benchmark)?;
+    let b = benchmark_of(s, benchmark)?;
     let root = local_dataset(s, dataset)?;
-    let view = state
-        .datasets
-        .get(dataset)
-        .ok_or_else(|| anyhow!("dataset {} is unknown to the node", dataset.short()))?;
-    let wanted = models_to_run(&state, benchmark, only)?;
-    let metrics = runnable(s, &state, &b.metrics)
+    let view = views::dataset(s.api(), dataset)?;
+    let wanted = models_to_run(s, benchmark, only)?;
+    let metrics = runnable(s, &b.metrics)
         .with_context(|| format!("the metrics container {} cannot run here", b.metrics.short()))?;
     let mut out = BenchmarkRun { reference: Some(b.reference_model), ..Default::default() };
     let mut models = Vec::new();
     for (i, (id, priority)) in wanted.iter().enumerate() {
-        match runnable_for(s, &state, id, Some(dataset)) {
+        match runnable_for(s, id, Some(dataset)) {
             Ok(container) => models.push(runner::execution::ModelEntry {
                 id: *id,
                 priority: *priority,
@@ -1282,14 +1283,27 @@ pub struct RunRow {
 /// `medmesh ui` shows them.
 pub fn publish_run(
     s: &Session,
-    st: &State,
     b: &RecordId,
     d: &RecordId,
     rep: &BenchmarkRun,
     no_submit: bool,
-) -> Vec<RunRow> {
-    let name =
-        |m: &RecordId| st.containers.get(m).map(|c| c.container.name.clone()).unwrap_or_default();
+) -> anyhow::Result<Vec<RunRow>> {
+    let models: Vec<RecordId> = rep
+        .completed
+        .iter()
+        .map(|(m, _)| *m)
+        .chain(rep.failed.iter().map(|f| f.model))
+        .chain(rep.not_run.iter().copied())
+        .collect();
+    let names = views::names(s.api(), &models, &[])?;
+    let name = |m: &RecordId| names.ids.get(m).cloned().unwrap_or_default();
+    // This site's earlier results for this benchmark and dataset, by model.
+    let p = [("benchmark", b.to_hex()), ("dataset", d.to_hex())];
+    let earlier: Vec<RecordId> = views::results_where(s.api(), &p)?
+        .into_iter()
+        .filter(|x| x.submitter == s.me())
+        .map(|x| x.model)
+        .collect();
     let row = |m: &RecordId, status| RunRow {
         model: *m,
         name: name(m),
@@ -1310,12 +1324,10 @@ pub fn publish_run(
         r.results = Some(run.results.clone());
         r.execution_dir = Some(run.dir.clone());
         r.reused = run.reused;
-        r.published_again = st.results.iter().any(|x| {
-            x.benchmark == *b && x.model == *m && x.dataset == *d && x.submitter == s.me()
-        });
+        r.published_again = earlier.contains(m);
         if no_submit {
             r.publication = "not submitted (--no-submit)".into();
-        } else if !model_approved(st, b, m) {
+        } else if !model_approved(s, b, m)? {
             // The fold counts results of approved models only: a result of a
             // reference model that was never associated would be ignored.
             r.publication =
@@ -1352,14 +1364,14 @@ pub fn publish_run(
         r.publication = "nothing to publish".into();
         rows.push(r);
     }
-    rows
+    Ok(rows)
 }
 
 /// Who may read a result: the committee members with a profile, and the data owner.
-fn recipients(state: &State, b: &Benchmark, owner: &PublicKey) -> anyhow::Result<Vec<X25519Key>> {
+fn recipients(s: &Session, b: &Benchmark, owner: &PublicKey) -> anyhow::Result<Vec<X25519Key>> {
     let mut out = Vec::new();
     for k in b.committee.iter().chain(std::iter::once(owner)) {
-        match state.profiles.get(k) {
+        match views::profile(s.api(), k)? {
             Some(p) => out.push(p.profile.x25519),
             None => {
                 tracing::warn!(key = %k.short(), "no profile with an encryption key; this member cannot read the result")
@@ -1382,9 +1394,8 @@ pub fn submit_result(
     model: &RecordId,
     run: &runner::execution::ModelRun,
 ) -> anyhow::Result<Record> {
-    let state = s.state()?;
-    let b = benchmark_of(&state, benchmark)?;
-    let to = recipients(&state, &b, &s.me())?;
+    let b = benchmark_of(s, benchmark)?;
+    let to = recipients(s, &b, &s.me())?;
     let binding = Binding { benchmark: *benchmark, model: *model, dataset: *dataset };
     let mut rng = seal::rand_core::UnwrapErr(getrandom::SysRng);
     // Sealed as the metrics container wrote them; releases take their numbers.
@@ -1456,19 +1467,18 @@ fn open_counting<'a>(
 /// tampered) is skipped and reported on stderr, so one bad result cannot stop a
 /// release.
 pub fn release(s: &Session, benchmark: &RecordId) -> anyhow::Result<Record> {
-    let state = s.state()?;
-    let view = state
-        .benchmarks
-        .get(benchmark)
-        .ok_or_else(|| anyhow!("benchmark {} is unknown", benchmark.short()))?;
+    let view = views::benchmark(s.api(), benchmark)?;
     if !view.benchmark.committee.contains(&s.me()) {
         bail!("only members of the benchmark's committee can release its results");
     }
     if view.status != Status::Approved {
         bail!("benchmark {} is not approved", benchmark.short());
     }
-    let counting = state.results.iter().filter(|r| r.benchmark == *benchmark && r.counts);
-    let (opened, skipped) = open_counting(counting, |id| Ok(open_result(s, id)?.1))?;
+    let counting = views::results_where(
+        s.api(),
+        &[("benchmark", benchmark.to_hex()), ("counts", "true".into())],
+    )?;
+    let (opened, skipped) = open_counting(&counting, |id| Ok(open_result(s, id)?.1))?;
     for (r, e) in &skipped {
         eprintln!(
             "warning: skipped result {} (model {}, dataset {}): {e:#}",
@@ -1487,17 +1497,18 @@ pub fn release(s: &Session, benchmark: &RecordId) -> anyhow::Result<Record> {
         }
         bail!("benchmark {} has no results to release yet", benchmark.short());
     }
-    let shown = state.releases.get(benchmark).map(|r| &r.release);
+    let shown_view = views::release(s.api(), benchmark)?;
+    let shown = shown_view.as_ref().map(|r| &r.release);
     let round = leaderboard::next_round(shown.map(|r| r.round)).ok_or_else(|| {
         anyhow!("the shown release of benchmark {} is at the last round", benchmark.short())
     })?;
     let mut datasets: BTreeMap<RecordId, SealedDetails> = BTreeMap::new();
-    for r in state.results.iter().filter(|r| r.benchmark == *benchmark && r.counts) {
+    for r in &counting {
         if datasets.contains_key(&r.dataset) {
             continue;
         }
         let binding = DetailsBinding { benchmark: *benchmark, owner: r.submitter };
-        let view = state.datasets.get(&r.dataset);
+        let view = views::dataset_opt(s.api(), &r.dataset)?;
         match view.map(|v| seal::open_details(&v.dataset.sealed, &s.keys.opening, binding)) {
             Some(Ok(d)) => {
                 datasets.insert(r.dataset, d);

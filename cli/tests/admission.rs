@@ -90,6 +90,10 @@ fn a_hospital_applies_the_admin_admits_it_and_only_then_its_records_count() {
     let refusals: serde_json::Value =
         hospital_node.control().get_json("/v1/refusals").unwrap().unwrap();
     assert!(refusals["counts"]["not_admitted"].as_u64().unwrap() >= 2, "{refusals}");
+    // Apply, admit, members, profile: none of these commands downloaded the whole state.
+    for n in [&admin_node, &hospital_node] {
+        assert_eq!(n.state_downloads(), 0, "a command downloaded the whole state");
+    }
 }
 
 #[test]

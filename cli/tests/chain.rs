@@ -42,7 +42,7 @@ fn a_home_pointed_at_a_stale_node_continues_its_chain_instead_of_equivocating() 
     eventually("all three records on the node that met both", CONVERGE_TIMEOUT_MS, || {
         c.status().is_ok_and(|s| s.records == 3)
     });
-    let st = c.state().unwrap();
+    let st: protocol::State = c.get_json("/v1/state/all").unwrap().unwrap();
     assert!(st.equivocations.is_empty(), "{:?}", st.equivocations);
     assert!(st.gaps.is_empty(), "{:?}", st.gaps);
     assert_eq!(st.profiles[&key].profile.name, "Admin, on node 2");
@@ -201,7 +201,7 @@ fn after_an_equivocation_the_admin_revokes_the_key_from_its_seq_and_a_new_key_ca
     )
     .unwrap();
     node.control().submit(&twin.bytes).unwrap();
-    let st = node.control().state().unwrap();
+    let st = node.whole_state();
     assert_eq!(
         st.equivocations.iter().map(|e| (e.author, e.seq)).collect::<Vec<_>>(),
         [(user_key, 0)]
@@ -235,7 +235,7 @@ fn after_an_equivocation_the_admin_revokes_the_key_from_its_seq_and_a_new_key_ca
     // The user carries on with a new key; the old one's records have no authority.
     let new_key: PublicKey = home(&fresh, Some(&root), &node_dir).parse().unwrap();
     ok(&fresh, &["-y", "profile", "publish", "--name", "User"]);
-    let st = node.control().state().unwrap();
+    let st = node.whole_state();
     assert_eq!(st.revoked.get(&user_key), Some(&0));
     assert!(!st.profiles.contains_key(&user_key), "the revoked key's profile is gone");
     assert_eq!(st.profiles[&new_key].profile.name, "User");
@@ -265,7 +265,7 @@ fn concurrent_commands_from_one_home_take_turns_on_the_chain() {
         let o = r.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    let st = node.control().state().unwrap();
+    let st = node.whole_state();
     assert!(st.equivocations.is_empty(), "{:?}", st.equivocations);
     assert!(st.gaps.is_empty(), "{:?}", st.gaps);
     assert_eq!(st.records, 6);

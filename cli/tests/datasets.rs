@@ -81,4 +81,6 @@ fn dataset_details_show_to_the_owner_and_stay_sealed_to_others() {
     for secret in ["st-marys", "London", "oncology", "num_cases", "statistics"] {
         assert!(!text.contains(secret), "{secret} in {text}");
     }
+    // Every dataset command above asked the node's indexed queries, never the whole state.
+    assert_eq!(node.state_downloads(), 0, "a command downloaded the whole state");
 }

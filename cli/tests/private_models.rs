@@ -59,7 +59,10 @@ fn files_holding(dir: &Path, marker: &[u8]) -> Vec<PathBuf> {
 /// Wait until every node holds the same records and derives the same state.
 fn converged(nodes: &[&NodeProcess]) {
     eventually("the nodes to converge", CONVERGE_TIMEOUT_MS, || {
-        let states: Vec<_> = nodes.iter().filter_map(|n| n.control().state().ok()).collect();
+        let states: Vec<_> = nodes
+            .iter()
+            .filter_map(|n| n.control().get_json::<protocol::State>("/v1/state/all").ok().flatten())
+            .collect();
         states.len() == nodes.len() && states.windows(2).all(|w| w[0].hash == w[1].hash)
     });
 }
@@ -226,7 +229,7 @@ fn only_a_granted_hospital_can_decrypt_and_run_a_private_model() {
     assert!(!o.status.success() && stderr(&o).contains("is a private model"), "{}", stderr(&o));
     block_on(engine.remove_image(&digest)).unwrap().expect("the image leaves the engine");
     converged(&nodes);
-    let st = node1.control().state().unwrap();
+    let st = node1.whole_state();
     let container = st.containers[&model].container.clone();
     let enc = container.encryption.clone().expect("the record says it is encrypted");
     let archive = container.image_archive.expect("the ciphertext is a blob");
@@ -280,7 +283,12 @@ fn only_a_granted_hospital_can_decrypt_and_run_a_private_model() {
         .expect("model grant --follow starts");
     ok(&bench, &["-y", "association", "approve", "-b", "bc", "-d", "a-site"]);
     eventually("the grant to hospital A", CONVERGE_TIMEOUT_MS, || {
-        node1.control().state().is_ok_and(|st| st.grant(&model, &da).is_some())
+        node1
+            .control()
+            .get_json::<protocol::State>("/v1/state/all")
+            .ok()
+            .flatten()
+            .is_some_and(|st| st.grant(&model, &da).is_some())
     });
     let _ = follow.kill();
     let out = follow.wait_with_output().unwrap();
@@ -368,7 +376,7 @@ fn only_a_granted_hospital_can_decrypt_and_run_a_private_model() {
     assert_eq!(row["status"], "completed", "{rows}");
     assert!(row["result_record"].is_string(), "{rows}");
     converged(&nodes);
-    let st = node1.control().state().unwrap();
+    let st = node1.whole_state();
     assert!(st.results.iter().any(|r| r.model == model && r.dataset == da && r.counts));
 
     assert_eq!(present().as_deref(), Some(digest.as_str()), "hospital A's engine holds it");
@@ -382,7 +390,7 @@ fn only_a_granted_hospital_can_decrypt_and_run_a_private_model() {
     // A new version re-keys: the same image submitted again has another key.
     let v2 = submit_private(&modeler, "secret-v2", &manifest, &[]);
     converged(&nodes);
-    let st = node1.control().state().unwrap();
+    let st = node1.whole_state();
     let enc2 = st.containers[&v2].container.encryption.clone().unwrap();
     assert_ne!(enc2.key_check, enc.key_check, "a new version has a new key");
     assert!(key.check() != enc2.key_check, "the old grant's key does not open it");
@@ -394,7 +402,7 @@ fn only_a_granted_hospital_can_decrypt_and_run_a_private_model() {
 
 /// The id of the grant that counts for `model` on `dataset`, from a node.
 fn st_grant(node: &NodeProcess, model: &RecordId, dataset: &RecordId) -> RecordId {
-    node.control().state().unwrap().grant(model, dataset).expect("the grant counts").id
+    node.whole_state().grant(model, dataset).expect("the grant counts").id
 }
 
 /// Run a command that may fail, and give its whole output.

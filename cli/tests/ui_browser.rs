@@ -12,7 +12,6 @@ mod webdriver;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use medmesh_cli::publish::NodeApi;
 use serde_json::json;
 use webdriver::{Browser, Driver};
 
@@ -125,9 +124,9 @@ fn a_committee_member_approves_in_the_browser_a_data_owner_runs_and_the_leaderbo
     b_admin.click("#submit-benchmark button[type='submit']");
     let outcome = job_outcome(&b_admin);
     assert!(outcome.contains("Submitted benchmark breast-cancer"), "{outcome}");
-    let st = node.control().state().unwrap();
-    let (bench, view) = st.benchmarks.iter().next().expect("the benchmark");
-    let bench = bench.to_hex();
+    let control = node.control();
+    let view = medmesh_cli::views::benchmarks(&control).unwrap().pop().expect("the benchmark");
+    let bench = view.id.to_hex();
     assert_eq!(
         view.benchmark.committee.iter().map(|k| k.to_hex()).collect::<Vec<_>>(),
         [member_key]
@@ -295,4 +294,7 @@ fn a_committee_member_approves_in_the_browser_a_data_owner_runs_and_the_leaderbo
     assert!(chart.contains("axis starts at"), "{chart}");
     assert_eq!(chart.matches("class=\"point\"").count(), 2, "a point per model: {chart}");
     shot(&b_admin, "09-the-leaderboard-updated");
+    // Every page and action above read the node's paged, indexed queries: none
+    // downloaded the whole state.
+    assert_eq!(node.state_downloads(), 0, "a page or a command downloaded the whole state");
 }

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use medmesh_cli::publish::{EXIT_IGNORED, NodeApi};
+use medmesh_cli::publish::EXIT_IGNORED;
 use protocol::RecordId;
 use protocol::fold::Status;
 use protocol::record::Subject;
@@ -154,7 +154,7 @@ fn ignored_decisions_and_requests_fail_with_the_folds_reason() {
 
     // The committee member's approval counts, and none of the ignored records did.
     ok(&member, &["-y", "association", "approve", "-b", &bench, "-m", &model]);
-    let st = node.control().state().unwrap();
+    let st = node.whole_state();
     let b: RecordId = bench.parse().unwrap();
     let a = st.association(&b, &Subject::Model(model.parse().unwrap())).expect("the association");
     assert_eq!(a.status, Status::Approved);

@@ -194,6 +194,10 @@ async fn check_host(
 struct Ctx {
     client: Client,
     token: String,
+    /// `GET /v1/state/{view}` requests answered: each derives JSON from the
+    /// whole state (shown in `/metrics`, so that a test can assert that the
+    /// CLI's commands never download it).
+    state_downloads: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Read the token, creating it on first start.
@@ -261,6 +265,21 @@ pub fn router(client: Client, token: String, hosts: HostPolicy) -> Router {
         .route("/v1/associations", get(view_associations))
         .route("/v1/results", get(view_results))
         .route("/v1/leaderboards/{benchmark}", get(view_leaderboard))
+        .route("/v1/leaderboards/{benchmark}/cells", get(view_cells))
+        .route("/v1/benchmarks/{id}", get(one_benchmark))
+        .route("/v1/containers/{id}", get(one_container))
+        .route("/v1/datasets/{id}", get(one_dataset))
+        .route("/v1/results/{id}", get(one_result))
+        .route("/v1/profiles/{key}", get(one_profile))
+        .route("/v1/releases/{benchmark}", get(one_release))
+        .route("/v1/grants", get(view_grants))
+        .route("/v1/grants/{model}/{dataset}", get(one_grant))
+        .route("/v1/network", get(view_network))
+        .route("/v1/members", get(view_members))
+        .route("/v1/keys/{key}", get(view_key))
+        .route("/v1/committees/{key}", get(view_committees))
+        .route("/v1/lookup/{kind}", get(view_lookup))
+        .route("/v1/names", get(view_names))
         .route("/v1/heads/{signer}", get(head))
         .route("/v1/heads/{signer}/record", get(head_record))
         .route("/v1/records/{id}/verdict", get(verdict))
@@ -282,7 +301,7 @@ pub fn router(client: Client, token: String, hosts: HostPolicy) -> Router {
         .route("/v1/benchmarks/{id}/leaderboard", get(leaderboard_json))
         .layer(DefaultBodyLimit::max(CONTROL_BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn_with_state(Arc::new(hosts), check_host))
-        .with_state(Ctx { client, token })
+        .with_state(Ctx { client, token, state_downloads: Arc::default() })
 }
 
 fn error(status: StatusCode, kind: &str, message: impl std::fmt::Display) -> Response {
@@ -320,8 +339,15 @@ async fn status(State(ctx): State<Ctx>) -> Response {
 
 async fn metrics(State(ctx): State<Ctx>) -> Response {
     match ctx.client.metrics().await {
-        Ok(m) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render())
-            .into_response(),
+        Ok(m) => {
+            let mut text = m.render();
+            let n = ctx.state_downloads.load(std::sync::atomic::Ordering::Relaxed);
+            text.push_str(&format!(
+                "# HELP medmesh_control_state_downloads_total GET /v1/state/{{view}} requests answered (each serialises the whole derived state).\n# TYPE medmesh_control_state_downloads_total counter\nmedmesh_control_state_downloads_total {n}\n"
+            ));
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+                .into_response()
+        }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "node_stopped", e),
     }
 }
@@ -424,6 +450,7 @@ async fn state_summary(State(ctx): State<Ctx>) -> Response {
 }
 
 async fn state_view(State(ctx): State<Ctx>, UrlPath(view): UrlPath<String>) -> Response {
+    ctx.state_downloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let s = match current_state(&ctx).await {
         Ok(s) => s,
         Err(r) => return r,
@@ -461,6 +488,12 @@ struct ViewQuery {
     counts: Option<bool>,
     limit: Option<u32>,
     after: Option<String>,
+    /// Search text: a name's substring (any case) or an id prefix.
+    q: Option<String>,
+    grantee: Option<String>,
+    /// Comma-separated ids and keys (`/v1/names`).
+    ids: Option<String>,
+    keys: Option<String>,
 }
 
 /// A query parameter the views cannot take: its error name and message (a 400).
@@ -475,6 +508,25 @@ impl ViewQuery {
         v.as_deref()
             .map(|s| s.parse().map_err(|e| ("bad_id", format!("{field}: {e} (give a full id)"))))
             .transpose()
+    }
+
+    /// The search text, bounded, unless a filter it cannot combine with is set.
+    fn search(&self, other_filter: bool) -> Result<Option<String>, BadParam> {
+        let Some(q) = &self.q else { return Ok(None) };
+        if q.len() > crate::views::QUERY_BYTES_MAX {
+            return Err((
+                "bad_query",
+                format!("q: at most {} bytes", crate::views::QUERY_BYTES_MAX),
+            ));
+        }
+        if other_filter {
+            return Err(("bad_query", "q combines with benchmark only".to_string()));
+        }
+        Ok(Some(q.clone()))
+    }
+
+    fn key(field: &str, v: &str) -> Result<PublicKey, BadParam> {
+        v.parse().map_err(|e| ("bad_key", format!("{field}: {e}")))
     }
 
     fn owner(&self) -> Result<Option<PublicKey>, BadParam> {
@@ -522,6 +574,9 @@ async fn with_views(
         Ok(Err(e @ crate::views::ViewError::UnknownBenchmark(_))) => {
             error(StatusCode::NOT_FOUND, "unknown_benchmark", e)
         }
+        Ok(Err(e @ crate::views::ViewError::NotFound { what, .. })) => {
+            error(StatusCode::NOT_FOUND, &format!("unknown_{what}"), e)
+        }
         Ok(Err(e)) => error(StatusCode::BAD_REQUEST, "bad_cursor", e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
     }
@@ -539,12 +594,24 @@ macro_rules! try_q {
 async fn view_benchmarks(State(ctx): State<Ctx>, Query(q): Query<ViewQuery>) -> Response {
     let f = crate::views::BenchmarkFilter { owner: try_q!(q.owner()), status: try_q!(q.status()) };
     let limit = q.limit();
+    if let Some(text) = try_q!(q.search(f.owner.is_some() || f.status.is_some())) {
+        return with_views(&ctx, move |v| {
+            crate::views::json(v.search_benchmarks(&text, q.after.as_deref(), limit))
+        })
+        .await;
+    }
     with_views(&ctx, move |v| crate::views::json(v.benchmarks(&f, q.after.as_deref(), limit))).await
 }
 
 async fn view_containers(State(ctx): State<Ctx>, Query(q): Query<ViewQuery>) -> Response {
     let f = crate::views::ContainerFilter { owner: try_q!(q.owner()) };
     let limit = q.limit();
+    if let Some(text) = try_q!(q.search(f.owner.is_some())) {
+        return with_views(&ctx, move |v| {
+            crate::views::json(v.search_containers(&text, q.after.as_deref(), limit))
+        })
+        .await;
+    }
     with_views(&ctx, move |v| crate::views::json(v.containers(&f, q.after.as_deref(), limit))).await
 }
 
@@ -554,6 +621,17 @@ async fn view_datasets(State(ctx): State<Ctx>, Query(q): Query<ViewQuery>) -> Re
         owner: try_q!(q.owner()),
     };
     let limit = q.limit();
+    if let Some(text) = try_q!(q.search(f.owner.is_some())) {
+        return with_views(&ctx, move |v| {
+            crate::views::json(v.search_datasets(
+                f.benchmark.as_ref(),
+                &text,
+                q.after.as_deref(),
+                limit,
+            ))
+        })
+        .await;
+    }
     with_views(&ctx, move |v| crate::views::json(v.datasets(&f, q.after.as_deref(), limit))).await
 }
 
@@ -602,6 +680,156 @@ async fn view_leaderboard(
     let limit = q.limit();
     with_views(&ctx, move |v| crate::views::json(v.leaderboard(&b, q.after.as_deref(), limit)))
         .await
+}
+
+/// A full record id in a path (400 `bad_id` otherwise).
+fn path_id(field: &str, v: &str) -> Result<RecordId, BadParam> {
+    v.parse().map_err(|e| {
+        ("bad_id", format!("{field}: {e} (give a full id, or find it with /v1/lookup)"))
+    })
+}
+
+/// `Some` as JSON, `None` as a 404 `unknown_<what>`.
+fn found<T: serde::Serialize>(
+    what: &'static str,
+    id: impl std::fmt::Display,
+    x: Option<T>,
+) -> Result<Vec<u8>, crate::views::ViewError> {
+    crate::views::json(
+        x.ok_or_else(|| crate::views::ViewError::NotFound { what, id: id.to_string() }),
+    )
+}
+
+async fn one_benchmark(State(ctx): State<Ctx>, UrlPath(id): UrlPath<String>) -> Response {
+    let id = try_q!(path_id("benchmark", &id));
+    with_views(&ctx, move |v| found("benchmark", id, v.benchmark(&id))).await
+}
+
+async fn one_container(State(ctx): State<Ctx>, UrlPath(id): UrlPath<String>) -> Response {
+    let id = try_q!(path_id("container", &id));
+    with_views(&ctx, move |v| found("container", id, v.container(&id))).await
+}
+
+async fn one_dataset(State(ctx): State<Ctx>, UrlPath(id): UrlPath<String>) -> Response {
+    let id = try_q!(path_id("dataset", &id));
+    with_views(&ctx, move |v| found("dataset", id, v.dataset(&id))).await
+}
+
+async fn one_result(State(ctx): State<Ctx>, UrlPath(id): UrlPath<String>) -> Response {
+    let id = try_q!(path_id("result", &id));
+    with_views(&ctx, move |v| found("result", id, v.result(&id))).await
+}
+
+async fn one_profile(State(ctx): State<Ctx>, UrlPath(key): UrlPath<String>) -> Response {
+    let key = try_q!(ViewQuery::key("key", &key));
+    with_views(&ctx, move |v| found("profile", key, v.profile(&key))).await
+}
+
+async fn one_release(State(ctx): State<Ctx>, UrlPath(b): UrlPath<String>) -> Response {
+    let b = try_q!(path_id("benchmark", &b));
+    with_views(&ctx, move |v| found("release", b, v.release(&b))).await
+}
+
+async fn one_grant(
+    State(ctx): State<Ctx>,
+    UrlPath((model, dataset)): UrlPath<(String, String)>,
+) -> Response {
+    let model = try_q!(path_id("model", &model));
+    let dataset = try_q!(path_id("dataset", &dataset));
+    with_views(&ctx, move |v| crate::views::json(Ok(v.grant(&model, &dataset)))).await
+}
+
+async fn view_grants(State(ctx): State<Ctx>, Query(q): Query<ViewQuery>) -> Response {
+    let Some(model) = try_q!(ViewQuery::id("model", &q.model)) else {
+        return error(StatusCode::BAD_REQUEST, "bad_query", "give model=<id>");
+    };
+    let grantee = try_q!(q.grantee.as_deref().map(|k| ViewQuery::key("grantee", k)).transpose());
+    let limit = q.limit();
+    with_views(&ctx, move |v| {
+        crate::views::json(v.grants(&model, grantee.as_ref(), q.after.as_deref(), limit))
+    })
+    .await
+}
+
+async fn view_network(State(ctx): State<Ctx>) -> Response {
+    with_views(&ctx, move |v| crate::views::json(Ok(v.network()))).await
+}
+
+async fn view_members(State(ctx): State<Ctx>, Query(q): Query<ViewQuery>) -> Response {
+    let limit = q.limit();
+    with_views(&ctx, move |v| crate::views::json(v.members(q.after.as_deref(), limit))).await
+}
+
+async fn view_key(State(ctx): State<Ctx>, UrlPath(key): UrlPath<String>) -> Response {
+    let key = try_q!(ViewQuery::key("key", &key));
+    with_views(&ctx, move |v| crate::views::json(Ok(v.key(&key)))).await
+}
+
+async fn view_committees(
+    State(ctx): State<Ctx>,
+    UrlPath(key): UrlPath<String>,
+    Query(q): Query<ViewQuery>,
+) -> Response {
+    let key = try_q!(ViewQuery::key("key", &key));
+    let limit = q.limit();
+    with_views(&ctx, move |v| crate::views::json(v.committees(&key, q.after.as_deref(), limit)))
+        .await
+}
+
+async fn view_lookup(
+    State(ctx): State<Ctx>,
+    UrlPath(kind): UrlPath<String>,
+    Query(q): Query<ViewQuery>,
+) -> Response {
+    let Some(kind) = crate::views::Kind::parse(&kind) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_kind",
+            format!("no lookup of `{kind}`: use benchmark, container, dataset or result"),
+        );
+    };
+    let text = match try_q!(q.search(false)) {
+        Some(t) => t,
+        None => return error(StatusCode::BAD_REQUEST, "bad_query", "give q=<name or id prefix>"),
+    };
+    with_views(&ctx, move |v| crate::views::json(Ok(v.lookup(kind, &text)))).await
+}
+
+async fn view_cells(
+    State(ctx): State<Ctx>,
+    UrlPath(benchmark): UrlPath<String>,
+    Query(q): Query<ViewQuery>,
+) -> Response {
+    let b = try_q!(path_id("benchmark", &benchmark));
+    let limit = q.limit();
+    with_views(&ctx, move |v| {
+        crate::views::json(v.leaderboard_cells(&b, q.after.as_deref(), limit))
+    })
+    .await
+}
+
+async fn view_names(State(ctx): State<Ctx>, Query(q): Query<ViewQuery>) -> Response {
+    let split = |v: &Option<String>| -> Vec<String> {
+        v.as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let (ids, keys) = (split(&q.ids), split(&q.keys));
+    if ids.len() + keys.len() > crate::views::NAMES_MAX {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("at most {} ids and keys in all", crate::views::NAMES_MAX),
+        );
+    }
+    let ids: Vec<RecordId> =
+        try_q!(ids.iter().map(|i| path_id("ids", i)).collect::<Result<_, _>>());
+    let keys: Vec<PublicKey> =
+        try_q!(keys.iter().map(|k| ViewQuery::key("keys", k)).collect::<Result<_, _>>());
+    with_views(&ctx, move |v| crate::views::json(Ok(v.names(&ids, &keys)))).await
 }
 
 async fn head(State(ctx): State<Ctx>, UrlPath(signer): UrlPath<String>) -> Response {

@@ -22,7 +22,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use protocol::fold::{AssociationView, BenchmarkView, ContainerView, DatasetView, Status};
-use protocol::fold::{LeaderboardRow, ResultView};
+use protocol::fold::{
+    Cell, GrantView, LeaderboardRow, Member, ProfileView, ReleaseView, ResultView,
+};
 use protocol::record::Subject;
 use protocol::{PublicKey, RecordId, State};
 use serde::Serialize;
@@ -50,6 +52,10 @@ pub enum ViewError {
     Cursor(String),
     #[error("unknown benchmark {0}")]
     UnknownBenchmark(RecordId),
+    /// No such record (`what`: benchmark, container, dataset, result, profile,
+    /// release): a 404 `unknown_<what>`.
+    #[error("no {what} {id} on this node (is it synced?)")]
+    NotFound { what: &'static str, id: String },
     #[error("cannot encode the page: {0}")]
     Encode(String),
 }
@@ -133,6 +139,8 @@ pub struct Views {
     /// By [`status_slot`].
     associations_by_status: [Vec<u32>; 4],
     results_by_dataset: Index<RecordId>,
+    /// Indexes only the single-record queries use, built on their first use.
+    lookups: std::sync::OnceLock<Lookups>,
 }
 
 fn push<K: std::hash::Hash + Eq>(index: &mut Index<K>, key: K, position: usize) {
@@ -312,6 +320,7 @@ impl Views {
             associations_by_subject,
             associations_by_status,
             results_by_dataset,
+            lookups: std::sync::OnceLock::new(),
             state,
         }
     }
@@ -523,6 +532,485 @@ impl Views {
             rows: page.items,
             next: page.next,
         }))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Single records and small answers: what a command that acts on one record
+// needs (by id, by id prefix or by public name, the grant of one model for one
+// dataset, one key's standing, the committees of one key), answered from the
+// state's maps and the [`Lookups`] built on first use, never by walking the
+// state. Lists among them (members, grants of a model, a leaderboard's cells,
+// a search over public names) page like the views above.
+
+/// Most records one lookup by id prefix or by name answers.
+pub const LOOKUP_MATCHES_MAX: usize = 16;
+/// Most ids plus keys one names query takes.
+pub const NAMES_MAX: usize = 200;
+/// Longest search or lookup text, in bytes.
+pub const QUERY_BYTES_MAX: usize = 200;
+
+/// What a lookup names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Benchmark,
+    Container,
+    Dataset,
+    Result,
+}
+
+impl Kind {
+    /// `benchmark`, `container` (or `model`), `dataset` or `result`.
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "benchmark" => Some(Kind::Benchmark),
+            "container" | "model" => Some(Kind::Container),
+            "dataset" => Some(Kind::Dataset),
+            "result" => Some(Kind::Result),
+            _ => None,
+        }
+    }
+}
+
+/// A record a lookup matched: its id and its public name (empty when it has
+/// none, or when only the committee and the owner may read it).
+#[derive(Clone, Debug, Serialize)]
+pub struct Found {
+    pub id: RecordId,
+    pub name: String,
+}
+
+/// What a lookup text names: the records whose public name it is exactly, and
+/// those whose id starts with it (hex, at least 4 digits), each at most
+/// [`LOOKUP_MATCHES_MAX`]; `more` when the prefix matches more than that.
+#[derive(Clone, Debug, Serialize)]
+pub struct Lookup {
+    pub named: Vec<Found>,
+    pub prefixed: Vec<Found>,
+    pub more: bool,
+}
+
+/// The grant of a private model's key for one dataset that counts, and whether
+/// its owner stopped granting it there.
+#[derive(Clone, Debug, Serialize)]
+pub struct GrantAnswer<'a> {
+    pub grant: Option<&'a GrantView>,
+    pub revoked: bool,
+}
+
+/// The network's admins and admission mode, and the state's size.
+#[derive(Clone, Debug, Serialize)]
+pub struct NetworkView<'a> {
+    pub network: protocol::NetworkId,
+    pub records: u64,
+    pub hash: protocol::Hash32,
+    pub admin_epoch: u64,
+    pub admins: &'a [PublicKey],
+    pub admin_threshold: u16,
+    pub admission: protocol::root::AdmissionMode,
+    /// Admitted keys other than the admins.
+    pub members: u64,
+}
+
+/// One key's standing: admitted (and how), revoked, its profile.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyView<'a> {
+    pub key: PublicKey,
+    pub admitted: bool,
+    pub admin: bool,
+    pub member: Option<&'a Member>,
+    /// The first seq of this key without authority, when revoked.
+    pub revoked_from_seq: Option<u64>,
+    pub profile: Option<&'a ProfileView>,
+}
+
+/// One page of a leaderboard's model x dataset cells, in the release's order.
+#[derive(Clone, Debug, Serialize)]
+pub struct CellsPage<'a> {
+    pub benchmark: RecordId,
+    pub release_round: u64,
+    pub datasets: &'a [String],
+    pub total_cells: u64,
+    pub cells: &'a [Cell],
+    pub next: Option<String>,
+}
+
+/// The names of records and keys, for tables that show names rather than ids.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Names {
+    /// Benchmarks, containers and datasets with a public name, by id.
+    pub ids: std::collections::BTreeMap<RecordId, String>,
+    /// Keys with a profile, by key.
+    pub keys: std::collections::BTreeMap<PublicKey, String>,
+}
+
+/// The indexes of the single-record queries, built once per fold on first use.
+struct Lookups {
+    /// Result ids in order, with their positions in the state's results.
+    result_ids: Vec<(RecordId, u32)>,
+    /// Public names of benchmarks, containers and datasets.
+    names: HashMap<(Kind, String), Vec<RecordId>>,
+}
+
+/// The ids an id prefix spans: `[prefix00.., prefixff..]`, or `None` when the
+/// text is not hex of 4 to 64 digits.
+fn prefix_range(q: &str) -> Option<(RecordId, RecordId)> {
+    let q = q.to_ascii_lowercase();
+    if q.len() < 4 || q.len() > 64 || !q.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let lo = format!("{q:0<64}");
+    let hi = format!("{q:f<64}");
+    Some((lo.parse().ok()?, hi.parse().ok()?))
+}
+
+fn contains_ci(hay: &str, needle_lower: &str) -> bool {
+    needle_lower.is_empty() || hay.to_lowercase().contains(needle_lower)
+}
+
+fn dataset_name(d: &DatasetView) -> &str {
+    d.dataset.public_details.as_ref().map_or("", |x| x.name.as_str())
+}
+
+impl Views {
+    fn lookups(&self) -> &Lookups {
+        self.lookups.get_or_init(|| {
+            let s = &*self.state;
+            let mut result_ids: Vec<(RecordId, u32)> =
+                s.results.iter().enumerate().map(|(i, r)| (r.id, i as u32)).collect();
+            result_ids.sort_unstable();
+            let mut names: HashMap<(Kind, String), Vec<RecordId>> = HashMap::new();
+            let mut add = |k: Kind, name: &str, id: RecordId| {
+                if !name.is_empty() {
+                    names.entry((k, name.to_string())).or_default().push(id);
+                }
+            };
+            for b in s.benchmarks.values() {
+                add(Kind::Benchmark, &b.benchmark.name, b.id);
+            }
+            for c in s.containers.values() {
+                add(Kind::Container, &c.container.name, c.id);
+            }
+            for d in s.datasets.values() {
+                add(Kind::Dataset, dataset_name(d), d.id);
+            }
+            Lookups { result_ids, names }
+        })
+    }
+
+    /// One benchmark.
+    pub fn benchmark(&self, id: &RecordId) -> Option<&BenchmarkView> {
+        self.state.benchmarks.get(id)
+    }
+
+    /// One container.
+    pub fn container(&self, id: &RecordId) -> Option<&ContainerView> {
+        self.state.containers.get(id)
+    }
+
+    /// One dataset.
+    pub fn dataset(&self, id: &RecordId) -> Option<&DatasetView> {
+        self.state.datasets.get(id)
+    }
+
+    /// One result, by its record id.
+    pub fn result(&self, id: &RecordId) -> Option<&ResultView> {
+        let ids = &self.lookups().result_ids;
+        let i = ids.binary_search_by(|(r, _)| r.cmp(id)).ok()?;
+        self.state.results.get(ids[i].1 as usize)
+    }
+
+    /// One key's profile.
+    pub fn profile(&self, key: &PublicKey) -> Option<&ProfileView> {
+        self.state.profiles.get(key)
+    }
+
+    /// The release shown for a benchmark.
+    pub fn release(&self, benchmark: &RecordId) -> Option<&ReleaseView> {
+        self.state.releases.get(benchmark)
+    }
+
+    /// The grant of `model`'s key for `dataset`, and whether it is revoked there.
+    pub fn grant(&self, model: &RecordId, dataset: &RecordId) -> GrantAnswer<'_> {
+        GrantAnswer {
+            grant: self.state.grant(model, dataset),
+            revoked: self.state.grant_revoked(model, dataset),
+        }
+    }
+
+    /// The grants of one model (to one grantee), by dataset.
+    pub fn grants(
+        &self,
+        model: &RecordId,
+        grantee: Option<&PublicKey>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<&GrantView>, ViewError> {
+        let after = parse_id_cursor(after)?;
+        let all = &self.state.grants;
+        let lo = all.partition_point(|g| g.model < *model);
+        let hi = all.partition_point(|g| g.model <= *model);
+        Ok(walk(
+            Candidates::Range(lo as u32, hi as u32),
+            |p| &all[p as usize],
+            |g: &GrantView| g.dataset,
+            after.as_ref(),
+            limit,
+            |g| grantee.is_none_or(|k| g.grantee == *k),
+            |id| id.to_hex(),
+        ))
+    }
+
+    /// The network's admins, admission mode and size.
+    pub fn network(&self) -> NetworkView<'_> {
+        let s = &*self.state;
+        NetworkView {
+            network: s.network,
+            records: s.records,
+            hash: s.hash,
+            admin_epoch: s.admin_epoch,
+            admins: &s.admins,
+            admin_threshold: s.admin_threshold,
+            admission: s.admission,
+            members: s.members.len() as u64,
+        }
+    }
+
+    /// One key's standing.
+    pub fn key(&self, key: &PublicKey) -> KeyView<'_> {
+        let s = &*self.state;
+        KeyView {
+            key: *key,
+            admitted: s.admits(key),
+            admin: s.admins.contains(key),
+            member: s.member(key),
+            revoked_from_seq: s.revoked.get(key).copied(),
+            profile: s.profiles.get(key),
+        }
+    }
+
+    /// The admitted keys other than the admins, by key.
+    pub fn members(&self, after: Option<&str>, limit: u32) -> Result<Page<&Member>, ViewError> {
+        let after: Option<PublicKey> =
+            after.map(|a| a.parse().map_err(|_| ViewError::Cursor(a.to_string()))).transpose()?;
+        let all = &self.state.members;
+        Ok(walk(
+            Candidates::Range(0, all.len() as u32),
+            |p| &all[p as usize],
+            |m: &Member| m.key,
+            after.as_ref(),
+            limit,
+            |_| true,
+            |k| k.to_hex(),
+        ))
+    }
+
+    /// The benchmarks whose committee `key` sits on, by id.
+    pub fn committees(
+        &self,
+        key: &PublicKey,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<&BenchmarkView>, ViewError> {
+        let after = parse_id_cursor(after)?;
+        let benchmarks = &self.state.benchmarks;
+        let ids = &self.benchmark_ids;
+        Ok(walk(
+            Candidates::Range(0, ids.len() as u32),
+            |p| &benchmarks[&ids[p as usize]],
+            |b: &BenchmarkView| b.id,
+            after.as_ref(),
+            limit,
+            |b| b.benchmark.committee.contains(key),
+            |id| id.to_hex(),
+        ))
+    }
+
+    /// The records of one kind that `q` names: by exact public name, and by id
+    /// prefix (a range of the id order, so O(log n + matches)).
+    pub fn lookup(&self, kind: Kind, q: &str) -> Lookup {
+        let q = q.trim();
+        let name_of = |id: &RecordId| -> Option<String> {
+            let s = &*self.state;
+            match kind {
+                Kind::Benchmark => s.benchmarks.get(id).map(|b| b.benchmark.name.clone()),
+                Kind::Container => s.containers.get(id).map(|c| c.container.name.clone()),
+                Kind::Dataset => s.datasets.get(id).map(|d| dataset_name(d).to_string()),
+                Kind::Result => self.result(id).map(|_| String::new()),
+            }
+        };
+        let named: Vec<Found> = self
+            .lookups()
+            .names
+            .get(&(kind, q.to_string()))
+            .map(|ids| {
+                ids.iter()
+                    .take(LOOKUP_MATCHES_MAX)
+                    .map(|id| Found { id: *id, name: q.to_string() })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut prefixed = Vec::new();
+        let mut more = false;
+        if let Some((lo, hi)) = prefix_range(q) {
+            let mut ids: Box<dyn Iterator<Item = RecordId>> = match kind {
+                Kind::Benchmark => Box::new(self.state.benchmarks.range(lo..=hi).map(|(k, _)| *k)),
+                Kind::Container => Box::new(self.state.containers.range(lo..=hi).map(|(k, _)| *k)),
+                Kind::Dataset => Box::new(self.state.datasets.range(lo..=hi).map(|(k, _)| *k)),
+                Kind::Result => {
+                    let r = &self.lookups().result_ids;
+                    let a = r.partition_point(|(id, _)| *id < lo);
+                    let b = r.partition_point(|(id, _)| *id <= hi);
+                    Box::new(r[a..b].iter().map(|(id, _)| *id))
+                }
+            };
+            for id in ids.by_ref().take(LOOKUP_MATCHES_MAX) {
+                prefixed.push(Found { id, name: name_of(&id).unwrap_or_default() });
+            }
+            more = ids.next().is_some();
+        }
+        Lookup { named, prefixed, more }
+    }
+
+    /// Benchmarks whose name contains `q` (any case) or whose id starts with it.
+    pub fn search_benchmarks(
+        &self,
+        q: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<&BenchmarkView>, ViewError> {
+        let after = parse_id_cursor(after)?;
+        let q = q.trim().to_lowercase();
+        let benchmarks = &self.state.benchmarks;
+        let ids = &self.benchmark_ids;
+        Ok(walk(
+            Candidates::Range(0, ids.len() as u32),
+            |p| &benchmarks[&ids[p as usize]],
+            |b: &BenchmarkView| b.id,
+            after.as_ref(),
+            limit,
+            |b| b.id.to_hex().starts_with(&q) || contains_ci(&b.benchmark.name, &q),
+            |id| id.to_hex(),
+        ))
+    }
+
+    /// Containers whose name contains `q` (any case) or whose id starts with it.
+    pub fn search_containers(
+        &self,
+        q: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<&ContainerView>, ViewError> {
+        let after = parse_id_cursor(after)?;
+        let q = q.trim().to_lowercase();
+        let containers = &self.state.containers;
+        let ids = &self.container_ids;
+        Ok(walk(
+            Candidates::Range(0, ids.len() as u32),
+            |p| &containers[&ids[p as usize]],
+            |c: &ContainerView| c.id,
+            after.as_ref(),
+            limit,
+            |c| c.id.to_hex().starts_with(&q) || contains_ci(&c.container.name, &q),
+            |id| id.to_hex(),
+        ))
+    }
+
+    /// Datasets (of one benchmark) whose public name contains `q` (any case) or
+    /// whose id starts with it. Sealed names are not searched: only their
+    /// readers can, on their side.
+    pub fn search_datasets(
+        &self,
+        benchmark: Option<&RecordId>,
+        q: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<&DatasetView>, ViewError> {
+        let after = parse_id_cursor(after)?;
+        let q = q.trim().to_lowercase();
+        let empty: &[u32] = &[];
+        let candidates = match benchmark {
+            Some(b) => {
+                Candidates::Positions(self.datasets_by_benchmark.get(b).map_or(empty, |v| v))
+            }
+            None => Candidates::Range(0, self.dataset_ids.len() as u32),
+        };
+        let datasets = &self.state.datasets;
+        let ids = &self.dataset_ids;
+        Ok(walk(
+            candidates,
+            |p| &datasets[&ids[p as usize]],
+            |d: &DatasetView| d.id,
+            after.as_ref(),
+            limit,
+            |d| {
+                (!q.is_empty() && d.id.to_hex().starts_with(&q))
+                    || (!dataset_name(d).is_empty() && contains_ci(dataset_name(d), &q))
+            },
+            |id| id.to_hex(),
+        ))
+    }
+
+    /// One page of a benchmark's leaderboard cells, or `None` while nothing is
+    /// released. The cursor (`round.position`) holds for the release it came
+    /// from: a cursor of an earlier round is refused.
+    pub fn leaderboard_cells(
+        &self,
+        benchmark: &RecordId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Option<CellsPage<'_>>, ViewError> {
+        if !self.state.benchmarks.contains_key(benchmark) {
+            return Err(ViewError::UnknownBenchmark(*benchmark));
+        }
+        let Some(lb) = self.state.leaderboards.get(benchmark) else { return Ok(None) };
+        let start = match after {
+            None => 0,
+            Some(a) => {
+                let bad = || ViewError::Cursor(a.to_string());
+                let (round, pos) = a.split_once('.').ok_or_else(bad)?;
+                let round: u64 = round.parse().map_err(|_| bad())?;
+                let pos: usize = pos.parse().map_err(|_| bad())?;
+                if round != lb.release_round || pos > lb.cells.len() {
+                    return Err(bad());
+                }
+                pos
+            }
+        };
+        let end = (start + limit.clamp(1, VIEW_PAGE_MAX) as usize).min(lb.cells.len());
+        Ok(Some(CellsPage {
+            benchmark: *benchmark,
+            release_round: lb.release_round,
+            datasets: &lb.datasets,
+            total_cells: lb.cells.len() as u64,
+            cells: &lb.cells[start..end],
+            next: (end < lb.cells.len()).then(|| format!("{}.{end}", lb.release_round)),
+        }))
+    }
+
+    /// The names of these records and keys (at most [`NAMES_MAX`] in all; the
+    /// rest are left out).
+    pub fn names(&self, ids: &[RecordId], keys: &[PublicKey]) -> Names {
+        let s = &*self.state;
+        let mut out = Names::default();
+        for id in ids.iter().take(NAMES_MAX) {
+            let name = s
+                .benchmarks
+                .get(id)
+                .map(|b| b.benchmark.name.as_str())
+                .or_else(|| s.containers.get(id).map(|c| c.container.name.as_str()))
+                .or_else(|| s.datasets.get(id).map(dataset_name))
+                .filter(|n| !n.is_empty());
+            if let Some(n) = name {
+                out.ids.insert(*id, n.to_string());
+            }
+        }
+        for k in keys.iter().take(NAMES_MAX.saturating_sub(ids.len())) {
+            if let Some(p) = s.profiles.get(k) {
+                out.keys.insert(*k, p.profile.name.clone());
+            }
+        }
+        out
     }
 }
 

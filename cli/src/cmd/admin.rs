@@ -54,7 +54,7 @@ pub fn run(ctx: &Ctx, a: AdminCmd) -> anyhow::Result<()> {
                 );
             }
             let s = ctx.session()?;
-            let st = s.state()?;
+            let st = crate::views::network(s.api())?;
             if !st.admins.contains(&s.me()) {
                 bail!(
                     "only the current admins (epoch {}) can rotate, and {} is not one of them",
@@ -64,7 +64,7 @@ pub fn run(ctx: &Ctx, a: AdminCmd) -> anyhow::Result<()> {
             }
             let epoch = st.admin_epoch + 1;
             let r = s.publish(Body::AdminRotation(AdminRotation { epoch, admins, threshold }))?;
-            let st = s.state()?;
+            let st = crate::views::network(s.api())?;
             let effective = st.admin_epoch >= epoch;
             let status = if effective {
                 format!(
@@ -89,7 +89,7 @@ pub fn run(ctx: &Ctx, a: AdminCmd) -> anyhow::Result<()> {
         AdminCmd::Revoke { key, key_flag, from_seq, reason } => {
             let key = parse_key(&key.or(key_flag).unwrap_or_default())?;
             let s = ctx.session()?;
-            let st = s.state()?;
+            let st = crate::views::network(s.api())?;
             if !st.admins.contains(&s.me()) {
                 bail!(
                     "only the network's admins can revoke a key, and {} is not one of them",
@@ -97,10 +97,11 @@ pub fn run(ctx: &Ctx, a: AdminCmd) -> anyhow::Result<()> {
                 );
             }
             let r = s.publish(Body::KeyRevocation(KeyRevocation { key, from_seq, reason }))?;
-            let st = s.state()?;
-            let effective = st.revoked.get(&key).is_some_and(|from| *from <= from_seq);
-            let status = if effective {
-                format!("key {} revoked from seq {}", key.short(), st.revoked[&key])
+            let st = crate::views::network(s.api())?;
+            let revoked = crate::views::key(s.api(), &key)?.revoked_from_seq;
+            let effective = revoked.is_some_and(|from| from <= from_seq);
+            let status = if let (true, Some(from)) = (effective, revoked) {
+                format!("key {} revoked from seq {from}", key.short())
             } else {
                 format!(
                     "revocation signed; it takes effect once {} admins have signed the same one",
@@ -110,7 +111,7 @@ pub fn run(ctx: &Ctx, a: AdminCmd) -> anyhow::Result<()> {
             if ctx.json {
                 return json(&serde_json::json!({
                     "id": r.id, "status": status, "effective": effective,
-                    "revoked_from_seq": st.revoked.get(&key),
+                    "revoked_from_seq": revoked,
                 }));
             }
             crate::say!("{status}: {}", r.id.short())?;

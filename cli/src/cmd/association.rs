@@ -2,11 +2,10 @@
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
+use protocol::RecordId;
 use protocol::record::{Decision, Subject};
-use protocol::{RecordId, State};
 
-use super::{Ctx, benchmark_id, benchmarks, containers, datasets, report};
-use crate::ids::resolve;
+use super::{Ctx, benchmark_id, container_id, dataset_id, report};
 use crate::output::{json, table};
 use crate::workflow;
 
@@ -52,15 +51,11 @@ pub enum AssociationCmd {
     },
 }
 
-fn target(
-    s: &crate::workflow::Session,
-    st: &State,
-    t: &AssocTarget,
-) -> anyhow::Result<(RecordId, Subject)> {
-    let b = resolve(&t.benchmark, benchmarks(st), "benchmark")?;
+fn target(s: &crate::workflow::Session, t: &AssocTarget) -> anyhow::Result<(RecordId, Subject)> {
+    let b = benchmark_id(s, &t.benchmark)?;
     let subject = match (&t.data, &t.model) {
-        (Some(d), _) => Subject::Dataset(resolve(d, &datasets(s, st), "dataset")?),
-        (None, Some(m)) => Subject::Model(resolve(m, containers(st), "container")?),
+        (Some(d), _) => Subject::Dataset(dataset_id(s, d)?),
+        (None, Some(m)) => Subject::Model(container_id(s, m)?),
         (None, None) => bail!("give --data or --model"),
     };
     Ok((b, subject))
@@ -99,21 +94,18 @@ pub fn run(ctx: &Ctx, a: AssociationCmd) -> anyhow::Result<()> {
     match a {
         AssociationCmd::Ls { benchmark } => ls(ctx, &s, benchmark.as_deref()),
         AssociationCmd::Approve { target: t, priority } => {
-            let st = s.state()?;
-            let (b, subj) = target(&s, &st, &t)?;
+            let (b, subj) = target(&s, &t)?;
             let r = workflow::decide_association(&s, b, subj, Decision::Approve, priority)?;
             report(ctx, "approval published", &r.id, &serde_json::Value::Null)
         }
         AssociationCmd::Reject { target: t } => {
-            let st = s.state()?;
-            let (b, subj) = target(&s, &st, &t)?;
+            let (b, subj) = target(&s, &t)?;
             let r = workflow::decide_association(&s, b, subj, Decision::Reject, None)?;
             report(ctx, "rejection published", &r.id, &serde_json::Value::Null)
         }
         AssociationCmd::SetPriority { benchmark, model, priority } => {
             let t = AssocTarget { benchmark, data: None, model: Some(model) };
-            let st = s.state()?;
-            let (b, subj) = target(&s, &st, &t)?;
+            let (b, subj) = target(&s, &t)?;
             let r = workflow::decide_association(&s, b, subj, Decision::Approve, Some(priority))?;
             report(ctx, "priority published", &r.id, &serde_json::Value::Null)
         }

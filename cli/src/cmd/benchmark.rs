@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use clap::{Subcommand, ValueEnum};
 use protocol::record::{Decision, DetailsAudience, Disclosure, SharingPolicy};
 
-use super::{Ctx, benchmarks, containers, datasets, parse_auto, parse_key, report};
-use crate::ids::resolve;
+use super::{Ctx, benchmark_id, container_id, dataset_id, parse_auto, parse_key, report};
 use crate::output::{json, spinner, table};
 use crate::workflow::{self, BenchmarkArgs};
 
@@ -165,15 +164,14 @@ pub fn run(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
             lower_is_better,
             skip_test,
         } => {
-            let st = s.state()?;
             let args = BenchmarkArgs {
                 name,
                 description,
                 docs_url,
                 demo_dataset,
-                data_preparator: resolve(&data_preparator, containers(&st), "container")?,
-                reference_model: resolve(&reference_model, containers(&st), "container")?,
-                metrics: resolve(&metrics, containers(&st), "container")?,
+                data_preparator: container_id(&s, &data_preparator)?,
+                reference_model: container_id(&s, &reference_model)?,
+                metrics: container_id(&s, &metrics)?,
                 committee: committee
                     .iter()
                     .map(|k| if k == "me" { Ok(s.me()) } else { parse_key(k) })
@@ -236,33 +234,29 @@ pub fn run(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
             )
         }
         BenchmarkCmd::View { id } => {
-            let st = s.state()?;
-            let id = resolve(&id, benchmarks(&st), "benchmark")?;
-            json(&st.benchmarks[&id])
+            let id = benchmark_id(&s, &id)?;
+            json(&crate::views::benchmark(s.api(), &id)?)
         }
         BenchmarkCmd::Approve { id } => {
-            let st = s.state()?;
-            let id = resolve(&id, benchmarks(&st), "benchmark")?;
+            let id = benchmark_id(&s, &id)?;
             let r = workflow::decide_benchmark(&s, id, Decision::Approve)?;
             report(ctx, "approval published", &r.id, &serde_json::Value::Null)
         }
         BenchmarkCmd::Reject { id } => {
-            let st = s.state()?;
-            let id = resolve(&id, benchmarks(&st), "benchmark")?;
+            let id = benchmark_id(&s, &id)?;
             let r = workflow::decide_benchmark(&s, id, Decision::Reject)?;
             report(ctx, "rejection published", &r.id, &serde_json::Value::Null)
         }
         BenchmarkCmd::Run { benchmark, data, model, ignore_model_errors, force, no_submit } => {
-            let st = s.state()?;
-            let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
-            let d = resolve(&data, &datasets(&s, &st), "dataset")?;
-            let only = model.map(|m| resolve(&m, containers(&st), "container")).transpose()?;
+            let b = benchmark_id(&s, &benchmark)?;
+            let d = dataset_id(&s, &data)?;
+            let only = model.map(|m| container_id(&s, &m)).transpose()?;
             let pb =
                 spinner("running the reference model and every approved model, then the metrics");
             let rep = workflow::run_benchmark(&s, &b, &d, only, ignore_model_errors, force);
             pb.finish_and_clear();
             let rep = rep?;
-            let rows = workflow::publish_run(&s, &st, &b, &d, &rep, no_submit);
+            let rows = workflow::publish_run(&s, &b, &d, &rep, no_submit)?;
             let unfinished = rows.iter().filter(|r| r.status != "completed").count();
             if ctx.json {
                 json(&rows)?;
@@ -311,16 +305,15 @@ pub fn run(ctx: &Ctx, b: BenchmarkCmd) -> anyhow::Result<()> {
             Ok(())
         }
         BenchmarkCmd::Release { benchmark, auto_release, interval_ms } => {
-            let st = s.state()?;
-            let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
+            let b = benchmark_id(&s, &benchmark)?;
             if !auto_release {
                 let r = workflow::release(&s, &b)?;
                 return report(ctx, "release signed", &r.id, &serde_json::Value::Null);
             }
             let mut released = 0usize;
             loop {
-                let st = s.state()?;
-                let counting = st.results.iter().filter(|r| r.benchmark == b && r.counts).count();
+                let p = [("benchmark", b.to_hex()), ("counts", "true".to_string())];
+                let counting = crate::views::results_where(s.api(), &p)?.len();
                 if counting > released {
                     released = counting;
                     let r = match workflow::release(&s, &b) {

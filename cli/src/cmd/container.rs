@@ -11,8 +11,7 @@ use protocol::record::ImageRef;
 use runner::scaffold::Kind;
 use runner::trial::{TrialOutcome, TrialStatus};
 
-use super::{Ctx, containers, report};
-use crate::ids::resolve;
+use super::{Ctx, report};
 use crate::output::{json, table};
 use crate::workflow::{self, ContainerArgs, ImageArchive};
 
@@ -184,9 +183,8 @@ pub fn run(ctx: &Ctx, c: ContainerCmd) -> anyhow::Result<()> {
             )
         }
         ContainerCmd::View { id } => {
-            let st = s.state()?;
-            let id = resolve(&id, containers(&st), "container")?;
-            json(&st.containers[&id])
+            let id = super::container_id(&s, &id)?;
+            json(&crate::views::container(s.api(), &id)?)
         }
     }
 }

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use protocol::record::Subject;
 
-use super::{Ctx, benchmarks, datasets, report};
-use crate::ids::resolve;
+use super::{Ctx, benchmark_id, dataset_id, report};
 use crate::output::{json, spinner, table};
 use crate::workflow;
 use anyhow::Context as _;
@@ -83,8 +82,7 @@ pub fn run(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
     let s = ctx.session()?;
     match d {
         DatasetCmd::Prepare { benchmark, name, data_path, labels_path } => {
-            let st = s.state()?;
-            let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
+            let b = benchmark_id(&s, &benchmark)?;
             let pb = spinner("prepare");
             // MedPerf's report.yaml, as the preparator updates it, and each step.
             let on = |e: PrepareEvent| match e {
@@ -114,21 +112,18 @@ pub fn run(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
             Ok(())
         }
         DatasetCmd::Submit { benchmark, name, description, location, public_name } => {
-            let st = s.state()?;
-            let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
+            let b = benchmark_id(&s, &benchmark)?;
             let r = workflow::submit_dataset(&s, &b, &name, &description, &location, public_name)?;
             report(ctx, "dataset registered", &r.id, &serde_json::Value::Null)
         }
         DatasetCmd::SetOperational { id } => {
-            let st = s.state()?;
-            let id = resolve(&id, &datasets(&s, &st), "dataset")?;
+            let id = dataset_id(&s, &id)?;
             let r = workflow::set_operational(&s, &id)?;
             report(ctx, "dataset operational", &r.id, &serde_json::Value::Null)
         }
         DatasetCmd::Associate { benchmark, data } => {
-            let st = s.state()?;
-            let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
-            let d = resolve(&data, &datasets(&s, &st), "dataset")?;
+            let b = benchmark_id(&s, &benchmark)?;
+            let d = dataset_id(&s, &data)?;
             let pb = spinner("running the compatibility test on your prepared data");
             let out = workflow::associate(&s, &b, Subject::Dataset(d));
             pb.finish_and_clear();
@@ -141,15 +136,14 @@ pub fn run(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
             )
         }
         DatasetCmd::Check { id } => {
-            let st = s.state()?;
-            let id = resolve(&id, &datasets(&s, &st), "dataset")?;
+            let id = dataset_id(&s, &id)?;
             let root = workflow::local_dataset(&s, &id)?;
-            runner::dataset::check_dataset(&root, &st.datasets[&id].prepared_hash)?;
+            let view = crate::views::dataset(s.api(), &id)?;
+            runner::dataset::check_dataset(&root, &view.prepared_hash)?;
             report(ctx, "dataset matches its registered hash", &id, &serde_json::Value::Null)
         }
         DatasetCmd::Export { id, out } => {
-            let st = s.state()?;
-            let id = resolve(&id, &datasets(&s, &st), "dataset")?;
+            let id = dataset_id(&s, &id)?;
             let root = workflow::local_dataset(&s, &id)?;
             let h = runner::dataset::export_dataset(&root, &out)?;
             report(
@@ -203,10 +197,9 @@ pub fn run(ctx: &Ctx, d: DatasetCmd) -> anyhow::Result<()> {
             )
         }
         DatasetCmd::View { id } => {
-            let st = s.state()?;
-            let id = resolve(&id, &datasets(&s, &st), "dataset")?;
-            let view = &st.datasets[&id];
-            let details = workflow::dataset_details(&s, view).map(|x| x.details);
+            let id = dataset_id(&s, &id)?;
+            let view = crate::views::dataset(s.api(), &id)?;
+            let details = workflow::dataset_details(&s, &view).map(|x| x.details);
             json(&serde_json::json!({
                 "dataset": view,
                 "details": details,

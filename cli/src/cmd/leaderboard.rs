@@ -1,28 +1,19 @@
 //! `medmesh leaderboard`: a benchmark's leaderboard, from the committee's releases.
 
-use protocol::{RecordId, State};
+use protocol::RecordId;
 
 use super::Ctx;
-use crate::ids::resolve;
 use crate::output::{json, millionths, table};
 
 /// Run `medmesh leaderboard -b BENCHMARK`.
 pub fn run(ctx: &Ctx, benchmark: &str) -> anyhow::Result<()> {
     let s = ctx.session()?;
-    // Two indexed queries on the node (the benchmarks, one leaderboard), not the
-    // whole state.
-    let list = crate::views::benchmarks(s.api.as_ref())?;
-    let b =
-        resolve(benchmark, list.iter().map(|b| (b.id, b.benchmark.name.as_str())), "benchmark")?;
-    let name = list.iter().find(|v| v.id == b).map(|v| v.benchmark.name.as_str());
-    let lb = crate::views::leaderboard(s.api.as_ref(), &b)?;
-    print(ctx, name, &b, lb.as_ref())
-}
-
-/// Print a benchmark's leaderboard from a state the caller holds.
-pub fn leaderboard(ctx: &Ctx, st: &State, b: &RecordId) -> anyhow::Result<()> {
-    let name = st.benchmarks.get(b).map(|v| v.benchmark.name.as_str());
-    print(ctx, name, b, st.leaderboards.get(b))
+    // Indexed queries on the node (a lookup, one benchmark, one leaderboard),
+    // not the whole state.
+    let b = super::benchmark_id(&s, benchmark)?;
+    let view = crate::views::benchmark(s.api(), &b)?;
+    let lb = crate::views::leaderboard(s.api(), &b)?;
+    print(ctx, Some(view.benchmark.name.as_str()), &b, lb.as_ref())
 }
 
 fn print(

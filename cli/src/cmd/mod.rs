@@ -20,7 +20,7 @@ pub mod ui;
 
 use anyhow::{anyhow, bail};
 use protocol::record::AutoApproval;
-use protocol::{PublicKey, RecordId, State};
+use protocol::{PublicKey, RecordId};
 
 use crate::home::Home;
 use crate::output::json;
@@ -71,37 +71,50 @@ impl Ctx {
     }
 }
 
-/// Containers as a command line may name them: by id prefix or by name.
-pub(crate) fn containers(state: &State) -> impl Iterator<Item = (RecordId, &str)> + '_ {
-    state.containers.iter().map(|(id, c)| (*id, c.container.name.as_str()))
-}
-
-/// Benchmarks by id prefix or by name.
-pub(crate) fn benchmarks(state: &State) -> impl Iterator<Item = (RecordId, &str)> + '_ {
-    state.benchmarks.iter().map(|(id, b)| (*id, b.benchmark.name.as_str()))
-}
-
-/// A benchmark named on the command line (id prefix or name), resolved through
-/// the node's paged benchmark list rather than the whole state.
+/// A benchmark named on the command line (its name or an id prefix), resolved
+/// by the node's lookup index rather than from the whole state.
 pub(crate) fn benchmark_id(s: &Session, input: &str) -> anyhow::Result<RecordId> {
-    let list = crate::views::benchmarks(s.api.as_ref())?;
-    Ok(crate::ids::resolve(
-        input,
-        list.iter().map(|b| (b.id, b.benchmark.name.as_str())),
-        "benchmark",
-    )?)
+    crate::views::resolve(s.api(), "benchmark", "benchmark", input)
 }
 
-/// Datasets by id prefix, or by the names this user can read (a dataset's name is
-/// sealed to the committee and its owner unless the benchmark makes it public).
-pub(crate) fn datasets(s: &crate::workflow::Session, state: &State) -> Vec<(RecordId, String)> {
-    let mut named = crate::workflow::dataset_names(s, state);
-    let known: std::collections::BTreeSet<RecordId> = named.iter().map(|n| n.0).collect();
-    // The rest by id alone: an empty name matches no input.
-    named.extend(
-        state.datasets.keys().filter(|id| !known.contains(id)).map(|id| (*id, String::new())),
-    );
-    named
+/// A container named on the command line (its name or an id prefix).
+pub(crate) fn container_id(s: &Session, input: &str) -> anyhow::Result<RecordId> {
+    crate::views::resolve(s.api(), "container", "container", input)
+}
+
+/// A dataset named on the command line: the name this home prepared it under,
+/// or the name of one of this user's own datasets (a dataset's name is sealed to
+/// the committee and its owner unless the benchmark makes it public: its owner
+/// opens it), else a public name or an id prefix, looked up on the node.
+pub(crate) fn dataset_id(s: &Session, input: &str) -> anyhow::Result<RecordId> {
+    let input_name = input.trim();
+    let mut named: Vec<RecordId> = crate::workflow::local_dataset_names(s)
+        .into_iter()
+        .filter(|(_, n)| n == input_name)
+        .map(|(id, _)| id)
+        .collect();
+    if named.is_empty() {
+        // This user's own datasets (an indexed query by owner), by the names it opens.
+        for v in crate::views::datasets(s.api(), None, Some(&s.me()))? {
+            if crate::workflow::dataset_details(s, &v).is_some_and(|d| d.details.name == input_name)
+            {
+                named.push(v.id);
+            }
+        }
+    }
+    match named.as_slice() {
+        [one] => return Ok(*one),
+        [] => {}
+        many => {
+            return Err(crate::ids::LookupError::AmbiguousName {
+                what: "dataset",
+                name: input.trim().to_string(),
+                matches: many.iter().map(|m| m.short()).collect(),
+            }
+            .into());
+        }
+    }
+    crate::views::resolve(s.api(), "dataset", "dataset", input)
 }
 
 pub(crate) fn report(

@@ -5,8 +5,7 @@
 use clap::Subcommand;
 use protocol::record::Subject;
 
-use super::{Ctx, benchmarks, containers, datasets, report};
-use crate::ids::resolve;
+use super::{Ctx, benchmark_id, container_id, dataset_id, report};
 use crate::output::{json, spinner, table};
 use crate::workflow::{self, GrantOutcome};
 
@@ -55,9 +54,8 @@ pub fn run(ctx: &Ctx, m: ModelCmd) -> anyhow::Result<()> {
     match m {
         ModelCmd::Associate { benchmark, model } => {
             let s = ctx.session()?;
-            let st = s.state()?;
-            let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
-            let m = resolve(&model, containers(&st), "container")?;
+            let b = benchmark_id(&s, &benchmark)?;
+            let m = container_id(&s, &model)?;
             let pb = spinner("running the compatibility test on the demo dataset");
             let out = workflow::associate(&s, &b, Subject::Model(m));
             pb.finish_and_clear();
@@ -71,12 +69,8 @@ pub fn run(ctx: &Ctx, m: ModelCmd) -> anyhow::Result<()> {
         }
         ModelCmd::Grant { model, dataset, follow, interval_ms } => {
             let s = ctx.session()?;
-            let st = s.state()?;
-            let m = resolve(&model, containers(&st), "container")?;
-            let d = match dataset {
-                Some(d) => Some(resolve(&d, &datasets(&s, &st), "dataset")?),
-                None => None,
-            };
+            let m = container_id(&s, &model)?;
+            let d = dataset.map(|d| dataset_id(&s, &d)).transpose()?;
             if !follow {
                 let out = workflow::grant_model(&s, &m, d)?;
                 return show_grants(ctx, &out);
@@ -93,12 +87,8 @@ pub fn run(ctx: &Ctx, m: ModelCmd) -> anyhow::Result<()> {
         }
         ModelCmd::Revoke { model, dataset } => {
             let s = ctx.session()?;
-            let st = s.state()?;
-            let m = resolve(&model, containers(&st), "container")?;
-            let d = match dataset {
-                Some(d) => Some(resolve(&d, &datasets(&s, &st), "dataset")?),
-                None => None,
-            };
+            let m = container_id(&s, &model)?;
+            let d = dataset.map(|d| dataset_id(&s, &d)).transpose()?;
             let r = workflow::revoke_model(&s, &m, d)?;
             report(ctx, "grants revoked", &r.id, &serde_json::Value::Null)
         }

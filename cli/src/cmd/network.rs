@@ -239,9 +239,9 @@ fn admit(ctx: &Ctx, key: &str, roles: Vec<MemberRole>, no_roles: bool) -> anyhow
     let s = ctx.session()?;
     let asked = (no_roles || !roles.is_empty()).then(|| sorted(roles));
     let (r, roles) = crate::workflow::admit(&s, key, asked)?;
-    let st = s.state()?;
-    let member = st.member(&key);
-    let status = match member {
+    let st = crate::views::network(s.api())?;
+    let member = crate::views::key(s.api(), &key)?.member;
+    let status = match &member {
         Some(m) => format!("key {} is a member (roles: {})", key.short(), role_list(&m.roles)),
         None => format!(
             "admission signed; key {} is a member once {} admins have admitted it",
@@ -252,7 +252,7 @@ fn admit(ctx: &Ctx, key: &str, roles: Vec<MemberRole>, no_roles: bool) -> anyhow
     if ctx.json {
         return json(&serde_json::json!({
             "id": r.id, "key": key, "roles": roles, "member": member.is_some(),
-            "granted": member.map(|m| m.roles.clone()), "status": status,
+            "granted": member.as_ref().map(|m| m.roles.clone()), "status": status,
         }));
     }
     crate::say!("{status}: {}", r.id.short())?;
@@ -261,14 +261,18 @@ fn admit(ctx: &Ctx, key: &str, roles: Vec<MemberRole>, no_roles: bool) -> anyhow
 
 fn members(ctx: &Ctx) -> anyhow::Result<()> {
     let s = ctx.session()?;
-    let st = s.state()?;
-    let name = |k: &PublicKey| st.profiles.get(k).map(|p| p.profile.name.clone());
+    let st = crate::views::network(s.api())?;
+    let members = crate::views::members(s.api())?;
     if ctx.json {
         return json(&serde_json::json!({
             "admission": st.admission.as_str(), "admins": st.admins,
-            "admin_threshold": st.admin_threshold, "members": st.members,
+            "admin_threshold": st.admin_threshold, "members": members,
         }));
     }
+    let keys: Vec<PublicKey> =
+        st.admins.iter().copied().chain(members.iter().map(|m| m.key)).collect();
+    let names = crate::views::names(s.api(), &[], &keys)?;
+    let name = |k: &PublicKey| names.keys.get(k).cloned();
     if st.admission.is_open() {
         crate::say!("this network is open: every key takes part")?;
         return Ok(());
@@ -278,7 +282,7 @@ fn members(ctx: &Ctx) -> anyhow::Result<()> {
         .iter()
         .map(|k| vec![k.to_hex(), name(k).unwrap_or_default(), "admin".into(), "all".into()])
         .collect();
-    rows.extend(st.members.iter().map(|m| {
+    rows.extend(members.iter().map(|m| {
         vec![
             m.key.to_hex(),
             name(&m.key).unwrap_or_default(),

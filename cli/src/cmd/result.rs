@@ -2,8 +2,7 @@
 
 use clap::Subcommand;
 
-use super::{Ctx, benchmark_id, benchmarks, datasets};
-use crate::ids::resolve;
+use super::{Ctx, benchmark_id, dataset_id};
 use crate::output::{json, table};
 use crate::workflow;
 
@@ -29,18 +28,17 @@ pub fn run(ctx: &Ctx, r: ResultCmd) -> anyhow::Result<()> {
     let s = ctx.session()?;
     match r {
         ResultCmd::Submit { benchmark, data } => {
-            let st = s.state()?;
-            let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
-            let d = resolve(&data, &datasets(&s, &st), "dataset")?;
+            let b = benchmark_id(&s, &benchmark)?;
+            let d = dataset_id(&s, &data)?;
             let rep = workflow::run_benchmark(&s, &b, &d, None, true, false)?;
             for f in &rep.failed {
                 eprintln!("model {} did not finish: {}", f.model.short(), f.reason);
             }
             let mut ids = Vec::new();
-            for (m, run) in
-                rep.completed.iter().filter(|(m, _)| workflow::model_approved(&st, &b, m))
-            {
-                ids.push(workflow::submit_result(&s, &b, &d, m, run)?.id);
+            for (m, run) in &rep.completed {
+                if workflow::model_approved(&s, &b, m)? {
+                    ids.push(workflow::submit_result(&s, &b, &d, m, run)?.id);
+                }
             }
             if ctx.json {
                 return json(&ids);
@@ -75,9 +73,8 @@ pub fn run(ctx: &Ctx, r: ResultCmd) -> anyhow::Result<()> {
             )
         }
         ResultCmd::View { id } => {
-            let st = s.state()?;
-            let id = resolve(&id, st.results.iter().map(|r| r.id), "result")?;
-            let view = st.results.iter().find(|r| r.id == id).expect("resolved from this list");
+            let id = crate::views::resolve(s.api(), "result", "result", &id)?;
+            let view = crate::views::result(s.api(), &id)?;
             // As the metrics container wrote them (a non-finite float as
             // {"$float": ".nan"}, see protocol::metric).
             let metrics = match workflow::open_result(&s, &id) {

@@ -2,8 +2,7 @@
 
 use clap::Subcommand;
 
-use super::{Ctx, benchmarks, containers};
-use crate::ids::resolve;
+use super::{Ctx, benchmark_id, container_id};
 use crate::output::{json, spinner, table};
 use crate::workflow;
 
@@ -24,15 +23,14 @@ pub fn run(ctx: &Ctx, t: TestCmd) -> anyhow::Result<()> {
     match t {
         TestCmd::Run { benchmark, model } => {
             let s = ctx.session()?;
-            let st = s.state()?;
-            let b = resolve(&benchmark, benchmarks(&st), "benchmark")?;
-            let bench = st.benchmarks[&b].benchmark.clone();
+            let b = benchmark_id(&s, &benchmark)?;
+            let bench = crate::views::benchmark(s.api(), &b)?.benchmark;
             let m = match model {
-                Some(m) => resolve(&m, containers(&st), "container")?,
+                Some(m) => container_id(&s, &m)?,
                 None => bench.reference_model,
             };
             let pb = spinner("preparator -> model -> metrics on the demo dataset");
-            let outcome = workflow::compatibility_test(&s, &st, &bench, &m, None);
+            let outcome = workflow::compatibility_test(&s, &bench, &m, None);
             pb.finish_and_clear();
             let outcome = outcome?;
             if ctx.json {

@@ -19,14 +19,9 @@ pub const FIELD_CHARS_MAX: usize = 2_000;
 /// The forms the home page shows: the profile, and the join request while this
 /// key is not admitted.
 pub fn forms(snap: &Snapshot, token: &str) -> Markup {
-    let admitted = snap.state.admission.is_open() || snap.state.admits(&snap.me.key);
+    let admitted = snap.me.admitted;
     let name = snap.me.name.clone().unwrap_or_default();
-    let organisation = snap
-        .state
-        .profiles
-        .get(&snap.me.key)
-        .map(|p| p.profile.organisation.clone())
-        .unwrap_or_default();
+    let organisation = snap.me.organisation.clone().unwrap_or_default();
     html! {
         @if !admitted {
             section {

@@ -2,14 +2,15 @@
 //! Both are signed after review, through [`super::committee`]'s two steps.
 
 use axum::Extension;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use maud::html;
-use protocol::fold::Status;
+use protocol::fold::{BenchmarkView, Member};
 
 use super::auth::Signed;
 use super::browse::who;
-use super::layout::{self, columns, csrf};
-use super::{Page, Shared, blocking, snapshot};
+use super::layout::{self, ListQuery, columns, csrf};
+use super::{LIST_ROWS_MAX, Page, Shared, snapshot_with};
+use crate::views;
 
 fn roles(r: &[protocol::record::MemberRole]) -> String {
     if r.is_empty() {
@@ -19,17 +20,36 @@ fn roles(r: &[protocol::record::MemberRole]) -> String {
 }
 
 /// `GET /admin`.
-pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>) -> Page {
-    let snap = snapshot(&ui).await?;
+pub async fn page(
+    State(ui): State<Shared>,
+    Extension(signed): Extension<Signed>,
+    Query(q): Query<ListQuery>,
+) -> Page {
     let home = ui.home.clone();
-    let open = snap.state.admission.is_open();
-    let requests = if open {
-        Vec::new()
-    } else {
-        blocking(move || crate::workflow::join_requests(&home)).await?
-    };
-    let pending: Vec<_> =
-        snap.state.benchmarks.values().filter(|b| b.status == Status::Pending).collect();
+    let after = q.cursor().map(str::to_string);
+    let (snap, (requests, pending, members, next)) = snapshot_with(&ui, move |snap| {
+        let open = snap.net.admission.is_open();
+        let requests = if open { Vec::new() } else { crate::workflow::join_requests(&home)? };
+        let p = [("status", "pending".to_string())];
+        let (pending, _) =
+            views::page::<BenchmarkView>(snap.api(), "/v1/benchmarks", &p, None, LIST_ROWS_MAX)?;
+        let (members, next) = views::page::<Member>(
+            snap.api(),
+            "/v1/members",
+            &[],
+            after.as_deref(),
+            super::PAGE_ROWS,
+        )?;
+        let admins = snap.net.admins.clone();
+        snap.learn(
+            [],
+            pending.iter().map(|b| b.owner).chain(admins).chain(members.iter().map(|m| m.key)),
+        )?;
+        Ok((requests, pending, members, next))
+    })
+    .await?;
+    let open = snap.net.admission.is_open();
+    let (_, pager) = q.paged("/admin", next.as_deref());
     let body = html! {
         @if !snap.me.admin { p.bad { "You are not one of this network's admins: what you sign here is ignored by the network." } }
         h2 { "Benchmarks waiting for approval" }
@@ -84,10 +104,13 @@ pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>
         table #members {
             (columns(&["who", "roles"]))
             tbody {
-                @for k in &snap.state.admins { tr { td { (who(&snap, k)) } td { "admin (every role)" } } }
-                @for m in &snap.state.members { tr { td { (who(&snap, &m.key)) } td { (roles(&m.roles)) } } }
+                @if q.cursor().is_none() {
+                    @for k in &snap.net.admins { tr { td { (who(&snap, k)) } td { "admin (every role)" } } }
+                }
+                @for m in &members { tr { td { (who(&snap, &m.key)) } td { (roles(&m.roles)) } } }
             }
         }
+        (pager)
     };
-    Ok(layout::page("Admin", &snap.me, &snap.state, &signed.csrf, body))
+    Ok(layout::page("Admin", &snap.me, &snap.net, &signed.csrf, body))
 }

@@ -18,9 +18,11 @@ use protocol::{Hash32, PublicKey, Record, RecordId};
 use super::auth::{CsrfForm, Signed};
 use super::browse::{benchmark_name, subject_name, who};
 use super::layout::{self, columns, csrf};
-use super::{Page, Shared, Snapshot, UiError, blocking, snapshot};
+use super::{Page, Shared, Snapshot, UiError, blocking, snapshot_with};
 use crate::publish::{Confirm, Unsigned};
+use crate::views;
 use crate::workflow::{self, Session};
+use protocol::fold::AssociationView;
 
 /// A decision to sign.
 #[derive(Clone, Debug)]
@@ -102,7 +104,7 @@ impl Action {
         }
     }
 
-    fn describe(&self, snap: &Snapshot) -> String {
+    pub fn describe(&self, snap: &Snapshot) -> String {
         let verb = |d: &Decision| match d {
             Decision::Approve => "Approve",
             Decision::Reject => "Reject",
@@ -126,39 +128,73 @@ impl Action {
             Action::Admit { key, .. } => format!("Admit key {}", key.short()),
         }
     }
+
+    /// Learn the names [`Action::describe`] shows.
+    fn learn(&self, snap: &mut Snapshot) -> anyhow::Result<()> {
+        match self {
+            Action::Association { benchmark, subject, .. } => {
+                snap.learn([*benchmark, subject.id()], [])?;
+                if let Subject::Dataset(d) = subject {
+                    snap.learn_dataset_ids([*d])?;
+                }
+                Ok(())
+            }
+            Action::Release { benchmark } | Action::Benchmark { benchmark, .. } => {
+                snap.learn([*benchmark], [])
+            }
+            Action::Admit { .. } => Ok(()),
+        }
+    }
 }
 
 /// Associations waiting for this member's decision: pending, on a benchmark whose
-/// committee holds this key, not decided by it, and not its own request.
-pub fn waiting(snap: &Snapshot) -> Vec<&protocol::fold::AssociationView> {
+/// committee holds this key, not decided by it, and not its own request (the
+/// committees of this key, then each one's pending associations: indexed queries).
+pub fn waiting(snap: &Snapshot) -> anyhow::Result<Vec<AssociationView>> {
     let me = snap.me.key;
-    snap.state
-        .associations
-        .iter()
-        .filter(|a| {
+    let mut out = Vec::new();
+    for b in views::committees(snap.api(), &me)? {
+        let p = [("benchmark", b.id.to_hex()), ("status", "pending".to_string())];
+        out.extend(views::associations_where(snap.api(), &p)?.into_iter().filter(|a| {
             a.status == Status::Pending
                 && a.initiator != me
                 && !a.approvals.contains(&me)
                 && !a.rejections.contains(&me)
-                && snap
-                    .state
-                    .benchmarks
-                    .get(&a.benchmark)
-                    .is_some_and(|b| b.benchmark.committee.contains(&me))
-        })
-        .collect()
+        }));
+    }
+    Ok(out)
 }
 
 /// `GET /decisions`: what waits for me, and the releases I may sign.
 pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>) -> Page {
-    let snap = snapshot(&ui).await?;
-    let list = waiting(&snap);
-    let mine: Vec<_> = snap
-        .state
-        .benchmarks
-        .values()
-        .filter(|b| b.benchmark.committee.contains(&snap.me.key) && b.status == Status::Approved)
-        .collect();
+    let (snap, (list, mine)) = snapshot_with(&ui, |snap| {
+        let list = waiting(snap)?;
+        super::browse::learn_associations(snap, &list)?;
+        let mut mine = Vec::new();
+        for b in views::committees(snap.api(), &snap.me.key)? {
+            if b.status != Status::Approved {
+                continue;
+            }
+            // Counted up to one page of the node's largest.
+            let p = [("benchmark", b.id.to_hex()), ("counts", "true".to_string())];
+            let (counting, more) = views::page::<protocol::fold::ResultView>(
+                snap.api(),
+                "/v1/results",
+                &p,
+                None,
+                views::VIEW_PAGE_ITEMS,
+            )?;
+            let counting = if more.is_some() {
+                format!("over {}", counting.len())
+            } else {
+                counting.len().to_string()
+            };
+            let shown = views::leaderboard_page(snap.api(), &b.id)?.map(|l| l.release_round);
+            mine.push((b, counting, shown));
+        }
+        Ok((list, mine))
+    })
+    .await?;
     let body = html! {
         h2 { "Association requests waiting for you" }
         @if list.is_empty() { p #nothing-waiting { "Nothing waits for your decision." } }
@@ -195,9 +231,7 @@ pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>
         }
         h2 { "Releases" }
         @if mine.is_empty() { p { "You are on no approved benchmark's committee." } }
-        @for b in &mine {
-            @let counting = snap.state.results.iter().filter(|r| r.benchmark == b.id && r.counts).count();
-            @let shown = snap.state.releases.get(&b.id).map(|r| r.release.round);
+        @for (b, counting, shown) in &mine {
             section {
                 h3 { (b.benchmark.name) }
                 p { (counting) " results count; shown release: " (shown.map(|r| format!("round {r}")).unwrap_or_else(|| "none".into())) }
@@ -210,7 +244,7 @@ pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>
             }
         }
     };
-    Ok(layout::page("Decisions", &snap.me, &snap.state, &signed.csrf, body))
+    Ok(layout::page("Decisions", &snap.me, &snap.net, &signed.csrf, body))
 }
 
 /// `POST /decisions/review`: the record as it would be signed, and a form to sign it.
@@ -230,7 +264,8 @@ pub async fn review(State(ui): State<Shared>, form: CsrfForm) -> Page {
         }
     })
     .await?;
-    let snap = snapshot(&ui).await?;
+    let a = action.clone();
+    let snap = snapshot_with(&ui, move |snap| a.learn(snap)).await?.0;
     let fields: Vec<&(String, String)> =
         form.fields.iter().filter(|(k, _)| k != "csrf" && k != "digest").collect();
     let body = html! {
@@ -247,7 +282,7 @@ pub async fn review(State(ui): State<Shared>, form: CsrfForm) -> Page {
         " "
         a href="/decisions" { "Cancel" }
     };
-    Ok(layout::page("Review before signing", &snap.me, &snap.state, &form.session.csrf, body))
+    Ok(layout::page("Review before signing", &snap.me, &snap.net, &form.session.csrf, body))
 }
 
 /// `POST /decisions/sign`: sign the reviewed record, and show the network's verdict.
@@ -259,7 +294,8 @@ pub async fn sign(State(ui): State<Shared>, form: CsrfForm) -> Page {
         .map_err(|e| UiError(anyhow::anyhow!("the review digest is malformed: {e}")))?;
     let (a, u) = (action.clone(), ui.clone());
     let record = blocking(move || a.perform(&u.session(Confirm::Reviewed(digest))?)).await?;
-    let snap = snapshot(&ui).await?;
+    let a = action.clone();
+    let snap = snapshot_with(&ui, move |snap| a.learn(snap)).await?.0;
     let body = html! {
         p #signed role="status" { "Signed and published: " (action.describe(&snap)) "." }
         p { "Record " code { (record.id.to_hex()) } " (a " (record.kind()) ", seq " (record.seq) "). The network counts it." }
@@ -267,7 +303,7 @@ pub async fn sign(State(ui): State<Shared>, form: CsrfForm) -> Page {
     };
     Ok((
         axum::http::StatusCode::OK,
-        layout::page("Published", &snap.me, &snap.state, &form.session.csrf, body),
+        layout::page("Published", &snap.me, &snap.net, &form.session.csrf, body),
     )
         .into_response())
 }

@@ -17,9 +17,11 @@ use super::auth::{CsrfForm, Signed};
 use super::browse::{benchmark_name, container_name, dataset_name, parse_id, state_label};
 use super::jobs::{Outcome, started};
 use super::layout::{self, columns, csrf, status};
-use super::{Page, Shared, UiError, blocking, snapshot};
+use super::{Page, Shared, blocking, snapshot_with};
 use crate::publish::Confirm;
+use crate::views;
 use crate::workflow;
+use protocol::fold::{DatasetView, ResultView};
 
 /// Lines of a failed task's log shown in the job log.
 pub const LOG_TAIL_LINES: usize = 40;
@@ -39,12 +41,41 @@ pub async fn page(
     Extension(signed): Extension<Signed>,
     Query(prepared): Query<Prepared>,
 ) -> Page {
-    let snap = snapshot(&ui).await?;
-    let me = snap.me.key;
-    let approved: Vec<_> =
-        snap.state.benchmarks.values().filter(|b| b.status == Status::Approved).collect();
-    let mine: Vec<_> = snap.state.datasets.values().filter(|d| d.owner == me).collect();
-    let results: Vec<_> = snap.state.results.iter().filter(|r| r.submitter == me).collect();
+    let (snap, (approved, mine, results)) = snapshot_with(&ui, |snap| {
+        let me = snap.me.key.to_hex();
+        let approved = super::approved_benchmarks(snap)?;
+        let (datasets, _) = views::page::<DatasetView>(
+            snap.api(),
+            "/v1/datasets",
+            &[("owner", me)],
+            None,
+            super::LIST_ROWS_MAX,
+        )?;
+        let mut mine = Vec::new();
+        let mut results: Vec<ResultView> = Vec::new();
+        for d in datasets {
+            let assoc =
+                views::association(snap.api(), &d.dataset.benchmark, &Subject::Dataset(d.id))?;
+            let (r, _) = views::page::<ResultView>(
+                snap.api(),
+                "/v1/results",
+                &[("dataset", d.id.to_hex())],
+                None,
+                super::LIST_ROWS_MAX,
+            )?;
+            results.extend(r.into_iter().filter(|r| r.submitter == snap.me.key));
+            mine.push((d, assoc));
+        }
+        snap.learn_datasets(mine.iter().map(|(d, _)| d));
+        snap.learn(
+            mine.iter()
+                .map(|(d, _)| d.dataset.benchmark)
+                .chain(results.iter().flat_map(|r| [r.benchmark, r.model])),
+            [],
+        )?;
+        Ok((approved, mine, results))
+    })
+    .await?;
     let bench_select = |id: &str| {
         html! {
             label for=(id) { "Benchmark" }
@@ -97,9 +128,8 @@ pub async fn page(
                 table #my-datasets {
                     (columns(&["name", "benchmark", "state", "association", "actions"]))
                     tbody {
-                        @for d in &mine {
+                        @for (d, assoc) in &mine {
                             @let name = dataset_name(&snap, &d.id);
-                            @let assoc = snap.state.association(&d.dataset.benchmark, &Subject::Dataset(d.id));
                             tr {
                                 td { (name) }
                                 td { (benchmark_name(&snap, &d.dataset.benchmark)) }
@@ -120,7 +150,7 @@ pub async fn page(
                                             button type="submit" { "Set " (name) " operational" }
                                         }
                                     }
-                                    @if assoc.is_some_and(|a| a.status == Status::Approved) && d.state == DatasetState::Operation {
+                                    @if assoc.as_ref().is_some_and(|a| a.status == Status::Approved) && d.state == DatasetState::Operation {
                                         form.inline method="post" action="/data/run" {
                                             (csrf(&signed.csrf))
                                             input type="hidden" name="dataset" value=(d.id.to_hex());
@@ -157,7 +187,7 @@ pub async fn page(
             }
         }
     };
-    Ok(layout::page("My data", &snap.me, &snap.state, &signed.csrf, body))
+    Ok(layout::page("My data", &snap.me, &snap.net, &signed.csrf, body))
 }
 
 fn record_id(form: &CsrfForm, name: &str) -> anyhow::Result<protocol::RecordId> {
@@ -228,10 +258,12 @@ pub async fn register(State(ui): State<Shared>, form: CsrfForm) -> Page {
 /// data, then publishing the association request.
 pub async fn associate(State(ui): State<Shared>, form: CsrfForm) -> Page {
     let dataset = record_id(&form, "dataset")?;
-    let snap = snapshot(&ui).await?;
-    let view = snap.state.datasets.get(&dataset).ok_or_else(|| {
-        UiError(anyhow::anyhow!("dataset {} is unknown to the node", dataset.short()))
-    })?;
+    let (snap, view) = snapshot_with(&ui, move |snap| {
+        let view = views::dataset(snap.api(), &dataset)?;
+        snap.learn_datasets([&view]);
+        Ok(view)
+    })
+    .await?;
     let benchmark = view.dataset.benchmark;
     let name = dataset_name(&snap, &dataset);
     let u = ui.clone();
@@ -270,13 +302,16 @@ fn tail(path: &std::path::Path) -> String {
 pub async fn run(State(ui): State<Shared>, form: CsrfForm) -> Page {
     let dataset = record_id(&form, "dataset")?;
     let ignore = form.get("ignore_model_errors") == "yes";
-    let snap = snapshot(&ui).await?;
-    let view = snap.state.datasets.get(&dataset).ok_or_else(|| {
-        UiError(anyhow::anyhow!("dataset {} is unknown to the node", dataset.short()))
-    })?;
-    let benchmark = view.dataset.benchmark;
+    let (snap, (benchmark, total)) = snapshot_with(&ui, move |snap| {
+        let view = views::dataset(snap.api(), &dataset)?;
+        snap.learn_datasets([&view]);
+        let benchmark = view.dataset.benchmark;
+        snap.learn([benchmark], [])?;
+        let total = workflow::models_to_run(&snap.session, &benchmark, None)?.len() as u64;
+        Ok((benchmark, total))
+    })
+    .await?;
     let name = dataset_name(&snap, &dataset);
-    let total = workflow::models_to_run(&snap.state, &benchmark, None)?.len() as u64;
     let u = ui.clone();
     started(ui.jobs.start(
         format!("Run {} on {name}", benchmark_name(&snap, &benchmark)),
@@ -285,8 +320,7 @@ pub async fn run(State(ui): State<Shared>, form: CsrfForm) -> Page {
             job.progress(0, total + 1, "running the models, then the metrics");
             let rep = workflow::run_benchmark(&s, &benchmark, &dataset, None, ignore, false)?;
             job.progress(total, total + 1, "publishing the sealed results");
-            let st = s.state()?;
-            let rows = workflow::publish_run(&s, &st, &benchmark, &dataset, &rep, false);
+            let rows = workflow::publish_run(&s, &benchmark, &dataset, &rep, false)?;
             for r in &rows {
                 let results = r
                     .results
@@ -337,11 +371,14 @@ pub async fn result(
     Extension(signed): Extension<Signed>,
     Path(id): Path<String>,
 ) -> Page {
-    let snap = snapshot(&ui).await?;
-    let id = parse_id(&id, snap.state.results.iter().map(|r| r.id))?;
-    let u = ui.clone();
-    let (rec, metrics) =
-        blocking(move || workflow::open_result(&u.session(Confirm::Preview)?, &id)).await?;
+    let (snap, (rec, metrics)) = snapshot_with(&ui, move |snap| {
+        let id = parse_id(snap.api(), "result", &id)?;
+        let (rec, metrics) = workflow::open_result(&snap.session, &id)?;
+        snap.learn([rec.benchmark, rec.model], [])?;
+        snap.learn_dataset_ids([rec.dataset])?;
+        Ok((rec, metrics))
+    })
+    .await?;
     let body = html! {
         p { "Benchmark " (benchmark_name(&snap, &rec.benchmark)) ", model " (container_name(&snap, &rec.model))
             ", dataset " (dataset_name(&snap, &rec.dataset)) "." }
@@ -351,5 +388,5 @@ pub async fn result(
             tbody { @for (k, v) in &metrics { tr { td { (k) } td.n { (format!("{v}")) } } } }
         }
     };
-    Ok(layout::page("Result", &snap.me, &snap.state, &signed.csrf, body))
+    Ok(layout::page("Result", &snap.me, &snap.net, &signed.csrf, body))
 }

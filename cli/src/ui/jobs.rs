@@ -231,7 +231,7 @@ pub async fn list(State(ui): State<Shared>, Extension(signed): Extension<Signed>
             }
         }
     };
-    Ok(layout::page("Jobs", &snap.me, &snap.state, &signed.csrf, body))
+    Ok(layout::page("Jobs", &snap.me, &snap.net, &signed.csrf, body))
 }
 
 /// `GET /jobs/{id}`: the job's progress, live log and outcome.
@@ -275,7 +275,7 @@ pub async fn page(
             pre #log tabindex="0" aria-label="Job log" { (lines) }
         }
     };
-    Ok(layout::page(&job.title, &snap.me, &snap.state, &signed.csrf, body))
+    Ok(layout::page(&job.title, &snap.me, &snap.net, &signed.csrf, body))
 }
 
 /// `GET /jobs/{id}/events`: new log lines (`log`), progress (`progress`), and

@@ -6,7 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
-use super::{Me, PAGE_ROWS, QUERY_CHARS_MAX};
+use super::{Me, QUERY_CHARS_MAX};
 use crate::publish::{IgnoredByFold, ReviewOutdated};
 
 const SCRIPT: &str = include_str!("static/ui.js");
@@ -25,7 +25,7 @@ pub fn csrf(token: &str) -> Markup {
     html! { input type="hidden" name="csrf" value=(token); }
 }
 
-fn nav(me: &Me, st: &protocol::State, csrf_token: &str) -> Markup {
+fn nav(me: &Me, csrf_token: &str) -> Markup {
     html! {
         nav aria-label="Main" {
             a.brand href="/" { "MedMesh" }
@@ -41,7 +41,7 @@ fn nav(me: &Me, st: &protocol::State, csrf_token: &str) -> Markup {
                 @if me.data_owner { li { a href="/data" { "My data" } } }
                 @if me.model_owner { li { a href="/models" { "My containers" } } }
                 @if me.benchmark_owner { li { a href="/owner" { "My benchmarks" } } }
-                @if me.committee(st) { li { a href="/decisions" { "Decisions" } } }
+                @if me.committee { li { a href="/decisions" { "Decisions" } } }
                 @if me.admin { li { a href="/admin" { "Admin" } } }
                 li { a href="/jobs" { "Jobs" } }
             }
@@ -58,7 +58,7 @@ fn nav(me: &Me, st: &protocol::State, csrf_token: &str) -> Markup {
 pub fn page(
     title: &str,
     me: &Me,
-    st: &protocol::State,
+    net: &crate::views::NetworkInfo,
     csrf_token: &str,
     body: Markup,
 ) -> Response {
@@ -75,14 +75,14 @@ pub fn page(
                 }
                 body {
                     a.skip href="#main" { "Skip to content" }
-                    header { (nav(me, st, csrf_token)) }
+                    header { (nav(me, csrf_token)) }
                     main #main {
                         h1 { (title) }
                         (body)
                     }
                     footer {
-                        "network " (st.network.short()) " · " (st.records) " records · state "
-                        (st.hash.short())
+                        "network " (net.network.short()) " · " (net.records) " records · state "
+                        (net.hash.short())
                     }
                 }
             }
@@ -129,49 +129,82 @@ pub fn error_page(e: &anyhow::Error) -> Response {
 }
 
 /// Search and paging of a list, from the query string.
+/// Most cursors a list's "Previous" link remembers (older pages are reached
+/// from the first page again).
+pub const TRAIL_MAX: usize = 8;
+
+/// A list page's query: its search text, its place (the node's cursor, and the
+/// cursors of the pages before it, for "Previous"), and a benchmark filter.
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct ListQuery {
     #[serde(default)]
     pub q: String,
+    /// The node's cursor of this page (the `next` of the page before).
     #[serde(default)]
-    pub page: u32,
+    pub after: String,
+    /// The cursors of the pages before, oldest first, `~`-separated (empty for
+    /// the first page).
+    #[serde(default)]
+    pub trail: String,
     #[serde(default)]
     pub benchmark: String,
 }
 
 impl ListQuery {
-    /// The search text, bounded, in lower case.
-    pub fn needle(&self) -> String {
-        self.q.chars().take(QUERY_CHARS_MAX).collect::<String>().to_lowercase()
+    /// The search text, bounded.
+    pub fn text(&self) -> String {
+        self.q.trim().chars().take(QUERY_CHARS_MAX).collect()
     }
 
-    /// Whether any of `texts` contains the search text.
-    pub fn hit(&self, texts: &[&str]) -> bool {
-        let n = self.needle();
-        n.is_empty() || texts.iter().any(|t| t.to_lowercase().contains(&n))
+    /// The cursor to ask the node for, if any.
+    pub fn cursor(&self) -> Option<&str> {
+        Some(self.after.as_str()).filter(|a| !a.is_empty() && a.len() <= 1024)
     }
 
-    /// This page of `items`, and the search form with the pager.
-    pub fn paged<T>(&self, path: &str, items: Vec<T>) -> (Vec<T>, Markup, Markup) {
-        let total = items.len() as u64;
-        let rows = u64::from(PAGE_ROWS);
-        let pages = total.div_ceil(rows).max(1);
-        let page = u64::from(self.page).min(pages - 1);
-        let shown: Vec<T> =
-            items.into_iter().skip((page * rows) as usize).take(rows as usize).collect();
-        let q = self.q.chars().take(QUERY_CHARS_MAX).collect::<String>();
-        let link = |p: u64| {
-            let mut s = format!("{path}?page={p}");
-            if !q.is_empty() {
-                s.push_str("&q=");
-                s.push_str(&encode(&q));
-            }
-            if !self.benchmark.is_empty() {
-                s.push_str("&benchmark=");
-                s.push_str(&encode(&self.benchmark));
-            }
+    fn trail(&self) -> Vec<&str> {
+        let t: Vec<&str> = self.trail.split('~').collect();
+        let t: Vec<&str> = if self.trail.is_empty() { Vec::new() } else { t };
+        let skip = t.len().saturating_sub(TRAIL_MAX);
+        t[skip..].to_vec()
+    }
+
+    /// The search form, and the pager of a page the node answered with `next`.
+    pub fn paged(&self, path: &str, next: Option<&str>) -> (Markup, Markup) {
+        let q = self.text();
+        let link = |after: Option<&str>, trail: &[&str]| {
+            let mut s = path.to_string();
+            let mut sep = '?';
+            let mut add = |k: &str, v: &str| {
+                if !v.is_empty() {
+                    s.push(sep);
+                    sep = '&';
+                    s.push_str(k);
+                    s.push('=');
+                    s.push_str(&encode(v));
+                }
+            };
+            add("q", &q);
+            add("benchmark", &self.benchmark);
+            add("after", after.unwrap_or(""));
+            add("trail", &trail.join("~"));
             s
         };
+        let trail = self.trail();
+        let here = self.cursor();
+        // Previous: the last cursor of the trail ("" is the first page).
+        let prev = here.map(|_| match trail.split_last() {
+            Some((last, rest)) => link(Some(last), rest),
+            None => link(None, &[]),
+        });
+        let next_link = next.map(|n| {
+            let mut t = trail.clone();
+            if let Some(h) = here {
+                t.push(h);
+            }
+            let skip = t.len().saturating_sub(TRAIL_MAX);
+            link(Some(n), &t[skip..])
+        });
+        let number = if here.is_some() { trail.len() + 2 } else { 1 };
         let search = html! {
             form.search role="search" method="get" action=(path) {
                 label for="q" { "Search" }
@@ -184,23 +217,27 @@ impl ListQuery {
         };
         let pager = html! {
             nav.pager aria-label="Pages" {
-                @if page > 0 { a rel="prev" href=(link(page - 1)) { "Previous" } }
-                span { "page " (page + 1) " of " (pages) " · " (total) " in all" }
-                @if page + 1 < pages { a rel="next" href=(link(page + 1)) { "Next" } }
+                @if let Some(p) = &prev { a rel="prev" href=(p) { "Previous" } }
+                span { "page " (number) @if next.is_some() { " · more after this" } }
+                @if let Some(n) = &next_link { a rel="next" href=(n) { "Next" } }
             }
         };
-        (shown, search, pager)
+        (search, pager)
     }
 
-    /// A list page's body: the search form, this page of `items` as `table`
-    /// draws them, and the pager.
-    pub fn list<T>(&self, path: &str, items: Vec<T>, table: impl FnOnce(&[T]) -> Markup) -> Markup {
-        let (items, search, pager) = self.paged(path, items);
-        html! { (search) (table(&items)) (pager) }
+    /// The search form, the table of one page of the node's list, and the pager.
+    pub fn list<T>(
+        &self,
+        path: &str,
+        items: &[T],
+        next: Option<&str>,
+        table: impl FnOnce(&[T]) -> Markup,
+    ) -> Markup {
+        let (search, pager) = self.paged(path, next);
+        html! { (search) (table(items)) (pager) }
     }
 }
 
-/// Percent-encode a query value.
 pub fn encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
@@ -234,19 +271,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_list_pages_and_keeps_its_search_in_the_links() {
-        let q = ListQuery { q: "st luke's & co".into(), page: 1, benchmark: String::new() };
-        let (shown, search, pager) = q.paged("/datasets", (0..60).collect::<Vec<u32>>());
-        assert_eq!(shown, (25..50).collect::<Vec<_>>());
+    fn a_list_pages_by_the_nodes_cursor_and_keeps_its_search_and_trail_in_the_links() {
+        let q = ListQuery {
+            q: "st luke's & co".into(),
+            after: "bb".into(),
+            trail: "aa".into(),
+            benchmark: String::new(),
+        };
+        let (search, pager) = q.paged("/datasets", Some("cc"));
         let pager = pager.into_string();
-        assert!(pager.contains("page 2 of 3 · 60 in all"), "{pager}");
-        assert!(pager.contains("/datasets?page=2&amp;q=st%20luke%27s%20%26%20co"), "{pager}");
-        assert!(pager.contains("/datasets?page=0&amp;q="), "{pager}");
+        assert!(pager.contains("page 3 · more after this"), "{pager}");
+        assert!(
+            pager.contains("/datasets?q=st%20luke%27s%20%26%20co&amp;after=cc&amp;trail=aa~bb"),
+            "{pager}"
+        );
+        assert!(pager.contains("/datasets?q=st%20luke%27s%20%26%20co&amp;after=aa\""), "{pager}");
         assert!(search.into_string().contains("value=\"st luke's &amp; co\""));
-        // Past the end: the last page.
-        let far = ListQuery { page: u32::MAX, ..ListQuery::default() };
-        let (shown, _, _) = far.paged("/x", (0..60).collect::<Vec<u32>>());
-        assert_eq!(shown, (50..60).collect::<Vec<_>>());
-        assert!(q.hit(&["ST LUKE'S & CO hospital"]) && !q.hit(&["st mary's"]));
+        // The first page has no Previous; the last no Next.
+        let first = ListQuery::default();
+        let (_, pager) = first.paged("/x", Some("k"));
+        let pager = pager.into_string();
+        assert!(!pager.contains("rel=\"prev\"") && pager.contains("/x?after=k\""), "{pager}");
+        let second = ListQuery { after: "k".into(), ..ListQuery::default() };
+        let (_, pager) = second.paged("/x", None);
+        let pager = pager.into_string();
+        assert!(pager.contains("href=\"/x\"") && !pager.contains("rel=\"next\""), "{pager}");
+        // The trail is bounded.
+        let long = ListQuery {
+            after: "z".into(),
+            trail: (0..50).map(|i| i.to_string()).collect::<Vec<_>>().join("~"),
+            ..ListQuery::default()
+        };
+        let (_, pager) = long.paged("/x", Some("y"));
+        let pager = pager.into_string();
+        assert!(pager.contains("trail=43~44~45~46~47~48~49~z\""), "{pager}");
     }
 }

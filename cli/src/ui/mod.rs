@@ -38,14 +38,21 @@ use anyhow::Context;
 use axum::Router;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use protocol::{PublicKey, State};
+use protocol::fold::DatasetView;
+use protocol::{PublicKey, RecordId};
+
+use std::collections::BTreeMap;
 
 use crate::home::Home;
-use crate::publish::Confirm;
+use crate::publish::{Confirm, NodeApi};
+use crate::views;
 use crate::workflow::Session;
 
 /// Rows on one page of a list.
 pub const PAGE_ROWS: u32 = 25;
+/// Most rows a page lists without paging (a user's own containers, the
+/// approved benchmarks of a form's choice).
+pub const LIST_ROWS_MAX: u32 = 200;
 /// Longest search text accepted, in characters.
 pub const QUERY_CHARS_MAX: usize = 200;
 
@@ -89,7 +96,7 @@ pub async fn blocking<T: Send + 'static>(
     rx.await.context("a worker thread stopped without an answer")?
 }
 
-/// Who this user is on the network, as the state says.
+/// Who this user is on the network, as the node's indexes say.
 #[derive(Clone, Debug)]
 pub struct Me {
     pub key: PublicKey,
@@ -99,47 +106,142 @@ pub struct Me {
     pub data_owner: bool,
     pub model_owner: bool,
     pub benchmark_owner: bool,
+    /// On the committee of some benchmark.
+    pub committee: bool,
+    /// Admitted (or the network is open): what it signs counts.
+    pub admitted: bool,
+    pub organisation: Option<String>,
 }
 
 impl Me {
-    pub fn of(key: PublicKey, st: &State) -> Self {
+    /// This key's standing (`/v1/keys/{key}`, `/v1/committees/{key}`).
+    pub fn of(key: PublicKey, api: &dyn NodeApi, net: &views::NetworkInfo) -> anyhow::Result<Self> {
         use protocol::record::MemberRole;
-        let admin = st.admins.contains(&key);
-        let all = admin || st.admission.is_open();
-        let has = |r: MemberRole| all || st.member(&key).is_some_and(|m| m.roles.contains(&r));
-        Self {
+        let k = views::key(api, &key)?;
+        let all = k.admin || net.admission.is_open();
+        let has = |r: MemberRole| all || k.member.as_ref().is_some_and(|m| m.roles.contains(&r));
+        let (committees, _) = views::page::<serde_json::Value>(
+            api,
+            &format!("/v1/committees/{}", key.to_hex()),
+            &[],
+            None,
+            1,
+        )?;
+        Ok(Self {
             key,
-            name: st.profiles.get(&key).map(|p| p.profile.name.clone()),
-            admin,
+            name: k.profile.as_ref().map(|p| p.profile.name.clone()),
+            admin: k.admin,
             data_owner: has(MemberRole::DataOwner),
             model_owner: has(MemberRole::ModelOwner),
             benchmark_owner: has(MemberRole::BenchmarkOwner),
+            committee: !committees.is_empty(),
+            admitted: k.admitted || net.admission.is_open(),
+            organisation: k.profile.as_ref().map(|p| p.profile.organisation.clone()),
+        })
+    }
+}
+
+/// This user, the network, and the names a page shows, read for one page with
+/// the node's indexed queries (never the whole state).
+pub struct Snapshot {
+    pub session: Session,
+    pub me: Me,
+    pub net: views::NetworkInfo,
+    /// Public names of the records and profile names of the keys this page shows.
+    pub names: views::Names,
+    /// Names of datasets this user may read (public, or opened with its key), by id.
+    pub datasets: BTreeMap<RecordId, String>,
+}
+
+impl Snapshot {
+    pub fn api(&self) -> &dyn NodeApi {
+        self.session.api()
+    }
+
+    /// Learn the public names of these records and the profile names of these
+    /// keys (a bounded query per 200).
+    pub fn learn(
+        &mut self,
+        ids: impl IntoIterator<Item = RecordId>,
+        keys: impl IntoIterator<Item = PublicKey>,
+    ) -> anyhow::Result<()> {
+        let ids: Vec<RecordId> =
+            ids.into_iter().filter(|i| !self.names.ids.contains_key(i)).collect();
+        let keys: Vec<PublicKey> =
+            keys.into_iter().filter(|k| !self.names.keys.contains_key(k)).collect();
+        if ids.is_empty() && keys.is_empty() {
+            return Ok(());
+        }
+        let n = views::names(self.session.api(), &ids, &keys)?;
+        self.names.ids.extend(n.ids);
+        self.names.keys.extend(n.keys);
+        Ok(())
+    }
+
+    /// Learn the names this user may read of these datasets.
+    pub fn learn_datasets<'a>(&mut self, list: impl IntoIterator<Item = &'a DatasetView>) {
+        for v in list {
+            if let Some(d) = crate::workflow::dataset_details(&self.session, v) {
+                self.datasets.insert(v.id, d.details.name);
+            }
         }
     }
 
-    /// On the committee of some benchmark.
-    pub fn committee(&self, st: &State) -> bool {
-        st.benchmarks.values().any(|b| b.benchmark.committee.contains(&self.key))
+    /// Learn the names this user may read of the datasets with these ids (one
+    /// query each: a page shows a bounded number).
+    pub fn learn_dataset_ids(
+        &mut self,
+        ids: impl IntoIterator<Item = RecordId>,
+    ) -> anyhow::Result<()> {
+        let mut seen = std::collections::BTreeSet::new();
+        for id in ids {
+            if self.datasets.contains_key(&id) || !seen.insert(id) {
+                continue;
+            }
+            if let Some(v) = views::dataset_opt(self.session.api(), &id)? {
+                self.learn_datasets([&v]);
+            }
+        }
+        Ok(())
     }
 }
 
-/// The state and this user, read in one go for a page.
-pub struct Snapshot {
-    pub session: Session,
-    pub state: State,
-    pub me: Me,
-}
-
-/// Read the node's state for a page.
-pub async fn snapshot(ui: &Shared) -> anyhow::Result<Snapshot> {
+/// Read this user and the network for a page, then run `f` on the same worker
+/// thread (the queries a page needs, and the names it shows).
+pub async fn snapshot_with<T: Send + 'static>(
+    ui: &Shared,
+    f: impl FnOnce(&mut Snapshot) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<(Snapshot, T)> {
     let ui = ui.clone();
     blocking(move || {
         let session = ui.session(Confirm::Preview)?;
-        let state = session.state()?;
-        let me = Me::of(session.me(), &state);
-        Ok(Snapshot { session, state, me })
+        let net = views::network(session.api())?;
+        let me = Me::of(session.me(), session.api(), &net)?;
+        let mut snap = Snapshot {
+            session,
+            me,
+            net,
+            names: views::Names::default(),
+            datasets: BTreeMap::new(),
+        };
+        if let Some(name) = &snap.me.name {
+            snap.names.keys.insert(snap.me.key, name.clone());
+        }
+        let out = f(&mut snap)?;
+        Ok((snap, out))
     })
     .await
+}
+
+/// The approved benchmarks a form offers (the first [`LIST_ROWS_MAX`]).
+pub fn approved_benchmarks(snap: &Snapshot) -> anyhow::Result<Vec<protocol::fold::BenchmarkView>> {
+    let p = [("status", "approved".to_string())];
+    Ok(views::page(snap.api(), "/v1/benchmarks", &p, None, LIST_ROWS_MAX)?.0)
+}
+
+/// Read this user and the network for a page.
+pub async fn snapshot(ui: &Shared) -> anyhow::Result<Snapshot> {
+    Ok(snapshot_with(ui, |_| Ok(())).await?.0)
 }
 
 /// An error shown as a page: the message with its causes, and why a record the

@@ -7,27 +7,53 @@ use std::path::PathBuf;
 use axum::Extension;
 use axum::extract::State;
 use maud::html;
-use protocol::fold::Status;
 use protocol::record::Subject;
 
 use super::auth::{CsrfForm, Signed};
 use super::browse::benchmark_name;
 use super::jobs::{Outcome, started};
 use super::layout::{self, columns, csrf, status};
-use super::{Page, Shared, snapshot};
+use super::{Page, Shared, snapshot_with};
 use crate::publish::Confirm;
+use crate::views;
 use crate::workflow::{self, ContainerArgs, ImageArchive};
+use protocol::fold::ContainerView;
 
 /// Longest container name accepted, in characters.
 pub const CONTAINER_NAME_CHARS_MAX: usize = 128;
 
 /// `GET /models`.
 pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>) -> Page {
-    let snap = snapshot(&ui).await?;
-    let me = snap.me.key;
-    let mine: Vec<_> = snap.state.containers.values().filter(|c| c.owner == me).collect();
-    let approved: Vec<_> =
-        snap.state.benchmarks.values().filter(|b| b.status == Status::Approved).collect();
+    let (snap, (mine, approved)) = snapshot_with(&ui, |snap| {
+        let me = snap.me.key.to_hex();
+        let (mine, _) = views::page::<ContainerView>(
+            snap.api(),
+            "/v1/containers",
+            &[("owner", me)],
+            None,
+            super::LIST_ROWS_MAX,
+        )?;
+        let approved = super::approved_benchmarks(snap)?;
+        let mut rows = Vec::new();
+        for c in mine {
+            let p = [("subject", c.id.to_hex()), ("kind", "model".to_string())];
+            let mut assocs = Vec::new();
+            for a in views::associations_where(snap.api(), &p)? {
+                let rp = [
+                    ("benchmark", a.benchmark.to_hex()),
+                    ("model", c.id.to_hex()),
+                    ("counts", "true".to_string()),
+                ];
+                let sites: std::collections::BTreeSet<_> =
+                    views::results_where(snap.api(), &rp)?.into_iter().map(|r| r.dataset).collect();
+                assocs.push((a, sites.len()));
+            }
+            rows.push((c, assocs));
+        }
+        snap.learn(rows.iter().flat_map(|(_, a)| a.iter().map(|(a, _)| a.benchmark)), [])?;
+        Ok((rows, approved))
+    })
+    .await?;
     let body = html! {
         @if !snap.me.model_owner { p.bad { "You were not admitted as a model owner: the network ignores containers you register." } }
         section {
@@ -62,7 +88,7 @@ pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>
                 }
                 label for="assoc-model" { "Model" }
                 select #assoc-model name="model" required {
-                    @for c in &mine { option value=(c.id.to_hex()) { (c.container.name) } }
+                    @for (c, _) in &mine { option value=(c.id.to_hex()) { (c.container.name) } }
                 }
                 button type="submit" { "Run the compatibility test and request" }
             }
@@ -72,13 +98,11 @@ pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>
             table #where-models-run {
                 (columns(&["model", "benchmark", "association", "priority", "sites with results"]))
                 tbody {
-                    @for c in &mine {
-                        @let assocs: Vec<_> = snap.state.associations.iter().filter(|a| a.subject == Subject::Model(c.id)).collect();
+                    @for (c, assocs) in &mine {
                         @if assocs.is_empty() {
                             tr { td { (c.container.name) } td.muted colspan="4" { "no association requested" } }
                         }
-                        @for a in &assocs {
-                            @let sites = snap.state.results.iter().filter(|r| r.model == c.id && r.benchmark == a.benchmark && r.counts).map(|r| r.dataset).collect::<std::collections::BTreeSet<_>>().len();
+                        @for (a, sites) in assocs {
                             tr {
                                 td { (c.container.name) }
                                 td { (benchmark_name(&snap, &a.benchmark)) }
@@ -92,7 +116,7 @@ pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>
             }
         }
     };
-    Ok(layout::page("My containers", &snap.me, &snap.state, &signed.csrf, body))
+    Ok(layout::page("My containers", &snap.me, &snap.net, &signed.csrf, body))
 }
 
 fn optional_path(form: &CsrfForm, name: &str) -> Option<PathBuf> {
@@ -144,8 +168,8 @@ pub async fn associate(State(ui): State<Shared>, form: CsrfForm) -> Page {
         job.progress(0, 2, "compatibility test on the demo dataset");
         let (r, _) = workflow::associate(&s, &benchmark, Subject::Model(model))?;
         job.progress(2, 2, "requested");
-        let st = s.state()?;
-        let now = st.association(&benchmark, &Subject::Model(model)).map(|a| a.status.label());
+        let now = views::association(s.api(), &benchmark, &Subject::Model(model))?
+            .map(|a| a.status.label());
         Ok(Outcome::Done {
             summary: format!(
                 "Association requested ({}); status: {}.",

@@ -16,18 +16,34 @@ use super::auth::{CsrfForm, Signed};
 use super::browse::{dataset_name, parse_id, who};
 use super::jobs::{Outcome, started};
 use super::layout::{self, columns, csrf, status};
-use super::{Page, Shared, UiError, snapshot};
+use super::{Page, Shared, snapshot_with};
 use crate::publish::Confirm;
+use crate::views;
 use crate::workflow::{self, BenchmarkArgs};
+use protocol::fold::{BenchmarkView, ContainerView, DatasetView};
 
 /// Committee members a form may name.
 pub const COMMITTEE_MAX: usize = 64;
 
 /// `GET /owner`: my benchmarks, and the form that submits one.
 pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>) -> Page {
-    let snap = snapshot(&ui).await?;
-    let mine: Vec<_> = snap.state.benchmarks.values().filter(|b| b.owner == snap.me.key).collect();
-    let containers: Vec<_> = snap.state.containers.values().collect();
+    let (snap, (mine, containers)) = snapshot_with(&ui, |snap| {
+        let me = [("owner", snap.me.key.to_hex())];
+        let max = super::LIST_ROWS_MAX;
+        let (mine, _) = views::page::<BenchmarkView>(snap.api(), "/v1/benchmarks", &me, None, max)?;
+        // This user's containers first, then the first others by id.
+        let (mut containers, _) =
+            views::page::<ContainerView>(snap.api(), "/v1/containers", &me, None, max)?;
+        let (others, _) =
+            views::page::<ContainerView>(snap.api(), "/v1/containers", &[], None, max)?;
+        for c in others {
+            if !containers.iter().any(|x| x.id == c.id) {
+                containers.push(c);
+            }
+        }
+        Ok((mine, containers))
+    })
+    .await?;
     let select = |id: &str, name: &str| {
         html! {
             select id=(id) name=(name) required {
@@ -90,7 +106,7 @@ pub async fn page(State(ui): State<Shared>, Extension(signed): Extension<Signed>
             }
         }
     };
-    Ok(layout::page("My benchmarks", &snap.me, &snap.state, &signed.csrf, body))
+    Ok(layout::page("My benchmarks", &snap.me, &snap.net, &signed.csrf, body))
 }
 
 /// `POST /owner/submit`: a job running the compatibility test, then publishing
@@ -171,32 +187,39 @@ pub async fn dashboard(
     Extension(signed): Extension<Signed>,
     Path(id): Path<String>,
 ) -> Page {
-    let snap = snapshot(&ui).await?;
-    let id = parse_id(&id, snap.state.benchmarks.keys().copied())?;
-    let b = snap
-        .state
-        .benchmarks
-        .get(&id)
-        .ok_or_else(|| UiError(anyhow::anyhow!("benchmark {} is unknown", id.short())))?;
-    let sites: Vec<_> = snap
-        .state
-        .datasets
-        .values()
-        .filter(|d| d.dataset.benchmark == id)
-        .map(|d| {
-            let assoc = snap.state.association(&id, &Subject::Dataset(d.id)).map(|a| a.status);
-            let results =
-                snap.state.results.iter().filter(|r| r.dataset == d.id && r.counts).count();
-            (d, stage(d.state, assoc), results)
-        })
-        .collect();
-    let registered: std::collections::BTreeSet<_> = sites.iter().map(|(d, _, _)| d.owner).collect();
-    let silent: Vec<_> = snap
-        .state
-        .members
-        .iter()
-        .filter(|m| m.roles.contains(&MemberRole::DataOwner) && !registered.contains(&m.key))
-        .collect();
+    let (snap, (b, sites, silent, more)) = snapshot_with(&ui, move |snap| {
+        let id = parse_id(snap.api(), "benchmark", &id)?;
+        let b = views::benchmark(snap.api(), &id)?;
+        let max = super::LIST_ROWS_MAX;
+        let (datasets, more_sites) = views::page::<DatasetView>(
+            snap.api(),
+            "/v1/datasets",
+            &[("benchmark", id.to_hex())],
+            None,
+            max,
+        )?;
+        let mut sites = Vec::new();
+        for d in datasets {
+            let assoc =
+                views::association(snap.api(), &id, &Subject::Dataset(d.id))?.map(|a| a.status);
+            let rp = [("dataset", d.id.to_hex()), ("counts", "true".to_string())];
+            let results = views::results_where(snap.api(), &rp)?.len();
+            let st = stage(d.state, assoc);
+            sites.push((d, st, results));
+        }
+        let registered: std::collections::BTreeSet<_> =
+            sites.iter().map(|(d, _, _)| d.owner).collect();
+        let (members, more_members) =
+            views::page::<protocol::fold::Member>(snap.api(), "/v1/members", &[], None, max)?;
+        let silent: Vec<_> = members
+            .into_iter()
+            .filter(|m| m.roles.contains(&MemberRole::DataOwner) && !registered.contains(&m.key))
+            .collect();
+        snap.learn_datasets(sites.iter().map(|(d, _, _)| d));
+        snap.learn([], sites.iter().map(|(d, _, _)| d.owner).chain(silent.iter().map(|m| m.key)))?;
+        Ok((b, sites, silent, more_sites.is_some() || more_members.is_some()))
+    })
+    .await?;
     let count = |s: &str| sites.iter().filter(|(_, (st, _), _)| *st == s).count();
     let body = html! {
         @if b.owner != snap.me.key { p.muted { "You do not own this benchmark; this is what its owner sees." } }
@@ -213,11 +236,12 @@ pub async fn dashboard(
                 }
             }
         }
+        @if more { p.muted { "The first " (super::LIST_ROWS_MAX) " datasets and members are shown." } }
     };
     Ok(layout::page(
         &format!("Preparation of {}", b.benchmark.name),
         &snap.me,
-        &snap.state,
+        &snap.net,
         &signed.csrf,
         body,
     ))

@@ -78,6 +78,18 @@ impl NodeProcess {
         Control::for_node_dir(&self.dir).expect("the node wrote its control address")
     }
 
+    /// The node's whole derived state (`GET /v1/state/all`), for a test's own
+    /// checks: no command downloads it.
+    pub fn whole_state(&self) -> protocol::State {
+        self.control().get_json("/v1/state/all").expect("the state").expect("a state")
+    }
+
+    /// How many times the node served a whole-state view (`/v1/state/{view}`),
+    /// from its `/metrics`.
+    pub fn state_downloads(&self) -> u64 {
+        state_downloads(&self.control())
+    }
+
     /// The node's TCP listen address with its peer id, for `--bootstrap`.
     pub fn address(&self) -> String {
         let st = self.control().status().expect("status");
@@ -212,4 +224,16 @@ impl Drop for Images {
             let _ = Command::new("docker").args(["rmi", tag]).output();
         }
     }
+}
+
+/// How many times a node served a whole-state view (`/v1/state/{view}`), from
+/// its `/metrics`.
+pub fn state_downloads(c: &Control) -> u64 {
+    let text = c.metrics().expect("the node's /metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix("medmesh_control_state_downloads_total "))
+        .expect("the counter of whole-state downloads")
+        .trim()
+        .parse()
+        .expect("a count")
 }
