@@ -147,3 +147,171 @@ async fn a_hostile_query_gets_a_400_or_a_bounded_page() {
     assert!(v["items"].as_array().unwrap().len() <= node::views::VIEW_PAGE_MAX as usize);
     n.shutdown().await;
 }
+
+/// The complete workflow in a network that admits keys (so that it has members).
+fn admitted() -> Workflow {
+    Workflow::people_in(protocol::root::AdmissionMode::Admitted)
+        .with_benchmark(|_| {})
+        .approve_benchmark()
+        .register_datasets()
+        .request_models()
+        .approve_all()
+        .submit_results()
+        .release(1, &[0, 1], |m, d| 800_000 + 50_000 * m as i64 + 1_000 * d as i64)
+}
+
+#[tokio::test]
+async fn single_record_queries_answer_what_the_whole_state_says() {
+    let w = admitted();
+    let (n, _dir, addr) = node_with(&w).await;
+    let (status, whole) = get(addr, "/v1/state/all").await;
+    assert_eq!(status, 200);
+    // /metrics counts the whole-state views served (what the CLI's tests assert
+    // stays 0).
+    let (_, metrics) = http(addr, "GET", "/metrics", None, &[]).await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(metrics.contains("\nmedmesh_control_state_downloads_total 1\n"), "{metrics}");
+    // Every record by id, as the whole state holds it.
+    for (route, view) in [
+        ("benchmarks", "benchmarks"),
+        ("containers", "containers"),
+        ("datasets", "datasets"),
+        ("profiles", "profiles"),
+        ("releases", "releases"),
+    ] {
+        let map = whole[view].as_object().unwrap();
+        assert!(!map.is_empty(), "{view}");
+        for (id, item) in map {
+            let (status, one) = get(addr, &format!("/v1/{route}/{id}")).await;
+            assert_eq!((status, &one), (200, item), "{route}/{id}");
+        }
+    }
+    let results = whole["results"].as_array().unwrap();
+    assert!(!results.is_empty());
+    for r in results {
+        let id = r["id"].as_str().unwrap();
+        assert_eq!(get(addr, &format!("/v1/results/{id}")).await, (200, r.clone()), "{id}");
+    }
+    // The network, each key's standing, the members page by page.
+    let (_, net) = get(addr, "/v1/network").await;
+    for k in ["network", "records", "hash", "admin_epoch", "admins", "admin_threshold", "admission"]
+    {
+        assert_eq!(net[k], whole[k], "{k}");
+    }
+    let members = whole["members"].as_array().unwrap();
+    assert!(!members.is_empty(), "an admitted network has members");
+    assert_eq!(net["members"], members.len());
+    assert_eq!(&every(addr, "/v1/members", 1).await, members);
+    for m in members {
+        let key = m["key"].as_str().unwrap();
+        let (_, k) = get(addr, &format!("/v1/keys/{key}")).await;
+        assert_eq!((&k["member"], &k["admitted"], &k["admin"]), (m, &true.into(), &false.into()));
+        assert_eq!(k["profile"], whole["profiles"][key], "{key}");
+    }
+    let admin = w.admin.public().to_string();
+    let (_, k) = get(addr, &format!("/v1/keys/{admin}")).await;
+    assert_eq!((&k["admin"], &k["member"]), (&true.into(), &Value::Null));
+    let stranger = protocol::PublicKey::from(&protocol::testkit::key("stranger"));
+    let (_, k) = get(addr, &format!("/v1/keys/{stranger}")).await;
+    assert_eq!(k["admitted"], false, "a stranger is not admitted");
+    // A committee member's committees, grants (none: the models are public).
+    let b = w.benchmark.to_hex();
+    let member = w.committee[0].public().to_string();
+    let mine = every(addr, &format!("/v1/committees/{member}"), 1).await;
+    assert_eq!(mine, vec![whole["benchmarks"][&b].clone()]);
+    assert!(every(addr, &format!("/v1/committees/{admin}"), 10).await.is_empty());
+    let (m, d) = (w.models[0].to_hex(), w.datasets[0].to_hex());
+    let (status, g) = get(addr, &format!("/v1/grants/{m}/{d}")).await;
+    assert_eq!((status, &g["grant"], &g["revoked"]), (200, &Value::Null, &false.into()));
+    assert!(every(addr, &format!("/v1/grants?model={m}"), 10).await.is_empty());
+    // Lookups: by exact public name, by id prefix.
+    let name = whole["benchmarks"][&b]["benchmark"]["name"].as_str().unwrap().to_string();
+    let (_, l) = get(addr, &format!("/v1/lookup/benchmark?q={name}")).await;
+    assert_eq!(l["named"][0]["id"], b, "{l}");
+    let (_, l) = get(addr, &format!("/v1/lookup/dataset?q={}", &d[..6])).await;
+    assert_eq!((&l["prefixed"][0]["id"], &l["more"]), (&Value::from(d.clone()), &false.into()));
+    let r0 = results[0]["id"].as_str().unwrap();
+    let (_, l) = get(addr, &format!("/v1/lookup/result?q={}", &r0[..8])).await;
+    assert_eq!(l["prefixed"][0]["id"], r0);
+    let (_, l) = get(addr, "/v1/lookup/container?q=no-such-name").await;
+    assert_eq!(
+        (l["named"].as_array().unwrap().len(), l["prefixed"].as_array().unwrap().len()),
+        (0, 0)
+    );
+    // Search over public names, any case, and names of records and keys.
+    let found = every(addr, &format!("/v1/benchmarks?q={}", name[1..].to_uppercase()), 1).await;
+    assert_eq!(found, vec![whole["benchmarks"][&b].clone()]);
+    let containers = whole["containers"].as_object().unwrap();
+    let (cid, c) = containers.iter().next().unwrap();
+    let cname = c["container"]["name"].as_str().unwrap();
+    let found = every(addr, &format!("/v1/containers?q={cname}"), 100).await;
+    assert!(found.iter().any(|x| x["id"] == cid.as_str()), "{cname}");
+    let (_, names) = get(addr, &format!("/v1/names?ids={b},{cid}&keys={member}")).await;
+    assert_eq!(names["ids"][&b], name);
+    assert_eq!(names["ids"][cid], cname);
+    assert_eq!(names["keys"][&member], whole["profiles"][&member]["profile"]["name"]);
+    // The leaderboard's cells, page by page.
+    let cells = whole["leaderboards"][&b]["cells"].as_array().unwrap().clone();
+    assert!(!cells.is_empty(), "a per-dataset release has cells");
+    let mut got = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(a) => format!("/v1/leaderboards/{b}/cells?limit=1&after={a}"),
+            None => format!("/v1/leaderboards/{b}/cells?limit=1"),
+        };
+        let (status, p) = get(addr, &path).await;
+        assert_eq!(status, 200, "{path}: {p}");
+        assert_eq!(p["total_cells"], cells.len());
+        got.extend(p["cells"].as_array().unwrap().iter().cloned());
+        match p["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(got, cells);
+    n.shutdown().await;
+}
+
+#[tokio::test]
+async fn single_record_queries_bound_what_they_take_and_name_what_is_unknown() {
+    let w = Workflow::complete();
+    let (n, _dir, addr) = node_with(&w).await;
+    let unknown = "00000000000000000000000000000000000000000000000000000000000000aa";
+    let stranger = protocol::PublicKey::from(&protocol::testkit::key("stranger"));
+    for (path, code, error) in [
+        (format!("/v1/benchmarks/{unknown}"), 404, "unknown_benchmark"),
+        (format!("/v1/containers/{unknown}"), 404, "unknown_container"),
+        (format!("/v1/datasets/{unknown}"), 404, "unknown_dataset"),
+        (format!("/v1/results/{unknown}"), 404, "unknown_result"),
+        (format!("/v1/profiles/{stranger}"), 404, "unknown_profile"),
+        (format!("/v1/profiles/{}", "ab".repeat(32)), 400, "bad_key"),
+        (format!("/v1/releases/{unknown}"), 404, "unknown_release"),
+        (format!("/v1/leaderboards/{unknown}/cells"), 404, "unknown_benchmark"),
+        ("/v1/benchmarks/abcd".to_string(), 400, "bad_id"),
+        ("/v1/keys/xyz".to_string(), 400, "bad_key"),
+        ("/v1/grants".to_string(), 400, "bad_query"),
+        ("/v1/members?after=zz".to_string(), 400, "bad_cursor"),
+        (format!("/v1/leaderboards/{}/cells?after=7.0", w.benchmark.to_hex()), 400, "bad_cursor"),
+        (format!("/v1/leaderboards/{}/cells?after=1.999", w.benchmark.to_hex()), 400, "bad_cursor"),
+        ("/v1/lookup/benchmark".to_string(), 400, "bad_query"),
+        ("/v1/lookup/planet?q=x".to_string(), 404, "unknown_kind"),
+        (format!("/v1/benchmarks?q={}", "x".repeat(201)), 400, "bad_query"),
+        (format!("/v1/datasets?q=a&owner={}", w.hospitals[0].public()), 400, "bad_query"),
+        (format!("/v1/names?ids={}", vec![unknown; 201].join(",")), 400, "bad_query"),
+    ] {
+        let (status, v) = get(addr, &path).await;
+        assert_eq!((status, v["error"].as_str()), (code, Some(error)), "{path}: {v}");
+        assert!(!v["message"].as_str().unwrap().is_empty(), "{path}");
+    }
+    let (_, v) = get(addr, &format!("/v1/datasets/{unknown}")).await;
+    assert!(v["message"].as_str().unwrap().contains(unknown), "the message names the id: {v}");
+    // A limit past the bound is clamped.
+    let (status, v) = get(addr, "/v1/members?limit=4000000000").await;
+    assert_eq!(status, 200);
+    assert!(v["items"].as_array().unwrap().len() <= node::views::VIEW_PAGE_MAX as usize);
+    let (status, v) =
+        get(addr, &format!("/v1/leaderboards/{}/cells?limit=0", w.benchmark.to_hex())).await;
+    assert_eq!((status, v["cells"].as_array().unwrap().len()), (200, 1), "a zero limit is one");
+    n.shutdown().await;
+}
