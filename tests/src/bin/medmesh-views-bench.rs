@@ -385,6 +385,36 @@ async fn measure(dir: &Path, queries: usize, whole: usize) -> anyhow::Result<Fig
     let first_query_s = started.elapsed().as_secs_f64();
     let (rss_first, hwm_first) = memory();
 
+    // Ids for the single-record queries, read from the views themselves: the
+    // datasets of every benchmark's first page, a page of results of every
+    // benchmark and model.
+    let ids_of = |body: &[u8], field: &str| -> anyhow::Result<Vec<String>> {
+        let v: serde_json::Value = serde_json::from_slice(body)?;
+        Ok(v["items"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x[field].as_str().map(str::to_string)).collect())
+            .unwrap_or_default())
+    };
+    let mut dataset_ids = Vec::new();
+    let mut result_ids = Vec::new();
+    for (i, b) in manifest.benchmarks.iter().enumerate() {
+        let (_, body) =
+            get(addr, &format!("/v1/datasets?benchmark={}&limit=100", b.to_hex())).await?;
+        dataset_ids.extend(ids_of(&body, "id")?);
+        let m = manifest.models[i % manifest.models.len()].to_hex();
+        let path = format!("/v1/results?benchmark={}&model={m}&limit=100", b.to_hex());
+        let (_, body) = get(addr, &path).await?;
+        result_ids.extend(ids_of(&body, "id")?);
+    }
+    anyhow::ensure!(!dataset_ids.is_empty() && !result_ids.is_empty(), "no ids to query");
+    let (_, body) = get(addr, &format!("/v1/benchmarks/{}", b0.to_hex())).await?;
+    let b0_name = serde_json::from_slice::<serde_json::Value>(&body)?["benchmark"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let dataset = |p: &mut Pick| dataset_ids[p.next(dataset_ids.len())].clone();
+    let result = |p: &mut Pick| result_ids[p.next(result_ids.len())].clone();
+
     let mut pick = Pick(7);
     let mut out = Vec::new();
     let bench = |p: &mut Pick| manifest.benchmarks[p.next(manifest.benchmarks.len())].to_hex();
@@ -433,6 +463,38 @@ async fn measure(dir: &Path, queries: usize, whole: usize) -> anyhow::Result<Fig
         ),
         ("benchmarks, page of 100", Box::new(|_: &mut Pick| "/v1/benchmarks?limit=100".into())),
         ("containers, page of 100", Box::new(|_: &mut Pick| "/v1/containers?limit=100".into())),
+        // What the commands that act on one record ask (issue 16 item 3).
+        ("one benchmark by id", Box::new(|p: &mut Pick| format!("/v1/benchmarks/{}", bench(p)))),
+        ("one container by id", Box::new(|p: &mut Pick| format!("/v1/containers/{}", model(p)))),
+        ("one dataset by id", Box::new(|p: &mut Pick| format!("/v1/datasets/{}", dataset(p)))),
+        ("one result by id", Box::new(|p: &mut Pick| format!("/v1/results/{}", result(p)))),
+        ("a key's standing", Box::new(|p: &mut Pick| format!("/v1/keys/{}", owner(p)))),
+        (
+            "lookup of a dataset by id prefix",
+            Box::new(|p: &mut Pick| format!("/v1/lookup/dataset?q={}", &dataset(p)[..8])),
+        ),
+        (
+            "lookup of a benchmark by name",
+            Box::new(|_: &mut Pick| format!("/v1/lookup/benchmark?q={b0_name}")),
+        ),
+        (
+            "associations of one dataset",
+            Box::new(|p: &mut Pick| format!("/v1/associations?subject={}", dataset(p))),
+        ),
+        (
+            "results of one dataset",
+            Box::new(|p: &mut Pick| format!("/v1/results?dataset={}&limit=100", dataset(p))),
+        ),
+        (
+            "approved models of one benchmark (a run's models)",
+            Box::new(|p: &mut Pick| {
+                format!("/v1/associations?benchmark={}&kind=model&status=approved", bench(p))
+            }),
+        ),
+        (
+            "search of datasets by public name (no match: the scan bound)",
+            Box::new(|_: &mut Pick| "/v1/datasets?q=no-such-name&limit=25".into()),
+        ),
     ];
     for (name, path) in &views {
         let first = path(&mut Pick(1));
@@ -472,6 +534,37 @@ async fn measure(dir: &Path, queries: usize, whole: usize) -> anyhow::Result<Fig
         if !samples.is_empty() {
             out.push(timing("every page of one benchmark's datasets (after=)", samples, bytes));
         }
+    }
+    // A UI list page's queries: a page of 25 datasets, then the names of their
+    // benchmarks and owners (what `medmesh ui`'s /datasets asks of the node).
+    {
+        let mut samples = Vec::with_capacity(queries);
+        let mut bytes = 0;
+        let mut cursor: Option<String> = None;
+        for _ in 0..queries {
+            let started = Instant::now();
+            let path = match &cursor {
+                Some(c) => format!("/v1/datasets?limit=25&after={c}"),
+                None => "/v1/datasets?limit=25".to_string(),
+            };
+            let (_, body) = get(addr, &path).await?;
+            let page: serde_json::Value = serde_json::from_slice(&body)?;
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            let ids: Vec<&str> =
+                items.iter().filter_map(|d| d["dataset"]["benchmark"].as_str()).collect();
+            let keys: Vec<&str> = items.iter().filter_map(|d| d["owner"].as_str()).collect();
+            let (_, names) =
+                get(addr, &format!("/v1/names?ids={}&keys={}", ids.join(","), keys.join(",")))
+                    .await?;
+            samples.push(started.elapsed());
+            bytes = bytes.max((body.len() + names.len()) as u64);
+            cursor = page["next"].as_str().map(str::to_string);
+        }
+        out.push(timing(
+            "UI datasets page: 25 datasets, then their names (2 requests)",
+            samples,
+            bytes,
+        ));
     }
     let (rss_views, hwm_views) = memory();
 
