@@ -16,13 +16,25 @@
 //! | `GET /v1/records?after=<id>&limit=<n>` | `{ids, next}` |
 //! | `GET /v1/records/{id}` | the exact envelope bytes (`application/cbor`) |
 //! | `GET /v1/state` | `{network, records, hash, admin_epoch, counts}` |
-//! | `GET /v1/state/{view}` | one view of the derived state as JSON |
+//! | `GET /v1/state/{view}` | one view of the derived state as JSON, whole (for scripts; counted in `/metrics` as `medmesh_control_state_downloads_total`; no CLI command asks it) |
 //! | `GET /v1/benchmarks?owner=&status=&limit=&after=` | `{items, next}`: a page of benchmarks (`BenchmarkView`), by id ([`crate::views`]) |
 //! | `GET /v1/containers?owner=&limit=&after=` | a page of containers, by id |
 //! | `GET /v1/datasets?benchmark=&owner=&limit=&after=` | a page of datasets, by id |
 //! | `GET /v1/associations?benchmark=&subject=&kind=dataset\|model&status=&limit=&after=` | a page of associations, by benchmark and subject |
 //! | `GET /v1/results?benchmark=&model=&dataset=&counts=&limit=&after=` | a page of results, by benchmark, model, dataset and id |
 //! | `GET /v1/leaderboards/{benchmark}?limit=&after=` | the leaderboard without its cells, with a page of its rows (`null` before a release) |
+//! | `GET /v1/leaderboards/{benchmark}/cells?limit=&after=` | `{benchmark, release_round, datasets, total_cells, cells, next}`: a page of its model x dataset cells (`null` before a release) |
+//! | `GET /v1/benchmarks?q=`, `/v1/containers?q=`, `/v1/datasets?benchmark=&q=` | a page of those whose public name holds `q` (any case) or whose id starts with it |
+//! | `GET /v1/benchmarks/{id}`, `/v1/containers/{id}`, `/v1/datasets/{id}`, `/v1/results/{id}` | one record's view, or 404 `unknown_benchmark` (`_container`, ...) |
+//! | `GET /v1/profiles/{key}`, `/v1/releases/{benchmark}` | a key's profile, a benchmark's shown release (404 `unknown_profile`, `unknown_release`) |
+//! | `GET /v1/lookup/{benchmark\|container\|dataset\|result}?q=` | `{named, prefixed, more}`: what an exact public name and an id prefix name, at most 16 each |
+//! | `GET /v1/grants/{model}/{dataset}` | `{grant, revoked}`: the grant of a private model's key for a dataset that counts |
+//! | `GET /v1/grants?model=&grantee=&limit=&after=` | a page of one model's grants, by dataset |
+//! | `GET /v1/network` | `{network, records, hash, admin_epoch, admins, admin_threshold, admission, members}` |
+//! | `GET /v1/keys/{key}` | `{key, admitted, admin, member, revoked_from_seq, profile}` |
+//! | `GET /v1/members?limit=&after=` | a page of the admitted keys other than the admins, by key |
+//! | `GET /v1/committees/{key}?limit=&after=` | a page of the benchmarks whose committee holds the key |
+//! | `GET /v1/names?ids=&keys=` | `{ids, keys}`: public names of up to 200 records and keys (comma-separated) |
 //! | `GET /v1/heads/{signer}` | `{seq, id}` of the signer's chain head |
 //! | `GET /v1/heads/{signer}/record` | the exact envelope bytes of that head record, which the CLI verifies (a claim it can check, unlike `{seq, id}`) |
 //! | `GET /v1/records/{id}/verdict` | `{id, ignored, reason}`: whether the fold keeps the record without effect, and why |
