@@ -65,7 +65,7 @@ fn only_the_link_holder_signs_in_and_only_through_served_forms() {
     let node_dir = t.0.join("node");
     let admin = t.0.join("admin");
     home(&admin, None, &node_dir);
-    let _node = start_node(&node_dir, &admin.join("root.cbor"), &[]);
+    let node = start_node(&node_dir, &admin.join("root.cbor"), &[]);
     ok(&admin, &["-y", "profile", "publish", "--name", "Admin", "--organisation", "Test"]);
     let ui = start_ui(&admin);
 
@@ -204,6 +204,7 @@ fn only_the_link_holder_signs_in_and_only_through_served_forms() {
         post(&format!("{}/decisions/sign", ui.base), &cookie, &format!("{decide}&digest={digest}"));
     assert_eq!(signed.status, 200, "{}", signed.body);
     assert!(signed.body.contains("Signed and published"), "{}", signed.body);
+    assert_eq!(node.state_downloads(), 0, "a page downloaded the whole state");
 }
 
 /// The value of a hidden field in a page.
@@ -224,7 +225,7 @@ fn an_admin_admits_a_join_request_after_reading_it() {
     ok(&admin, &["profile", "set", "--node-dir", node_dir.to_str().unwrap()]);
     let root = admin.join("root.cbor");
     let key = home(&applicant, Some(&root), &node_dir);
-    let _node = start_node(&node_dir, &root, &[]);
+    let node = start_node(&node_dir, &root, &[]);
     // The applicant asks to join in its own UI (the home page offers the form
     // while its key is not admitted).
     let ui_applicant = start_ui(&applicant);
@@ -273,4 +274,5 @@ fn an_admin_admits_a_join_request_after_reading_it() {
         "{}",
         page.body
     );
+    assert_eq!(node.state_downloads(), 0, "a page downloaded the whole state");
 }
