@@ -524,7 +524,7 @@ impl ViewQuery {
 
     /// The search text, bounded, unless a filter it cannot combine with is set.
     fn search(&self, other_filter: bool) -> Result<Option<String>, BadParam> {
-        let Some(q) = &self.q else { return Ok(None) };
+        let Some(q) = self.q.as_ref().filter(|q| !q.trim().is_empty()) else { return Ok(None) };
         if q.len() > crate::views::QUERY_BYTES_MAX {
             return Err((
                 "bad_query",
