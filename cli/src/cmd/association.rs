@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use protocol::RecordId;
 use protocol::record::{Decision, Subject};
 
-use super::{Ctx, benchmark_id, container_id, dataset_id, report};
+use super::{Ctx, benchmark_id, container_id, dataset_id_in, report};
 use crate::output::{json, table};
 use crate::workflow;
 
@@ -54,7 +54,7 @@ pub enum AssociationCmd {
 fn target(s: &crate::workflow::Session, t: &AssocTarget) -> anyhow::Result<(RecordId, Subject)> {
     let b = benchmark_id(s, &t.benchmark)?;
     let subject = match (&t.data, &t.model) {
-        (Some(d), _) => Subject::Dataset(dataset_id(s, d)?),
+        (Some(d), _) => Subject::Dataset(dataset_id_in(s, d, Some(&b))?),
         (None, Some(m)) => Subject::Model(container_id(s, m)?),
         (None, None) => bail!("give --data or --model"),
     };

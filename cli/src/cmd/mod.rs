@@ -85,8 +85,19 @@ pub(crate) fn container_id(s: &Session, input: &str) -> anyhow::Result<RecordId>
 /// A dataset named on the command line: the name this home prepared it under,
 /// or the name of one of this user's own datasets (a dataset's name is sealed to
 /// the committee and its owner unless the benchmark makes it public: its owner
-/// opens it), else a public name or an id prefix, looked up on the node.
+/// opens it), else a public name or an id prefix, looked up on the node; last,
+/// for a committee member, a name it opens among the datasets of its
+/// benchmarks (of `benchmark` when the command names one).
 pub(crate) fn dataset_id(s: &Session, input: &str) -> anyhow::Result<RecordId> {
+    dataset_id_in(s, input, None)
+}
+
+/// [`dataset_id`] for a command that names the dataset's benchmark.
+pub(crate) fn dataset_id_in(
+    s: &Session,
+    input: &str,
+    benchmark: Option<&RecordId>,
+) -> anyhow::Result<RecordId> {
     let input_name = input.trim();
     let mut named: Vec<RecordId> = crate::workflow::local_dataset_names(s)
         .into_iter()
@@ -95,26 +106,56 @@ pub(crate) fn dataset_id(s: &Session, input: &str) -> anyhow::Result<RecordId> {
         .collect();
     if named.is_empty() {
         // This user's own datasets (an indexed query by owner), by the names it opens.
-        for v in crate::views::datasets(s.api(), None, Some(&s.me()))? {
-            if crate::workflow::dataset_details(s, &v).is_some_and(|d| d.details.name == input_name)
-            {
-                named.push(v.id);
-            }
-        }
+        named = opened_named(s, crate::views::datasets(s.api(), None, Some(&s.me()))?, input_name);
     }
+    if let Some(one) = unique(named, input_name)? {
+        return Ok(one);
+    }
+    let not_found = match crate::views::resolve(s.api(), "dataset", "dataset", input) {
+        Ok(id) => return Ok(id),
+        Err(e) => e,
+    };
+    // A committee member opens the names of its benchmarks' datasets.
+    let me = s.me();
+    let benchmarks: Vec<RecordId> = match benchmark {
+        Some(b) => crate::views::benchmark(s.api(), b)?
+            .benchmark
+            .committee
+            .contains(&me)
+            .then_some(*b)
+            .into_iter()
+            .collect(),
+        None => crate::views::committees(s.api(), &me)?.iter().map(|b| b.id).collect(),
+    };
+    let mut named = Vec::new();
+    for b in &benchmarks {
+        named.extend(opened_named(s, crate::views::datasets(s.api(), Some(b), None)?, input_name));
+    }
+    unique(named, input_name)?.ok_or(not_found)
+}
+
+/// The datasets of `list` whose details this user opens to the name `name`.
+fn opened_named(s: &Session, list: Vec<protocol::fold::DatasetView>, name: &str) -> Vec<RecordId> {
+    list.into_iter()
+        .filter(|v| crate::workflow::dataset_details(s, v).is_some_and(|d| d.details.name == name))
+        .map(|v| v.id)
+        .collect()
+}
+
+/// The one dataset of `named`, none, or an error naming them all.
+fn unique(mut named: Vec<RecordId>, name: &str) -> anyhow::Result<Option<RecordId>> {
+    named.sort();
+    named.dedup();
     match named.as_slice() {
-        [one] => return Ok(*one),
-        [] => {}
-        many => {
-            return Err(crate::ids::LookupError::AmbiguousName {
-                what: "dataset",
-                name: input.trim().to_string(),
-                matches: many.iter().map(|m| m.short()).collect(),
-            }
-            .into());
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        many => Err(crate::ids::LookupError::AmbiguousName {
+            what: "dataset",
+            name: name.to_string(),
+            matches: many.iter().map(|m| m.short()).collect(),
         }
+        .into()),
     }
-    crate::views::resolve(s.api(), "dataset", "dataset", input)
 }
 
 pub(crate) fn report(
