@@ -1181,6 +1181,31 @@ mod tests {
     }
 
     #[test]
+    fn a_lookup_finds_by_exact_public_name_and_by_id_prefix_and_nothing_else() {
+        let w = Workflow::complete();
+        let v = views_of(&w);
+        let b = v.benchmark(&w.benchmark).expect("the benchmark");
+        let l = v.lookup(Kind::Benchmark, &b.benchmark.name);
+        assert_eq!(l.named.iter().map(|f| f.id).collect::<Vec<_>>(), vec![w.benchmark]);
+        // A name is not a prefix of a name; case counts for exact names.
+        assert!(v.lookup(Kind::Benchmark, &b.benchmark.name[1..]).named.is_empty());
+        let hex = w.datasets[1].to_hex();
+        for digits in [4, 9, 64] {
+            let l = v.lookup(Kind::Dataset, &hex[..digits].to_uppercase());
+            assert!(l.prefixed.iter().any(|f| f.id == w.datasets[1]), "{digits} digits");
+            assert!(l.prefixed.iter().all(|f| f.id.to_hex().starts_with(&hex[..digits])));
+        }
+        // Too short, not hex, or too long: no prefix lookup.
+        for q in ["abc", "zzzz", &"a".repeat(65)] {
+            assert!(prefix_range(q).is_none(), "{q}");
+        }
+        let r = &v.state().results[0];
+        assert_eq!(v.result(&r.id), Some(r));
+        assert_eq!(v.lookup(Kind::Result, &r.id.to_hex()[..10]).prefixed[0].id, r.id);
+        assert!(v.result(&RecordId::from_bytes([1; 32])).is_none());
+    }
+
+    #[test]
     fn a_filter_that_rejects_most_of_an_index_stops_after_the_scan_bound_with_a_cursor() {
         let items: Vec<u64> = (0..u64::from(VIEW_SCAN_MAX) + 10).collect();
         let page = |after: Option<&u64>| {

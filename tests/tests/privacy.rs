@@ -96,10 +96,38 @@ async fn read_everything(
         }
     }
     let signers: std::collections::BTreeSet<_> = records.iter().map(|r| r.signer).collect();
-    for s in signers {
+    for s in &signers {
         corpus.extend(get(addr, &format!("/v1/heads/{s}")).await);
         corpus.extend(get(addr, &format!("/v1/heads/{s}/record")).await);
+        // The single-record queries the CLI and the UI ask about a key.
+        for route in ["keys", "profiles", "committees"] {
+            corpus.extend(get(addr, &format!("/v1/{route}/{s}")).await);
+        }
     }
+    // ... and about a record, by id, by id prefix, by name; and the lists they page.
+    for r in &records {
+        let id = r.id.to_hex();
+        for route in ["benchmarks", "containers", "datasets", "results", "releases"] {
+            corpus.extend(get(addr, &format!("/v1/{route}/{id}")).await);
+        }
+        for kind in ["benchmark", "container", "dataset", "result"] {
+            corpus.extend(get(addr, &format!("/v1/lookup/{kind}?q={}", &id[..8])).await);
+        }
+    }
+    for path in [
+        "/v1/network".to_string(),
+        "/v1/members?limit=1000".into(),
+        format!("/v1/leaderboards/{b}/cells?limit=1000"),
+        "/v1/datasets?q=a&limit=1000".into(),
+        "/v1/containers?q=a&limit=1000".into(),
+    ] {
+        corpus.extend(get(addr, &path).await);
+    }
+    let ids: Vec<String> = records.iter().take(100).map(|r| r.id.to_hex()).collect();
+    let keys: Vec<String> = signers.iter().take(100).map(|k| k.to_string()).collect();
+    corpus.extend(
+        get(addr, &format!("/v1/names?ids={}&keys={}", ids.join(","), keys.join(","))).await,
+    );
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_file() {
