@@ -26,10 +26,12 @@ struct Opts {
     ids: u64,
     diffs: Vec<u64>,
     trials: u64,
+    calibrate: Option<String>,
 }
 
 fn parse() -> Opts {
-    let mut o = Opts { ids: 1_000_000, diffs: vec![1, 10, 100, 1000, 10_000], trials: 3 };
+    let mut o =
+        Opts { ids: 1_000_000, diffs: vec![1, 10, 100, 1000, 10_000], trials: 3, calibrate: None };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i + 1 < args.len() {
@@ -38,6 +40,7 @@ fn parse() -> Opts {
             "--ids" => o.ids = v.parse().unwrap_or(o.ids),
             "--diffs" => o.diffs = v.split(',').filter_map(|x| x.parse().ok()).collect(),
             "--trials" => o.trials = v.parse().unwrap_or(o.trials).max(1),
+            "--calibrate" => o.calibrate = Some(v.clone()),
             other => eprintln!("ignoring unknown flag {other}"),
         }
         i += 2;
@@ -78,8 +81,60 @@ struct Sum {
     streamed_n: u64,
 }
 
+/// Per trial, the exact number of coded symbols that decoded a difference of d
+/// ids and the estimator's counters' differences, as CSV (the tool the
+/// constants of `symbols_for_estimate` were chosen with).
+fn calibrate(path: &str, trials: u64) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create the csv"));
+    writeln!(out, "d,trial,threshold,counters").expect("write");
+    let ds = [
+        1u64, 2, 3, 4, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1000, 2000,
+        5000, 10_000,
+    ];
+    for d in ds {
+        let n = if d > 1000 { trials / 10 } else { trials }.max(1);
+        for t in 0..n {
+            let from = 1u64 << 41 | (t << 20) | d;
+            let a: Vec<RecordId> = (from..from + d / 2).map(id).collect();
+            let b: Vec<RecordId> = (from + d / 2..from + d).map(id).collect();
+            let sa = Sketch::from_ids(SKETCH_SYMBOLS_MAX, &a);
+            let sb = Sketch::from_ids(SKETCH_SYMBOLS_MAX, &b);
+            let mut dec = Decoder::new();
+            let threshold = loop {
+                let have = dec.symbols_len();
+                let step = if d <= 2000 { 1 } else { (have / 512).max(1) };
+                let batch = sb.symbols(have, step);
+                if batch.is_empty() {
+                    break 0;
+                }
+                let remote = decode_symbols(&encode_symbols(batch)).expect("own symbols");
+                if let Decoded::Done { .. } = dec.add_symbols(&remote, &sa).expect("decodes") {
+                    break dec.symbols_len();
+                }
+            };
+            let (ea, eb) = (sa.estimator().encode(), sb.estimator().encode());
+            let counters: Vec<String> = ea
+                .chunks_exact(2)
+                .zip(eb.chunks_exact(2))
+                .map(|(x, y)| {
+                    let x = u16::from_le_bytes([x[0], x[1]]);
+                    let y = u16::from_le_bytes([y[0], y[1]]);
+                    (x.wrapping_sub(y) as i16).to_string()
+                })
+                .collect();
+            writeln!(out, "{d},{t},{threshold},{}", counters.join(" ")).expect("write");
+        }
+        eprintln!("calibrated d = {d}");
+    }
+}
+
 fn main() {
     let o = parse();
+    if let Some(path) = &o.calibrate {
+        calibrate(path, o.trials);
+        return;
+    }
     let t0 = Instant::now();
     let common: Vec<RecordId> = (0..o.ids).map(id).collect();
     let base = Sketch::from_ids(SKETCH_SYMBOLS_MAX, &common);
