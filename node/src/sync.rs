@@ -418,13 +418,26 @@ impl SketchInitiator {
     }
 }
 
+/// What a reconciliation of two in-memory sets found and cost (benches).
+#[derive(Debug)]
+pub struct LocalSync {
+    /// Ids only the responder holds.
+    pub need: Vec<RecordId>,
+    /// Ids only the initiator holds.
+    pub have: u64,
+    pub rounds: u32,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Whether the coded symbols did not decode it and negentropy did.
+    pub fell_back: bool,
+}
+
 /// Reconcile two in-memory sets as a node does (benches): coded symbols first,
-/// negentropy when they do not decode. Returns (need, have, round trips, bytes
-/// both ways, whether it fell back to negentropy).
+/// negentropy when they do not decode.
 pub fn reconcile_sketch_local(
     ours: (Arc<Sketch>, IdSnapshot),
     theirs: (&Sketch, &IdSnapshot),
-) -> Result<(Vec<RecordId>, u64, u32, u64, bool), String> {
+) -> Result<LocalSync, String> {
     let (mut init, (mut start, mut count, set_len, estimator)) = SketchInitiator::start(ours.0);
     let mut estimator = Some(estimator);
     loop {
@@ -436,15 +449,26 @@ pub fn reconcile_sketch_local(
         };
         match init.step(their_len, &symbols).map_err(|e| e.to_string())? {
             SketchStep::Done { need, have } => {
-                let bytes = init.bytes_sent + init.bytes_received;
-                return Ok((need, have, init.rounds, bytes, false));
+                return Ok(LocalSync {
+                    need,
+                    have,
+                    rounds: init.rounds,
+                    bytes_sent: init.bytes_sent,
+                    bytes_received: init.bytes_received,
+                    fell_back: false,
+                });
             }
             SketchStep::More { start: s, count: c } => (start, count) = (s, c),
             SketchStep::Exhausted => {
-                let (need, have, rounds, bytes) =
-                    reconcile_local(ours.1, theirs.1).map_err(|e| e.to_string())?;
-                let bytes = bytes + init.bytes_sent + init.bytes_received;
-                return Ok((need, have, rounds + init.rounds, bytes, true));
+                let neg = negentropy_local(ours.1, theirs.1).map_err(|e| e.to_string())?;
+                return Ok(LocalSync {
+                    need: neg.need,
+                    have: neg.have,
+                    rounds: init.rounds + neg.rounds,
+                    bytes_sent: init.bytes_sent + neg.bytes_sent,
+                    bytes_received: init.bytes_received + neg.bytes_received,
+                    fell_back: true,
+                });
             }
         }
     }
@@ -456,16 +480,20 @@ pub fn reconcile_local(
     ours: IdSnapshot,
     theirs: &IdSnapshot,
 ) -> Result<(Vec<RecordId>, u64, u32, u64), negentropy::Error> {
+    let init = negentropy_local(ours, theirs)?;
+    let bytes = init.bytes_sent + init.bytes_received;
+    Ok((init.need, init.have, init.rounds, bytes))
+}
+
+fn negentropy_local(ours: IdSnapshot, theirs: &IdSnapshot) -> Result<Initiator, negentropy::Error> {
     let (mut init, mut msg) = Initiator::start_with_ids_max(ours, usize::MAX)?;
     loop {
         let answer = respond(theirs, &msg)?;
         match init.step(&answer)? {
             Some(next) => msg = next,
-            None => break,
+            None => return Ok(init),
         }
     }
-    let bytes = init.bytes_sent + init.bytes_received;
-    Ok((init.need, init.have, init.rounds, bytes))
 }
 
 #[cfg(test)]
@@ -521,8 +549,9 @@ mod tests {
         let ours = sketched(&common);
         let all: Vec<RecordId> = common.iter().chain(&extra).copied().collect();
         let theirs = sketched(&all);
-        let (mut need, have, rounds, bytes, fell_back) =
-            reconcile_sketch_local(ours, (&theirs.0, &theirs.1)).unwrap();
+        let got = reconcile_sketch_local(ours, (&theirs.0, &theirs.1)).unwrap();
+        let (mut need, have, rounds, fell_back) = (got.need, got.have, got.rounds, got.fell_back);
+        let bytes = got.bytes_sent + got.bytes_received;
         need.sort();
         let mut want = extra.clone();
         want.sort();
@@ -543,10 +572,10 @@ mod tests {
             let b: Vec<RecordId> =
                 common.iter().copied().chain((from + ours..from + 100).map(id)).collect();
             let theirs = sketched(&b);
-            let (need, have, rounds, bytes, fell_back) =
-                reconcile_sketch_local(sketched(&a), (&theirs.0, &theirs.1)).unwrap();
-            assert_eq!((need.len() as u64, have, fell_back), (100 - ours, ours, false));
-            assert_eq!(rounds, 1, "{ours}/{}: one round trip", 100 - ours);
+            let got = reconcile_sketch_local(sketched(&a), (&theirs.0, &theirs.1)).unwrap();
+            assert_eq!((got.need.len() as u64, got.have, got.fell_back), (100 - ours, ours, false));
+            assert_eq!(got.rounds, 1, "{ours}/{}: one round trip", 100 - ours);
+            let bytes = got.bytes_sent + got.bytes_received;
             // One session's bytes follow the estimate's error (9 %).
             assert!(bytes <= 100 * 32 * 7 / 2, "{ours}/{}: {bytes} bytes", 100 - ours);
             total += bytes;
@@ -626,10 +655,9 @@ mod tests {
     fn a_difference_beyond_the_kept_symbols_falls_back_to_negentropy() {
         let theirs_ids: Vec<RecordId> = (0..40_000).map(id).collect();
         let theirs = sketched(&theirs_ids);
-        let (need, _, _, _, fell_back) =
-            reconcile_sketch_local(sketched(&[]), (&theirs.0, &theirs.1)).unwrap();
-        assert!(fell_back);
-        assert_eq!(need.len(), 40_000);
+        let got = reconcile_sketch_local(sketched(&[]), (&theirs.0, &theirs.1)).unwrap();
+        assert!(got.fell_back);
+        assert_eq!(got.need.len(), 40_000);
     }
 
     /// The sync messages as `/medmesh/sync/2` nodes read and write them.

@@ -474,10 +474,19 @@ pub fn symbols_for_estimate(estimate: f64, sizes_differ_by: u64) -> Option<u32> 
     // NaN and infinities (no estimator makes them, but the bound is the point).
     let estimate = if estimate.is_finite() { estimate.max(0.0) } else { f64::MAX };
     let floor = sizes_differ_by as f64;
-    if mean_symbols(estimate.max(floor)) > SKETCH_SYMBOLS_MAX as f64 {
-        return None;
+    // Every counter off by exactly one: one difference (three or more would
+    // leave some counter off by 3 or more, but for a chance of 0.75^256), and
+    // symbol 0 holds it alone.
+    if estimate == 1.0 && sizes_differ_by <= 1 {
+        return Some(1);
     }
     let estimator_error = (2.0 / ESTIMATOR_COUNTERS as f64).sqrt();
+    // None only when even an estimate 2.5 errors too high needs more than is
+    // kept; between that and the mean, all that is kept.
+    let low = estimate / (1.0 + 2.5 * estimator_error);
+    if mean_symbols(low.max(floor)) > SKETCH_SYMBOLS_MAX as f64 {
+        return None;
+    }
     let want = symbols_with_margin(estimate, estimator_error).max(symbols_with_margin(floor, 0.0));
     Some((want as u32).min(SKETCH_SYMBOLS_MAX))
 }
@@ -654,8 +663,13 @@ mod tests {
     #[test]
     fn the_answer_for_an_estimate_grows_with_it_and_stops_at_the_kept_symbols() {
         assert_eq!(symbols_for_estimate(0.0, 0), Some(1));
+        assert_eq!(symbols_for_estimate(1.0, 1), Some(1));
+        assert!(symbols_for_estimate(1.5, 1).unwrap() > 1);
+        // Near the kept symbols: all of them, until the estimate is well past.
+        assert_eq!(symbols_for_estimate(12_500.0, 0), Some(SKETCH_SYMBOLS_MAX));
+        assert_eq!(symbols_for_estimate(16_000.0, 0), None);
         let mut last = 0;
-        for d in [1.0, 2.0, 10.0, 100.0, 1_000.0, 10_000.0] {
+        for d in [1.5, 2.0, 10.0, 100.0, 1_000.0, 10_000.0] {
             let n = symbols_for_estimate(d, 0).expect("within the kept symbols");
             assert!(n as f64 >= 1.4 * d && n > last, "{d}: {n}");
             last = n;
