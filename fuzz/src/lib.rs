@@ -73,6 +73,25 @@ pub fn sync(data: &[u8]) {
             if let Ok(req) = cbor4ii::serde::from_slice::<SyncRequest>(rest) {
                 let _ =
                     cbor4ii::serde::to_vec(Vec::new(), &req).expect("a decoded request encodes");
+                // A sketch request (its estimator included) is answered with at
+                // most the kept symbols.
+                if let SyncRequest::Sketch { start, count, set_len, estimator, .. } = req {
+                    static SKETCH: OnceLock<protocol::riblt::Sketch> = OnceLock::new();
+                    let sketch = SKETCH.get_or_init(|| {
+                        let ids: Vec<RecordId> = (0..SYNC_SNAPSHOT_IDS)
+                            .map(|i| {
+                                RecordId::from_bytes(*blake3::hash(&i.to_le_bytes()).as_bytes())
+                            })
+                            .collect();
+                        protocol::riblt::Sketch::from_ids(protocol::riblt::SKETCH_SYMBOLS_MAX, &ids)
+                    });
+                    if let SyncResponse::Sketch { symbols, .. } =
+                        node::sync::answer_sketch(sketch, start, count, set_len, &estimator)
+                    {
+                        let max = protocol::riblt::SKETCH_SYMBOLS_MAX as usize;
+                        assert!(symbols.len() <= max * protocol::riblt::SYMBOL_BYTES);
+                    }
+                }
             }
         }
         1 => {
@@ -221,6 +240,35 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
             &enc(&|| {
                 cbor4ii::serde::to_vec(Vec::new(), &SyncResponse::Reconcile { msg: answer.clone() })
                     .expect("encode")
+            }),
+        ]
+        .concat(),
+    );
+    // A first sketch request with an estimator (of a set the responder does not
+    // share: an estimated difference of about a hundred).
+    let estimator = protocol::riblt::Sketch::from_ids(
+        1,
+        &(0..100u64)
+            .map(|i| RecordId::from_bytes(*blake3::hash(&(i + 1 << 32).to_le_bytes()).as_bytes()))
+            .collect::<Vec<_>>(),
+    )
+    .estimator()
+    .encode();
+    sync.push(
+        [
+            &[0u8][..],
+            &enc(&|| {
+                cbor4ii::serde::to_vec(
+                    Vec::new(),
+                    &SyncRequest::Sketch {
+                        network: net.as_bytes().to_vec(),
+                        start: 0,
+                        count: 32,
+                        set_len: 100,
+                        estimator: estimator.clone(),
+                    },
+                )
+                .expect("encode")
             }),
         ]
         .concat(),

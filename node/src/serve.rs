@@ -103,12 +103,12 @@ pub(crate) fn answer(shared: &Shared, request: SyncRequest) -> SyncResponse {
                 Err(e) => SyncResponse::Refused { reason: e },
             }
         }
-        SyncRequest::Sketch { network, start, count, set_len } => {
+        SyncRequest::Sketch { network, start, count, set_len, estimator } => {
             if network.as_slice() != shared.network.as_bytes() {
                 return SyncResponse::Refused { reason: "wrong network".into() };
             }
             match shared.sketch() {
-                Ok(sketch) => sync::answer_sketch(&sketch, start, count, set_len),
+                Ok(sketch) => sync::answer_sketch(&sketch, start, count, set_len, &estimator),
                 Err(e) => SyncResponse::Refused { reason: e.to_string() },
             }
         }

@@ -194,7 +194,10 @@ pub(crate) fn build_behaviour(
     let identify =
         identify::Behaviour::new(identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()));
     let sync = request_response::cbor::Behaviour::new(
-        [(StreamProtocol::new(crate::sync::PROTOCOL), ProtocolSupport::Full)],
+        [
+            (StreamProtocol::new(crate::sync::PROTOCOL), ProtocolSupport::Full),
+            (StreamProtocol::new(crate::sync::PROTOCOL_V2), ProtocolSupport::Full),
+        ],
         request_response::Config::default().with_request_timeout(sync_timeout),
     );
     let blobs = request_response::Behaviour::with_codec(
@@ -834,9 +837,10 @@ impl EventLoop {
                 return false;
             }
         };
-        let (init, (start, count, set_len)) = SketchInitiator::start(sketch);
+        let (init, (start, count, set_len, estimator)) = SketchInitiator::start(sketch);
         let network = self.shared.network.as_bytes().to_vec();
-        self.send_request(peer, SyncRequest::Sketch { network, start, count, set_len }, None);
+        let req = SyncRequest::Sketch { network, start, count, set_len, estimator };
+        self.send_request(peer, req, None);
         let report = SyncSession {
             peer_id: peer.to_string(),
             method: "riblt",
@@ -1087,6 +1091,7 @@ impl EventLoop {
                             start,
                             count,
                             set_len: init.local_len(),
+                            estimator: Vec::new(),
                         };
                         self.send_request(peer, req, None);
                         s.in_flight += 1;

@@ -3,20 +3,28 @@
 //!
 //! A session starts with rateless invertible Bloom lookup tables
 //! ([`protocol::riblt`]): every node keeps the first
-//! [`protocol::riblt::SKETCH_SYMBOLS_MAX`] coded symbols of its id set up to date,
-//! the initiator asks for a prefix sized from the two set sizes and peels the
-//! difference out of it, asking for more (doubling) until it decodes. A
-//! difference too large for the kept symbols, or symbols that do not decode,
-//! fall back to range-based reconciliation over sorted ids (the `negentropy`
-//! protocol), whose cost grows with the difference too but in more round trips.
-//! `BENCHMARKS.md` has both, measured.
+//! [`protocol::riblt::SKETCH_SYMBOLS_MAX`] coded symbols of its id set and a
+//! difference-size estimator ([`protocol::riblt::Estimator`], 512 bytes) up to
+//! date. The initiator sends its estimator; the responder estimates the size of
+//! the symmetric difference from it and answers with as many symbols as decode
+//! that with a margin for the estimate's error
+//! ([`protocol::riblt::symbols_for_estimate`]), so one round trip decodes it
+//! nearly always; otherwise the initiator asks for half as many again, then
+//! doubles. A difference too large for the kept symbols, or symbols that do
+//! not decode, fall back to range-based reconciliation over sorted ids (the
+//! `negentropy` protocol), whose cost grows with the difference too but in more
+//! round trips. `BENCHMARKS.md` has both, measured.
 //!
-//! Protocol `/medmesh/sync/2` (`/medmesh/sync/1` plus `Sketch`), request-response
-//! with CBOR framing:
-//! - `Sketch { network, start, count, set_len }` -> `Sketch { set_len, symbols }`:
-//!   coded symbols `start..start + count` of the responder's set (on the first
-//!   request at least as many as the difference of the set sizes needs, and none
-//!   when that is more than the responder keeps).
+//! Protocol `/medmesh/sync/3` (`/medmesh/sync/2` plus the estimator), request-response
+//! with CBOR framing; `/medmesh/sync/2` is still spoken (the same messages: a
+//! `/medmesh/sync/2` node ignores the estimator and answers from the set sizes
+//! alone, and its requests carry none):
+//! - `Sketch { network, start, count, set_len, estimator }` -> `Sketch { set_len,
+//!   symbols }`: coded symbols of the responder's set from `start`. On the first
+//!   request (`start` 0) with an estimator, as many as the estimated difference
+//!   needs, whatever `count` says; without one, `count` but at least as many as
+//!   the difference of the set sizes needs; and none when that is more than the
+//!   responder keeps. Later requests: `count`.
 //! - `Reconcile { network, msg }` -> `Reconcile { msg }`: one negentropy round.
 //!   The responder is stateless; the initiator keeps its session.
 //! - `Fetch { ids }` -> `Records { records, truncated }`: exact envelope bytes of the
@@ -38,6 +46,7 @@ use negentropy::{Bound, Id, Item, Negentropy, NegentropyStorageBase};
 use protocol::RecordId;
 use protocol::riblt::{
     self, Decoded, Decoder, RibltError, SKETCH_SYMBOLS_MAX, Sketch, symbols_for_difference,
+    symbols_for_estimate,
 };
 use serde::{Deserialize, Serialize};
 
@@ -57,13 +66,20 @@ pub const ROUNDS_MAX: u32 = 64;
 /// with the next peer in turn).
 pub const SESSION_IDS_MAX: usize = 32 * 1024;
 /// The sync protocol's name on the wire.
-pub const PROTOCOL: &str = "/medmesh/sync/2";
-/// Coded symbols asked for first; the responder sends more when the set sizes
-/// differ by more than these decode.
+pub const PROTOCOL: &str = "/medmesh/sync/3";
+/// The previous version, still spoken with older nodes (no estimator: the first
+/// answer is sized from the set sizes, later asks double).
+pub const PROTOCOL_V2: &str = "/medmesh/sync/2";
+/// Coded symbols asked for first from a `/medmesh/sync/2` responder (which
+/// sends more when the set sizes differ by more than these decode); a
+/// `/medmesh/sync/3` responder sizes its first answer from the estimator.
 pub const SKETCH_FIRST_SYMBOLS: u32 = 32;
-/// Bytes a sketch request carries besides its symbols (network id, start, count,
-/// set size, framing), as the benches count them.
-pub const SKETCH_REQUEST_BYTES: u64 = 32 + 4 + 4 + 8 + 8;
+/// Bytes of a sketch request besides its estimator (the network id, start,
+/// count, set size and an empty estimator, as CBOR at their largest), as the
+/// sessions and benches count them; a test checks it against the codec.
+pub const SKETCH_REQUEST_BYTES: u64 = 101;
+/// Bytes of a sketch answer besides its symbols (the set size, framing), as CBOR.
+pub const SKETCH_RESPONSE_BYTES: u64 = 37;
 
 /// A sync request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,13 +94,16 @@ pub enum SyncRequest {
         ids: Vec<serde_bytes::ByteBuf>,
     },
     /// Coded symbols `start..start + count` of the responder's set; `set_len` is
-    /// the initiator's set size.
+    /// the initiator's set size; `estimator` its difference-size estimator
+    /// ([`protocol::riblt::ESTIMATOR_BYTES`]) on a first request, else empty.
     Sketch {
         #[serde(with = "serde_bytes")]
         network: Vec<u8>,
         start: u32,
         count: u32,
         set_len: u64,
+        #[serde(default, with = "serde_bytes")]
+        estimator: Vec<u8>,
     },
 }
 
@@ -299,13 +318,29 @@ impl Initiator {
 }
 
 /// Answer a sketch request: symbols `start..start + count` of our set. On the
-/// first request, at least as many as the difference of the set sizes needs;
-/// none when that is more than we keep (the initiator falls back to negentropy).
-pub fn answer_sketch(sketch: &Sketch, start: u32, count: u32, their_len: u64) -> SyncResponse {
+/// first request with the initiator's estimator, as many as the estimated
+/// difference needs; without one (a `/medmesh/sync/2` initiator), at least as
+/// many as the difference of the set sizes needs; none when that is more than
+/// we keep (the initiator falls back to negentropy). An estimator of the wrong
+/// length is refused. Whatever the request, at most
+/// [`SKETCH_SYMBOLS_MAX`] symbols.
+pub fn answer_sketch(
+    sketch: &Sketch,
+    start: u32,
+    count: u32,
+    their_len: u64,
+    estimator: &[u8],
+) -> SyncResponse {
     let set_len = sketch.set_len();
+    let sizes_differ_by = set_len.abs_diff(their_len);
     let mut count = count.min(SKETCH_SYMBOLS_MAX);
-    if start == 0 {
-        let hint = symbols_for_difference(set_len.abs_diff(their_len));
+    if start == 0 && !estimator.is_empty() {
+        count = match sketch.estimator().estimate(estimator) {
+            Ok(d) => symbols_for_estimate(d, sizes_differ_by).unwrap_or(0),
+            Err(e) => return SyncResponse::Refused { reason: e.to_string() },
+        };
+    } else if start == 0 {
+        let hint = symbols_for_difference(sizes_differ_by);
         count = if hint >= SKETCH_SYMBOLS_MAX { 0 } else { count.max(hint) };
     }
     SyncResponse::Sketch { set_len, symbols: riblt::encode_symbols(sketch.symbols(start, count)) }
@@ -333,17 +368,19 @@ pub struct SketchInitiator {
 
 impl SketchInitiator {
     /// Start from our set's symbols: returns the session and the first request's
-    /// `(start, count, set_len)`.
-    pub fn start(local: Arc<Sketch>) -> (SketchInitiator, (u32, u32, u64)) {
+    /// `(start, count, set_len, estimator)`.
+    pub fn start(local: Arc<Sketch>) -> (SketchInitiator, (u32, u32, u64, Vec<u8>)) {
         let set_len = local.set_len();
+        let estimator = local.estimator().encode();
         let s = SketchInitiator {
             decoder: Decoder::new(),
             local,
             rounds: 1,
-            bytes_sent: SKETCH_REQUEST_BYTES,
+            // The estimator's byte string needs 2 more bytes of length.
+            bytes_sent: SKETCH_REQUEST_BYTES + estimator.len() as u64 + 2,
             bytes_received: 0,
         };
-        (s, (0, SKETCH_FIRST_SYMBOLS, set_len))
+        (s, (0, SKETCH_FIRST_SYMBOLS, set_len, estimator))
     }
 
     /// Our set's size when the session started.
@@ -353,7 +390,7 @@ impl SketchInitiator {
 
     /// Take the responder's symbols.
     pub fn step(&mut self, their_len: u64, symbols: &[u8]) -> Result<SketchStep, RibltError> {
-        self.bytes_received += symbols.len() as u64 + 8;
+        self.bytes_received += symbols.len() as u64 + SKETCH_RESPONSE_BYTES;
         let remote = riblt::decode_symbols(symbols)?;
         if remote.is_empty() {
             return Ok(SketchStep::Exhausted);
@@ -368,8 +405,11 @@ impl SketchInitiator {
                 if have >= self.local.symbols_len() {
                     return Ok(SketchStep::Exhausted);
                 }
+                // The first answer was sized for the estimate: a miss is most
+                // likely near it, so half as many again; then doubling.
+                let grow = if self.rounds == 1 { have / 2 + 8 } else { have };
                 let hint = symbols_for_difference(self.local.set_len().abs_diff(their_len));
-                let count = have.max(hint.saturating_sub(have));
+                let count = grow.max(hint.saturating_sub(have));
                 self.rounds += 1;
                 self.bytes_sent += SKETCH_REQUEST_BYTES;
                 Ok(SketchStep::More { start: have, count })
@@ -378,31 +418,57 @@ impl SketchInitiator {
     }
 }
 
+/// What a reconciliation of two in-memory sets found and cost (benches).
+#[derive(Debug)]
+pub struct LocalSync {
+    /// Ids only the responder holds.
+    pub need: Vec<RecordId>,
+    /// Ids only the initiator holds.
+    pub have: u64,
+    pub rounds: u32,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Whether the coded symbols did not decode it and negentropy did.
+    pub fell_back: bool,
+}
+
 /// Reconcile two in-memory sets as a node does (benches): coded symbols first,
-/// negentropy when they do not decode. Returns (need, have, round trips, bytes
-/// both ways, whether it fell back to negentropy).
+/// negentropy when they do not decode.
 pub fn reconcile_sketch_local(
     ours: (Arc<Sketch>, IdSnapshot),
     theirs: (&Sketch, &IdSnapshot),
-) -> Result<(Vec<RecordId>, u64, u32, u64, bool), String> {
-    let (mut init, (mut start, mut count, set_len)) = SketchInitiator::start(ours.0);
+) -> Result<LocalSync, String> {
+    let (mut init, (mut start, mut count, set_len, estimator)) = SketchInitiator::start(ours.0);
+    let mut estimator = Some(estimator);
     loop {
+        let sent = estimator.take().unwrap_or_default();
         let SyncResponse::Sketch { set_len: their_len, symbols } =
-            answer_sketch(theirs.0, start, count, set_len)
+            answer_sketch(theirs.0, start, count, set_len, &sent)
         else {
             return Err("unexpected answer".into());
         };
         match init.step(their_len, &symbols).map_err(|e| e.to_string())? {
             SketchStep::Done { need, have } => {
-                let bytes = init.bytes_sent + init.bytes_received;
-                return Ok((need, have, init.rounds, bytes, false));
+                return Ok(LocalSync {
+                    need,
+                    have,
+                    rounds: init.rounds,
+                    bytes_sent: init.bytes_sent,
+                    bytes_received: init.bytes_received,
+                    fell_back: false,
+                });
             }
             SketchStep::More { start: s, count: c } => (start, count) = (s, c),
             SketchStep::Exhausted => {
-                let (need, have, rounds, bytes) =
-                    reconcile_local(ours.1, theirs.1).map_err(|e| e.to_string())?;
-                let bytes = bytes + init.bytes_sent + init.bytes_received;
-                return Ok((need, have, rounds + init.rounds, bytes, true));
+                let neg = negentropy_local(ours.1, theirs.1).map_err(|e| e.to_string())?;
+                return Ok(LocalSync {
+                    need: neg.need,
+                    have: neg.have,
+                    rounds: init.rounds + neg.rounds,
+                    bytes_sent: init.bytes_sent + neg.bytes_sent,
+                    bytes_received: init.bytes_received + neg.bytes_received,
+                    fell_back: true,
+                });
             }
         }
     }
@@ -414,16 +480,20 @@ pub fn reconcile_local(
     ours: IdSnapshot,
     theirs: &IdSnapshot,
 ) -> Result<(Vec<RecordId>, u64, u32, u64), negentropy::Error> {
+    let init = negentropy_local(ours, theirs)?;
+    let bytes = init.bytes_sent + init.bytes_received;
+    Ok((init.need, init.have, init.rounds, bytes))
+}
+
+fn negentropy_local(ours: IdSnapshot, theirs: &IdSnapshot) -> Result<Initiator, negentropy::Error> {
     let (mut init, mut msg) = Initiator::start_with_ids_max(ours, usize::MAX)?;
     loop {
         let answer = respond(theirs, &msg)?;
         match init.step(&answer)? {
             Some(next) => msg = next,
-            None => break,
+            None => return Ok(init),
         }
     }
-    let bytes = init.bytes_sent + init.bytes_received;
-    Ok((init.need, init.have, init.rounds, bytes))
 }
 
 #[cfg(test)]
@@ -479,8 +549,9 @@ mod tests {
         let ours = sketched(&common);
         let all: Vec<RecordId> = common.iter().chain(&extra).copied().collect();
         let theirs = sketched(&all);
-        let (mut need, have, rounds, bytes, fell_back) =
-            reconcile_sketch_local(ours, (&theirs.0, &theirs.1)).unwrap();
+        let got = reconcile_sketch_local(ours, (&theirs.0, &theirs.1)).unwrap();
+        let (mut need, have, rounds, fell_back) = (got.need, got.have, got.rounds, got.fell_back);
+        let bytes = got.bytes_sent + got.bytes_received;
         need.sort();
         let mut want = extra.clone();
         want.sort();
@@ -489,25 +560,163 @@ mod tests {
     }
 
     #[test]
-    fn differences_on_both_sides_decode_by_asking_for_more_symbols() {
+    fn a_hundred_differences_in_any_split_decode_in_one_round_trip_within_three_times_the_minimum()
+    {
         let common: Vec<RecordId> = (0..5_000).map(id).collect();
-        let a: Vec<RecordId> = common.iter().copied().chain((600_000..600_040).map(id)).collect();
-        let b: Vec<RecordId> = common.iter().copied().chain((700_000..700_040).map(id)).collect();
-        let theirs = sketched(&b);
-        let (need, have, rounds, _, fell_back) =
-            reconcile_sketch_local(sketched(&a), (&theirs.0, &theirs.1)).unwrap();
-        assert_eq!((need.len(), have, fell_back), (40, 40, false));
-        assert!(rounds > 1, "equal set sizes give no hint: the ask doubles");
+        let mut total = 0;
+        let splits = [50u64, 10, 90, 0, 100, 30];
+        for ours in splits {
+            let from = 600_000 + ours * 1_000;
+            let a: Vec<RecordId> =
+                common.iter().copied().chain((from..from + ours).map(id)).collect();
+            let b: Vec<RecordId> =
+                common.iter().copied().chain((from + ours..from + 100).map(id)).collect();
+            let theirs = sketched(&b);
+            let got = reconcile_sketch_local(sketched(&a), (&theirs.0, &theirs.1)).unwrap();
+            assert_eq!((got.need.len() as u64, got.have, got.fell_back), (100 - ours, ours, false));
+            assert_eq!(got.rounds, 1, "{ours}/{}: one round trip", 100 - ours);
+            let bytes = got.bytes_sent + got.bytes_received;
+            // One session's bytes follow the estimate's error (9 %).
+            assert!(bytes <= 100 * 32 * 7 / 2, "{ours}/{}: {bytes} bytes", 100 - ours);
+            total += bytes;
+        }
+        let mean = total / splits.len() as u64;
+        assert!(mean <= 3 * 100 * 32, "{mean} bytes on average");
+    }
+
+    #[test]
+    fn a_sync_2_initiator_without_an_estimator_is_answered_from_the_set_sizes() {
+        let theirs = Sketch::from_ids(SKETCH_SYMBOLS_MAX, &(0..1_000).map(id).collect::<Vec<_>>());
+        let symbols = |r: SyncResponse| match r {
+            SyncResponse::Sketch { symbols, .. } => symbols.len() / riblt::SYMBOL_BYTES,
+            other => panic!("{other:?}"),
+        };
+        // Equal sizes: the count asked for; 100 fewer: enough for 100.
+        assert_eq!(symbols(answer_sketch(&theirs, 0, 32, 1_000, &[])), 32);
+        let behind = symbols_for_difference(100) as usize;
+        assert_eq!(symbols(answer_sketch(&theirs, 0, 32, 900, &[])), behind);
+        // Later asks get what they ask for, whatever the estimator.
+        assert_eq!(symbols(answer_sketch(&theirs, 32, 64, 1_000, &[])), 64);
+    }
+
+    #[test]
+    fn a_lying_or_malformed_estimator_costs_the_responder_at_most_the_kept_symbols() {
+        let ids: Vec<RecordId> = (0..1_000).map(id).collect();
+        let theirs = Sketch::from_ids(SKETCH_SYMBOLS_MAX, &ids);
+        let symbols = |estimator: &[u8]| match answer_sketch(&theirs, 0, 32, 1_000, estimator) {
+            SyncResponse::Sketch { symbols, .. } => Ok(symbols.len() / riblt::SYMBOL_BYTES),
+            SyncResponse::Refused { reason } => Err(reason),
+            other => panic!("{other:?}"),
+        };
+        assert!(symbols(&[0u8; 3]).unwrap_err().contains("estimator"));
+        assert!(symbols(&vec![0u8; riblt::ESTIMATOR_BYTES + 1]).is_err());
+        // Counters as far from ours as they go: the largest difference claimed,
+        // beyond the kept symbols, so none (the initiator goes to negentropy).
+        let far: Vec<u8> = theirs
+            .estimator()
+            .encode()
+            .chunks_exact(2)
+            .flat_map(|c| u16::from_le_bytes([c[0], c[1]]).wrapping_add(0x8000).to_le_bytes())
+            .collect();
+        assert_eq!(symbols(&far), Ok(0));
+        // Counters off ours by up to +-spread each (claimed differences from
+        // none to beyond the kept symbols), and arbitrary bytes: at most the
+        // kept symbols, more for a larger claim.
+        let ours = theirs.estimator().encode();
+        let noise = |seed: u64, i: usize| blake3::hash(&(seed << 16 | i as u64).to_le_bytes());
+        let mut last = 0;
+        for spread in [0u16, 1, 4, 16, 64, 256, 1024] {
+            let raw: Vec<u8> = ours
+                .chunks_exact(2)
+                .enumerate()
+                .flat_map(|(i, c)| {
+                    let h = noise(u64::from(spread), i);
+                    let off =
+                        u16::from_le_bytes([h.as_bytes()[0], h.as_bytes()[1]]) % (2 * spread + 1);
+                    let c = u16::from_le_bytes([c[0], c[1]]).wrapping_add(off).wrapping_sub(spread);
+                    c.to_le_bytes()
+                })
+                .collect();
+            let n = symbols(&raw).unwrap();
+            assert!(n <= SKETCH_SYMBOLS_MAX as usize, "{spread}: {n}");
+            assert!(n >= last || n == 0, "{spread}: {n} after {last}");
+            last = n;
+        }
+        for seed in 0..16u64 {
+            let raw: Vec<u8> =
+                (0..riblt::ESTIMATOR_BYTES).map(|i| noise(seed, i).as_bytes()[0]).collect();
+            assert!(symbols(&raw).unwrap() <= SKETCH_SYMBOLS_MAX as usize);
+        }
+        // Our own estimator: no difference, one symbol.
+        assert_eq!(symbols(&theirs.estimator().encode()), Ok(1));
     }
 
     #[test]
     fn a_difference_beyond_the_kept_symbols_falls_back_to_negentropy() {
         let theirs_ids: Vec<RecordId> = (0..40_000).map(id).collect();
         let theirs = sketched(&theirs_ids);
-        let (need, _, _, _, fell_back) =
-            reconcile_sketch_local(sketched(&[]), (&theirs.0, &theirs.1)).unwrap();
-        assert!(fell_back);
-        assert_eq!(need.len(), 40_000);
+        let got = reconcile_sketch_local(sketched(&[]), (&theirs.0, &theirs.1)).unwrap();
+        assert!(got.fell_back);
+        assert_eq!(got.need.len(), 40_000);
+    }
+
+    /// The sync messages as `/medmesh/sync/2` nodes read and write them.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum SyncRequestV2 {
+        Fetch {
+            ids: Vec<serde_bytes::ByteBuf>,
+        },
+        Sketch {
+            #[serde(with = "serde_bytes")]
+            network: Vec<u8>,
+            start: u32,
+            count: u32,
+            set_len: u64,
+        },
+    }
+
+    #[test]
+    fn sync_2_nodes_read_our_sketch_requests_and_we_read_theirs() {
+        let estimator = Sketch::new(1).estimator().encode();
+        let ours = SyncRequest::Sketch {
+            network: vec![7; 32],
+            start: u32::MAX,
+            count: u32::MAX,
+            set_len: u64::MAX,
+            estimator,
+        };
+        let bytes = cbor4ii::serde::to_vec(Vec::new(), &ours).unwrap();
+        let old: SyncRequestV2 = cbor4ii::serde::from_slice(&bytes).unwrap();
+        let want = SyncRequestV2::Sketch {
+            network: vec![7; 32],
+            start: u32::MAX,
+            count: u32::MAX,
+            set_len: u64::MAX,
+        };
+        assert_eq!(old, want);
+        let theirs = cbor4ii::serde::to_vec(Vec::new(), &old).unwrap();
+        let SyncRequest::Sketch { estimator, set_len, .. } =
+            cbor4ii::serde::from_slice(&theirs).unwrap()
+        else {
+            panic!("not a sketch request")
+        };
+        assert_eq!((estimator.len(), set_len), (0, u64::MAX));
+        // What the sessions count is what travels, at most.
+        let estimator_header = 2; // a byte string's length of 512 takes 2 more bytes
+        let counted = SKETCH_REQUEST_BYTES + riblt::ESTIMATOR_BYTES as u64 + estimator_header;
+        assert_eq!(bytes.len() as u64, counted);
+        let later = SyncRequest::Sketch {
+            network: vec![7; 32],
+            start: u32::MAX,
+            count: u32::MAX,
+            set_len: u64::MAX,
+            estimator: Vec::new(),
+        };
+        let later = cbor4ii::serde::to_vec(Vec::new(), &later).unwrap();
+        assert_eq!(later.len() as u64, SKETCH_REQUEST_BYTES);
+        let answer = SyncResponse::Sketch { set_len: u64::MAX, symbols: vec![0; 42 * 300] };
+        let answer = cbor4ii::serde::to_vec(Vec::new(), &answer).unwrap();
+        assert_eq!(answer.len() as u64, SKETCH_RESPONSE_BYTES + 42 * 300);
     }
 
     #[test]

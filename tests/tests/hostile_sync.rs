@@ -541,6 +541,82 @@ async fn a_requester_over_its_budget_is_refused_while_honest_peers_are_served() 
     h.stop().await;
 }
 
+/// Send one request to `peer` and wait for its answer.
+async fn ask(
+    swarm: &mut libp2p::Swarm<SyncBehaviour>,
+    peer: PeerId,
+    request: SyncRequest,
+) -> SyncResponse {
+    swarm.behaviour_mut().send_request(&peer, request);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(REACTION_TIMEOUT_MS);
+    loop {
+        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
+            .await
+            .expect("the node answers in time");
+        match event {
+            SwarmEvent::Behaviour(request_response::Event::Message {
+                message: request_response::Message::Response { response, .. },
+                ..
+            }) => return response,
+            SwarmEvent::Behaviour(request_response::Event::OutboundFailure { error, .. }) => {
+                panic!("request failed: {error}")
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_initiator_lying_about_its_difference_estimator_gets_at_most_the_kept_symbols() {
+    use protocol::riblt::{ESTIMATOR_BYTES, SKETCH_SYMBOLS_MAX, SYMBOL_BYTES};
+    let root = Workflow::people().root;
+    let h = Honest::start(&root, None).await;
+    let mut evil = raw_swarm::<SyncRequest, SyncResponse>(PROTOCOL);
+    connect(&mut evil, h.a.addresses()[0].clone(), h.a.peer_id()).await;
+    let held = h.a.client().len();
+    let sketch = |estimator: Vec<u8>| SyncRequest::Sketch {
+        network: root.network_id().as_bytes().to_vec(),
+        start: 0,
+        count: 32,
+        set_len: held as u64,
+        estimator,
+    };
+    let symbols = |r: SyncResponse| match r {
+        SyncResponse::Sketch { symbols, .. } => symbols.len() / SYMBOL_BYTES,
+        other => panic!("{other:?}"),
+    };
+    // Malformed: refused.
+    match ask(&mut evil, h.a.peer_id(), sketch(vec![1; 7])).await {
+        SyncResponse::Refused { reason } => assert!(reason.contains("estimator"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // Counters +-110 from an (almost) empty set's: about 12,100 differences
+    // claimed, whose decoding needs about all the symbols kept: all of them,
+    // and no more.
+    let claim: Vec<u8> = (0..ESTIMATOR_BYTES / 2)
+        .flat_map(|j| if j % 2 == 0 { 110u16 } else { 110u16.wrapping_neg() }.to_le_bytes())
+        .collect();
+    let n = symbols(ask(&mut evil, h.a.peer_id(), sketch(claim)).await);
+    assert_eq!(n, SKETCH_SYMBOLS_MAX as usize, "a claim near the kept symbols gets them all");
+    // Counters as far off as they go: beyond the kept symbols, so none.
+    let far: Vec<u8> = (0..ESTIMATOR_BYTES / 2).flat_map(|_| 0x8000u16.to_le_bytes()).collect();
+    assert_eq!(symbols(ask(&mut evil, h.a.peer_id(), sketch(far)).await), 0);
+    // Arbitrary bytes: at most the kept symbols.
+    for seed in 0..8u64 {
+        let raw: Vec<u8> = (0..ESTIMATOR_BYTES as u64 / 32)
+            .flat_map(|k| *fake_id(seed * 1_000 + k).as_bytes())
+            .collect();
+        let n = symbols(ask(&mut evil, h.a.peer_id(), sketch(raw)).await);
+        assert!(n <= SKETCH_SYMBOLS_MAX as usize, "{n}");
+    }
+    // Nothing stored from it; honest work goes on.
+    h.responsive().await;
+    assert_eq!(h.a.client().len(), held);
+    h.honest_work_arrives(&root).await;
+    h.honest_peer_served(&root).await;
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_peer_opening_many_connections_keeps_at_most_the_per_peer_limit() {
     use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
