@@ -1467,8 +1467,9 @@ pub fn release(s: &Session, benchmark: &RecordId) -> anyhow::Result<Record> {
     if view.status != Status::Approved {
         bail!("benchmark {} is not approved", benchmark.short());
     }
-    let counting = state.results.iter().filter(|r| r.benchmark == *benchmark && r.counts);
-    let (opened, skipped) = open_counting(counting, |id| Ok(open_result(s, id)?.1))?;
+    let counting: Vec<ResultView> =
+        state.results.iter().filter(|r| r.benchmark == *benchmark && r.counts).collect();
+    let (opened, skipped) = open_counting(&counting, |id| Ok(open_result(s, id)?.1))?;
     for (r, e) in &skipped {
         eprintln!(
             "warning: skipped result {} (model {}, dataset {}): {e:#}",
