@@ -1,6 +1,7 @@
 //! The node's replica: the redb store, the in-memory [`Ledger`] (the fold's
-//! incremental indexes), the sorted id index that sync reconciles over, and the
-//! derived [`State`], recomputed only when records changed.
+//! incremental indexes, whose sorted id list sync also reconciles over), the
+//! coded symbols of the ids, and the derived [`State`], recomputed only when
+//! records changed.
 //!
 //! Shared as `Arc<Mutex<Core>>` by the swarm task, sync ingestion and the control
 //! API; the lock is never held across an await.
@@ -376,9 +377,10 @@ impl Core {
         self.state().hash
     }
 
-    /// A sorted snapshot of every held id, for reconciliation.
+    /// A sorted snapshot of every held id, for reconciliation (the ledger's own
+    /// id list, shared).
     pub(crate) fn id_snapshot(&mut self) -> crate::sync::IdSnapshot {
-        self.ids.snapshot()
+        crate::sync::IdSnapshot::shared(self.ledger.id_snapshot())
     }
 
     /// The coded symbols of every held id, for reconciliation.

@@ -66,6 +66,7 @@ mod associations;
 mod authority;
 mod catalog;
 mod grants;
+mod idset;
 mod results;
 mod state;
 
@@ -298,7 +299,7 @@ type RecipientSet = Box<[X25519Key]>;
 pub struct Ledger {
     root: NetworkRoot,
     network: NetworkId,
-    ids: Set<RecordId>,
+    ids: idset::IdSet,
     chains: Map<PublicKey, BTreeMap<u64, Slot>>,
     profiles: Map<PublicKey, BTreeMap<u64, (RecordId, Profile)>>,
     containers: BTreeMap<RecordId, Authored<Container>>,
@@ -356,7 +357,7 @@ impl Ledger {
         Self {
             network: root.network_id(),
             root,
-            ids: Set::default(),
+            ids: idset::IdSet::default(),
             chains: Map::default(),
             profiles: Map::default(),
             containers: BTreeMap::new(),
@@ -408,6 +409,12 @@ impl Ledger {
     /// True when a record with this id was inserted.
     pub fn contains(&self, id: &RecordId) -> bool {
         self.ids.contains(id)
+    }
+
+    /// Every inserted id, sorted and without duplicates (what sync reconciles
+    /// over): shared, not copied, until the next insert.
+    pub fn id_snapshot(&mut self) -> Arc<Vec<RecordId>> {
+        self.ids.snapshot()
     }
 
     /// The id the signer's chain holds at `seq`, if exactly one.
