@@ -8,7 +8,8 @@ use super::Set;
 use crate::ids::RecordId;
 
 /// Ids inserted since the last merge are merged into the sorted list once there
-/// are more than this many and more than an eighth of the list.
+/// are more than this many and more than the list holds (so merges cost O(1)
+/// an id; a node merges sooner, whenever sync takes a snapshot).
 const RECENT_MERGE_MIN: usize = 4096;
 
 /// Ids per bucket of the prefix table, on average.
@@ -74,9 +75,6 @@ impl IdSet {
 
     /// Insert; false if it was present.
     pub(super) fn insert(&mut self, id: RecordId) -> bool {
-        if self.contains(&id) {
-            return false;
-        }
         // In order (a store read back by id): append, unless a snapshot holds the list.
         if self.recent.is_empty()
             && self.sorted.last().is_none_or(|last| id > *last)
@@ -88,8 +86,10 @@ impl IdSet {
             }
             return true;
         }
-        self.recent.insert(id);
-        if self.recent.len() > RECENT_MERGE_MIN.max(self.sorted.len() / 8) {
+        if self.in_sorted(&id) || !self.recent.insert(id) {
+            return false;
+        }
+        if self.recent.len() > RECENT_MERGE_MIN.max(self.sorted.len()) {
             self.merge();
         }
         true
