@@ -1,6 +1,7 @@
 //! The node's replica: the redb store, the in-memory [`Ledger`] (the fold's
-//! incremental indexes), the sorted id index that sync reconciles over, and the
-//! derived [`State`], recomputed only when records changed.
+//! incremental indexes, whose sorted id list sync also reconciles over), the
+//! coded symbols of the ids, and the derived [`State`], recomputed only when
+//! records changed.
 //!
 //! Shared as `Arc<Mutex<Core>>` by the swarm task, sync ingestion and the control
 //! API; the lock is never held across an await.
@@ -24,6 +25,10 @@ use crate::views::Views;
 
 /// Records verified together when the store is read back at start.
 const LOAD_BATCH_RECORDS: usize = 1024;
+/// Batches read back between two returns of freed memory to the system: the
+/// decoded records of each batch are freed between the indexes' long-lived
+/// allocations, and glibc keeps those holes resident until asked.
+const LOAD_TRIM_BATCHES: u64 = 64;
 
 /// Hand the allocator's free memory back to the system. Reading a large store
 /// back and folding it allocate and free a great deal of short-lived memory
@@ -111,6 +116,7 @@ impl Core {
         ledger.reserve(count as usize);
         let mut batch: Vec<(RecordId, Unverified)> = Vec::with_capacity(LOAD_BATCH_RECORDS);
         let mut bad = 0u64;
+        let mut batches = 0u64;
         let origin = Origin::new(Source::Store, None);
         let flush = |batch: &mut Vec<(RecordId, Unverified)>,
                      ledger: &mut Ledger,
@@ -148,6 +154,10 @@ impl Core {
                 batch.push((id, u));
                 if batch.len() >= LOAD_BATCH_RECORDS {
                     bad += flush(&mut batch, &mut ledger, &mut ids, &mut usage, &mut kinds, &mut refusals);
+                    batches += 1;
+                    if batches.is_multiple_of(LOAD_TRIM_BATCHES) {
+                        release_free_memory();
+                    }
                 }
             }
             Err(e) => {
@@ -376,9 +386,10 @@ impl Core {
         self.state().hash
     }
 
-    /// A sorted snapshot of every held id, for reconciliation.
+    /// A sorted snapshot of every held id, for reconciliation (the ledger's own
+    /// id list, shared).
     pub(crate) fn id_snapshot(&mut self) -> crate::sync::IdSnapshot {
-        self.ids.snapshot()
+        crate::sync::IdSnapshot::shared(self.ledger.id_snapshot())
     }
 
     /// The coded symbols of every held id, for reconciliation.

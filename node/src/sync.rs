@@ -130,22 +130,16 @@ pub enum SyncResponse {
     },
 }
 
-/// Every held id, kept sorted, with recent inserts merged lazily, and the first
-/// coded symbols of the set.
+/// The first coded symbols of every held id (the sorted ids themselves are the
+/// ledger's, [`protocol::Ledger::id_snapshot`]).
 pub(crate) struct IdIndex {
-    sorted: Arc<Vec<Item>>,
-    pending: Vec<Item>,
     /// Shared with running sessions; copied on the next insert while one holds it.
     sketch: Arc<Sketch>,
 }
 
 impl Default for IdIndex {
     fn default() -> Self {
-        IdIndex {
-            sorted: Arc::default(),
-            pending: Vec::new(),
-            sketch: Arc::new(Sketch::new(SKETCH_SYMBOLS_MAX)),
-        }
+        IdIndex { sketch: Arc::new(Sketch::new(SKETCH_SYMBOLS_MAX)) }
     }
 }
 
@@ -156,7 +150,6 @@ fn item(id: RecordId) -> Item {
 impl IdIndex {
     /// Adds an id the node did not hold.
     pub(crate) fn push(&mut self, id: RecordId) {
-        self.pending.push(item(id));
         Arc::make_mut(&mut self.sketch).add(&id);
     }
 
@@ -164,43 +157,26 @@ impl IdIndex {
     pub(crate) fn sketch(&self) -> Arc<Sketch> {
         self.sketch.clone()
     }
-
-    pub(crate) fn snapshot(&mut self) -> IdSnapshot {
-        if !self.pending.is_empty() {
-            let mut pending = std::mem::take(&mut self.pending);
-            pending.sort_unstable();
-            let old = &self.sorted;
-            let mut merged = Vec::with_capacity(old.len() + pending.len());
-            let (mut i, mut j) = (0, 0);
-            while i < old.len() && j < pending.len() {
-                if old[i] <= pending[j] {
-                    merged.push(old[i]);
-                    i += 1;
-                } else {
-                    merged.push(pending[j]);
-                    j += 1;
-                }
-            }
-            merged.extend_from_slice(&old[i..]);
-            merged.extend_from_slice(&pending[j..]);
-            merged.dedup();
-            self.sorted = Arc::new(merged);
-        }
-        IdSnapshot(self.sorted.clone())
-    }
 }
 
-/// An immutable sorted id set that negentropy reads.
+/// An immutable sorted id set that negentropy reads (items are built from the
+/// ids as it reads them: every timestamp is 0, so their order is the ids').
 #[derive(Clone, Debug)]
-pub struct IdSnapshot(Arc<Vec<Item>>);
+pub struct IdSnapshot(Arc<Vec<RecordId>>);
 
 impl IdSnapshot {
     /// A snapshot of arbitrary ids (benches and tests).
     pub fn from_ids(ids: impl IntoIterator<Item = RecordId>) -> Self {
-        let mut v: Vec<Item> = ids.into_iter().map(item).collect();
+        let mut v: Vec<RecordId> = ids.into_iter().collect();
         v.sort_unstable();
         v.dedup();
         IdSnapshot(Arc::new(v))
+    }
+
+    /// The ledger's ids, already sorted and without duplicates.
+    pub(crate) fn shared(sorted: Arc<Vec<RecordId>>) -> Self {
+        debug_assert!(sorted.windows(2).all(|w| w[0] < w[1]));
+        IdSnapshot(sorted)
     }
 
     pub fn len(&self) -> usize {
@@ -218,7 +194,7 @@ impl NegentropyStorageBase for IdSnapshot {
     }
 
     fn get_item(&self, i: usize) -> Result<Option<Item>, negentropy::Error> {
-        Ok(self.0.get(i).copied())
+        Ok(self.0.get(i).copied().map(item))
     }
 
     fn iterate(
@@ -231,7 +207,7 @@ impl NegentropyStorageBase for IdSnapshot {
             return Err(negentropy::Error::BadRange);
         }
         for i in begin..end {
-            if !cb(self.0[i], i)? {
+            if !cb(item(self.0[i]), i)? {
                 break;
             }
         }
@@ -241,7 +217,7 @@ impl NegentropyStorageBase for IdSnapshot {
     fn find_lower_bound(&self, first: usize, last: usize, value: &Bound) -> usize {
         let last = last.min(self.0.len());
         let first = first.min(last);
-        first + self.0[first..last].partition_point(|x| *x < value.item)
+        first + self.0[first..last].partition_point(|x| item(*x) < value.item)
     }
 }
 
@@ -717,20 +693,5 @@ mod tests {
         let answer = SyncResponse::Sketch { set_len: u64::MAX, symbols: vec![0; 42 * 300] };
         let answer = cbor4ii::serde::to_vec(Vec::new(), &answer).unwrap();
         assert_eq!(answer.len() as u64, SKETCH_RESPONSE_BYTES + 42 * 300);
-    }
-
-    #[test]
-    fn the_index_merges_pending_ids_in_order() {
-        let mut ix = IdIndex::default();
-        for i in [5, 1, 3] {
-            ix.push(id(i));
-        }
-        let a = ix.snapshot();
-        ix.push(id(2));
-        ix.push(id(1));
-        let b = ix.snapshot();
-        assert_eq!(a.len(), 3);
-        assert_eq!(b.len(), 4);
-        assert!(b.0.windows(2).all(|w| w[0] < w[1]));
     }
 }

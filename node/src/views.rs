@@ -172,15 +172,15 @@ impl Candidates<'_> {
 /// Walk `candidates` (positions in an order sorted by `key`) after the key
 /// `after`, keeping those `keep` accepts, at most `limit`, examining at most
 /// [`VIEW_SCAN_MAX`].
-fn walk<'a, T: 'a, K: Ord>(
+fn walk<T, K: Ord>(
     candidates: Candidates<'_>,
-    item: impl Fn(u32) -> &'a T,
+    item: impl Fn(u32) -> T,
     key: impl Fn(&T) -> K,
     after: Option<&K>,
     limit: u32,
     keep: impl Fn(&T) -> bool,
     cursor: impl Fn(&K) -> String,
-) -> Page<&'a T> {
+) -> Page<T> {
     let limit = limit.clamp(1, VIEW_PAGE_MAX) as usize;
     let n = candidates.len();
     let mut i = match after {
@@ -190,7 +190,7 @@ fn walk<'a, T: 'a, K: Ord>(
             let (mut lo, mut hi) = (0usize, n);
             while lo < hi {
                 let mid = lo + (hi - lo) / 2;
-                if key(item(candidates.get(mid))) <= *a {
+                if key(&item(candidates.get(mid))) <= *a {
                     lo = mid + 1;
                 } else {
                     hi = mid;
@@ -203,16 +203,16 @@ fn walk<'a, T: 'a, K: Ord>(
     let mut scanned = 0u32;
     while i < n {
         if items.len() == limit {
-            let last: &T = items.last().copied().expect("limit is at least 1");
-            return Page { items, next: Some(cursor(&key(last))) };
+            let last = items.last().expect("limit is at least 1");
+            return Page { next: Some(cursor(&key(last))), items };
         }
         if scanned == VIEW_SCAN_MAX {
             let last = item(candidates.get(i - 1));
-            return Page { items, next: Some(cursor(&key(last))) };
+            return Page { items, next: Some(cursor(&key(&last))) };
         }
         let t = item(candidates.get(i));
         scanned += 1;
-        if keep(t) {
+        if keep(&t) {
             items.push(t);
         }
         i += 1;
@@ -264,10 +264,6 @@ fn parse_association_cursor(a: &str) -> Option<AssociationKey> {
 
 type ResultKey = (RecordId, RecordId, RecordId, RecordId);
 
-fn result_key(r: &ResultView) -> ResultKey {
-    (r.benchmark, r.model, r.dataset, r.id)
-}
-
 fn result_cursor(k: &ResultKey) -> String {
     format!("{}.{}.{}.{}", k.0.to_hex(), k.1.to_hex(), k.2.to_hex(), k.3.to_hex())
 }
@@ -306,8 +302,8 @@ impl Views {
             associations_by_status[status_slot(a.status)].push(i as u32);
         }
         let mut results_by_dataset = Index::new();
-        for (i, r) in s.results.iter().enumerate() {
-            push(&mut results_by_dataset, r.dataset, i);
+        for i in 0..s.results.len() {
+            push(&mut results_by_dataset, s.results.dataset(i), i);
         }
         Views {
             dataset_ids,
@@ -354,7 +350,7 @@ impl Views {
         Ok(walk(
             candidates,
             |p| &all[p as usize],
-            |a: &AssociationView| (a.benchmark, a.subject),
+            |a: &&AssociationView| (a.benchmark, a.subject),
             after.as_ref(),
             limit,
             |a| {
@@ -388,7 +384,7 @@ impl Views {
         Ok(walk(
             candidates,
             |p| &datasets[&ids[p as usize]],
-            |d: &DatasetView| d.id,
+            |d: &&DatasetView| d.id,
             after.as_ref(),
             limit,
             |d| {
@@ -417,7 +413,7 @@ impl Views {
         Ok(walk(
             candidates,
             |p| &containers[&ids[p as usize]],
-            |c: &ContainerView| c.id,
+            |c: &&ContainerView| c.id,
             after.as_ref(),
             limit,
             |_| true,
@@ -438,7 +434,7 @@ impl Views {
         Ok(walk(
             Candidates::Range(0, ids.len() as u32),
             |p| &benchmarks[&ids[p as usize]],
-            |b: &BenchmarkView| b.id,
+            |b: &&BenchmarkView| b.id,
             after.as_ref(),
             limit,
             |b| f.owner.is_none_or(|o| b.owner == o) && f.status.is_none_or(|s| b.status == s),
@@ -452,7 +448,7 @@ impl Views {
         f: &ResultFilter,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Page<&ResultView>, ViewError> {
+    ) -> Result<Page<ResultView>, ViewError> {
         let after = after
             .map(|a| parse_result_cursor(a).ok_or_else(|| ViewError::Cursor(a.into())))
             .transpose()?;
@@ -460,36 +456,33 @@ impl Views {
         let empty: &[u32] = &[];
         let candidates = if let Some(d) = &f.dataset {
             Candidates::Positions(self.results_by_dataset.get(d).map_or(empty, |v| v))
-        } else if let Some(b) = f.benchmark {
+        } else if let Some(b) = &f.benchmark {
             // Contiguous in the state's order: (benchmark, model, ...).
-            let (lo, hi) = match f.model {
-                Some(m) => (
-                    all.partition_point(|r| (r.benchmark, r.model) < (b, m)),
-                    all.partition_point(|r| (r.benchmark, r.model) <= (b, m)),
-                ),
-                None => (
-                    all.partition_point(|r| r.benchmark < b),
-                    all.partition_point(|r| r.benchmark <= b),
-                ),
-            };
-            Candidates::Range(lo as u32, hi as u32)
+            let range = all.range(b, f.model.as_ref());
+            Candidates::Range(range.start as u32, range.end as u32)
         } else {
             Candidates::Range(0, all.len() as u32)
         };
-        Ok(walk(
+        // Walk positions; only the results kept become views.
+        let page = walk(
             candidates,
-            |p| &all[p as usize],
-            result_key,
+            |p| p as usize,
+            |p: &usize| all.key(*p),
             after.as_ref(),
             limit,
-            |r| {
-                f.benchmark.is_none_or(|b| r.benchmark == b)
-                    && f.model.is_none_or(|m| r.model == m)
-                    && f.dataset.is_none_or(|d| r.dataset == d)
-                    && f.counts.is_none_or(|c| r.counts == c)
+            |p| {
+                let (b, m, d, _) = all.key(*p);
+                f.benchmark.is_none_or(|x| b == x)
+                    && f.model.is_none_or(|x| m == x)
+                    && f.dataset.is_none_or(|x| d == x)
+                    && f.counts.is_none_or(|c| all.counts(*p) == c)
             },
             result_cursor,
-        ))
+        );
+        Ok(Page {
+            items: page.items.into_iter().filter_map(|p| all.get(p)).collect(),
+            next: page.next,
+        })
     }
 
     /// One page of a benchmark's leaderboard rows (by rank, then model id), or
@@ -514,7 +507,7 @@ impl Views {
         let page = walk(
             Candidates::Range(0, rows.len() as u32),
             |p| &rows[p as usize],
-            |r: &LeaderboardRow| (u64::from(r.rank), r.model),
+            |r: &&LeaderboardRow| (u64::from(r.rank), r.model),
             after.as_ref(),
             limit,
             |_| true,
@@ -714,7 +707,7 @@ impl Views {
     }
 
     /// One result, by its record id.
-    pub fn result(&self, id: &RecordId) -> Option<&ResultView> {
+    pub fn result(&self, id: &RecordId) -> Option<ResultView> {
         let ids = &self.lookups().result_ids;
         let i = ids.binary_search_by(|(r, _)| r.cmp(id)).ok()?;
         self.state.results.get(ids[i].1 as usize)
@@ -753,7 +746,7 @@ impl Views {
         Ok(walk(
             Candidates::Range(lo as u32, hi as u32),
             |p| &all[p as usize],
-            |g: &GrantView| g.dataset,
+            |g: &&GrantView| g.dataset,
             after.as_ref(),
             limit,
             |g| grantee.is_none_or(|k| g.grantee == *k),
@@ -797,7 +790,7 @@ impl Views {
         Ok(walk(
             Candidates::Range(0, all.len() as u32),
             |p| &all[p as usize],
-            |m: &Member| m.key,
+            |m: &&Member| m.key,
             after.as_ref(),
             limit,
             |_| true,
@@ -818,7 +811,7 @@ impl Views {
         Ok(walk(
             Candidates::Range(0, ids.len() as u32),
             |p| &benchmarks[&ids[p as usize]],
-            |b: &BenchmarkView| b.id,
+            |b: &&BenchmarkView| b.id,
             after.as_ref(),
             limit,
             |b| b.benchmark.committee.contains(key),
@@ -886,7 +879,7 @@ impl Views {
         Ok(walk(
             Candidates::Range(0, ids.len() as u32),
             |p| &benchmarks[&ids[p as usize]],
-            |b: &BenchmarkView| b.id,
+            |b: &&BenchmarkView| b.id,
             after.as_ref(),
             limit,
             |b| b.id.to_hex().starts_with(&q) || contains_ci(&b.benchmark.name, &q),
@@ -908,7 +901,7 @@ impl Views {
         Ok(walk(
             Candidates::Range(0, ids.len() as u32),
             |p| &containers[&ids[p as usize]],
-            |c: &ContainerView| c.id,
+            |c: &&ContainerView| c.id,
             after.as_ref(),
             limit,
             |c| c.id.to_hex().starts_with(&q) || contains_ci(&c.container.name, &q),
@@ -940,7 +933,7 @@ impl Views {
         Ok(walk(
             candidates,
             |p| &datasets[&ids[p as usize]],
-            |d: &DatasetView| d.id,
+            |d: &&DatasetView| d.id,
             after.as_ref(),
             limit,
             |d| {
@@ -1101,13 +1094,12 @@ mod tests {
             model: Some(w.models[1]),
             ..Default::default()
         };
-        let got: Vec<ResultView> = every(|a| v.results(&f, a, 2)).into_iter().cloned().collect();
+        let got: Vec<ResultView> = every(|a| v.results(&f, a, 2));
         let want: Vec<ResultView> = v
             .state()
             .results
             .iter()
             .filter(|r| r.benchmark == w.benchmark && r.model == w.models[1])
-            .cloned()
             .collect();
         assert!(!want.is_empty());
         assert_eq!(got, want);
@@ -1199,8 +1191,8 @@ mod tests {
         for q in ["abc", "zzzz", &"a".repeat(65)] {
             assert!(prefix_range(q).is_none(), "{q}");
         }
-        let r = &v.state().results[0];
-        assert_eq!(v.result(&r.id), Some(r));
+        let r = v.state().results.get(0).expect("the federation has results");
+        assert_eq!(v.result(&r.id).as_ref(), Some(&r));
         assert_eq!(v.lookup(Kind::Result, &r.id.to_hex()[..10]).prefixed[0].id, r.id);
         assert!(v.result(&RecordId::from_bytes([1; 32])).is_none());
     }
@@ -1212,10 +1204,10 @@ mod tests {
             walk(
                 Candidates::Range(0, items.len() as u32),
                 |p| &items[p as usize],
-                |x: &u64| *x,
+                |x: &&u64| **x,
                 after,
                 10,
-                |x| *x == 5 || *x > u64::from(VIEW_SCAN_MAX) + 7,
+                |x| **x == 5 || **x > u64::from(VIEW_SCAN_MAX) + 7,
                 |k| k.to_string(),
             )
         };

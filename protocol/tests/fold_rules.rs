@@ -154,6 +154,36 @@ fn the_initiator_cannot_approve_its_own_request() {
 }
 
 #[test]
+fn a_subject_flooded_with_decisions_counts_each_members_latest_in_any_order() {
+    // More decisions on one association than the fold keeps in a list: each
+    // member's latest still counts, whatever the arrival order.
+    let mut w = Workflow::people()
+        .with_benchmark(|_| {})
+        .approve_benchmark()
+        .request_models()
+        .approve_all();
+    let (b, m) = (w.benchmark, model(&w, 1));
+    for i in 0..40 {
+        let d = if i % 2 == 0 { Decision::Reject } else { Decision::Approve };
+        w.push(|w| &mut w.committee[1], testkit::decide(b, m, d, Some(i)));
+        w.push(|w| &mut w.committee[2], testkit::decide(b, m, d, Some(i)));
+    }
+    // Member 1 ends on a rejection, member 2 on an approval (priority 39);
+    // member 0 approved once (priority 1): approved, at the lower median.
+    w.push(|w| &mut w.committee[1], testkit::decide(b, m, Decision::Reject, None));
+    let s = state(&w);
+    let a = s.association(&b, &m).unwrap();
+    let mut approvers = vec![w.committee[0].public(), w.committee[2].public()];
+    approvers.sort();
+    assert_eq!(a.status, Status::Approved);
+    assert_eq!(a.rejections, vec![w.committee[1].public()]);
+    assert_eq!((a.approvals.clone(), a.priority), (approvers, 1));
+    let mut reversed = w.records.clone();
+    reversed.reverse();
+    assert_eq!(fold(&w.root, &reversed), s);
+}
+
+#[test]
 fn a_members_later_rejection_revokes_its_approval() {
     let mut w = Workflow::people()
         .with_benchmark(|_| {})
@@ -350,7 +380,10 @@ fn results_count_only_for_operational_datasets_and_the_owner_can_make_one_operat
     w.push(|w| &mut w.hospitals[0], body);
     let s = state(&w);
     assert_eq!(counted_results(&s), 0);
-    assert_eq!(s.results[0].reason.as_deref(), Some("dataset is not operational"));
+    assert_eq!(
+        s.results.get(0).and_then(|r| r.reason).as_deref(),
+        Some("dataset is not operational")
+    );
 
     // Someone else cannot flip it.
     let h = protocol::Hash32::of(b"new");
@@ -684,8 +717,8 @@ fn a_revoked_members_release_signature_counts_for_nothing_and_is_reported() {
 
 // ----- results must reach every reader -------------------------------------------
 
-fn reason_of<'a>(s: &'a State, id: &protocol::RecordId) -> Option<&'a str> {
-    s.results.iter().find(|r| r.id == *id).and_then(|r| r.reason.as_deref())
+fn reason_of(s: &State, id: &protocol::RecordId) -> Option<String> {
+    s.results.iter().find(|r| r.id == *id).and_then(|r| r.reason).map(|r| r.into_owned())
 }
 
 #[test]
@@ -725,7 +758,7 @@ fn a_result_not_sealed_to_every_committee_member_and_the_owner_is_ignored_with_i
         };
         let bad = w.push(|w| &mut w.hospitals[0], body);
         let s = state(&w);
-        assert_eq!(reason_of(&s, &bad.id), Some(reason.as_str()), "{case}");
+        assert_eq!(reason_of(&s, &bad.id).as_deref(), Some(reason.as_str()), "{case}");
         // The owner's earlier, well-sealed result still counts; nothing else moves.
         assert_eq!(counted_results(&s), 6, "{case}");
         assert_eq!(s.leaderboards, before.leaderboards, "{case}");
@@ -924,7 +957,7 @@ fn members_release(w: Workflow, value: impl Fn(&protocol::fold::ResultView) -> i
             dataset: r.dataset,
             metrics: [(
                 "auc".to_string(),
-                protocol::metric::MetricValue::float(value(r) as f64 / 1e6),
+                protocol::metric::MetricValue::float(value(&r) as f64 / 1e6),
             )]
             .into_iter()
             .collect(),

@@ -1,6 +1,6 @@
 //! Admission: in an admitted network, which keys take part and with which roles.
 
-use super::{Deriver, Map, Member, Set};
+use super::{Deriver, Map, Member, Set, Vote};
 use crate::ids::PublicKey;
 use crate::record::MemberRoles;
 
@@ -53,24 +53,26 @@ impl Deriver<'_> {
             // Per epoch: how many of its admins admit, and grant each role.
             let mut by_epoch: std::collections::BTreeMap<u64, (usize, [usize; 3])> =
                 Default::default();
-            for (admin, by_seq) in votes {
-                let latest = by_seq.iter().rev().find(|(s, _)| self.may_decide(admin, **s));
-                for (seq, (id, (epoch, _))) in by_seq {
-                    let is_latest = latest.is_some_and(|(s, _)| s == seq);
+            for (admin, by_seq) in votes.by_signer() {
+                let admin = &admin;
+                let latest = votes.latest(admin, |s| self.may_decide(admin, s));
+                for v in &by_seq {
+                    let (epoch, _) = v.value;
+                    let is_latest = latest.as_ref().is_some_and(|l| l.seq == v.seq);
                     let eligible = self
                         .epochs
-                        .get(*epoch as usize)
+                        .get(epoch as usize)
                         .is_some_and(|(admins, _)| admins.binary_search(admin).is_ok());
                     if !is_latest || !eligible {
-                        void.push((*id, eligible));
+                        void.push((v.id, eligible));
                     }
                 }
-                let Some((_, (_, (epoch, roles)))) = latest else { continue };
-                let Some((admins, _)) = self.epochs.get(*epoch as usize) else { continue };
+                let Some(Vote { value: (epoch, roles), .. }) = latest else { continue };
+                let Some((admins, _)) = self.epochs.get(epoch as usize) else { continue };
                 if admins.binary_search(admin).is_err() {
                     continue;
                 }
-                let e = by_epoch.entry(*epoch).or_default();
+                let e = by_epoch.entry(epoch).or_default();
                 e.0 += 1;
                 for (i, r) in crate::record::MemberRole::ALL.into_iter().enumerate() {
                     if roles.contains(r) {
@@ -136,16 +138,15 @@ impl Deriver<'_> {
             }
             let Some(votes) = self.l.admissions.get(key) else { continue };
             let mut by: Vec<PublicKey> = votes
-                .iter()
-                .filter(|(admin, by_seq)| {
+                .by_signer()
+                .into_iter()
+                .map(|(admin, _)| admin)
+                .filter(|admin| {
                     admins.binary_search(admin).is_ok()
-                        && by_seq
-                            .iter()
-                            .rev()
-                            .find(|(s, _)| self.may_decide(admin, **s))
-                            .is_some_and(|(_, (_, (epoch, _)))| *epoch == e as u64)
+                        && votes
+                            .latest(admin, |s| self.may_decide(admin, s))
+                            .is_some_and(|v| v.value.0 == e as u64)
                 })
-                .map(|(a, _)| *a)
                 .collect();
             if by.len() >= usize::from(*threshold) {
                 by.sort();

@@ -58,18 +58,14 @@ impl Deriver<'_> {
             let eligible: Vec<PublicKey> =
                 b.committee.iter().copied().filter(|k| *k != req.author).collect();
             if let Some(all) = l.association_votes.get(&(*bench_id, *subject)) {
-                for (k, by_seq) in all {
-                    for (seq, (id, _)) in by_seq {
-                        if *k == req.author {
-                            self.ignore(*id, "the initiator cannot decide on its own request");
-                        } else if !eligible.contains(k) {
-                            self.ignore(*id, "signer is not on the benchmark's committee");
-                        } else if !self.may_decide(k, *seq) {
-                            self.ignore(
-                                *id,
-                                "signer has no authority (revoked key or equivocation)",
-                            );
-                        }
+                for v in all.all() {
+                    let (k, id) = (&v.signer, v.id);
+                    if *k == req.author {
+                        self.ignore(id, "the initiator cannot decide on its own request");
+                    } else if !eligible.contains(k) {
+                        self.ignore(id, "signer is not on the benchmark's committee");
+                    } else if !self.may_decide(k, v.seq) {
+                        self.ignore(id, "signer has no authority (revoked key or equivocation)");
                     }
                 }
             }
@@ -88,7 +84,7 @@ impl Deriver<'_> {
                 AutoApproval::Allowlist(keys) => keys.contains(&req.author),
             };
             let k = usize::from(b.threshold);
-            let (status, auto_approved) = if !req.body.compatibility.passed {
+            let (status, auto_approved) = if !req.body {
                 (Status::FailedCompatibility, false)
             } else if approvals.len() >= k {
                 (Status::Approved, false)

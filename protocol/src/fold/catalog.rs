@@ -98,13 +98,11 @@ impl Deriver<'_> {
         }
         // Decisions on benchmarks by non-admins change nothing: report them.
         for votes in l.benchmark_votes.values() {
-            for (k, by_seq) in votes {
-                for (seq, (id, _)) in by_seq {
-                    if !admins.contains(k) {
-                        self.ignore(*id, "signer is not an admin");
-                    } else if !self.may_decide(k, *seq) {
-                        self.ignore(*id, "signer has no authority (revoked key or equivocation)");
-                    }
+            for v in votes.all() {
+                if !admins.contains(&v.signer) {
+                    self.ignore(v.id, "signer is not an admin");
+                } else if !self.may_decide(&v.signer, v.seq) {
+                    self.ignore(v.id, "signer has no authority (revoked key or equivocation)");
                 }
             }
         }

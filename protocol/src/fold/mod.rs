@@ -66,6 +66,7 @@ mod associations;
 mod authority;
 mod catalog;
 mod grants;
+mod idset;
 mod results;
 mod state;
 
@@ -73,6 +74,7 @@ pub use state::*;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use crate::cbor;
 use crate::envelope::Record;
@@ -135,8 +137,106 @@ struct Cosigned<T> {
     signers: Map<PublicKey, Vec<(u64, RecordId)>>,
 }
 
-/// Per-signer decisions on one subject, by seq.
-type Votes<T> = Map<PublicKey, BTreeMap<u64, (RecordId, T)>>;
+/// Decisions on one subject, in (signer, seq) order; a later insert at the same
+/// (signer, seq) replaces the earlier. Most subjects get one or two, so they
+/// are a sorted list (88 bytes a decision, not a hash map of B-trees, over a
+/// kilobyte); a subject flooded with more than [`VOTES_LIST_MAX`] moves to one
+/// B-tree, so an insert never costs more than O(log n).
+#[derive(Clone, Debug)]
+enum Votes<T> {
+    Few(Vec<Vote<T>>),
+    Many(BTreeMap<(PublicKey, u64), (RecordId, T)>),
+}
+
+/// Decisions a subject keeps as a sorted list.
+const VOTES_LIST_MAX: usize = 32;
+
+/// One decision: who signed it where, and what it says.
+#[derive(Clone, Debug)]
+struct Vote<T> {
+    signer: PublicKey,
+    seq: u64,
+    id: RecordId,
+    value: T,
+}
+
+impl<T> Default for Votes<T> {
+    fn default() -> Self {
+        Votes::Few(Vec::new())
+    }
+}
+
+impl<T: Copy> Votes<T> {
+    fn insert(&mut self, signer: PublicKey, seq: u64, id: RecordId, value: T) {
+        match self {
+            Votes::Few(v) => match v.binary_search_by(|x| (x.signer, x.seq).cmp(&(signer, seq))) {
+                Ok(i) => {
+                    v[i].id = id;
+                    v[i].value = value;
+                }
+                Err(i) if v.len() < VOTES_LIST_MAX => v.insert(i, Vote { signer, seq, id, value }),
+                Err(_) => {
+                    let mut map: BTreeMap<(PublicKey, u64), (RecordId, T)> =
+                        v.drain(..).map(|x| ((x.signer, x.seq), (x.id, x.value))).collect();
+                    map.insert((signer, seq), (id, value));
+                    *self = Votes::Many(map);
+                }
+            },
+            Votes::Many(m) => {
+                m.insert((signer, seq), (id, value));
+            }
+        }
+    }
+
+    /// Every decision as (signer, seq, id, value), in (signer, seq) order.
+    fn all(&self) -> Vec<Vote<T>> {
+        match self {
+            Votes::Few(v) => v.clone(),
+            Votes::Many(m) => m
+                .iter()
+                .map(|((signer, seq), (id, value))| Vote {
+                    signer: *signer,
+                    seq: *seq,
+                    id: *id,
+                    value: *value,
+                })
+                .collect(),
+        }
+    }
+
+    /// The decisions of each signer in turn, by seq.
+    fn by_signer(&self) -> Vec<(PublicKey, Vec<Vote<T>>)> {
+        let mut out: Vec<(PublicKey, Vec<Vote<T>>)> = Vec::new();
+        for v in self.all() {
+            match out.last_mut() {
+                Some((k, list)) if *k == v.signer => list.push(v),
+                _ => out.push((v.signer, vec![v])),
+            }
+        }
+        out
+    }
+
+    /// `signer`'s latest decision (highest seq) that `counts` accepts.
+    fn latest(&self, signer: &PublicKey, counts: impl Fn(u64) -> bool) -> Option<Vote<T>> {
+        match self {
+            Votes::Few(v) => {
+                let lo = v.partition_point(|x| x.signer < *signer);
+                let hi = v.partition_point(|x| x.signer <= *signer);
+                v[lo..hi].iter().rev().find(|x| counts(x.seq)).cloned()
+            }
+            Votes::Many(m) => m
+                .range((*signer, 0)..=(*signer, u64::MAX))
+                .rev()
+                .find(|((_, seq), _)| counts(*seq))
+                .map(|((signer, seq), (id, value))| Vote {
+                    signer: *signer,
+                    seq: *seq,
+                    id: *id,
+                    value: *value,
+                }),
+        }
+    }
+}
 
 /// A committee member's decision on an association, with the priority it gives.
 type AssociationVote = (Decision, Option<i32>);
@@ -199,15 +299,18 @@ type RecipientSet = Box<[X25519Key]>;
 pub struct Ledger {
     root: NetworkRoot,
     network: NetworkId,
-    ids: Set<RecordId>,
+    ids: idset::IdSet,
     chains: Map<PublicKey, BTreeMap<u64, Slot>>,
     profiles: Map<PublicKey, BTreeMap<u64, (RecordId, Profile)>>,
     containers: BTreeMap<RecordId, Authored<Container>>,
     benchmarks: BTreeMap<RecordId, Authored<Benchmark>>,
     benchmark_votes: Map<RecordId, Votes<Decision>>,
-    datasets: BTreeMap<RecordId, Authored<Dataset>>,
+    /// Shared with the states derived from it ([`DatasetView::dataset`]).
+    datasets: BTreeMap<RecordId, Authored<Arc<Dataset>>>,
     operational: Map<RecordId, Vec<Authored<Hash32>>>,
-    requests: BTreeMap<(RecordId, Subject), Vec<Authored<AssociationRequest>>>,
+    /// Association requests: whether each one's compatibility test passed (all
+    /// the fold reads of them).
+    requests: BTreeMap<(RecordId, Subject), Vec<Authored<bool>>>,
     association_votes: Map<(RecordId, Subject), Votes<AssociationVote>>,
     /// Append-only; grouped by (benchmark, model, dataset) when deriving. Results
     /// are most of a large record set, so insertion is a push, not a hash insert.
@@ -254,7 +357,7 @@ impl Ledger {
         Self {
             network: root.network_id(),
             root,
-            ids: Set::default(),
+            ids: idset::IdSet::default(),
             chains: Map::default(),
             profiles: Map::default(),
             containers: BTreeMap::new(),
@@ -308,6 +411,12 @@ impl Ledger {
         self.ids.contains(id)
     }
 
+    /// Every inserted id, sorted and without duplicates (what sync reconciles
+    /// over): shared, not copied, until the next insert.
+    pub fn id_snapshot(&mut self) -> Arc<Vec<RecordId>> {
+        self.ids.snapshot()
+    }
+
     /// The id the signer's chain holds at `seq`, if exactly one.
     pub fn chain_at(&self, signer: &PublicKey, seq: u64) -> Option<RecordId> {
         let slot = self.chains.get(signer)?.get(&seq)?;
@@ -349,12 +458,10 @@ impl Ledger {
                 self.benchmark_votes
                     .entry(d.benchmark)
                     .or_default()
-                    .entry(r.signer)
-                    .or_default()
-                    .insert(r.seq, (r.id, d.decision));
+                    .insert(r.signer, r.seq, r.id, d.decision);
             }
             Body::Dataset(d) => {
-                self.datasets.insert(r.id, Authored::of(r, d.clone()));
+                self.datasets.insert(r.id, Authored::of(r, Arc::new(d.clone())));
             }
             Body::DatasetOperational(o) => {
                 self.operational
@@ -366,15 +473,15 @@ impl Ledger {
                 self.requests
                     .entry((a.benchmark, a.subject))
                     .or_default()
-                    .push(Authored::of(r, a.clone()));
+                    .push(Authored::of(r, a.compatibility.passed));
             }
             Body::AssociationDecision(d) => {
-                self.association_votes
-                    .entry((d.benchmark, d.subject))
-                    .or_default()
-                    .entry(r.signer)
-                    .or_default()
-                    .insert(r.seq, (r.id, (d.decision, d.priority)));
+                self.association_votes.entry((d.benchmark, d.subject)).or_default().insert(
+                    r.signer,
+                    r.seq,
+                    r.id,
+                    (d.decision, d.priority),
+                );
             }
             Body::Result(x) => {
                 let recipients = self.intern_recipients(&x.metrics);
@@ -398,12 +505,12 @@ impl Ledger {
                 cosign(map, content_hash(x), x, r);
             }
             Body::Admission(x) => {
-                self.admissions
-                    .entry(x.key)
-                    .or_default()
-                    .entry(r.signer)
-                    .or_default()
-                    .insert(r.seq, (r.id, (x.epoch, MemberRoles::of(&x.roles))));
+                self.admissions.entry(x.key).or_default().insert(
+                    r.signer,
+                    r.seq,
+                    r.id,
+                    (x.epoch, MemberRoles::of(&x.roles)),
+                );
             }
             Body::ModelGrant(x) => {
                 self.grants.entry(x.model).or_default().push(Authored::of(r, x.clone()));
@@ -569,11 +676,8 @@ impl<'a> Deriver<'a> {
         let Some(votes) = votes else { return Vec::new() };
         let mut out = Vec::new();
         for k in eligible {
-            if let Some(by_seq) = votes.get(k)
-                && let Some((_, (_, v))) =
-                    by_seq.iter().rev().find(|(s, _)| self.may_decide(k, **s))
-            {
-                out.push((*k, *v));
+            if let Some(v) = votes.latest(k, |s| self.may_decide(k, s)) {
+                out.push((*k, v.value));
             }
         }
         out.sort_by_key(|a| a.0);

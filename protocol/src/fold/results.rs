@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    BenchmarkView, ContainerView, DatasetView, Deriver, Leaderboard, Map, ReleaseView, ResultEntry,
-    ResultView, Set, Status,
+    BenchmarkView, ContainerView, DatasetView, Deriver, Leaderboard, Map, Mark, ReleaseView,
+    ResultEntry, Results, ResultsBuilder, Set, Status,
 };
 use crate::ids::{Hash32, PublicKey, RecordId, X25519Key};
 use crate::record::*;
@@ -19,14 +19,34 @@ impl Deriver<'_> {
         benchmarks: &BTreeMap<RecordId, BenchmarkView>,
         datasets: &BTreeMap<RecordId, DatasetView>,
         approved: &Set<(RecordId, Subject)>,
-    ) -> Vec<ResultView> {
+    ) -> Results {
         let l = self.l;
         let assoc_approved = |b: &RecordId, s: Subject| approved.contains(&(*b, s));
         let sealable = self.sealable();
+        let mut out = ResultsBuilder::with_capacity(l.results.len());
         // Most results share a recipient set, a benchmark and an owner: check once.
-        let mut sealed_right: Map<(u32, RecordId, PublicKey), Option<Cow<'static, str>>> =
-            Map::default();
-        let mut results: Vec<ResultView> = Vec::with_capacity(l.results.len());
+        let mut sealed_right: Map<(u32, RecordId, PublicKey), Option<u32>> = Map::default();
+        let reasons = [
+            "signer's key is revoked",
+            "only the dataset's owner can submit its results",
+            "dataset is unknown",
+            "benchmark is not approved",
+            "dataset association is not approved",
+            "model association is not approved",
+            "dataset is not operational",
+            "superseded by the owner's later result",
+        ]
+        .map(|why| out.reason(Cow::Borrowed(why)));
+        let [
+            revoked,
+            not_owner,
+            unknown,
+            not_approved,
+            dataset_assoc,
+            model_assoc,
+            not_operational,
+            superseded,
+        ] = reasons;
         // Sort a compact index on an inline prefix of the key, falling back to the
         // full key and then the id: moving or dereferencing the entries themselves
         // would miss the cache on every comparison.
@@ -48,83 +68,73 @@ impl Deriver<'_> {
                 (l.result_key(x), x.id).cmp(&(l.result_key(y), y.id))
             })
         });
-        let mut groups: Vec<&[(u64, u64, u64, u32)]> = Vec::new();
         let mut rest = order.as_slice();
         while let Some(first) = rest.first() {
             let key = l.result_key(&l.results[first.3 as usize]);
             let n =
                 rest.iter().take_while(|o| l.result_key(&l.results[o.3 as usize]) == key).count();
-            groups.push(&rest[..n]);
-            rest = &rest[n..];
-        }
-        for group in groups {
+            let (group, tail) = rest.split_at(n);
+            rest = tail;
             let subs = group.iter().map(|o| &l.results[o.3 as usize]);
-            let (bench_id, model, dataset_id) = &l.result_key(&l.results[group[0].3 as usize]);
+            let (bench_id, model, dataset_id) = &key;
             let dataset = datasets.get(dataset_id);
             // What does not depend on the individual record, checked once per key.
             let key_reason = if dataset.is_none() {
-                Some("dataset is unknown")
+                Some(unknown)
             } else if benchmarks.get(bench_id).is_none_or(|b| b.status != Status::Approved) {
-                Some("benchmark is not approved")
+                Some(not_approved)
             } else if !assoc_approved(bench_id, Subject::Dataset(*dataset_id)) {
-                Some("dataset association is not approved")
+                Some(dataset_assoc)
             } else if !assoc_approved(bench_id, Subject::Model(*model)) {
-                Some("model association is not approved")
+                Some(model_assoc)
             } else if dataset.is_some_and(|d| d.state != DatasetState::Operation) {
-                Some("dataset is not operational")
+                Some(not_operational)
             } else {
                 None
             };
-            let start = results.len();
+            let indexes = [out.id(bench_id), out.id(model), out.id(dataset_id)];
+            let start = out.len();
             let mut latest_counting: Option<&ResultEntry> = None;
             for r in subs {
                 let author = l.result_author(r);
-                let reason: Option<Cow<'static, str>> = if !self.valid(&author, r.seq) {
-                    Some(Cow::Borrowed("signer's key is revoked"))
+                let reason: Option<u32> = if !self.valid(&author, r.seq) {
+                    Some(revoked)
                 } else if dataset.is_some_and(|d| d.owner != author) {
-                    Some(Cow::Borrowed("only the dataset's owner can submit its results"))
-                } else if let Some(why) = key_reason {
-                    Some(Cow::Borrowed(why))
+                    Some(not_owner)
+                } else if key_reason.is_some() {
+                    key_reason
                 } else {
                     let committee = benchmarks.get(bench_id).map(|b| &b.benchmark.committee[..]);
-                    sealed_right
-                        .entry((r.recipients, *bench_id, author))
-                        .or_insert_with(|| {
-                            let to = self.l.recipient_sets.get(r.recipients as usize);
-                            self.seal_problem(
-                                "metrics",
-                                to.map(|t| &t[..]),
-                                &author,
-                                committee.unwrap_or_default(),
-                                &sealable,
-                            )
-                        })
-                        .clone()
+                    *sealed_right.entry((r.recipients, *bench_id, author)).or_insert_with(|| {
+                        let to = self.l.recipient_sets.get(r.recipients as usize);
+                        self.seal_problem(
+                            "metrics",
+                            to.map(|t| &t[..]),
+                            &author,
+                            committee.unwrap_or_default(),
+                            &sealable,
+                        )
+                        .map(|why| out.reason(why))
+                    })
                 };
                 if reason.is_none() && latest_counting.is_none_or(|l| (r.seq, r.id) > (l.seq, l.id))
                 {
                     latest_counting = Some(r);
                 }
-                results.push(ResultView {
-                    id: r.id,
-                    benchmark: *bench_id,
-                    model: *model,
-                    dataset: *dataset_id,
-                    submitter: author,
-                    counts: false,
-                    reason,
-                });
+                let submitter = out.submitter(&author);
+                out.push(r.id, indexes, submitter, reason);
             }
-            let views = &mut results[start..];
-            for v in views.iter_mut() {
-                if latest_counting.is_some_and(|l| l.id == v.id) {
-                    v.counts = true;
-                } else if v.reason.is_none() {
-                    v.reason = Some(Cow::Borrowed("superseded by the owner's later result"));
+            out.set_since(start, |id, has_reason| {
+                if latest_counting.is_some_and(|l| l.id == *id) {
+                    Mark::Counts
+                } else if !has_reason {
+                    Mark::Reason(superseded)
+                } else {
+                    Mark::Keep
                 }
-            }
+            });
         }
-        results
+        out.finish()
     }
 
     /// Every X25519 key each participant published in a profile that still has
@@ -192,7 +202,7 @@ impl Deriver<'_> {
         benchmarks: &BTreeMap<RecordId, BenchmarkView>,
         containers: &BTreeMap<RecordId, ContainerView>,
         approved: &Set<(RecordId, Subject)>,
-        results: &[ResultView],
+        results: &Results,
     ) -> (BTreeMap<RecordId, ReleaseView>, BTreeMap<RecordId, Leaderboard>) {
         let l = self.l;
         let assoc_approved = |b: &RecordId, s: Subject| approved.contains(&(*b, s));
@@ -300,12 +310,12 @@ struct Backing {
 
 impl Backing {
     /// The backing of every benchmark with a release, in one pass over the results.
-    fn of_all(l: &super::Ledger, results: &[ResultView]) -> BTreeMap<RecordId, Backing> {
+    fn of_all(l: &super::Ledger, results: &Results) -> BTreeMap<RecordId, Backing> {
         let mut out: BTreeMap<RecordId, Backing> = BTreeMap::new();
-        for r in results.iter().filter(|r| r.counts && l.releases.contains_key(&r.benchmark)) {
+        for (benchmark, model) in results.counting().filter(|(b, _)| l.releases.contains_key(b)) {
             let backing =
-                out.entry(r.benchmark).or_insert_with(|| Backing { counts: BTreeMap::new() });
-            *backing.counts.entry(r.model).or_default() += 1;
+                out.entry(*benchmark).or_insert_with(|| Backing { counts: BTreeMap::new() });
+            *backing.counts.entry(*model).or_default() += 1;
         }
         out
     }

@@ -8,6 +8,24 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{Hash32, NetworkId, PublicKey, RecordId};
 use crate::record::*;
 
+/// A value shared between the ledger and the states derived from it, encoded
+/// as the value itself.
+mod shared {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(v: &Arc<T>, s: S) -> Result<S::Ok, S::Error> {
+        T::serialize(v, s)
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<T>, D::Error> {
+        T::deserialize(d).map(Arc::new)
+    }
+}
+
 /// Where an approval stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -81,7 +99,9 @@ pub struct BenchmarkView {
 pub struct DatasetView {
     pub id: RecordId,
     pub owner: PublicKey,
-    pub dataset: Dataset,
+    /// Shared with the ledger (a dataset's sealed details are over a kilobyte).
+    #[serde(with = "shared")]
+    pub dataset: std::sync::Arc<Dataset>,
     pub state: DatasetState,
     /// The hash from the latest `dataset_operational` record, else the registered one.
     pub prepared_hash: Hash32,
@@ -143,6 +163,264 @@ pub struct ModelRevocationView {
     pub seq: u64,
 }
 
+/// Every result with whether it counts and why not, in (benchmark, model,
+/// dataset, id) order. Results are most of a large record set, so each is kept
+/// in 56 bytes ([`ResultRow`]), not as a 192-byte [`ResultView`]: benchmark,
+/// model, dataset, submitter and reason are indexes into tables of the
+/// distinct values. [`Results::get`] and [`Results::iter`] give views; it
+/// serializes as the list of views.
+#[derive(Clone, Debug, Default)]
+pub struct Results {
+    rows: Vec<ResultRow>,
+    /// The benchmarks, models and datasets rows name.
+    ids: Vec<RecordId>,
+    submitters: Vec<PublicKey>,
+    reasons: Vec<Cow<'static, str>>,
+}
+
+/// One result in [`Results`].
+#[derive(Clone, Copy, Debug)]
+struct ResultRow {
+    id: RecordId,
+    benchmark: u32,
+    model: u32,
+    dataset: u32,
+    submitter: u32,
+    /// Index into `Results::reasons`, or [`NO_REASON`].
+    reason: u32,
+    counts: bool,
+}
+
+/// `ResultRow::reason` of a result without one.
+const NO_REASON: u32 = u32::MAX;
+
+/// Builds [`Results`] one result at a time, storing each distinct id, key and
+/// reason once.
+#[derive(Default)]
+pub(super) struct ResultsBuilder {
+    out: Results,
+    ids: super::Map<RecordId, u32>,
+    submitters: super::Map<PublicKey, u32>,
+    reasons: std::collections::HashMap<Cow<'static, str>, u32>,
+}
+
+fn intern<K: Clone + Eq + std::hash::Hash, S: std::hash::BuildHasher>(
+    map: &mut std::collections::HashMap<K, u32, S>,
+    table: &mut Vec<K>,
+    k: &K,
+) -> u32 {
+    if let Some(i) = map.get(k) {
+        return *i;
+    }
+    // Fewer distinct values than results, and results are counted in u32.
+    let i = table.len() as u32;
+    table.push(k.clone());
+    map.insert(k.clone(), i);
+    i
+}
+
+impl ResultsBuilder {
+    pub(super) fn with_capacity(n: usize) -> Self {
+        let mut b = Self::default();
+        b.out.rows.reserve_exact(n);
+        b
+    }
+
+    /// The index of a benchmark, model or dataset id.
+    pub(super) fn id(&mut self, id: &RecordId) -> u32 {
+        intern(&mut self.ids, &mut self.out.ids, id)
+    }
+
+    /// The index of a submitter.
+    pub(super) fn submitter(&mut self, k: &PublicKey) -> u32 {
+        intern(&mut self.submitters, &mut self.out.submitters, k)
+    }
+
+    /// The index of a reason.
+    pub(super) fn reason(&mut self, why: Cow<'static, str>) -> u32 {
+        intern(&mut self.reasons, &mut self.out.reasons, &why)
+    }
+
+    /// Add a result that does not count (yet): ids from [`ResultsBuilder::id`],
+    /// the submitter's index and the reason's, if any.
+    pub(super) fn push(
+        &mut self,
+        id: RecordId,
+        key: [u32; 3],
+        submitter: u32,
+        reason: Option<u32>,
+    ) {
+        self.out.rows.push(ResultRow {
+            id,
+            benchmark: key[0],
+            model: key[1],
+            dataset: key[2],
+            submitter,
+            reason: reason.unwrap_or(NO_REASON),
+            counts: false,
+        });
+    }
+
+    /// Results added since `start`: mark whether each counts, and its reason.
+    pub(super) fn set_since(&mut self, start: usize, mut f: impl FnMut(&RecordId, bool) -> Mark) {
+        for row in &mut self.out.rows[start..] {
+            match f(&row.id, row.reason != NO_REASON) {
+                Mark::Counts => row.counts = true,
+                Mark::Keep => {}
+                Mark::Reason(r) => row.reason = r,
+            }
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.out.rows.len()
+    }
+
+    fn push_view(&mut self, v: ResultView) {
+        let key = [self.id(&v.benchmark), self.id(&v.model), self.id(&v.dataset)];
+        let submitter = self.submitter(&v.submitter);
+        let reason = v.reason.map(|r| self.reason(r));
+        self.push(v.id, key, submitter, reason);
+        if let Some(last) = self.out.rows.last_mut() {
+            last.counts = v.counts;
+        }
+    }
+
+    pub(super) fn finish(self) -> Results {
+        self.out
+    }
+}
+
+/// What [`ResultsBuilder::set_since`] does with one result.
+pub(super) enum Mark {
+    Counts,
+    Keep,
+    Reason(u32),
+}
+
+impl Results {
+    /// How many results there are.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    fn view(&self, r: &ResultRow) -> ResultView {
+        ResultView {
+            id: r.id,
+            benchmark: self.ids[r.benchmark as usize],
+            model: self.ids[r.model as usize],
+            dataset: self.ids[r.dataset as usize],
+            submitter: self.submitters[r.submitter as usize],
+            counts: r.counts,
+            reason: (r.reason != NO_REASON).then(|| self.reasons[r.reason as usize].clone()),
+        }
+    }
+
+    /// The result at `i` in (benchmark, model, dataset, id) order.
+    pub fn get(&self, i: usize) -> Option<ResultView> {
+        self.rows.get(i).map(|r| self.view(r))
+    }
+
+    /// Every result, in (benchmark, model, dataset, id) order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = ResultView> + ExactSizeIterator + '_ {
+        self.rows.iter().map(|r| self.view(r))
+    }
+
+    /// The order key of the result at `i`: (benchmark, model, dataset, id).
+    pub fn key(&self, i: usize) -> (RecordId, RecordId, RecordId, RecordId) {
+        let r = &self.rows[i];
+        let id = |x: u32| self.ids[x as usize];
+        (id(r.benchmark), id(r.model), id(r.dataset), r.id)
+    }
+
+    /// Does the result at `i` count?
+    pub fn counts(&self, i: usize) -> bool {
+        self.rows[i].counts
+    }
+
+    /// The dataset of the result at `i`.
+    pub fn dataset(&self, i: usize) -> RecordId {
+        self.ids[self.rows[i].dataset as usize]
+    }
+
+    /// The positions of the results of `benchmark` (and of `model`, if given): a
+    /// range of the order, found by binary search.
+    pub fn range(&self, benchmark: &RecordId, model: Option<&RecordId>) -> std::ops::Range<usize> {
+        let id = |x: u32| &self.ids[x as usize];
+        match model {
+            Some(m) => {
+                let k = (benchmark, m);
+                self.rows.partition_point(|r| (id(r.benchmark), id(r.model)) < k)
+                    ..self.rows.partition_point(|r| (id(r.benchmark), id(r.model)) <= k)
+            }
+            None => {
+                self.rows.partition_point(|r| id(r.benchmark) < benchmark)
+                    ..self.rows.partition_point(|r| id(r.benchmark) <= benchmark)
+            }
+        }
+    }
+
+    /// For each counting result: its benchmark and model.
+    pub(super) fn counting(&self) -> impl Iterator<Item = (&RecordId, &RecordId)> + '_ {
+        self.rows
+            .iter()
+            .filter(|r| r.counts)
+            .map(|r| (&self.ids[r.benchmark as usize], &self.ids[r.model as usize]))
+    }
+}
+
+impl PartialEq for Results {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Results {}
+
+impl FromIterator<ResultView> for Results {
+    /// Results as given (in the fold's order when they come from a state).
+    fn from_iter<I: IntoIterator<Item = ResultView>>(iter: I) -> Self {
+        let mut b = ResultsBuilder::default();
+        for v in iter {
+            b.push_view(v);
+        }
+        b.finish()
+    }
+}
+
+impl Serialize for Results {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Results {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Seq;
+        impl<'de> serde::de::Visitor<'de> for Seq {
+            type Value = Results;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of results")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Results, A::Error> {
+                let mut b = ResultsBuilder::default();
+                while let Some(v) = a.next_element::<ResultView>()? {
+                    b.push_view(v);
+                }
+                Ok(b.finish())
+            }
+        }
+        d.deserialize_seq(Seq)
+    }
+}
+
 pub use crate::leaderboard::{Cell, Leaderboard, LeaderboardRow};
 
 /// A record kept but without effect, and why.
@@ -197,7 +475,7 @@ pub struct State {
     pub benchmarks: BTreeMap<RecordId, BenchmarkView>,
     pub datasets: BTreeMap<RecordId, DatasetView>,
     pub associations: Vec<AssociationView>,
-    pub results: Vec<ResultView>,
+    pub results: Results,
     pub releases: BTreeMap<RecordId, ReleaseView>,
     pub leaderboards: BTreeMap<RecordId, Leaderboard>,
     /// Private models' grants that count, by (model, dataset).
@@ -326,7 +604,7 @@ impl State {
             }
         }
         h.update(b"results");
-        for r in &self.results {
+        for r in &self.results.rows {
             id(&mut h, r.id.as_bytes());
             h.update(&[r.counts as u8]);
         }
@@ -390,5 +668,49 @@ impl Buffered {
     fn finalize(mut self) -> blake3::Hash {
         self.h.update(&self.buf);
         self.h.finalize()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> RecordId {
+        RecordId::from_bytes([n; 32])
+    }
+
+    fn view(b: u8, m: u8, d: u8, n: u8, reason: Option<&str>) -> ResultView {
+        ResultView {
+            id: id(n),
+            benchmark: id(b),
+            model: id(m),
+            dataset: id(d),
+            submitter: crate::testkit::Author::new("h", crate::ids::NetworkId::from_bytes([1; 32]))
+                .public(),
+            counts: reason.is_none(),
+            reason: reason.map(|r| Cow::Owned(r.to_string())),
+        }
+    }
+
+    #[test]
+    fn results_serialize_as_their_views_and_find_a_benchmarks_and_models_range() {
+        let views = vec![
+            view(1, 2, 3, 10, None),
+            view(1, 2, 4, 11, Some("superseded by the owner's later result")),
+            view(1, 5, 3, 12, Some("superseded by the owner's later result")),
+            view(6, 2, 3, 13, Some("metrics are sealed to nobody")),
+        ];
+        let results: Results = views.iter().cloned().collect();
+        assert_eq!(results.iter().collect::<Vec<_>>(), views);
+        assert_eq!(serde_json::to_value(&results).unwrap(), serde_json::to_value(&views).unwrap());
+        let back: Results = serde_json::from_slice(&serde_json::to_vec(&views).unwrap()).unwrap();
+        assert_eq!(back, results);
+        assert_eq!(results.range(&id(1), None), 0..3);
+        assert_eq!(results.range(&id(1), Some(&id(2))), 0..2);
+        assert_eq!(results.range(&id(1), Some(&id(9))), 3..3);
+        assert_eq!(results.range(&id(6), None), 3..4);
+        assert_eq!(results.key(2), (id(1), id(5), id(3), id(12)));
+        assert_eq!(results.counting().count(), 1);
+        assert_eq!(results.get(4), None);
     }
 }
