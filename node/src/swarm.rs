@@ -69,7 +69,20 @@ pub const PING_INTERVAL_MS: u64 = 5_000;
 pub const PING_TIMEOUT_MS: u64 = 10_000;
 /// Peers the node dials on its own once discovered through Kademlia.
 pub const DISCOVERED_PEERS_TARGET: usize = 12;
-/// How often Kademlia re-bootstraps.
+/// Peers kept connected: beyond this many, the maintenance tick closes the
+/// connections this node dialled to peers outside the gossip mesh that are not
+/// bootstrap peers and have nothing running with this node (a sync session, a
+/// blob), oldest first, once they are [`CONNECTION_GRACE_MS`] old. Connections
+/// peers dialled are theirs to close (they may be redialling a bootstrap peer). Kademlia's queries
+/// connect to many peers (at 100 nodes, to every one), and those connections
+/// would otherwise stay until the idle timeout: about 110 KiB of memory each,
+/// pings, and a sync session each time one opens.
+pub const CONNECTED_PEERS_KEPT: usize = 2 * DISCOVERED_PEERS_TARGET;
+/// A connection younger than this is not closed for being one too many (its
+/// Kademlia query, its gossipsub graft may be under way).
+pub const CONNECTION_GRACE_MS: u64 = 10_000;
+/// How often Kademlia re-bootstraps while the node has fewer than
+/// [`DISCOVERED_PEERS_TARGET`] peers.
 pub const KAD_BOOTSTRAP_INTERVAL_MS: u64 = 60_000;
 /// Sync sessions finished and kept for the status view.
 pub const SYNC_HISTORY_LEN: usize = 32;
@@ -238,7 +251,11 @@ pub(crate) fn build_behaviour(
 
     let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
     kad_config.set_query_timeout(ms(60_000));
-    kad_config.set_periodic_bootstrap_interval(Some(ms(300_000)));
+    // No periodic bootstrap of Kademlia's own: the swarm task bootstraps on its
+    // tick while the node has fewer than DISCOVERED_PEERS_TARGET peers. A
+    // bootstrap refreshes every bucket and so connects to a few peers per
+    // bucket (at 100 nodes, to all of them), which a settled node does not need.
+    kad_config.set_periodic_bootstrap_interval(None);
     let mut kad =
         kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
     kad.set_mode(Some(kad::Mode::Server));
@@ -455,6 +472,9 @@ pub(crate) struct EventLoop {
     sync_interval: Duration,
     /// [`crate::NodeConfig::time_dilation`]: the ticks below are this much longer.
     time_dilation: u32,
+    /// When each connected peer's first connection was established, and
+    /// whether this node dialled it.
+    connected_since: HashMap<PeerId, (Instant, bool)>,
     next_peer: usize,
     /// Held-back gossip records already answered with a catch-up sync.
     held_seen: u64,
@@ -520,6 +540,7 @@ impl EventLoop {
             listen,
             sync_interval,
             time_dilation: time_dilation.max(1),
+            connected_since: HashMap::new(),
             next_peer: 0,
             held_seen: 0,
             status: SyncStatus::default(),
@@ -577,7 +598,9 @@ impl EventLoop {
                     self.periodic_sync();
                 }
                 _ = kad_tick.tick() => {
-                    if self.peers.has_seeds() {
+                    if self.peers.has_seeds()
+                        && self.swarm.connected_peers().count() < DISCOVERED_PEERS_TARGET
+                    {
                         let _ = self.swarm.behaviour_mut().kad.bootstrap();
                     }
                 }
@@ -605,6 +628,41 @@ impl EventLoop {
         if held > self.held_seen && self.catch_up() {
             self.held_seen = held;
         }
+        self.trim_connections(now);
+    }
+
+    /// Close the connections of peers beyond [`CONNECTED_PEERS_KEPT`] that this
+    /// node does not need (see there); returns how many peers it disconnected.
+    fn trim_connections(&mut self, now: Instant) -> usize {
+        let connected = self.swarm.connected_peers().count();
+        if connected <= CONNECTED_PEERS_KEPT {
+            return 0;
+        }
+        let grace = Duration::from_millis(CONNECTION_GRACE_MS) * self.time_dilation;
+        let mesh: HashSet<PeerId> =
+            self.swarm.behaviour().gossipsub.mesh_peers(&self.topic.hash()).copied().collect();
+        let mut spare: Vec<(Instant, PeerId)> = self
+            .connected_since
+            .iter()
+            .filter(|(p, (since, dialled))| {
+                *dialled
+                    && now.saturating_duration_since(*since) >= grace
+                    && !mesh.contains(*p)
+                    && !self.peers.is_bootstrap(p)
+                    && !self.sessions.contains_key(*p)
+                    && !self.blob_serving.contains_key(*p)
+            })
+            .map(|(p, (since, _))| (*since, *p))
+            .collect();
+        spare.sort();
+        let mut closed = 0;
+        for (_, peer) in spare.into_iter().take(connected - CONNECTED_PEERS_KEPT) {
+            debug!(%peer, "closing a connection beyond the peers kept");
+            if self.swarm.disconnect_peer_id(peer).is_ok() {
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Start a sync for held-back gossip records: with the peer that sent the
@@ -745,12 +803,14 @@ impl EventLoop {
                     self.addresses.entry(peer_id).or_default();
                 }
                 if num_established.get() == 1 {
+                    self.connected_since.insert(peer_id, (Instant::now(), endpoint.is_dialer()));
                     self.start_sync(peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 debug!(peer = %peer_id, "disconnected");
                 self.addresses.remove(&peer_id);
+                self.connected_since.remove(&peer_id);
                 if let Some(s) = self.sessions.remove(&peer_id) {
                     self.finish(peer_id, s, Some("peer disconnected".into()));
                 }

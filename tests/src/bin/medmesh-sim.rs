@@ -68,7 +68,7 @@ const MEM_AVAILABLE_MIN_BYTES: u64 = 3 << 30;
 const FD_LIMIT_WANTED: u64 = 200_000;
 /// How long connections settle after the mesh formed, before idle traffic is
 /// measured (`--settle-ms`): Kademlia's queries go on connecting peers.
-const SETTLE_MS: u64 = 10_000;
+const SETTLE_MS: u64 = 15_000;
 /// Records verified to time verification alone.
 const VERIFY_SAMPLES: usize = 200;
 
@@ -360,6 +360,17 @@ impl Sim {
         Ok((copies, first, accepted, seconds, syncs))
     }
 
+    /// Connections in all (each counted at both ends).
+    async fn connections(&self) -> Result<usize> {
+        let mut n = 0;
+        for (i, c) in self.clients.iter().enumerate() {
+            if self.nodes[i].is_some() {
+                n += c.peers().await?.len();
+            }
+        }
+        Ok(n)
+    }
+
     /// Wait until every node has at least `want` gossip mesh peers.
     async fn wait_mesh(&self, want: usize) -> Result<Duration> {
         let t0 = Instant::now();
@@ -503,13 +514,23 @@ async fn run(o: &Opts, fd_limit: u64) -> Result<Report> {
     let mesh_want = 4.min(o.nodes - 1);
     eprintln!("{} nodes started ({} MiB resident)", o.nodes, resident() >> 20);
     r.mesh_formed_ms = sim.scaled(sim.wait_mesh(mesh_want).await?);
-    eprintln!("mesh formed in {:.0} ms", r.mesh_formed_ms);
+    eprintln!(
+        "mesh formed in {:.0} ms ({} connection ends, {} MiB resident)",
+        r.mesh_formed_ms,
+        sim.connections().await?,
+        resident() >> 20
+    );
     r.resident_bytes_per_node = resident().saturating_sub(rss0) / o.nodes as u64;
     let all: Vec<usize> = (0..o.nodes).collect();
 
     // Idle traffic (pings, Kademlia, gossip heartbeats, periodic sync), to
     // subtract, once the connections made while the mesh formed have settled.
     tokio::time::sleep(sim.real(o.settle_ms)).await;
+    eprintln!(
+        "settled: {} connection ends, {} MiB resident",
+        sim.connections().await?,
+        resident() >> 20
+    );
     let syncs0 = sim.gossip_counts().await?.4;
     let b0 = sim.bytes_in();
     let t0 = Instant::now();
