@@ -19,6 +19,11 @@ pub(crate) struct Counters {
     pub(crate) gossip_ignored: AtomicU64,
     pub(crate) gossip_rejected: AtomicU64,
     pub(crate) gossip_published: AtomicU64,
+    /// Every copy of a gossip message received, duplicates and IWANT answers
+    /// included (counted before gossipsub's duplicate filter).
+    pub(crate) gossip_copies: std::sync::Arc<AtomicU64>,
+    /// Time spent verifying and storing gossip records off the swarm task.
+    pub(crate) gossip_validation_nanos: AtomicU64,
 }
 
 impl Counters {
@@ -41,6 +46,11 @@ pub struct Snapshot {
     pub gossip_ignored: u64,
     pub gossip_rejected: u64,
     pub gossip_published: u64,
+    /// Gossip message copies received, duplicates included: the duplicates are
+    /// this minus the received records (every verdict).
+    pub gossip_copies: u64,
+    /// Time spent verifying and durably storing gossip records.
+    pub gossip_validation_seconds: f64,
     pub refusals_by_reason: Vec<(String, u64)>,
     pub held_total: u64,
     pub sync_completed: u64,
@@ -125,6 +135,18 @@ impl Snapshot {
             "counter",
             "Records this node published on gossip.",
             self.gossip_published,
+        );
+        o.one(
+            "medmesh_gossip_copies_received_total",
+            "counter",
+            "Gossip message copies received, duplicates included (minus the records received by verdict: the duplicates).",
+            self.gossip_copies,
+        );
+        o.one(
+            "medmesh_gossip_validation_seconds_total",
+            "counter",
+            "Time spent verifying and durably storing gossip records.",
+            self.gossip_validation_seconds,
         );
         o.family(
             "medmesh_refusals_total",

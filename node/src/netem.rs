@@ -15,7 +15,12 @@
 //! - bandwidth: a chunk of `n` bytes takes `n / bandwidth` after the previous one;
 //! - loss, as TCP shows it to the application: a read chunk is lost with
 //!   probability `loss` and then comes one retransmission timeout later
-//!   (`max(200 ms, 3 x latency)`), holding back what follows it.
+//!   (`max(rto_min, 3 x latency)`, `rto_min` Linux's 200 ms on an unscaled
+//!   clock), holding back what follows it.
+//!
+//! A scaled clock ([`crate::NodeConfig::time_dilation`] K) is the caller's to
+//! apply here: latency, jitter and `rto_min` K times longer, bandwidth K times
+//! lower.
 
 use std::collections::VecDeque;
 use std::io;
@@ -33,7 +38,7 @@ pub const SHAPER_QUEUE_BYTES_MAX: usize = 1024 * 1024;
 /// Bytes read from the socket at once.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// The smallest retransmission timeout (Linux's `TCP_RTO_MIN`).
-const RTO_MIN_MS: u64 = 200;
+pub const RTO_MIN_MS: u64 = 200;
 
 /// How a node's inbound links behave.
 #[derive(Clone, Copy, Debug)]
@@ -46,6 +51,8 @@ pub struct LinkShape {
     pub loss: f64,
     /// Bytes per second; 0 is unlimited.
     pub bandwidth_bytes_per_s: u64,
+    /// The smallest retransmission timeout after a loss ([`RTO_MIN_MS`]).
+    pub rto_min: Duration,
 }
 
 /// A node's shaping and its byte counters (read after shaping, written before).
@@ -118,7 +125,7 @@ impl<S> Shaped<S> {
             at += Duration::from_secs_f64(len as f64 / s.bandwidth_bytes_per_s as f64);
         }
         if s.loss > 0.0 && self.uniform() < s.loss {
-            let rto = Duration::from_millis(RTO_MIN_MS).max(s.latency * 3);
+            let rto = s.rto_min.max(s.latency * 3);
             at += rto;
         }
         self.last_release = at;
@@ -134,12 +141,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Shaped<S> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         // Take in whatever the socket has, stamped with when it may be read.
+        // Read on the stack, then keep each chunk at its size: a chunk held for
+        // its latency keeps only its own bytes, not a whole read buffer.
+        let mut scratch = [0u8; READ_CHUNK_BYTES];
         while !this.eof && this.queued_bytes < SHAPER_QUEUE_BYTES_MAX {
-            let mut chunk = vec![0u8; READ_CHUNK_BYTES];
-            match Pin::new(&mut this.inner).poll_read(cx, &mut chunk) {
+            match Pin::new(&mut this.inner).poll_read(cx, &mut scratch) {
                 Poll::Ready(Ok(0)) => this.eof = true,
                 Poll::Ready(Ok(n)) => {
-                    chunk.truncate(n);
+                    let chunk = scratch[..n].to_vec();
                     let at = this.release_at(Instant::now(), n);
                     this.queued_bytes += n;
                     this.queue.push_back((at, chunk));
@@ -213,6 +222,7 @@ mod tests {
                 jitter: Duration::ZERO,
                 loss: 0.0,
                 bandwidth_bytes_per_s,
+                rto_min: Duration::from_millis(RTO_MIN_MS),
             },
             7,
         )

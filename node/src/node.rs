@@ -87,6 +87,15 @@ pub struct NodeConfig {
     pub blob_serve_peer_bytes_per_window: u64,
     /// Gossipsub's mesh and gossip parameters (the defaults are the chosen ones).
     pub gossip: swarm::GossipTuning,
+    /// The simulation's scaled clock: every protocol timer the node runs
+    /// (gossipsub's heartbeat and its time-based parameters, peer-score decay,
+    /// ping, the sync interval and request timeouts, Kademlia's queries and
+    /// bootstrap, identify, idle connections, the maintenance tick) is this many
+    /// times longer, so that many nodes sharing a few cores keep (scaled) time.
+    /// The durations in this config are given unscaled. 1, the default, for
+    /// every real node.
+    #[doc(hidden)]
+    pub time_dilation: u32,
 }
 
 impl NodeConfig {
@@ -112,6 +121,7 @@ impl NodeConfig {
             shaping: None,
             blob_serve_peer_bytes_per_window: crate::blobs::BLOB_SERVE_PEER_BYTES_PER_WINDOW,
             gossip: swarm::GossipTuning::default(),
+            time_dilation: 1,
         }
     }
 }
@@ -192,24 +202,13 @@ impl Node {
 
         let key = load_or_create_peer_key(&dir.join(PEER_KEY_FILE))?;
         let peer_id = key.public().to_peer_id();
-        let ping = libp2p::ping::Config::new()
-            .with_interval(config.ping_interval)
-            .with_timeout(config.ping_timeout);
         let blob_store = BlobStore::open(&dir, config.blob_quota)
             .map_err(|e| StartError::Swarm(format!("cannot open the blob store: {e}")))?;
         let blobs = Arc::new(
             Blobs::new(blob_store, config.blob_serve_unverified)
                 .with_serve_budget(config.blob_serve_peer_bytes_per_window),
         );
-        let mut swarm = build_swarm(
-            key,
-            &network,
-            ping,
-            config.sync_request_timeout,
-            config.blob_request_timeout,
-            config.shaping.clone(),
-            config.gossip,
-        )?;
+        let mut swarm = build_swarm(key, &network, &config, shared.counters.gossip_copies.clone())?;
         let listen = listen_all(&mut swarm, &config.listen).await;
         let listen = match listen {
             Ok(l) => l,
@@ -247,7 +246,8 @@ impl Node {
             rx,
             stop_rx,
             listen.clone(),
-            config.sync_interval,
+            config.sync_interval * config.time_dilation.max(1),
+            config.time_dilation.max(1),
             peers,
             blobs.clone(),
         );
@@ -503,6 +503,8 @@ impl Client {
             gossip_ignored: c.gossip_ignored.load(Relaxed),
             gossip_rejected: c.gossip_rejected.load(Relaxed),
             gossip_published: c.gossip_published.load(Relaxed),
+            gossip_copies: c.gossip_copies.load(Relaxed),
+            gossip_validation_seconds: c.gossip_validation_nanos.load(Relaxed) as f64 / 1e9,
             refusals_by_reason: refusals.counts.into_iter().collect(),
             held_total: refusals.held_total,
             sync_completed: sync.completed,
@@ -723,21 +725,24 @@ impl Client {
     }
 }
 
+/// The swarm a node with `config` runs (its timers, shaping and gossip tuning).
 pub(crate) fn build_swarm(
     key: libp2p::identity::Keypair,
     network: &NetworkId,
-    ping: libp2p::ping::Config,
-    sync_timeout: Duration,
-    blob_timeout: Duration,
-    shaping: Option<Arc<crate::netem::Shaping>>,
-    gossip: swarm::GossipTuning,
+    config: &NodeConfig,
+    gossip_copies: Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<Swarm<Behaviour>, StartError> {
     let network = *network;
-    let behaviour = move |key: &libp2p::identity::Keypair| {
-        swarm::build_behaviour(key, &network, ping, sync_timeout, blob_timeout, gossip)
-            .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })
+    let shaping = config.shaping.clone();
+    let dilation = config.time_dilation.max(1);
+    let behaviour = {
+        let config = config.clone();
+        move |key: &libp2p::identity::Keypair| {
+            swarm::build_behaviour(key, &network, &config, gossip_copies.clone())
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })
+        }
     };
-    let idle = Duration::from_millis(swarm::IDLE_CONNECTION_TIMEOUT_MS);
+    let idle = Duration::from_millis(swarm::IDLE_CONNECTION_TIMEOUT_MS) * dilation;
     let builder = libp2p::SwarmBuilder::with_existing_identity(key).with_tokio();
     let swarm = match shaping {
         None => builder

@@ -465,6 +465,11 @@ impl Peers {
         self.seeds
     }
 
+    /// One of the configured bootstrap peers.
+    pub(crate) fn is_bootstrap(&self, peer: &PeerId) -> bool {
+        self.bootstrap.iter().any(|(p, _)| p == peer)
+    }
+
     /// A connection is up: the address we dialled goes into the book.
     /// `alone_until_now`: it is the only connection (this node's network may be
     /// back: a partition healed, a container unpaused); see

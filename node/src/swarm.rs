@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -68,13 +69,31 @@ pub const PING_INTERVAL_MS: u64 = 5_000;
 pub const PING_TIMEOUT_MS: u64 = 10_000;
 /// Peers the node dials on its own once discovered through Kademlia.
 pub const DISCOVERED_PEERS_TARGET: usize = 12;
-/// How often Kademlia re-bootstraps.
+/// Peers kept connected: beyond this many, the maintenance tick closes the
+/// connections this node dialled to peers outside the gossip mesh that are not
+/// bootstrap peers and have nothing running with this node (a sync session, a
+/// blob), oldest first, once they are [`CONNECTION_GRACE_MS`] old. Connections
+/// peers dialled are theirs to close (they may be redialling a bootstrap peer). Kademlia's queries
+/// connect to many peers (at 100 nodes, to every one), and those connections
+/// would otherwise stay until the idle timeout: about 110 KiB of memory each,
+/// pings, and a sync session each time one opens.
+pub const CONNECTED_PEERS_KEPT: usize = 2 * DISCOVERED_PEERS_TARGET;
+/// A connection younger than this is not closed for being one too many (its
+/// Kademlia query, its gossipsub graft may be under way).
+pub const CONNECTION_GRACE_MS: u64 = 10_000;
+/// How often Kademlia re-bootstraps while the node has fewer than
+/// [`DISCOVERED_PEERS_TARGET`] peers.
 pub const KAD_BOOTSTRAP_INTERVAL_MS: u64 = 60_000;
 /// Sync sessions finished and kept for the status view.
 pub const SYNC_HISTORY_LEN: usize = 32;
 /// Gossip records being verified and stored at once; beyond this, new ones are
 /// ignored (not penalised) and arrive later through sync.
 pub const GOSSIP_VALIDATIONS_MAX: usize = 256;
+/// Gossipsub's heartbeat (mesh maintenance, IHAVE gossip).
+pub const GOSSIP_HEARTBEAT_MS: u64 = 700;
+/// The first heartbeat after start (gossipsub's default is 5 s, which delays
+/// the first mesh of a node that has just connected).
+pub const GOSSIP_HEARTBEAT_INITIAL_DELAY_MS: u64 = 5_000;
 /// Score penalty weight for one invalid record delivered on gossip.
 pub const INVALID_RECORD_SCORE_WEIGHT: f64 = -100.0;
 
@@ -117,13 +136,41 @@ const IDENTIFY_PROTOCOL: &str = "/medmesh/id/1";
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
     limits: connection_limits::Behaviour,
-    pub(crate) gossipsub: gossipsub::Behaviour,
+    pub(crate) gossipsub: gossipsub::Behaviour<CountCopies>,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
     identify: identify::Behaviour,
     sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
     blobs: request_response::cbor::Behaviour<BlobRequest, BlobResponse>,
     ping: ping::Behaviour,
     pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+}
+
+/// Gossipsub's data transform, which leaves messages as they are and counts
+/// every copy received (it runs before the duplicate filter), so that duplicate
+/// deliveries are counted exactly (`medmesh_gossip_copies_received_total`).
+pub(crate) struct CountCopies(Arc<AtomicU64>);
+
+impl gossipsub::DataTransform for CountCopies {
+    fn inbound_transform(
+        &self,
+        raw: gossipsub::RawMessage,
+    ) -> Result<gossipsub::Message, std::io::Error> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(gossipsub::Message {
+            source: raw.source,
+            data: raw.data,
+            sequence_number: raw.sequence_number,
+            topic: raw.topic,
+        })
+    }
+
+    fn outbound_transform(
+        &self,
+        _topic: &gossipsub::TopicHash,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, std::io::Error> {
+        Ok(data)
+    }
 }
 
 /// The gossip topic of a network.
@@ -134,12 +181,14 @@ pub(crate) fn topic(network: &protocol::NetworkId) -> IdentTopic {
 pub(crate) fn build_behaviour(
     key: &libp2p::identity::Keypair,
     network: &protocol::NetworkId,
-    ping: ping::Config,
-    sync_timeout: Duration,
-    blob_timeout: Duration,
-    tuning: GossipTuning,
+    node: &crate::NodeConfig,
+    copies: Arc<AtomicU64>,
 ) -> Result<Behaviour, String> {
     let peer_id = key.public().to_peer_id();
+    let tuning = node.gossip;
+    // Every timer below is `time_dilation` times longer (1 on a real node).
+    let k = node.time_dilation.max(1);
+    let ms = |ms: u64| Duration::from_millis(ms) * k;
     let outbound_min = 2.min(tuning.mesh_n_low as usize).min(tuning.mesh_n as usize / 2);
     let config = gossipsub::ConfigBuilder::default()
         .mesh_n(tuning.mesh_n as usize)
@@ -152,17 +201,32 @@ pub(crate) fn build_behaviour(
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
         .max_transmit_size(GOSSIP_MESSAGE_BYTES_MAX)
-        .heartbeat_interval(Duration::from_millis(700))
+        .heartbeat_interval(ms(GOSSIP_HEARTBEAT_MS))
+        .heartbeat_initial_delay(ms(GOSSIP_HEARTBEAT_INITIAL_DELAY_MS))
+        .fanout_ttl(ms(60_000))
+        .duplicate_cache_time(ms(60_000))
+        .prune_backoff(ms(60_000))
+        .unsubscribe_backoff(ms(10_000))
+        .graft_flood_threshold(ms(10_000))
+        .iwant_followup_time(ms(3_000))
+        .publish_queue_duration(ms(5_000))
+        .forward_queue_duration(ms(1_000))
         .message_id_fn(|m: &gossipsub::Message| {
             MessageId::from(Hash32::of(&m.data).as_bytes().to_vec())
         })
         .build()
         .map_err(|e| e.to_string())?;
-    let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config)?;
+    let mut gossipsub = gossipsub::Behaviour::new_with_transform(
+        MessageAuthenticity::Anonymous,
+        config,
+        CountCopies(copies),
+    )?;
     let params = gossipsub::PeerScoreParams {
         // Many honest nodes share an address on loopback, in a hospital behind one
         // NAT, or in a lab; co-location says nothing about honesty here.
         ip_colocation_factor_weight: 0.0,
+        decay_interval: ms(1_000),
+        retain_score: ms(3_600_000),
         ..Default::default()
     };
     gossipsub.with_peer_score(params, gossipsub::PeerScoreThresholds::default())?;
@@ -170,7 +234,7 @@ pub(crate) fn build_behaviour(
     let topic_params = gossipsub::TopicScoreParams {
         topic_weight: 1.0,
         time_in_mesh_weight: 0.01,
-        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_quantum: ms(1_000),
         time_in_mesh_cap: 10.0,
         first_message_deliveries_weight: 1.0,
         first_message_deliveries_decay: 0.5,
@@ -185,20 +249,25 @@ pub(crate) fn build_behaviour(
     gossipsub.set_topic_params(t.clone(), topic_params)?;
     gossipsub.subscribe(&t).map_err(|e| e.to_string())?;
 
-    let mut kad = kad::Behaviour::with_config(
-        peer_id,
-        kad::store::MemoryStore::new(peer_id),
-        kad::Config::new(StreamProtocol::new(KAD_PROTOCOL)),
-    );
+    let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+    kad_config.set_query_timeout(ms(60_000));
+    // No periodic bootstrap of Kademlia's own: the swarm task bootstraps on its
+    // tick while the node has fewer than DISCOVERED_PEERS_TARGET peers. A
+    // bootstrap refreshes every bucket and so connects to a few peers per
+    // bucket (at 100 nodes, to all of them), which a settled node does not need.
+    kad_config.set_periodic_bootstrap_interval(None);
+    let mut kad =
+        kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
     kad.set_mode(Some(kad::Mode::Server));
-    let identify =
-        identify::Behaviour::new(identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()));
+    let identify = identify::Behaviour::new(
+        identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()).with_interval(ms(300_000)),
+    );
     let sync = request_response::cbor::Behaviour::new(
         [
             (StreamProtocol::new(crate::sync::PROTOCOL), ProtocolSupport::Full),
             (StreamProtocol::new(crate::sync::PROTOCOL_V2), ProtocolSupport::Full),
         ],
-        request_response::Config::default().with_request_timeout(sync_timeout),
+        request_response::Config::default().with_request_timeout(node.sync_request_timeout * k),
     );
     let blobs = request_response::Behaviour::with_codec(
         request_response::cbor::codec::Codec::default()
@@ -206,7 +275,7 @@ pub(crate) fn build_behaviour(
             .set_response_size_maximum(crate::blobs::BLOB_RESPONSE_BYTES_MAX),
         [(StreamProtocol::new(crate::blobs::PROTOCOL), ProtocolSupport::Full)],
         request_response::Config::default()
-            .with_request_timeout(blob_timeout)
+            .with_request_timeout(node.blob_request_timeout * k)
             .with_max_concurrent_streams(crate::blobs::FETCH_PEERS_MAX * 8),
     );
     let limits = connection_limits::Behaviour::new(
@@ -222,7 +291,11 @@ pub(crate) fn build_behaviour(
         identify,
         sync,
         blobs,
-        ping: ping::Behaviour::new(ping),
+        ping: ping::Behaviour::new(
+            ping::Config::new()
+                .with_interval(node.ping_interval * k)
+                .with_timeout(node.ping_timeout * k),
+        ),
         blocked: Default::default(),
     })
 }
@@ -400,6 +473,11 @@ pub(crate) struct EventLoop {
     addresses: HashMap<PeerId, HashSet<Multiaddr>>,
     listen: Vec<Multiaddr>,
     sync_interval: Duration,
+    /// [`crate::NodeConfig::time_dilation`]: the ticks below are this much longer.
+    time_dilation: u32,
+    /// When each connected peer's first connection was established, and
+    /// whether this node dialled it.
+    connected_since: HashMap<PeerId, (Instant, bool)>,
     next_peer: usize,
     /// Held-back gossip records already answered with a catch-up sync.
     held_seen: u64,
@@ -431,6 +509,7 @@ impl EventLoop {
         shutdown: oneshot::Receiver<()>,
         listen: Vec<Multiaddr>,
         sync_interval: Duration,
+        time_dilation: u32,
         peers: crate::peers::Peers,
         blobs: Arc<Blobs>,
     ) -> Self {
@@ -463,6 +542,8 @@ impl EventLoop {
             addresses: HashMap::new(),
             listen,
             sync_interval,
+            time_dilation: time_dilation.max(1),
+            connected_since: HashMap::new(),
             next_peer: 0,
             held_seen: 0,
             status: SyncStatus::default(),
@@ -485,10 +566,12 @@ impl EventLoop {
     pub(crate) async fn run(mut self) {
         let mut sync_tick = tokio::time::interval(self.sync_interval);
         sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut kad_tick = tokio::time::interval(Duration::from_millis(KAD_BOOTSTRAP_INTERVAL_MS));
+        let k = self.time_dilation;
+        let mut kad_tick =
+            tokio::time::interval(Duration::from_millis(KAD_BOOTSTRAP_INTERVAL_MS) * k);
         kad_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut maintenance_tick =
-            tokio::time::interval(Duration::from_millis(crate::peers::MAINTENANCE_INTERVAL_MS));
+            tokio::time::interval(Duration::from_millis(crate::peers::MAINTENANCE_INTERVAL_MS) * k);
         maintenance_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut at_start = true;
         loop {
@@ -518,7 +601,9 @@ impl EventLoop {
                     self.periodic_sync();
                 }
                 _ = kad_tick.tick() => {
-                    if self.peers.has_seeds() {
+                    if self.peers.has_seeds()
+                        && self.swarm.connected_peers().count() < DISCOVERED_PEERS_TARGET
+                    {
                         let _ = self.swarm.behaviour_mut().kad.bootstrap();
                     }
                 }
@@ -546,6 +631,41 @@ impl EventLoop {
         if held > self.held_seen && self.catch_up() {
             self.held_seen = held;
         }
+        self.trim_connections(now);
+    }
+
+    /// Close the connections of peers beyond [`CONNECTED_PEERS_KEPT`] that this
+    /// node does not need (see there); returns how many peers it disconnected.
+    fn trim_connections(&mut self, now: Instant) -> usize {
+        let connected = self.swarm.connected_peers().count();
+        if connected <= CONNECTED_PEERS_KEPT {
+            return 0;
+        }
+        let grace = Duration::from_millis(CONNECTION_GRACE_MS) * self.time_dilation;
+        let mesh: HashSet<PeerId> =
+            self.swarm.behaviour().gossipsub.mesh_peers(&self.topic.hash()).copied().collect();
+        let mut spare: Vec<(Instant, PeerId)> = self
+            .connected_since
+            .iter()
+            .filter(|(p, (since, dialled))| {
+                *dialled
+                    && now.saturating_duration_since(*since) >= grace
+                    && !mesh.contains(*p)
+                    && !self.peers.is_bootstrap(p)
+                    && !self.sessions.contains_key(*p)
+                    && !self.blob_serving.contains_key(*p)
+            })
+            .map(|(p, (since, _))| (*since, *p))
+            .collect();
+        spare.sort();
+        let mut closed = 0;
+        for (_, peer) in spare.into_iter().take(connected - CONNECTED_PEERS_KEPT) {
+            debug!(%peer, "closing a connection beyond the peers kept");
+            if self.swarm.disconnect_peer_id(peer).is_ok() {
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Start a sync for held-back gossip records: with the peer that sent the
@@ -686,12 +806,14 @@ impl EventLoop {
                     self.addresses.entry(peer_id).or_default();
                 }
                 if num_established.get() == 1 {
+                    self.connected_since.insert(peer_id, (Instant::now(), endpoint.is_dialer()));
                     self.start_sync(peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 debug!(peer = %peer_id, "disconnected");
                 self.addresses.remove(&peer_id);
+                self.connected_since.remove(&peer_id);
                 if let Some(s) = self.sessions.remove(&peer_id) {
                     self.finish(peer_id, s, Some("peer disconnected".into()));
                 }
@@ -809,7 +931,14 @@ impl EventLoop {
         let tx = self.verdict_tx.clone();
         tokio::spawn(async move {
             let verdict = tokio::task::spawn_blocking(move || {
-                verify_and_store(&shared, &limit, &join_forward, &data, &from)
+                let t = Instant::now();
+                let verdict = verify_and_store(&shared, &limit, &join_forward, &data, &from);
+                let nanos = t.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+                shared
+                    .counters
+                    .gossip_validation_nanos
+                    .fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+                verdict
             })
             .await
             .unwrap_or(MessageAcceptance::Ignore);
@@ -1379,11 +1508,8 @@ mod tests {
         let swarm = crate::node::build_swarm(
             key,
             &shared.network,
-            ping::Config::new(),
-            Duration::from_millis(SYNC_REQUEST_TIMEOUT_MS),
-            Duration::from_millis(crate::blobs::BLOB_REQUEST_TIMEOUT_MS),
-            None,
-            GossipTuning::default(),
+            &crate::NodeConfig::new(dir),
+            shared.counters.gossip_copies.clone(),
         )
         .unwrap();
         let blobs = Arc::new(crate::blobs::Blobs::new(
@@ -1401,6 +1527,7 @@ mod tests {
             stop_rx,
             Vec::new(),
             Duration::from_secs(3600),
+            1,
             crate::peers::Peers::new(book, &[]),
             blobs,
         )

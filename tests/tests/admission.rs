@@ -226,6 +226,16 @@ async fn metrics_count_records_gossip_refusals_and_admission_for_operators() {
             >= w.records.len() as f64,
         "every record came by gossip or sync: {text}"
     );
+    // Every record gossip handed over came as a copy, counted before the
+    // duplicate filter: the copies are at least the records, by verdict.
+    let verdicts: f64 = ["accept", "ignore", "reject"]
+        .iter()
+        .map(|v| m[&format!("medmesh_gossip_received_total{{verdict=\"{v}\"}}")])
+        .sum();
+    assert!(m["medmesh_gossip_copies_received_total"] >= verdicts, "{text}");
+    if m["medmesh_gossip_received_total{verdict=\"accept\"}"] > 0.0 {
+        assert!(m["medmesh_gossip_validation_seconds_total"] > 0.0, "{text}");
+    }
     assert_eq!(m["medmesh_refusals_total{reason=\"not_admitted\"}"], 1.0, "{text}");
     assert!(m["medmesh_store_file_bytes"] > 0.0 && m["medmesh_store_record_bytes"] > 0.0);
     assert!(m["medmesh_admitted_keys"] >= 10.0, "{text}");
