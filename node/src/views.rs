@@ -18,7 +18,7 @@
 //! an index holds stops after examining [`VIEW_SCAN_MAX`] entries and returns a
 //! shorter page with a `next` cursor, so no single request walks the state.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use protocol::fold::{AssociationView, BenchmarkView, ContainerView, DatasetView, Status};
@@ -665,6 +665,36 @@ fn dataset_name(d: &DatasetView) -> &str {
     d.dataset.public_details.as_ref().map_or("", |x| x.name.as_str())
 }
 
+/// One page of the records of `map` among `candidates` (positions in `ids`, the
+/// map's keys in order) whose id starts with `q` or whose public name contains
+/// it, in any case. An empty `q` matches nothing.
+fn search<'a, V>(
+    map: &'a BTreeMap<RecordId, V>,
+    ids: &[RecordId],
+    candidates: Candidates<'_>,
+    q: &str,
+    after: Option<&str>,
+    limit: u32,
+    name: impl Fn(&V) -> &str,
+) -> Result<Page<&'a V>, ViewError> {
+    let after = parse_id_cursor(after)?;
+    let q = q.trim().to_lowercase();
+    let page = walk(
+        candidates,
+        |p| (ids[p as usize], &map[&ids[p as usize]]),
+        |(id, _): &(RecordId, &V)| *id,
+        after.as_ref(),
+        limit,
+        |(id, v)| {
+            !q.is_empty()
+                && (id.to_hex().starts_with(&q)
+                    || (!name(v).is_empty() && contains_ci(name(v), &q)))
+        },
+        |id| id.to_hex(),
+    );
+    Ok(Page { items: page.items.into_iter().map(|(_, v)| v).collect(), next: page.next })
+}
+
 impl Views {
     fn lookups(&self) -> &Lookups {
         self.lookups.get_or_init(|| {
@@ -872,19 +902,10 @@ impl Views {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Page<&BenchmarkView>, ViewError> {
-        let after = parse_id_cursor(after)?;
-        let q = q.trim().to_lowercase();
-        let benchmarks = &self.state.benchmarks;
-        let ids = &self.benchmark_ids;
-        Ok(walk(
-            Candidates::Range(0, ids.len() as u32),
-            |p| &benchmarks[&ids[p as usize]],
-            |b: &&BenchmarkView| b.id,
-            after.as_ref(),
-            limit,
-            |b| b.id.to_hex().starts_with(&q) || contains_ci(&b.benchmark.name, &q),
-            |id| id.to_hex(),
-        ))
+        let all = Candidates::Range(0, self.benchmark_ids.len() as u32);
+        search(&self.state.benchmarks, &self.benchmark_ids, all, q, after, limit, |b| {
+            &b.benchmark.name
+        })
     }
 
     /// Containers whose name contains `q` (any case) or whose id starts with it.
@@ -894,19 +915,10 @@ impl Views {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Page<&ContainerView>, ViewError> {
-        let after = parse_id_cursor(after)?;
-        let q = q.trim().to_lowercase();
-        let containers = &self.state.containers;
-        let ids = &self.container_ids;
-        Ok(walk(
-            Candidates::Range(0, ids.len() as u32),
-            |p| &containers[&ids[p as usize]],
-            |c: &&ContainerView| c.id,
-            after.as_ref(),
-            limit,
-            |c| c.id.to_hex().starts_with(&q) || contains_ci(&c.container.name, &q),
-            |id| id.to_hex(),
-        ))
+        let all = Candidates::Range(0, self.container_ids.len() as u32);
+        search(&self.state.containers, &self.container_ids, all, q, after, limit, |c| {
+            &c.container.name
+        })
     }
 
     /// Datasets (of one benchmark) whose public name contains `q` (any case) or
@@ -919,8 +931,6 @@ impl Views {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Page<&DatasetView>, ViewError> {
-        let after = parse_id_cursor(after)?;
-        let q = q.trim().to_lowercase();
         let empty: &[u32] = &[];
         let candidates = match benchmark {
             Some(b) => {
@@ -928,20 +938,7 @@ impl Views {
             }
             None => Candidates::Range(0, self.dataset_ids.len() as u32),
         };
-        let datasets = &self.state.datasets;
-        let ids = &self.dataset_ids;
-        Ok(walk(
-            candidates,
-            |p| &datasets[&ids[p as usize]],
-            |d: &&DatasetView| d.id,
-            after.as_ref(),
-            limit,
-            |d| {
-                (!q.is_empty() && d.id.to_hex().starts_with(&q))
-                    || (!dataset_name(d).is_empty() && contains_ci(dataset_name(d), &q))
-            },
-            |id| id.to_hex(),
-        ))
+        search(&self.state.datasets, &self.dataset_ids, candidates, q, after, limit, dataset_name)
     }
 
     /// One page of a benchmark's leaderboard cells, or `None` while nothing is
