@@ -135,14 +135,19 @@ const IDENTIFY_PROTOCOL: &str = "/medmesh/id/1";
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    // The two that may deny a connection come first: the derived behaviour asks
+    // its fields in order, and one asked before a denial has already recorded
+    // the connection and never hears that it closed (request-response then
+    // keeps a stale entry and, in debug builds, asserts when the peer's last
+    // real connection closes: the 30-node smoke's partition hit it).
     limits: connection_limits::Behaviour,
+    pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub(crate) gossipsub: gossipsub::Behaviour<CountCopies>,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
     identify: identify::Behaviour,
     sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
     blobs: request_response::cbor::Behaviour<BlobRequest, BlobResponse>,
     ping: ping::Behaviour,
-    pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
 }
 
 /// Gossipsub's data transform, which leaves messages as they are and counts
